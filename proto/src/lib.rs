@@ -1,0 +1,33 @@
+//! The protocol of the migrating chat (`relay.v1`, `chat.v1`) and the few
+//! rules and server pieces that the relay and the nodes share.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod rules;
+pub mod serve;
+
+/// Generated protobuf and gRPC code.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    /// `relay.v1`: the entry point that knows who hosts the chat.
+    pub mod relay {
+        tonic::include_proto!("relay.v1");
+    }
+    /// `chat.v1`: the chat server every node carries, and private messages.
+    pub mod chat {
+        tonic::include_proto!("chat.v1");
+    }
+}
+
+/// Encoded file descriptor set of every proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+
+/// Metadata key under which a dormant ChatService names the current host.
+pub const HOST_ADDRESS_METADATA: &str = "x-chat-host";
+/// Metadata key under which a dormant ChatService names the current epoch.
+pub const HOST_EPOCH_METADATA: &str = "x-chat-epoch";
+
+/// Parses a duration such as `30s`, `250ms` or `1m 30s` (for clap).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| e.to_string())
+}

@@ -1,0 +1,64 @@
+//! The inspection services every server carries: `grpc.health.v1` and gRPC
+//! reflection, both v1 and v1alpha (older grpcurl builds ask for v1alpha).
+
+use tonic::service::RoutesBuilder;
+
+/// Health reporter handle, to flip a service between SERVING and NOT_SERVING.
+pub use tonic_health::server::HealthReporter;
+pub use tonic_health::ServingStatus;
+
+/// Adds health and both reflection versions to `routes`; returns the health
+/// reporter so the caller can set each service's status.
+pub fn add_inspection(
+    routes: &mut RoutesBuilder,
+) -> Result<HealthReporter, tonic_reflection::server::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    routes.add_service(health);
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    routes.add_service(v1);
+    routes.add_service(v1alpha);
+    Ok(reporter)
+}
+
+/// Error building the reflection service.
+pub use tonic_reflection::server::Error as ReflectionError;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,45 @@
+//! Command line and environment configuration of the relay.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// relay-svc: the stable entry point of the migrating chat. It only knows the
+/// member nodes and which of them hosts the chat right now; it never carries
+/// chat messages.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "relay-svc", version)]
+pub struct RelayConfig {
+    /// Address to listen on.
+    #[arg(long, env = "RELAY_LISTEN", default_value = "0.0.0.0:5000")]
+    pub listen: SocketAddr,
+
+    /// Number of members needed to activate the chat (messages sent before
+    /// are held and shown at activation).
+    #[arg(short = 'N', long, env = "RELAY_MIN_USERS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_users: u32,
+
+    /// How often the host role moves to another member, e.g. `30s`, `250ms`.
+    #[arg(long, env = "RELAY_MIGRATION_INTERVAL", default_value = "30s",
+          value_parser = chat_proto::parse_duration)]
+    pub migration_interval: Duration,
+
+    /// How long a member whose watch stream closed keeps its name before the
+    /// relay forgets it, e.g. `3s`.
+    #[arg(long, env = "RELAY_MEMBER_GRACE", default_value = "3s",
+          value_parser = chat_proto::parse_duration)]
+    pub member_grace: Duration,
+}
+
+impl RelayConfig {
+    /// A configuration for tests: listen address comes from the caller's listener.
+    pub fn for_tests(min_users: u32, migration_interval: Duration) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            min_users,
+            migration_interval,
+            member_grace: Duration::from_secs(3),
+        }
+    }
+}

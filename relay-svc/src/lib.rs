@@ -1,0 +1,62 @@
+//! relay-svc: the stable entry point of the migrating chat.
+//!
+//! It holds only soft state (registered nodes and the host record) that the
+//! nodes rebuild after a restart, and never carries chat traffic.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod registry;
+pub mod service;
+
+pub use config::RelayConfig;
+
+use chat_proto::pb::relay::relay_service_server::RelayServiceServer;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// How often silent members are looked for.
+const REAP_PERIOD: Duration = Duration::from_millis(500);
+
+/// Errors that stop the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Binding or serving failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] chat_proto::serve::ReflectionError),
+}
+
+/// Serves the relay on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
+    let shared = service::Shared::new(config);
+    let mut routes = tonic::service::RoutesBuilder::default();
+    let health = chat_proto::serve::add_inspection(&mut routes)?;
+    health
+        .set_serving::<RelayServiceServer<service::Relay>>()
+        .await;
+    routes.add_service(RelayServiceServer::new(service::Relay(shared.clone())));
+    let reaper = tokio::spawn(reap_forever(shared));
+    let result = tonic::transport::Server::builder()
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    reaper.abort();
+    Ok(result?)
+}
+
+async fn reap_forever(shared: std::sync::Arc<service::Shared>) {
+    let mut tick = tokio::time::interval(REAP_PERIOD);
+    loop {
+        tick.tick().await;
+        shared.reap();
+    }
+}

@@ -1,0 +1,275 @@
+//! The relay's soft state: registered member nodes and the host record.
+//! Pure and synchronous, so every rule is unit-tested without a network.
+
+use chat_proto::pb::relay::{HostRecord, MemberRecord};
+use chat_proto::rules::{self, RuleError};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Why the registry refused a request. Converted to a gRPC status in one place.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RegistryError {
+    /// The name breaks a naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] RuleError),
+    /// The node gave no address to reach it.
+    #[error("address must be host:port")]
+    InvalidAddress,
+    /// Another connected member holds the name.
+    #[error("name {0:?} is taken by a connected member")]
+    NameTaken(String),
+    /// No such node or member.
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
+    /// The caller's token does not match its node.
+    #[error("session token does not match node {0:?}")]
+    BadToken(String),
+    /// The caller is not the current host.
+    #[error("node {0:?} is not the current host")]
+    NotHost(String),
+    /// Compare-and-set on the epoch failed.
+    #[error("stale epoch {given}: the current epoch is {current}")]
+    StaleEpoch {
+        /// Epoch in the request.
+        given: u64,
+        /// The relay's current epoch.
+        current: u64,
+    },
+    /// No node has registered yet.
+    #[error("no host yet: no node has registered")]
+    NoHost,
+}
+
+impl From<RegistryError> for tonic::Status {
+    fn from(err: RegistryError) -> Self {
+        use tonic::Status;
+        let msg = err.to_string();
+        match err {
+            RegistryError::InvalidName(_) | RegistryError::InvalidAddress => {
+                Status::invalid_argument(msg)
+            }
+            RegistryError::NameTaken(_) => Status::already_exists(msg),
+            RegistryError::UnknownNode(_) => Status::not_found(msg),
+            RegistryError::BadToken(_) | RegistryError::NotHost(_) => {
+                Status::permission_denied(msg)
+            }
+            RegistryError::StaleEpoch { .. } => Status::failed_precondition(msg),
+            RegistryError::NoHost => Status::unavailable(msg),
+        }
+    }
+}
+
+/// A registration request, as the registry needs it.
+#[derive(Debug, Clone, Default)]
+pub struct Registration {
+    /// Chat name.
+    pub name: String,
+    /// Where the node's servers listen.
+    pub address: String,
+    /// Token of an earlier registration (`node_id.secret`), or empty.
+    pub session_token: String,
+    /// Highest epoch the node has seen.
+    pub known_epoch: u64,
+    /// Epoch the node hosts right now, or 0.
+    pub hosting_epoch: u64,
+}
+
+/// A registered node and its credentials.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Public record.
+    pub record: MemberRecord,
+    /// Secret of this registration.
+    pub session_token: String,
+    watchers: u32,
+    last_seen: Instant,
+}
+
+/// Members and the host record.
+#[derive(Debug, Default)]
+pub struct Registry {
+    members: HashMap<String, Member>,
+    host: Option<HostRecord>,
+    highest_epoch: u64,
+}
+
+impl Registry {
+    /// The current host record, if any node has registered.
+    pub fn host(&self) -> Option<&HostRecord> {
+        self.host.as_ref()
+    }
+
+    /// Registers (or re-registers) a node; returns it and the host record.
+    pub fn register(
+        &mut self,
+        reg: Registration,
+        now: Instant,
+    ) -> Result<(Member, HostRecord), RegistryError> {
+        rules::validate_name(&reg.name)?;
+        if !reg.address.contains(':') {
+            return Err(RegistryError::InvalidAddress);
+        }
+        let (node_id, token) = self.identity_for(&reg)?;
+        let member = Member {
+            record: MemberRecord {
+                node_id: node_id.clone(),
+                name: reg.name,
+                address: reg.address,
+            },
+            session_token: token,
+            watchers: 0,
+            last_seen: now,
+        };
+        self.members.insert(node_id.clone(), member.clone());
+        self.highest_epoch = self.highest_epoch.max(reg.known_epoch);
+        let host = self.settle_host(&member.record, reg.hosting_epoch);
+        Ok((member, host))
+    }
+
+    /// Keeps the node id of a known token (or one issued by an earlier relay
+    /// process), or issues a new identity; refuses a name held by another node.
+    fn identity_for(&self, reg: &Registration) -> Result<(String, String), RegistryError> {
+        let claimed = reg
+            .session_token
+            .split_once('.')
+            .map(|(id, _)| id.to_string());
+        if let Some(holder) = self.members.values().find(|m| m.record.name == reg.name) {
+            if claimed.as_deref() != Some(holder.record.node_id.as_str())
+                || holder.session_token != reg.session_token
+            {
+                return Err(RegistryError::NameTaken(reg.name.clone()));
+            }
+        }
+        match claimed {
+            Some(node_id) => match self.members.get(&node_id) {
+                Some(m) if m.session_token != reg.session_token => {
+                    Err(RegistryError::BadToken(node_id))
+                }
+                _ => Ok((node_id, reg.session_token.clone())),
+            },
+            None => {
+                let node_id = uuid::Uuid::new_v4().simple().to_string();
+                let token = format!("{node_id}.{}", uuid::Uuid::new_v4().simple());
+                Ok((node_id, token))
+            }
+        }
+    }
+
+    /// Makes the registrant host when there is none, or when it re-asserts a
+    /// newer epoch than the relay knows (after a relay restart).
+    fn settle_host(&mut self, member: &MemberRecord, hosting_epoch: u64) -> HostRecord {
+        let current = self.host.as_ref().map_or(0, |h| h.epoch);
+        let host_is_me = self
+            .host
+            .as_ref()
+            .is_some_and(|h| h.node_id == member.node_id);
+        if hosting_epoch > current || (hosting_epoch == current && host_is_me) {
+            self.set_host(hosting_epoch, member);
+        } else if self.host.is_none() {
+            self.set_host(self.highest_epoch + 1, member);
+        }
+        self.host.clone().unwrap_or_default()
+    }
+
+    fn set_host(&mut self, epoch: u64, member: &MemberRecord) {
+        self.highest_epoch = self.highest_epoch.max(epoch);
+        self.host = Some(HostRecord {
+            epoch,
+            node_id: member.node_id.clone(),
+            address: member.address.clone(),
+            name: member.name.clone(),
+        });
+    }
+
+    /// Checks that `token` belongs to `node_id`.
+    pub fn authenticate(&self, node_id: &str, token: &str) -> Result<&Member, RegistryError> {
+        let member = self
+            .members
+            .get(node_id)
+            .ok_or_else(|| RegistryError::UnknownNode(node_id.to_string()))?;
+        if member.session_token != token {
+            return Err(RegistryError::BadToken(node_id.to_string()));
+        }
+        Ok(member)
+    }
+
+    /// Compare-and-set of the host pointer from `from_epoch` to `to_node_id`.
+    pub fn report_migration(
+        &mut self,
+        caller: &str,
+        token: &str,
+        from_epoch: u64,
+        to_node_id: &str,
+    ) -> Result<HostRecord, RegistryError> {
+        self.authenticate(caller, token)?;
+        let host = self.host.as_ref().ok_or(RegistryError::NoHost)?;
+        if host.epoch != from_epoch {
+            return Err(RegistryError::StaleEpoch {
+                given: from_epoch,
+                current: host.epoch,
+            });
+        }
+        if host.node_id != caller {
+            return Err(RegistryError::NotHost(caller.to_string()));
+        }
+        let target = self
+            .members
+            .get(to_node_id)
+            .ok_or_else(|| RegistryError::UnknownNode(to_node_id.to_string()))?
+            .record
+            .clone();
+        self.set_host(from_epoch + 1, &target);
+        Ok(self.host.clone().unwrap_or_default())
+    }
+
+    /// Removes a node that leaves for good.
+    pub fn unregister(&mut self, node_id: &str, token: &str) -> Result<(), RegistryError> {
+        self.authenticate(node_id, token)?;
+        self.members.remove(node_id);
+        Ok(())
+    }
+
+    /// Finds a registered member by name.
+    pub fn lookup(&self, name: &str) -> Option<&MemberRecord> {
+        self.members
+            .values()
+            .map(|m| &m.record)
+            .find(|r| r.name == name)
+    }
+
+    /// A node opened its watch stream: it is alive while the stream is open.
+    pub fn watch_started(&mut self, node_id: &str, token: &str) -> Result<(), RegistryError> {
+        self.authenticate(node_id, token)?;
+        if let Some(m) = self.members.get_mut(node_id) {
+            m.watchers += 1;
+        }
+        Ok(())
+    }
+
+    /// A node's watch stream closed.
+    pub fn watch_ended(&mut self, node_id: &str, now: Instant) {
+        if let Some(m) = self.members.get_mut(node_id) {
+            m.watchers = m.watchers.saturating_sub(1);
+            m.last_seen = now;
+        }
+    }
+
+    /// Forgets members with no open watch stream for longer than `grace`,
+    /// freeing their names. Returns the names removed.
+    pub fn reap(&mut self, now: Instant, grace: Duration) -> Vec<String> {
+        let dead: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.watchers == 0 && now.duration_since(m.last_seen) > grace)
+            .map(|m| m.record.node_id.clone())
+            .collect();
+        dead.iter()
+            .filter_map(|id| self.members.remove(id))
+            .map(|m| m.record.name)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

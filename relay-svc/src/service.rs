@@ -1,0 +1,172 @@
+//! `relay.v1.RelayService` over the registry.
+
+use crate::config::RelayConfig;
+use crate::registry::{Registration, Registry, RegistryError};
+use chat_proto::pb::relay::relay_service_server::RelayService;
+use chat_proto::pb::relay::*;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// State shared by the handlers. The mutex is never held across an `.await`.
+pub struct Shared {
+    registry: Mutex<Registry>,
+    host_tx: watch::Sender<Option<HostRecord>>,
+    config: RelayConfig,
+}
+
+impl Shared {
+    /// Empty registry under `config`.
+    pub fn new(config: RelayConfig) -> Arc<Self> {
+        Arc::new(Self {
+            registry: Mutex::new(Registry::default()),
+            host_tx: watch::channel(None).0,
+            config,
+        })
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the registry half
+        // updated (every method validates before mutating), so go on.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the registry and publishes the host record if it changed.
+    fn update<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut registry = self.registry();
+        let out = f(&mut registry);
+        let host = registry.host().cloned();
+        drop(registry);
+        self.host_tx.send_if_modified(|cur| {
+            let changed = *cur != host;
+            *cur = host;
+            changed
+        });
+        out
+    }
+
+    /// Forgets members silent for longer than the grace period.
+    pub fn reap(&self) {
+        let grace = self.config.member_grace;
+        let gone = self.update(|r| r.reap(Instant::now(), grace));
+        for name in gone {
+            tracing::info!(%name, "member forgotten after its watch stream closed");
+        }
+    }
+}
+
+/// The gRPC service.
+pub struct Relay(pub Arc<Shared>);
+
+type WatchStream = ReceiverStream<Result<HostRecord, Status>>;
+
+#[tonic::async_trait]
+impl RelayService for Relay {
+    async fn register(
+        &self,
+        req: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let req = req.into_inner();
+        let reg = Registration {
+            name: req.name,
+            address: req.address,
+            session_token: req.session_token,
+            known_epoch: req.known_epoch,
+            hosting_epoch: req.hosting_epoch,
+        };
+        let (member, host) = self.0.update(|r| r.register(reg, Instant::now()))?;
+        tracing::info!(name = %member.record.name, node = %member.record.node_id,
+                       address = %member.record.address, "registered");
+        Ok(Response::new(RegisterResponse {
+            node_id: member.record.node_id,
+            session_token: member.session_token,
+            host: Some(host),
+            min_users: self.0.config.min_users,
+            migration_interval_ms: self.0.config.migration_interval.as_millis() as u64,
+        }))
+    }
+
+    async fn current_host(
+        &self,
+        _req: Request<CurrentHostRequest>,
+    ) -> Result<Response<HostRecord>, Status> {
+        let host = self.0.registry().host().cloned();
+        Ok(Response::new(host.ok_or(RegistryError::NoHost)?))
+    }
+
+    async fn report_migration(
+        &self,
+        req: Request<ReportMigrationRequest>,
+    ) -> Result<Response<HostRecord>, Status> {
+        let r = req.into_inner();
+        let host = self.0.update(|reg| {
+            reg.report_migration(&r.node_id, &r.session_token, r.from_epoch, &r.to_node_id)
+        });
+        match &host {
+            Ok(h) => tracing::info!(epoch = h.epoch, to = %h.name, "host migrated"),
+            Err(e) => tracing::warn!(error = %e, "migration report refused"),
+        }
+        Ok(Response::new(host?))
+    }
+
+    type WatchHostStream = WatchStream;
+
+    async fn watch_host(
+        &self,
+        req: Request<WatchHostRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let req = req.into_inner();
+        self.0
+            .update(|r| r.watch_started(&req.node_id, &req.session_token))?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(forward_host_changes(self.0.clone(), req.node_id, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn unregister(
+        &self,
+        req: Request<UnregisterRequest>,
+    ) -> Result<Response<UnregisterResponse>, Status> {
+        let req = req.into_inner();
+        self.0
+            .update(|r| r.unregister(&req.node_id, &req.session_token))?;
+        tracing::info!(node = %req.node_id, "unregistered");
+        Ok(Response::new(UnregisterResponse {}))
+    }
+
+    async fn lookup_member(
+        &self,
+        req: Request<LookupMemberRequest>,
+    ) -> Result<Response<MemberRecord>, Status> {
+        let name = req.into_inner().name;
+        let found = self.0.registry().lookup(&name).cloned();
+        found
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("no member named {name:?}")))
+    }
+}
+
+/// Sends the current host and every change until the watcher goes away; the
+/// node counts as alive for as long as this runs.
+async fn forward_host_changes(
+    shared: Arc<Shared>,
+    node_id: String,
+    tx: mpsc::Sender<Result<HostRecord, Status>>,
+) {
+    let mut rx = shared.host_tx.subscribe();
+    loop {
+        let host = rx.borrow_and_update().clone();
+        if let Some(host) = host {
+            if tx.send(Ok(host)).await.is_err() {
+                break;
+            }
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break },
+            _ = tx.closed() => break,
+        }
+    }
+    shared.update(|r| r.watch_ended(&node_id, Instant::now()));
+}
