@@ -95,7 +95,7 @@ fn host_reasserts_epoch_after_relay_restart() {
         ..reg("alice", 1)
     };
     let (a, host) = r.register(hosting, now).unwrap();
-    assert_eq!((host.epoch, host.node_id), (9, a.record.node_id));
+    assert_eq!((host.epoch, &host.node_id), (9, &a.record.node_id));
     assert_eq!(a.record.node_id, "n1");
 }
 

@@ -1,0 +1,114 @@
+//! What the user types: chat text or a `$`/`/` command.
+
+use tokio::sync::oneshot;
+
+/// One thing the user asked for.
+#[derive(Debug)]
+pub enum UserCommand {
+    /// A chat message to everyone.
+    Say(String),
+    /// A private message, node to node.
+    Private {
+        /// Recipient's name.
+        to: String,
+        /// Text.
+        text: String,
+    },
+    /// Wipe the history; activate again at this many members.
+    Reset(u32),
+    /// List members.
+    Who,
+    /// Show the current host.
+    Host,
+    /// List commands.
+    Help,
+    /// Leave the chat; the sender (if any) is told when the goodbye is done.
+    Exit(Option<oneshot::Sender<()>>),
+}
+
+/// The help text shown by `/help`.
+pub const HELP: &str = "\
+commands:
+  TEXT                     send TEXT to everyone
+  $private USER MSG        private message to USER, node to node (alias /msg)
+  /who                     list members
+  /host                    show the current host and epoch
+  $reset -N                wipe the history; the chat activates again at N members (alias /reset N)
+  $exit                    leave the chat (alias /quit)
+  /help                    this list";
+
+/// Parses one input line. `Ok(None)` for a blank line; `Err` explains a
+/// malformed or unknown command.
+pub fn parse_line(line: &str) -> Result<Option<UserCommand>, String> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(rest) = line.strip_prefix('$').or_else(|| line.strip_prefix('/')) else {
+        return Ok(Some(UserCommand::Say(line.to_string())));
+    };
+    let (word, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let args = args.trim();
+    let cmd = match word {
+        "private" | "msg" => parse_private(args)?,
+        "exit" | "quit" => UserCommand::Exit(None),
+        "reset" => parse_reset(args)?,
+        "who" => UserCommand::Who,
+        "host" => UserCommand::Host,
+        "help" => UserCommand::Help,
+        _ => return Err(format!("unknown command {:?}; /help lists the commands", &line[..word.len() + 1])),
+    };
+    Ok(Some(cmd))
+}
+
+fn parse_private(args: &str) -> Result<UserCommand, String> {
+    let (to, text) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+    if to.is_empty() || text.trim().is_empty() {
+        return Err("usage: $private USER MESSAGE (the message must not be empty)".into());
+    }
+    Ok(UserCommand::Private {
+        to: to.to_string(),
+        text: text.trim_start().to_string(),
+    })
+}
+
+fn parse_reset(args: &str) -> Result<UserCommand, String> {
+    let n = args.trim_start_matches('-');
+    match n.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(UserCommand::Reset(n)),
+        _ => Err("usage: $reset -N with N at least 1 (for example $reset -3)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> UserCommand {
+        parse_line(line).unwrap().unwrap()
+    }
+
+    #[test]
+    fn text_and_commands() {
+        assert!(matches!(parse("hello there"), UserCommand::Say(t) if t == "hello there"));
+        assert!(parse_line("   ").unwrap().is_none());
+        assert!(matches!(parse("$private bob hi you"), UserCommand::Private { to, text } if to == "bob" && text == "hi you"));
+        assert!(matches!(parse("/msg bob hi"), UserCommand::Private { to, .. } if to == "bob"));
+        assert!(matches!(parse("$exit"), UserCommand::Exit(None)));
+        assert!(matches!(parse("/quit"), UserCommand::Exit(None)));
+        assert!(matches!(parse("$reset -3"), UserCommand::Reset(3)));
+        assert!(matches!(parse("/reset 2"), UserCommand::Reset(2)));
+        assert!(matches!(parse("/who"), UserCommand::Who));
+        assert!(matches!(parse("/host"), UserCommand::Host));
+        assert!(matches!(parse("/help"), UserCommand::Help));
+    }
+
+    #[test]
+    fn malformed_commands_explain_themselves() {
+        assert!(parse_line("$private bob").unwrap_err().contains("usage"));
+        assert!(parse_line("$private").unwrap_err().contains("usage"));
+        assert!(parse_line("$reset -0").unwrap_err().contains("usage"));
+        assert!(parse_line("$reset x").unwrap_err().contains("usage"));
+        assert!(parse_line("/frobnicate now").unwrap_err().contains("unknown command \"/frobnicate\""));
+    }
+}

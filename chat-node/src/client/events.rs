@@ -1,0 +1,120 @@
+//! What the client tells the user. In `--mode json` each event is one JSON
+//! object with a `type` field.
+
+use serde::Serialize;
+
+/// How the client is connected to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    /// In a session with the host.
+    Connected,
+    /// Told by the host to move: reconnecting to the next one.
+    Moving,
+    /// Lost the host: retrying with backoff.
+    Reconnecting,
+}
+
+/// One event for the user interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientEvent {
+    /// A chat message, in sequence order.
+    Message {
+        /// Sequence number given by the host.
+        seq: u64,
+        /// Sender's name.
+        from: String,
+        /// Text.
+        text: String,
+        /// When the host sequenced it.
+        sent_at_unix_ms: i64,
+    },
+    /// A private message to this user, verified to come from `from`.
+    Private {
+        /// Sender's name.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// A private message this user sent was delivered.
+    PrivateSent {
+        /// Recipient's name.
+        to: String,
+        /// Text.
+        text: String,
+    },
+    /// The host acknowledged a message of this user.
+    Ack {
+        /// Client-chosen id.
+        id: String,
+        /// Sequence number.
+        seq: u64,
+    },
+    /// A new host term began.
+    Host {
+        /// Epoch.
+        epoch: u64,
+        /// The host's address.
+        address: String,
+        /// The host's user.
+        name: String,
+    },
+    /// The chat became active; held messages follow.
+    Activated,
+    /// The chat waits for more members before it activates.
+    Waiting {
+        /// Members so far.
+        members: u32,
+        /// Members needed.
+        min_users: u32,
+    },
+    /// A member joined.
+    Joined {
+        /// Name.
+        name: String,
+    },
+    /// A member left.
+    Left {
+        /// Name.
+        name: String,
+    },
+    /// The member list (on `/who` or on change).
+    Members {
+        /// Names, in order.
+        names: Vec<String>,
+        /// Who hosts the chat.
+        host: String,
+    },
+    /// Someone wiped the history.
+    Reset {
+        /// Who.
+        by: String,
+        /// New activation threshold.
+        min_users: u32,
+    },
+    /// The connection to the host changed.
+    Connection {
+        /// New state.
+        state: Connection,
+    },
+    /// Text for the user (help, host details).
+    Info {
+        /// Text.
+        message: String,
+    },
+    /// Something the user asked for failed, or the client lost something.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl ClientEvent {
+    /// An error event.
+    pub fn error(message: impl Into<String>) -> Self {
+        ClientEvent::Error {
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The chat client: follows the host wherever it goes, resumes from the last
+//! sequence number seen, and re-sends unacknowledged messages under the same
+//! id, so nothing is lost or shown twice across migrations.
+
+mod commands;
+mod events;
+mod session;
+
+pub use commands::{parse_line, UserCommand, HELP};
+pub use events::{ClientEvent, Connection};
+
+use crate::backoff::Backoff;
+use crate::node::NodeShared;
+use chat_proto::pb::chat::{Member, SendMessage};
+use chat_proto::rules;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Messages sent but not yet acknowledged, at most.
+pub const MAX_PENDING: usize = 1000;
+
+/// The client's view of the chat.
+#[derive(Debug, Default)]
+struct View {
+    /// Highest sequence number shown.
+    last_seq: u64,
+    /// Sent, not yet acknowledged, in send order.
+    pending: VecDeque<SendMessage>,
+    members: Vec<Member>,
+    activated: bool,
+    /// Epoch last announced to the user.
+    announced_epoch: u64,
+    host_name: String,
+}
+
+/// The client task state.
+struct Client {
+    shared: Arc<NodeShared>,
+    events: mpsc::Sender<ClientEvent>,
+    view: View,
+    backoff: Backoff,
+}
+
+/// How a session with a host ended.
+enum SessionEnd {
+    /// The user left.
+    Exit,
+    /// Go to this address next (host moved, or a dormant node redirected us).
+    Redirect(String),
+    /// The host is unreachable or broke the stream.
+    Lost(String),
+}
+
+/// Runs the client until the user exits or the node stops.
+pub async fn run(
+    shared: Arc<NodeShared>,
+    mut commands: mpsc::Receiver<UserCommand>,
+    events: mpsc::Sender<ClientEvent>,
+    cancel: CancellationToken,
+) {
+    let mut client = Client {
+        shared,
+        events,
+        view: View::default(),
+        backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
+    };
+    let mut next: Option<String> = None;
+    loop {
+        let address = match next.take() {
+            Some(address) => address,
+            None => match client.wait_for_host(&mut commands, &cancel).await {
+                Some(address) => address,
+                None => return,
+            },
+        };
+        match client.session(&address, &mut commands, &cancel).await {
+            SessionEnd::Exit => return,
+            SessionEnd::Redirect(address) => {
+                client.emit(ClientEvent::Connection { state: Connection::Moving }).await;
+                next = Some(address);
+            }
+            SessionEnd::Lost(why) => {
+                tracing::info!(%why, "lost the host; reconnecting");
+                client.emit(ClientEvent::Connection { state: Connection::Reconnecting }).await;
+                let delay = client.backoff.next_delay();
+                if !client.offline(delay, &mut commands, &cancel).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    async fn emit(&self, event: ClientEvent) {
+        // The UI is gone only when the node is shutting down.
+        let _ = self.events.send(event).await;
+    }
+
+    /// Waits until a host is known, handling commands meanwhile. `None`
+    /// when the user exits.
+    async fn wait_for_host(
+        &mut self,
+        commands: &mut mpsc::Receiver<UserCommand>,
+        cancel: &CancellationToken,
+    ) -> Option<String> {
+        let mut host_rx = self.shared.host_watch();
+        loop {
+            if let Some(host) = host_rx.borrow_and_update().clone() {
+                return Some(host.address);
+            }
+            tokio::select! {
+                changed = host_rx.changed() => changed.ok()?,
+                cmd = commands.recv() => if !self.offline_command(cmd?).await { return None },
+                _ = cancel.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Spends `delay` without a host, handling commands; false on exit.
+    async fn offline(
+        &mut self,
+        delay: Duration,
+        commands: &mut mpsc::Receiver<UserCommand>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return true,
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => if !self.offline_command(cmd).await { return false },
+                    None => return false,
+                },
+                _ = cancel.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Handles a command with no session; false on exit.
+    async fn offline_command(&mut self, cmd: UserCommand) -> bool {
+        match cmd {
+            UserCommand::Exit(done) => {
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+                return false;
+            }
+            UserCommand::Say(text) => {
+                // Queued: sent when the next session opens.
+                self.queue(text).await;
+            }
+            UserCommand::Reset(_) => {
+                self.emit(ClientEvent::error("not connected to the host; try again in a moment")).await
+            }
+            other => self.local_command(other).await,
+        }
+        true
+    }
+
+    /// Adds a message to the pending queue; `None` if refused.
+    async fn queue(&mut self, text: String) -> Option<SendMessage> {
+        if let Err(e) = rules::validate_text(&text) {
+            self.emit(ClientEvent::error(e.to_string())).await;
+            return None;
+        }
+        if self.view.pending.len() >= MAX_PENDING {
+            self.emit(ClientEvent::error(format!(
+                "{MAX_PENDING} messages are still waiting for the host; not sent"
+            )))
+            .await;
+            return None;
+        }
+        let msg = SendMessage {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            text,
+        };
+        self.view.pending.push_back(msg.clone());
+        Some(msg)
+    }
+
+    /// Commands that need no host: private messages, /who, /host, /help.
+    async fn local_command(&mut self, cmd: UserCommand) {
+        match cmd {
+            UserCommand::Private { to, text } => self.send_private(to, text),
+            UserCommand::Who => {
+                let names = self.view.members.iter().map(|m| m.name.clone()).collect();
+                let host = self.view.host_name.clone();
+                self.emit(ClientEvent::Members { names, host }).await;
+            }
+            UserCommand::Host => {
+                let message = match self.shared.host_watch().borrow().clone() {
+                    Some(h) => format!("host: {} at {} (epoch {})", h.name, h.address, h.epoch),
+                    None => "no host known yet".to_string(),
+                };
+                self.emit(ClientEvent::Info { message }).await;
+            }
+            UserCommand::Help => self.emit(ClientEvent::Info { message: HELP.to_string() }).await,
+            UserCommand::Say(_) | UserCommand::Reset(_) | UserCommand::Exit(_) => {}
+        }
+    }
+
+    /// Sends a private message straight to the recipient's node.
+    fn send_private(&self, to: String, text: String) {
+        let me = &self.shared.identity;
+        let target = self.view.members.iter().find(|m| m.name == to).cloned();
+        let check = if to == me.name {
+            Err("you cannot send a private message to yourself".to_string())
+        } else if let Err(e) = rules::validate_text(&text) {
+            Err(e.to_string())
+        } else {
+            target.ok_or_else(|| format!("no member named {to:?}; /who lists members"))
+        };
+        let events = self.events.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let result = match check {
+                Ok(target) => crate::peer::send_private(&shared, &target, &text).await,
+                Err(e) => Err(e),
+            };
+            let event = match result {
+                Ok(()) => ClientEvent::PrivateSent { to, text },
+                Err(e) => ClientEvent::error(e),
+            };
+            let _ = events.send(event).await;
+        });
+    }
+}

@@ -1,0 +1,202 @@
+//! One session of the client with one host.
+
+use super::{Client, ClientEvent, Connection, SessionEnd, UserCommand};
+use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
+use chat_proto::pb::chat::*;
+use chat_proto::HOST_ADDRESS_METADATA;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+use tonic::{Code, Status, Streaming};
+
+/// Frames buffered towards the host.
+const OUTBOUND_CAPACITY: usize = 64;
+/// Bound on connecting to a host.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a goodbye may take.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn client_frame(f: client_frame::Frame) -> ClientFrame {
+    ClientFrame { frame: Some(f) }
+}
+
+/// Where a dormant node says the host is, if it said.
+fn redirect_of(status: &Status, tried: &str) -> Option<String> {
+    let address = status.metadata().get(HOST_ADDRESS_METADATA)?.to_str().ok()?;
+    (status.code() == Code::Unavailable && address != tried).then(|| address.to_string())
+}
+
+impl Client {
+    /// Opens a session at `address`, resumes, re-sends what is pending, then
+    /// serves commands and frames until the session ends.
+    pub(super) async fn session(
+        &mut self,
+        address: &str,
+        commands: &mut mpsc::Receiver<UserCommand>,
+        cancel: &CancellationToken,
+    ) -> SessionEnd {
+        let (tx, mut inbound) = match self.open(address).await {
+            Ok(open) => open,
+            Err(end) => return end,
+        };
+        let mut host_rx = self.shared.host_watch();
+        let mut epoch = 0;
+        loop {
+            tokio::select! {
+                frame = inbound.message() => match frame {
+                    Ok(Some(ServerFrame { frame: Some(f) })) => {
+                        if let server_frame::Frame::Welcome(w) = &f {
+                            epoch = w.epoch;
+                        }
+                        if let Some(end) = self.on_frame(f, address).await {
+                            return end;
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => return SessionEnd::Lost("the host closed the session".into()),
+                    Err(status) => return SessionEnd::Lost(status.to_string()),
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(UserCommand::Exit(done)) => {
+                        self.leave(&tx, &mut inbound).await;
+                        if let Some(done) = done {
+                            let _ = done.send(());
+                        }
+                        return SessionEnd::Exit;
+                    }
+                    Some(cmd) => self.online_command(cmd, &tx).await,
+                    None => return SessionEnd::Exit,
+                },
+                changed = host_rx.changed() => {
+                    // The relay fenced this host: follow the newer epoch.
+                    let newer = host_rx.borrow_and_update().clone().filter(|h| h.epoch > epoch && epoch > 0);
+                    if changed.is_err() { return SessionEnd::Exit }
+                    if let Some(host) = newer.filter(|h| h.address != address) {
+                        return SessionEnd::Redirect(host.address);
+                    }
+                }
+                _ = cancel.cancelled() => return SessionEnd::Exit,
+            }
+        }
+    }
+
+    async fn open(
+        &mut self,
+        address: &str,
+    ) -> Result<(mpsc::Sender<ClientFrame>, Streaming<ServerFrame>), SessionEnd> {
+        let lost = |e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{address}: {e}"));
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| lost(&e))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|e| lost(&e))?;
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let me = &self.shared.identity;
+        let hello = Hello {
+            name: me.name.clone(),
+            node_id: me.node_id.clone(),
+            address: me.address.clone(),
+            resume_from_seq: self.view.last_seq,
+        };
+        // Fresh channel: room for the first frame.
+        let _ = tx.try_send(client_frame(client_frame::Frame::Hello(hello)));
+        let response = ChatServiceClient::new(channel)
+            .session(ReceiverStream::new(rx))
+            .await;
+        let inbound = match response {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                return Err(match redirect_of(&status, address) {
+                    Some(next) => SessionEnd::Redirect(next),
+                    None => lost(&status),
+                })
+            }
+        };
+        for msg in self.view.pending.clone() {
+            if tx.send(client_frame(client_frame::Frame::Send(msg))).await.is_err() {
+                return Err(lost(&"stream closed while re-sending"));
+            }
+        }
+        Ok((tx, inbound))
+    }
+
+    /// Applies one frame from the host; `Some` ends the session.
+    async fn on_frame(&mut self, f: server_frame::Frame, address: &str) -> Option<SessionEnd> {
+        use server_frame::Frame;
+        match f {
+            Frame::Welcome(w) => self.welcomed(w, address).await,
+            Frame::Message(m) if m.seq > self.view.last_seq => {
+                self.view.last_seq = m.seq;
+                self.emit(ClientEvent::Message { seq: m.seq, from: m.from, text: m.text, sent_at_unix_ms: m.sent_at_unix_ms }).await;
+            }
+            Frame::Message(_) => {} // already shown
+            Frame::Ack(a) => {
+                self.view.pending.retain(|p| p.id != a.id);
+                self.emit(ClientEvent::Ack { id: a.id, seq: a.seq }).await;
+            }
+            Frame::Members(m) => {
+                self.shared.inbox.set_members(&m.members);
+                self.view.members = m.members;
+            }
+            Frame::Joined(j) => self.emit(ClientEvent::Joined { name: j.name }).await,
+            Frame::Left(l) => self.emit(ClientEvent::Left { name: l.name }).await,
+            Frame::Activated(_) if !self.view.activated => {
+                self.view.activated = true;
+                self.emit(ClientEvent::Activated).await;
+            }
+            Frame::Activated(_) => {}
+            Frame::Reset(r) => {
+                self.view.last_seq = self.view.last_seq.max(r.seq);
+                self.view.activated = false;
+                self.emit(ClientEvent::Reset { by: r.by, min_users: r.min_users }).await;
+            }
+            Frame::Migrate(m) => return Some(SessionEnd::Redirect(m.address)),
+            Frame::Rejected(r) => {
+                if !r.id.is_empty() {
+                    self.view.pending.retain(|p| p.id != r.id);
+                }
+                self.emit(ClientEvent::error(r.reason)).await;
+            }
+        }
+        None
+    }
+
+    async fn welcomed(&mut self, w: Welcome, address: &str) {
+        self.backoff.reset();
+        self.emit(ClientEvent::Connection { state: Connection::Connected }).await;
+        self.view.host_name = w.host_name.clone();
+        if w.epoch > self.view.announced_epoch {
+            self.view.announced_epoch = w.epoch;
+            self.emit(ClientEvent::Host { epoch: w.epoch, address: address.to_string(), name: w.host_name }).await;
+        }
+        if !w.activated && !self.view.activated {
+            self.emit(ClientEvent::Waiting { members: w.member_count, min_users: w.min_users }).await;
+        }
+    }
+
+    async fn online_command(&mut self, cmd: UserCommand, tx: &mpsc::Sender<ClientFrame>) {
+        let frame = match cmd {
+            UserCommand::Say(text) => match self.queue(text).await {
+                Some(msg) => client_frame::Frame::Send(msg),
+                None => return,
+            },
+            UserCommand::Reset(min_users) => client_frame::Frame::Reset(ResetRoom { min_users }),
+            other => return self.local_command(other).await,
+        };
+        // If the stream just broke, the session ends on its next read and
+        // pending messages are re-sent to the next host.
+        let _ = tx.send(client_frame(frame)).await;
+    }
+
+    /// Says goodbye and waits (bounded) for the host to close the session.
+    async fn leave(&mut self, tx: &mpsc::Sender<ClientFrame>, inbound: &mut Streaming<ServerFrame>) {
+        if tx.send(client_frame(client_frame::Frame::Leave(Leave {}))).await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(LEAVE_TIMEOUT, async {
+            while let Ok(Some(_)) = inbound.message().await {}
+        })
+        .await;
+    }
+}

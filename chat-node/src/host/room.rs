@@ -1,0 +1,276 @@
+//! The room: the sequenced log, the dedup table, membership, activation and
+//! threshold. Pure and synchronous; the host and every replica hold one.
+
+use chat_proto::pb::chat::{log_entry, ChatMessage, LogEntry, Member, RoomMeta, RoomReset};
+use chat_proto::rules::{self, RuleError};
+use std::collections::{BTreeMap, HashMap};
+use thiserror::Error;
+
+/// Longest accepted client message id.
+pub const MAX_ID_CHARS: usize = 64;
+
+/// Why the room refused a request; nothing changed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RoomError {
+    /// A naming or size rule.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// Another member holds the name.
+    #[error("name {0:?} is taken by another member")]
+    NameTaken(String),
+    /// The message id is empty or too long.
+    #[error("message id must be 1 to {MAX_ID_CHARS} characters")]
+    BadId,
+    /// The threshold must be at least one.
+    #[error("the number of users to activate must be at least 1")]
+    BadThreshold,
+    /// A replica delta does not follow what the replica holds.
+    #[error("replication gap: have {have}, got entry {got}")]
+    Gap {
+        /// Last sequence held.
+        have: u64,
+        /// First sequence offered.
+        got: u64,
+    },
+}
+
+/// Result of appending a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Sequence number of the message.
+    pub seq: u64,
+    /// The id had been seen: nothing was added.
+    pub duplicate: bool,
+}
+
+/// Result of a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    /// The name was not a member before.
+    pub new_member: bool,
+    /// This join activated the chat.
+    pub activated_now: bool,
+}
+
+/// A chat room.
+#[derive(Debug, Clone)]
+pub struct Room {
+    room_id: String,
+    /// Entries since the last reset, the reset itself first if there was one.
+    log: Vec<LogEntry>,
+    head_seq: u64,
+    reset_seq: u64,
+    min_users: u32,
+    activated: bool,
+    members: BTreeMap<String, Member>,
+    dedup: HashMap<(String, String), u64>,
+}
+
+/// Sequence number of a log entry.
+pub fn entry_seq(entry: &LogEntry) -> u64 {
+    match &entry.kind {
+        Some(log_entry::Kind::Message(m)) => m.seq,
+        Some(log_entry::Kind::Reset(r)) => r.seq,
+        None => 0,
+    }
+}
+
+impl Room {
+    /// An empty room that activates at `min_users` members.
+    pub fn new(room_id: String, min_users: u32) -> Self {
+        Self {
+            room_id,
+            log: Vec::new(),
+            head_seq: 0,
+            reset_seq: 0,
+            min_users: min_users.max(1),
+            activated: false,
+            members: BTreeMap::new(),
+            dedup: HashMap::new(),
+        }
+    }
+
+    /// Identity of the room (replicas of another room are discarded).
+    pub fn room_id(&self) -> &str {
+        &self.room_id
+    }
+    /// Highest sequence number given out.
+    pub fn head_seq(&self) -> u64 {
+        self.head_seq
+    }
+    /// Sequence number of the last reset, 0 if none.
+    pub fn reset_seq(&self) -> u64 {
+        self.reset_seq
+    }
+    /// Whether the chat is active (messages are shown).
+    pub fn activated(&self) -> bool {
+        self.activated
+    }
+    /// Members needed to activate.
+    pub fn min_users(&self) -> u32 {
+        self.min_users
+    }
+    /// Members by name.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+    /// One member.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.get(name)
+    }
+
+    /// Adds (or refreshes the address of) a member; may activate the chat.
+    pub fn join(&mut self, member: Member) -> Result<Joined, RoomError> {
+        rules::validate_name(&member.name)?;
+        if let Some(existing) = self.members.get(&member.name) {
+            if existing.node_id != member.node_id {
+                return Err(RoomError::NameTaken(member.name));
+            }
+        }
+        let new_member = self
+            .members
+            .insert(member.name.clone(), member)
+            .is_none();
+        let activated_now = self.activate_if_ready();
+        Ok(Joined {
+            new_member,
+            activated_now,
+        })
+    }
+
+    fn activate_if_ready(&mut self) -> bool {
+        let ready = !self.activated && self.members.len() as u64 >= u64::from(self.min_users);
+        if ready {
+            self.activated = true;
+        }
+        ready
+    }
+
+    /// Removes a member; true if it was one.
+    pub fn leave(&mut self, name: &str) -> bool {
+        self.members.remove(name).is_some()
+    }
+
+    /// Sequences a message, or returns the sequence it already has.
+    pub fn append(
+        &mut self,
+        from: &str,
+        id: &str,
+        text: &str,
+        sent_at_unix_ms: i64,
+    ) -> Result<Appended, RoomError> {
+        if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
+            return Err(RoomError::BadId);
+        }
+        let key = (from.to_string(), id.to_string());
+        if let Some(&seq) = self.dedup.get(&key) {
+            return Ok(Appended {
+                seq,
+                duplicate: true,
+            });
+        }
+        rules::validate_text(text)?;
+        let seq = self.head_seq + 1;
+        self.push(LogEntry {
+            kind: Some(log_entry::Kind::Message(ChatMessage {
+                seq,
+                id: id.to_string(),
+                from: from.to_string(),
+                text: text.to_string(),
+                sent_at_unix_ms,
+            })),
+        });
+        Ok(Appended {
+            seq,
+            duplicate: false,
+        })
+    }
+
+    /// Wipes the history and restarts activation with threshold `min_users`
+    /// (activating at once if enough members are already here).
+    pub fn reset(&mut self, by: &str, min_users: u32) -> Result<RoomReset, RoomError> {
+        if min_users == 0 {
+            return Err(RoomError::BadThreshold);
+        }
+        let reset = RoomReset {
+            seq: self.head_seq + 1,
+            min_users,
+            by: by.to_string(),
+        };
+        self.push(LogEntry {
+            kind: Some(log_entry::Kind::Reset(reset.clone())),
+        });
+        self.min_users = min_users;
+        self.activated = false;
+        self.activate_if_ready();
+        Ok(reset)
+    }
+
+    /// Appends an entry whose sequence is `head_seq + 1`, or a reset.
+    fn push(&mut self, entry: LogEntry) {
+        let seq = entry_seq(&entry);
+        match &entry.kind {
+            Some(log_entry::Kind::Reset(_)) => {
+                self.log.clear();
+                self.dedup.clear();
+                self.reset_seq = seq;
+            }
+            Some(log_entry::Kind::Message(m)) => {
+                self.dedup.insert((m.from.clone(), m.id.clone()), seq);
+            }
+            None => return,
+        }
+        self.head_seq = seq;
+        self.log.push(entry);
+    }
+
+    /// Up to `max` entries after sequence `after` (from the last reset if
+    /// `after` predates it).
+    pub fn entries_after(&self, after: u64, max: usize) -> Vec<LogEntry> {
+        let first = self.log.first().map_or(self.head_seq + 1, entry_seq);
+        let start = (after + 1).saturating_sub(first) as usize;
+        self.log.iter().skip(start).take(max).cloned().collect()
+    }
+
+    /// Everything but the log.
+    pub fn meta(&self) -> RoomMeta {
+        RoomMeta {
+            room_id: self.room_id.clone(),
+            head_seq: self.head_seq,
+            min_users: self.min_users,
+            activated: self.activated,
+            members: self.members.values().cloned().collect(),
+            reset_seq: self.reset_seq,
+        }
+    }
+
+    /// Applies a replication delta: entries that follow `head_seq` (or start
+    /// with a reset), then the sender's metadata. Returns the new head.
+    pub fn apply_replica(&mut self, meta: RoomMeta, entries: Vec<LogEntry>) -> Result<u64, RoomError> {
+        for entry in entries {
+            let seq = entry_seq(&entry);
+            let is_reset = matches!(entry.kind, Some(log_entry::Kind::Reset(_)));
+            if seq <= self.head_seq {
+                continue; // already held
+            }
+            if seq != self.head_seq + 1 && !is_reset {
+                return Err(RoomError::Gap {
+                    have: self.head_seq,
+                    got: seq,
+                });
+            }
+            self.push(entry);
+        }
+        self.min_users = meta.min_users.max(1);
+        self.activated = meta.activated;
+        self.members = meta
+            .members
+            .into_iter()
+            .map(|m| (m.name.clone(), m))
+            .collect();
+        Ok(self.head_seq)
+    }
+}
+
+#[cfg(test)]
+mod tests;

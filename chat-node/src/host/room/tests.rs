@@ -1,0 +1,103 @@
+use super::*;
+
+fn member(name: &str) -> Member {
+    Member {
+        name: name.into(),
+        node_id: format!("id-{name}"),
+        address: "127.0.0.1:1".into(),
+    }
+}
+
+fn texts(entries: &[LogEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(log_entry::Kind::Message(m)) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn holds_messages_until_threshold_then_activates_for_good() {
+    let mut room = Room::new("r".into(), 2);
+    assert!(!room.join(member("a")).unwrap().activated_now);
+    room.append("a", "1", "early", 0).unwrap();
+    assert!(!room.activated());
+    let joined = room.join(member("b")).unwrap();
+    assert!(joined.activated_now && joined.new_member);
+    assert!(room.leave("b"));
+    assert!(room.activated(), "activation is permanent");
+    assert_eq!(texts(&room.entries_after(0, 10)), ["early"]);
+}
+
+#[test]
+fn ids_make_retries_idempotent() {
+    let mut room = Room::new("r".into(), 1);
+    let first = room.append("a", "m1", "hi", 0).unwrap();
+    let again = room.append("a", "m1", "hi", 0).unwrap();
+    assert_eq!(again, Appended { seq: first.seq, duplicate: true });
+    // Another sender may use the same id.
+    assert_eq!(room.append("b", "m1", "yo", 0).unwrap().seq, 2);
+    assert_eq!(room.head_seq(), 2);
+}
+
+#[test]
+fn refuses_bad_input_without_change() {
+    let mut room = Room::new("r".into(), 1);
+    room.join(member("a")).unwrap();
+    let mut other = member("a");
+    other.node_id = "someone-else".into();
+    assert_eq!(room.join(other), Err(RoomError::NameTaken("a".into())));
+    assert!(matches!(
+        room.append("a", "x", &"x".repeat(5000), 0),
+        Err(RoomError::Rule(RuleError::MessageTooLarge(5000)))
+    ));
+    assert_eq!(room.append("a", "", "hi", 0), Err(RoomError::BadId));
+    assert_eq!(room.reset("a", 0), Err(RoomError::BadThreshold));
+    assert_eq!(room.head_seq(), 0);
+}
+
+#[test]
+fn reset_wipes_history_and_restarts_activation() {
+    let mut room = Room::new("r".into(), 1);
+    room.join(member("a")).unwrap();
+    room.append("a", "1", "old", 0).unwrap();
+    let reset = room.reset("a", 3).unwrap();
+    assert_eq!(reset.seq, 2);
+    assert!(!room.activated());
+    room.append("a", "2", "new", 0).unwrap();
+    let entries = room.entries_after(0, 10);
+    assert_eq!(entry_seq(&entries[0]), 2, "a reader behind the reset gets the reset first");
+    assert_eq!(texts(&entries), ["new"]);
+    // The same id is fresh after a reset: the history it deduplicated is gone.
+    assert!(!room.append("a", "1", "again", 0).unwrap().duplicate);
+}
+
+#[test]
+fn replica_catches_up_by_delta() {
+    let mut host = Room::new("r".into(), 1);
+    host.join(member("a")).unwrap();
+    for i in 0..5 {
+        host.append("a", &i.to_string(), "m", 0).unwrap();
+    }
+    let mut replica = Room::new("r".into(), 9);
+    replica
+        .apply_replica(host.meta(), host.entries_after(0, 3))
+        .unwrap();
+    assert_eq!(replica.head_seq(), 3);
+    let have = replica
+        .apply_replica(host.meta(), host.entries_after(3, 100))
+        .unwrap();
+    assert_eq!(have, 5);
+    assert!(replica.activated());
+    assert_eq!(replica.min_users(), 1);
+    // A gap is refused.
+    let mut stale = Room::new("r".into(), 1);
+    assert_eq!(
+        stale.apply_replica(host.meta(), host.entries_after(2, 10)),
+        Err(RoomError::Gap { have: 0, got: 3 })
+    );
+    // Dedup survives replication.
+    assert!(replica.append("a", "4", "m", 0).unwrap().duplicate);
+}

@@ -1,0 +1,204 @@
+//! `chat.v1.ChatService`: sessions when live, replication and takeover
+//! between hosts, and a redirect to the host when dormant.
+
+use super::room::{Room, RoomError};
+use super::{session, HostEvent, Role};
+use crate::node::NodeShared;
+use chat_proto::pb::chat::chat_service_server::ChatService;
+use chat_proto::pb::chat::*;
+use chat_proto::{HOST_ADDRESS_METADATA, HOST_EPOCH_METADATA};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// How long a new session may take to say Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames buffered towards one client before its session waits for it.
+const OUTBOUND_CAPACITY: usize = 128;
+
+/// The gRPC service, over the node's shared state.
+pub struct ChatHost(pub Arc<NodeShared>);
+
+impl From<RoomError> for Status {
+    fn from(err: RoomError) -> Self {
+        match err {
+            RoomError::NameTaken(_) => Status::already_exists(err.to_string()),
+            RoomError::Gap { .. } => Status::failed_precondition(err.to_string()),
+            _ => Status::invalid_argument(err.to_string()),
+        }
+    }
+}
+
+impl NodeShared {
+    /// UNAVAILABLE, naming the current host in metadata so clients redirect.
+    pub(crate) fn not_host(&self) -> Status {
+        let mut status = Status::unavailable("this node is not the chat host");
+        if let Some(host) = self.host_tx.borrow().clone() {
+            let md = status.metadata_mut();
+            if let Ok(v) = host.address.parse() {
+                md.insert(HOST_ADDRESS_METADATA, v);
+            }
+            if let Ok(v) = host.epoch.to_string().parse() {
+                md.insert(HOST_EPOCH_METADATA, v);
+            }
+        }
+        status
+    }
+
+    /// Joins the member to the live room; returns the frames that open its
+    /// session (welcome and member list).
+    fn admit(&self, hello: &Hello) -> Result<[ServerFrame; 2], Status> {
+        let member = Member {
+            name: hello.name.clone(),
+            node_id: hello.node_id.clone(),
+            address: hello.address.clone(),
+        };
+        let (joined, welcome, members) = {
+            let mut core = self.core();
+            let Role::Live { epoch } = core.role else {
+                return Err(self.not_host());
+            };
+            let room = core.room.as_mut().ok_or_else(|| self.not_host())?;
+            let joined = room.join(member)?;
+            let welcome = Welcome {
+                epoch,
+                activated: room.activated(),
+                min_users: room.min_users(),
+                member_count: room.members().count() as u32,
+                head_seq: room.head_seq(),
+                host_name: self.identity.name.clone(),
+            };
+            let members = members_frame(room);
+            *core.sessions.entry(hello.name.clone()).or_default() += 1;
+            core.away_since.remove(&hello.name);
+            (joined, welcome, members)
+        };
+        if joined.new_member {
+            tracing::info!(name = %hello.name, "member joined");
+            self.broadcast(server_frame::Frame::Joined(MemberEvent {
+                name: hello.name.clone(),
+            }));
+            self.broadcast(members.clone());
+        }
+        if joined.activated_now {
+            tracing::info!("chat activated");
+            self.log_tx.send_modify(|n| *n += 1);
+        }
+        Ok([frame(server_frame::Frame::Welcome(welcome)), frame(members)])
+    }
+
+    /// Sends a frame to every session of this host.
+    pub(crate) fn broadcast(&self, f: server_frame::Frame) {
+        // No receivers simply means no sessions.
+        let _ = self.host_events.send(HostEvent::Frame(frame(f)));
+    }
+
+    /// The current member list, as a frame.
+    pub(crate) fn members_frame(&self) -> Option<server_frame::Frame> {
+        self.core().room.as_ref().map(members_frame)
+    }
+}
+
+pub(crate) fn members_frame(room: &Room) -> server_frame::Frame {
+    server_frame::Frame::Members(Members {
+        members: room.members().cloned().collect(),
+    })
+}
+
+pub(crate) fn frame(f: server_frame::Frame) -> ServerFrame {
+    ServerFrame { frame: Some(f) }
+}
+
+async fn read_hello(inbound: &mut Streaming<ClientFrame>) -> Result<Hello, Status> {
+    let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+        .await
+        .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))??;
+    match first.and_then(|f| f.frame) {
+        Some(client_frame::Frame::Hello(hello)) => Ok(hello),
+        _ => Err(Status::invalid_argument("the first frame of a session must be Hello")),
+    }
+}
+
+#[tonic::async_trait]
+impl ChatService for ChatHost {
+    type SessionStream = ReceiverStream<Result<ServerFrame, Status>>;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<ClientFrame>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let shared = &self.0;
+        if shared.core().role.hosting_epoch().is_none() {
+            return Err(shared.not_host());
+        }
+        let mut inbound = req.into_inner();
+        let hello = read_hello(&mut inbound).await?;
+        shared.stats.count_chat_frame();
+        // Subscribe before admitting, so no event after the welcome is missed.
+        let events = shared.host_events.subscribe();
+        let opening = shared.admit(&hello)?;
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        for f in opening {
+            // Fresh channel with room for both frames.
+            let _ = tx.try_send(Ok(f));
+        }
+        let ctx = session::Session {
+            shared: shared.clone(),
+            name: hello.name,
+            cursor: hello.resume_from_seq,
+            tx,
+        };
+        tokio::spawn(ctx.run(inbound, events));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn replicate(
+        &self,
+        req: Request<ReplicateRequest>,
+    ) -> Result<Response<ReplicateResponse>, Status> {
+        let req = req.into_inner();
+        let mut core = self.0.core();
+        if req.epoch < core.known_epoch {
+            return Err(Status::failed_precondition(format!(
+                "stale epoch {}: this node knows epoch {}",
+                req.epoch, core.known_epoch
+            )));
+        }
+        if core.role != Role::Dormant {
+            return Err(Status::failed_precondition("this node is the live host"));
+        }
+        core.known_epoch = req.epoch;
+        if let Some(meta) = req.meta {
+            let fresh = core.room.as_ref().is_none_or(|r| r.room_id() != meta.room_id);
+            if fresh {
+                core.room = Some(Room::new(meta.room_id.clone(), meta.min_users));
+            }
+            if let Some(room) = core.room.as_mut() {
+                room.apply_replica(meta, req.entries)?;
+            }
+        }
+        let (room_id, have_seq) = core
+            .room
+            .as_ref()
+            .map_or((String::new(), 0), |r| (r.room_id().to_string(), r.head_seq()));
+        Ok(Response::new(ReplicateResponse { room_id, have_seq }))
+    }
+
+    async fn take_over(
+        &self,
+        req: Request<TakeOverRequest>,
+    ) -> Result<Response<TakeOverResponse>, Status> {
+        let req = req.into_inner();
+        let known = self.0.core().known_epoch;
+        if req.epoch <= known && self.0.core().role.hosting_epoch() != Some(req.epoch) {
+            return Err(Status::failed_precondition(format!(
+                "stale epoch {}: this node knows epoch {known}",
+                req.epoch
+            )));
+        }
+        self.0.become_host(req.epoch).await;
+        Ok(Response::new(TakeOverResponse {}))
+    }
+}

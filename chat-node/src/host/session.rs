@@ -1,0 +1,241 @@
+//! One client's session on the live host: reads its frames, forwards host
+//! broadcasts, and streams the log from the client's cursor. A slow client
+//! only falls behind in the log (bounded channel, resumed by sequence
+//! number); it never makes the host buffer without bound.
+
+use super::service::frame;
+use super::{HostEvent, Role};
+use crate::node::NodeShared;
+use chat_proto::pb::chat::*;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc};
+use tonic::{Status, Streaming};
+
+/// Log entries read from the room per lock.
+const DELIVERY_BATCH: usize = 128;
+
+pub(super) struct Session {
+    pub shared: Arc<NodeShared>,
+    pub name: String,
+    /// Last sequence number delivered to (or already held by) the client.
+    pub cursor: u64,
+    pub tx: mpsc::Sender<Result<ServerFrame, Status>>,
+}
+
+/// What a client frame asks of the session.
+enum Step {
+    Continue,
+    Reply(server_frame::Frame),
+    Left,
+}
+
+/// Why a session ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The member left the chat.
+    Left,
+    /// The client went away or fell too far behind.
+    Gone,
+    /// The host role moved; the client was told where.
+    Moved,
+}
+
+impl Session {
+    pub(super) async fn run(
+        mut self,
+        mut inbound: Streaming<ClientFrame>,
+        mut events: broadcast::Receiver<HostEvent>,
+    ) {
+        let mut log_rx = self.shared.log_tx.subscribe();
+        let mut activated_sent = false;
+        let mut more = true;
+        let end = loop {
+            tokio::select! {
+                biased;
+                event = events.recv() => match event {
+                    Ok(HostEvent::Frame(f)) => {
+                        if self.tx.send(Ok(f)).await.is_err() { break End::Gone }
+                    }
+                    Ok(HostEvent::Moved(m)) => {
+                        let _ = self.tx.send(Ok(frame(server_frame::Frame::Migrate(m)))).await;
+                        break End::Moved;
+                    }
+                    Ok(HostEvent::Closing) => break End::Gone,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let status = Status::resource_exhausted("client too slow; resume from your last sequence number");
+                        let _ = self.tx.send(Err(status)).await;
+                        break End::Gone;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break End::Gone,
+                },
+                incoming = inbound.message() => match incoming {
+                    Ok(Some(f)) => match self.handle(f) {
+                        Step::Continue => {}
+                        Step::Reply(f) => if self.tx.send(Ok(frame(f))).await.is_err() { break End::Gone },
+                        Step::Left => break End::Left,
+                    },
+                    Ok(None) | Err(_) => break End::Gone,
+                },
+                changed = log_rx.changed() => {
+                    if changed.is_err() { break End::Gone }
+                    more = true;
+                }
+                _ = std::future::ready(()), if more => {
+                    match self.deliver(&mut activated_sent).await {
+                        Ok(m) => more = m,
+                        Err(()) => break End::Gone,
+                    }
+                }
+            }
+        };
+        self.shared.session_closed(&self.name, end == End::Left);
+    }
+
+    /// Handles one client frame.
+    fn handle(&mut self, f: ClientFrame) -> Step {
+        self.shared.stats.count_chat_frame();
+        match f.frame {
+            Some(client_frame::Frame::Send(m)) => self.shared.sequence(&self.name, m),
+            Some(client_frame::Frame::Reset(r)) => self.shared.reset_room(&self.name, r.min_users),
+            Some(client_frame::Frame::Leave(_)) => {
+                self.shared.leave_room(&self.name);
+                Step::Left
+            }
+            Some(client_frame::Frame::Hello(_)) => rejected("", "this session already said Hello"),
+            None => rejected("", "empty frame"),
+        }
+    }
+
+    /// Sends the next batch of log entries the client lacks; true if more wait.
+    async fn deliver(&mut self, activated_sent: &mut bool) -> Result<bool, ()> {
+        let (entries, activated) = {
+            let core = self.shared.core();
+            match (&core.role, &core.room) {
+                (Role::Dormant, _) | (_, None) => return Ok(false),
+                (_, Some(room)) => (room.entries_after(self.cursor, DELIVERY_BATCH), room.activated()),
+            }
+        };
+        let full = entries.len() == DELIVERY_BATCH;
+        for entry in entries {
+            let f = match entry.kind {
+                Some(log_entry::Kind::Reset(r)) => {
+                    self.cursor = r.seq;
+                    *activated_sent = false;
+                    server_frame::Frame::Reset(r)
+                }
+                Some(log_entry::Kind::Message(m)) if activated => {
+                    self.send_activated_once(activated_sent).await?;
+                    self.cursor = m.seq;
+                    server_frame::Frame::Message(m)
+                }
+                _ => return Ok(false), // held until activation
+            };
+            self.tx.send(Ok(frame(f))).await.map_err(|_| ())?;
+        }
+        if activated {
+            self.send_activated_once(activated_sent).await?;
+        }
+        Ok(full)
+    }
+
+    async fn send_activated_once(&self, sent: &mut bool) -> Result<(), ()> {
+        if !*sent {
+            *sent = true;
+            let count = self.shared.core().room.as_ref().map_or(0, |r| r.members().count());
+            let f = server_frame::Frame::Activated(Activated { member_count: count as u32 });
+            self.tx.send(Ok(frame(f))).await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+}
+
+fn rejected(id: &str, reason: impl Into<String>) -> Step {
+    Step::Reply(server_frame::Frame::Rejected(Rejected {
+        id: id.to_string(),
+        reason: reason.into(),
+    }))
+}
+
+fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl NodeShared {
+    /// Sequences a message from `from`: acknowledges it, or says why not.
+    /// While handing off nothing is sequenced and nothing is answered: the
+    /// client re-sends the message to the next host under the same id.
+    fn sequence(&self, from: &str, m: SendMessage) -> Step {
+        let appended = {
+            let mut core = self.core();
+            let live = matches!(core.role, Role::Live { .. });
+            match core.room.as_mut() {
+                Some(room) if live => room.append(from, &m.id, &m.text, now_unix_ms()),
+                _ => return Step::Continue,
+            }
+        };
+        match appended {
+            Ok(a) => {
+                if !a.duplicate {
+                    self.log_tx.send_modify(|n| *n += 1);
+                }
+                Step::Reply(server_frame::Frame::Ack(Ack { id: m.id, seq: a.seq }))
+            }
+            Err(e) => rejected(&m.id, e.to_string()),
+        }
+    }
+
+    fn reset_room(&self, by: &str, min_users: u32) -> Step {
+        let result = {
+            let mut core = self.core();
+            let live = matches!(core.role, Role::Live { .. });
+            match core.room.as_mut() {
+                Some(room) if live => room.reset(by, min_users),
+                _ => return rejected("", "the host is moving; try again"),
+            }
+        };
+        match result {
+            Ok(r) => {
+                tracing::info!(by, min_users, seq = r.seq, "chat reset");
+                self.log_tx.send_modify(|n| *n += 1);
+                Step::Continue
+            }
+            Err(e) => rejected("", e.to_string()),
+        }
+    }
+
+    /// Removes a member from the room and tells everyone.
+    pub(crate) fn leave_room(&self, name: &str) {
+        let left = {
+            let mut core = self.core();
+            core.sessions.remove(name);
+            core.away_since.remove(name);
+            core.room.as_mut().is_some_and(|r| r.leave(name))
+        };
+        if left {
+            tracing::info!(name, "member left");
+            self.broadcast(server_frame::Frame::Left(MemberEvent { name: name.to_string() }));
+            if let Some(members) = self.members_frame() {
+                self.broadcast(members);
+            }
+        }
+    }
+
+    fn session_closed(&self, name: &str, left: bool) {
+        if left {
+            return;
+        }
+        let mut core = self.core();
+        let open = core.sessions.get(name).copied().unwrap_or(0).saturating_sub(1);
+        if open == 0 {
+            core.sessions.remove(name);
+            if core.role != Role::Dormant {
+                core.away_since.insert(name.to_string(), std::time::Instant::now());
+            }
+        } else {
+            core.sessions.insert(name.to_string(), open);
+        }
+    }
+}

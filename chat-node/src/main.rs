@@ -1,0 +1,63 @@
+use chat_node::{ui, BoundNode, Mode, NodeConfig, StartError};
+use clap::Parser;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    chat_proto::serve::init_tracing();
+    let config = NodeConfig::parse();
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: NodeConfig) -> Result<(), StartError> {
+    let interactive = std::io::stdin().is_terminal();
+    let mode = config.mode.unwrap_or(if interactive { Mode::Tui } else { Mode::Line });
+    let bound = BoundNode::bind(&config.relay_uri, config.listen, config.advertise).await?;
+    let mut node = loop {
+        let name = match &config.name {
+            Some(name) => name.clone(),
+            None if interactive => ask_name()?,
+            None => return Err(StartError::NameRefused("--name is required when stdin is not a terminal".into())),
+        };
+        match bound.register(&name).await {
+            Ok(registration) => break bound.launch(registration).await?,
+            Err(StartError::NameRefused(why)) if config.name.is_none() => eprintln!("{why}; try another name"),
+            Err(e) => return Err(e),
+        }
+    };
+    let events = node.take_events();
+    let commands = node.commands.clone();
+    if let Some(events) = events {
+        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        let ui = async {
+            match mode {
+                Mode::Tui => ui::tui::run_tui(commands, events).await?,
+                Mode::Line | Mode::Json => ui::run_lines(stdin, commands, events, mode == Mode::Json).await,
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        tokio::select! {
+            r = ui => r?,
+            _ = chat_proto::serve::shutdown_signal() => {}
+        }
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+fn ask_name() -> Result<String, StartError> {
+    print!("your name: ");
+    std::io::stdout().flush()?;
+    let mut name = String::new();
+    if std::io::stdin().lock().read_line(&mut name)? == 0 {
+        return Err(StartError::NameRefused("no name given".into()));
+    }
+    Ok(name.trim().to_string())
+}

@@ -1,0 +1,301 @@
+//! One chat-node: registration, its gRPC server (dormant ChatService and
+//! PeerService), the relay link, host duties and the chat client, wired
+//! together. Tests start the same [`Node`] in-process.
+
+use crate::client::{self, ClientEvent, UserCommand};
+use crate::host::{handoff, service::ChatHost, HostCore, HostEvent, Role, CHAT_SERVICE_NAME};
+use crate::peer::{PeerEndpoint, PrivateInbox};
+use crate::relay_link::{self, RelayLink};
+use chat_proto::pb::chat::chat_service_server::ChatServiceServer;
+use chat_proto::pb::chat::peer_service_server::PeerServiceServer;
+use chat_proto::pb::relay::{HostRecord, RegisterRequest};
+use chat_proto::serve::{HealthReporter, ServingStatus};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+/// Host broadcasts buffered per session before a session counts as too slow.
+const HOST_EVENTS_CAPACITY: usize = 1024;
+/// Events buffered towards the user interface.
+const CLIENT_EVENTS_CAPACITY: usize = 1024;
+/// Commands buffered from the user interface.
+const COMMANDS_CAPACITY: usize = 256;
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The relay refused the name (invalid or taken); ask for another.
+    #[error("{0}")]
+    NameRefused(String),
+    /// The relay could not be reached or refused otherwise.
+    #[error("relay: {0}")]
+    Relay(tonic::Status),
+    /// The listening socket failed.
+    #[error("listen: {0}")]
+    Io(#[from] std::io::Error),
+    /// The inspection services could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] chat_proto::serve::ReflectionError),
+}
+
+/// Who this node is, as registered at the relay.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Chat name.
+    pub name: String,
+    /// Relay-issued node id.
+    pub node_id: String,
+    /// Relay-issued secret.
+    pub session_token: String,
+    /// Address others reach this node at, `host:port`.
+    pub address: String,
+}
+
+/// Settings handed out by the relay.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Members needed to activate a new room.
+    pub min_users: u32,
+    /// How often the host role moves.
+    pub migration_interval: Duration,
+}
+
+/// Counters tests and operators can read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    chat_frames: AtomicU64,
+    private_received: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn count_chat_frame(&self) {
+        self.chat_frames.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_private(&self) {
+        self.private_received.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Client frames this node's ChatService has handled (as host).
+    pub fn chat_frames(&self) -> u64 {
+        self.chat_frames.load(Ordering::Relaxed)
+    }
+    /// Private messages this node's PeerService accepted.
+    pub fn private_received(&self) -> u64 {
+        self.private_received.load(Ordering::Relaxed)
+    }
+}
+
+/// State shared by every part of a node. The mutex is never held across
+/// an `.await`.
+pub struct NodeShared {
+    /// Who we are.
+    pub identity: Identity,
+    /// Relay-given settings.
+    pub settings: Settings,
+    /// The relay.
+    pub relay: RelayLink,
+    /// Counters.
+    pub stats: Stats,
+    core: Mutex<HostCore>,
+    /// Bumped whenever the room's log or activation changes.
+    pub(crate) log_tx: watch::Sender<u64>,
+    pub(crate) host_events: broadcast::Sender<HostEvent>,
+    pub(crate) role_tx: watch::Sender<Role>,
+    /// The latest host record known (from the relay or a handoff).
+    pub(crate) host_tx: watch::Sender<Option<HostRecord>>,
+    pub(crate) health: HealthReporter,
+    pub(crate) inbox: PrivateInbox,
+}
+
+impl NodeShared {
+    pub(crate) fn core(&self) -> MutexGuard<'_, HostCore> {
+        // Every mutation validates before it changes anything, so a panic
+        // elsewhere cannot leave the core half-updated.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node's current role.
+    pub fn role(&self) -> Role {
+        self.core().role
+    }
+
+    /// Watch the latest known host record.
+    pub fn host_watch(&self) -> watch::Receiver<Option<HostRecord>> {
+        self.host_tx.subscribe()
+    }
+}
+
+/// A node bound to its port, not yet registered.
+pub struct BoundNode {
+    listener: TcpListener,
+    address: String,
+    relay: RelayLink,
+}
+
+impl BoundNode {
+    /// Binds `listen`; `advertise` (default: the bound address, with a
+    /// loopback IP if bound to all interfaces) is what others dial.
+    pub async fn bind(relay_uri: &str, listen: SocketAddr, advertise: Option<String>) -> Result<Self, StartError> {
+        let relay = RelayLink::new(relay_uri).map_err(StartError::Relay)?;
+        let listener = TcpListener::bind(listen).await?;
+        let local = listener.local_addr()?;
+        let address = advertise.unwrap_or_else(|| {
+            let ip = if local.ip().is_unspecified() { [127, 0, 0, 1].into() } else { local.ip() };
+            SocketAddr::new(ip, local.port()).to_string()
+        });
+        Ok(Self { listener, address, relay })
+    }
+
+    /// The address others reach this node at.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+/// What the relay answered to a registration.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Who we are now.
+    pub identity: Identity,
+    /// The relay's settings.
+    pub settings: Settings,
+    /// The host at registration time.
+    pub host: Option<HostRecord>,
+}
+
+/// A running node.
+pub struct Node {
+    /// Shared state (for tests and the UI).
+    pub shared: Arc<NodeShared>,
+    /// Commands from the user.
+    pub commands: mpsc::Sender<UserCommand>,
+    events: Option<mpsc::Receiver<ClientEvent>>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl BoundNode {
+    /// Registers `name` and starts the node. On [`StartError::NameRefused`]
+    /// the caller may try again with another name.
+    pub async fn register(&self, name: &str) -> Result<Registration, StartError> {
+        let resp = self
+            .relay
+            .register(RegisterRequest {
+                name: name.to_string(),
+                address: self.address.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|status| match status.code() {
+                Code::AlreadyExists | Code::InvalidArgument => StartError::NameRefused(status.message().to_string()),
+                _ => StartError::Relay(status),
+            })?;
+        let identity = Identity {
+            name: name.to_string(),
+            node_id: resp.node_id,
+            session_token: resp.session_token,
+            address: self.address.clone(),
+        };
+        let settings = Settings {
+            min_users: resp.min_users.max(1),
+            migration_interval: Duration::from_millis(resp.migration_interval_ms.max(1)),
+        };
+        Ok(Registration { identity, settings, host: resp.host })
+    }
+
+    /// Starts every part of the node under a registration.
+    pub async fn launch(self, registration: Registration) -> Result<Node, StartError> {
+        Node::launch(self, registration).await
+    }
+
+    /// Registers `name` and starts every part of the node.
+    pub async fn join(self, name: &str) -> Result<Node, StartError> {
+        let registration = self.register(name).await?;
+        self.launch(registration).await
+    }
+}
+
+impl Node {
+    async fn launch(bound: BoundNode, registration: Registration) -> Result<Node, StartError> {
+        let Registration { identity, settings, host } = registration;
+        let (events_tx, events) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
+        let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
+        let mut routes = tonic::service::RoutesBuilder::default();
+        let health = chat_proto::serve::add_inspection(&mut routes)?;
+        health.set_service_status(CHAT_SERVICE_NAME, ServingStatus::NotServing).await;
+        let shared = Arc::new(NodeShared {
+            identity,
+            settings,
+            relay: bound.relay,
+            stats: Stats::default(),
+            core: Mutex::new(HostCore::new()),
+            log_tx: watch::channel(0).0,
+            host_events: broadcast::channel(HOST_EVENTS_CAPACITY).0,
+            role_tx: watch::channel(Role::Dormant).0,
+            host_tx: watch::channel(None).0,
+            health,
+            inbox: PrivateInbox::new(events_tx.clone()),
+        });
+        routes.add_service(ChatServiceServer::new(ChatHost(shared.clone())));
+        routes.add_service(PeerServiceServer::new(PeerEndpoint(shared.clone())));
+        let cancel = CancellationToken::new();
+        let server = tonic::transport::Server::builder()
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(bound.listener), cancel.clone().cancelled_owned());
+        let mut tasks = vec![tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "node server stopped");
+            }
+        })];
+        if let Some(host) = host {
+            shared.on_host_record(host).await;
+        }
+        tasks.push(tokio::spawn(relay_link::follow_relay(shared.clone(), cancel.clone())));
+        tasks.push(tokio::spawn(handoff::run_host_duties(shared.clone(), cancel.clone())));
+        tasks.push(tokio::spawn(client::run(shared.clone(), commands_rx, events_tx, cancel.clone())));
+        Ok(Node { shared, commands, events: Some(events), cancel, tasks })
+    }
+
+    /// Takes the stream of events for the user (once).
+    pub fn take_events(&mut self) -> Option<mpsc::Receiver<ClientEvent>> {
+        self.events.take()
+    }
+
+    /// Leaves the chat cleanly: the client says goodbye, a hosting node hands
+    /// the chat to another member first, then the node unregisters and stops.
+    pub async fn shutdown(mut self) {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        if self.commands.send(UserCommand::Exit(Some(done_tx))).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), done_rx).await;
+        }
+        if self.shared.role().hosting_epoch().is_some() {
+            if let Err(e) = self.shared.hand_off().await {
+                tracing::info!(error = %e, "no handoff on exit");
+            }
+        }
+        if let Err(e) = self.shared.relay.unregister(&self.shared.identity).await {
+            tracing::debug!(error = %e, "unregister failed");
+        }
+        self.stop().await;
+    }
+
+    /// Stops every task at once, like a crash but in-process (no goodbye).
+    pub async fn stop(&mut self) {
+        self.cancel.cancel();
+        let _ = self.shared.host_events.send(HostEvent::Closing);
+        for task in self.tasks.drain(..) {
+            // Open client streams may hold the server's graceful stop; cut it.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}

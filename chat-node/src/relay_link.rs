@@ -1,0 +1,148 @@
+//! The node's link to the relay: registration, the host watch stream, and
+//! re-registration (re-asserting a hosted epoch) after the relay restarts.
+
+use crate::node::{Identity, NodeShared};
+use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
+use chat_proto::pb::relay::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
+
+/// Bound on each unary call to the relay.
+const RELAY_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A cheap-to-clone handle on the relay.
+#[derive(Clone, Debug)]
+pub struct RelayLink {
+    client: RelayServiceClient<Channel>,
+}
+
+impl RelayLink {
+    /// A link to the relay at `uri` (connects lazily and reconnects by itself).
+    pub fn new(uri: &str) -> Result<Self, Status> {
+        let endpoint = Endpoint::from_shared(uri.to_string())
+            .map_err(|e| Status::invalid_argument(format!("bad relay URI {uri:?}: {e}")))?
+            .connect_timeout(RELAY_CALL_TIMEOUT);
+        Ok(Self {
+            client: RelayServiceClient::new(endpoint.connect_lazy()),
+        })
+    }
+
+    fn unary<T>(msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(RELAY_CALL_TIMEOUT);
+        req
+    }
+
+    /// Registers (or re-registers) this node.
+    pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, Status> {
+        Ok(self.client.clone().register(Self::unary(req)).await?.into_inner())
+    }
+
+    /// The relay's current host record.
+    pub async fn current_host(&self) -> Result<HostRecord, Status> {
+        let req = Self::unary(CurrentHostRequest {});
+        Ok(self.client.clone().current_host(req).await?.into_inner())
+    }
+
+    /// Asks the relay to move the host pointer from `from_epoch` to `to_node_id`.
+    pub async fn report_migration(
+        &self,
+        me: &Identity,
+        from_epoch: u64,
+        to_node_id: &str,
+    ) -> Result<HostRecord, Status> {
+        let req = Self::unary(ReportMigrationRequest {
+            from_epoch,
+            to_node_id: to_node_id.to_string(),
+            node_id: me.node_id.clone(),
+            session_token: me.session_token.clone(),
+        });
+        Ok(self.client.clone().report_migration(req).await?.into_inner())
+    }
+
+    /// Leaves the registry.
+    pub async fn unregister(&self, me: &Identity) -> Result<(), Status> {
+        let req = Self::unary(UnregisterRequest {
+            node_id: me.node_id.clone(),
+            session_token: me.session_token.clone(),
+        });
+        self.client.clone().unregister(req).await?;
+        Ok(())
+    }
+
+    async fn watch(&self, me: &Identity) -> Result<tonic::Streaming<HostRecord>, Status> {
+        let req = WatchHostRequest {
+            node_id: me.node_id.clone(),
+            session_token: me.session_token.clone(),
+        };
+        Ok(self.client.clone().watch_host(req).await?.into_inner())
+    }
+}
+
+/// Follows the relay's host record for as long as the node runs; after the
+/// relay restarts or forgets us, registers again with the same identity.
+pub async fn follow_relay(shared: Arc<NodeShared>, cancel: CancellationToken) {
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    let mut registered = true;
+    loop {
+        let attempt = async {
+            if !registered {
+                shared.reregister().await?;
+                registered = true;
+            }
+            let mut stream = shared.relay.watch(&shared.identity).await?;
+            while let Some(record) = stream.message().await? {
+                backoff.reset();
+                shared.on_host_record(record).await;
+            }
+            Err::<(), Status>(Status::unavailable("relay closed the watch stream"))
+        };
+        let status = tokio::select! {
+            r = attempt => r.err().unwrap_or_else(|| Status::unknown("watch ended")),
+            _ = cancel.cancelled() => return,
+        };
+        tracing::warn!(%status, "lost the relay; retrying");
+        // The relay may have restarted or forgotten us: registering again
+        // with our token is harmless otherwise.
+        registered = false;
+        tokio::select! {
+            _ = backoff.wait() => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+impl NodeShared {
+    /// Registers again under the same identity, re-asserting a hosted epoch.
+    async fn reregister(&self) -> Result<(), Status> {
+        let (known_epoch, hosting_epoch) = {
+            let core = self.core();
+            (core.known_epoch, core.role.hosting_epoch().unwrap_or(0))
+        };
+        let resp = self
+            .relay
+            .register(RegisterRequest {
+                name: self.identity.name.clone(),
+                address: self.identity.address.clone(),
+                session_token: self.identity.session_token.clone(),
+                known_epoch,
+                hosting_epoch,
+            })
+            .await?;
+        if let Some(host) = resp.host {
+            self.on_host_record(host).await;
+        }
+        Ok(())
+    }
+}
+
+impl RelayLink {
+    /// Finds a registered member by name.
+    pub async fn lookup_member(&self, name: &str) -> Result<MemberRecord, Status> {
+        let req = Self::unary(LookupMemberRequest { name: name.to_string() });
+        Ok(self.client.clone().lookup_member(req).await?.into_inner())
+    }
+}
