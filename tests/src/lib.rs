@@ -1,1 +1,81 @@
-//! placeholder
+//! Harness for end-to-end tests: a relay and chat members, either in-process
+//! (the same libraries the binaries run) or as real `relay-svc` and
+//! `chat-node --mode json` processes. Both kinds of member expose the same
+//! interface: send a line as a user would type it, wait for JSON events.
+
+pub mod member;
+pub mod procs;
+
+pub use member::Member;
+
+use chat_node::BoundNode;
+use relay_svc::RelayConfig;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How long any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A relay running in this process.
+pub struct Relay {
+    /// Its address.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts a relay on 127.0.0.1:0.
+    pub async fn start(min_users: u32, migration_interval: Duration) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().expect("relay address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = RelayConfig::for_tests(min_users, migration_interval);
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            relay_svc::run(listener, config, shutdown).await.expect("relay runs");
+        });
+        Relay { addr, stop: Some(stop), task }
+    }
+
+    /// `http://` URI of the relay.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the relay.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts an in-process member named `name`.
+pub async fn join(relay_uri: &str, name: &str) -> Result<Member, chat_node::StartError> {
+    let bound = BoundNode::bind(relay_uri, "127.0.0.1:0".parse().expect("addr"), None).await?;
+    let node = bound.join(name).await?;
+    Ok(Member::in_process(name, node))
+}
+
+/// Polls `cond` until it holds or the deadline passes.
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,159 @@
+//! Real `relay-svc` and `chat-node` processes, built by cargo from this
+//! workspace and driven through `--mode json`.
+
+use crate::member::Member;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+/// Path of a workspace binary, building the binaries once per test run.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "relay-svc", "-p", "chat-node", "--bins"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+    });
+    // target/debug/deps/<test> -> target/debug/<name>
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    dir.join(name)
+}
+
+/// A free port on 127.0.0.1 (bound, then released for a process to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A `relay-svc` process.
+pub struct RelayProcess {
+    /// Its address.
+    pub addr: String,
+    child: Child,
+}
+
+impl RelayProcess {
+    /// Starts `relay-svc` on a free port with these extra arguments.
+    pub async fn start(args: &[&str]) -> RelayProcess {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(binary("relay-svc"))
+            .args(["--listen", &addr])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn relay-svc");
+        let relay = RelayProcess { addr, child };
+        relay.wait_ready().await;
+        relay
+    }
+
+    async fn wait_ready(&self) {
+        let addr = self.addr.clone();
+        crate::eventually("relay-svc accepts connections", || {
+            let addr = addr.clone();
+            async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
+        })
+        .await;
+    }
+
+    /// `http://` URI of the relay.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Kills the relay with SIGKILL.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A `chat-node --mode json` process.
+pub struct NodeProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// Its listening address.
+    pub addr: String,
+}
+
+impl NodeProcess {
+    /// Writes one input line.
+    pub async fn write_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(format!("{line}\n").as_bytes()).await.expect("write to chat-node");
+        stdin.flush().await.expect("flush chat-node stdin");
+    }
+
+    /// Types `$exit` and waits for a clean exit.
+    pub async fn exit(&mut self) {
+        self.write_line("$exit").await;
+        let status = tokio::time::timeout(crate::DEADLINE, self.child.wait())
+            .await
+            .expect("chat-node exits after $exit")
+            .expect("wait for chat-node");
+        assert!(status.success(), "chat-node exit status {status}");
+    }
+
+    /// Kills the node with SIGKILL.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Starts `chat-node --mode json` as member `name`; its stdout events feed
+/// the returned member.
+pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(binary("chat-node"))
+        .args([relay_uri, "--name", name, "--mode", "json", "--listen", &addr])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn chat-node");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let stdin = child.stdin.take();
+    let (tx, events) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let value: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("chat-node printed a non-JSON line {line:?}: {e}"));
+            if tx.send(value).is_err() {
+                break;
+            }
+        }
+    });
+    Member::process(name, NodeProcess { child, stdin, addr }, events)
+}
+
+/// Runs a binary to completion with `args`; returns (success, stdout+stderr).
+pub async fn run_binary(name: &str, args: &[&str]) -> (bool, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(binary(name)).args(args).stdin(Stdio::null()).output(),
+    )
+    .await
+    .expect("binary finishes")
+    .expect("run binary");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
