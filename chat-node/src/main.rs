@@ -18,17 +18,25 @@ async fn main() -> ExitCode {
 
 async fn run(config: NodeConfig) -> Result<(), StartError> {
     let interactive = std::io::stdin().is_terminal();
-    let mode = config.mode.unwrap_or(if interactive { Mode::Tui } else { Mode::Line });
+    let mode = config
+        .mode
+        .unwrap_or(if interactive { Mode::Tui } else { Mode::Line });
     let bound = BoundNode::bind(&config.relay_uri, config.listen, config.advertise).await?;
     let mut node = loop {
         let name = match &config.name {
             Some(name) => name.clone(),
             None if interactive => ask_name()?,
-            None => return Err(StartError::NameRefused("--name is required when stdin is not a terminal".into())),
+            None => {
+                return Err(StartError::NameRefused(
+                    "--name is required when stdin is not a terminal".into(),
+                ))
+            }
         };
         match bound.register(&name).await {
             Ok(registration) => break bound.launch(registration).await?,
-            Err(StartError::NameRefused(why)) if config.name.is_none() => eprintln!("{why}; try another name"),
+            Err(StartError::NameRefused(why)) if config.name.is_none() => {
+                eprintln!("{why}; try another name")
+            }
             Err(e) => return Err(e),
         }
     };
@@ -39,7 +47,9 @@ async fn run(config: NodeConfig) -> Result<(), StartError> {
         let ui = async {
             match mode {
                 Mode::Tui => ui::tui::run_tui(commands, events).await?,
-                Mode::Line | Mode::Json => ui::run_lines(stdin, commands, events, mode == Mode::Json).await,
+                Mode::Line | Mode::Json => {
+                    ui::run_lines(stdin, commands, events, mode == Mode::Json).await
+                }
             }
             Ok::<(), std::io::Error>(())
         };

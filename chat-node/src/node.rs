@@ -142,15 +142,27 @@ pub struct BoundNode {
 impl BoundNode {
     /// Binds `listen`; `advertise` (default: the bound address, with a
     /// loopback IP if bound to all interfaces) is what others dial.
-    pub async fn bind(relay_uri: &str, listen: SocketAddr, advertise: Option<String>) -> Result<Self, StartError> {
+    pub async fn bind(
+        relay_uri: &str,
+        listen: SocketAddr,
+        advertise: Option<String>,
+    ) -> Result<Self, StartError> {
         let relay = RelayLink::new(relay_uri).map_err(StartError::Relay)?;
         let listener = TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
         let address = advertise.unwrap_or_else(|| {
-            let ip = if local.ip().is_unspecified() { [127, 0, 0, 1].into() } else { local.ip() };
+            let ip = if local.ip().is_unspecified() {
+                [127, 0, 0, 1].into()
+            } else {
+                local.ip()
+            };
             SocketAddr::new(ip, local.port()).to_string()
         });
-        Ok(Self { listener, address, relay })
+        Ok(Self {
+            listener,
+            address,
+            relay,
+        })
     }
 
     /// The address others reach this node at.
@@ -194,7 +206,9 @@ impl BoundNode {
             })
             .await
             .map_err(|status| match status.code() {
-                Code::AlreadyExists | Code::InvalidArgument => StartError::NameRefused(status.message().to_string()),
+                Code::AlreadyExists | Code::InvalidArgument => {
+                    StartError::NameRefused(status.message().to_string())
+                }
                 _ => StartError::Relay(status),
             })?;
         let identity = Identity {
@@ -207,7 +221,11 @@ impl BoundNode {
             min_users: resp.min_users.max(1),
             migration_interval: Duration::from_millis(resp.migration_interval_ms.max(1)),
         };
-        Ok(Registration { identity, settings, host: resp.host })
+        Ok(Registration {
+            identity,
+            settings,
+            host: resp.host,
+        })
     }
 
     /// Starts every part of the node under a registration.
@@ -224,12 +242,21 @@ impl BoundNode {
 
 impl Node {
     async fn launch(bound: BoundNode, registration: Registration) -> Result<Node, StartError> {
-        let Registration { identity, settings, host } = registration;
+        let Registration {
+            identity,
+            settings,
+            host,
+        } = registration;
         let (events_tx, events) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
         let mut routes = tonic::service::RoutesBuilder::default();
-        let health = chat_proto::serve::add_inspection(&mut routes)?;
-        health.set_service_status(CHAT_SERVICE_NAME, ServingStatus::NotServing).await;
+        let health = chat_proto::serve::add_inspection(
+            &mut routes,
+            &[CHAT_SERVICE_NAME, "chat.v1.PeerService"],
+        )?;
+        health
+            .set_service_status(CHAT_SERVICE_NAME, ServingStatus::NotServing)
+            .await;
         let shared = Arc::new(NodeShared {
             identity,
             settings,
@@ -248,7 +275,10 @@ impl Node {
         let cancel = CancellationToken::new();
         let server = tonic::transport::Server::builder()
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(bound.listener), cancel.clone().cancelled_owned());
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(bound.listener),
+                cancel.clone().cancelled_owned(),
+            );
         let mut tasks = vec![tokio::spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "node server stopped");
@@ -257,10 +287,27 @@ impl Node {
         if let Some(host) = host {
             shared.on_host_record(host).await;
         }
-        tasks.push(tokio::spawn(relay_link::follow_relay(shared.clone(), cancel.clone())));
-        tasks.push(tokio::spawn(handoff::run_host_duties(shared.clone(), cancel.clone())));
-        tasks.push(tokio::spawn(client::run(shared.clone(), commands_rx, events_tx, cancel.clone())));
-        Ok(Node { shared, commands, events: Some(events), cancel, tasks })
+        tasks.push(tokio::spawn(relay_link::follow_relay(
+            shared.clone(),
+            cancel.clone(),
+        )));
+        tasks.push(tokio::spawn(handoff::run_host_duties(
+            shared.clone(),
+            cancel.clone(),
+        )));
+        tasks.push(tokio::spawn(client::run(
+            shared.clone(),
+            commands_rx,
+            events_tx,
+            cancel.clone(),
+        )));
+        Ok(Node {
+            shared,
+            commands,
+            events: Some(events),
+            cancel,
+            tasks,
+        })
     }
 
     /// Takes the stream of events for the user (once).
@@ -272,7 +319,12 @@ impl Node {
     /// the chat to another member first, then the node unregisters and stops.
     pub async fn shutdown(mut self) {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        if self.commands.send(UserCommand::Exit(Some(done_tx))).await.is_ok() {
+        if self
+            .commands
+            .send(UserCommand::Exit(Some(done_tx)))
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(3), done_rx).await;
         }
         if self.shared.role().hosting_epoch().is_some() {
@@ -293,7 +345,10 @@ impl Node {
         for task in self.tasks.drain(..) {
             // Open client streams may hold the server's graceful stop; cut it.
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }

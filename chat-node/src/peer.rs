@@ -26,13 +26,19 @@ pub struct PrivateInbox {
 
 impl PrivateInbox {
     pub(crate) fn new(events: mpsc::Sender<ClientEvent>) -> Self {
-        Self { events, members: Mutex::new(HashMap::new()) }
+        Self {
+            events,
+            members: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Replaces the directory with the host's latest member list.
     pub(crate) fn set_members(&self, members: &[Member]) {
         let mut dir = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        *dir = members.iter().map(|m| (m.name.clone(), m.clone())).collect();
+        *dir = members
+            .iter()
+            .map(|m| (m.name.clone(), m.clone()))
+            .collect();
     }
 
     fn known_node(&self, name: &str) -> Option<String> {
@@ -53,12 +59,18 @@ impl PeerService for PeerEndpoint {
         let msg = req.into_inner();
         let shared = &self.0;
         if msg.to != shared.identity.name {
-            return Err(Status::not_found(format!("this node is {:?}, not {:?}", shared.identity.name, msg.to)));
+            return Err(Status::not_found(format!(
+                "this node is {:?}, not {:?}",
+                shared.identity.name, msg.to
+            )));
         }
         rules::validate_text(&msg.text)?;
         verify_sender(shared, &msg).await?;
         shared.stats.count_private();
-        let event = ClientEvent::Private { from: msg.from, text: msg.text };
+        let event = ClientEvent::Private {
+            from: msg.from,
+            text: msg.text,
+        };
         shared
             .inbox
             .events
@@ -77,7 +89,10 @@ async fn verify_sender(shared: &NodeShared, msg: &PrivateMessage) -> Result<(), 
         None => shared.relay.lookup_member(&msg.from).await?.node_id,
     };
     if known != msg.from_node_id {
-        return Err(Status::permission_denied(format!("sender is not {:?}", msg.from)));
+        return Err(Status::permission_denied(format!(
+            "sender is not {:?}",
+            msg.from
+        )));
     }
     Ok(())
 }
@@ -101,5 +116,11 @@ pub async fn send_private(shared: &NodeShared, to: &Member, text: &str) -> Resul
     peer.deliver_private(msg)
         .await
         .map(|_| ())
-        .map_err(|status| format!("private message to {} failed: {}", to.name, status.message()))
+        .map_err(|status| {
+            format!(
+                "private message to {} failed: {}",
+                to.name,
+                status.message()
+            )
+        })
 }

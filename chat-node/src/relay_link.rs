@@ -38,7 +38,12 @@ impl RelayLink {
 
     /// Registers (or re-registers) this node.
     pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, Status> {
-        Ok(self.client.clone().register(Self::unary(req)).await?.into_inner())
+        Ok(self
+            .client
+            .clone()
+            .register(Self::unary(req))
+            .await?
+            .into_inner())
     }
 
     /// The relay's current host record.
@@ -60,7 +65,12 @@ impl RelayLink {
             node_id: me.node_id.clone(),
             session_token: me.session_token.clone(),
         });
-        Ok(self.client.clone().report_migration(req).await?.into_inner())
+        Ok(self
+            .client
+            .clone()
+            .report_migration(req)
+            .await?
+            .into_inner())
     }
 
     /// Leaves the registry.
@@ -85,7 +95,8 @@ impl RelayLink {
 /// Follows the relay's host record for as long as the node runs; after the
 /// relay restarts or forgets us, registers again with the same identity.
 pub async fn follow_relay(shared: Arc<NodeShared>, cancel: CancellationToken) {
-    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     let mut registered = true;
     loop {
         let attempt = async {
@@ -142,7 +153,9 @@ impl NodeShared {
 impl RelayLink {
     /// Finds a registered member by name.
     pub async fn lookup_member(&self, name: &str) -> Result<MemberRecord, Status> {
-        let req = Self::unary(LookupMemberRequest { name: name.to_string() });
+        let req = Self::unary(LookupMemberRequest {
+            name: name.to_string(),
+        });
         Ok(self.client.clone().lookup_member(req).await?.into_inner())
     }
 }

@@ -7,23 +7,32 @@ use tonic::service::RoutesBuilder;
 pub use tonic_health::server::HealthReporter;
 pub use tonic_health::ServingStatus;
 
-/// Adds health and both reflection versions to `routes`; returns the health
+/// The inspection services every server advertises.
+const INSPECTION_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Adds health and both reflection versions to `routes`, advertising
+/// `services` (plus health and reflection themselves); returns the health
 /// reporter so the caller can set each service's status.
 pub fn add_inspection(
     routes: &mut RoutesBuilder,
+    services: &[&str],
 ) -> Result<HealthReporter, tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     routes.add_service(health);
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    routes.add_service(v1);
-    routes.add_service(v1alpha);
+    let builder = || {
+        services.iter().chain(INSPECTION_SERVICES.iter()).fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |b, name| b.with_service_name(*name),
+        )
+    };
+    routes.add_service(builder().build_v1()?);
+    routes.add_service(builder().build_v1alpha()?);
     Ok(reporter)
 }
 

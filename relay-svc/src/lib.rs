@@ -39,7 +39,7 @@ pub async fn run(
 ) -> Result<(), RelayError> {
     let shared = service::Shared::new(config);
     let mut routes = tonic::service::RoutesBuilder::default();
-    let health = chat_proto::serve::add_inspection(&mut routes)?;
+    let health = chat_proto::serve::add_inspection(&mut routes, &["relay.v1.RelayService"])?;
     health
         .set_serving::<RelayServiceServer<service::Relay>>()
         .await;

@@ -37,9 +37,15 @@ impl Relay {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            relay_svc::run(listener, config, shutdown).await.expect("relay runs");
+            relay_svc::run(listener, config, shutdown)
+                .await
+                .expect("relay runs");
         });
-        Relay { addr, stop: Some(stop), task }
+        Relay {
+            addr,
+            stop: Some(stop),
+            task,
+        }
     }
 
     /// `http://` URI of the relay.

@@ -36,11 +36,25 @@ impl Member {
                 }
             });
         }
-        Member { name: name.to_string(), kind: Kind::InProcess(Some(node)), events, seen: Vec::new() }
+        Member {
+            name: name.to_string(),
+            kind: Kind::InProcess(Some(node)),
+            events,
+            seen: Vec::new(),
+        }
     }
 
-    pub(crate) fn process(name: &str, proc: crate::procs::NodeProcess, events: mpsc::UnboundedReceiver<Value>) -> Self {
-        Member { name: name.to_string(), kind: Kind::Process(proc), events, seen: Vec::new() }
+    pub(crate) fn process(
+        name: &str,
+        proc: crate::procs::NodeProcess,
+        events: mpsc::UnboundedReceiver<Value>,
+    ) -> Self {
+        Member {
+            name: name.to_string(),
+            kind: Kind::Process(proc),
+            events,
+            seen: Vec::new(),
+        }
     }
 
     /// The node's shared state (in-process members only).
@@ -62,7 +76,8 @@ impl Member {
                     Ok(None) => {}
                     // Line mode shows parse errors as error events: do the same.
                     Err(message) => {
-                        self.seen.push(serde_json::json!({"type": "error", "message": message}));
+                        self.seen
+                            .push(serde_json::json!({"type": "error", "message": message}));
                     }
                 }
             }
@@ -117,8 +132,14 @@ impl Member {
                         return event;
                     }
                 }
-                Ok(None) => panic!("{}: events ended while waiting for {what}; seen: {:#?}", self.name, self.seen),
-                Err(_) => panic!("{}: timed out waiting for {what}; seen: {:#?}", self.name, self.seen),
+                Ok(None) => panic!(
+                    "{}: events ended while waiting for {what}; seen: {:#?}",
+                    self.name, self.seen
+                ),
+                Err(_) => panic!(
+                    "{}: timed out waiting for {what}; seen: {:#?}",
+                    self.name, self.seen
+                ),
             }
         }
     }
@@ -126,7 +147,8 @@ impl Member {
     /// Waits for an event of `kind` whose fields include every `(key, value)`.
     pub async fn wait_event(&mut self, kind: &str, fields: &[(&str, &str)]) -> Value {
         let what = format!("{kind} {fields:?}");
-        self.wait_for(&what, |e| matches_event(e, kind, fields)).await
+        self.wait_for(&what, |e| matches_event(e, kind, fields))
+            .await
     }
 
     /// Waits until everything seen so far satisfies `cond`.
@@ -136,8 +158,14 @@ impl Member {
         while !cond(&self.seen) {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(event)) => self.seen.push(event),
-                Ok(None) => panic!("{}: events ended while waiting for {what}; seen: {:#?}", self.name, self.seen),
-                Err(_) => panic!("{}: timed out waiting for {what}; seen: {:#?}", self.name, self.seen),
+                Ok(None) => panic!(
+                    "{}: events ended while waiting for {what}; seen: {:#?}",
+                    self.name, self.seen
+                ),
+                Err(_) => panic!(
+                    "{}: timed out waiting for {what}; seen: {:#?}",
+                    self.name, self.seen
+                ),
             }
         }
     }
@@ -145,8 +173,10 @@ impl Member {
     /// Waits until `count` chat messages have been seen; returns them.
     pub async fn wait_messages(&mut self, count: usize) -> Vec<(u64, String, String)> {
         let what = format!("{count} messages");
-        self.wait_until(&what, |seen| seen.iter().filter(|e| e["type"] == "message").count() >= count)
-            .await;
+        self.wait_until(&what, |seen| {
+            seen.iter().filter(|e| e["type"] == "message").count() >= count
+        })
+        .await;
         self.messages()
     }
 

@@ -17,7 +17,15 @@ pub fn binary(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "relay-svc", "-p", "chat-node", "--bins"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "relay-svc",
+                "-p",
+                "chat-node",
+                "--bins",
+            ])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building the binaries failed");
@@ -94,7 +102,10 @@ impl NodeProcess {
     /// Writes one input line.
     pub async fn write_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(format!("{line}\n").as_bytes()).await.expect("write to chat-node");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write to chat-node");
         stdin.flush().await.expect("flush chat-node stdin");
     }
 
@@ -120,7 +131,9 @@ pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(binary("chat-node"))
-        .args([relay_uri, "--name", name, "--mode", "json", "--listen", &addr])
+        .args([
+            relay_uri, "--name", name, "--mode", "json", "--listen", &addr,
+        ])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
@@ -149,11 +162,18 @@ pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
 pub async fn run_binary(name: &str, args: &[&str]) -> (bool, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
-        Command::new(binary(name)).args(args).stdin(Stdio::null()).output(),
+        Command::new(binary(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .output(),
     )
     .await
     .expect("binary finishes")
     .expect("run binary");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }

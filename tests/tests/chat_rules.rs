@@ -33,7 +33,11 @@ async fn held_messages_show_at_activation_in_send_order() {
             (2, "bob".to_string(), "two".to_string()),
             (3, "alice".to_string(), "three".to_string()),
         ];
-        assert_eq!(got, expected, "{} sees the held messages in send order", m.name);
+        assert_eq!(
+            got, expected,
+            "{} sees the held messages in send order",
+            m.name
+        );
     }
     // Activation is permanent: a member leaving does not deactivate it.
     carol.leave().await;
@@ -54,7 +58,10 @@ async fn late_joiner_receives_the_whole_history() {
     let mut dave = join(&relay.uri(), "dave").await.unwrap();
     let history = dave.wait_messages(5).await;
     assert_eq!(
-        history.iter().map(|(_, _, t)| t.as_str()).collect::<Vec<_>>(),
+        history
+            .iter()
+            .map(|(_, _, t)| t.as_str())
+            .collect::<Vec<_>>(),
         ["m0", "m1", "m2", "m3", "m4"]
     );
     assert!(dave.has_seen("activated", &[]));
@@ -76,7 +83,9 @@ async fn names_follow_every_rule() {
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("a connected member's name was taken over"),
     }
-    join(&relay.uri(), &"x".repeat(32)).await.expect("32 characters are fine");
+    join(&relay.uri(), &"x".repeat(32))
+        .await
+        .expect("32 characters are fine");
 }
 
 #[tokio::test]
@@ -93,14 +102,21 @@ async fn private_messages_go_node_to_node_and_never_through_the_host() {
     let frames_before = host.stats.chat_frames();
 
     bob.say("$private carol psst carol").await;
-    carol.wait_event("private", &[("from", "bob"), ("text", "psst carol")]).await;
+    carol
+        .wait_event("private", &[("from", "bob"), ("text", "psst carol")])
+        .await;
     bob.wait_event("private_sent", &[("to", "carol")]).await;
     assert_eq!(carol.shared().stats.private_received(), 1);
-    assert_eq!(host.stats.chat_frames(), frames_before, "the host's ChatService saw nothing");
+    assert_eq!(
+        host.stats.chat_frames(),
+        frames_before,
+        "the host's ChatService saw nothing"
+    );
     assert!(!alice.has_seen("private", &[]), "nobody else sees it");
 
     bob.say("/msg nobody hi").await;
-    bob.wait_event("error", &[("message", "~no member named")]).await;
+    bob.wait_event("error", &[("message", "~no member named")])
+        .await;
     bob.say("$private bob hi me").await;
     bob.wait_event("error", &[("message", "~yourself")]).await;
     bob.say("$private carol").await;
@@ -115,7 +131,9 @@ async fn exit_leaves_cleanly_and_frees_the_name() {
     alice.wait_event("activated", &[]).await;
     bob.leave().await;
     alice.wait_event("left", &[("name", "bob")]).await;
-    let mut bob_again = join(&relay.uri(), "bob").await.expect("the name is free after $exit");
+    let mut bob_again = join(&relay.uri(), "bob")
+        .await
+        .expect("the name is free after $exit");
     bob_again.wait_event("joined", &[("name", "bob")]).await;
 }
 
@@ -144,15 +162,21 @@ async fn reset_wipes_history_and_restarts_activation() {
 
     alice.say("$reset -3").await;
     for m in [&mut alice, &mut bob] {
-        m.wait_event("reset", &[("by", "alice"), ("min_users", "3")]).await;
+        m.wait_event("reset", &[("by", "alice"), ("min_users", "3")])
+            .await;
     }
     bob.say("held after reset").await;
     bob.wait_event("ack", &[]).await;
     let mut carol = join(&relay.uri(), "carol").await.unwrap();
     for m in [&mut alice, &mut bob, &mut carol] {
-        m.wait_event("message", &[("text", "held after reset")]).await;
+        m.wait_event("message", &[("text", "held after reset")])
+            .await;
     }
-    assert_eq!(carol.texts(), ["held after reset"], "the wiped history is gone");
+    assert_eq!(
+        carol.texts(),
+        ["held after reset"],
+        "the wiped history is gone"
+    );
     assert_eq!(alice.texts(), ["old", "held after reset"]);
     alice.say("$reset -0").await;
     alice.wait_event("error", &[("message", "~usage")]).await;
@@ -166,7 +190,9 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     alice.say(&"x".repeat(4097)).await;
     alice.wait_event("error", &[("message", "~4 KiB")]).await;
     alice.say("/frobnicate").await;
-    alice.wait_event("error", &[("message", "~unknown command")]).await;
+    alice
+        .wait_event("error", &[("message", "~unknown command")])
+        .await;
     alice.say(&"y".repeat(4096)).await;
     let got = alice.wait_messages(1).await;
     assert_eq!(got[0].0, 1, "the refused message took no sequence number");

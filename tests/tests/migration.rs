@@ -25,7 +25,12 @@ async fn every_member_gets_every_message_once_in_one_order_across_20_migrations(
     }
     // Three members send concurrently, paced so the run spans many moves.
     let mut relay_client = RelayServiceClient::connect(relay.uri()).await.unwrap();
-    let start_epoch = relay_client.current_host(CurrentHostRequest {}).await.unwrap().into_inner().epoch;
+    let start_epoch = relay_client
+        .current_host(CurrentHostRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .epoch;
     let mut hosts = HashSet::new();
     for i in 0..PER_SENDER {
         for m in members.iter_mut().take(SENDERS) {
@@ -33,7 +38,11 @@ async fn every_member_gets_every_message_once_in_one_order_across_20_migrations(
             m.say(&line).await;
         }
         tokio::time::sleep(Duration::from_millis(80)).await;
-        let host = relay_client.current_host(CurrentHostRequest {}).await.unwrap().into_inner();
+        let host = relay_client
+            .current_host(CurrentHostRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         hosts.insert(host.name);
     }
     let total = SENDERS * PER_SENDER;
@@ -44,19 +53,45 @@ async fn every_member_gets_every_message_once_in_one_order_across_20_migrations(
         assert_eq!(got.len(), total, "{}: no duplicates", m.name);
         assert_eq!(texts.len(), total, "{}: every message once", m.name);
         let seqs: Vec<u64> = got.iter().map(|(s, _, _)| *s).collect();
-        assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "{}: no gaps, in order", m.name);
+        assert_eq!(
+            seqs,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "{}: no gaps, in order",
+            m.name
+        );
         for sender in members_names().iter().take(SENDERS) {
-            let own: Vec<&str> = got.iter().filter(|(_, f, _)| f == sender).map(|(_, _, t)| t.as_str()).collect();
+            let own: Vec<&str> = got
+                .iter()
+                .filter(|(_, f, _)| f == sender)
+                .map(|(_, _, t)| t.as_str())
+                .collect();
             let expected: Vec<String> = (0..PER_SENDER).map(|i| format!("{sender} #{i}")).collect();
-            assert_eq!(own, expected, "{}: {sender}'s messages keep their send order", m.name);
+            assert_eq!(
+                own, expected,
+                "{}: {sender}'s messages keep their send order",
+                m.name
+            );
         }
         match &reference {
             None => reference = Some(got),
-            Some(r) => assert_eq!(&got, r, "{} sees the same order as the first member", m.name),
+            Some(r) => assert_eq!(
+                &got, r,
+                "{} sees the same order as the first member",
+                m.name
+            ),
         }
     }
-    let end_epoch = relay_client.current_host(CurrentHostRequest {}).await.unwrap().into_inner().epoch;
-    assert!(end_epoch - start_epoch >= 20, "only {} migrations", end_epoch - start_epoch);
+    let end_epoch = relay_client
+        .current_host(CurrentHostRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .epoch;
+    assert!(
+        end_epoch - start_epoch >= 20,
+        "only {} migrations",
+        end_epoch - start_epoch
+    );
     assert!(hosts.len() > 1, "the host visited {hosts:?}");
 }
 
@@ -71,7 +106,11 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
     let mut bob = join(&relay.uri(), "bob").await.unwrap();
     bob.wait_event("activated", &[]).await;
     let mut rc = RelayServiceClient::connect(relay.uri()).await.unwrap();
-    let host = rc.current_host(CurrentHostRequest {}).await.unwrap().into_inner();
+    let host = rc
+        .current_host(CurrentHostRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(host.name, "alice");
     let alice_id = alice.shared().identity.clone();
     let bob_id = bob.shared().identity.clone();
@@ -92,7 +131,10 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
         node_id: bob_id.node_id.clone(),
         session_token: bob_id.session_token.clone(),
     };
-    assert_eq!(rc.report_migration(forged).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        rc.report_migration(forged).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     // Forged: someone uses alice's node id without her token.
     let stolen = ReportMigrationRequest {
         from_epoch: host.epoch,
@@ -100,14 +142,30 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
         node_id: alice_id.node_id.clone(),
         session_token: format!("{}.guess", alice_id.node_id),
     };
-    assert_eq!(rc.report_migration(stolen).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        rc.report_migration(stolen).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     // Nothing changed, and the chat goes on.
-    assert_eq!(rc.current_host(CurrentHostRequest {}).await.unwrap().into_inner(), host);
+    assert_eq!(
+        rc.current_host(CurrentHostRequest {})
+            .await
+            .unwrap()
+            .into_inner(),
+        host
+    );
     alice.say("still fine").await;
     bob.wait_event("message", &[("text", "still fine")]).await;
     // Re-registering under a taken name without its token is refused.
-    let grab = RegisterRequest { name: "alice".into(), address: "127.0.0.1:1".into(), ..Default::default() };
-    assert_eq!(rc.register(grab).await.unwrap_err().code(), Code::AlreadyExists);
+    let grab = RegisterRequest {
+        name: "alice".into(),
+        address: "127.0.0.1:1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        rc.register(grab).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
 }
 
 #[tokio::test]
@@ -122,16 +180,26 @@ async fn a_dormant_chat_service_redirects_to_the_host() {
         async move { shared.host_watch().borrow().is_some() }
     })
     .await;
-    let mut client = ChatServiceClient::connect(format!("http://{bob_addr}")).await.unwrap();
+    let mut client = ChatServiceClient::connect(format!("http://{bob_addr}"))
+        .await
+        .unwrap();
     let hello = ClientFrame {
-        frame: Some(client_frame::Frame::Hello(Hello { name: "x".into(), ..Default::default() })),
+        frame: Some(client_frame::Frame::Hello(Hello {
+            name: "x".into(),
+            ..Default::default()
+        })),
     };
     let err = client
         .session(tokio_stream::iter(vec![hello]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
-    let pointed = err.metadata().get(chat_proto::HOST_ADDRESS_METADATA).unwrap().to_str().unwrap();
+    let pointed = err
+        .metadata()
+        .get(chat_proto::HOST_ADDRESS_METADATA)
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert_eq!(pointed, host_addr);
 }
 
@@ -141,9 +209,18 @@ async fn the_relay_pointer_follows_each_move_and_clients_are_told() {
     let mut alice = join(&relay.uri(), "alice").await.unwrap();
     let mut bob = join(&relay.uri(), "bob").await.unwrap();
     let mut rc = RelayServiceClient::connect(relay.uri()).await.unwrap();
-    bob.wait_event("host", &[("name", "bob"), ("epoch", "2")]).await;
-    alice.wait_event("host", &[("name", "bob"), ("epoch", "2")]).await;
-    alice.wait_event("host", &[("name", "alice"), ("epoch", "3")]).await;
-    let now = rc.current_host(CurrentHostRequest {}).await.unwrap().into_inner();
+    bob.wait_event("host", &[("name", "bob"), ("epoch", "2")])
+        .await;
+    alice
+        .wait_event("host", &[("name", "bob"), ("epoch", "2")])
+        .await;
+    alice
+        .wait_event("host", &[("name", "alice"), ("epoch", "3")])
+        .await;
+    let now = rc
+        .current_host(CurrentHostRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(now.epoch >= 3);
 }

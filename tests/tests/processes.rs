@@ -15,7 +15,15 @@ async fn three_processes_chat_through_migrations() {
     let mut carol = spawn_node(&uri, "carol", &[]).await;
     for m in [&mut alice, &mut bob, &mut carol] {
         m.wait_event("activated", &[]).await;
-        m.wait_event("message", &[("seq", "1"), ("from", "alice"), ("text", "held before activation")]).await;
+        m.wait_event(
+            "message",
+            &[
+                ("seq", "1"),
+                ("from", "alice"),
+                ("text", "held before activation"),
+            ],
+        )
+        .await;
     }
     // The host moves among the processes; clients follow.
     carol.wait_event("host", &[("name", "bob")]).await;
@@ -24,16 +32,24 @@ async fn three_processes_chat_through_migrations() {
         bob.say(&format!("bob {i}")).await;
     }
     carol.say("$private alice only for you").await;
-    alice.wait_event("private", &[("from", "carol"), ("text", "only for you")]).await;
+    alice
+        .wait_event("private", &[("from", "carol"), ("text", "only for you")])
+        .await;
     for m in [&mut alice, &mut bob, &mut carol] {
         let got = m.wait_messages(11).await;
         let texts: Vec<&str> = got.iter().skip(1).map(|(_, _, t)| t.as_str()).collect();
         let expected: Vec<String> = (0..10).map(|i| format!("bob {i}")).collect();
-        assert_eq!(texts, expected, "{} sees every message once, in order", m.name);
+        assert_eq!(
+            texts, expected,
+            "{} sees every message once, in order",
+            m.name
+        );
         assert!(!m.has_seen("error", &[]), "{}: {:?}", m.name, m.seen);
     }
     carol.say("$private nobody hi").await;
-    carol.wait_event("error", &[("message", "~no member named")]).await;
+    carol
+        .wait_event("error", &[("message", "~no member named")])
+        .await;
     carol.leave().await;
     alice.wait_event("left", &[("name", "carol")]).await;
     bob.leave().await;
@@ -59,12 +75,28 @@ async fn invalid_or_taken_names_are_refused_by_the_binary() {
 async fn help_documents_every_flag() {
     let (ok, out) = run_binary("relay-svc", &["--help"]).await;
     assert!(ok, "{out}");
-    for flag in ["--listen", "--min-users", "--migration-interval", "RELAY_LISTEN", "0.0.0.0:5000", "30s"] {
+    for flag in [
+        "--listen",
+        "--min-users",
+        "--migration-interval",
+        "RELAY_LISTEN",
+        "0.0.0.0:5000",
+        "30s",
+    ] {
         assert!(out.contains(flag), "relay-svc --help lacks {flag}: {out}");
     }
     let (ok, out) = run_binary("chat-node", &["--help"]).await;
     assert!(ok, "{out}");
-    for flag in ["[RELAY_URI]", "--name", "--listen", "--advertise", "--mode", "http://127.0.0.1:5000", "tui", "json"] {
+    for flag in [
+        "[RELAY_URI]",
+        "--name",
+        "--listen",
+        "--advertise",
+        "--mode",
+        "http://127.0.0.1:5000",
+        "tui",
+        "json",
+    ] {
         assert!(out.contains(flag), "chat-node --help lacks {flag}: {out}");
     }
 }

@@ -56,7 +56,12 @@ pub fn parse_line(line: &str) -> Result<Option<UserCommand>, String> {
         "who" => UserCommand::Who,
         "host" => UserCommand::Host,
         "help" => UserCommand::Help,
-        _ => return Err(format!("unknown command {:?}; /help lists the commands", &line[..word.len() + 1])),
+        _ => {
+            return Err(format!(
+                "unknown command {:?}; /help lists the commands",
+                &line[..word.len() + 1]
+            ))
+        }
     };
     Ok(Some(cmd))
 }
@@ -92,7 +97,9 @@ mod tests {
     fn text_and_commands() {
         assert!(matches!(parse("hello there"), UserCommand::Say(t) if t == "hello there"));
         assert!(parse_line("   ").unwrap().is_none());
-        assert!(matches!(parse("$private bob hi you"), UserCommand::Private { to, text } if to == "bob" && text == "hi you"));
+        assert!(
+            matches!(parse("$private bob hi you"), UserCommand::Private { to, text } if to == "bob" && text == "hi you")
+        );
         assert!(matches!(parse("/msg bob hi"), UserCommand::Private { to, .. } if to == "bob"));
         assert!(matches!(parse("$exit"), UserCommand::Exit(None)));
         assert!(matches!(parse("/quit"), UserCommand::Exit(None)));
@@ -109,6 +116,8 @@ mod tests {
         assert!(parse_line("$private").unwrap_err().contains("usage"));
         assert!(parse_line("$reset -0").unwrap_err().contains("usage"));
         assert!(parse_line("$reset x").unwrap_err().contains("usage"));
-        assert!(parse_line("/frobnicate now").unwrap_err().contains("unknown command \"/frobnicate\""));
+        assert!(parse_line("/frobnicate now")
+            .unwrap_err()
+            .contains("unknown command \"/frobnicate\""));
     }
 }

@@ -79,12 +79,20 @@ pub async fn run(
         match client.session(&address, &mut commands, &cancel).await {
             SessionEnd::Exit => return,
             SessionEnd::Redirect(address) => {
-                client.emit(ClientEvent::Connection { state: Connection::Moving }).await;
+                client
+                    .emit(ClientEvent::Connection {
+                        state: Connection::Moving,
+                    })
+                    .await;
                 next = Some(address);
             }
             SessionEnd::Lost(why) => {
                 tracing::info!(%why, "lost the host; reconnecting");
-                client.emit(ClientEvent::Connection { state: Connection::Reconnecting }).await;
+                client
+                    .emit(ClientEvent::Connection {
+                        state: Connection::Reconnecting,
+                    })
+                    .await;
                 let delay = client.backoff.next_delay();
                 if !client.offline(delay, &mut commands, &cancel).await {
                     return;
@@ -155,7 +163,10 @@ impl Client {
                 self.queue(text).await;
             }
             UserCommand::Reset(_) => {
-                self.emit(ClientEvent::error("not connected to the host; try again in a moment")).await
+                self.emit(ClientEvent::error(
+                    "not connected to the host; try again in a moment",
+                ))
+                .await
             }
             other => self.local_command(other).await,
         }
@@ -199,7 +210,12 @@ impl Client {
                 };
                 self.emit(ClientEvent::Info { message }).await;
             }
-            UserCommand::Help => self.emit(ClientEvent::Info { message: HELP.to_string() }).await,
+            UserCommand::Help => {
+                self.emit(ClientEvent::Info {
+                    message: HELP.to_string(),
+                })
+                .await
+            }
             UserCommand::Say(_) | UserCommand::Reset(_) | UserCommand::Exit(_) => {}
         }
     }

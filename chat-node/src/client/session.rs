@@ -24,7 +24,11 @@ fn client_frame(f: client_frame::Frame) -> ClientFrame {
 
 /// Where a dormant node says the host is, if it said.
 fn redirect_of(status: &Status, tried: &str) -> Option<String> {
-    let address = status.metadata().get(HOST_ADDRESS_METADATA)?.to_str().ok()?;
+    let address = status
+        .metadata()
+        .get(HOST_ADDRESS_METADATA)?
+        .to_str()
+        .ok()?;
     (status.code() == Code::Unavailable && address != tried).then(|| address.to_string())
 }
 
@@ -114,7 +118,11 @@ impl Client {
             }
         };
         for msg in self.view.pending.clone() {
-            if tx.send(client_frame(client_frame::Frame::Send(msg))).await.is_err() {
+            if tx
+                .send(client_frame(client_frame::Frame::Send(msg)))
+                .await
+                .is_err()
+            {
                 return Err(lost(&"stream closed while re-sending"));
             }
         }
@@ -128,12 +136,22 @@ impl Client {
             Frame::Welcome(w) => self.welcomed(w, address).await,
             Frame::Message(m) if m.seq > self.view.last_seq => {
                 self.view.last_seq = m.seq;
-                self.emit(ClientEvent::Message { seq: m.seq, from: m.from, text: m.text, sent_at_unix_ms: m.sent_at_unix_ms }).await;
+                self.emit(ClientEvent::Message {
+                    seq: m.seq,
+                    from: m.from,
+                    text: m.text,
+                    sent_at_unix_ms: m.sent_at_unix_ms,
+                })
+                .await;
             }
             Frame::Message(_) => {} // already shown
             Frame::Ack(a) => {
                 self.view.pending.retain(|p| p.id != a.id);
-                self.emit(ClientEvent::Ack { id: a.id, seq: a.seq }).await;
+                self.emit(ClientEvent::Ack {
+                    id: a.id,
+                    seq: a.seq,
+                })
+                .await;
             }
             Frame::Members(m) => {
                 self.shared.inbox.set_members(&m.members);
@@ -149,7 +167,11 @@ impl Client {
             Frame::Reset(r) => {
                 self.view.last_seq = self.view.last_seq.max(r.seq);
                 self.view.activated = false;
-                self.emit(ClientEvent::Reset { by: r.by, min_users: r.min_users }).await;
+                self.emit(ClientEvent::Reset {
+                    by: r.by,
+                    min_users: r.min_users,
+                })
+                .await;
             }
             Frame::Migrate(m) => return Some(SessionEnd::Redirect(m.address)),
             Frame::Rejected(r) => {
@@ -164,14 +186,26 @@ impl Client {
 
     async fn welcomed(&mut self, w: Welcome, address: &str) {
         self.backoff.reset();
-        self.emit(ClientEvent::Connection { state: Connection::Connected }).await;
+        self.emit(ClientEvent::Connection {
+            state: Connection::Connected,
+        })
+        .await;
         self.view.host_name = w.host_name.clone();
         if w.epoch > self.view.announced_epoch {
             self.view.announced_epoch = w.epoch;
-            self.emit(ClientEvent::Host { epoch: w.epoch, address: address.to_string(), name: w.host_name }).await;
+            self.emit(ClientEvent::Host {
+                epoch: w.epoch,
+                address: address.to_string(),
+                name: w.host_name,
+            })
+            .await;
         }
         if !w.activated && !self.view.activated {
-            self.emit(ClientEvent::Waiting { members: w.member_count, min_users: w.min_users }).await;
+            self.emit(ClientEvent::Waiting {
+                members: w.member_count,
+                min_users: w.min_users,
+            })
+            .await;
         }
     }
 
@@ -190,8 +224,16 @@ impl Client {
     }
 
     /// Says goodbye and waits (bounded) for the host to close the session.
-    async fn leave(&mut self, tx: &mpsc::Sender<ClientFrame>, inbound: &mut Streaming<ServerFrame>) {
-        if tx.send(client_frame(client_frame::Frame::Leave(Leave {}))).await.is_err() {
+    async fn leave(
+        &mut self,
+        tx: &mpsc::Sender<ClientFrame>,
+        inbound: &mut Streaming<ServerFrame>,
+    ) {
+        if tx
+            .send(client_frame(client_frame::Frame::Leave(Leave {})))
+            .await
+            .is_err()
+        {
             return;
         }
         let _ = tokio::time::timeout(LEAVE_TIMEOUT, async {

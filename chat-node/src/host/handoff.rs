@@ -140,23 +140,43 @@ impl NodeShared {
     }
 
     /// Brings the successor's replica up to this host's head.
-    async fn sync_replica(&self, peer: &mut ChatServiceClient<Channel>, epoch: u64) -> Result<(), tonic::Status> {
+    async fn sync_replica(
+        &self,
+        peer: &mut ChatServiceClient<Channel>,
+        epoch: u64,
+    ) -> Result<(), tonic::Status> {
         let from_node_id = self.identity.node_id.clone();
-        let probe = ReplicateRequest { epoch, from_node_id: from_node_id.clone(), ..Default::default() };
+        let probe = ReplicateRequest {
+            epoch,
+            from_node_id: from_node_id.clone(),
+            ..Default::default()
+        };
         let probe = peer.replicate(probe).await?.into_inner();
         let mut have = probe.have_seq;
         let mut same_room = true;
         loop {
             let (meta, entries, head) = {
                 let core = self.core();
-                let room = core.room.as_ref().ok_or_else(|| tonic::Status::internal("host has no room"))?;
+                let room = core
+                    .room
+                    .as_ref()
+                    .ok_or_else(|| tonic::Status::internal("host has no room"))?;
                 same_room &= probe.room_id == room.room_id() && have <= room.head_seq();
                 if !same_room {
                     have = 0;
                 }
-                (room.meta(), room.entries_after(have, REPLICATION_CHUNK), room.head_seq())
+                (
+                    room.meta(),
+                    room.entries_after(have, REPLICATION_CHUNK),
+                    room.head_seq(),
+                )
             };
-            let req = ReplicateRequest { epoch, from_node_id: from_node_id.clone(), meta: Some(meta), entries };
+            let req = ReplicateRequest {
+                epoch,
+                from_node_id: from_node_id.clone(),
+                meta: Some(meta),
+                entries,
+            };
             have = peer.replicate(req).await?.into_inner().have_seq;
             same_room = true;
             if have >= head {

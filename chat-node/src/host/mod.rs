@@ -89,7 +89,8 @@ impl HostCore {
         let Some(room) = &self.room else {
             return Vec::new();
         };
-        let connected = |m: &&Member| m.name != me && self.sessions.get(&m.name).is_some_and(|n| *n > 0);
+        let connected =
+            |m: &&Member| m.name != me && self.sessions.get(&m.name).is_some_and(|n| *n > 0);
         let (after, before): (Vec<Member>, Vec<Member>) = room
             .members()
             .filter(connected)
@@ -148,9 +149,9 @@ impl NodeShared {
             core.known_epoch = epoch;
             core.role = Role::Live { epoch };
             let min_users = self.settings.min_users;
-            let room = core
-                .room
-                .get_or_insert_with(|| Room::new(uuid::Uuid::new_v4().simple().to_string(), min_users));
+            let room = core.room.get_or_insert_with(|| {
+                Room::new(uuid::Uuid::new_v4().simple().to_string(), min_users)
+            });
             let now = Instant::now();
             let names: Vec<String> = room.members().map(|m| m.name.clone()).collect();
             core.sessions.clear();

@@ -127,10 +127,7 @@ impl Room {
                 return Err(RoomError::NameTaken(member.name));
             }
         }
-        let new_member = self
-            .members
-            .insert(member.name.clone(), member)
-            .is_none();
+        let new_member = self.members.insert(member.name.clone(), member).is_none();
         let activated_now = self.activate_if_ready();
         Ok(Joined {
             new_member,
@@ -246,7 +243,11 @@ impl Room {
 
     /// Applies a replication delta: entries that follow `head_seq` (or start
     /// with a reset), then the sender's metadata. Returns the new head.
-    pub fn apply_replica(&mut self, meta: RoomMeta, entries: Vec<LogEntry>) -> Result<u64, RoomError> {
+    pub fn apply_replica(
+        &mut self,
+        meta: RoomMeta,
+        entries: Vec<LogEntry>,
+    ) -> Result<u64, RoomError> {
         for entry in entries {
             let seq = entry_seq(&entry);
             let is_reset = matches!(entry.kind, Some(log_entry::Kind::Reset(_)));

@@ -117,7 +117,9 @@ async fn read_hello(inbound: &mut Streaming<ClientFrame>) -> Result<Hello, Statu
         .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))??;
     match first.and_then(|f| f.frame) {
         Some(client_frame::Frame::Hello(hello)) => Ok(hello),
-        _ => Err(Status::invalid_argument("the first frame of a session must be Hello")),
+        _ => Err(Status::invalid_argument(
+            "the first frame of a session must be Hello",
+        )),
     }
 }
 
@@ -171,7 +173,10 @@ impl ChatService for ChatHost {
         }
         core.known_epoch = req.epoch;
         if let Some(meta) = req.meta {
-            let fresh = core.room.as_ref().is_none_or(|r| r.room_id() != meta.room_id);
+            let fresh = core
+                .room
+                .as_ref()
+                .is_none_or(|r| r.room_id() != meta.room_id);
             if fresh {
                 core.room = Some(Room::new(meta.room_id.clone(), meta.min_users));
             }
@@ -179,10 +184,9 @@ impl ChatService for ChatHost {
                 room.apply_replica(meta, req.entries)?;
             }
         }
-        let (room_id, have_seq) = core
-            .room
-            .as_ref()
-            .map_or((String::new(), 0), |r| (r.room_id().to_string(), r.head_seq()));
+        let (room_id, have_seq) = core.room.as_ref().map_or((String::new(), 0), |r| {
+            (r.room_id().to_string(), r.head_seq())
+        });
         Ok(Response::new(ReplicateResponse { room_id, have_seq }))
     }
 

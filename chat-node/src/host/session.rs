@@ -113,7 +113,10 @@ impl Session {
             let core = self.shared.core();
             match (&core.role, &core.room) {
                 (Role::Dormant, _) | (_, None) => return Ok(false),
-                (_, Some(room)) => (room.entries_after(self.cursor, DELIVERY_BATCH), room.activated()),
+                (_, Some(room)) => (
+                    room.entries_after(self.cursor, DELIVERY_BATCH),
+                    room.activated(),
+                ),
             }
         };
         let full = entries.len() == DELIVERY_BATCH;
@@ -142,8 +145,15 @@ impl Session {
     async fn send_activated_once(&self, sent: &mut bool) -> Result<(), ()> {
         if !*sent {
             *sent = true;
-            let count = self.shared.core().room.as_ref().map_or(0, |r| r.members().count());
-            let f = server_frame::Frame::Activated(Activated { member_count: count as u32 });
+            let count = self
+                .shared
+                .core()
+                .room
+                .as_ref()
+                .map_or(0, |r| r.members().count());
+            let f = server_frame::Frame::Activated(Activated {
+                member_count: count as u32,
+            });
             self.tx.send(Ok(frame(f))).await.map_err(|_| ())?;
         }
         Ok(())
@@ -181,7 +191,10 @@ impl NodeShared {
                 if !a.duplicate {
                     self.log_tx.send_modify(|n| *n += 1);
                 }
-                Step::Reply(server_frame::Frame::Ack(Ack { id: m.id, seq: a.seq }))
+                Step::Reply(server_frame::Frame::Ack(Ack {
+                    id: m.id,
+                    seq: a.seq,
+                }))
             }
             Err(e) => rejected(&m.id, e.to_string()),
         }
@@ -216,7 +229,9 @@ impl NodeShared {
         };
         if left {
             tracing::info!(name, "member left");
-            self.broadcast(server_frame::Frame::Left(MemberEvent { name: name.to_string() }));
+            self.broadcast(server_frame::Frame::Left(MemberEvent {
+                name: name.to_string(),
+            }));
             if let Some(members) = self.members_frame() {
                 self.broadcast(members);
             }
@@ -228,11 +243,17 @@ impl NodeShared {
             return;
         }
         let mut core = self.core();
-        let open = core.sessions.get(name).copied().unwrap_or(0).saturating_sub(1);
+        let open = core
+            .sessions
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(1);
         if open == 0 {
             core.sessions.remove(name);
             if core.role != Role::Dormant {
-                core.away_since.insert(name.to_string(), std::time::Instant::now());
+                core.away_since
+                    .insert(name.to_string(), std::time::Instant::now());
             }
         } else {
             core.sessions.insert(name.to_string(), open);

@@ -9,24 +9,38 @@ use tokio::sync::mpsc;
 /// One readable line for an event, or `None` for events line mode keeps quiet about.
 pub fn format_event(event: &ClientEvent) -> Option<String> {
     let line = match event {
-        ClientEvent::Message { seq, from, text, .. } => format!("[{seq}] {from}: {text}"),
+        ClientEvent::Message {
+            seq, from, text, ..
+        } => format!("[{seq}] {from}: {text}"),
         ClientEvent::Private { from, text } => format!("(private) {from}: {text}"),
         ClientEvent::PrivateSent { to, text } => format!("(private to {to}) {text}"),
         ClientEvent::Ack { .. } => return None,
-        ClientEvent::Host { epoch, address, name } => format!("* host is now {name} at {address} (epoch {epoch})"),
+        ClientEvent::Host {
+            epoch,
+            address,
+            name,
+        } => format!("* host is now {name} at {address} (epoch {epoch})"),
         ClientEvent::Activated => "* the chat is active".to_string(),
         ClientEvent::Waiting { members, min_users } => {
             format!("* waiting for members: {members} of {min_users}; messages are held until then")
         }
         ClientEvent::Joined { name } => format!("* {name} joined"),
         ClientEvent::Left { name } => format!("* {name} left"),
-        ClientEvent::Members { names, host } => format!("* members: {} (host: {host})", names.join(", ")),
+        ClientEvent::Members { names, host } => {
+            format!("* members: {} (host: {host})", names.join(", "))
+        }
         ClientEvent::Reset { by, min_users } => {
             format!("* {by} reset the chat; it activates again at {min_users} members")
         }
-        ClientEvent::Connection { state: Connection::Connected } => return None,
-        ClientEvent::Connection { state: Connection::Moving } => "* the host is moving...".to_string(),
-        ClientEvent::Connection { state: Connection::Reconnecting } => "* lost the host; reconnecting...".to_string(),
+        ClientEvent::Connection {
+            state: Connection::Connected,
+        } => return None,
+        ClientEvent::Connection {
+            state: Connection::Moving,
+        } => "* the host is moving...".to_string(),
+        ClientEvent::Connection {
+            state: Connection::Reconnecting,
+        } => "* lost the host; reconnecting...".to_string(),
         ClientEvent::Info { message } => message.clone(),
         ClientEvent::Error { message } => format!("! {message}"),
     };

@@ -16,7 +16,10 @@ fn first_node_hosts_at_epoch_one() {
     assert_eq!(host.epoch, 1);
     assert_eq!(host.node_id, alice.record.node_id);
     let (_, host) = r.register(reg("bob", 2), now).unwrap();
-    assert_eq!(host.node_id, alice.record.node_id, "second node does not take over");
+    assert_eq!(
+        host.node_id, alice.record.node_id,
+        "second node does not take over"
+    );
 }
 
 #[test]
@@ -73,7 +76,10 @@ fn migration_is_compare_and_set() {
     // Stale: epoch 1 is gone; nothing changes.
     assert_eq!(
         r.report_migration(aid, atok, 1, aid).unwrap_err(),
-        RegistryError::StaleEpoch { given: 1, current: 2 }
+        RegistryError::StaleEpoch {
+            given: 1,
+            current: 2
+        }
     );
     assert_eq!(r.host().unwrap().node_id, *bid);
 }
@@ -105,7 +111,8 @@ fn silent_members_are_reaped_after_grace() {
     let t0 = Instant::now();
     let (a, _) = r.register(reg("alice", 1), t0).unwrap();
     let (b, _) = r.register(reg("bob", 2), t0).unwrap();
-    r.watch_started(&a.record.node_id, &a.session_token).unwrap();
+    r.watch_started(&a.record.node_id, &a.session_token)
+        .unwrap();
     let grace = Duration::from_secs(2);
     assert!(r.reap(t0 + Duration::from_secs(1), grace).is_empty());
     assert_eq!(r.reap(t0 + Duration::from_secs(3), grace), vec!["bob"]);

@@ -36,7 +36,13 @@ fn ids_make_retries_idempotent() {
     let mut room = Room::new("r".into(), 1);
     let first = room.append("a", "m1", "hi", 0).unwrap();
     let again = room.append("a", "m1", "hi", 0).unwrap();
-    assert_eq!(again, Appended { seq: first.seq, duplicate: true });
+    assert_eq!(
+        again,
+        Appended {
+            seq: first.seq,
+            duplicate: true
+        }
+    );
     // Another sender may use the same id.
     assert_eq!(room.append("b", "m1", "yo", 0).unwrap().seq, 2);
     assert_eq!(room.head_seq(), 2);
@@ -68,7 +74,11 @@ fn reset_wipes_history_and_restarts_activation() {
     assert!(!room.activated());
     room.append("a", "2", "new", 0).unwrap();
     let entries = room.entries_after(0, 10);
-    assert_eq!(entry_seq(&entries[0]), 2, "a reader behind the reset gets the reset first");
+    assert_eq!(
+        entry_seq(&entries[0]),
+        2,
+        "a reader behind the reset gets the reset first"
+    );
     assert_eq!(texts(&entries), ["new"]);
     // The same id is fresh after a reset: the history it deduplicated is gone.
     assert!(!room.append("a", "1", "again", 0).unwrap().duplicate);
