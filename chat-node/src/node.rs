@@ -66,6 +66,8 @@ pub struct Settings {
     pub min_users: u32,
     /// How often the host role moves.
     pub migration_interval: Duration,
+    /// How long a host lease lasts without renewal.
+    pub lease: Duration,
 }
 
 /// Counters tests and operators can read.
@@ -106,6 +108,9 @@ pub struct NodeShared {
     core: Mutex<HostCore>,
     /// Bumped whenever the room's log or activation changes.
     pub(crate) log_tx: watch::Sender<u64>,
+    /// Highest sequence number the successor holds (the head when alone):
+    /// only committed entries are delivered and acknowledged.
+    pub(crate) commit_tx: watch::Sender<u64>,
     pub(crate) host_events: broadcast::Sender<HostEvent>,
     pub(crate) role_tx: watch::Sender<Role>,
     /// The latest host record known (from the relay or a handoff).
@@ -220,6 +225,7 @@ impl BoundNode {
         let settings = Settings {
             min_users: resp.min_users.max(1),
             migration_interval: Duration::from_millis(resp.migration_interval_ms.max(1)),
+            lease: Duration::from_millis(resp.lease_ms.max(10)),
         };
         Ok(Registration {
             identity,
@@ -264,6 +270,7 @@ impl Node {
             stats: Stats::default(),
             core: Mutex::new(HostCore::new()),
             log_tx: watch::channel(0).0,
+            commit_tx: watch::channel(0).0,
             host_events: broadcast::channel(HOST_EVENTS_CAPACITY).0,
             role_tx: watch::channel(Role::Dormant).0,
             host_tx: watch::channel(None).0,

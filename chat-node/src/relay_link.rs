@@ -73,6 +73,25 @@ impl RelayLink {
             .into_inner())
     }
 
+    /// Renews the host lease for `epoch`, naming the successor.
+    pub async fn renew_lease(
+        &self,
+        me: &Identity,
+        epoch: u64,
+        successor_node_id: &str,
+        timeout: Duration,
+    ) -> Result<(), Status> {
+        let mut req = tonic::Request::new(RenewLeaseRequest {
+            epoch,
+            node_id: me.node_id.clone(),
+            session_token: me.session_token.clone(),
+            successor_node_id: successor_node_id.to_string(),
+        });
+        req.set_timeout(timeout);
+        self.client.clone().renew_lease(req).await?;
+        Ok(())
+    }
+
     /// Leaves the registry.
     pub async fn unregister(&self, me: &Identity) -> Result<(), Status> {
         let req = Self::unary(UnregisterRequest {

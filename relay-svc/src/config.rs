@@ -30,6 +30,12 @@ pub struct RelayConfig {
     #[arg(long, env = "RELAY_MEMBER_GRACE", default_value = "3s",
           value_parser = chat_proto::parse_duration)]
     pub member_grace: Duration,
+
+    /// How long the host's lease lasts without renewal; a host silent for
+    /// longer is replaced by its successor, e.g. `500ms`.
+    #[arg(long, env = "RELAY_LEASE", default_value = "500ms",
+          value_parser = chat_proto::parse_duration)]
+    pub lease: Duration,
 }
 
 impl RelayConfig {
@@ -40,6 +46,7 @@ impl RelayConfig {
             min_users,
             migration_interval,
             member_grace: Duration::from_secs(3),
+            lease: Duration::from_millis(500),
         }
     }
 }

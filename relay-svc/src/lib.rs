@@ -17,6 +17,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+/// How often the host lease is checked.
+const LEASE_CHECK_PERIOD: Duration = Duration::from_millis(25);
 /// How often silent members are looked for.
 const REAP_PERIOD: Duration = Duration::from_millis(500);
 
@@ -44,7 +46,7 @@ pub async fn run(
         .set_serving::<RelayServiceServer<service::Relay>>()
         .await;
     routes.add_service(RelayServiceServer::new(service::Relay(shared.clone())));
-    let reaper = tokio::spawn(reap_forever(shared));
+    let reaper = tokio::spawn(watch_liveness(shared));
     let result = tonic::transport::Server::builder()
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -53,10 +55,14 @@ pub async fn run(
     Ok(result?)
 }
 
-async fn reap_forever(shared: std::sync::Arc<service::Shared>) {
-    let mut tick = tokio::time::interval(REAP_PERIOD);
+/// Promotes a new host when a lease runs out; forgets silent members.
+async fn watch_liveness(shared: std::sync::Arc<service::Shared>) {
+    let mut lease = tokio::time::interval(LEASE_CHECK_PERIOD);
+    let mut reap = tokio::time::interval(REAP_PERIOD);
     loop {
-        tick.tick().await;
-        shared.reap();
+        tokio::select! {
+            _ = lease.tick() => shared.check_lease(),
+            _ = reap.tick() => shared.reap(),
+        }
     }
 }

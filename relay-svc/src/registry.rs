@@ -82,30 +82,56 @@ pub struct Member {
     pub record: MemberRecord,
     /// Secret of this registration.
     pub session_token: String,
+    known_epoch: u64,
     watchers: u32,
     last_seen: Instant,
 }
 
+/// The host's right to serve, renewed by the host.
+#[derive(Debug, Clone)]
+struct Lease {
+    deadline: Instant,
+    successor: Option<String>,
+}
+
 /// Members and the host record.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     members: HashMap<String, Member>,
     host: Option<HostRecord>,
     highest_epoch: u64,
+    lease_duration: Duration,
+    lease: Option<Lease>,
+    /// Since when nodes that knew a host are waiting for it to re-assert
+    /// itself (after a relay restart).
+    vacant_since: Option<Instant>,
 }
 
 impl Registry {
+    /// An empty registry whose host leases last `lease_duration`.
+    pub fn new(lease_duration: Duration) -> Self {
+        Self {
+            members: HashMap::new(),
+            host: None,
+            highest_epoch: 0,
+            lease_duration,
+            lease: None,
+            vacant_since: None,
+        }
+    }
+
     /// The current host record, if any node has registered.
     pub fn host(&self) -> Option<&HostRecord> {
         self.host.as_ref()
     }
 
-    /// Registers (or re-registers) a node; returns it and the host record.
+    /// Registers (or re-registers) a node; returns it and the host record
+    /// (none while the relay waits for a known host to re-assert itself).
     pub fn register(
         &mut self,
         reg: Registration,
         now: Instant,
-    ) -> Result<(Member, HostRecord), RegistryError> {
+    ) -> Result<(Member, Option<HostRecord>), RegistryError> {
         rules::validate_name(&reg.name)?;
         if !reg.address.contains(':') {
             return Err(RegistryError::InvalidAddress);
@@ -114,16 +140,17 @@ impl Registry {
         let member = Member {
             record: MemberRecord {
                 node_id: node_id.clone(),
-                name: reg.name,
-                address: reg.address,
+                name: reg.name.clone(),
+                address: reg.address.clone(),
             },
             session_token: token,
+            known_epoch: reg.known_epoch,
             watchers: 0,
             last_seen: now,
         };
         self.members.insert(node_id.clone(), member.clone());
         self.highest_epoch = self.highest_epoch.max(reg.known_epoch);
-        let host = self.settle_host(&member.record, reg.hosting_epoch);
+        let host = self.settle_host(&member.record, &reg, now);
         Ok((member, host))
     }
 
@@ -157,22 +184,29 @@ impl Registry {
     }
 
     /// Makes the registrant host when there is none, or when it re-asserts a
-    /// newer epoch than the relay knows (after a relay restart).
-    fn settle_host(&mut self, member: &MemberRecord, hosting_epoch: u64) -> HostRecord {
+    /// newer epoch than the relay knows (after a relay restart). A node that
+    /// knew an earlier host does not take over at once: the host gets a lease
+    /// period to re-assert itself first.
+    fn settle_host(
+        &mut self,
+        member: &MemberRecord,
+        reg: &Registration,
+        now: Instant,
+    ) -> Option<HostRecord> {
         let current = self.host.as_ref().map_or(0, |h| h.epoch);
-        let host_is_me = self
-            .host
-            .as_ref()
-            .is_some_and(|h| h.node_id == member.node_id);
-        if hosting_epoch > current || (hosting_epoch == current && host_is_me) {
-            self.set_host(hosting_epoch, member);
+        if reg.hosting_epoch > current {
+            self.set_host(reg.hosting_epoch, member, now);
         } else if self.host.is_none() {
-            self.set_host(self.highest_epoch + 1, member);
+            if reg.known_epoch == 0 && self.vacant_since.is_none() {
+                self.set_host(self.highest_epoch + 1, member, now);
+            } else {
+                self.vacant_since.get_or_insert(now);
+            }
         }
-        self.host.clone().unwrap_or_default()
+        self.host.clone()
     }
 
-    fn set_host(&mut self, epoch: u64, member: &MemberRecord) {
+    fn set_host(&mut self, epoch: u64, member: &MemberRecord, now: Instant) {
         self.highest_epoch = self.highest_epoch.max(epoch);
         self.host = Some(HostRecord {
             epoch,
@@ -180,6 +214,97 @@ impl Registry {
             address: member.address.clone(),
             name: member.name.clone(),
         });
+        // A new host gets a full lease to start renewing.
+        self.lease = Some(Lease {
+            deadline: now + self.lease_duration,
+            successor: None,
+        });
+        self.vacant_since = None;
+    }
+
+    /// The host renews its lease for `epoch` and names its successor.
+    pub fn renew_lease(
+        &mut self,
+        caller: &str,
+        token: &str,
+        epoch: u64,
+        successor: &str,
+        now: Instant,
+    ) -> Result<(), RegistryError> {
+        self.check_host(caller, token, epoch)?;
+        self.lease = Some(Lease {
+            deadline: now + self.lease_duration,
+            successor: (!successor.is_empty()).then(|| successor.to_string()),
+        });
+        Ok(())
+    }
+
+    /// Promotes a new host if the lease ran out (or fills a vacancy nobody
+    /// re-asserted). Returns the new host record if it changed.
+    pub fn check_lease(&mut self, now: Instant) -> Option<HostRecord> {
+        let expired = match (&self.host, &self.lease, self.vacant_since) {
+            (Some(_), Some(lease), _) => now > lease.deadline,
+            (None, _, Some(since)) => now.duration_since(since) > self.lease_duration,
+            _ => false,
+        };
+        if !expired {
+            return None;
+        }
+        let dead = self.host.as_ref().map(|h| h.node_id.clone());
+        let preferred = self.lease.as_ref().and_then(|l| l.successor.clone());
+        let next = self.promotion_candidate(dead.as_deref(), preferred.as_deref());
+        let Some(next) = next else {
+            // Nobody alive to promote: look again one lease later.
+            self.lease = self.lease.take().map(|l| Lease {
+                deadline: now + self.lease_duration,
+                ..l
+            });
+            self.vacant_since = self.vacant_since.map(|_| now);
+            return None;
+        };
+        let epoch = self.highest_epoch + 1;
+        self.set_host(epoch, &next, now);
+        self.host.clone()
+    }
+
+    /// The designated successor if it is alive, else the live member that
+    /// knew the newest epoch.
+    fn promotion_candidate(
+        &self,
+        dead: Option<&str>,
+        preferred: Option<&str>,
+    ) -> Option<MemberRecord> {
+        let alive = |m: &&Member| m.watchers > 0 && Some(m.record.node_id.as_str()) != dead;
+        if let Some(m) = preferred
+            .and_then(|id| self.members.get(id))
+            .filter(|m| alive(m))
+        {
+            return Some(m.record.clone());
+        }
+        self.members
+            .values()
+            .filter(alive)
+            .max_by(|a, b| {
+                a.known_epoch
+                    .cmp(&b.known_epoch)
+                    .then(b.record.name.cmp(&a.record.name))
+            })
+            .map(|m| m.record.clone())
+    }
+
+    fn check_host(&self, caller: &str, token: &str, epoch: u64) -> Result<(), RegistryError> {
+        self.authenticate(caller, token)?;
+        let host = self.host.as_ref().ok_or(RegistryError::NoHost)?;
+        if host.epoch != epoch {
+            return Err(RegistryError::StaleEpoch {
+                given: epoch,
+                current: host.epoch,
+            });
+        }
+        if host.node_id != caller {
+            return Err(RegistryError::NotHost(caller.to_string()));
+        }
+        Ok(())
     }
 
     /// Checks that `token` belongs to `node_id`.
@@ -201,25 +326,16 @@ impl Registry {
         token: &str,
         from_epoch: u64,
         to_node_id: &str,
+        now: Instant,
     ) -> Result<HostRecord, RegistryError> {
-        self.authenticate(caller, token)?;
-        let host = self.host.as_ref().ok_or(RegistryError::NoHost)?;
-        if host.epoch != from_epoch {
-            return Err(RegistryError::StaleEpoch {
-                given: from_epoch,
-                current: host.epoch,
-            });
-        }
-        if host.node_id != caller {
-            return Err(RegistryError::NotHost(caller.to_string()));
-        }
+        self.check_host(caller, token, from_epoch)?;
         let target = self
             .members
             .get(to_node_id)
             .ok_or_else(|| RegistryError::UnknownNode(to_node_id.to_string()))?
             .record
             .clone();
-        self.set_host(from_epoch + 1, &target);
+        self.set_host(from_epoch + 1, &target, now);
         Ok(self.host.clone().unwrap_or_default())
     }
 

@@ -21,7 +21,7 @@ impl Shared {
     /// Empty registry under `config`.
     pub fn new(config: RelayConfig) -> Arc<Self> {
         Arc::new(Self {
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry::new(config.lease)),
             host_tx: watch::channel(None).0,
             config,
         })
@@ -45,6 +45,13 @@ impl Shared {
             changed
         });
         out
+    }
+
+    /// Promotes a successor if the host's lease ran out.
+    pub fn check_lease(&self) {
+        if let Some(host) = self.update(|r| r.check_lease(Instant::now())) {
+            tracing::warn!(epoch = host.epoch, to = %host.name, "host lease expired; promoted a new host");
+        }
     }
 
     /// Forgets members silent for longer than the grace period.
@@ -82,9 +89,10 @@ impl RelayService for Relay {
         Ok(Response::new(RegisterResponse {
             node_id: member.record.node_id,
             session_token: member.session_token,
-            host: Some(host),
+            host,
             min_users: self.0.config.min_users,
             migration_interval_ms: self.0.config.migration_interval.as_millis() as u64,
+            lease_ms: self.0.config.lease.as_millis() as u64,
         }))
     }
 
@@ -102,13 +110,38 @@ impl RelayService for Relay {
     ) -> Result<Response<HostRecord>, Status> {
         let r = req.into_inner();
         let host = self.0.update(|reg| {
-            reg.report_migration(&r.node_id, &r.session_token, r.from_epoch, &r.to_node_id)
+            reg.report_migration(
+                &r.node_id,
+                &r.session_token,
+                r.from_epoch,
+                &r.to_node_id,
+                Instant::now(),
+            )
         });
         match &host {
             Ok(h) => tracing::info!(epoch = h.epoch, to = %h.name, "host migrated"),
             Err(e) => tracing::warn!(error = %e, "migration report refused"),
         }
         Ok(Response::new(host?))
+    }
+
+    async fn renew_lease(
+        &self,
+        req: Request<RenewLeaseRequest>,
+    ) -> Result<Response<RenewLeaseResponse>, Status> {
+        let r = req.into_inner();
+        self.0.update(|reg| {
+            reg.renew_lease(
+                &r.node_id,
+                &r.session_token,
+                r.epoch,
+                &r.successor_node_id,
+                Instant::now(),
+            )
+        })?;
+        Ok(Response::new(RenewLeaseResponse {
+            lease_ms: self.0.config.lease.as_millis() as u64,
+        }))
     }
 
     type WatchHostStream = WatchStream;

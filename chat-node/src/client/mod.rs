@@ -137,9 +137,13 @@ impl Client {
     ) -> bool {
         let sleep = tokio::time::sleep(delay);
         tokio::pin!(sleep);
+        // A new host (failover, relay restart) ends the wait early.
+        let mut host_rx = self.shared.host_watch();
+        host_rx.mark_unchanged();
         loop {
             tokio::select! {
                 _ = &mut sleep => return true,
+                changed = host_rx.changed() => return changed.is_ok(),
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => if !self.offline_command(cmd).await { return false },
                     None => return false,

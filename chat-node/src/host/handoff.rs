@@ -1,27 +1,21 @@
 //! Host duties over time: planned migration (make-before-break handoff) on
 //! a fixed schedule, and forgetting members that stayed away.
 
+use super::replica::{peer_client, replicate_while_hosting};
 use super::Role;
 use crate::node::NodeShared;
-use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
-use chat_proto::pb::chat::{Member, ReplicateRequest, TakeOverRequest};
+use chat_proto::pb::chat::{Member, TakeOverRequest};
 use chat_proto::pb::relay::HostRecord;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
-/// Log entries per replication request (at 4 KiB each, well under the 4 MiB
-/// gRPC message limit).
-const REPLICATION_CHUNK: usize = 256;
 /// A member without a session for this long has left.
 pub const MEMBER_GRACE: Duration = Duration::from_secs(10);
 /// How often away members are looked for.
 const AWAY_CHECK: Duration = Duration::from_secs(1);
-/// Bound on each call to a successor during a handoff.
-const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a handoff did not happen; the host keeps the role.
 #[derive(Debug, Error)]
@@ -45,22 +39,32 @@ pub enum HandoffError {
     Relay(tonic::Status),
 }
 
-/// Runs the host duties whenever this node is live, until cancelled.
+/// Runs the host duties whenever this node is live, until cancelled:
+/// replication to the successor and lease renewal (each in its own task, so
+/// a slow handoff never starves the lease), planned migration on a fixed
+/// schedule, and forgetting members that stayed away.
 pub async fn run_host_duties(shared: Arc<NodeShared>, cancel: CancellationToken) {
     let mut role_rx = shared.role_tx.subscribe();
     loop {
-        let live = tokio::select! {
-            r = role_rx.wait_for(|r| matches!(r, Role::Live { .. })) => r.is_ok(),
+        let epoch = tokio::select! {
+            r = role_rx.wait_for(|r| matches!(r, Role::Live { .. })) => match r {
+                Ok(role) => role.hosting_epoch().unwrap_or(0),
+                Err(_) => return,
+            },
             _ = cancel.cancelled() => return,
         };
-        if !live {
-            return;
-        }
+        let term = cancel.child_token();
+        tokio::spawn(replicate_while_hosting(shared.clone(), epoch, term.clone()));
+        tokio::spawn(renew_lease_while_hosting(
+            shared.clone(),
+            epoch,
+            term.clone(),
+        ));
         let period = shared.settings.migration_interval;
         let mut migrate = tokio::time::interval_at((Instant::now() + period).into(), period);
         migrate.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut away = tokio::time::interval(AWAY_CHECK);
-        loop {
+        while shared.role().hosting_epoch() == Some(epoch) {
             tokio::select! {
                 _ = migrate.tick() => match shared.hand_off().await {
                     Ok(to) => tracing::info!(epoch = to.epoch, to = %to.name, "handed the chat off"),
@@ -68,12 +72,33 @@ pub async fn run_host_duties(shared: Arc<NodeShared>, cancel: CancellationToken)
                     Err(e) => tracing::warn!(error = %e, "planned migration failed; still hosting"),
                 },
                 _ = away.tick() => shared.forget_away_members(),
-                changed = role_rx.changed() => {
-                    if changed.is_err() { return }
-                    if !matches!(*role_rx.borrow(), Role::Live { .. } | Role::HandingOff { .. }) { break }
-                }
-                _ = cancel.cancelled() => return,
+                changed = role_rx.changed() => if changed.is_err() { break },
+                _ = cancel.cancelled() => break,
             }
+        }
+        term.cancel();
+    }
+}
+
+/// Renews the host lease at the relay, naming the successor, four times per
+/// lease period while this node hosts `epoch`.
+async fn renew_lease_while_hosting(shared: Arc<NodeShared>, epoch: u64, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.settings.lease / 4);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    while shared.role().hosting_epoch() == Some(epoch) {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        let successor = shared.core().successor.clone().unwrap_or_default();
+        if let Err(status) = shared
+            .relay
+            .renew_lease(&shared.identity, epoch, &successor, shared.settings.lease)
+            .await
+        {
+            // A newer epoch reaches us on the relay watch; an outage is
+            // ridden out (clients still chat through this host).
+            tracing::debug!(%status, epoch, "lease renewal failed");
         }
     }
 }
@@ -108,12 +133,17 @@ impl NodeShared {
         };
         let mut peer = peer_client(&to.address).map_err(fail)?;
         // Make: ship the room while still serving, so the frozen part is short.
-        self.sync_replica(&mut peer, epoch).await.map_err(fail)?;
+        let have = self
+            .sync_replica(&mut peer, epoch, None)
+            .await
+            .map_err(fail)?;
         if !self.set_role_if(Role::Live { epoch }, Role::HandingOff { epoch }) {
             return Err(HandoffError::NotHost);
         }
         let moved = async {
-            self.sync_replica(&mut peer, epoch).await.map_err(fail)?;
+            self.sync_replica(&mut peer, epoch, Some(have))
+                .await
+                .map_err(fail)?;
             self.relay
                 .report_migration(&self.identity, epoch, &to.node_id)
                 .await
@@ -137,52 +167,6 @@ impl NodeShared {
         }
         self.on_host_record(record.clone()).await;
         Ok(record)
-    }
-
-    /// Brings the successor's replica up to this host's head.
-    async fn sync_replica(
-        &self,
-        peer: &mut ChatServiceClient<Channel>,
-        epoch: u64,
-    ) -> Result<(), tonic::Status> {
-        let from_node_id = self.identity.node_id.clone();
-        let probe = ReplicateRequest {
-            epoch,
-            from_node_id: from_node_id.clone(),
-            ..Default::default()
-        };
-        let probe = peer.replicate(probe).await?.into_inner();
-        let mut have = probe.have_seq;
-        let mut same_room = true;
-        loop {
-            let (meta, entries, head) = {
-                let core = self.core();
-                let room = core
-                    .room
-                    .as_ref()
-                    .ok_or_else(|| tonic::Status::internal("host has no room"))?;
-                same_room &= probe.room_id == room.room_id() && have <= room.head_seq();
-                if !same_room {
-                    have = 0;
-                }
-                (
-                    room.meta(),
-                    room.entries_after(have, REPLICATION_CHUNK),
-                    room.head_seq(),
-                )
-            };
-            let req = ReplicateRequest {
-                epoch,
-                from_node_id: from_node_id.clone(),
-                meta: Some(meta),
-                entries,
-            };
-            have = peer.replicate(req).await?.into_inner().have_seq;
-            same_room = true;
-            if have >= head {
-                return Ok(());
-            }
-        }
     }
 
     fn set_role_if(&self, expected: Role, next: Role) -> bool {
@@ -210,13 +194,4 @@ impl NodeShared {
             self.leave_room(&name);
         }
     }
-}
-
-/// A client for another node's ChatService with bounded connect and calls.
-pub fn peer_client(address: &str) -> Result<ChatServiceClient<Channel>, tonic::Status> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| tonic::Status::invalid_argument(format!("bad address {address:?}: {e}")))?
-        .connect_timeout(PEER_CALL_TIMEOUT)
-        .timeout(PEER_CALL_TIMEOUT);
-    Ok(ChatServiceClient::new(endpoint.connect_lazy()))
 }

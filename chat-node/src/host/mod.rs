@@ -2,6 +2,7 @@
 //! when the relay points at this node.
 
 pub mod handoff;
+pub mod replica;
 pub mod room;
 pub mod service;
 mod session;
@@ -70,7 +71,14 @@ pub struct HostCore {
     pub sessions: HashMap<String, usize>,
     /// When each member without a session lost its last one.
     pub away_since: HashMap<String, Instant>,
+    /// Node id of the member holding the replicated log, if any.
+    pub successor: Option<String>,
+    /// Members whose node refused or missed replication, and since when.
+    pub unreachable: HashMap<String, Instant>,
 }
+
+/// How long a member that failed to take the replica is passed over.
+const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl HostCore {
     pub(crate) fn new() -> Self {
@@ -80,6 +88,8 @@ impl HostCore {
             room: None,
             sessions: HashMap::new(),
             away_since: HashMap::new(),
+            successor: None,
+            unreachable: HashMap::new(),
         }
     }
 
@@ -89,8 +99,14 @@ impl HostCore {
         let Some(room) = &self.room else {
             return Vec::new();
         };
-        let connected =
-            |m: &&Member| m.name != me && self.sessions.get(&m.name).is_some_and(|n| *n > 0);
+        let connected = |m: &&Member| {
+            m.name != me
+                && self.sessions.get(&m.name).is_some_and(|n| *n > 0)
+                && self
+                    .unreachable
+                    .get(&m.name)
+                    .is_none_or(|t| t.elapsed() > UNREACHABLE_FOR)
+        };
         let (after, before): (Vec<Member>, Vec<Member>) = room
             .members()
             .filter(connected)
@@ -156,7 +172,11 @@ impl NodeShared {
             let names: Vec<String> = room.members().map(|m| m.name.clone()).collect();
             core.sessions.clear();
             core.away_since = names.into_iter().map(|n| (n, now)).collect();
+            core.successor = None;
+            core.unreachable.clear();
         }
+        // Nothing is committed in this term until a successor holds it.
+        self.commit_tx.send_replace(0);
         tracing::info!(epoch, "this node is now the chat host");
         self.role_tx.send_replace(Role::Live { epoch });
         self.health

@@ -151,6 +151,7 @@ impl ChatService for ChatHost {
             name: hello.name,
             cursor: hello.resume_from_seq,
             tx,
+            unacked: Vec::new(),
         };
         tokio::spawn(ctx.run(inbound, events));
         Ok(Response::new(ReceiverStream::new(rx)))

@@ -3,6 +3,7 @@
 //! only falls behind in the log (bounded channel, resumed by sequence
 //! number); it never makes the host buffer without bound.
 
+use super::room::entry_seq;
 use super::service::frame;
 use super::{HostEvent, Role};
 use crate::node::NodeShared;
@@ -21,12 +22,16 @@ pub(super) struct Session {
     /// Last sequence number delivered to (or already held by) the client.
     pub cursor: u64,
     pub tx: mpsc::Sender<Result<ServerFrame, Status>>,
+    /// Sequenced messages of this client waiting for the commit point.
+    pub unacked: Vec<Ack>,
 }
 
 /// What a client frame asks of the session.
 enum Step {
     Continue,
     Reply(server_frame::Frame),
+    /// Acknowledge once the successor holds the message.
+    AckWhenCommitted(Ack),
     Left,
 }
 
@@ -48,6 +53,7 @@ impl Session {
         mut events: broadcast::Receiver<HostEvent>,
     ) {
         let mut log_rx = self.shared.log_tx.subscribe();
+        let mut commit_rx = self.shared.commit_tx.subscribe();
         let mut activated_sent = false;
         let mut more = true;
         let end = loop {
@@ -73,10 +79,18 @@ impl Session {
                     Ok(Some(f)) => match self.handle(f) {
                         Step::Continue => {}
                         Step::Reply(f) => if self.tx.send(Ok(frame(f))).await.is_err() { break End::Gone },
+                        Step::AckWhenCommitted(ack) => {
+                            self.unacked.push(ack);
+                            if self.flush_acks().await.is_err() { break End::Gone }
+                        }
                         Step::Left => break End::Left,
                     },
                     Ok(None) | Err(_) => break End::Gone,
                 },
+                changed = commit_rx.changed() => {
+                    if changed.is_err() || self.flush_acks().await.is_err() { break End::Gone }
+                    more = true;
+                }
                 changed = log_rx.changed() => {
                     if changed.is_err() { break End::Gone }
                     more = true;
@@ -107,8 +121,22 @@ impl Session {
         }
     }
 
-    /// Sends the next batch of log entries the client lacks; true if more wait.
+    /// Acknowledges every message of this client the successor now holds.
+    async fn flush_acks(&mut self) -> Result<(), ()> {
+        let commit = *self.shared.commit_tx.borrow();
+        let (ready, waiting) = self.unacked.drain(..).partition(|a| a.seq <= commit);
+        self.unacked = waiting;
+        for ack in ready {
+            let f = frame(server_frame::Frame::Ack(ack));
+            self.tx.send(Ok(f)).await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// Sends the next batch of committed log entries the client lacks; true
+    /// if more wait.
     async fn deliver(&mut self, activated_sent: &mut bool) -> Result<bool, ()> {
+        let commit = *self.shared.commit_tx.borrow();
         let (entries, activated) = {
             let core = self.shared.core();
             match (&core.role, &core.room) {
@@ -119,8 +147,12 @@ impl Session {
                 ),
             }
         };
-        let full = entries.len() == DELIVERY_BATCH;
-        for entry in entries {
+        let committed: Vec<LogEntry> = entries
+            .into_iter()
+            .take_while(|e| entry_seq(e) <= commit)
+            .collect();
+        let full = committed.len() == DELIVERY_BATCH;
+        for entry in committed {
             let f = match entry.kind {
                 Some(log_entry::Kind::Reset(r)) => {
                     self.cursor = r.seq;
@@ -191,10 +223,10 @@ impl NodeShared {
                 if !a.duplicate {
                     self.log_tx.send_modify(|n| *n += 1);
                 }
-                Step::Reply(server_frame::Frame::Ack(Ack {
+                Step::AckWhenCommitted(Ack {
                     id: m.id,
                     seq: a.seq,
-                }))
+                })
             }
             Err(e) => rejected(&m.id, e.to_string()),
         }

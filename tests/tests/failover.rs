@@ -1,0 +1,58 @@
+//! Crash failover: the relay notices a silent host by its lease and promotes
+//! the successor, which holds every acknowledged message.
+
+use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
+use chat_proto::pb::relay::CurrentHostRequest;
+use chat_tests::{join, Relay};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_host_is_replaced_and_no_acknowledged_message_is_lost() {
+    let relay = Relay::start(2, Duration::from_secs(3600)).await;
+    let alice = join(&relay.uri(), "alice").await.unwrap();
+    let mut bob = join(&relay.uri(), "bob").await.unwrap();
+    let mut carol = join(&relay.uri(), "carol").await.unwrap();
+    carol.wait_event("activated", &[]).await;
+    for i in 0..20 {
+        bob.say(&format!("before {i}")).await;
+    }
+    bob.wait_until("20 acks", |seen| {
+        seen.iter().filter(|e| e["type"] == "ack").count() >= 20
+    })
+    .await;
+
+    alice.crash().await;
+    let mut rc = RelayServiceClient::connect(relay.uri()).await.unwrap();
+    chat_tests::eventually("the relay promotes a new host", || {
+        let mut rc = rc.clone();
+        async move {
+            let host = rc
+                .current_host(CurrentHostRequest {})
+                .await
+                .map(|h| h.into_inner());
+            host.is_ok_and(|h| h.name != "alice" && h.epoch == 2)
+        }
+    })
+    .await;
+    let host = rc
+        .current_host(CurrentHostRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..20 {
+        carol.say(&format!("after {i}")).await;
+    }
+    for m in [&mut bob, &mut carol] {
+        m.wait_event("host", &[("epoch", "2"), ("name", &host.name)])
+            .await;
+        let got = m.wait_messages(40).await;
+        let texts: Vec<String> = got.iter().map(|(_, _, t)| t.clone()).collect();
+        let expected: Vec<String> = (0..20)
+            .map(|i| format!("before {i}"))
+            .chain((0..20).map(|i| format!("after {i}")))
+            .collect();
+        assert_eq!(texts, expected, "{}: everything once, in order", m.name);
+        let seqs: Vec<u64> = got.iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "{}: no gaps", m.name);
+    }
+}
