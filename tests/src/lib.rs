@@ -29,7 +29,17 @@ pub struct Relay {
 impl Relay {
     /// Starts a relay on 127.0.0.1:0.
     pub async fn start(min_users: u32, migration_interval: Duration) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        Self::start_at(
+            "127.0.0.1:0".parse().expect("addr"),
+            min_users,
+            migration_interval,
+        )
+        .await
+    }
+
+    /// Starts a relay on `addr` (to restart one where it was).
+    pub async fn start_at(addr: SocketAddr, min_users: u32, migration_interval: Duration) -> Relay {
+        let listener = TcpListener::bind(addr).await.expect("bind relay");
         let addr = listener.local_addr().expect("relay address");
         let (stop, stopped) = oneshot::channel::<()>();
         let config = RelayConfig::for_tests(min_users, migration_interval);

@@ -54,10 +54,15 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts `relay-svc` on a free port with these extra arguments.
     pub async fn start(args: &[&str]) -> RelayProcess {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        Self::start_at(&format!("127.0.0.1:{}", free_port()), args).await
+    }
+
+    /// Starts `relay-svc` on `addr` (to restart one where it was).
+    pub async fn start_at(addr: &str, args: &[&str]) -> RelayProcess {
+        let addr = addr.to_string();
         let child = Command::new(binary("relay-svc"))
             .args(["--listen", &addr])
+            .env("RUST_LOG", "warn")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -84,9 +89,10 @@ impl RelayProcess {
         format!("http://{}", self.addr)
     }
 
-    /// Kills the relay with SIGKILL.
+    /// Kills the relay with SIGKILL and reaps it.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
     }
 }
 

@@ -3,6 +3,7 @@
 
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::CurrentHostRequest;
+use chat_tests::procs::RelayProcess;
 use chat_tests::{join, Relay};
 use std::time::Duration;
 
@@ -55,4 +56,44 @@ async fn a_crashed_host_is_replaced_and_no_acknowledged_message_is_lost() {
         let seqs: Vec<u64> = got.iter().map(|(s, _, _)| *s).collect();
         assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "{}: no gaps", m.name);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_survives_a_relay_restart_and_goes_on_during_the_outage() {
+    let mut relay = RelayProcess::start(&["--migration-interval", "1h"]).await;
+    let mut alice = join(&relay.uri(), "alice").await.unwrap();
+    let mut bob = join(&relay.uri(), "bob").await.unwrap();
+    bob.wait_event("activated", &[]).await;
+    alice.say("before").await;
+    bob.wait_event("message", &[("text", "before")]).await;
+
+    relay.kill().await;
+    // The outage: members still chat through the host.
+    bob.say("during").await;
+    alice.wait_event("message", &[("text", "during")]).await;
+
+    let relay = RelayProcess::start_at(&relay.addr, &["--migration-interval", "1h"]).await;
+    let mut rc = RelayServiceClient::connect(relay.uri()).await.unwrap();
+    chat_tests::eventually("the host re-asserts its epoch", || {
+        let mut rc = rc.clone();
+        async move {
+            let host = rc
+                .current_host(CurrentHostRequest {})
+                .await
+                .map(|h| h.into_inner());
+            host.is_ok_and(|h| h.name == "alice" && h.epoch == 1)
+        }
+    })
+    .await;
+    alice.say("after").await;
+    bob.wait_event("message", &[("text", "after")]).await;
+    // Nothing was lost or repeated, and bob never saw another host.
+    assert_eq!(bob.texts(), ["before", "during", "after"]);
+    assert!(!bob.has_seen("host", &[("epoch", "2")]));
+    let host = rc
+        .current_host(CurrentHostRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(host.epoch, 1);
 }

@@ -60,7 +60,14 @@ impl NodeShared {
             let Role::Live { epoch } = core.role else {
                 return Err(self.not_host());
             };
+            // A node that crashed and came back under its name has a new
+            // node id; the relay only let it register once the old one was
+            // gone, so an old member without a session gives way.
+            let stale = core.sessions.get(&hello.name).is_none_or(|n| *n == 0);
             let room = core.room.as_mut().ok_or_else(|| self.not_host())?;
+            if stale && room.member(&hello.name).is_some_and(|m| m.node_id != hello.node_id) {
+                room.leave(&hello.name);
+            }
             let joined = room.join(member)?;
             let welcome = Welcome {
                 epoch,
