@@ -1,0 +1,305 @@
+//! What the full-screen interface shows, kept apart from drawing so the view
+//! can be tested: the message log, pending messages, members and status.
+
+use super::editor::InputLine;
+use super::pending::Pending;
+use crate::client::{ClientEvent, Connection};
+use crate::ui::format_event;
+use std::cell::Cell;
+use std::collections::VecDeque;
+
+/// Lines kept in the message pane; older ones are dropped.
+pub const MAX_LINES: usize = 10_000;
+
+/// What kind of line the pane shows, which decides its look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineKind {
+    /// A chat message.
+    Chat {
+        /// Sequence number.
+        seq: u64,
+        /// Sender.
+        from: String,
+    },
+    /// A private message to this user.
+    PrivateIn {
+        /// Sender.
+        from: String,
+    },
+    /// A private message this user sent.
+    PrivateOut {
+        /// Recipient.
+        to: String,
+    },
+    /// Something that happened to the chat (joins, host changes...).
+    System,
+    /// Text the user asked for (help, host details, completions).
+    Info,
+    /// Something went wrong.
+    Error,
+}
+
+/// One entry of the message pane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaneLine {
+    /// Unix milliseconds shown as the time stamp.
+    pub at_ms: i64,
+    /// Kind of line.
+    pub kind: LineKind,
+    /// Text, free of control characters except newlines.
+    pub text: String,
+}
+
+/// Whether the chat is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomState {
+    /// Not told yet.
+    Unknown,
+    /// Waiting until this many members are here.
+    Waiting {
+        /// Members needed.
+        min_users: u32,
+    },
+    /// Messages flow.
+    Active,
+}
+
+/// The whole state of the interface.
+#[derive(Debug)]
+pub struct TuiState {
+    /// The message pane, oldest first, at most [`MAX_LINES`].
+    pub lines: VecDeque<PaneLine>,
+    /// Own messages not yet acknowledged, oldest first.
+    pub pending: VecDeque<Pending>,
+    /// The line being typed.
+    pub input: InputLine,
+    /// Known members, in order.
+    pub members: Vec<String>,
+    /// Member count as far as known (from `Waiting`, `Members`, joins and leaves).
+    pub member_count: Option<u32>,
+    /// Current host's name.
+    pub host: Option<String>,
+    /// Current host term.
+    pub epoch: Option<u64>,
+    /// Whether the chat is active.
+    pub room: RoomState,
+    /// Connection to the host, once known.
+    pub connection: Option<Connection>,
+    /// This user's name, once learned from an acknowledged message.
+    pub my_name: Option<String>,
+    /// Whether the member pane is shown.
+    pub show_members: bool,
+    /// Rows scrolled up from the bottom of the message pane.
+    pub scroll: usize,
+    /// `/who` requests sent by the interface itself, whose answer only
+    /// refreshes the member pane.
+    pub(super) quiet_who: u32,
+    /// Scroll offset the last draw actually used (clamped to the content).
+    pub(super) shown_scroll: Cell<usize>,
+    /// Height of the message pane at the last draw.
+    pub(super) page_rows: Cell<usize>,
+    pub(super) acked_ids: VecDeque<String>,
+    pub(super) acked_seqs: VecDeque<u64>,
+}
+
+impl Default for TuiState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TuiState {
+    /// An empty interface state.
+    pub fn new() -> Self {
+        TuiState {
+            lines: VecDeque::new(),
+            pending: VecDeque::new(),
+            input: InputLine::default(),
+            members: Vec::new(),
+            member_count: None,
+            host: None,
+            epoch: None,
+            room: RoomState::Unknown,
+            connection: None,
+            my_name: None,
+            show_members: false,
+            scroll: 0,
+            quiet_who: 0,
+            shown_scroll: Cell::new(0),
+            page_rows: Cell::new(10),
+            acked_ids: VecDeque::new(),
+            acked_seqs: VecDeque::new(),
+        }
+    }
+
+    /// Applies one client event, stamping non-message lines with the current time.
+    pub fn apply(&mut self, event: &ClientEvent) {
+        self.apply_at(event, now_unix_ms());
+    }
+
+    /// Applies one client event that arrived at `now_ms`.
+    pub fn apply_at(&mut self, event: &ClientEvent, now_ms: i64) {
+        match event {
+            ClientEvent::Message {
+                seq,
+                from,
+                text,
+                sent_at_unix_ms,
+            } => {
+                self.on_message(*seq, from);
+                let kind = LineKind::Chat {
+                    seq: *seq,
+                    from: clean(from),
+                };
+                return self.push(*sent_at_unix_ms, kind, text);
+            }
+            ClientEvent::Private { from, text } => {
+                return self.push(now_ms, LineKind::PrivateIn { from: clean(from) }, text)
+            }
+            ClientEvent::PrivateSent { to, text } => {
+                return self.push(now_ms, LineKind::PrivateOut { to: clean(to) }, text)
+            }
+            ClientEvent::Ack { id, seq } => return self.on_ack(id, *seq),
+            ClientEvent::Host { epoch, name, .. } => {
+                self.host = Some(clean(name));
+                self.epoch = Some(*epoch);
+            }
+            ClientEvent::Activated => self.room = RoomState::Active,
+            ClientEvent::Waiting { members, min_users } => {
+                self.room = RoomState::Waiting {
+                    min_users: *min_users,
+                };
+                self.member_count = Some(*members);
+            }
+            ClientEvent::Joined { name } => {
+                let name = clean(name);
+                if !self.members.contains(&name) {
+                    self.members.push(name);
+                    self.member_count = self.member_count.map(|n| n.saturating_add(1));
+                }
+            }
+            ClientEvent::Left { name } => {
+                let name = clean(name);
+                self.members.retain(|m| *m != name);
+                self.member_count = self.member_count.map(|n| n.saturating_sub(1));
+            }
+            ClientEvent::Members { names, host } => {
+                self.members = names.iter().map(|n| clean(n)).collect();
+                self.member_count = u32::try_from(names.len()).ok();
+                if !host.is_empty() {
+                    self.host = Some(clean(host));
+                }
+                if self.quiet_who > 0 {
+                    self.quiet_who -= 1;
+                    return;
+                }
+            }
+            ClientEvent::Reset { min_users, .. } => {
+                self.room = RoomState::Waiting {
+                    min_users: *min_users,
+                };
+                // Held messages went with the history.
+                self.pending.retain(|p| p.held_seq.is_none());
+            }
+            ClientEvent::Connection { state } => self.connection = Some(*state),
+            ClientEvent::Info { message } => return self.push(now_ms, LineKind::Info, message),
+            ClientEvent::Error { message } => return self.push(now_ms, LineKind::Error, message),
+        }
+        if let Some(text) = format_event(event) {
+            let text = text.strip_prefix("* ").unwrap_or(&text).to_string();
+            self.push(now_ms, LineKind::System, &text);
+        }
+    }
+
+    /// Adds a line to the pane, dropping the oldest beyond [`MAX_LINES`].
+    pub fn push(&mut self, at_ms: i64, kind: LineKind, text: &str) {
+        if self.lines.len() >= MAX_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(PaneLine {
+            at_ms,
+            kind,
+            text: clean(text),
+        });
+        if self.scroll > 0 {
+            // Keep the view where the user scrolled it (one row per line, roughly).
+            self.scroll += 1;
+        }
+    }
+
+    /// Shows an error in the pane.
+    pub fn push_error(&mut self, message: &str) {
+        self.push(now_unix_ms(), LineKind::Error, message);
+    }
+}
+
+/// Text made safe for the terminal: tabs become spaces, other control
+/// characters (which could drive the terminal) become `�`; newlines stay.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' => '\n',
+            '\t' => ' ',
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch, 0 if the clock is before it.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: u64, from: &str, text: &str) -> ClientEvent {
+        ClientEvent::Message {
+            seq,
+            from: from.into(),
+            text: text.into(),
+            sent_at_unix_ms: 0,
+        }
+    }
+
+    #[test]
+    fn members_joins_and_quiet_who() {
+        let mut s = TuiState::new();
+        s.apply(&ClientEvent::Waiting {
+            members: 1,
+            min_users: 3,
+        });
+        s.apply(&ClientEvent::Joined { name: "bob".into() });
+        assert_eq!(s.member_count, Some(2));
+        s.quiet_who = 1;
+        let lines = s.lines.len();
+        s.apply(&ClientEvent::Members {
+            names: vec!["al".into(), "bob".into()],
+            host: "al".into(),
+        });
+        assert_eq!(s.lines.len(), lines, "an interface /who is not printed");
+        s.apply(&ClientEvent::Members {
+            names: vec!["al".into()],
+            host: "al".into(),
+        });
+        assert_eq!(s.lines.len(), lines + 1, "a user /who is printed");
+        s.apply(&ClientEvent::Left { name: "al".into() });
+        assert!(s.members.is_empty());
+        assert_eq!(s.host.as_deref(), Some("al"));
+    }
+
+    #[test]
+    fn lines_are_bounded_and_cleaned() {
+        let mut s = TuiState::new();
+        for i in 0..MAX_LINES + 5 {
+            s.apply(&message(i as u64, "a", "x\u{1b}[2J\ty"));
+        }
+        assert_eq!(s.lines.len(), MAX_LINES);
+        assert_eq!(s.lines[0].text, "x\u{fffd}[2J y");
+    }
+}

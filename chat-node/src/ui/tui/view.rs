@@ -1,0 +1,355 @@
+//! Drawing the interface state: message pane, member pane, status bar and
+//! input line. Nothing here changes the state except the scroll position the
+//! draw clamps to, which it notes for the next scroll.
+
+use super::state::{RoomState, TuiState};
+use super::text::{char_width, line_spans, name_span, pending_spans, wrap, DIM, STAMP};
+use crate::client::Connection;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+use ratatui::Frame;
+
+/// Width of the member pane, borders included.
+const MEMBER_PANE: u16 = 24;
+
+/// Draws the whole interface.
+pub fn draw(frame: &mut Frame, state: &TuiState) {
+    let [body, status, input] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let messages = if state.show_members && body.width >= MEMBER_PANE + 16 {
+        let [messages, members] =
+            Layout::horizontal([Constraint::Min(16), Constraint::Length(MEMBER_PANE)]).areas(body);
+        draw_members(frame, state, members);
+        messages
+    } else {
+        body
+    };
+    draw_messages(frame, state, messages);
+    draw_status(frame, state, status);
+    draw_input(frame, state, input);
+}
+
+fn draw_messages(frame: &mut Frame, state: &TuiState, area: Rect) {
+    let (width, height) = (usize::from(area.width), usize::from(area.height));
+    state.page_rows.set(height.max(1));
+    // Wrap from the newest line back, only as far as the view needs.
+    let want = state.scroll.saturating_add(height);
+    let me = state.my_name.as_deref();
+    let newest_first = state
+        .pending
+        .iter()
+        .rev()
+        .map(|p| pending_spans(p, me))
+        .chain(state.lines.iter().rev().map(line_spans));
+    let mut rows: Vec<Line<'static>> = Vec::new(); // bottom row first
+    for spans in newest_first {
+        rows.extend(wrap(spans, width, STAMP).into_iter().rev());
+        if rows.len() >= want {
+            break;
+        }
+    }
+    let scroll = state.scroll.min(rows.len().saturating_sub(height));
+    state.shown_scroll.set(scroll);
+    let end = (scroll + height).min(rows.len());
+    let visible: Vec<Line<'static>> = rows.drain(scroll..end).rev().collect();
+    frame.render_widget(Paragraph::new(visible), area);
+    if scroll > 0 && area.height > 0 {
+        let note = format!(" ↓ {scroll} more · Esc ");
+        let bottom = Rect {
+            y: area.y + area.height - 1,
+            height: 1,
+            ..area
+        };
+        let style = Style::new().add_modifier(Modifier::REVERSED);
+        frame.render_widget(
+            Paragraph::new(Span::styled(note, style)).alignment(Alignment::Right),
+            bottom,
+        );
+    }
+}
+
+fn draw_members(frame: &mut Frame, state: &TuiState, area: Rect) {
+    let host = state.host.as_deref();
+    let mut lines: Vec<Line> = state
+        .members
+        .iter()
+        .map(|name| {
+            let mark = if Some(name.as_str()) == host {
+                "★ "
+            } else {
+                "  "
+            };
+            let mut spans = vec![Span::raw(mark), name_span(name)];
+            if Some(name.as_str()) == state.my_name.as_deref() {
+                spans.push(Span::styled(" (you)", DIM));
+            }
+            Line::from(spans)
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::styled("none known yet", DIM));
+    }
+    let title = format!(" members ({}) ", state.members.len());
+    let block = Block::bordered()
+        .title(title)
+        .title_bottom(Line::styled(" ★ host ", DIM));
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn draw_status(frame: &mut Frame, state: &TuiState, area: Rect) {
+    let bar = Style::new().bg(Color::DarkGray).fg(Color::White);
+    let room = match state.room {
+        RoomState::Unknown => Span::raw(" joining…"),
+        RoomState::Active => Span::styled(" ● active", Style::new().fg(Color::LightGreen)),
+        RoomState::Waiting { min_users } => {
+            let text = match state.member_count {
+                Some(n) if n < min_users => {
+                    format!(" ◌ waiting for {} more ({n}/{min_users})", min_users - n)
+                }
+                Some(_) => " ◌ waiting (activating…)".to_string(),
+                None => format!(" ◌ waiting (activates at {min_users} members)"),
+            };
+            Span::styled(text, Style::new().fg(Color::LightYellow))
+        }
+    };
+    let host = match (&state.host, state.epoch) {
+        (Some(name), Some(epoch)) => format!(" │ host: {name} (epoch {epoch})"),
+        (Some(name), None) => format!(" │ host: {name}"),
+        (None, _) => " │ host: none yet".to_string(),
+    };
+    let connection = match state.connection {
+        None => Span::raw(" │ connecting…"),
+        Some(Connection::Connected) => {
+            Span::styled(" │ connected", Style::new().fg(Color::LightGreen))
+        }
+        Some(Connection::Moving) => {
+            Span::styled(" │ moving to new host", Style::new().fg(Color::LightYellow))
+        }
+        Some(Connection::Reconnecting) => {
+            Span::styled(" │ reconnecting", Style::new().fg(Color::LightRed))
+        }
+    };
+    let mut spans = vec![room, Span::raw(host), connection];
+    if let Some(me) = &state.my_name {
+        spans.push(Span::raw(format!(" │ you: {me}")));
+    }
+    let left = Line::from(spans);
+    let hints = Line::from(" F2 members · PgUp/PgDn · /help ");
+    let fits = left.width() + hints.width() <= usize::from(area.width);
+    frame.render_widget(Paragraph::new(left).style(bar), area);
+    if fits {
+        frame.render_widget(Paragraph::new(hints).alignment(Alignment::Right), area);
+    }
+}
+
+fn draw_input(frame: &mut Frame, state: &TuiState, area: Rect) {
+    const PROMPT: &str = "> ";
+    let chars = state.input.chars();
+    let cursor = state.input.cursor().min(chars.len());
+    let room = usize::from(area.width).saturating_sub(PROMPT.len() + 1);
+    // Scroll the line sideways so the cursor stays visible.
+    let mut start = 0;
+    let mut before: usize = chars[..cursor].iter().map(|c| char_width(*c)).sum();
+    while before > room && start < cursor {
+        before -= char_width(chars[start]);
+        start += 1;
+    }
+    let text: String = chars[start..].iter().collect();
+    let line = Line::from(vec![
+        Span::styled(PROMPT, Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(text),
+    ]);
+    frame.render_widget(Paragraph::new(line), area);
+    let x = area
+        .x
+        .saturating_add(u16::try_from(PROMPT.len() + before).unwrap_or(u16::MAX));
+    frame.set_cursor_position((x.min(area.right().saturating_sub(1)), area.y));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::text::sender_colour;
+    use super::*;
+    use crate::client::ClientEvent;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn render(state: &TuiState, width: u16, height: u16) -> (Vec<String>, Terminal<TestBackend>) {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+        terminal.draw(|f| draw(f, state)).expect("draw");
+        let buffer = terminal.backend().buffer();
+        let rows = (0..height)
+            .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
+            .collect();
+        (rows, terminal)
+    }
+
+    fn message(seq: u64, from: &str, text: &str) -> ClientEvent {
+        ClientEvent::Message {
+            seq,
+            from: from.into(),
+            text: text.into(),
+            sent_at_unix_ms: 3_723_000,
+        }
+    }
+
+    fn type_line(state: &mut TuiState, text: &str) -> Option<super::super::input::Action> {
+        for c in text.chars() {
+            state.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        state.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+    }
+
+    #[test]
+    fn messages_show_time_sender_and_colour() {
+        let mut s = TuiState::new();
+        s.apply(&message(1, "alice", "hello there"));
+        s.apply(&ClientEvent::Private {
+            from: "bob".into(),
+            text: "psst".into(),
+        });
+        s.apply(&ClientEvent::Error {
+            message: "it broke".into(),
+        });
+        let (rows, terminal) = render(&s, 60, 8);
+        assert_eq!(rows[0].trim_end(), "01:02:03 alice: hello there");
+        assert!(rows[1].contains("[private] bob: psst"), "{rows:?}");
+        assert!(rows[2].contains("! it broke"), "{rows:?}");
+        let buffer = terminal.backend().buffer();
+        assert_eq!(buffer[(9, 0)].fg, sender_colour("alice"));
+        assert_eq!(buffer[(12, 2)].fg, Color::Red);
+        assert_eq!(sender_colour("alice"), sender_colour("alice"));
+    }
+
+    #[test]
+    fn status_bar_shows_room_host_and_connection() {
+        let mut s = TuiState::new();
+        s.apply(&ClientEvent::Host {
+            epoch: 4,
+            address: "h:1".into(),
+            name: "carol".into(),
+        });
+        s.apply(&ClientEvent::Waiting {
+            members: 1,
+            min_users: 3,
+        });
+        s.apply(&ClientEvent::Connection {
+            state: Connection::Connected,
+        });
+        let (rows, _) = render(&s, 100, 5);
+        assert!(rows[3].contains("waiting for 2 more (1/3)"), "{}", rows[3]);
+        assert!(rows[3].contains("host: carol (epoch 4)"));
+        assert!(rows[3].contains("connected"));
+        s.apply(&ClientEvent::Activated);
+        s.apply(&ClientEvent::Connection {
+            state: Connection::Moving,
+        });
+        let (rows, _) = render(&s, 100, 5);
+        assert!(
+            rows[3].contains("active") && !rows[3].contains("waiting"),
+            "{}",
+            rows[3]
+        );
+        assert!(rows[3].contains("moving to new host"));
+        s.apply(&ClientEvent::Reset {
+            by: "dan".into(),
+            min_users: 5,
+        });
+        let (rows, _) = render(&s, 100, 5);
+        assert!(rows[3].contains("waiting"), "{}", rows[3]);
+    }
+
+    #[test]
+    fn pending_message_shows_until_acknowledged() {
+        let mut s = TuiState::new();
+        s.apply(&ClientEvent::Activated);
+        assert!(matches!(type_line(&mut s, "on my way"),
+            Some(super::super::input::Action::Send(crate::client::UserCommand::Say(t))) if t == "on my way"));
+        let (rows, _) = render(&s, 60, 6);
+        assert!(
+            rows.iter().any(|r| r.contains("you: on my way (sending…)")),
+            "{rows:?}"
+        );
+        s.apply(&ClientEvent::Ack {
+            id: "x".into(),
+            seq: 9,
+        });
+        let (rows, _) = render(&s, 60, 6);
+        assert!(!rows.iter().any(|r| r.contains("on my way")), "{rows:?}");
+    }
+
+    #[test]
+    fn member_pane_toggles_and_marks_the_host() {
+        let mut s = TuiState::new();
+        assert!(matches!(
+            s.toggle_members(),
+            Some(super::super::input::Action::Send(
+                crate::client::UserCommand::Who
+            ))
+        ));
+        s.apply(&ClientEvent::Members {
+            names: vec!["alice".into(), "bob".into()],
+            host: "bob".into(),
+        });
+        s.apply(&ClientEvent::Joined { name: "cy".into() });
+        let (rows, _) = render(&s, 60, 8);
+        assert!(rows[0].contains("members (3)"), "{rows:?}");
+        assert!(
+            rows[1].contains("  alice") && rows[2].contains("★ bob") && rows[3].contains("  cy"),
+            "{rows:?}"
+        );
+        assert!(
+            !rows.iter().any(|r| r.contains("* members:")),
+            "the pane's own /who is not printed"
+        );
+        s.toggle_members();
+        let (rows, _) = render(&s, 60, 8);
+        assert!(!rows.iter().any(|r| r.contains("members (")), "{rows:?}");
+    }
+
+    #[test]
+    fn input_stays_at_the_bottom() {
+        let mut s = TuiState::new();
+        for i in 0..50 {
+            s.apply(&message(i, "al", &format!("line {i}")));
+        }
+        s.input.set("draft text");
+        let (rows, mut terminal) = render(&s, 40, 6);
+        assert_eq!(rows[5].trim_end(), "> draft text");
+        assert!(rows[3].contains("line 49"), "{rows:?}");
+        let cursor = terminal.get_cursor_position().expect("cursor");
+        assert_eq!((cursor.x, cursor.y), (12, 5));
+        s.handle_key(KeyEvent::new(KeyCode::PageUp, KeyModifiers::NONE));
+        let (rows, _) = render(&s, 40, 6);
+        assert!(rows[3].contains("↓ 3 more"), "{rows:?}");
+        assert!(
+            rows[0].contains("line 43") && rows[2].contains("line 45"),
+            "{rows:?}"
+        );
+        assert_eq!(rows[5].trim_end(), "> draft text");
+    }
+
+    #[test]
+    fn tab_completion_is_drawn() {
+        let mut s = TuiState::new();
+        s.apply(&ClientEvent::Members {
+            names: vec!["zoe".into()],
+            host: "zoe".into(),
+        });
+        for c in "/wh".chars() {
+            s.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        s.handle_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+        assert_eq!(render(&s, 30, 4).0[3].trim_end(), "> /who");
+        s.input.set("hi z");
+        s.handle_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+        assert_eq!(s.input.text(), "hi zoe ");
+    }
+}
