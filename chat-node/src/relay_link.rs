@@ -148,9 +148,10 @@ pub async fn follow_relay(shared: Arc<NodeShared>, cancel: CancellationToken) {
 impl NodeShared {
     /// Registers again under the same identity, re-asserting a hosted epoch.
     async fn reregister(&self) -> Result<(), Status> {
-        let (known_epoch, hosting_epoch) = {
+        let (known_epoch, hosting_epoch, replica_head) = {
             let core = self.core();
-            (core.known_epoch, core.role.hosting_epoch().unwrap_or(0))
+            let head = core.room.as_ref().map_or(0, |r| r.head_seq());
+            (core.known_epoch, core.role.hosting_epoch().unwrap_or(0), head)
         };
         let resp = self
             .relay
@@ -160,6 +161,7 @@ impl NodeShared {
                 session_token: self.identity.session_token.clone(),
                 known_epoch,
                 hosting_epoch,
+                replica_head,
             })
             .await?;
         if let Some(host) = resp.host {

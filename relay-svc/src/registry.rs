@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+/// Shortest wait for a host to re-assert itself after a relay restart.
+const MIN_VACANCY_WAIT: Duration = Duration::from_secs(1);
+
 /// Why the registry refused a request. Converted to a gRPC status in one place.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RegistryError {
@@ -73,6 +76,8 @@ pub struct Registration {
     pub known_epoch: u64,
     /// Epoch the node hosts right now, or 0.
     pub hosting_epoch: u64,
+    /// Head of the node's room replica.
+    pub replica_head: u64,
 }
 
 /// A registered node and its credentials.
@@ -83,6 +88,7 @@ pub struct Member {
     /// Secret of this registration.
     pub session_token: String,
     known_epoch: u64,
+    replica_head: u64,
     watchers: u32,
     last_seen: Instant,
 }
@@ -145,6 +151,7 @@ impl Registry {
             },
             session_token: token,
             known_epoch: reg.known_epoch,
+            replica_head: reg.replica_head,
             watchers: 0,
             last_seen: now,
         };
@@ -244,7 +251,7 @@ impl Registry {
     pub fn check_lease(&mut self, now: Instant) -> Option<HostRecord> {
         let expired = match (&self.host, &self.lease, self.vacant_since) {
             (Some(_), Some(lease), _) => now > lease.deadline,
-            (None, _, Some(since)) => now.duration_since(since) > self.lease_duration,
+            (None, _, Some(since)) => now.duration_since(since) > self.vacancy_wait(),
             _ => false,
         };
         if !expired {
@@ -267,8 +274,14 @@ impl Registry {
         self.host.clone()
     }
 
+    /// How long a vacancy waits for the old host to re-assert itself: long
+    /// enough for every node's re-registration backoff.
+    fn vacancy_wait(&self) -> Duration {
+        (self.lease_duration * 2).max(MIN_VACANCY_WAIT)
+    }
+
     /// The designated successor if it is alive, else the live member that
-    /// knew the newest epoch.
+    /// knew the newest epoch and holds the freshest replica.
     fn promotion_candidate(
         &self,
         dead: Option<&str>,
@@ -285,8 +298,8 @@ impl Registry {
             .values()
             .filter(alive)
             .max_by(|a, b| {
-                a.known_epoch
-                    .cmp(&b.known_epoch)
+                (a.known_epoch, a.replica_head)
+                    .cmp(&(b.known_epoch, b.replica_head))
                     .then(b.record.name.cmp(&a.record.name))
             })
             .map(|m| m.record.clone())
@@ -336,6 +349,11 @@ impl Registry {
             .record
             .clone();
         self.set_host(from_epoch + 1, &target, now);
+        // Until the new host names its own successor, the old host holds the
+        // whole room: promote it back if the new host dies at once.
+        if let Some(lease) = self.lease.as_mut() {
+            lease.successor = Some(caller.to_string());
+        }
         Ok(self.host.clone().unwrap_or_default())
     }
 

@@ -82,6 +82,7 @@ impl RelayService for Relay {
             session_token: req.session_token,
             known_epoch: req.known_epoch,
             hosting_epoch: req.hosting_epoch,
+            replica_head: req.replica_head,
         };
         let (member, host) = self.0.update(|r| r.register(reg, Instant::now()))?;
         tracing::info!(name = %member.record.name, node = %member.record.node_id,

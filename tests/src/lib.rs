@@ -3,6 +3,7 @@
 //! `chat-node --mode json` processes. Both kinds of member expose the same
 //! interface: send a line as a user would type it, wait for JSON events.
 
+pub mod chaos;
 pub mod member;
 pub mod procs;
 

@@ -99,6 +99,11 @@ impl Member {
 
     /// Stops the member abruptly (no goodbye).
     pub async fn crash(mut self) {
+        self.kill().await;
+    }
+
+    /// Stops the member abruptly (`kill -9` for a process), keeping what it saw.
+    pub async fn kill(&mut self) {
         match &mut self.kind {
             Kind::InProcess(node) => {
                 if let Some(mut node) = node.take() {
@@ -106,6 +111,15 @@ impl Member {
                 }
             }
             Kind::Process(p) => p.kill().await,
+        }
+    }
+
+    /// Collects every event until the member's output ends (after a kill),
+    /// bounded by the deadline.
+    pub async fn finish(&mut self) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            self.seen.push(event);
         }
     }
 
@@ -142,6 +156,22 @@ impl Member {
                 ),
             }
         }
+    }
+
+    /// Like [`Member::wait_for`], but `None` if the member's output ends first.
+    pub async fn wait_or_end(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.drain();
+        if let Some(found) = self.seen.iter().find(|e| pred(e)) {
+            return Some(found.clone());
+        }
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            self.seen.push(event.clone());
+            if pred(&event) {
+                return Some(event);
+            }
+        }
+        None
     }
 
     /// Waits for an event of `kind` whose fields include every `(key, value)`.

@@ -186,6 +186,16 @@ impl Client {
 
     async fn welcomed(&mut self, w: Welcome, address: &str) {
         self.backoff.reset();
+        if w.head_seq < self.view.last_seq {
+            // Only crashed nodes held these: say so, and follow the new log.
+            let lost = format!(
+                "the new host lacks messages {}..={} (held only by crashed nodes)",
+                w.head_seq + 1,
+                self.view.last_seq
+            );
+            self.emit(ClientEvent::error(lost)).await;
+            self.view.last_seq = w.head_seq;
+        }
         self.emit(ClientEvent::Connection {
             state: Connection::Connected,
         })

@@ -48,23 +48,22 @@ pub async fn replicate_while_hosting(
     let mut log_rx = shared.log_tx.subscribe();
     let mut successor: Option<Successor> = None;
     while shared.role().hosting_epoch() == Some(epoch) {
-        let chosen = shared.choose_successor(successor.take());
-        successor = match chosen {
+        successor = match shared.choose_successor(successor.take()) {
+            None if !shared.alone() => None, // members are reconnecting: wait for one
             None => {
-                shared.set_successor(None);
-                let head = shared.core().room.as_ref().map_or(0, |r| r.head_seq());
-                shared
-                    .commit_tx
-                    .send_if_modified(|c| std::mem::replace(c, head) != head);
+                // Alone: nobody could hold a copy, so the head is the commit.
+                if shared.name_successor(epoch, None).await {
+                    let head = shared.core().room.as_ref().map_or(0, |r| r.head_seq());
+                    shared.advance_commit(head);
+                }
                 None
             }
             Some(mut s) => match shared.sync_replica(&mut s.client, epoch, s.have).await {
                 Ok(have) => {
                     s.have = Some(have);
-                    shared.set_successor(Some(&s.member));
-                    shared
-                        .commit_tx
-                        .send_if_modified(|c| std::mem::replace(c, have) != have);
+                    if shared.name_successor(epoch, Some(&s.member)).await {
+                        shared.advance_commit(have);
+                    }
                     Some(s)
                 }
                 Err(status) if s.have.is_some() => {
@@ -106,8 +105,44 @@ impl NodeShared {
         }
     }
 
-    fn set_successor(&self, member: Option<&Member>) {
-        self.core().successor = member.map(|m| m.node_id.clone());
+    /// Makes sure the relay knows `member` as successor before its copy
+    /// counts: the relay promotes the named successor if this host dies, so
+    /// only what that node holds may be acknowledged. False if the relay
+    /// could not be told (the commit point then waits).
+    async fn name_successor(&self, epoch: u64, member: Option<&Member>) -> bool {
+        let node_id = member.map(|m| m.node_id.clone());
+        if self.core().successor == node_id {
+            return true;
+        }
+        let id = node_id.clone().unwrap_or_default();
+        let lease = self.settings.lease;
+        match self.relay.renew_lease(&self.identity, epoch, &id, lease).await {
+            Ok(()) => {
+                self.core().successor = node_id;
+                true
+            }
+            Err(status) => {
+                tracing::warn!(%status, "could not name the successor at the relay");
+                false
+            }
+        }
+    }
+
+    fn advance_commit(&self, seq: u64) {
+        self.commit_tx.send_if_modified(|c| {
+            let advance = seq > *c;
+            if advance {
+                *c = seq;
+            }
+            advance
+        });
+    }
+
+    /// Whether the room has no member but this node's user.
+    fn alone(&self) -> bool {
+        let core = self.core();
+        let me = &self.identity.name;
+        core.room.as_ref().is_none_or(|r| r.members().all(|m| &m.name == me))
     }
 
     /// A member that cannot take the replica is skipped for a while.

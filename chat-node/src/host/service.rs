@@ -49,7 +49,7 @@ impl NodeShared {
 
     /// Joins the member to the live room; returns the frames that open its
     /// session (welcome and member list).
-    fn admit(&self, hello: &Hello) -> Result<[ServerFrame; 2], Status> {
+    fn admit(&self, hello: &Hello) -> Result<([ServerFrame; 2], u64), Status> {
         let member = Member {
             name: hello.name.clone(),
             node_id: hello.node_id.clone(),
@@ -93,7 +93,8 @@ impl NodeShared {
             tracing::info!("chat activated");
             self.log_tx.send_modify(|n| *n += 1);
         }
-        Ok([frame(server_frame::Frame::Welcome(welcome)), frame(members)])
+        let head = welcome.head_seq;
+        Ok(([frame(server_frame::Frame::Welcome(welcome)), frame(members)], head))
     }
 
     /// Sends a frame to every session of this host.
@@ -147,7 +148,7 @@ impl ChatService for ChatHost {
         shared.stats.count_chat_frame();
         // Subscribe before admitting, so no event after the welcome is missed.
         let events = shared.host_events.subscribe();
-        let opening = shared.admit(&hello)?;
+        let (opening, head) = shared.admit(&hello)?;
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         for f in opening {
             // Fresh channel with room for both frames.
@@ -156,7 +157,9 @@ impl ChatService for ChatHost {
         let ctx = session::Session {
             shared: shared.clone(),
             name: hello.name,
-            cursor: hello.resume_from_seq,
+            // A client ahead of this host's log saw entries only crashed
+            // nodes held; it is told, and follows this log from its head.
+            cursor: hello.resume_from_seq.min(head),
             tx,
             unacked: Vec::new(),
         };
