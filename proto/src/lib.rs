@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod health_check;
 pub mod rules;
 pub mod serve;
 

@@ -239,9 +239,12 @@ impl Registry {
         now: Instant,
     ) -> Result<(), RegistryError> {
         self.check_host(caller, token, epoch)?;
+        // An empty successor keeps the one named before.
+        let named = (!successor.is_empty()).then(|| successor.to_string());
+        let successor = named.or_else(|| self.lease.take().and_then(|l| l.successor));
         self.lease = Some(Lease {
             deadline: now + self.lease_duration,
-            successor: (!successor.is_empty()).then(|| successor.to_string()),
+            successor,
         });
         Ok(())
     }

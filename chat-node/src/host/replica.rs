@@ -116,7 +116,11 @@ impl NodeShared {
         }
         let id = node_id.clone().unwrap_or_default();
         let lease = self.settings.lease;
-        match self.relay.renew_lease(&self.identity, epoch, &id, lease).await {
+        match self
+            .relay
+            .renew_lease(&self.identity, epoch, &id, lease)
+            .await
+        {
             Ok(()) => {
                 self.core().successor = node_id;
                 true
@@ -142,7 +146,9 @@ impl NodeShared {
     fn alone(&self) -> bool {
         let core = self.core();
         let me = &self.identity.name;
-        core.room.as_ref().is_none_or(|r| r.members().all(|m| &m.name == me))
+        core.room
+            .as_ref()
+            .is_none_or(|r| r.members().all(|m| &m.name == me))
     }
 
     /// A member that cannot take the replica is skipped for a while.
@@ -175,7 +181,10 @@ impl NodeShared {
                     .room
                     .as_ref()
                     .ok_or_else(|| Status::internal("host has no room"))?;
-                let same = probe.room_id == room.room_id() && probe.have_seq <= room.head_seq();
+                // Its log is ours up to `have_seq` only if our entry there
+                // was sequenced in the same epoch; otherwise resend it all.
+                let same = probe.room_id == room.room_id()
+                    && room.epoch_at(probe.have_seq) == Some(probe.have_epoch);
                 if same {
                     probe.have_seq
                 } else {
@@ -204,6 +213,7 @@ impl NodeShared {
                 from_node_id: from_node_id.clone(),
                 meta: Some(meta),
                 entries,
+                base_seq: have,
             };
             have = peer.replicate(req).await?.into_inner().have_seq;
             if have >= head {

@@ -75,6 +75,15 @@ pub fn entry_seq(entry: &LogEntry) -> u64 {
     }
 }
 
+/// Host epoch that sequenced a log entry.
+pub fn entry_epoch(entry: &LogEntry) -> u64 {
+    match &entry.kind {
+        Some(log_entry::Kind::Message(m)) => m.epoch,
+        Some(log_entry::Kind::Reset(r)) => r.epoch,
+        None => 0,
+    }
+}
+
 impl Room {
     /// An empty room that activates at `min_users` members.
     pub fn new(room_id: String, min_users: u32) -> Self {
@@ -148,13 +157,15 @@ impl Room {
         self.members.remove(name).is_some()
     }
 
-    /// Sequences a message, or returns the sequence it already has.
+    /// Sequences a message in host `epoch`, or returns the sequence it
+    /// already has.
     pub fn append(
         &mut self,
         from: &str,
         id: &str,
         text: &str,
         sent_at_unix_ms: i64,
+        epoch: u64,
     ) -> Result<Appended, RoomError> {
         if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
             return Err(RoomError::BadId);
@@ -175,6 +186,7 @@ impl Room {
                 from: from.to_string(),
                 text: text.to_string(),
                 sent_at_unix_ms,
+                epoch,
             })),
         });
         Ok(Appended {
@@ -185,7 +197,7 @@ impl Room {
 
     /// Wipes the history and restarts activation with threshold `min_users`
     /// (activating at once if enough members are already here).
-    pub fn reset(&mut self, by: &str, min_users: u32) -> Result<RoomReset, RoomError> {
+    pub fn reset(&mut self, by: &str, min_users: u32, epoch: u64) -> Result<RoomReset, RoomError> {
         if min_users == 0 {
             return Err(RoomError::BadThreshold);
         }
@@ -193,6 +205,7 @@ impl Room {
             seq: self.head_seq + 1,
             min_users,
             by: by.to_string(),
+            epoch,
         };
         self.push(LogEntry {
             kind: Some(log_entry::Kind::Reset(reset.clone())),
@@ -227,6 +240,22 @@ impl Room {
         let first = self.log.first().map_or(self.head_seq + 1, entry_seq);
         let start = (after + 1).saturating_sub(first) as usize;
         self.log.iter().skip(start).take(max).cloned().collect()
+    }
+
+    /// Epoch of the entry at `seq` (0 for the empty prefix); `None` if this
+    /// log no longer holds it.
+    pub fn epoch_at(&self, seq: u64) -> Option<u64> {
+        if seq == 0 {
+            return Some(0);
+        }
+        let first = self.log.first().map_or(self.head_seq + 1, entry_seq);
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.log.get(index).map(entry_epoch)
+    }
+
+    /// Epoch of the last entry (0 if empty).
+    pub fn last_epoch(&self) -> u64 {
+        self.log.last().map_or(0, entry_epoch)
     }
 
     /// Everything but the log.

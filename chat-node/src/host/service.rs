@@ -65,7 +65,11 @@ impl NodeShared {
             // gone, so an old member without a session gives way.
             let stale = core.sessions.get(&hello.name).is_none_or(|n| *n == 0);
             let room = core.room.as_mut().ok_or_else(|| self.not_host())?;
-            if stale && room.member(&hello.name).is_some_and(|m| m.node_id != hello.node_id) {
+            if stale
+                && room
+                    .member(&hello.name)
+                    .is_some_and(|m| m.node_id != hello.node_id)
+            {
                 room.leave(&hello.name);
             }
             let joined = room.join(member)?;
@@ -94,7 +98,10 @@ impl NodeShared {
             self.log_tx.send_modify(|n| *n += 1);
         }
         let head = welcome.head_seq;
-        Ok(([frame(server_frame::Frame::Welcome(welcome)), frame(members)], head))
+        Ok((
+            [frame(server_frame::Frame::Welcome(welcome)), frame(members)],
+            head,
+        ))
     }
 
     /// Sends a frame to every session of this host.
@@ -184,21 +191,35 @@ impl ChatService for ChatHost {
         }
         core.known_epoch = req.epoch;
         if let Some(meta) = req.meta {
-            let fresh = core
-                .room
-                .as_ref()
-                .is_none_or(|r| r.room_id() != meta.room_id);
-            if fresh {
+            // Another room, or the host found our log diverged: start over.
+            let start_over = req.base_seq == 0
+                || core
+                    .room
+                    .as_ref()
+                    .is_none_or(|r| r.room_id() != meta.room_id);
+            if start_over {
                 core.room = Some(Room::new(meta.room_id.clone(), meta.min_users));
             }
             if let Some(room) = core.room.as_mut() {
+                if room.head_seq() != req.base_seq {
+                    return Err(RoomError::Gap {
+                        have: room.head_seq(),
+                        got: req.base_seq + 1,
+                    }
+                    .into());
+                }
                 room.apply_replica(meta, req.entries)?;
             }
         }
-        let (room_id, have_seq) = core.room.as_ref().map_or((String::new(), 0), |r| {
-            (r.room_id().to_string(), r.head_seq())
-        });
-        Ok(Response::new(ReplicateResponse { room_id, have_seq }))
+        let response = core
+            .room
+            .as_ref()
+            .map_or_else(ReplicateResponse::default, |r| ReplicateResponse {
+                room_id: r.room_id().to_string(),
+                have_seq: r.head_seq(),
+                have_epoch: r.last_epoch(),
+            });
+        Ok(Response::new(response))
     }
 
     async fn take_over(

@@ -76,7 +76,7 @@ impl Session {
                     Err(broadcast::error::RecvError::Closed) => break End::Gone,
                 },
                 incoming = inbound.message() => match incoming {
-                    Ok(Some(f)) => match self.handle(f) {
+                    Ok(Some(f)) => match self.handle(self.after_handoff(f).await) {
                         Step::Continue => {}
                         Step::Reply(f) => if self.tx.send(Ok(frame(f))).await.is_err() { break End::Gone },
                         Step::AckWhenCommitted(ack) => {
@@ -104,6 +104,16 @@ impl Session {
             }
         };
         self.shared.session_closed(&self.name, end == End::Left);
+    }
+
+    /// Holds a frame while the host ships its room to a successor: if the
+    /// handoff fails the frame is served here, otherwise by the next host.
+    async fn after_handoff(&self, f: ClientFrame) -> ClientFrame {
+        let mut role_rx = self.shared.role_tx.subscribe();
+        let _ = role_rx
+            .wait_for(|r| !matches!(r, Role::HandingOff { .. }))
+            .await;
+        f
     }
 
     /// Handles one client frame.
@@ -207,15 +217,17 @@ fn now_unix_ms() -> i64 {
 
 impl NodeShared {
     /// Sequences a message from `from`: acknowledges it, or says why not.
-    /// While handing off nothing is sequenced and nothing is answered: the
-    /// client re-sends the message to the next host under the same id.
+    /// A dormant node sequences nothing and answers nothing: the client
+    /// re-sends the message to the next host under the same id.
     fn sequence(&self, from: &str, m: SendMessage) -> Step {
         let appended = {
             let mut core = self.core();
-            let live = matches!(core.role, Role::Live { .. });
+            let Role::Live { epoch } = core.role else {
+                return Step::Continue;
+            };
             match core.room.as_mut() {
-                Some(room) if live => room.append(from, &m.id, &m.text, now_unix_ms()),
-                _ => return Step::Continue,
+                Some(room) => room.append(from, &m.id, &m.text, now_unix_ms(), epoch),
+                None => return Step::Continue,
             }
         };
         match appended {
@@ -235,9 +247,8 @@ impl NodeShared {
     fn reset_room(&self, by: &str, min_users: u32) -> Step {
         let result = {
             let mut core = self.core();
-            let live = matches!(core.role, Role::Live { .. });
-            match core.room.as_mut() {
-                Some(room) if live => room.reset(by, min_users),
+            match (core.role, core.room.as_mut()) {
+                (Role::Live { epoch }, Some(room)) => room.reset(by, min_users, epoch),
                 _ => return rejected("", "the host is moving; try again"),
             }
         };

@@ -133,10 +133,21 @@ fn a_vacancy_nobody_claims_is_filled_after_a_lease() {
     assert!(r.check_lease(t0 + LEASE / 2).is_none());
     // The freshest replica wins.
     let (c, _) = r
-        .register(Registration { known_epoch: 7, replica_head: 40, ..reg("carol", 3) }, t0)
+        .register(
+            Registration {
+                known_epoch: 7,
+                replica_head: 40,
+                ..reg("carol", 3)
+            },
+            t0,
+        )
         .unwrap();
-    r.watch_started(&c.record.node_id, &c.session_token).unwrap();
-    assert!(r.check_lease(t0 + LEASE * 2).is_none(), "waits for the host to re-assert");
+    r.watch_started(&c.record.node_id, &c.session_token)
+        .unwrap();
+    assert!(
+        r.check_lease(t0 + LEASE * 2).is_none(),
+        "waits for the host to re-assert"
+    );
     let promoted = r.check_lease(t0 + MIN_VACANCY_WAIT * 2).unwrap();
     assert_eq!((promoted.epoch, promoted.name.as_str()), (8, "carol"));
 }

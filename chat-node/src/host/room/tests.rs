@@ -22,7 +22,7 @@ fn texts(entries: &[LogEntry]) -> Vec<String> {
 fn holds_messages_until_threshold_then_activates_for_good() {
     let mut room = Room::new("r".into(), 2);
     assert!(!room.join(member("a")).unwrap().activated_now);
-    room.append("a", "1", "early", 0).unwrap();
+    room.append("a", "1", "early", 0, 1).unwrap();
     assert!(!room.activated());
     let joined = room.join(member("b")).unwrap();
     assert!(joined.activated_now && joined.new_member);
@@ -34,8 +34,8 @@ fn holds_messages_until_threshold_then_activates_for_good() {
 #[test]
 fn ids_make_retries_idempotent() {
     let mut room = Room::new("r".into(), 1);
-    let first = room.append("a", "m1", "hi", 0).unwrap();
-    let again = room.append("a", "m1", "hi", 0).unwrap();
+    let first = room.append("a", "m1", "hi", 0, 1).unwrap();
+    let again = room.append("a", "m1", "hi", 0, 1).unwrap();
     assert_eq!(
         again,
         Appended {
@@ -44,7 +44,7 @@ fn ids_make_retries_idempotent() {
         }
     );
     // Another sender may use the same id.
-    assert_eq!(room.append("b", "m1", "yo", 0).unwrap().seq, 2);
+    assert_eq!(room.append("b", "m1", "yo", 0, 1).unwrap().seq, 2);
     assert_eq!(room.head_seq(), 2);
 }
 
@@ -56,11 +56,11 @@ fn refuses_bad_input_without_change() {
     other.node_id = "someone-else".into();
     assert_eq!(room.join(other), Err(RoomError::NameTaken("a".into())));
     assert!(matches!(
-        room.append("a", "x", &"x".repeat(5000), 0),
+        room.append("a", "x", &"x".repeat(5000), 0, 1),
         Err(RoomError::Rule(RuleError::MessageTooLarge(5000)))
     ));
-    assert_eq!(room.append("a", "", "hi", 0), Err(RoomError::BadId));
-    assert_eq!(room.reset("a", 0), Err(RoomError::BadThreshold));
+    assert_eq!(room.append("a", "", "hi", 0, 1), Err(RoomError::BadId));
+    assert_eq!(room.reset("a", 0, 1), Err(RoomError::BadThreshold));
     assert_eq!(room.head_seq(), 0);
 }
 
@@ -68,11 +68,11 @@ fn refuses_bad_input_without_change() {
 fn reset_wipes_history_and_restarts_activation() {
     let mut room = Room::new("r".into(), 1);
     room.join(member("a")).unwrap();
-    room.append("a", "1", "old", 0).unwrap();
-    let reset = room.reset("a", 3).unwrap();
+    room.append("a", "1", "old", 0, 1).unwrap();
+    let reset = room.reset("a", 3, 1).unwrap();
     assert_eq!(reset.seq, 2);
     assert!(!room.activated());
-    room.append("a", "2", "new", 0).unwrap();
+    room.append("a", "2", "new", 0, 1).unwrap();
     let entries = room.entries_after(0, 10);
     assert_eq!(
         entry_seq(&entries[0]),
@@ -81,7 +81,7 @@ fn reset_wipes_history_and_restarts_activation() {
     );
     assert_eq!(texts(&entries), ["new"]);
     // The same id is fresh after a reset: the history it deduplicated is gone.
-    assert!(!room.append("a", "1", "again", 0).unwrap().duplicate);
+    assert!(!room.append("a", "1", "again", 0, 1).unwrap().duplicate);
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn replica_catches_up_by_delta() {
     let mut host = Room::new("r".into(), 1);
     host.join(member("a")).unwrap();
     for i in 0..5 {
-        host.append("a", &i.to_string(), "m", 0).unwrap();
+        host.append("a", &i.to_string(), "m", 0, 1).unwrap();
     }
     let mut replica = Room::new("r".into(), 9);
     replica
@@ -109,5 +109,20 @@ fn replica_catches_up_by_delta() {
         Err(RoomError::Gap { have: 0, got: 3 })
     );
     // Dedup survives replication.
-    assert!(replica.append("a", "4", "m", 0).unwrap().duplicate);
+    assert!(replica.append("a", "4", "m", 0, 1).unwrap().duplicate);
+}
+
+#[test]
+fn epochs_identify_log_prefixes() {
+    let mut room = Room::new("r".into(), 1);
+    room.append("a", "1", "x", 0, 3).unwrap();
+    room.append("a", "2", "y", 0, 4).unwrap();
+    assert_eq!(room.epoch_at(0), Some(0));
+    assert_eq!(room.epoch_at(1), Some(3));
+    assert_eq!(room.epoch_at(2), Some(4));
+    assert_eq!(room.epoch_at(3), None);
+    assert_eq!(room.last_epoch(), 4);
+    room.reset("a", 1, 5).unwrap();
+    assert_eq!(room.epoch_at(1), None, "wiped by the reset");
+    assert_eq!(room.epoch_at(3), Some(5));
 }
