@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod host;
+pub mod identity;
 pub mod node;
 pub mod peer;
 pub mod relay_link;

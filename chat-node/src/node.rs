@@ -4,6 +4,7 @@
 
 use crate::client::{self, ClientEvent, UserCommand};
 use crate::host::{handoff, service::ChatHost, HostCore, HostEvent, Role, CHAT_SERVICE_NAME};
+use crate::identity::NodeKey;
 use crate::peer::{PeerEndpoint, PrivateInbox};
 use crate::relay_link::{self, RelayLink};
 use chat_proto::pb::chat::chat_service_server::ChatServiceServer;
@@ -117,6 +118,10 @@ pub struct NodeShared {
     pub(crate) host_tx: watch::Sender<Option<HostRecord>>,
     pub(crate) health: HealthReporter,
     pub(crate) inbox: PrivateInbox,
+    /// This node's signing key.
+    pub(crate) key: NodeKey,
+    /// Secret presented with `$reset`, if the user has it.
+    pub(crate) admin_secret: Option<String>,
 }
 
 impl NodeShared {
@@ -142,6 +147,8 @@ pub struct BoundNode {
     listener: TcpListener,
     address: String,
     relay: RelayLink,
+    key: NodeKey,
+    admin_secret: Option<String>,
 }
 
 impl BoundNode {
@@ -167,7 +174,15 @@ impl BoundNode {
             listener,
             address,
             relay,
+            key: NodeKey::generate(),
+            admin_secret: None,
         })
+    }
+
+    /// Presents `secret` to the relay when this user resets the chat.
+    pub fn with_admin_secret(mut self, secret: Option<String>) -> Self {
+        self.admin_secret = secret;
+        self
     }
 
     /// The address others reach this node at.
@@ -207,6 +222,7 @@ impl BoundNode {
             .register(RegisterRequest {
                 name: name.to_string(),
                 address: self.address.clone(),
+                public_key: self.key.public_key(),
                 ..Default::default()
             })
             .await
@@ -276,6 +292,8 @@ impl Node {
             host_tx: watch::channel(None).0,
             health,
             inbox: PrivateInbox::new(events_tx.clone()),
+            key: bound.key,
+            admin_secret: bound.admin_secret,
         });
         routes.add_service(ChatServiceServer::new(ChatHost(shared.clone())));
         routes.add_service(PeerServiceServer::new(PeerEndpoint(shared.clone())));

@@ -2,12 +2,13 @@
 //! the sending side. The chat host never sees them.
 
 use crate::client::ClientEvent;
+use crate::identity;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
 use chat_proto::pb::chat::peer_service_server::PeerService;
 use chat_proto::pb::chat::{DeliverPrivateResponse, Member, PrivateMessage};
 use chat_proto::rules;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -17,11 +18,15 @@ use tonic::{Request, Response, Status};
 /// Bound on delivering a private message.
 const PRIVATE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Where incoming private messages go, and the member directory used to
-/// check who sent them.
+/// Ids of recent private messages remembered to refuse replays.
+const REPLAY_MEMORY: usize = 4096;
+
+/// Where incoming private messages go, the member directory used to check
+/// who sent them, and the ids already delivered.
 pub struct PrivateInbox {
     events: mpsc::Sender<ClientEvent>,
     members: Mutex<HashMap<String, Member>>,
+    recent: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
 impl PrivateInbox {
@@ -29,7 +34,24 @@ impl PrivateInbox {
         Self {
             events,
             members: Mutex::new(HashMap::new()),
+            recent: Mutex::new((HashSet::new(), VecDeque::new())),
         }
+    }
+
+    /// Remembers `id`; false if it was delivered before (a replay).
+    fn first_delivery(&self, id: &str) -> bool {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let (ids, order) = &mut *recent;
+        if !ids.insert(id.to_string()) {
+            return false;
+        }
+        order.push_back(id.to_string());
+        if order.len() > REPLAY_MEMORY {
+            if let Some(old) = order.pop_front() {
+                ids.remove(&old);
+            }
+        }
+        true
     }
 
     /// Replaces the directory with the host's latest member list.
@@ -41,9 +63,9 @@ impl PrivateInbox {
             .collect();
     }
 
-    fn known_node(&self, name: &str) -> Option<String> {
+    fn known_member(&self, name: &str) -> Option<Member> {
         let dir = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        dir.get(name).map(|m| m.node_id.clone())
+        dir.get(name).cloned()
     }
 }
 
@@ -81,18 +103,28 @@ impl PeerService for PeerEndpoint {
     }
 }
 
-/// The sender must be the member the directory (or, for a newcomer, the
-/// relay) knows under that name.
+/// The message must be signed by the key of the member the directory (or,
+/// for a newcomer, the relay) knows under the sender's name and node id.
 async fn verify_sender(shared: &NodeShared, msg: &PrivateMessage) -> Result<(), Status> {
-    let known = match shared.inbox.known_node(&msg.from) {
-        Some(node_id) => node_id,
-        None => shared.relay.lookup_member(&msg.from).await?.node_id,
+    let (node_id, public_key) = match shared.inbox.known_member(&msg.from) {
+        Some(m) if !m.public_key.is_empty() => (m.node_id, m.public_key),
+        _ => {
+            let record = shared.relay.lookup_member(&msg.from).await?;
+            (record.node_id, record.public_key)
+        }
     };
-    if known != msg.from_node_id {
+    if node_id != msg.from_node_id {
         return Err(Status::permission_denied(format!(
             "sender is not {:?}",
             msg.from
         )));
+    }
+    identity::verify_private(msg, &public_key)
+        .map_err(|e| Status::permission_denied(format!("not from {:?}: {e}", msg.from)))?;
+    if !shared.inbox.first_delivery(&msg.id) {
+        return Err(Status::already_exists(
+            "this private message was delivered before",
+        ));
     }
     Ok(())
 }
@@ -105,14 +137,15 @@ pub async fn send_private(shared: &NodeShared, to: &Member, text: &str) -> Resul
         .timeout(PRIVATE_TIMEOUT);
     let mut peer = PeerServiceClient::new(endpoint.connect_lazy());
     let me = &shared.identity;
-    let msg = PrivateMessage {
+    let mut msg = PrivateMessage {
         id: uuid::Uuid::new_v4().simple().to_string(),
         from: me.name.clone(),
         from_node_id: me.node_id.clone(),
         to: to.name.clone(),
         text: text.to_string(),
-        sent_at_unix_ms: 0,
+        ..Default::default()
     };
+    shared.key.sign_private(&mut msg);
     peer.deliver_private(msg)
         .await
         .map(|_| ())

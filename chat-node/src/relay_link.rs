@@ -92,6 +92,15 @@ impl RelayLink {
         Ok(())
     }
 
+    /// Asks the relay whether `admin_secret` allows a reset.
+    pub async fn authorize_reset(&self, admin_secret: &str) -> Result<(), Status> {
+        let req = Self::unary(AuthorizeResetRequest {
+            admin_secret: admin_secret.to_string(),
+        });
+        self.client.clone().authorize_reset(req).await?;
+        Ok(())
+    }
+
     /// Leaves the registry.
     pub async fn unregister(&self, me: &Identity) -> Result<(), Status> {
         let req = Self::unary(UnregisterRequest {
@@ -151,7 +160,11 @@ impl NodeShared {
         let (known_epoch, hosting_epoch, replica_head) = {
             let core = self.core();
             let head = core.room.as_ref().map_or(0, |r| r.head_seq());
-            (core.known_epoch, core.role.hosting_epoch().unwrap_or(0), head)
+            (
+                core.known_epoch,
+                core.role.hosting_epoch().unwrap_or(0),
+                head,
+            )
         };
         let resp = self
             .relay
@@ -162,6 +175,7 @@ impl NodeShared {
                 known_epoch,
                 hosting_epoch,
                 replica_head,
+                public_key: self.key.public_key(),
             })
             .await?;
         if let Some(host) = resp.host {

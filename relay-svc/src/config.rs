@@ -36,7 +36,15 @@ pub struct RelayConfig {
     #[arg(long, env = "RELAY_LEASE", default_value = "500ms",
           value_parser = chat_proto::parse_duration)]
     pub lease: Duration,
+
+    /// Secret a member must present to `$reset` the chat. Without it nobody
+    /// may reset.
+    #[arg(long, env = "RELAY_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
 }
+
+/// The admin secret of [`RelayConfig::for_tests`].
+pub const TEST_ADMIN_SECRET: &str = "test-admin-secret";
 
 impl RelayConfig {
     /// A configuration for tests: listen address comes from the caller's listener.
@@ -47,6 +55,7 @@ impl RelayConfig {
             migration_interval,
             member_grace: Duration::from_secs(3),
             lease: Duration::from_millis(500),
+            admin_secret: Some(TEST_ADMIN_SECRET.to_string()),
         }
     }
 }

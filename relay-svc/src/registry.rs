@@ -78,6 +78,8 @@ pub struct Registration {
     pub hosting_epoch: u64,
     /// Head of the node's room replica.
     pub replica_head: u64,
+    /// The node's Ed25519 public key.
+    pub public_key: Vec<u8>,
 }
 
 /// A registered node and its credentials.
@@ -148,6 +150,7 @@ impl Registry {
                 node_id: node_id.clone(),
                 name: reg.name.clone(),
                 address: reg.address.clone(),
+                public_key: reg.public_key.clone(),
             },
             session_token: token,
             known_epoch: reg.known_epoch,

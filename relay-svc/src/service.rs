@@ -83,6 +83,7 @@ impl RelayService for Relay {
             known_epoch: req.known_epoch,
             hosting_epoch: req.hosting_epoch,
             replica_head: req.replica_head,
+            public_key: req.public_key,
         };
         let (member, host) = self.0.update(|r| r.register(reg, Instant::now()))?;
         tracing::info!(name = %member.record.name, node = %member.record.node_id,
@@ -145,6 +146,23 @@ impl RelayService for Relay {
         }))
     }
 
+    async fn authorize_reset(
+        &self,
+        req: Request<AuthorizeResetRequest>,
+    ) -> Result<Response<AuthorizeResetResponse>, Status> {
+        let given = req.into_inner().admin_secret;
+        let Some(secret) = &self.0.config.admin_secret else {
+            return Err(Status::failed_precondition(
+                "resets are disabled: the relay was started without --admin-secret",
+            ));
+        };
+        if !constant_time_eq(given.as_bytes(), secret.as_bytes()) {
+            tracing::warn!("reset refused: wrong admin secret");
+            return Err(Status::permission_denied("wrong admin secret"));
+        }
+        Ok(Response::new(AuthorizeResetResponse {}))
+    }
+
     type WatchHostStream = WatchStream;
 
     async fn watch_host(
@@ -180,6 +198,11 @@ impl RelayService for Relay {
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("no member named {name:?}")))
     }
+}
+
+/// Compares secrets without an early exit, so timing tells nothing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Sends the current host and every change until the watcher goes away; the

@@ -33,7 +33,12 @@ pub struct ChaosPlan {
 impl ChaosPlan {
     /// The plan from `CHAOS_*` environment variables, or the short CI run.
     pub fn from_env() -> Self {
-        let var = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+        let var = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
         ChaosPlan {
             seed: var("CHAOS_SEED", 42),
             nodes: var("CHAOS_NODES", 5) as usize,
@@ -118,10 +123,17 @@ struct Run {
 /// Runs the plan; returns the report (the caller asserts on it).
 pub async fn run(plan: ChaosPlan) -> ChaosReport {
     let interval = format!("{}ms", plan.interval.as_millis());
-    let relay_args: Vec<String> = ["--min-users", "1", "--migration-interval", &interval, "--member-grace", "300ms"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let relay_args: Vec<String> = [
+        "--min-users",
+        "1",
+        "--migration-interval",
+        &interval,
+        "--member-grace",
+        "300ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let args: Vec<&str> = relay_args.iter().map(String::as_str).collect();
     let relay = RelayProcess::start(&args).await;
     let rc = RelayServiceClient::new(
@@ -142,7 +154,12 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
     for i in 0..run.plan.nodes {
         let name = format!("n{i}");
         let member = spawn_node(&run.relay.uri(), &name, &[]).await;
-        run.nodes.push(Node { name, incarnation: 0, member, sent: 0 });
+        run.nodes.push(Node {
+            name,
+            incarnation: 0,
+            member,
+            sent: 0,
+        });
     }
     for n in run.nodes.iter_mut() {
         n.member.wait_event("activated", &[]).await;
@@ -155,7 +172,11 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
 impl Run {
     async fn host_epoch(&self) -> Option<(u64, String)> {
         let mut rc = self.rc.clone();
-        let host = rc.current_host(CurrentHostRequest {}).await.ok()?.into_inner();
+        let host = rc
+            .current_host(CurrentHostRequest {})
+            .await
+            .ok()?
+            .into_inner();
         Some((host.epoch, host.name))
     }
 
@@ -172,7 +193,8 @@ impl Run {
                 last_epoch = last_epoch.max(epoch);
             }
             self.report.migrations = last_epoch.saturating_sub(1 + self.report.host_kills as u64);
-            let faults_done = self.report.host_kills >= kills && self.report.relay_restarts >= restarts;
+            let faults_done =
+                self.report.host_kills >= kills && self.report.relay_restarts >= restarts;
             if faults_done && self.report.migrations >= self.plan.migrations {
                 return;
             }
@@ -184,7 +206,8 @@ impl Run {
                 } else {
                     self.restart_relay().await;
                 }
-                next_fault = Instant::now() + Duration::from_millis(self.rng.random_range(500..1500));
+                next_fault =
+                    Instant::now() + Duration::from_millis(self.rng.random_range(500..1500));
             }
             tokio::time::sleep(Duration::from_millis(self.rng.random_range(5..25))).await;
         }
@@ -200,13 +223,18 @@ impl Run {
     }
 
     async fn kill_host(&mut self) {
-        let Some((epoch, name)) = self.host_epoch().await else { return };
-        let Some(idx) = self.nodes.iter().position(|n| n.name == name) else { return };
+        let Some((epoch, name)) = self.host_epoch().await else {
+            return;
+        };
+        let Some(idx) = self.nodes.iter().position(|n| n.name == name) else {
+            return;
+        };
         let mut dead = self.nodes.remove(idx);
         let killed_at = Instant::now();
         dead.member.kill().await;
         dead.member.finish().await;
-        self.acked.push((dead.name.clone(), acks_of(&mut dead.member)));
+        self.acked
+            .push((dead.name.clone(), acks_of(&mut dead.member)));
         self.report.host_kills += 1;
         // Failover time: until every survivor shows a message sent after the kill.
         let probe = format!("probe-after-kill-{}", self.report.host_kills);
@@ -217,8 +245,13 @@ impl Run {
         for n in self.nodes.iter_mut() {
             n.member.wait_event("message", &[("text", &probe)]).await;
         }
-        self.report.failover_ms.push(killed_at.elapsed().as_millis() as u64);
-        tracing_line(&format!("killed host {name} at epoch {epoch}; chat back after {:?}", killed_at.elapsed()));
+        self.report
+            .failover_ms
+            .push(killed_at.elapsed().as_millis() as u64);
+        tracing_line(&format!(
+            "killed host {name} at epoch {epoch}; chat back after {:?}",
+            killed_at.elapsed()
+        ));
         self.restart_node(dead.name, dead.incarnation + 1).await;
     }
 
@@ -228,7 +261,12 @@ impl Run {
         loop {
             let mut member = spawn_node(&self.relay.uri(), &name, &[]).await;
             if member.wait_or_end(|e| e["type"] == "host").await.is_some() {
-                self.nodes.push(Node { name, incarnation, member, sent: 0 });
+                self.nodes.push(Node {
+                    name,
+                    incarnation,
+                    member,
+                    sent: 0,
+                });
                 return;
             }
             assert!(Instant::now() < deadline, "{name} could not come back");
@@ -242,7 +280,10 @@ impl Run {
         let args: Vec<&str> = self.relay_args.iter().map(String::as_str).collect();
         self.relay = RelayProcess::start_at(&self.relay.addr.clone(), &args).await;
         self.report.relay_restarts += 1;
-        tracing_line(&format!("restarted the relay ({})", self.report.relay_restarts));
+        tracing_line(&format!(
+            "restarted the relay ({})",
+            self.report.relay_restarts
+        ));
     }
 
     /// Waits until every survivor holds every acknowledged message, then
@@ -253,11 +294,18 @@ impl Run {
             let marker = format!("final-{}", n.name);
             n.member.say(&marker).await;
         }
-        let markers: Vec<String> = self.nodes.iter().map(|n| format!("final-{}", n.name)).collect();
+        let markers: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("final-{}", n.name))
+            .collect();
         for n in self.nodes.iter_mut() {
             n.member
                 .wait_until("every final marker", |seen| {
-                    markers.iter().all(|m| seen.iter().any(|e| e["type"] == "message" && e["text"] == *m))
+                    markers.iter().all(|m| {
+                        seen.iter()
+                            .any(|e| e["type"] == "message" && e["text"] == *m)
+                    })
                 })
                 .await;
         }
@@ -265,9 +313,15 @@ impl Run {
             self.acked.push((n.name.clone(), acks_of(&mut n.member)));
         }
         self.report.acked = self.acked.iter().map(|(_, a)| a.len()).sum();
-        let logs: Vec<(String, BTreeMap<u64, (String, String)>, usize, usize)> =
-            self.nodes.iter_mut().map(|n| log_of(&mut n.member)).collect();
-        let reference = logs.first().map(|(_, l, _, _)| l.clone()).unwrap_or_default();
+        let logs: Vec<(String, BTreeMap<u64, (String, String)>, usize, usize)> = self
+            .nodes
+            .iter_mut()
+            .map(|n| log_of(&mut n.member))
+            .collect();
+        let reference = logs
+            .first()
+            .map(|(_, l, _, _)| l.clone())
+            .unwrap_or_default();
         for (name, log, dup_seqs, gaps) in &logs {
             self.report.dup += dup_seqs + duplicate_texts(log);
             if log != &reference || *gaps > 0 {

@@ -76,7 +76,27 @@ impl Relay {
 
 /// Starts an in-process member named `name`.
 pub async fn join(relay_uri: &str, name: &str) -> Result<Member, chat_node::StartError> {
-    let bound = BoundNode::bind(relay_uri, "127.0.0.1:0".parse().expect("addr"), None).await?;
+    join_with(relay_uri, name, None).await
+}
+
+/// Starts an in-process member that holds the test relay's admin secret.
+pub async fn join_admin(relay_uri: &str, name: &str) -> Result<Member, chat_node::StartError> {
+    join_with(
+        relay_uri,
+        name,
+        Some(relay_svc::config::TEST_ADMIN_SECRET.to_string()),
+    )
+    .await
+}
+
+async fn join_with(
+    relay_uri: &str,
+    name: &str,
+    admin_secret: Option<String>,
+) -> Result<Member, chat_node::StartError> {
+    let bound = BoundNode::bind(relay_uri, "127.0.0.1:0".parse().expect("addr"), None)
+        .await?
+        .with_admin_secret(admin_secret);
     let node = bound.join(name).await?;
     Ok(Member::in_process(name, node))
 }

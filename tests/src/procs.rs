@@ -62,7 +62,10 @@ impl RelayProcess {
         let addr = addr.to_string();
         let child = Command::new(binary("relay-svc"))
             .args(["--listen", &addr])
-            .env("RUST_LOG", std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -141,7 +144,10 @@ pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
             relay_uri, "--name", name, "--mode", "json", "--listen", &addr,
         ])
         .args(extra)
-        .env("RUST_LOG", std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into()),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

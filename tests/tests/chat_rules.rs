@@ -1,7 +1,7 @@
 //! S4-S9 and the error rules, against a real relay and in-process nodes.
 
 use chat_node::StartError;
-use chat_tests::{join, Relay};
+use chat_tests::{join, join_admin, Relay};
 use std::time::Duration;
 
 /// No planned migration during these tests (they are about the room).
@@ -155,11 +155,18 @@ async fn host_exit_hands_the_chat_over() {
 #[tokio::test]
 async fn reset_wipes_history_and_restarts_activation() {
     let relay = Relay::start(2, NO_MIGRATION).await;
-    let mut alice = join(&relay.uri(), "alice").await.unwrap();
+    let mut alice = join_admin(&relay.uri(), "alice").await.unwrap();
     let mut bob = join(&relay.uri(), "bob").await.unwrap();
     alice.say("old").await;
     bob.wait_event("message", &[("text", "old")]).await;
 
+    // Only a member with the relay's admin secret may reset.
+    bob.say("$reset -3").await;
+    bob.wait_event(
+        "error",
+        &[("message", "~reset refused: wrong admin secret")],
+    )
+    .await;
     alice.say("$reset -3").await;
     for m in [&mut alice, &mut bob] {
         m.wait_event("reset", &[("by", "alice"), ("min_users", "3")])

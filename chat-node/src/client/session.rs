@@ -97,12 +97,14 @@ impl Client {
         let channel = endpoint.connect().await.map_err(|e| lost(&e))?;
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let me = &self.shared.identity;
-        let hello = Hello {
+        let mut hello = Hello {
             name: me.name.clone(),
             node_id: me.node_id.clone(),
             address: me.address.clone(),
             resume_from_seq: self.view.last_seq,
+            ..Default::default()
         };
+        self.shared.key.sign_hello(&mut hello);
         // Fresh channel: room for the first frame.
         let _ = tx.try_send(client_frame(client_frame::Frame::Hello(hello)));
         let response = ChatServiceClient::new(channel)
@@ -225,7 +227,10 @@ impl Client {
                 Some(msg) => client_frame::Frame::Send(msg),
                 None => return,
             },
-            UserCommand::Reset(min_users) => client_frame::Frame::Reset(ResetRoom { min_users }),
+            UserCommand::Reset(min_users) => client_frame::Frame::Reset(ResetRoom {
+                min_users,
+                admin_secret: self.shared.admin_secret.clone().unwrap_or_default(),
+            }),
             other => return self.local_command(other).await,
         };
         // If the stream just broke, the session ends on its next read and

@@ -3,6 +3,7 @@
 
 use super::room::{Room, RoomError};
 use super::{session, HostEvent, Role};
+use crate::identity;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_server::ChatService;
 use chat_proto::pb::chat::*;
@@ -54,6 +55,7 @@ impl NodeShared {
             name: hello.name.clone(),
             node_id: hello.node_id.clone(),
             address: hello.address.clone(),
+            public_key: hello.public_key.clone(),
         };
         let (joined, welcome, members) = {
             let mut core = self.core();
@@ -102,6 +104,45 @@ impl NodeShared {
             [frame(server_frame::Frame::Welcome(welcome)), frame(members)],
             head,
         ))
+    }
+
+    /// Checks that the Hello is signed with the key the relay vouches for
+    /// under this name and node id (a member already admitted with that key
+    /// needs no new lookup).
+    async fn vouch(&self, hello: &Hello) -> Result<(), Status> {
+        identity::verify_hello(hello)
+            .map_err(|e| Status::unauthenticated(format!("Hello: {e}")))?;
+        let known = self
+            .core()
+            .room
+            .as_ref()
+            .and_then(|r| r.member(&hello.name))
+            .is_some_and(|m| m.node_id == hello.node_id && m.public_key == hello.public_key);
+        if known {
+            return Ok(());
+        }
+        let record = self
+            .relay
+            .lookup_member(&hello.name)
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::NotFound => Status::permission_denied(format!(
+                    "{:?} is not registered at the relay",
+                    hello.name
+                )),
+                _ => Status::unavailable(format!(
+                    "cannot check {:?} with the relay: {}",
+                    hello.name,
+                    status.message()
+                )),
+            })?;
+        if record.node_id != hello.node_id || record.public_key != hello.public_key {
+            return Err(Status::permission_denied(format!(
+                "the relay knows {:?} as another node",
+                hello.name
+            )));
+        }
+        Ok(())
     }
 
     /// Sends a frame to every session of this host.
@@ -153,6 +194,7 @@ impl ChatService for ChatHost {
         let mut inbound = req.into_inner();
         let hello = read_hello(&mut inbound).await?;
         shared.stats.count_chat_frame();
+        shared.vouch(&hello).await?;
         // Subscribe before admitting, so no event after the welcome is missed.
         let events = shared.host_events.subscribe();
         let (opening, head) = shared.admit(&hello)?;

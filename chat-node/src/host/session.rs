@@ -32,6 +32,8 @@ enum Step {
     Reply(server_frame::Frame),
     /// Acknowledge once the successor holds the message.
     AckWhenCommitted(Ack),
+    /// A reset, once the relay accepts the admin secret.
+    Reset(ResetRoom),
     Left,
 }
 
@@ -83,6 +85,11 @@ impl Session {
                             self.unacked.push(ack);
                             if self.flush_acks().await.is_err() { break End::Gone }
                         }
+                        Step::Reset(r) => {
+                            if let Step::Reply(f) = self.shared.reset_room(&self.name, r).await {
+                                if self.tx.send(Ok(frame(f))).await.is_err() { break End::Gone }
+                            }
+                        }
                         Step::Left => break End::Left,
                     },
                     Ok(None) | Err(_) => break End::Gone,
@@ -121,7 +128,7 @@ impl Session {
         self.shared.stats.count_chat_frame();
         match f.frame {
             Some(client_frame::Frame::Send(m)) => self.shared.sequence(&self.name, m),
-            Some(client_frame::Frame::Reset(r)) => self.shared.reset_room(&self.name, r.min_users),
+            Some(client_frame::Frame::Reset(r)) => Step::Reset(r),
             Some(client_frame::Frame::Leave(_)) => {
                 self.shared.leave_room(&self.name);
                 Step::Left
@@ -244,7 +251,12 @@ impl NodeShared {
         }
     }
 
-    fn reset_room(&self, by: &str, min_users: u32) -> Step {
+    /// Wipes the room if the relay accepts the admin secret.
+    async fn reset_room(&self, by: &str, r: ResetRoom) -> Step {
+        if let Err(status) = self.relay.authorize_reset(&r.admin_secret).await {
+            return rejected("", format!("reset refused: {}", status.message()));
+        }
+        let min_users = r.min_users;
         let result = {
             let mut core = self.core();
             match (core.role, core.room.as_mut()) {

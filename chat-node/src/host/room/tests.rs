@@ -5,6 +5,7 @@ fn member(name: &str) -> Member {
         name: name.into(),
         node_id: format!("id-{name}"),
         address: "127.0.0.1:1".into(),
+        public_key: Vec::new(),
     }
 }
 
