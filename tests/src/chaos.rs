@@ -313,21 +313,28 @@ impl Run {
             self.acked.push((n.name.clone(), acks_of(&mut n.member)));
         }
         self.report.acked = self.acked.iter().map(|(_, a)| a.len()).sum();
-        let logs: Vec<(String, BTreeMap<u64, (String, String)>, usize, usize)> = self
+        let logs: Vec<MemberLog> = self
             .nodes
             .iter_mut()
-            .map(|n| log_of(&mut n.member))
+            .map(|n| MemberLog::of(&mut n.member))
             .collect();
-        let reference = logs
-            .first()
-            .map(|(_, l, _, _)| l.clone())
-            .unwrap_or_default();
-        for (name, log, dup_seqs, gaps) in &logs {
+        let reference = logs.first().map(|l| l.log.clone()).unwrap_or_default();
+        for MemberLog {
+            name,
+            log,
+            dup_seqs,
+            gaps,
+        } in &logs
+        {
             self.report.dup += dup_seqs + duplicate_texts(log);
             if log != &reference || *gaps > 0 {
                 self.report.reordered += 1;
                 let first = log.iter().zip(reference.iter()).find(|(a, b)| a != b);
-                tracing_line(&format!("{name}: log differs from the first survivor's (gaps {gaps}, len {} vs {}): first difference {first:?}", log.len(), reference.len()));
+                tracing_line(&format!(
+                    "{name}: log differs from the first survivor's (gaps {gaps}, len {} vs {}): first difference {first:?}",
+                    log.len(),
+                    reference.len()
+                ));
             }
             for (sender, acks) in &self.acked {
                 for seq in acks.values() {
@@ -340,28 +347,48 @@ impl Run {
     }
 }
 
-/// A member's log: seq to (from, text), how many seqs it saw twice, and
-/// how many seqs are missing below its head.
-fn log_of(member: &mut Member) -> (String, BTreeMap<u64, (String, String)>, usize, usize) {
-    member.drain();
-    for e in member.seen.iter().filter(|e| e["type"] == "error") {
-        tracing_line(&format!("{}: error event {e}", member.name));
-    }
-    let mut log = BTreeMap::new();
-    let mut dup = 0;
-    for e in member.seen.iter().filter(|e| e["type"] == "message") {
-        let seq = e["seq"].as_u64().unwrap_or(0);
-        let entry = (str_of(e, "from"), str_of(e, "text"));
-        if log.insert(seq, entry).is_some() {
-            dup += 1;
-        }
-    }
-    let head = log.keys().next_back().copied().unwrap_or(0);
-    let gaps = (1..=head).filter(|s| !log.contains_key(s)).count();
-    (member.name.clone(), log, dup, gaps)
+/// Seq to (from, text).
+type Log = BTreeMap<u64, (String, String)>;
+
+/// What one survivor showed.
+struct MemberLog {
+    name: String,
+    log: Log,
+    /// Sequence numbers shown more than once.
+    dup_seqs: usize,
+    /// Sequence numbers missing below the head.
+    gaps: usize,
 }
 
-fn duplicate_texts(log: &BTreeMap<u64, (String, String)>) -> usize {
+impl MemberLog {
+    fn of(member: &mut Member) -> Self {
+        member.drain();
+        for e in member.seen.iter().filter(|e| e["type"] == "error") {
+            tracing_line(&format!("{}: error event {e}", member.name));
+        }
+        let mut log = Log::new();
+        let mut dup_seqs = 0;
+        for e in member.seen.iter().filter(|e| e["type"] == "message") {
+            let seq = e["seq"].as_u64().unwrap_or(0);
+            if log
+                .insert(seq, (str_of(e, "from"), str_of(e, "text")))
+                .is_some()
+            {
+                dup_seqs += 1;
+            }
+        }
+        let head = log.keys().next_back().copied().unwrap_or(0);
+        let gaps = (1..=head).filter(|s| !log.contains_key(s)).count();
+        MemberLog {
+            name: member.name.clone(),
+            log,
+            dup_seqs,
+            gaps,
+        }
+    }
+}
+
+fn duplicate_texts(log: &Log) -> usize {
     let mut seen = HashMap::new();
     for (_, text) in log.values() {
         *seen.entry(text).or_insert(0usize) += 1;
