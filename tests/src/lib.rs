@@ -10,6 +10,8 @@ pub mod procs;
 pub use member::Member;
 
 use chat_node::BoundNode;
+use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
+use chat_proto::pb::relay::{CurrentHostRequest, HostRecord};
 use relay_svc::RelayConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -113,6 +115,30 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out waiting for: {what}"
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls the relay at `relay_uri` until its host record satisfies `pred`;
+/// returns that record.
+pub async fn wait_for_host(
+    relay_uri: &str,
+    what: &str,
+    pred: impl Fn(&HostRecord) -> bool,
+) -> HostRecord {
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(relay_uri.to_string()).expect("relay uri");
+    let client = RelayServiceClient::new(endpoint.connect_lazy());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let host = client.clone().current_host(CurrentHostRequest {}).await;
+        match host.map(|h| h.into_inner()) {
+            Ok(host) if pred(&host) => return host,
+            _ => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            ),
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -130,48 +130,55 @@ impl Member {
         }
     }
 
+    /// Receives the next event before `deadline`, recording it; `Err` says
+    /// why none came.
+    async fn next_event(&mut self, deadline: tokio::time::Instant) -> Result<Value, &'static str> {
+        match tokio::time::timeout_at(deadline, self.events.recv()).await {
+            Ok(Some(event)) => {
+                self.seen.push(event.clone());
+                Ok(event)
+            }
+            Ok(None) => Err("events ended"),
+            Err(_) => Err("timed out"),
+        }
+    }
+
+    fn fail(&self, why: &str, what: &str) -> ! {
+        panic!(
+            "{}: {why} while waiting for {what}; seen: {:#?}",
+            self.name, self.seen
+        )
+    }
+
     /// Waits until an event (seen before or arriving) satisfies `pred`;
     /// returns it. Fails the test after the deadline.
     pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.drain();
-        if let Some(found) = self.seen.iter().find(|e| pred(e)) {
-            return found.clone();
-        }
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) => {
-                    self.seen.push(event.clone());
-                    if pred(&event) {
-                        return event;
-                    }
-                }
-                Ok(None) => panic!(
-                    "{}: events ended while waiting for {what}; seen: {:#?}",
-                    self.name, self.seen
-                ),
-                Err(_) => panic!(
-                    "{}: timed out waiting for {what}; seen: {:#?}",
-                    self.name, self.seen
-                ),
-            }
+        match self.wait_or_end_why(pred).await {
+            Ok(event) => event,
+            Err(why) => self.fail(why, what),
         }
     }
 
     /// Like [`Member::wait_for`], but `None` if the member's output ends first.
     pub async fn wait_or_end(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.wait_or_end_why(pred).await.ok()
+    }
+
+    async fn wait_or_end_why(
+        &mut self,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value, &'static str> {
         self.drain();
         if let Some(found) = self.seen.iter().find(|e| pred(e)) {
-            return Some(found.clone());
+            return Ok(found.clone());
         }
         let deadline = tokio::time::Instant::now() + DEADLINE;
-        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            self.seen.push(event.clone());
+        loop {
+            let event = self.next_event(deadline).await?;
             if pred(&event) {
-                return Some(event);
+                return Ok(event);
             }
         }
-        None
     }
 
     /// Waits for an event of `kind` whose fields include every `(key, value)`.
@@ -186,16 +193,8 @@ impl Member {
         self.drain();
         let deadline = tokio::time::Instant::now() + DEADLINE;
         while !cond(&self.seen) {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) => self.seen.push(event),
-                Ok(None) => panic!(
-                    "{}: events ended while waiting for {what}; seen: {:#?}",
-                    self.name, self.seen
-                ),
-                Err(_) => panic!(
-                    "{}: timed out waiting for {what}; seen: {:#?}",
-                    self.name, self.seen
-                ),
+            if let Err(why) = self.next_event(deadline).await {
+                self.fail(why, what);
             }
         }
     }

@@ -1,8 +1,6 @@
 //! Crash failover: the relay notices a silent host by its lease and promotes
 //! the successor, which holds every acknowledged message.
 
-use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
-use chat_proto::pb::relay::CurrentHostRequest;
 use chat_tests::procs::RelayProcess;
 use chat_tests::{join, Relay};
 use std::time::Duration;
@@ -23,23 +21,10 @@ async fn a_crashed_host_is_replaced_and_no_acknowledged_message_is_lost() {
     .await;
 
     alice.crash().await;
-    let mut rc = RelayServiceClient::connect(relay.uri()).await.unwrap();
-    chat_tests::eventually("the relay promotes a new host", || {
-        let mut rc = rc.clone();
-        async move {
-            let host = rc
-                .current_host(CurrentHostRequest {})
-                .await
-                .map(|h| h.into_inner());
-            host.is_ok_and(|h| h.name != "alice" && h.epoch == 2)
-        }
+    let host = chat_tests::wait_for_host(&relay.uri(), "the relay promotes a new host", |h| {
+        h.name != "alice" && h.epoch == 2
     })
     .await;
-    let host = rc
-        .current_host(CurrentHostRequest {})
-        .await
-        .unwrap()
-        .into_inner();
     for i in 0..20 {
         carol.say(&format!("after {i}")).await;
     }
@@ -73,16 +58,8 @@ async fn the_chat_survives_a_relay_restart_and_goes_on_during_the_outage() {
     alice.wait_event("message", &[("text", "during")]).await;
 
     let relay = RelayProcess::start_at(&relay.addr, &["--migration-interval", "1h"]).await;
-    let mut rc = RelayServiceClient::connect(relay.uri()).await.unwrap();
-    chat_tests::eventually("the host re-asserts its epoch", || {
-        let mut rc = rc.clone();
-        async move {
-            let host = rc
-                .current_host(CurrentHostRequest {})
-                .await
-                .map(|h| h.into_inner());
-            host.is_ok_and(|h| h.name == "alice" && h.epoch == 1)
-        }
+    chat_tests::wait_for_host(&relay.uri(), "the host re-asserts its epoch", |h| {
+        h.name == "alice" && h.epoch == 1
     })
     .await;
     alice.say("after").await;
@@ -90,10 +67,6 @@ async fn the_chat_survives_a_relay_restart_and_goes_on_during_the_outage() {
     // Nothing was lost or repeated, and bob never saw another host.
     assert_eq!(bob.texts(), ["before", "during", "after"]);
     assert!(!bob.has_seen("host", &[("epoch", "2")]));
-    let host = rc
-        .current_host(CurrentHostRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(host.epoch, 1);
+    let host = chat_tests::wait_for_host(&relay.uri(), "the host record", |_| true).await;
+    assert_eq!((host.epoch, host.name.as_str()), (1, "alice"));
 }
