@@ -1,12 +1,18 @@
 //! Command line and environment configuration of a node.
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// chat-node: join the migrating chat. Runs the chat client and a dormant
 /// chat server that becomes the live host when the role moves here.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "chat-node", version)]
+#[command(
+    name = "chat-node",
+    version,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
 pub struct NodeConfig {
     /// URI of the relay.
     #[arg(env = "CHAT_RELAY", default_value = "http://127.0.0.1:5000")]
@@ -32,6 +38,53 @@ pub struct NodeConfig {
     /// object per event). Default: tui in a terminal, line otherwise.
     #[arg(long, env = "CHAT_MODE", value_enum)]
     pub mode: Option<Mode>,
+
+    /// Bot mode: post a message by itself every DURATION (`5s`, `500ms`)
+    /// and print events as in `line` mode (`json` if `--mode json`); stdin
+    /// is not read, so a closed stdin does not make the node leave.
+    #[arg(long, env = "CHAT_BOT_INTERVAL", value_name = "DURATION",
+          value_parser = parse_bot_interval)]
+    pub bot_interval: Option<Duration>,
+
+    /// Something other than joining the chat.
+    #[command(subcommand)]
+    pub command: Option<NodeCommand>,
+}
+
+/// What `chat-node` can do besides joining the chat.
+#[derive(Debug, Clone, Subcommand)]
+pub enum NodeCommand {
+    /// Check a running node's health (grpc.health.v1); exit 0 only if SERVING.
+    ///
+    /// Prints the status. The default service "" is the node process as a
+    /// whole, SERVING on a dormant node too; its `chat.v1.ChatService` is
+    /// SERVING only while the node hosts the chat.
+    Health(HealthArgs),
+}
+
+/// Arguments of the `health` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Address of the node, `host:port` or `http://host:port`.
+    #[arg(value_name = "ADDR")]
+    pub address: String,
+
+    /// Service to ask about; "" (the default) is the whole server.
+    #[arg(long, value_name = "NAME", default_value = "")]
+    pub service: String,
+
+    /// How long to wait for an answer, connection included.
+    #[arg(long, value_name = "DURATION", default_value = "3s",
+          value_parser = chat_proto::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Parses a bot interval: a duration that is not zero.
+fn parse_bot_interval(text: &str) -> Result<Duration, String> {
+    match chat_proto::parse_duration(text)? {
+        d if d.is_zero() => Err("the bot interval must be longer than zero".into()),
+        d => Ok(d),
+    }
 }
 
 /// How the node talks to its user.

@@ -1,3 +1,4 @@
+use chat_node::config::NodeCommand;
 use chat_node::{ui, BoundNode, Mode, NodeConfig, StartError};
 use clap::Parser;
 use std::io::{BufRead, IsTerminal, Write};
@@ -6,7 +7,16 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     chat_proto::serve::init_tracing();
-    let config = NodeConfig::parse();
+    let mut config = NodeConfig::parse();
+    if let Some(NodeCommand::Health(health)) = config.command.take() {
+        return chat_proto::health_check::run_command(
+            "chat-node",
+            &health.address,
+            &health.service,
+            health.timeout,
+        )
+        .await;
+    }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -44,10 +54,14 @@ async fn run(config: NodeConfig) -> Result<(), StartError> {
     let commands = node.commands.clone();
     if let Some(events) = events {
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        let name = node.shared.identity.name.clone();
         let ui = async {
-            match mode {
-                Mode::Tui => ui::tui::run_tui(commands, events).await?,
-                Mode::Line | Mode::Json => {
+            match (config.bot_interval, mode) {
+                (Some(interval), _) => {
+                    ui::bot::run_bot(&name, interval, mode == Mode::Json, commands, events).await
+                }
+                (None, Mode::Tui) => ui::tui::run_tui(commands, events).await?,
+                (None, Mode::Line | Mode::Json) => {
                     ui::run_lines(stdin, commands, events, mode == Mode::Json).await
                 }
             }

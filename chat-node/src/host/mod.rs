@@ -75,6 +75,9 @@ pub struct HostCore {
     pub successor: Option<String>,
     /// Members whose node refused or missed replication, and since when.
     pub unreachable: HashMap<String, Instant>,
+    /// After a planned handoff: the previous host's node id and the head it
+    /// holds, to keep as successor.
+    pub seed_successor: Option<(String, u64)>,
 }
 
 /// How long a member that failed to take the replica is passed over.
@@ -90,6 +93,7 @@ impl HostCore {
             away_since: HashMap::new(),
             successor: None,
             unreachable: HashMap::new(),
+            seed_successor: None,
         }
     }
 
@@ -173,6 +177,7 @@ impl NodeShared {
             core.sessions.clear();
             core.away_since = names.into_iter().map(|n| (n, now)).collect();
             core.successor = None;
+            core.seed_successor = None;
             core.unreachable.clear();
         }
         // Nothing is committed in this term until a successor holds it.

@@ -91,18 +91,37 @@ impl NodeShared {
     /// Keeps the current successor if it is still the first choice, else
     /// picks the next connected member after this one.
     fn choose_successor(&self, current: Option<Successor>) -> Option<Successor> {
-        let first = {
-            let core = self.core();
-            core.successors(&self.identity.name).into_iter().next()
-        }?;
-        match current {
-            Some(s) if s.member == first => Some(s),
-            _ => peer_client(&first.address).ok().map(|client| Successor {
-                member: first,
-                client,
-                have: None,
-            }),
+        let mut core = self.core();
+        let still_member =
+            |m: &Member| core.room.as_ref().and_then(|r| r.member(&m.name)) == Some(m);
+        if let Some(s) = current.filter(|s| still_member(&s.member)) {
+            return Some(s);
         }
+        // After a planned handoff the previous host holds everything and the
+        // relay already names it: keep it until it fails.
+        let seeded = core.seed_successor.take().and_then(|(id, have)| {
+            let member = core
+                .room
+                .as_ref()?
+                .members()
+                .find(|m| m.node_id == id)?
+                .clone();
+            Some((member, Some(have)))
+        });
+        let (member, have) = match seeded {
+            Some(seed) => seed,
+            None => (
+                core.successors(&self.identity.name).into_iter().next()?,
+                None,
+            ),
+        };
+        drop(core);
+        let client = peer_client(&member.address).ok()?;
+        Some(Successor {
+            member,
+            client,
+            have,
+        })
     }
 
     /// Makes sure the relay knows `member` as successor before its copy

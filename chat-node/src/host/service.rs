@@ -277,6 +277,14 @@ impl ChatService for ChatHost {
             )));
         }
         self.0.become_host(req.epoch).await;
+        let mut core = self.0.core();
+        if core.role.hosting_epoch() == Some(req.epoch) && core.successor.is_none() {
+            // The sender just shipped us everything, and the relay names it
+            // our successor: it can hold the commit point from the start.
+            let head = core.room.as_ref().map_or(0, |r| r.head_seq());
+            core.successor = Some(req.from_node_id.clone());
+            core.seed_successor = Some((req.from_node_id, head));
+        }
         Ok(Response::new(TakeOverResponse {}))
     }
 }

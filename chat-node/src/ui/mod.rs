@@ -1,5 +1,6 @@
 //! User interfaces over a running node: line, json and full-screen.
 
+pub mod bot;
 pub mod line;
 pub mod tui;
 
