@@ -27,6 +27,8 @@ use tonic::Code;
 const HOST_EVENTS_CAPACITY: usize = 1024;
 /// Events buffered towards the user interface.
 const CLIENT_EVENTS_CAPACITY: usize = 1024;
+/// How long a stopping node waits for its tasks before cutting them.
+const STOP_GRACE: Duration = Duration::from_millis(500);
 /// Commands buffered from the user interface.
 const COMMANDS_CAPACITY: usize = 256;
 
@@ -367,13 +369,12 @@ impl Node {
     pub async fn stop(&mut self) {
         self.cancel.cancel();
         let _ = self.shared.host_events.send(HostEvent::Closing);
+        // Open client streams may hold the server's graceful stop; cut what
+        // has not stopped within the grace.
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
         for task in self.tasks.drain(..) {
-            // Open client streams may hold the server's graceful stop; cut it.
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
             }
         }
