@@ -16,16 +16,21 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut args = vec![
+            "build",
+            "--quiet",
+            "-p",
+            "relay-svc",
+            "-p",
+            "chat-node",
+            "--bins",
+        ];
+        // Build the binaries in the profile these tests were built in.
+        if !cfg!(debug_assertions) {
+            args.push("--release");
+        }
         let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "relay-svc",
-                "-p",
-                "chat-node",
-                "--bins",
-            ])
+            .args(args)
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building the binaries failed");
