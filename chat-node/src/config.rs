@@ -46,9 +46,27 @@ pub struct NodeConfig {
           value_parser = parse_bot_interval)]
     pub bot_interval: Option<Duration>,
 
+    /// The relay's admin secret, needed to `$reset` the chat.
+    #[arg(long, env = "CHAT_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
+
     /// Something other than joining the chat.
     #[command(subcommand)]
     pub command: Option<NodeCommand>,
+}
+
+impl NodeConfig {
+    /// The interface to run: `--mode`, else tui in a terminal, else line.
+    pub fn ui_mode(&self) -> Mode {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+        self.mode
+            .unwrap_or(if terminal { Mode::Tui } else { Mode::Line })
+    }
+
+    /// Whether this run takes over the terminal.
+    pub fn full_screen(&self) -> bool {
+        self.command.is_none() && self.bot_interval.is_none() && self.ui_mode() == Mode::Tui
+    }
 }
 
 /// What `chat-node` can do besides joining the chat.

@@ -6,8 +6,13 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    chat_proto::serve::init_tracing();
     let mut config = NodeConfig::parse();
+    if config.full_screen() {
+        // Log lines would scribble over the screen: only to a file, on demand.
+        chat_proto::serve::init_tracing_to_file("chat-node.log");
+    } else {
+        chat_proto::serve::init_tracing();
+    }
     if let Some(NodeCommand::Health(health)) = config.command.take() {
         return chat_proto::health_check::run_command(
             "chat-node",
@@ -28,10 +33,10 @@ async fn main() -> ExitCode {
 
 async fn run(config: NodeConfig) -> Result<(), StartError> {
     let interactive = std::io::stdin().is_terminal();
-    let mode = config
-        .mode
-        .unwrap_or(if interactive { Mode::Tui } else { Mode::Line });
-    let bound = BoundNode::bind(&config.relay_uri, config.listen, config.advertise).await?;
+    let mode = config.ui_mode();
+    let bound = BoundNode::bind(&config.relay_uri, config.listen, config.advertise)
+        .await?
+        .with_admin_secret(config.admin_secret);
     let mut node = loop {
         let name = match &config.name {
             Some(name) => name.clone(),

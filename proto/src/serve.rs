@@ -51,6 +51,26 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// For full-screen programs: logs only if `RUST_LOG` is set, and then to
+/// the file `path` (appended), never to the terminal.
+pub fn init_tracing_to_file(path: &str) {
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
+        return;
+    };
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+}
+
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
