@@ -6,6 +6,7 @@
 pub mod chaos;
 pub mod member;
 pub mod procs;
+pub mod tmux;
 
 pub use member::Member;
 
