@@ -1,6 +1,6 @@
 //! Command line and environment configuration of a node.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -77,24 +77,7 @@ pub enum NodeCommand {
     /// Prints the status. The default service "" is the node process as a
     /// whole, SERVING on a dormant node too; its `chat.v1.ChatService` is
     /// SERVING only while the node hosts the chat.
-    Health(HealthArgs),
-}
-
-/// Arguments of the `health` subcommand.
-#[derive(Debug, Clone, Args)]
-pub struct HealthArgs {
-    /// Address of the node, `host:port` or `http://host:port`.
-    #[arg(value_name = "ADDR")]
-    pub address: String,
-
-    /// Service to ask about; "" (the default) is the whole server.
-    #[arg(long, value_name = "NAME", default_value = "")]
-    pub service: String,
-
-    /// How long to wait for an answer, connection included.
-    #[arg(long, value_name = "DURATION", default_value = "3s",
-          value_parser = chat_proto::parse_duration)]
-    pub timeout: Duration,
+    Health(chat_proto::health_check::HealthArgs),
 }
 
 /// Parses a bot interval: a duration that is not zero.

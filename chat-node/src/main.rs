@@ -14,13 +14,7 @@ async fn main() -> ExitCode {
         chat_proto::serve::init_tracing();
     }
     if let Some(NodeCommand::Health(health)) = config.command.take() {
-        return chat_proto::health_check::run_command(
-            "chat-node",
-            &health.address,
-            &health.service,
-            health.timeout,
-        )
-        .await;
+        return health.run("chat-node").await;
     }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,

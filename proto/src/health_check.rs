@@ -12,6 +12,30 @@ use tonic_health::pb::HealthCheckRequest;
 /// How long a health check may take by default, connection included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Arguments of the `health` subcommand of both binaries.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthArgs {
+    /// Address of the server, `host:port` or `http://host:port`.
+    #[arg(value_name = "ADDR")]
+    pub address: String,
+
+    /// Service to ask about; "" (the default) is the whole server.
+    #[arg(long, value_name = "NAME", default_value = "")]
+    pub service: String,
+
+    /// How long to wait for an answer, connection included.
+    #[arg(long, value_name = "DURATION", default_value = "3s",
+          value_parser = crate::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl HealthArgs {
+    /// Runs the check for `program`: prints the status, exit 0 only if SERVING.
+    pub async fn run(&self, program: &str) -> ExitCode {
+        run_command(program, &self.address, &self.service, self.timeout).await
+    }
+}
+
 /// Why a health check got no status.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthCheckError {
@@ -24,12 +48,12 @@ pub enum HealthCheckError {
         reason: String,
     },
     /// No connection could be made.
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}: {reason}")]
     Connect {
         /// The address dialed.
         address: String,
-        /// The transport error.
-        source: tonic::transport::Error,
+        /// The transport error and its causes.
+        reason: String,
     },
     /// The server answered the call with an error status (e.g. `NOT_FOUND`
     /// for a service it does not know).
@@ -48,6 +72,22 @@ pub enum HealthCheckError {
         /// The time allowed.
         timeout: Duration,
     },
+}
+
+/// An error and its chain of causes, `outer: inner: ...` (a transport
+/// error alone says little more than "transport error").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let part = e.to_string();
+        // Layers often repeat their inner error's words; say them once.
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+        cause = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Turns `host:port` into `http://host:port`; a URI with a scheme is kept.
@@ -77,9 +117,9 @@ pub async fn check(
         let channel = endpoint
             .connect()
             .await
-            .map_err(|source| HealthCheckError::Connect {
+            .map_err(|e| HealthCheckError::Connect {
                 address: address.to_string(),
-                source,
+                reason: with_causes(&e),
             })?;
         let response = HealthClient::new(channel)
             .check(HealthCheckRequest {

@@ -1,6 +1,6 @@
 //! Command line and environment configuration of the relay.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -8,7 +8,31 @@ use std::time::Duration;
 /// member nodes and which of them hosts the chat right now; it never carries
 /// chat messages.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "relay-svc", version)]
+#[command(
+    name = "relay-svc",
+    version,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
+pub struct RelayCli {
+    /// How to serve.
+    #[command(flatten)]
+    pub config: RelayConfig,
+
+    /// Something other than serving.
+    #[command(subcommand)]
+    pub command: Option<RelayCommand>,
+}
+
+/// What `relay-svc` can do besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RelayCommand {
+    /// Check a running relay's health (grpc.health.v1); exit 0 only if SERVING.
+    Health(chat_proto::health_check::HealthArgs),
+}
+
+/// How the relay serves.
+#[derive(Debug, Clone, clap::Args)]
 pub struct RelayConfig {
     /// Address to listen on.
     #[arg(long, env = "RELAY_LISTEN", default_value = "0.0.0.0:5000")]

@@ -46,13 +46,20 @@ pub async fn run(
         .set_serving::<RelayServiceServer<service::Relay>>()
         .await;
     routes.add_service(RelayServiceServer::new(service::Relay(shared.clone())));
-    let reaper = tokio::spawn(watch_liveness(shared));
-    let result = tonic::transport::Server::builder()
+    let liveness = tokio::spawn(watch_liveness(shared.clone()));
+    // On shutdown: promote nobody any more (members cannot reach a relay
+    // that is going away) and end the members' watch streams, which would
+    // otherwise hold the graceful stop open for ever.
+    let stopping = async move {
+        shutdown.await;
+        liveness.abort();
+        shared.close_watches();
+    };
+    tonic::transport::Server::builder()
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
-    reaper.abort();
-    Ok(result?)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
+        .await?;
+    Ok(())
 }
 
 /// Promotes a new host when a lease runs out; forgets silent members.

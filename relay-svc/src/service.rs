@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 /// State shared by the handlers. The mutex is never held across an `.await`.
@@ -15,6 +16,7 @@ pub struct Shared {
     registry: Mutex<Registry>,
     host_tx: watch::Sender<Option<HostRecord>>,
     config: RelayConfig,
+    closing: CancellationToken,
 }
 
 impl Shared {
@@ -24,6 +26,7 @@ impl Shared {
             registry: Mutex::new(Registry::new(config.lease)),
             host_tx: watch::channel(None).0,
             config,
+            closing: CancellationToken::new(),
         })
     }
 
@@ -45,6 +48,11 @@ impl Shared {
             changed
         });
         out
+    }
+
+    /// Ends every watch stream (the relay is stopping).
+    pub fn close_watches(&self) {
+        self.closing.cancel();
     }
 
     /// Promotes a successor if the host's lease ran out.
@@ -223,6 +231,7 @@ async fn forward_host_changes(
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { break },
             _ = tx.closed() => break,
+            _ = shared.closing.cancelled() => break,
         }
     }
     shared.update(|r| r.watch_ended(&node_id, Instant::now()));

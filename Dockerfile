@@ -1,0 +1,25 @@
+# Images of the migrating chat, built offline: nothing is pulled. Each stage
+# holds one statically linked, debug-stripped binary that
+# scripts/demo-up.sh (or tests/tests/docker.rs) built and put in
+# target/docker/ first:
+#
+#   docker build --target relay-svc -t migrating-chat/relay-svc .
+#   docker build --target chat-node -t migrating-chat/chat-node .
+#
+# A scratch image has no shell: healthchecks run the binaries' own `health`
+# subcommand (grpc.health.v1 Check), in exec form.
+
+FROM scratch AS relay-svc
+COPY target/docker/relay-svc /relay-svc
+USER 65534:65534
+EXPOSE 5000
+HEALTHCHECK --interval=5s --timeout=4s --retries=3 CMD ["/relay-svc", "health", "127.0.0.1:5000"]
+ENTRYPOINT ["/relay-svc"]
+
+# chat-node listens on an ephemeral port unless told otherwise: the demo and
+# the tests use --listen 0.0.0.0:7000 and set their healthcheck to match.
+FROM scratch AS chat-node
+COPY target/docker/chat-node /chat-node
+USER 65534:65534
+EXPOSE 7000
+ENTRYPOINT ["/chat-node"]
