@@ -59,7 +59,7 @@ async fn run(config: NodeConfig) -> Result<(), StartError> {
                 (Some(interval), _) => {
                     ui::bot::run_bot(&name, interval, mode == Mode::Json, commands, events).await
                 }
-                (None, Mode::Tui) => ui::tui::run_tui(commands, events).await?,
+                (None, Mode::Tui) => ui::tui::run_tui(&name, commands, events).await?,
                 (None, Mode::Line | Mode::Json) => {
                     ui::run_lines(stdin, commands, events, mode == Mode::Json).await
                 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// One tmux session on its own server; killed on drop.
 pub struct Tmux {
-    socket: String,
+    socket: std::path::PathBuf,
 }
 
 impl Tmux {
@@ -20,8 +20,10 @@ impl Tmux {
 
     /// Starts `command` (a shell command line) in a `cols`x`rows` terminal.
     pub fn start(label: &str, command: &str, cols: u16, rows: u16) -> Tmux {
-        let socket = format!("chat-test-{label}-{}", std::process::id());
-        let tmux = Tmux { socket };
+        let name = format!("chat-test-{label}-{}", std::process::id());
+        let tmux = Tmux {
+            socket: std::env::temp_dir().join(name),
+        };
         tmux.run(&[
             "new-session",
             "-d",
@@ -37,7 +39,8 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket])
+            .arg("-S")
+            .arg(&self.socket)
             .args(args)
             .output()
             .expect("run tmux");
@@ -80,7 +83,10 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
             .output();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }

@@ -44,6 +44,7 @@ static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
 /// Runs the full-screen interface until the user quits. The caller then
 /// shuts the node down; this does not send [`UserCommand::Exit`].
 pub async fn run_tui(
+    name: &str,
     commands: mpsc::Sender<UserCommand>,
     mut events: mpsc::Receiver<ClientEvent>,
 ) -> io::Result<()> {
@@ -55,6 +56,7 @@ pub async fn run_tui(
         .name("tui-input".into())
         .spawn(move || read_terminal(term_tx))?;
     let mut state = TuiState::new();
+    state.my_name = Some(name.to_string());
     let result = loop {
         if let Err(e) = terminal.draw(|frame| draw(frame, &state)) {
             break Err(e);
