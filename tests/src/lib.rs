@@ -4,6 +4,7 @@
 //! interface: send a line as a user would type it, wait for JSON events.
 
 pub mod chaos;
+pub mod docker;
 pub mod member;
 pub mod procs;
 pub mod tmux;
