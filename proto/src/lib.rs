@@ -27,6 +27,22 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 pub const HOST_ADDRESS_METADATA: &str = "x-chat-host";
 /// Metadata key under which a dormant ChatService names the current epoch.
 pub const HOST_EPOCH_METADATA: &str = "x-chat-epoch";
+/// Metadata key under which a dormant ChatService names the host's node id.
+pub const HOST_NODE_METADATA: &str = "x-chat-host-node";
+/// Metadata key under which a dormant ChatService names the host's user.
+pub const HOST_NAME_METADATA: &str = "x-chat-host-name";
+
+/// The host record a refusal carries in its metadata, if complete.
+pub fn host_from_metadata(status: &tonic::Status) -> Option<pb::relay::HostRecord> {
+    let md = status.metadata();
+    let text = |key: &str| md.get(key)?.to_str().ok().map(str::to_string);
+    Some(pb::relay::HostRecord {
+        epoch: text(HOST_EPOCH_METADATA)?.parse().ok()?,
+        node_id: text(HOST_NODE_METADATA)?,
+        address: text(HOST_ADDRESS_METADATA)?,
+        name: text(HOST_NAME_METADATA).unwrap_or_default(),
+    })
+}
 
 /// Parses a duration such as `30s`, `250ms` or `1m 30s` (for clap).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

@@ -66,16 +66,22 @@ pub async fn replicate_while_hosting(
                     }
                     Some(s)
                 }
-                Err(status) if s.have.is_some() => {
+                Err(status) => {
+                    if let Some(newer) = fenced_by(&status, epoch) {
+                        // A newer host exists: this one must stop at once.
+                        tracing::warn!(epoch = newer.epoch, host = %newer.name, "fenced by a newer epoch; stepping down");
+                        shared.on_host_record(newer).await;
+                        return;
+                    }
+                    if s.have.is_none() {
+                        tracing::warn!(successor = %s.member.name, %status, "replication failed; choosing another successor");
+                        shared.mark_unreachable(&s.member.name);
+                        continue;
+                    }
                     // Maybe only our idea of its head was wrong: probe again.
                     tracing::debug!(successor = %s.member.name, %status, "replication failed; probing");
                     s.have = None;
                     Some(s)
-                }
-                Err(status) => {
-                    tracing::warn!(successor = %s.member.name, %status, "replication failed; choosing another successor");
-                    shared.mark_unreachable(&s.member.name);
-                    continue;
                 }
             },
         };
@@ -85,6 +91,12 @@ pub async fn replicate_while_hosting(
             _ = cancel.cancelled() => return,
         }
     }
+}
+
+/// The newer host record a successor answered with, if it fenced `epoch`.
+fn fenced_by(status: &Status, epoch: u64) -> Option<chat_proto::pb::relay::HostRecord> {
+    let newer = chat_proto::host_from_metadata(status)?;
+    (status.code() == tonic::Code::FailedPrecondition && newer.epoch > epoch).then_some(newer)
 }
 
 impl NodeShared {

@@ -7,7 +7,9 @@ use crate::identity;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_server::ChatService;
 use chat_proto::pb::chat::*;
-use chat_proto::{HOST_ADDRESS_METADATA, HOST_EPOCH_METADATA};
+use chat_proto::{
+    HOST_ADDRESS_METADATA, HOST_EPOCH_METADATA, HOST_NAME_METADATA, HOST_NODE_METADATA,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -35,14 +37,23 @@ impl From<RoomError> for Status {
 impl NodeShared {
     /// UNAVAILABLE, naming the current host in metadata so clients redirect.
     pub(crate) fn not_host(&self) -> Status {
-        let mut status = Status::unavailable("this node is not the chat host");
+        self.with_host_metadata(Status::unavailable("this node is not the chat host"))
+    }
+
+    /// Adds the newest host record this node knows to `status`, so the
+    /// caller can follow it (a client) or learn it was fenced (a host).
+    fn with_host_metadata(&self, mut status: Status) -> Status {
         if let Some(host) = self.host_tx.borrow().clone() {
             let md = status.metadata_mut();
-            if let Ok(v) = host.address.parse() {
-                md.insert(HOST_ADDRESS_METADATA, v);
-            }
-            if let Ok(v) = host.epoch.to_string().parse() {
-                md.insert(HOST_EPOCH_METADATA, v);
+            for (key, value) in [
+                (HOST_ADDRESS_METADATA, host.address),
+                (HOST_EPOCH_METADATA, host.epoch.to_string()),
+                (HOST_NODE_METADATA, host.node_id),
+                (HOST_NAME_METADATA, host.name),
+            ] {
+                if let Ok(v) = value.parse() {
+                    md.insert(key, v);
+                }
             }
         }
         status
@@ -223,10 +234,12 @@ impl ChatService for ChatHost {
         let req = req.into_inner();
         let mut core = self.0.core();
         if req.epoch < core.known_epoch {
-            return Err(Status::failed_precondition(format!(
+            let stale = Status::failed_precondition(format!(
                 "stale epoch {}: this node knows epoch {}",
                 req.epoch, core.known_epoch
-            )));
+            ));
+            drop(core);
+            return Err(self.0.with_host_metadata(stale));
         }
         if core.role != Role::Dormant {
             return Err(Status::failed_precondition("this node is the live host"));
