@@ -1,0 +1,98 @@
+//! Command line: the benchmark run, and the hidden subcommands that run as
+//! its server processes.
+
+use crate::report::ScenarioId;
+use crate::systems::SystemKind;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// chat-bench: throughput, latency, migration pause, crash failover and
+/// memory of the migrating chat, side by side with a bare tonic broadcast
+/// server, NATS and Redis pub/sub. Prints a markdown table and writes
+/// results.json, results.md and PNG plots.
+#[derive(Debug, Parser)]
+#[command(name = "chat-bench", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Internal: a server process of a benchmark.
+    #[command(subcommand)]
+    pub command: Option<Internal>,
+    /// The benchmark run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options of a benchmark run.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Run every scenario at a small size (well under a minute in all).
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Directory for results.json, results.md and the PNG plots.
+    #[arg(long, default_value = "docs/bench")]
+    pub out: PathBuf,
+
+    /// Scenarios to run.
+    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E")]
+    pub scenarios: Vec<ScenarioId>,
+
+    /// Systems to run (D and E apply to ours only).
+    #[arg(long, value_delimiter = ',', default_value = "ours,tonic,nats,redis")]
+    pub systems: Vec<SystemKind>,
+
+    /// Fail when nats-server or redis-server is missing instead of skipping
+    /// that peer (also when the environment has CI=true).
+    #[arg(long)]
+    pub require_peers: bool,
+
+    /// Do not draw the PNG plots.
+    #[arg(long)]
+    pub no_plots: bool,
+
+    /// Subscribers in C for every system (default 1000; 50 with --quick).
+    #[arg(long)]
+    pub c_subs: Option<usize>,
+
+    /// Subscribers in C for ours (default 250; as --c-subs with --quick).
+    #[arg(long)]
+    pub c_ours_subs: Option<usize>,
+
+    /// TrueType font for the plots' text (Debian: fonts-dejavu-core).
+    #[arg(
+        long,
+        default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    )]
+    pub font: PathBuf,
+}
+
+/// Server processes the benchmark starts (hidden from `--help`).
+#[derive(Debug, Clone, Subcommand)]
+pub enum Internal {
+    /// Our relay on an ephemeral port (N = 1).
+    #[command(hide = true)]
+    Relay {
+        /// Planned migration interval.
+        #[arg(long, value_parser = chat_proto::parse_duration)]
+        migration_interval: Duration,
+        /// Host lease.
+        #[arg(long, value_parser = chat_proto::parse_duration, default_value = "500ms")]
+        lease: Duration,
+    },
+    /// A chat node whose user only reads.
+    #[command(hide = true)]
+    Node {
+        /// Relay URI.
+        #[arg(long)]
+        relay: String,
+        /// Member name.
+        #[arg(long)]
+        name: String,
+        /// Print what the client sees, one line per event.
+        #[arg(long)]
+        report: bool,
+    },
+    /// The bare tonic broadcast server on an ephemeral port.
+    #[command(hide = true)]
+    TonicServer,
+}

@@ -1,0 +1,32 @@
+//! chat-bench entry point: parses the command line and runs the benchmark
+//! or one of its server processes.
+
+use chat_bench::cli::{Cli, Internal};
+use chat_bench::{runner, serve};
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Internal::Relay {
+            migration_interval,
+            lease,
+        }) => serve::relay(migration_interval, lease).await,
+        Some(Internal::Node {
+            relay,
+            name,
+            report,
+        }) => serve::node(&relay, &name, report).await,
+        Some(Internal::TonicServer) => serve::tonic_server().await,
+        None => runner::run(cli.run).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

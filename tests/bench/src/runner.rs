@@ -1,0 +1,178 @@
+//! One benchmark run: every scenario, the systems alternating within each,
+//! then the table, the results files and the plots.
+
+use crate::children::find_program;
+use crate::cli::RunArgs;
+use crate::report::{self, Results, Row, ScenarioId, Series};
+use crate::scenarios::{failover, fanout, load, migration, Plan};
+use crate::systems::SystemKind;
+use crate::{plot, procstat, BenchError, Result};
+use std::time::Duration;
+
+/// How the numbers were taken, written under the table in results.md.
+pub const METHOD: &str = "\
+## How these numbers are taken
+
+- Every system's server side runs in processes of its own; the clients run in
+  the benchmark process (one tokio runtime, 2 worker threads), so send and
+  receive times share one clock. Payloads are 100 bytes and carry their send
+  time; latency is send to receive, at the subscriber. Runs alternate between
+  the systems within each scenario, so they share the machine's conditions.
+- **ours** (A-C) is a relay plus member nodes `h0` (the host) and `h1` (its
+  standby successor, which must hold every message before the host
+  acknowledges or delivers it), each a process running the same library as
+  `chat-node` with a silent user; migration is off. Clients are full nodes
+  through the real client library (`chat_node::Node`: client plus dormant
+  server), except in C: there each subscriber is a *thin* client that speaks
+  the real protocol (relay registration with its key, the relay watch stream,
+  a signed Hello, `chat.v1.ChatService/Session`, resume after any move)
+  without a dormant server; the host does the same work per session either
+  way. Every member of ours (publisher, host, standby) also receives every
+  message; only the subscribers are counted.
+- **Server CPU per message** sums every server-side process (for ours: relay,
+  host and standby; `host_cpu_us_per_msg` in results.json is the host alone)
+  over the measured window, divided by the messages the counted subscribers
+  received.
+- **A** is flow-controlled the same way for every system: the publisher never
+  runs more than 5,000 messages ahead of the slowest subscriber (ours' client
+  also keeps at most 500 unacknowledged), so the rate is what every
+  subscriber sustains with nothing dropped. The Redis publisher pipelines up
+  to 64 PUBLISH commands; NATS and tonic clients batch writes themselves.
+- **C memory** is the growth of the serving process's resident set (ours: the
+  host) from before the subscribers connect to shortly after, divided by the
+  subscribers; idle, before any message flows. Ours runs C with fewer
+  subscribers than the others: every join sends the whole member list to
+  every session, so joining is superlinear (100 thin subscribers join in
+  0.6 s, 200 in 2.1 s, 300 in 4.4 s; 1,000 did not finish in 3 minutes and
+  made the host lose its lease).
+- **D** measures, per client and migration, the time between the last message
+  received from the old host and the first from the new one (at 200 msg/s,
+  about 5 ms of that is the ordinary gap between messages). 100 full nodes
+  in this process; the host role moves through them (and `h0`, `h1`).
+- **E** runs every member (16 of them) as a process of its own, so each of
+  the 10 kills is a real `kill -9` of whichever process hosts. The relay
+  notices when the host's lease (500 ms, renewed every 125 ms) runs out and
+  promotes the successor. The time is from the kill until the last surviving
+  member receives a message through the new host; lost counts acknowledged
+  messages (all messages of publishers still alive) missing at a survivor.
+";
+
+/// Whether a peer's server program can be found.
+fn available(kind: SystemKind) -> std::result::Result<(), String> {
+    match kind.program() {
+        Some(program) if find_program(program).is_none() => Err(format!(
+            "{program} not found (Debian: apt-get install -y {program})"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Runs one system in one scenario; a failure becomes a row saying why.
+async fn one(
+    scenario: ScenarioId,
+    kind: SystemKind,
+    plan: &Plan,
+    series: &mut Series,
+) -> std::result::Result<Row, Row> {
+    let result = match scenario {
+        ScenarioId::A => fanout::run(kind, plan.fanout).await,
+        ScenarioId::B => load::run(scenario, kind, plan.latency, series).await,
+        ScenarioId::C => load::run(scenario, kind, plan.many, series).await,
+        ScenarioId::D => migration::run(plan.migration, series).await,
+        ScenarioId::E => failover::run(plan.failover, series).await,
+    };
+    result.map_err(|e| Row::skipped(scenario, kind, format!("failed: {e}")))
+}
+
+/// Runs the benchmark.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let mut plan = if args.quick { Plan::QUICK } else { Plan::FULL };
+    if let Some(n) = args.c_subs {
+        plan.many.subs = n;
+    }
+    if let Some(n) = args.c_ours_subs {
+        plan.many.ours_subs = Some(n);
+    }
+    let strict = args.require_peers || std::env::var("CI").is_ok_and(|v| v == "true");
+    let mut scenarios = args.scenarios.clone();
+    scenarios.sort();
+    scenarios.dedup();
+    let mut systems = Vec::new();
+    let mut skipped = Vec::new();
+    for kind in SystemKind::ALL
+        .into_iter()
+        .filter(|k| args.systems.contains(k))
+    {
+        match available(kind) {
+            Ok(()) => systems.push(kind),
+            Err(why) if strict => return Err(BenchError::Missing(why)),
+            Err(why) => {
+                eprintln!("chat-bench: skipping {}: {why}", kind.label());
+                skipped.push((kind, why));
+            }
+        }
+    }
+    let load_before = procstat::load_average();
+    let mut rows = Vec::new();
+    let mut series = Series::default();
+    let mut failures = 0;
+    for &scenario in &scenarios {
+        let peers_apply = matches!(scenario, ScenarioId::A | ScenarioId::B | ScenarioId::C);
+        for &kind in systems
+            .iter()
+            .filter(|&&k| peers_apply || k == SystemKind::Ours)
+        {
+            eprintln!("chat-bench: {} / {} ...", scenario.title(), kind.label());
+            let started = std::time::Instant::now();
+            let row = one(scenario, kind, &plan, &mut series)
+                .await
+                .unwrap_or_else(|row| {
+                    failures += 1;
+                    row
+                });
+            let took = started.elapsed().as_secs_f64();
+            eprintln!("chat-bench:   {} [{took:.1} s]", row.result);
+            rows.push(row);
+            // Let sockets and memory settle between runs.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if peers_apply {
+            for (kind, why) in &skipped {
+                rows.push(Row::skipped(scenario, *kind, why.clone()));
+            }
+        }
+    }
+    report::judge(&mut rows);
+    println!("{}", report::markdown(&rows));
+    let results = Results {
+        finished_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        plan: if plan.quick { "quick" } else { "full" }.into(),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average: (load_before, procstat::load_average()),
+        rows,
+        series,
+    };
+    report::write(&args.out, &results, METHOD)?;
+    eprintln!(
+        "chat-bench: wrote {}",
+        args.out.join("results.json").display()
+    );
+    if !args.no_plots {
+        match plot::draw_all(&args.out, &args.font, &results.series) {
+            Ok(files) => {
+                for f in files {
+                    eprintln!("chat-bench: drew {}", f.display());
+                }
+            }
+            Err(e) => eprintln!("chat-bench: no plots: {e}"),
+        }
+    }
+    if failures > 0 {
+        return Err(BenchError::Setup(format!(
+            "{failures} run(s) failed; see the table"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! E, crash failover (ours only): every member node runs in a process of
+//! its own, so whichever one hosts is killed with SIGKILL, again and
+//! again; per kill, the time until every surviving member receives
+//! messages again, and at the end every acknowledged message delivered
+//! exactly once to every survivor.
+
+use super::proc_crowd::ProcCrowd;
+use super::FailoverSpec;
+use crate::member::unix_ns;
+use crate::report::{Row, ScenarioId, Series};
+use crate::stats::percentiles;
+use crate::systems::ours::{current_host, OursCluster};
+use crate::systems::{SystemKind, DEFAULT_LEASE, NO_MIGRATION};
+use crate::Result;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How long members may take to receive again after a kill.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(15);
+/// How long delivery may take to complete after the publishers stop.
+const DELIVERY_LIMIT: Duration = Duration::from_secs(15);
+
+/// One kill.
+struct Kill {
+    epoch: u64,
+    at_ns: u64,
+}
+
+/// Runs E.
+pub async fn run(spec: FailoverSpec, series: &mut Series) -> Result<Row> {
+    let cluster = OursCluster::start(NO_MIGRATION, DEFAULT_LEASE, &[]).await?;
+    let names: Vec<String> = (0..spec.members).map(|i| format!("m{i:02}")).collect();
+    let crowd = ProcCrowd::start(&cluster.uri, &names).await;
+    let outcome = match crowd {
+        Ok(crowd) => measure(&cluster.uri, crowd, spec, series).await,
+        Err(e) => Err(e),
+    };
+    cluster.stop().await;
+    outcome
+}
+
+/// Waits until every running member receives through a host newer than
+/// `epoch`; the number still waiting at the deadline.
+async fn recovered(crowd: &ProcCrowd, epoch: u64) -> usize {
+    let deadline = tokio::time::Instant::now() + RECOVERY_LIMIT;
+    loop {
+        let waiting = crowd
+            .live()
+            .filter(|l| l.receiving_epoch.load(Ordering::Acquire) <= epoch)
+            .count();
+        if waiting == 0 || tokio::time::Instant::now() >= deadline {
+            return waiting;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn measure(
+    uri: &str,
+    mut crowd: ProcCrowd,
+    spec: FailoverSpec,
+    series: &mut Series,
+) -> Result<Row> {
+    let rate_each = f64::from(spec.rate) / spec.pubs as f64;
+    for _ in 0..spec.pubs {
+        crowd.add_publisher(rate_each).await?;
+    }
+    tokio::time::sleep(spec.settle).await;
+    let mut kills = Vec::new();
+    let mut timeouts = 0;
+    for k in 0..spec.kills {
+        let host = current_host(uri).await?;
+        let at_ns = unix_ns();
+        crowd.kill(&host.name, k)?;
+        kills.push(Kill {
+            epoch: host.epoch,
+            at_ns,
+        });
+        // Keep the message flow up: a killed publisher is replaced.
+        while crowd.publishing() < spec.pubs {
+            crowd.add_publisher(rate_each).await?;
+        }
+        let waiting = recovered(&crowd, host.epoch).await;
+        let took = (unix_ns() - at_ns) as f64 / 1e6;
+        if waiting > 0 {
+            timeouts += 1;
+        }
+        eprintln!(
+            "chat-bench:   kill {}: host {} (epoch {}): {}",
+            k + 1,
+            host.name,
+            host.epoch,
+            match waiting {
+                0 => format!("every member receiving again after {took:.0} ms"),
+                n => format!("{n} members not receiving after {took:.0} ms"),
+            }
+        );
+        tokio::time::sleep(spec.settle).await;
+    }
+    crowd.stop_publishing().await?;
+    let complete = crowd.wait_delivered(DELIVERY_LIMIT).await;
+    let expected = crowd.expected();
+    let outcomes = crowd.finish().await;
+
+    // Per kill: when each member alive then (the killed host aside) first
+    // received through a newer host.
+    let (mut all_members, mut each) = (Vec::new(), Vec::new());
+    for (k, kill) in kills.iter().enumerate() {
+        let mut times: Vec<u64> = outcomes
+            .iter()
+            .filter(|o| o.killed_at.is_none_or(|at| at > k))
+            .filter_map(|o| {
+                let s = o.tracker.switches.iter().find(|s| s.epoch > kill.epoch)?;
+                Some(s.first_after_ns?.saturating_sub(kill.at_ns))
+            })
+            .collect();
+        for &t in &times {
+            series.failover.push(((k + 1) as f64, t as f64 / 1e6));
+        }
+        each.extend_from_slice(&times);
+        times.sort_unstable();
+        all_members.extend(times.last());
+    }
+    let (mut lost, mut dup) = (0, 0);
+    for o in outcomes.iter().filter(|o| o.killed_at.is_none()) {
+        let (l, d) = o.tracker.lost_and_dup(&expected);
+        lost += l;
+        dup += d;
+    }
+    let all = percentiles(&mut all_members);
+    let each = percentiles(&mut each);
+    let mut row = Row::new(
+        ScenarioId::E,
+        SystemKind::Ours,
+        format!(
+            "{} member processes ({} publish), {} msg/s",
+            spec.members, spec.pubs, spec.rate
+        ),
+    );
+    row.set("kills", kills.len() as f64);
+    row.set("recovery_timeouts", f64::from(timeouts));
+    row.set("failover_p50_ms", all.p50_ms);
+    row.set("failover_max_ms", all.max_ms);
+    row.set("per_member_p50_ms", each.p50_ms);
+    row.set("per_member_p99_ms", each.p99_ms);
+    row.set("expected_messages", expected.iter().sum::<u64>() as f64);
+    row.set("lost", lost as f64);
+    row.set("dup", dup as f64);
+    row.result = format!(
+        "{} kill -9 of the host: every member receiving again after p50 {:.0} ms, max {:.0} ms; lost {lost}, dup {dup}{}",
+        kills.len(),
+        all.p50_ms,
+        all.max_ms,
+        if complete { "" } else { " (delivery incomplete at the deadline)" }
+    );
+    Ok(row)
+}

@@ -1,0 +1,111 @@
+//! A, fan-out throughput: one publisher at full speed, N subscribers;
+//! delivered messages per second and server CPU per delivered message.
+//!
+//! "Full speed" is flow-controlled the same way for every system: the
+//! publisher never runs more than [`WINDOW`] messages ahead of its slowest
+//! subscriber, so what is measured is the rate every subscriber sustains
+//! with nothing dropped, not how fast a buffer fills.
+
+use super::{attach, FanoutSpec};
+use crate::payload;
+use crate::procstat;
+use crate::report::{Row, ScenarioId};
+use crate::stats::{percentiles, Phase, Progress};
+use crate::systems::{finish_all, Deployment, Publisher, SystemKind};
+use crate::Result;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How far the publisher may run ahead of the slowest subscriber.
+pub const WINDOW: u64 = 5_000;
+
+/// Publishes as fast as the window allows until `stop`; returns the count.
+async fn publish_flat_out(
+    mut publisher: Publisher,
+    progress: Vec<Arc<Progress>>,
+    stop: CancellationToken,
+) -> Result<u64> {
+    let mut sent = 0u64;
+    while !stop.is_cancelled() {
+        let slowest = progress.iter().min_by_key(|p| p.received());
+        if let Some(slowest) = slowest {
+            if sent.saturating_sub(slowest.received()) >= WINDOW {
+                // Woken every few hundred deliveries; re-check now and then.
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(5), slowest.notify.notified()).await;
+                continue;
+            }
+        }
+        publisher.publish(payload::make(0, sent)).await?;
+        sent += 1;
+    }
+    publisher.close().await;
+    Ok(sent)
+}
+
+/// Runs A for one system.
+pub async fn run(kind: SystemKind, spec: FanoutSpec) -> Result<Row> {
+    let dep = Deployment::start(kind).await?;
+    let outcome = measure(&dep, spec).await;
+    dep.stop().await;
+    outcome
+}
+
+async fn measure(dep: &Deployment, spec: FanoutSpec) -> Result<Row> {
+    let phase = Arc::new(Phase::default());
+    let subs = attach(dep, spec.subs, &phase, false).await?;
+    let progress = subs.iter().map(|s| s.progress.clone()).collect();
+    let publisher = dep.publisher(0).await?;
+    let stop = CancellationToken::new();
+    let publishing = tokio::spawn(publish_flat_out(publisher, progress, stop.clone()));
+
+    tokio::time::sleep(spec.warmup).await;
+    let pids = dep.pids();
+    let (cpu0, host0, me0) = (
+        procstat::cpu_ticks_all(&pids)?,
+        procstat::cpu_ticks(dep.main_pid())?,
+        procstat::cpu_ticks(std::process::id())?,
+    );
+    let start = Instant::now();
+    phase.measure();
+    tokio::time::sleep(spec.measure).await;
+    phase.finish();
+    let elapsed = start.elapsed().as_secs_f64();
+    let (cpu1, host1, me1) = (
+        procstat::cpu_ticks_all(&pids)?,
+        procstat::cpu_ticks(dep.main_pid())?,
+        procstat::cpu_ticks(std::process::id())?,
+    );
+    stop.cancel();
+    let sent = publishing
+        .await
+        .map_err(|e| crate::BenchError::Setup(format!("publisher task: {e}")))??;
+    let probes = finish_all(subs).await;
+
+    let delivered: u64 = probes.iter().map(|p| p.counted).sum();
+    let mut lat: Vec<u64> = probes.into_iter().flat_map(|p| p.latencies_ns).collect();
+    let lat = percentiles(&mut lat);
+    let tps = procstat::ticks_per_second() as f64;
+    let per_msg_us = |ticks: u64| ticks as f64 / tps * 1e6 / delivered.max(1) as f64;
+    let rate = delivered as f64 / elapsed;
+
+    let mut row = Row::new(
+        ScenarioId::A,
+        dep.kind,
+        format!("{} subs, 1 pub", spec.subs),
+    );
+    row.set("delivered_per_s", rate);
+    row.set("server_cpu_us_per_msg", per_msg_us(cpu1 - cpu0));
+    row.set("host_cpu_us_per_msg", per_msg_us(host1 - host0));
+    row.set("client_cpu_us_per_msg", per_msg_us(me1 - me0));
+    row.set("published", sent as f64);
+    row.set("latency_p50_ms", lat.p50_ms);
+    row.set("latency_p99_ms", lat.p99_ms);
+    row.result = format!(
+        "{:.0}k msg/s delivered; server CPU {:.2} us/msg",
+        rate / 1e3,
+        per_msg_us(cpu1 - cpu0)
+    );
+    Ok(row)
+}

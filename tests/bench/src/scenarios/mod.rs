@@ -1,0 +1,219 @@
+//! The five scenarios and their sizes.
+//!
+//! - A, fan-out throughput: [`fanout`]
+//! - B, latency under load, and C, many clients: [`load`]
+//! - D, migration pause: [`migration`] (ours only)
+//! - E, crash failover: [`failover`] (ours only)
+
+pub mod failover;
+pub mod fanout;
+pub mod load;
+pub mod migration;
+pub mod proc_crowd;
+pub mod tracker;
+
+use crate::stats::Phase;
+use crate::systems::{Deployment, Subscription};
+use crate::Result;
+use futures_util::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Sizes of A.
+#[derive(Debug, Clone, Copy)]
+pub struct FanoutSpec {
+    /// Subscribers.
+    pub subs: usize,
+    /// Time before measuring.
+    pub warmup: Duration,
+    /// Measured time.
+    pub measure: Duration,
+}
+
+/// Sizes of B and C: publishers at a fixed total rate.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadSpec {
+    /// Subscribers.
+    pub subs: usize,
+    /// Publishers.
+    pub pubs: usize,
+    /// Messages per second, all publishers together.
+    pub rate: u32,
+    /// Time before measuring (also the pause between attaching the
+    /// subscribers and reading the server's memory).
+    pub warmup: Duration,
+    /// Measured time.
+    pub measure: Duration,
+    /// Ours only: thin subscribers instead of full nodes.
+    pub thin: bool,
+    /// Ours only: fewer subscribers than the others, when `subs` would not
+    /// join in reasonable time.
+    pub ours_subs: Option<usize>,
+    /// Measure idle server memory per connection.
+    pub memory: bool,
+}
+
+/// Sizes of D.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationSpec {
+    /// Clients (full nodes), publishers among them.
+    pub clients: usize,
+    /// Publishing clients.
+    pub pubs: usize,
+    /// Messages per second, all publishers together.
+    pub rate: u32,
+    /// Planned migration interval.
+    pub interval: Duration,
+    /// Migrations to see, at least.
+    pub migrations: u64,
+}
+
+/// Sizes of E.
+#[derive(Debug, Clone, Copy)]
+pub struct FailoverSpec {
+    /// Member node processes, publishers among them (more than `kills`).
+    pub members: usize,
+    /// Publishing clients.
+    pub pubs: usize,
+    /// Messages per second, all publishers together.
+    pub rate: u32,
+    /// Host kills.
+    pub kills: usize,
+    /// Pause after a recovery before the next kill.
+    pub settle: Duration,
+}
+
+/// Sizes of every scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Whether this is the quick plan.
+    pub quick: bool,
+    /// A.
+    pub fanout: FanoutSpec,
+    /// B.
+    pub latency: LoadSpec,
+    /// C.
+    pub many: LoadSpec,
+    /// D.
+    pub migration: MigrationSpec,
+    /// E.
+    pub failover: FailoverSpec,
+}
+
+/// Subscribers of ours in C: joining is quadratic in the members (every
+/// join sends the whole member list to every session), so 1,000 take
+/// minutes on two cores; see the README.
+pub const OURS_MANY_SUBS: usize = 250;
+
+const fn secs(s: f64) -> Duration {
+    Duration::from_millis((s * 1000.0) as u64)
+}
+
+impl Plan {
+    /// The sizes the issue asks for.
+    pub const FULL: Plan = Plan {
+        quick: false,
+        fanout: FanoutSpec {
+            subs: 10,
+            warmup: secs(1.0),
+            measure: secs(5.0),
+        },
+        latency: LoadSpec {
+            subs: 100,
+            pubs: 10,
+            rate: 1000,
+            warmup: secs(2.0),
+            measure: secs(10.0),
+            thin: false,
+            ours_subs: None,
+            memory: false,
+        },
+        many: LoadSpec {
+            subs: 1000,
+            pubs: 1,
+            rate: 100,
+            warmup: secs(2.0),
+            measure: secs(10.0),
+            thin: true,
+            ours_subs: Some(OURS_MANY_SUBS),
+            memory: true,
+        },
+        migration: MigrationSpec {
+            clients: 100,
+            pubs: 10,
+            rate: 200,
+            interval: secs(2.0),
+            migrations: 20,
+        },
+        failover: FailoverSpec {
+            members: 16,
+            pubs: 2,
+            rate: 200,
+            kills: 10,
+            settle: secs(1.5),
+        },
+    };
+
+    /// Every scenario small, for CI.
+    pub const QUICK: Plan = Plan {
+        quick: true,
+        fanout: FanoutSpec {
+            subs: 10,
+            warmup: secs(0.3),
+            measure: secs(1.0),
+        },
+        latency: LoadSpec {
+            subs: 20,
+            pubs: 10,
+            rate: 1000,
+            warmup: secs(0.3),
+            measure: secs(1.0),
+            thin: false,
+            ours_subs: None,
+            memory: false,
+        },
+        many: LoadSpec {
+            subs: 50,
+            pubs: 1,
+            rate: 100,
+            warmup: secs(0.3),
+            measure: secs(1.0),
+            thin: true,
+            ours_subs: None,
+            memory: true,
+        },
+        migration: MigrationSpec {
+            clients: 20,
+            pubs: 4,
+            rate: 200,
+            interval: secs(0.5),
+            migrations: 3,
+        },
+        failover: FailoverSpec {
+            members: 6,
+            pubs: 2,
+            rate: 200,
+            kills: 2,
+            settle: secs(0.8),
+        },
+    };
+}
+
+/// Attaches `n` subscribers, a few at a time, each ready when this returns.
+pub async fn attach(
+    dep: &Deployment,
+    n: usize,
+    phase: &Arc<Phase>,
+    thin: bool,
+) -> Result<Vec<Subscription>> {
+    futures_util::stream::iter(0..n)
+        .map(|i| dep.subscribe(i, phase, thin))
+        .buffered(16)
+        .try_collect()
+        .await
+}
+
+/// Milliseconds in a duration, as a float.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,195 @@
+//! A thin subscriber of our chat: what a client that never hosts (a phone,
+//! a browser) would run. It speaks the real protocol (relay registration
+//! with its Ed25519 key, the relay watch stream that keeps it a member and
+//! tells it where the host is, and a `chat.v1.ChatService/Session` opened
+//! with a signed Hello, resumed from the last sequence number after any
+//! move or loss), but carries no dormant server, so a thousand of them fit
+//! in one process. The host does the same work per session as for a full
+//! node.
+//!
+//! Its advertised address refuses connections: the host never picks it as
+//! successor for long (the standby node sorts first anyway).
+
+use crate::stats::Probe;
+use crate::{BenchError, Result};
+use chat_node::identity::NodeKey;
+use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
+use chat_proto::pb::chat::{client_frame, server_frame, ClientFrame, Hello, ServerFrame};
+use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
+use chat_proto::pb::relay::{HostRecord, RegisterRequest, WatchHostRequest};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Streaming;
+
+/// The address a thin subscriber advertises (the discard port: refused).
+const THIN_ADDRESS: &str = "127.0.0.1:9";
+/// Pause before reopening a lost session.
+const RECONNECT_DELAY: Duration = Duration::from_millis(50);
+/// Attempts to open the first session (following redirects).
+const OPEN_ATTEMPTS: usize = 100;
+
+/// Who the thin subscriber is at the relay, and where it thinks the host is.
+struct Member {
+    key: NodeKey,
+    name: String,
+    node_id: String,
+    host: HostRecord,
+}
+
+type Session = (mpsc::Sender<ClientFrame>, Streaming<ServerFrame>);
+
+async fn channel(uri: String) -> Result<Channel> {
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| BenchError::Setup(e.to_string()))?
+        .connect()
+        .await?)
+}
+
+impl Member {
+    /// Takes a newer host record.
+    fn learn(&mut self, host: HostRecord) {
+        if host.epoch >= self.host.epoch {
+            self.host = host;
+        }
+    }
+
+    /// Opens a session with the host it knows, resuming after `last_seq`;
+    /// returns once welcomed.
+    async fn open_once(&mut self, last_seq: u64) -> Result<Session> {
+        let mut hello = Hello {
+            name: self.name.clone(),
+            node_id: self.node_id.clone(),
+            address: THIN_ADDRESS.to_string(),
+            resume_from_seq: last_seq,
+            ..Default::default()
+        };
+        self.key.sign_hello(&mut hello);
+        let (tx, rx) = mpsc::channel(1);
+        let hello = ClientFrame {
+            frame: Some(client_frame::Frame::Hello(hello)),
+        };
+        tx.send(hello)
+            .await
+            .map_err(|_| BenchError::Setup("session channel closed".into()))?;
+        let address = format!("http://{}", self.host.address);
+        let mut chat = ChatServiceClient::new(channel(address).await?);
+        let opened = chat.session(ReceiverStream::new(rx)).await;
+        let mut inbound = match opened {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                // A dormant node names the host: go there next.
+                if let Some(host) = chat_proto::host_from_metadata(&status) {
+                    self.learn(host);
+                }
+                return Err(status.into());
+            }
+        };
+        match inbound.message().await? {
+            Some(ServerFrame {
+                frame: Some(server_frame::Frame::Welcome(_)),
+            }) => Ok((tx, inbound)),
+            other => Err(BenchError::Setup(format!(
+                "{}: expected Welcome, got {other:?}",
+                self.name
+            ))),
+        }
+    }
+
+    /// Opens a session, retrying (and following redirects) a few times.
+    async fn open(&mut self, last_seq: u64) -> Result<Session> {
+        let mut last = None;
+        for _ in 0..OPEN_ATTEMPTS {
+            match self.open_once(last_seq).await {
+                Ok(session) => return Ok(session),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(RECONNECT_DELAY).await;
+        }
+        Err(last.unwrap_or_else(|| BenchError::Setup("no attempt".into())))
+    }
+}
+
+/// Registers `name` at the relay `uri`, keeps it a member, opens a session
+/// with the host and feeds every chat message to the probe. Returns once a
+/// host has welcomed it.
+pub async fn subscribe(
+    uri: &str,
+    name: &str,
+    mut probe: Probe,
+    cancel: CancellationToken,
+) -> Result<JoinHandle<Probe>> {
+    let key = NodeKey::generate();
+    let mut relay = RelayServiceClient::new(channel(uri.to_string()).await?);
+    let reg = relay
+        .register(RegisterRequest {
+            name: name.to_string(),
+            address: THIN_ADDRESS.to_string(),
+            public_key: key.public_key(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut watch = relay
+        .watch_host(WatchHostRequest {
+            node_id: reg.node_id.clone(),
+            session_token: reg.session_token.clone(),
+        })
+        .await?
+        .into_inner();
+    let mut member = Member {
+        key,
+        name: name.to_string(),
+        node_id: reg.node_id,
+        host: reg
+            .host
+            .ok_or_else(|| BenchError::Setup("the relay knows no host".into()))?,
+    };
+    let (mut tx, mut inbound) = member.open(0).await?;
+    Ok(tokio::spawn(async move {
+        let mut last_seq = 0;
+        loop {
+            tokio::select! {
+                m = inbound.message() => {
+                    let lost = match m {
+                        Ok(Some(ServerFrame { frame: Some(server_frame::Frame::Message(m)) })) => {
+                            last_seq = last_seq.max(m.seq);
+                            probe.on_payload(m.text.as_bytes());
+                            false
+                        }
+                        Ok(Some(ServerFrame { frame: Some(server_frame::Frame::Migrate(m)) })) => {
+                            member.learn(HostRecord {
+                                epoch: m.epoch,
+                                node_id: m.node_id,
+                                address: m.address,
+                                name: String::new(),
+                            });
+                            true
+                        }
+                        Ok(Some(_)) => false,
+                        Ok(None) | Err(_) => true,
+                    };
+                    if lost {
+                        // Moved, dropped (too slow, say) or the host died:
+                        // resume like a real client.
+                        probe.reconnects += 1;
+                        match member.open(last_seq).await {
+                            Ok(open) => (tx, inbound) = open,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                w = watch.message() => match w {
+                    Ok(Some(host)) => member.learn(host),
+                    _ => break,
+                },
+                _ = cancel.cancelled() => break,
+            }
+        }
+        drop(tx);
+        probe
+    }))
+}
