@@ -19,8 +19,8 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic::Code;
 
 /// Host broadcasts buffered per session before a session counts as too slow.
@@ -303,7 +303,7 @@ impl Node {
         let server = tonic::transport::Server::builder()
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(bound.listener),
+                TcpIncoming::from(bound.listener).with_nodelay(Some(true)),
                 cancel.clone().cancelled_owned(),
             );
         let mut tasks = vec![tokio::spawn(async move {

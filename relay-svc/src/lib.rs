@@ -15,7 +15,7 @@ use chat_proto::pb::relay::relay_service_server::RelayServiceServer;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// How often the host lease is checked.
 const LEASE_CHECK_PERIOD: Duration = Duration::from_millis(25);
@@ -57,7 +57,10 @@ pub async fn run(
     };
     tonic::transport::Server::builder()
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stopping,
+        )
         .await?;
     Ok(())
 }

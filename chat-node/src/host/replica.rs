@@ -235,7 +235,7 @@ impl NodeShared {
                     .ok_or_else(|| Status::internal("host has no room"))?;
                 (
                     room.meta(),
-                    room.entries_after(have, REPLICATION_CHUNK),
+                    room.entries_after(have, u64::MAX, REPLICATION_CHUNK),
                     room.head_seq(),
                 )
             };

@@ -234,12 +234,18 @@ impl Room {
         self.log.push(entry);
     }
 
-    /// Up to `max` entries after sequence `after` (from the last reset if
-    /// `after` predates it).
-    pub fn entries_after(&self, after: u64, max: usize) -> Vec<LogEntry> {
+    /// Up to `max` entries after sequence `after` and up to `through`
+    /// (from the last reset if `after` predates it).
+    pub fn entries_after(&self, after: u64, through: u64, max: usize) -> Vec<LogEntry> {
+        if after >= through {
+            return Vec::new();
+        }
         let first = self.log.first().map_or(self.head_seq + 1, entry_seq);
-        let start = (after + 1).saturating_sub(first) as usize;
-        self.log.iter().skip(start).take(max).cloned().collect()
+        let start = (after + 1).saturating_sub(first);
+        let end = through.saturating_add(1).saturating_sub(first);
+        let take = usize::try_from(end.saturating_sub(start)).map_or(max, |n| n.min(max));
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        self.log.iter().skip(start).take(take).cloned().collect()
     }
 
     /// Epoch of the entry at `seq` (0 for the empty prefix); `None` if this

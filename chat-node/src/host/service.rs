@@ -108,7 +108,8 @@ impl NodeShared {
         }
         if joined.activated_now {
             tracing::info!("chat activated");
-            self.log_tx.send_modify(|n| *n += 1);
+            // Sessions wake on the commit point: held messages go out now.
+            self.commit_tx.send_modify(|_| {});
         }
         let head = welcome.head_seq;
         Ok((

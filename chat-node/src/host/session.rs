@@ -3,7 +3,6 @@
 //! only falls behind in the log (bounded channel, resumed by sequence
 //! number); it never makes the host buffer without bound.
 
-use super::room::entry_seq;
 use super::service::frame;
 use super::{HostEvent, Role};
 use crate::node::NodeShared;
@@ -54,7 +53,8 @@ impl Session {
         mut inbound: Streaming<ClientFrame>,
         mut events: broadcast::Receiver<HostEvent>,
     ) {
-        let mut log_rx = self.shared.log_tx.subscribe();
+        // Only committed entries are delivered, so the commit point (which
+        // also ticks on activation) is the one thing to wake up for.
         let mut commit_rx = self.shared.commit_tx.subscribe();
         let mut activated_sent = false;
         let mut more = true;
@@ -96,10 +96,6 @@ impl Session {
                 },
                 changed = commit_rx.changed() => {
                     if changed.is_err() || self.flush_acks().await.is_err() { break End::Gone }
-                    more = true;
-                }
-                changed = log_rx.changed() => {
-                    if changed.is_err() { break End::Gone }
                     more = true;
                 }
                 _ = std::future::ready(()), if more => {
@@ -154,20 +150,16 @@ impl Session {
     /// if more wait.
     async fn deliver(&mut self, activated_sent: &mut bool) -> Result<bool, ()> {
         let commit = *self.shared.commit_tx.borrow();
-        let (entries, activated) = {
+        let (committed, activated) = {
             let core = self.shared.core();
             match (&core.role, &core.room) {
                 (Role::Dormant, _) | (_, None) => return Ok(false),
                 (_, Some(room)) => (
-                    room.entries_after(self.cursor, DELIVERY_BATCH),
+                    room.entries_after(self.cursor, commit, DELIVERY_BATCH),
                     room.activated(),
                 ),
             }
         };
-        let committed: Vec<LogEntry> = entries
-            .into_iter()
-            .take_while(|e| entry_seq(e) <= commit)
-            .collect();
         let full = committed.len() == DELIVERY_BATCH;
         for entry in committed {
             let f = match entry.kind {

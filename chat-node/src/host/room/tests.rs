@@ -29,7 +29,7 @@ fn holds_messages_until_threshold_then_activates_for_good() {
     assert!(joined.activated_now && joined.new_member);
     assert!(room.leave("b"));
     assert!(room.activated(), "activation is permanent");
-    assert_eq!(texts(&room.entries_after(0, 10)), ["early"]);
+    assert_eq!(texts(&room.entries_after(0, u64::MAX, 10)), ["early"]);
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn reset_wipes_history_and_restarts_activation() {
     assert_eq!(reset.seq, 2);
     assert!(!room.activated());
     room.append("a", "2", "new", 0, 1).unwrap();
-    let entries = room.entries_after(0, 10);
+    let entries = room.entries_after(0, u64::MAX, 10);
     assert_eq!(
         entry_seq(&entries[0]),
         2,
@@ -94,11 +94,11 @@ fn replica_catches_up_by_delta() {
     }
     let mut replica = Room::new("r".into(), 9);
     replica
-        .apply_replica(host.meta(), host.entries_after(0, 3))
+        .apply_replica(host.meta(), host.entries_after(0, u64::MAX, 3))
         .unwrap();
     assert_eq!(replica.head_seq(), 3);
     let have = replica
-        .apply_replica(host.meta(), host.entries_after(3, 100))
+        .apply_replica(host.meta(), host.entries_after(3, u64::MAX, 100))
         .unwrap();
     assert_eq!(have, 5);
     assert!(replica.activated());
@@ -106,7 +106,7 @@ fn replica_catches_up_by_delta() {
     // A gap is refused.
     let mut stale = Room::new("r".into(), 1);
     assert_eq!(
-        stale.apply_replica(host.meta(), host.entries_after(2, 10)),
+        stale.apply_replica(host.meta(), host.entries_after(2, u64::MAX, 10)),
         Err(RoomError::Gap { have: 0, got: 3 })
     );
     // Dedup survives replication.
@@ -126,4 +126,23 @@ fn epochs_identify_log_prefixes() {
     room.reset("a", 1, 5).unwrap();
     assert_eq!(room.epoch_at(1), None, "wiped by the reset");
     assert_eq!(room.epoch_at(3), Some(5));
+}
+
+#[test]
+fn entries_after_stops_at_the_bound_and_the_batch_size() {
+    let mut room = Room::new("r".into(), 1);
+    for i in 1..=6 {
+        room.append("a", &i.to_string(), &format!("m{i}"), 0, 1)
+            .unwrap();
+    }
+    assert_eq!(texts(&room.entries_after(1, 4, 10)), ["m2", "m3", "m4"]);
+    assert_eq!(texts(&room.entries_after(1, 4, 2)), ["m2", "m3"]);
+    assert!(room.entries_after(4, 4, 10).is_empty());
+    assert!(room.entries_after(5, 3, 10).is_empty());
+    assert_eq!(texts(&room.entries_after(5, u64::MAX, 10)), ["m6"]);
+    room.reset("a", 1, 1).unwrap();
+    room.append("a", "x", "after reset", 0, 1).unwrap();
+    // A cursor before the reset starts at the reset.
+    let entries = room.entries_after(2, 8, 10);
+    assert_eq!(entries.iter().map(entry_seq).collect::<Vec<_>>(), [7, 8]);
 }
