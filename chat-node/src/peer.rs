@@ -54,18 +54,37 @@ impl PrivateInbox {
         true
     }
 
-    /// Replaces the directory with the host's latest member list.
-    pub(crate) fn set_members(&self, members: &[Member]) {
-        let mut dir = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        *dir = members
-            .iter()
-            .map(|m| (m.name.clone(), m.clone()))
-            .collect();
+    fn directory(&self) -> std::sync::MutexGuard<'_, HashMap<String, Member>> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn known_member(&self, name: &str) -> Option<Member> {
-        let dir = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        dir.get(name).cloned()
+    /// Replaces the directory with the host's member list (sent once per
+    /// session, after Welcome).
+    pub(crate) fn set_members(&self, members: Vec<Member>) {
+        *self.directory() = members.into_iter().map(|m| (m.name.clone(), m)).collect();
+    }
+
+    /// Adds or refreshes a member; true if the name was not known.
+    pub(crate) fn upsert_member(&self, member: Member) -> bool {
+        self.directory()
+            .insert(member.name.clone(), member)
+            .is_none()
+    }
+
+    /// Forgets a member who left.
+    pub(crate) fn remove_member(&self, name: &str) {
+        self.directory().remove(name);
+    }
+
+    /// Members' names, sorted.
+    pub(crate) fn member_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.directory().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    pub(crate) fn known_member(&self, name: &str) -> Option<Member> {
+        self.directory().get(name).cloned()
     }
 }
 

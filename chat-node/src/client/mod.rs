@@ -11,7 +11,7 @@ pub use events::{ClientEvent, Connection};
 
 use crate::backoff::Backoff;
 use crate::node::NodeShared;
-use chat_proto::pb::chat::{Member, SendMessage};
+use chat_proto::pb::chat::SendMessage;
 use chat_proto::rules;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,7 +29,6 @@ struct View {
     last_seq: u64,
     /// Sent, not yet acknowledged, in send order.
     pending: VecDeque<SendMessage>,
-    members: Vec<Member>,
     activated: bool,
     /// Epoch last announced to the user.
     announced_epoch: u64,
@@ -94,7 +93,10 @@ pub async fn run(
                     })
                     .await;
                 let delay = client.backoff.next_delay();
-                if !client.offline(delay, &mut commands, &cancel).await {
+                if !client
+                    .offline(&address, delay, &mut commands, &cancel)
+                    .await
+                {
                     return;
                 }
             }
@@ -128,9 +130,12 @@ impl Client {
         }
     }
 
-    /// Spends `delay` without a host, handling commands; false on exit.
+    /// Spends `delay` without a host after `tried` failed, handling
+    /// commands; false on exit. Returns at once if the relay already names
+    /// another host, and as soon as it names a new one.
     async fn offline(
         &mut self,
+        tried: &str,
         delay: Duration,
         commands: &mut mpsc::Receiver<UserCommand>,
         cancel: &CancellationToken,
@@ -139,7 +144,15 @@ impl Client {
         tokio::pin!(sleep);
         // A new host (failover, relay restart) ends the wait early.
         let mut host_rx = self.shared.host_watch();
-        host_rx.mark_unchanged();
+        // The record may have changed while the failed connect was under way
+        // (the failover it reports is why the old host was unreachable).
+        let moved = host_rx
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|h| h.address != tried);
+        if moved {
+            return true;
+        }
         loop {
             tokio::select! {
                 _ = &mut sleep => return true,
@@ -203,7 +216,7 @@ impl Client {
         match cmd {
             UserCommand::Private { to, text } => self.send_private(to, text),
             UserCommand::Who => {
-                let names = self.view.members.iter().map(|m| m.name.clone()).collect();
+                let names = self.shared.inbox.member_names();
                 let host = self.view.host_name.clone();
                 self.emit(ClientEvent::Members { names, host }).await;
             }
@@ -227,7 +240,7 @@ impl Client {
     /// Sends a private message straight to the recipient's node.
     fn send_private(&self, to: String, text: String) {
         let me = &self.shared.identity;
-        let target = self.view.members.iter().find(|m| m.name == to).cloned();
+        let target = self.shared.inbox.known_member(&to);
         let check = if to == me.name {
             Err("you cannot send a private message to yourself".to_string())
         } else if let Err(e) = rules::validate_text(&text) {

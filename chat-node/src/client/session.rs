@@ -155,12 +155,19 @@ impl Client {
                 })
                 .await;
             }
-            Frame::Members(m) => {
-                self.shared.inbox.set_members(&m.members);
-                self.view.members = m.members;
+            Frame::Members(m) => self.shared.inbox.set_members(m.members),
+            Frame::Joined(j) => {
+                // A known name with a new record (address, key) is no news,
+                // except our own join, which the member list already held.
+                let new = j.member.is_none_or(|m| self.shared.inbox.upsert_member(m));
+                if new || j.name == self.shared.identity.name {
+                    self.emit(ClientEvent::Joined { name: j.name }).await
+                }
             }
-            Frame::Joined(j) => self.emit(ClientEvent::Joined { name: j.name }).await,
-            Frame::Left(l) => self.emit(ClientEvent::Left { name: l.name }).await,
+            Frame::Left(l) => {
+                self.shared.inbox.remove_member(&l.name);
+                self.emit(ClientEvent::Left { name: l.name }).await
+            }
             Frame::Activated(_) if !self.view.activated => {
                 self.view.activated = true;
                 self.emit(ClientEvent::Activated).await;

@@ -85,7 +85,7 @@ impl NodeShared {
             {
                 room.leave(&hello.name);
             }
-            let joined = room.join(member)?;
+            let joined = room.join(member.clone())?;
             let welcome = Welcome {
                 epoch,
                 activated: room.activated(),
@@ -101,10 +101,13 @@ impl NodeShared {
         };
         if joined.new_member {
             tracing::info!(name = %hello.name, "member joined");
+        }
+        if joined.changed {
+            // A delta, not the whole list: joins stay linear in the members.
             self.broadcast(server_frame::Frame::Joined(MemberEvent {
                 name: hello.name.clone(),
+                member: Some(member),
             }));
-            self.broadcast(members.clone());
         }
         if joined.activated_now {
             tracing::info!("chat activated");
@@ -161,11 +164,6 @@ impl NodeShared {
     pub(crate) fn broadcast(&self, f: server_frame::Frame) {
         // No receivers simply means no sessions.
         let _ = self.host_events.send(HostEvent::Frame(frame(f)));
-    }
-
-    /// The current member list, as a frame.
-    pub(crate) fn members_frame(&self) -> Option<server_frame::Frame> {
-        self.core().room.as_ref().map(members_frame)
     }
 }
 

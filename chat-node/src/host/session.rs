@@ -278,10 +278,8 @@ impl NodeShared {
             tracing::info!(name, "member left");
             self.broadcast(server_frame::Frame::Left(MemberEvent {
                 name: name.to_string(),
+                member: None,
             }));
-            if let Some(members) = self.members_frame() {
-                self.broadcast(members);
-            }
         }
     }
 

@@ -18,6 +18,9 @@ pub mod state;
 pub mod text;
 pub mod view;
 
+#[cfg(test)]
+mod test_support;
+
 pub use input::Action;
 pub use state::TuiState;
 pub use view::draw;

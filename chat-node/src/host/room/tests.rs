@@ -26,7 +26,19 @@ fn holds_messages_until_threshold_then_activates_for_good() {
     room.append("a", "1", "early", 0, 1).unwrap();
     assert!(!room.activated());
     let joined = room.join(member("b")).unwrap();
-    assert!(joined.activated_now && joined.new_member);
+    assert!(joined.activated_now && joined.new_member && joined.changed);
+    let again = room.join(member("b")).unwrap();
+    assert!(!again.new_member && !again.changed && !again.activated_now);
+    let moved = room
+        .join(Member {
+            address: "127.0.0.1:2".into(),
+            ..member("b")
+        })
+        .unwrap();
+    assert!(
+        !moved.new_member && moved.changed,
+        "a new address is a change"
+    );
     assert!(room.leave("b"));
     assert!(room.activated(), "activation is permanent");
     assert_eq!(texts(&room.entries_after(0, u64::MAX, 10)), ["early"]);

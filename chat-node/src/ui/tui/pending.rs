@@ -98,15 +98,7 @@ fn bounded_push<T>(queue: &mut VecDeque<T>, item: T, max: usize) {
 mod tests {
     use super::*;
     use crate::client::ClientEvent;
-
-    fn message(seq: u64, from: &str, text: &str) -> ClientEvent {
-        ClientEvent::Message {
-            seq,
-            from: from.into(),
-            text: text.into(),
-            sent_at_unix_ms: 0,
-        }
-    }
+    use crate::ui::tui::test_support::message;
 
     #[test]
     fn ack_settles_pending_and_learns_the_name() {

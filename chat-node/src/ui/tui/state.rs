@@ -257,15 +257,7 @@ pub fn now_unix_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(seq: u64, from: &str, text: &str) -> ClientEvent {
-        ClientEvent::Message {
-            seq,
-            from: from.into(),
-            text: text.into(),
-            sent_at_unix_ms: 0,
-        }
-    }
+    use crate::ui::tui::test_support::message;
 
     #[test]
     fn members_joins_and_quiet_who() {
