@@ -12,14 +12,10 @@ use chat_proto::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// How long a new session may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames buffered towards one client before its session waits for it.
-const OUTBOUND_CAPACITY: usize = 128;
 
 /// The gRPC service, over the node's shared state.
 pub struct ChatHost(pub Arc<NodeShared>);
@@ -191,7 +187,7 @@ async fn read_hello(inbound: &mut Streaming<ClientFrame>) -> Result<Hello, Statu
 
 #[tonic::async_trait]
 impl ChatService for ChatHost {
-    type SessionStream = ReceiverStream<Result<ServerFrame, Status>>;
+    type SessionStream = session::OutboundFrames;
 
     async fn session(
         &self,
@@ -208,11 +204,8 @@ impl ChatService for ChatHost {
         // Subscribe before admitting, so no event after the welcome is missed.
         let events = shared.host_events.subscribe();
         let (opening, head) = shared.admit(&hello)?;
-        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        for f in opening {
-            // Fresh channel with room for both frames.
-            let _ = tx.try_send(Ok(f));
-        }
+        let (tx, frames) = session::outbound();
+        tx.try_send(opening.into_iter().map(Ok).collect());
         let ctx = session::Session {
             shared: shared.clone(),
             name: hello.name,
@@ -220,10 +213,10 @@ impl ChatService for ChatHost {
             // nodes held; it is told, and follows this log from its head.
             cursor: hello.resume_from_seq.min(head),
             tx,
-            unacked: Vec::new(),
+            unacked: Default::default(),
         };
         tokio::spawn(ctx.run(inbound, events));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(frames))
     }
 
     async fn replicate(

@@ -7,22 +7,91 @@ use super::service::frame;
 use super::{HostEvent, Role};
 use crate::node::NodeShared;
 use chat_proto::pb::chat::*;
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
 use tonic::{Status, Streaming};
 
-/// Log entries read from the room per lock.
+/// Log entries read from the room per lock, and frames per batch at most.
 const DELIVERY_BATCH: usize = 128;
+/// Batches queued towards one client (so at most about
+/// `OUTBOUND_BATCHES * DELIVERY_BATCH` frames).
+const OUTBOUND_BATCHES: usize = 4;
+
+/// Frames for one client, queued a batch at a time: one channel operation
+/// per batch instead of one per frame.
+type Batch = Vec<Result<ServerFrame, Status>>;
+
+/// The sending half of a session's outbound queue.
+#[derive(Clone)]
+pub(super) struct Outbound(mpsc::Sender<Batch>);
+
+/// The response stream of a session: the queued batches, frame by frame.
+pub struct OutboundFrames {
+    rx: mpsc::Receiver<Batch>,
+    current: std::vec::IntoIter<Result<ServerFrame, Status>>,
+}
+
+/// A session's bounded outbound queue and the stream that drains it.
+pub(super) fn outbound() -> (Outbound, OutboundFrames) {
+    let (tx, rx) = mpsc::channel(OUTBOUND_BATCHES);
+    let frames = OutboundFrames {
+        rx,
+        current: Vec::new().into_iter(),
+    };
+    (Outbound(tx), frames)
+}
+
+impl Outbound {
+    /// Queues frames, waiting for room; `Err` once the client is gone.
+    async fn send(&self, batch: Batch) -> Result<(), ()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.0.send(batch).await.map_err(|_| ())
+    }
+
+    async fn frame(&self, f: server_frame::Frame) -> Result<(), ()> {
+        self.send(vec![Ok(frame(f))]).await
+    }
+
+    /// Queues frames if there is room now (a fresh queue always has).
+    pub(super) fn try_send(&self, batch: Batch) {
+        let _ = self.0.try_send(batch);
+    }
+}
+
+impl Stream for OutboundFrames {
+    type Item = Result<ServerFrame, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(f) = this.current.next() {
+                return Poll::Ready(Some(f));
+            }
+            match this.rx.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => this.current = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
 
 pub(super) struct Session {
     pub shared: Arc<NodeShared>,
     pub name: String,
     /// Last sequence number delivered to (or already held by) the client.
     pub cursor: u64,
-    pub tx: mpsc::Sender<Result<ServerFrame, Status>>,
-    /// Sequenced messages of this client waiting for the commit point.
-    pub unacked: Vec<Ack>,
+    pub tx: Outbound,
+    /// Sequenced messages of this client waiting for the commit point, in
+    /// sequence order.
+    pub unacked: VecDeque<Ack>,
 }
 
 /// What a client frame asks of the session.
@@ -63,16 +132,16 @@ impl Session {
                 biased;
                 event = events.recv() => match event {
                     Ok(HostEvent::Frame(f)) => {
-                        if self.tx.send(Ok(f)).await.is_err() { break End::Gone }
+                        if self.tx.send(vec![Ok(f)]).await.is_err() { break End::Gone }
                     }
                     Ok(HostEvent::Moved(m)) => {
-                        let _ = self.tx.send(Ok(frame(server_frame::Frame::Migrate(m)))).await;
+                        let _ = self.tx.frame(server_frame::Frame::Migrate(m)).await;
                         break End::Moved;
                     }
                     Ok(HostEvent::Closing) => break End::Gone,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let status = Status::resource_exhausted("client too slow; resume from your last sequence number");
-                        let _ = self.tx.send(Err(status)).await;
+                        let _ = self.tx.send(vec![Err(status)]).await;
                         break End::Gone;
                     }
                     Err(broadcast::error::RecvError::Closed) => break End::Gone,
@@ -80,14 +149,14 @@ impl Session {
                 incoming = inbound.message() => match incoming {
                     Ok(Some(f)) => match self.handle(self.after_handoff(f).await) {
                         Step::Continue => {}
-                        Step::Reply(f) => if self.tx.send(Ok(frame(f))).await.is_err() { break End::Gone },
+                        Step::Reply(f) => if self.tx.frame(f).await.is_err() { break End::Gone },
                         Step::AckWhenCommitted(ack) => {
-                            self.unacked.push(ack);
+                            self.hold_ack(ack);
                             if self.flush_acks().await.is_err() { break End::Gone }
                         }
                         Step::Reset(r) => {
                             if let Step::Reply(f) = self.shared.reset_room(&self.name, r).await {
-                                if self.tx.send(Ok(frame(f))).await.is_err() { break End::Gone }
+                                if self.tx.frame(f).await.is_err() { break End::Gone }
                             }
                         }
                         Step::Left => break End::Left,
@@ -134,16 +203,23 @@ impl Session {
         }
     }
 
+    /// Keeps an acknowledgement, in sequence order, until its commit. New
+    /// messages come last; a re-sent one may go further in.
+    fn hold_ack(&mut self, ack: Ack) {
+        let at = self.unacked.partition_point(|a| a.seq <= ack.seq);
+        self.unacked.insert(at, ack);
+    }
+
     /// Acknowledges every message of this client the successor now holds.
     async fn flush_acks(&mut self) -> Result<(), ()> {
         let commit = *self.shared.commit_tx.borrow();
-        let (ready, waiting) = self.unacked.drain(..).partition(|a| a.seq <= commit);
-        self.unacked = waiting;
-        for ack in ready {
-            let f = frame(server_frame::Frame::Ack(ack));
-            self.tx.send(Ok(f)).await.map_err(|_| ())?;
-        }
-        Ok(())
+        let ready = self.unacked.partition_point(|a| a.seq <= commit);
+        let batch = self
+            .unacked
+            .drain(..ready)
+            .map(|ack| Ok(frame(server_frame::Frame::Ack(ack))))
+            .collect();
+        self.tx.send(batch).await
     }
 
     /// Sends the next batch of committed log entries the client lacks; true
@@ -161,6 +237,8 @@ impl Session {
             }
         };
         let full = committed.len() == DELIVERY_BATCH;
+        let mut batch = Vec::with_capacity(committed.len() + 1);
+        let mut held = false;
         for entry in committed {
             let f = match entry.kind {
                 Some(log_entry::Kind::Reset(r)) => {
@@ -169,21 +247,26 @@ impl Session {
                     server_frame::Frame::Reset(r)
                 }
                 Some(log_entry::Kind::Message(m)) if activated => {
-                    self.send_activated_once(activated_sent).await?;
+                    self.activated_once(activated_sent, &mut batch);
                     self.cursor = m.seq;
                     server_frame::Frame::Message(m)
                 }
-                _ => return Ok(false), // held until activation
+                _ => {
+                    held = true; // until activation
+                    break;
+                }
             };
-            self.tx.send(Ok(frame(f))).await.map_err(|_| ())?;
+            batch.push(Ok(frame(f)));
         }
-        if activated {
-            self.send_activated_once(activated_sent).await?;
+        if activated && !held {
+            self.activated_once(activated_sent, &mut batch);
         }
-        Ok(full)
+        self.tx.send(batch).await?;
+        Ok(full && !held)
     }
 
-    async fn send_activated_once(&self, sent: &mut bool) -> Result<(), ()> {
+    /// Adds the Activated frame to `batch` the first time.
+    fn activated_once(&self, sent: &mut bool, batch: &mut Batch) {
         if !*sent {
             *sent = true;
             let count = self
@@ -195,9 +278,8 @@ impl Session {
             let f = server_frame::Frame::Activated(Activated {
                 member_count: count as u32,
             });
-            self.tx.send(Ok(frame(f))).await.map_err(|_| ())?;
+            batch.push(Ok(frame(f)));
         }
-        Ok(())
     }
 }
 
