@@ -6,12 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if docker compose version >/dev/null 2>&1; then
-    compose=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-    compose=(docker-compose)
-else
-    echo "demo-down: needs Docker Compose (docker compose or docker-compose)" >&2
-    exit 1
-fi
+# shellcheck source=scripts/compose.sh
+source scripts/compose.sh
 "${compose[@]}" --profile join down --remove-orphans --timeout 20 "$@"

@@ -8,14 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if docker compose version >/dev/null 2>&1; then
-    compose=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-    compose=(docker-compose)
-else
-    echo "demo-up: needs Docker Compose (docker compose or docker-compose)" >&2
-    exit 1
-fi
+# shellcheck source=scripts/compose.sh
+source scripts/compose.sh
 docker info >/dev/null 2>&1 || { echo "demo-up: the Docker engine is not reachable" >&2; exit 1; }
 
 # Static binaries. The explicit --target keeps build scripts and proc macros

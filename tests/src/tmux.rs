@@ -1,81 +1,164 @@
-//! A program in a real pseudo-terminal: a tmux session on a private socket,
-//! driven with `send-keys` and read with `capture-pane`.
+//! Programs in real pseudo-terminals: named sessions on a private tmux
+//! server, driven with `send-keys` and read with `capture-pane`.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-/// One tmux session on its own server; killed on drop.
+/// How often a screen is read while waiting for it to change.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A tmux server on a private socket, with a scratch directory the sessions
+/// run in (a full-screen `chat-node` writes its `chat-node.log` there).
+/// Dropping it kills the server and every program in it, also when the test
+/// fails; the directory is kept then, for its logs.
 pub struct Tmux {
-    socket: std::path::PathBuf,
+    socket: String,
+    /// Path of the server's socket, once it runs (tmux leaves it behind).
+    socket_path: Option<PathBuf>,
+    dir: PathBuf,
 }
 
 impl Tmux {
     /// Whether tmux can be run here.
-    pub fn available() -> bool {
+    fn available() -> bool {
         Command::new("tmux")
             .arg("-V")
             .output()
             .is_ok_and(|o| o.status.success())
     }
 
-    /// Starts `command` (a shell command line) in a `cols`x`rows` terminal.
-    pub fn start(label: &str, command: &str, cols: u16, rows: u16) -> Tmux {
-        let name = format!("chat-test-{label}-{}", std::process::id());
-        let tmux = Tmux {
-            socket: std::env::temp_dir().join(name),
-        };
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-x",
-            &cols.to_string(),
-            "-y",
-            &rows.to_string(),
-            command,
-        ]);
-        tmux.run(&["set-option", "-g", "remain-on-exit", "on"]);
-        tmux
+    /// Whether a test that needs tmux can run: true if tmux is here; if
+    /// not, fails in CI (where tmux is required) and otherwise prints that
+    /// the test is skipped. `why` says what the test drives in tmux.
+    pub fn available_or_skip(why: &str) -> bool {
+        if Self::available() {
+            return true;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "tmux is required in CI ({why})"
+        );
+        println!("skipped: tmux is not installed");
+        false
     }
 
-    fn run(&self, args: &[&str]) -> String {
+    /// A server for one test, `label` naming its socket and scratch
+    /// directory. It starts with the first session.
+    pub fn new(label: &str) -> Tmux {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let socket = format!("chat-test-{label}-{}-{nanos}", std::process::id());
+        let dir = std::env::temp_dir().join(&socket);
+        std::fs::create_dir_all(&dir).expect("create the scratch directory");
+        Tmux {
+            socket,
+            socket_path: None,
+            dir,
+        }
+    }
+
+    /// Runs a tmux command on this server; panics if tmux refuses it.
+    fn tmux(&self, args: &[&str]) -> String {
+        // No user configuration: the server starts the same everywhere.
         let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
+            .args(["-f", "/dev/null", "-L", &self.socket])
             .args(args)
             .output()
             .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Types `text` literally, then Enter.
-    pub fn type_line(&self, text: &str) {
-        self.run(&["send-keys", "-l", text]);
-        self.run(&["send-keys", "Enter"]);
+    /// Starts session `name` running `command` through `/bin/sh` in a
+    /// `cols`x`rows` terminal, in its own subdirectory of the scratch
+    /// directory. A pane whose program ended stays (dead) so its last
+    /// screen and modes can still be read.
+    pub fn start(&mut self, name: &str, command: &str, cols: u16, rows: u16) {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).expect("create the session directory");
+        let dir = dir.to_str().expect("UTF-8 temporary directory");
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        self.tmux(&[
+            "set-option",
+            "-g",
+            "remain-on-exit",
+            "on",
+            ";",
+            "set-option",
+            "-g",
+            "default-shell",
+            "/bin/sh",
+            ";",
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-c",
+            dir,
+            "-x",
+            &cols,
+            "-y",
+            &rows,
+            command,
+        ]);
+        let path = self.tmux(&["display-message", "-p", "#{socket_path}"]);
+        self.socket_path = Some(PathBuf::from(path.trim()));
     }
 
-    /// The visible screen, as text.
-    pub fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p"])
+    /// Types `text` literally into session `name`, then Enter.
+    pub fn type_line(&self, name: &str, text: &str) {
+        self.tmux(&["send-keys", "-t", name, "-l", text]);
+        self.tmux(&["send-keys", "-t", name, "Enter"]);
     }
 
-    /// Whether the program in the pane has exited.
-    pub fn exited(&self) -> bool {
-        self.run(&["list-panes", "-F", "#{pane_dead}"]).trim() == "1"
+    /// The visible screen of session `name`, as text.
+    pub fn screen(&self, name: &str) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", name])
     }
 
-    /// Waits until the screen satisfies `cond`; returns the screen.
-    pub async fn wait_screen(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+    /// Session `name`'s scrollback and screen, as text.
+    pub fn history(&self, name: &str) -> String {
+        self.tmux(&["capture-pane", "-p", "-S", "-", "-t", name])
+    }
+
+    /// A tmux format (such as `#{alternate_on}`) expanded for session
+    /// `name`'s pane.
+    pub fn pane(&self, name: &str, format: &str) -> String {
+        self.tmux(&["display-message", "-p", "-t", name, format])
+            .trim()
+            .to_string()
+    }
+
+    /// Whether the program in session `name`'s pane has ended.
+    pub fn exited(&self, name: &str) -> bool {
+        self.pane(name, "#{pane_dead}") == "1"
+    }
+
+    /// Polls session `name`'s screen until `cond` holds; returns that screen.
+    pub async fn wait_screen(
+        &self,
+        name: &str,
+        what: &str,
+        mut cond: impl FnMut(&str) -> bool,
+    ) -> String {
         let deadline = tokio::time::Instant::now() + crate::DEADLINE;
         loop {
-            let screen = self.screen();
+            let screen = self.screen(name);
             if cond(&screen) {
                 return screen;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
+                "timed out waiting for {name}'s screen to show {what}; it shows:\n{screen}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 }
@@ -83,10 +166,15 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .arg("kill-server")
+            .args(["-f", "/dev/null", "-L", &self.socket, "kill-server"])
             .output();
-        let _ = std::fs::remove_file(&self.socket);
+        if let Some(path) = self.socket_path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        if std::thread::panicking() {
+            eprintln!("chat-node logs (if any) are in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -6,12 +6,7 @@ use chat_tests::tmux::Tmux;
 
 #[tokio::test]
 async fn asks_for_a_name_until_a_valid_free_one_is_given() {
-    if !Tmux::available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tmux is required in CI"
-        );
-        println!("skipped: tmux is not installed");
+    if !Tmux::available_or_skip("the name prompt test types into chat-node in tmux") {
         return;
     }
     let relay = RelayProcess::start(&["--min-users", "1"]).await;
@@ -23,24 +18,26 @@ async fn asks_for_a_name_until_a_valid_free_one_is_given() {
         node.display(),
         relay.uri()
     );
-    let term = Tmux::start("prompt", &command, 100, 30);
-    term.wait_screen("the name prompt", |s| s.contains("your name:"))
+    let mut term = Tmux::new("prompt");
+    term.start("node", &command, 100, 30);
+    term.wait_screen("node", "the name prompt", |s| s.contains("your name:"))
         .await;
-    term.type_line("a:b");
-    term.wait_screen("the rule, and another prompt", |s| {
+    term.type_line("node", "a:b");
+    term.wait_screen("node", "the rule, and another prompt", |s| {
         s.contains("must not contain ':'") && s.matches("your name:").count() == 2
     })
     .await;
-    term.type_line("alice");
-    term.wait_screen("taken, and another prompt", |s| {
+    term.type_line("node", "alice");
+    term.wait_screen("node", "taken, and another prompt", |s| {
         s.contains("taken") && s.matches("your name:").count() == 3
     })
     .await;
-    term.type_line("bob");
-    term.wait_screen("bob in the chat", |s| s.contains("* bob joined"))
+    term.type_line("node", "bob");
+    term.wait_screen("node", "bob in the chat", |s| s.contains("* bob joined"))
         .await;
     alice.wait_event("joined", &[("name", "bob")]).await;
-    term.type_line("$exit");
-    term.wait_screen("the node exits", |_| term.exited()).await;
+    term.type_line("node", "$exit");
+    term.wait_screen("node", "the node exits", |_| term.exited("node"))
+        .await;
     alice.wait_event("left", &[("name", "bob")]).await;
 }

@@ -7,164 +7,11 @@
 //! no mouse reporting).
 
 use chat_tests::procs::{binary, RelayProcess};
-use chat_tests::DEADLINE;
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use chat_tests::tmux::Tmux;
 
 /// Terminal size of each session.
 const COLS: u16 = 120;
 const ROWS: u16 = 35;
-
-/// How often a screen is read while waiting for it to change.
-const POLL: Duration = Duration::from_millis(50);
-
-/// A tmux server on a private socket, with a scratch directory the nodes run
-/// in (their `chat-node.log` goes there). Dropping it kills the server and
-/// every program in it, also when the test fails; the directory is kept
-/// then, for its logs.
-struct TmuxServer {
-    socket: String,
-    /// Path of the server's socket, once it runs (tmux leaves it behind).
-    socket_path: Option<PathBuf>,
-    dir: PathBuf,
-}
-
-impl TmuxServer {
-    /// Whether tmux can be run here.
-    fn available() -> bool {
-        Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    fn new() -> TmuxServer {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let socket = format!("chat-tui-e2e-{}-{nanos}", std::process::id());
-        let dir = std::env::temp_dir().join(&socket);
-        std::fs::create_dir_all(&dir).expect("create the scratch directory");
-        TmuxServer {
-            socket,
-            socket_path: None,
-            dir,
-        }
-    }
-
-    /// Runs a tmux command on this server; panics if tmux refuses it.
-    fn tmux(&self, args: &[&str]) -> String {
-        // No user configuration: the server starts the same everywhere.
-        let out = Command::new("tmux")
-            .args(["-f", "/dev/null", "-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Starts session `name` running `command` through `/bin/sh`, in its own
-    /// subdirectory of the scratch directory. A pane whose program ended
-    /// stays (dead) so its last screen and modes can still be read.
-    fn start(&mut self, name: &str, command: &str) {
-        let dir = self.dir.join(name);
-        std::fs::create_dir_all(&dir).expect("create the session directory");
-        let dir = dir.to_str().expect("UTF-8 temporary directory");
-        let (cols, rows) = (COLS.to_string(), ROWS.to_string());
-        self.tmux(&[
-            "set-option",
-            "-g",
-            "remain-on-exit",
-            "on",
-            ";",
-            "set-option",
-            "-g",
-            "default-shell",
-            "/bin/sh",
-            ";",
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-c",
-            dir,
-            "-x",
-            &cols,
-            "-y",
-            &rows,
-            command,
-        ]);
-        let path = self.tmux(&["display-message", "-p", "#{socket_path}"]);
-        self.socket_path = Some(PathBuf::from(path.trim()));
-    }
-
-    /// Types `text` literally into session `name`, then Enter.
-    fn type_line(&self, name: &str, text: &str) {
-        self.tmux(&["send-keys", "-t", name, "-l", text]);
-        self.tmux(&["send-keys", "-t", name, "Enter"]);
-    }
-
-    /// The visible screen of session `name`, as text.
-    fn screen(&self, name: &str) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", name])
-    }
-
-    /// Session `name`'s scrollback and screen, as text.
-    fn history(&self, name: &str) -> String {
-        self.tmux(&["capture-pane", "-p", "-S", "-", "-t", name])
-    }
-
-    /// A tmux format (such as `#{pane_dead}`) expanded for session `name`'s pane.
-    fn pane(&self, name: &str, format: &str) -> String {
-        self.tmux(&["display-message", "-p", "-t", name, format])
-            .trim()
-            .to_string()
-    }
-
-    /// Polls session `name`'s screen until `cond` holds; returns that screen.
-    async fn wait_screen(
-        &self,
-        name: &str,
-        what: &str,
-        mut cond: impl FnMut(&str) -> bool,
-    ) -> String {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let screen = self.screen(name);
-            if cond(&screen) {
-                return screen;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {name}'s screen to show {what}; it shows:\n{screen}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-}
-
-impl Drop for TmuxServer {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-f", "/dev/null", "-L", &self.socket, "kill-server"])
-            .output();
-        if let Some(path) = self.socket_path.take() {
-            let _ = std::fs::remove_file(path);
-        }
-        if std::thread::panicking() {
-            eprintln!("chat-node logs (if any) are in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
 
 /// `text` quoted for `/bin/sh`.
 fn sh_quote(text: &str) -> String {
@@ -198,13 +45,11 @@ fn active_and_connected(screen: &str) -> bool {
 
 /// Waits until session `name`'s program ended, then checks it exited with
 /// status 0 and left the terminal as it found it.
-async fn assert_quit_cleanly(tmux: &TmuxServer, name: &str) {
+async fn assert_quit_cleanly(tmux: &Tmux, name: &str) {
     // The session's shell prints the exit status and the terminal modes
     // after chat-node ends, then ends too.
-    tmux.wait_screen(name, "the program ended", |_| {
-        tmux.pane(name, "#{pane_dead}") == "1"
-    })
-    .await;
+    tmux.wait_screen(name, "the program ended", |_| tmux.exited(name))
+        .await;
     // tmux's "Pane is dead" line may scroll the first line into the history.
     let screen = tmux.history(name);
     assert!(
@@ -243,19 +88,14 @@ async fn assert_quit_cleanly(tmux: &TmuxServer, name: &str) {
 
 #[tokio::test]
 async fn two_terminals_chat_watch_the_host_move_and_quit() {
-    if !TmuxServer::available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tmux is required in CI (the terminal interface test drives chat-node in tmux)"
-        );
-        println!("skipped: tmux is not installed");
+    if !Tmux::available_or_skip("the terminal interface test drives chat-node in tmux") {
         return;
     }
     let relay = RelayProcess::start(&["--min-users", "2", "--migration-interval", "2s"]).await;
     let node = binary("chat-node");
     let node = sh_quote(node.to_str().expect("UTF-8 binary path"));
     let log = std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into());
-    let mut tmux = TmuxServer::new();
+    let mut tmux = Tmux::new("tui-e2e");
     for name in ["alice", "bob"] {
         let command = format!(
             "RUST_LOG={} {node} {} --name {name} --mode tui --listen 127.0.0.1:0; \
@@ -263,7 +103,7 @@ async fn two_terminals_chat_watch_the_host_move_and_quit() {
             sh_quote(&log),
             sh_quote(&relay.uri()),
         );
-        tmux.start(name, &command);
+        tmux.start(name, &command, COLS, ROWS);
     }
 
     // Both see the chat activate once the second member is in.

@@ -193,60 +193,50 @@ impl View {
         self.nodes.get(node).map_or(&[], Vec::as_slice)
     }
 
+    /// What `pick` takes from each of a node's events, in the order printed.
+    fn pick<T>(&self, node: &str, pick: impl FnMut(&Logged) -> Option<T>) -> Vec<T> {
+        self.events(node).iter().filter_map(pick).collect()
+    }
+
     /// The chat messages a node showed, in the order shown.
     pub fn messages(&self, node: &str) -> Vec<Message> {
-        self.events(node)
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::Message(m) => Some(m.clone()),
-                _ => None,
-            })
-            .collect()
+        self.pick(node, |e| match &e.event {
+            Event::Message(m) => Some(m.clone()),
+            _ => None,
+        })
     }
 
     /// The acks a node printed: when, id, sequence number.
     pub fn acks(&self, node: &str) -> Vec<(SystemTime, String, u64)> {
-        self.events(node)
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::Ack { id, seq } => Some((e.at, id.clone(), *seq)),
-                _ => None,
-            })
-            .collect()
+        self.pick(node, |e| match &e.event {
+            Event::Ack { id, seq } => Some((e.at, id.clone(), *seq)),
+            _ => None,
+        })
     }
 
     /// When a node printed that `member` joined (`true`) or left (`false`).
     pub fn membership(&self, node: &str, member: &str) -> Vec<(SystemTime, bool)> {
-        self.events(node)
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::Joined(name) if name == member => Some((e.at, true)),
-                Event::Left(name) if name == member => Some((e.at, false)),
-                _ => None,
-            })
-            .collect()
+        self.pick(node, |e| match &e.event {
+            Event::Joined(name) if name == member => Some((e.at, true)),
+            Event::Left(name) if name == member => Some((e.at, false)),
+            _ => None,
+        })
     }
 
     /// The error events a node printed.
     pub fn errors(&self, node: &str) -> Vec<String> {
-        self.events(node)
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::Error(m) => Some(m.clone()),
-                _ => None,
-            })
-            .collect()
+        self.pick(node, |e| match &e.event {
+            Event::Error(m) => Some(m.clone()),
+            _ => None,
+        })
     }
 
     /// The host terms a node's client reached: when, epoch, host name.
     pub fn hosts(&self, node: &str) -> Vec<(SystemTime, u64, String)> {
-        self.events(node)
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::Host { epoch, name } => Some((e.at, *epoch, name.clone())),
-                _ => None,
-            })
-            .collect()
+        self.pick(node, |e| match &e.event {
+            Event::Host { epoch, name } => Some((e.at, *epoch, name.clone())),
+            _ => None,
+        })
     }
 
     /// Highest sequence number a node has shown.
