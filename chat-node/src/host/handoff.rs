@@ -132,6 +132,7 @@ impl NodeShared {
             status,
         };
         let mut peer = peer_client(&to.address).map_err(fail)?;
+        let started = Instant::now();
         // Make: ship the room while still serving, so the frozen part is short.
         let have = self
             .sync_replica(&mut peer, epoch, None)
@@ -140,6 +141,7 @@ impl NodeShared {
         if !self.set_role_if(Role::Live { epoch }, Role::HandingOff { epoch }) {
             return Err(HandoffError::NotHost);
         }
+        let frozen = Instant::now();
         let moved = async {
             self.sync_replica(&mut peer, epoch, Some(have))
                 .await
@@ -162,10 +164,17 @@ impl NodeShared {
             epoch: record.epoch,
             from_node_id: self.identity.node_id.clone(),
         };
+        let reported = frozen.elapsed();
         if let Err(status) = peer.take_over(take_over).await {
             tracing::warn!(%status, "successor did not confirm takeover; it will learn from the relay");
         }
         self.on_host_record(record.clone()).await;
+        tracing::debug!(
+            presync_ms = (frozen - started).as_secs_f64() * 1e3,
+            delta_and_relay_ms = reported.as_secs_f64() * 1e3,
+            frozen_ms = frozen.elapsed().as_secs_f64() * 1e3,
+            "handoff timings"
+        );
         Ok(record)
     }
 

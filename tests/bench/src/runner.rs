@@ -86,6 +86,8 @@ async fn one(
 
 /// Runs the benchmark.
 pub async fn run(args: RunArgs) -> Result<()> {
+    // The in-process members (scenario D) log too when RUST_LOG is set.
+    crate::serve::init_logs();
     let mut plan = if args.quick { Plan::QUICK } else { Plan::FULL };
     if let Some(n) = args.c_subs {
         plan.many.subs = n;

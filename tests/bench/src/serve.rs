@@ -23,7 +23,7 @@ pub async fn stdin_closed() {
 
 /// Logs to stderr as the real binaries do, but only when `RUST_LOG` is set
 /// (a benchmark's server processes are quiet by default).
-fn init_logs() {
+pub(crate) fn init_logs() {
     if std::env::var_os("RUST_LOG").is_some() {
         chat_proto::serve::init_tracing();
     }
