@@ -58,10 +58,15 @@ impl PrivateInbox {
         self.members.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Replaces the directory with the host's member list (sent once per
-    /// session, after Welcome).
-    pub(crate) fn set_members(&self, members: Vec<Member>) {
-        *self.directory() = members.into_iter().map(|m| (m.name.clone(), m)).collect();
+    /// Empties the directory: a new session's member list follows.
+    pub(crate) fn clear_members(&self) {
+        self.directory().clear();
+    }
+
+    /// Adds part of the host's member list.
+    pub(crate) fn add_members(&self, members: Vec<Member>) {
+        self.directory()
+            .extend(members.into_iter().map(|m| (m.name.clone(), m)));
     }
 
     /// Adds or refreshes a member; true if the name was not known.

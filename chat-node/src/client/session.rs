@@ -155,7 +155,7 @@ impl Client {
                 })
                 .await;
             }
-            Frame::Members(m) => self.shared.inbox.set_members(m.members),
+            Frame::Members(m) => self.shared.inbox.add_members(m.members),
             Frame::Joined(j) => {
                 // A known name with a new record (address, key) is no news,
                 // except our own join, which the member list already held.
@@ -195,6 +195,8 @@ impl Client {
 
     async fn welcomed(&mut self, w: Welcome, address: &str) {
         self.backoff.reset();
+        // The member list follows, in Members frames.
+        self.shared.inbox.clear_members();
         if w.head_seq < self.view.last_seq {
             // Only crashed nodes held these: say so, and follow the new log.
             let lost = format!(

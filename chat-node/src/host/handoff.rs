@@ -1,7 +1,7 @@
 //! Host duties over time: planned migration (make-before-break handoff) on
 //! a fixed schedule, and forgetting members that stayed away.
 
-use super::replica::{peer_client, replicate_while_hosting};
+use super::replica::{peer_client, replicate_while_hosting, ReplicaCursor};
 use super::Role;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::{Member, TakeOverRequest};
@@ -134,8 +134,8 @@ impl NodeShared {
         let mut peer = peer_client(&to.address).map_err(fail)?;
         let started = Instant::now();
         // Make: ship the room while still serving, so the frozen part is short.
-        let have = self
-            .sync_replica(&mut peer, epoch, None)
+        let mut cursor = ReplicaCursor::default();
+        self.sync_replica(&mut peer, epoch, &mut cursor)
             .await
             .map_err(fail)?;
         if !self.set_role_if(Role::Live { epoch }, Role::HandingOff { epoch }) {
@@ -143,7 +143,7 @@ impl NodeShared {
         }
         let frozen = Instant::now();
         let moved = async {
-            self.sync_replica(&mut peer, epoch, Some(have))
+            self.sync_replica(&mut peer, epoch, &mut cursor)
                 .await
                 .map_err(fail)?;
             self.relay

@@ -33,8 +33,16 @@ pub fn peer_client(address: &str) -> Result<ChatServiceClient<Channel>, Status> 
 struct Successor {
     member: Member,
     client: ChatServiceClient<Channel>,
-    /// Its head, when known.
-    have: Option<u64>,
+    cursor: ReplicaCursor,
+}
+
+/// What the host knows a replica holds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ReplicaCursor {
+    /// Its head, when known (`None`: ask first).
+    pub have: Option<u64>,
+    /// Version of the member list it holds, when known.
+    pub members: Option<u64>,
 }
 
 /// Keeps a successor current and publishes the commit point (the highest
@@ -58,9 +66,11 @@ pub async fn replicate_while_hosting(
                 }
                 None
             }
-            Some(mut s) => match shared.sync_replica(&mut s.client, epoch, s.have).await {
+            Some(mut s) => match shared
+                .sync_replica(&mut s.client, epoch, &mut s.cursor)
+                .await
+            {
                 Ok(have) => {
-                    s.have = Some(have);
                     if shared.name_successor(epoch, Some(&s.member)).await {
                         shared.advance_commit(have);
                     }
@@ -73,14 +83,14 @@ pub async fn replicate_while_hosting(
                         shared.on_host_record(newer).await;
                         return;
                     }
-                    if s.have.is_none() {
+                    if s.cursor.have.is_none() {
                         tracing::warn!(successor = %s.member.name, %status, "replication failed; choosing another successor");
                         shared.mark_unreachable(&s.member.name);
                         continue;
                     }
                     // Maybe only our idea of its head was wrong: probe again.
                     tracing::debug!(successor = %s.member.name, %status, "replication failed; probing");
-                    s.have = None;
+                    s.cursor = ReplicaCursor::default();
                     Some(s)
                 }
             },
@@ -132,7 +142,10 @@ impl NodeShared {
         Some(Successor {
             member,
             client,
-            have,
+            cursor: ReplicaCursor {
+                have,
+                members: None,
+            },
         })
     }
 
@@ -190,17 +203,20 @@ impl NodeShared {
     }
 
     /// Brings `peer`'s replica up to this host's head; returns its new head.
-    /// `have` skips the probe when the peer's head is already known.
+    /// A known head in `cursor` skips the probe; the member list is sent
+    /// only when the replica's copy is not known to be current. On error
+    /// the caller should forget the cursor.
     pub(crate) async fn sync_replica(
         &self,
         peer: &mut ChatServiceClient<Channel>,
         epoch: u64,
-        have: Option<u64>,
+        cursor: &mut ReplicaCursor,
     ) -> Result<u64, Status> {
         let from_node_id = self.identity.node_id.clone();
-        let mut have = match have {
+        let mut have = match cursor.have {
             Some(have) => have,
             None => {
+                cursor.members = None;
                 let probe = ReplicateRequest {
                     epoch,
                     from_node_id: from_node_id.clone(),
@@ -224,7 +240,7 @@ impl NodeShared {
             }
         };
         loop {
-            let (meta, entries, head) = {
+            let (meta, entries, head, members) = {
                 let core = self.core();
                 if core.role.hosting_epoch() != Some(epoch) {
                     return Err(Status::failed_precondition("no longer hosting"));
@@ -233,10 +249,13 @@ impl NodeShared {
                     .room
                     .as_ref()
                     .ok_or_else(|| Status::internal("host has no room"))?;
+                let members = room.members_version();
                 (
-                    room.meta(),
+                    // base_seq 0 makes the receiver start over: it needs the list.
+                    room.meta(have == 0 || cursor.members != Some(members)),
                     room.entries_after(have, u64::MAX, REPLICATION_CHUNK),
                     room.head_seq(),
+                    members,
                 )
             };
             let req = ReplicateRequest {
@@ -247,6 +266,10 @@ impl NodeShared {
                 base_seq: have,
             };
             have = peer.replicate(req).await?.into_inner().have_seq;
+            *cursor = ReplicaCursor {
+                have: Some(have),
+                members: Some(members),
+            };
             if have >= head {
                 return Ok(have);
             }

@@ -65,6 +65,8 @@ pub struct Room {
     min_users: u32,
     activated: bool,
     members: BTreeMap<String, Member>,
+    /// Bumped whenever `members` changes.
+    members_version: u64,
     dedup: HashMap<(String, String), u64>,
 }
 
@@ -97,6 +99,7 @@ impl Room {
             min_users: min_users.max(1),
             activated: false,
             members: BTreeMap::new(),
+            members_version: 0,
             dedup: HashMap::new(),
         }
     }
@@ -125,6 +128,10 @@ impl Room {
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
     }
+    /// Changes whenever the member list does.
+    pub fn members_version(&self) -> u64 {
+        self.members_version
+    }
     /// One member.
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.members.get(name)
@@ -139,6 +146,9 @@ impl Room {
             }
         }
         let changed = self.members.get(&member.name) != Some(&member);
+        if changed {
+            self.members_version += 1;
+        }
         let new_member = self.members.insert(member.name.clone(), member).is_none();
         let activated_now = self.activate_if_ready();
         Ok(Joined {
@@ -158,7 +168,11 @@ impl Room {
 
     /// Removes a member; true if it was one.
     pub fn leave(&mut self, name: &str) -> bool {
-        self.members.remove(name).is_some()
+        let left = self.members.remove(name).is_some();
+        if left {
+            self.members_version += 1;
+        }
+        left
     }
 
     /// Sequences a message in host `epoch`, or returns the sequence it
@@ -268,15 +282,20 @@ impl Room {
         self.log.last().map_or(0, entry_epoch)
     }
 
-    /// Everything but the log.
-    pub fn meta(&self) -> RoomMeta {
+    /// Everything but the log; the member list only `with_members`.
+    pub fn meta(&self, with_members: bool) -> RoomMeta {
         RoomMeta {
             room_id: self.room_id.clone(),
             head_seq: self.head_seq,
             min_users: self.min_users,
             activated: self.activated,
-            members: self.members.values().cloned().collect(),
+            members: if with_members {
+                self.members.values().cloned().collect()
+            } else {
+                Vec::new()
+            },
             reset_seq: self.reset_seq,
+            same_members: !with_members,
         }
     }
 
@@ -303,11 +322,14 @@ impl Room {
         }
         self.min_users = meta.min_users.max(1);
         self.activated = meta.activated;
-        self.members = meta
-            .members
-            .into_iter()
-            .map(|m| (m.name.clone(), m))
-            .collect();
+        if !meta.same_members {
+            self.members = meta
+                .members
+                .into_iter()
+                .map(|m| (m.name.clone(), m))
+                .collect();
+            self.members_version += 1;
+        }
         Ok(self.head_seq)
     }
 }

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Members per Members frame.
+const MEMBERS_PER_FRAME: usize = 64;
 /// How long a new session may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -57,7 +59,7 @@ impl NodeShared {
 
     /// Joins the member to the live room; returns the frames that open its
     /// session (welcome and member list).
-    fn admit(&self, hello: &Hello) -> Result<([ServerFrame; 2], u64), Status> {
+    fn admit(&self, hello: &Hello) -> Result<(Vec<ServerFrame>, u64), Status> {
         let member = Member {
             name: hello.name.clone(),
             node_id: hello.node_id.clone(),
@@ -90,7 +92,7 @@ impl NodeShared {
                 head_seq: room.head_seq(),
                 host_name: self.identity.name.clone(),
             };
-            let members = members_frame(room);
+            let members = members_frames(room);
             *core.sessions.entry(hello.name.clone()).or_default() += 1;
             core.away_since.remove(&hello.name);
             (joined, welcome, members)
@@ -111,10 +113,11 @@ impl NodeShared {
             self.commit_tx.send_modify(|_| {});
         }
         let head = welcome.head_seq;
-        Ok((
-            [frame(server_frame::Frame::Welcome(welcome)), frame(members)],
-            head,
-        ))
+        let opening = std::iter::once(server_frame::Frame::Welcome(welcome))
+            .chain(members)
+            .map(frame)
+            .collect();
+        Ok((opening, head))
     }
 
     /// Checks that the Hello is signed with the key the relay vouches for
@@ -163,10 +166,18 @@ impl NodeShared {
     }
 }
 
-pub(crate) fn members_frame(room: &Room) -> server_frame::Frame {
-    server_frame::Frame::Members(Members {
-        members: room.members().cloned().collect(),
-    })
+/// The member list in frames of at most [`MEMBERS_PER_FRAME`], so no frame
+/// (and no encoding buffer of a connection) grows with the room.
+fn members_frames(room: &Room) -> Vec<server_frame::Frame> {
+    let members: Vec<Member> = room.members().cloned().collect();
+    members
+        .chunks(MEMBERS_PER_FRAME)
+        .map(|chunk| {
+            server_frame::Frame::Members(Members {
+                members: chunk.to_vec(),
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn frame(f: server_frame::Frame) -> ServerFrame {
@@ -245,6 +256,11 @@ impl ChatService for ChatHost {
                     .as_ref()
                     .is_none_or(|r| r.room_id() != meta.room_id);
             if start_over {
+                if meta.same_members {
+                    return Err(Status::failed_precondition(
+                        "no replica of this room here: send the member list",
+                    ));
+                }
                 core.room = Some(Room::new(meta.room_id.clone(), meta.min_users));
             }
             if let Some(room) = core.room.as_mut() {

@@ -106,19 +106,28 @@ fn replica_catches_up_by_delta() {
     }
     let mut replica = Room::new("r".into(), 9);
     replica
-        .apply_replica(host.meta(), host.entries_after(0, u64::MAX, 3))
+        .apply_replica(host.meta(true), host.entries_after(0, u64::MAX, 3))
         .unwrap();
     assert_eq!(replica.head_seq(), 3);
     let have = replica
-        .apply_replica(host.meta(), host.entries_after(3, u64::MAX, 100))
+        .apply_replica(host.meta(false), host.entries_after(3, u64::MAX, 100))
         .unwrap();
     assert_eq!(have, 5);
+    assert!(
+        replica.member("a").is_some(),
+        "a delta without the member list keeps the list held"
+    );
+    let version = replica.members_version();
+    host.join(member("b")).unwrap();
+    replica.apply_replica(host.meta(true), Vec::new()).unwrap();
+    assert!(replica.member("b").is_some());
+    assert_ne!(replica.members_version(), version);
     assert!(replica.activated());
     assert_eq!(replica.min_users(), 1);
     // A gap is refused.
     let mut stale = Room::new("r".into(), 1);
     assert_eq!(
-        stale.apply_replica(host.meta(), host.entries_after(2, u64::MAX, 10)),
+        stale.apply_replica(host.meta(true), host.entries_after(2, u64::MAX, 10)),
         Err(RoomError::Gap { have: 0, got: 3 })
     );
     // Dedup survives replication.
