@@ -54,7 +54,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub c_subs: Option<usize>,
 
-    /// Subscribers in C for ours (default 250; as --c-subs with --quick).
+    /// Subscribers in C for ours only (default: as --c-subs).
     #[arg(long)]
     pub c_ours_subs: Option<usize>,
 

@@ -100,11 +100,6 @@ pub struct Plan {
     pub failover: FailoverSpec,
 }
 
-/// Subscribers of ours in C: joining is quadratic in the members (every
-/// join sends the whole member list to every session), so 1,000 take
-/// minutes on two cores; see the README.
-pub const OURS_MANY_SUBS: usize = 250;
-
 const fn secs(s: f64) -> Duration {
     Duration::from_millis((s * 1000.0) as u64)
 }
@@ -135,7 +130,7 @@ impl Plan {
             warmup: secs(2.0),
             measure: secs(10.0),
             thin: true,
-            ours_subs: Some(OURS_MANY_SUBS),
+            ours_subs: None,
             memory: true,
         },
         migration: MigrationSpec {
