@@ -6,9 +6,10 @@ use crate::identity;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
 use chat_proto::pb::chat::peer_service_server::PeerService;
-use chat_proto::pb::chat::{DeliverPrivateResponse, Member, PrivateMessage};
+use chat_proto::pb::chat::{DeliverPrivateResponse, PrivateMessage};
+use chat_proto::pb::relay::MemberRecord;
 use chat_proto::rules;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -21,11 +22,9 @@ const PRIVATE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Ids of recent private messages remembered to refuse replays.
 const REPLAY_MEMORY: usize = 4096;
 
-/// Where incoming private messages go, the member directory used to check
-/// who sent them, and the ids already delivered.
+/// Where incoming private messages go, and the ids already delivered.
 pub struct PrivateInbox {
     events: mpsc::Sender<ClientEvent>,
-    members: Mutex<HashMap<String, Member>>,
     recent: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
@@ -33,7 +32,6 @@ impl PrivateInbox {
     pub(crate) fn new(events: mpsc::Sender<ClientEvent>) -> Self {
         Self {
             events,
-            members: Mutex::new(HashMap::new()),
             recent: Mutex::new((HashSet::new(), VecDeque::new())),
         }
     }
@@ -52,44 +50,6 @@ impl PrivateInbox {
             }
         }
         true
-    }
-
-    fn directory(&self) -> std::sync::MutexGuard<'_, HashMap<String, Member>> {
-        self.members.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Empties the directory: a new session's member list follows.
-    pub(crate) fn clear_members(&self) {
-        self.directory().clear();
-    }
-
-    /// Adds part of the host's member list.
-    pub(crate) fn add_members(&self, members: Vec<Member>) {
-        self.directory()
-            .extend(members.into_iter().map(|m| (m.name.clone(), m)));
-    }
-
-    /// Adds or refreshes a member; true if the name was not known.
-    pub(crate) fn upsert_member(&self, member: Member) -> bool {
-        self.directory()
-            .insert(member.name.clone(), member)
-            .is_none()
-    }
-
-    /// Forgets a member who left.
-    pub(crate) fn remove_member(&self, name: &str) {
-        self.directory().remove(name);
-    }
-
-    /// Members' names, sorted.
-    pub(crate) fn member_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.directory().keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    pub(crate) fn known_member(&self, name: &str) -> Option<Member> {
-        self.directory().get(name).cloned()
     }
 }
 
@@ -127,16 +87,14 @@ impl PeerService for PeerEndpoint {
     }
 }
 
-/// The message must be signed by the key of the member the directory (or,
-/// for a newcomer, the relay) knows under the sender's name and node id.
+/// The message must be signed by the key the relay knows under the
+/// sender's name and node id.
 async fn verify_sender(shared: &NodeShared, msg: &PrivateMessage) -> Result<(), Status> {
-    let (node_id, public_key) = match shared.inbox.known_member(&msg.from) {
-        Some(m) if !m.public_key.is_empty() => (m.node_id, m.public_key),
-        _ => {
-            let record = shared.relay.lookup_member(&msg.from).await?;
-            (record.node_id, record.public_key)
-        }
-    };
+    let MemberRecord {
+        node_id,
+        public_key,
+        ..
+    } = shared.relay.lookup_member(&msg.from).await?;
     if node_id != msg.from_node_id {
         return Err(Status::permission_denied(format!(
             "sender is not {:?}",
@@ -153,8 +111,13 @@ async fn verify_sender(shared: &NodeShared, msg: &PrivateMessage) -> Result<(), 
     Ok(())
 }
 
-/// Delivers `text` to `to`'s node directly.
-pub async fn send_private(shared: &NodeShared, to: &Member, text: &str) -> Result<(), String> {
+/// Delivers `text` to `to`'s node directly, at the address the relay knows.
+pub async fn send_private(shared: &NodeShared, to: &str, text: &str) -> Result<(), String> {
+    let to = shared
+        .relay
+        .lookup_member(to)
+        .await
+        .map_err(|status| format!("cannot find {to:?} at the relay: {}", status.message()))?;
     let endpoint = Endpoint::from_shared(format!("http://{}", to.address))
         .map_err(|e| e.to_string())?
         .connect_timeout(PRIVATE_TIMEOUT)

@@ -13,7 +13,7 @@ use crate::backoff::Backoff;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::SendMessage;
 use chat_proto::rules;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -29,6 +29,8 @@ struct View {
     last_seq: u64,
     /// Sent, not yet acknowledged, in send order.
     pending: VecDeque<SendMessage>,
+    /// Members' names, as the host lists them.
+    members: BTreeSet<String>,
     activated: bool,
     /// Epoch last announced to the user.
     announced_epoch: u64,
@@ -216,7 +218,7 @@ impl Client {
         match cmd {
             UserCommand::Private { to, text } => self.send_private(to, text),
             UserCommand::Who => {
-                let names = self.shared.inbox.member_names();
+                let names = self.view.members.iter().cloned().collect();
                 let host = self.view.host_name.clone();
                 self.emit(ClientEvent::Members { names, host }).await;
             }
@@ -240,19 +242,20 @@ impl Client {
     /// Sends a private message straight to the recipient's node.
     fn send_private(&self, to: String, text: String) {
         let me = &self.shared.identity;
-        let target = self.shared.inbox.known_member(&to);
         let check = if to == me.name {
             Err("you cannot send a private message to yourself".to_string())
         } else if let Err(e) = rules::validate_text(&text) {
             Err(e.to_string())
+        } else if !self.view.members.contains(&to) {
+            Err(format!("no member named {to:?}; /who lists members"))
         } else {
-            target.ok_or_else(|| format!("no member named {to:?}; /who lists members"))
+            Ok(())
         };
         let events = self.events.clone();
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let result = match check {
-                Ok(target) => crate::peer::send_private(&shared, &target, &text).await,
+                Ok(()) => crate::peer::send_private(&shared, &to, &text).await,
                 Err(e) => Err(e),
             };
             let event = match result {

@@ -155,17 +155,13 @@ impl Client {
                 })
                 .await;
             }
-            Frame::Members(m) => self.shared.inbox.add_members(m.members),
+            Frame::Members(m) => self.view.members.extend(m.names),
             Frame::Joined(j) => {
-                // A known name with a new record (address, key) is no news,
-                // except our own join, which the member list already held.
-                let new = j.member.is_none_or(|m| self.shared.inbox.upsert_member(m));
-                if new || j.name == self.shared.identity.name {
-                    self.emit(ClientEvent::Joined { name: j.name }).await
-                }
+                self.view.members.insert(j.name.clone());
+                self.emit(ClientEvent::Joined { name: j.name }).await
             }
             Frame::Left(l) => {
-                self.shared.inbox.remove_member(&l.name);
+                self.view.members.remove(&l.name);
                 self.emit(ClientEvent::Left { name: l.name }).await
             }
             Frame::Activated(_) if !self.view.activated => {
@@ -196,7 +192,7 @@ impl Client {
     async fn welcomed(&mut self, w: Welcome, address: &str) {
         self.backoff.reset();
         // The member list follows, in Members frames.
-        self.shared.inbox.clear_members();
+        self.view.members.clear();
         if w.head_seq < self.view.last_seq {
             // Only crashed nodes held these: say so, and follow the new log.
             let lost = format!(

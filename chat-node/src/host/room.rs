@@ -48,8 +48,6 @@ pub struct Appended {
 pub struct Joined {
     /// The name was not a member before.
     pub new_member: bool,
-    /// The member's record is new or differs from the one held.
-    pub changed: bool,
     /// This join activated the chat.
     pub activated_now: bool,
 }
@@ -145,15 +143,13 @@ impl Room {
                 return Err(RoomError::NameTaken(member.name));
             }
         }
-        let changed = self.members.get(&member.name) != Some(&member);
-        if changed {
+        if self.members.get(&member.name) != Some(&member) {
             self.members_version += 1;
         }
         let new_member = self.members.insert(member.name.clone(), member).is_none();
         let activated_now = self.activate_if_ready();
         Ok(Joined {
             new_member,
-            changed,
             activated_now,
         })
     }

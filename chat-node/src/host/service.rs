@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
 
-/// Members per Members frame.
-const MEMBERS_PER_FRAME: usize = 64;
+/// Names per Members frame.
+const MEMBERS_PER_FRAME: usize = 256;
 /// How long a new session may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -83,7 +83,7 @@ impl NodeShared {
             {
                 room.leave(&hello.name);
             }
-            let joined = room.join(member.clone())?;
+            let joined = room.join(member)?;
             let welcome = Welcome {
                 epoch,
                 activated: room.activated(),
@@ -99,12 +99,9 @@ impl NodeShared {
         };
         if joined.new_member {
             tracing::info!(name = %hello.name, "member joined");
-        }
-        if joined.changed {
             // A delta, not the whole list: joins stay linear in the members.
             self.broadcast(server_frame::Frame::Joined(MemberEvent {
                 name: hello.name.clone(),
-                member: Some(member),
             }));
         }
         if joined.activated_now {
@@ -166,15 +163,15 @@ impl NodeShared {
     }
 }
 
-/// The member list in frames of at most [`MEMBERS_PER_FRAME`], so no frame
-/// (and no encoding buffer of a connection) grows with the room.
+/// The members' names in frames of at most [`MEMBERS_PER_FRAME`], so no
+/// frame grows with the room.
 fn members_frames(room: &Room) -> Vec<server_frame::Frame> {
-    let members: Vec<Member> = room.members().cloned().collect();
-    members
+    let names: Vec<String> = room.members().map(|m| m.name.clone()).collect();
+    names
         .chunks(MEMBERS_PER_FRAME)
         .map(|chunk| {
             server_frame::Frame::Members(Members {
-                members: chunk.to_vec(),
+                names: chunk.to_vec(),
             })
         })
         .collect()

@@ -360,7 +360,6 @@ impl NodeShared {
             tracing::info!(name, "member left");
             self.broadcast(server_frame::Frame::Left(MemberEvent {
                 name: name.to_string(),
-                member: None,
             }));
         }
     }
