@@ -176,7 +176,8 @@ impl NodeShared {
         }
     }
 
-    fn advance_commit(&self, seq: u64) {
+    /// Moves the commit point up to `seq` (never down).
+    pub(super) fn advance_commit(&self, seq: u64) {
         self.commit_tx.send_if_modified(|c| {
             let advance = seq > *c;
             if advance {

@@ -273,6 +273,18 @@ impl Room {
         self.log.get(index).map(entry_epoch)
     }
 
+    /// Highest sequence number given out before host `epoch`: the head
+    /// without the entries `epoch` (or a later one) sequenced.
+    pub fn head_before(&self, epoch: u64) -> u64 {
+        let newer = self
+            .log
+            .iter()
+            .rev()
+            .take_while(|e| entry_epoch(e) >= epoch)
+            .count();
+        self.head_seq - newer as u64
+    }
+
     /// Epoch of the last entry (0 if empty).
     pub fn last_epoch(&self) -> u64 {
         self.log.last().map_or(0, entry_epoch)

@@ -297,11 +297,17 @@ impl ChatService for ChatHost {
         self.0.become_host(req.epoch).await;
         let mut core = self.0.core();
         if core.role.hosting_epoch() == Some(req.epoch) && core.successor.is_none() {
-            // The sender just shipped us everything, and the relay names it
-            // our successor: it can hold the commit point from the start.
-            let head = core.room.as_ref().map_or(0, |r| r.head_seq());
+            // The sender just shipped us everything it sequenced, and the
+            // relay names it our successor: it can hold the commit point
+            // from the start. (Clients that followed the relay here first
+            // may already have sent messages in this epoch: not shipped.)
+            let head = core.room.as_ref().map_or(0, |r| r.head_before(req.epoch));
             core.successor = Some(req.from_node_id.clone());
             core.seed_successor = Some((req.from_node_id, head));
+            drop(core);
+            // What the old host shipped is held there: deliverable at once,
+            // without waiting for a first round trip to it.
+            self.0.advance_commit(head);
         }
         Ok(Response::new(TakeOverResponse {}))
     }

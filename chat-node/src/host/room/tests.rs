@@ -167,3 +167,15 @@ fn entries_after_stops_at_the_bound_and_the_batch_size() {
     let entries = room.entries_after(2, 8, 10);
     assert_eq!(entries.iter().map(entry_seq).collect::<Vec<_>>(), [7, 8]);
 }
+
+#[test]
+fn head_before_leaves_out_the_entries_of_the_new_epoch() {
+    let mut room = Room::new("r".into(), 1);
+    assert_eq!(room.head_before(2), 0);
+    room.append("a", "1", "old", 0, 1).unwrap();
+    room.append("a", "2", "old", 0, 1).unwrap();
+    assert_eq!(room.head_before(2), 2);
+    room.append("a", "3", "new", 0, 2).unwrap();
+    assert_eq!(room.head_before(2), 2);
+    assert_eq!(room.head_before(3), 3);
+}
