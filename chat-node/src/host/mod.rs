@@ -2,6 +2,7 @@
 //! when the relay points at this node.
 
 pub mod handoff;
+mod outbound;
 pub mod replica;
 pub mod room;
 pub mod service;

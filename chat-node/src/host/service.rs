@@ -2,7 +2,7 @@
 //! between hosts, and a redirect to the host when dormant.
 
 use super::room::{Room, RoomError};
-use super::{session, HostEvent, Role};
+use super::{outbound, session, HostEvent, Role};
 use crate::identity;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_server::ChatService;
@@ -195,7 +195,7 @@ async fn read_hello(inbound: &mut Streaming<ClientFrame>) -> Result<Hello, Statu
 
 #[tonic::async_trait]
 impl ChatService for ChatHost {
-    type SessionStream = session::OutboundFrames;
+    type SessionStream = outbound::OutboundFrames;
 
     async fn session(
         &self,
@@ -212,14 +212,13 @@ impl ChatService for ChatHost {
         // Subscribe before admitting, so no event after the welcome is missed.
         let events = shared.host_events.subscribe();
         let (opening, head) = shared.admit(&hello)?;
-        let (tx, frames) = session::outbound();
-        tx.try_send(opening.into_iter().map(Ok).collect());
+        // A client ahead of this host's log saw entries only crashed nodes
+        // held; it is told, and follows this log from its head.
+        let cursor = hello.resume_from_seq.min(head);
+        let (tx, frames) = outbound::outbound(shared.clone(), opening, cursor);
         let ctx = session::Session {
             shared: shared.clone(),
             name: hello.name,
-            // A client ahead of this host's log saw entries only crashed
-            // nodes held; it is told, and follows this log from its head.
-            cursor: hello.resume_from_seq.min(head),
             tx,
             unacked: Default::default(),
         };

@@ -1,93 +1,21 @@
-//! One client's session on the live host: reads its frames, forwards host
-//! broadcasts, and streams the log from the client's cursor. A slow client
-//! only falls behind in the log (bounded channel, resumed by sequence
-//! number); it never makes the host buffer without bound.
+//! One client's session on the live host: reads its frames, answers them,
+//! acknowledges its messages once committed, and forwards host broadcasts.
+//! The log itself reaches the client through [`super::outbound`].
 
+use super::outbound::Outbound;
 use super::service::frame;
 use super::{HostEvent, Role};
 use crate::node::NodeShared;
 use chat_proto::pb::chat::*;
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::Stream;
+use tokio::sync::broadcast;
 use tonic::{Status, Streaming};
-
-/// Log entries read from the room per lock, and frames per batch at most.
-const DELIVERY_BATCH: usize = 128;
-/// Batches queued towards one client (so at most about
-/// `OUTBOUND_BATCHES * DELIVERY_BATCH` frames).
-const OUTBOUND_BATCHES: usize = 4;
-
-/// Frames for one client, queued a batch at a time: one channel operation
-/// per batch instead of one per frame.
-type Batch = Vec<Result<ServerFrame, Status>>;
-
-/// The sending half of a session's outbound queue.
-#[derive(Clone)]
-pub(super) struct Outbound(mpsc::Sender<Batch>);
-
-/// The response stream of a session: the queued batches, frame by frame.
-pub struct OutboundFrames {
-    rx: mpsc::Receiver<Batch>,
-    current: std::vec::IntoIter<Result<ServerFrame, Status>>,
-}
-
-/// A session's bounded outbound queue and the stream that drains it.
-pub(super) fn outbound() -> (Outbound, OutboundFrames) {
-    let (tx, rx) = mpsc::channel(OUTBOUND_BATCHES);
-    let frames = OutboundFrames {
-        rx,
-        current: Vec::new().into_iter(),
-    };
-    (Outbound(tx), frames)
-}
-
-impl Outbound {
-    /// Queues frames, waiting for room; `Err` once the client is gone.
-    async fn send(&self, batch: Batch) -> Result<(), ()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.0.send(batch).await.map_err(|_| ())
-    }
-
-    async fn frame(&self, f: server_frame::Frame) -> Result<(), ()> {
-        self.send(vec![Ok(frame(f))]).await
-    }
-
-    /// Queues frames if there is room now (a fresh queue always has).
-    pub(super) fn try_send(&self, batch: Batch) {
-        let _ = self.0.try_send(batch);
-    }
-}
-
-impl Stream for OutboundFrames {
-    type Item = Result<ServerFrame, Status>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(f) = this.current.next() {
-                return Poll::Ready(Some(f));
-            }
-            match this.rx.poll_recv(cx) {
-                Poll::Ready(Some(batch)) => this.current = batch.into_iter(),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
 
 pub(super) struct Session {
     pub shared: Arc<NodeShared>,
     pub name: String,
-    /// Last sequence number delivered to (or already held by) the client.
-    pub cursor: u64,
     pub tx: Outbound,
     /// Sequenced messages of this client waiting for the commit point, in
     /// sequence order.
@@ -122,11 +50,8 @@ impl Session {
         mut inbound: Streaming<ClientFrame>,
         mut events: broadcast::Receiver<HostEvent>,
     ) {
-        // Only committed entries are delivered, so the commit point (which
-        // also ticks on activation) is the one thing to wake up for.
+        // Acks wait for the commit point; sessions with none do not wake.
         let mut commit_rx = self.shared.commit_tx.subscribe();
-        let mut activated_sent = false;
-        let mut more = true;
         let end = loop {
             tokio::select! {
                 biased;
@@ -163,15 +88,8 @@ impl Session {
                     },
                     Ok(None) | Err(_) => break End::Gone,
                 },
-                changed = commit_rx.changed() => {
+                changed = commit_rx.changed(), if !self.unacked.is_empty() => {
                     if changed.is_err() || self.flush_acks().await.is_err() { break End::Gone }
-                    more = true;
-                }
-                _ = std::future::ready(()), if more => {
-                    match self.deliver(&mut activated_sent).await {
-                        Ok(m) => more = m,
-                        Err(()) => break End::Gone,
-                    }
                 }
             }
         };
@@ -220,66 +138,6 @@ impl Session {
             .map(|ack| Ok(frame(server_frame::Frame::Ack(ack))))
             .collect();
         self.tx.send(batch).await
-    }
-
-    /// Sends the next batch of committed log entries the client lacks; true
-    /// if more wait.
-    async fn deliver(&mut self, activated_sent: &mut bool) -> Result<bool, ()> {
-        let commit = *self.shared.commit_tx.borrow();
-        let (committed, activated) = {
-            let core = self.shared.core();
-            match (&core.role, &core.room) {
-                (Role::Dormant, _) | (_, None) => return Ok(false),
-                (_, Some(room)) => (
-                    room.entries_after(self.cursor, commit, DELIVERY_BATCH),
-                    room.activated(),
-                ),
-            }
-        };
-        let full = committed.len() == DELIVERY_BATCH;
-        let mut batch = Vec::with_capacity(committed.len() + 1);
-        let mut held = false;
-        for entry in committed {
-            let f = match entry.kind {
-                Some(log_entry::Kind::Reset(r)) => {
-                    self.cursor = r.seq;
-                    *activated_sent = false;
-                    server_frame::Frame::Reset(r)
-                }
-                Some(log_entry::Kind::Message(m)) if activated => {
-                    self.activated_once(activated_sent, &mut batch);
-                    self.cursor = m.seq;
-                    server_frame::Frame::Message(m)
-                }
-                _ => {
-                    held = true; // until activation
-                    break;
-                }
-            };
-            batch.push(Ok(frame(f)));
-        }
-        if activated && !held {
-            self.activated_once(activated_sent, &mut batch);
-        }
-        self.tx.send(batch).await?;
-        Ok(full && !held)
-    }
-
-    /// Adds the Activated frame to `batch` the first time.
-    fn activated_once(&self, sent: &mut bool, batch: &mut Batch) {
-        if !*sent {
-            *sent = true;
-            let count = self
-                .shared
-                .core()
-                .room
-                .as_ref()
-                .map_or(0, |r| r.members().count());
-            let f = server_frame::Frame::Activated(Activated {
-                member_count: count as u32,
-            });
-            batch.push(Ok(frame(f)));
-        }
     }
 }
 

@@ -1,0 +1,183 @@
+//! What goes from the live host to one client: the session's replies, acks
+//! and broadcasts, queued in batches, and the committed log read straight
+//! from the room by the response stream itself, so a delivered message
+//! costs one task wake-up (the connection's) and no queue in between. A
+//! slow client only falls behind in the log (resumed by sequence number);
+//! it never makes the host buffer without bound.
+
+use super::service::frame;
+use super::Role;
+use crate::node::NodeShared;
+use chat_proto::pb::chat::*;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::WatchStream;
+use tokio_stream::Stream;
+use tonic::Status;
+
+/// Log entries read from the room per lock.
+const DELIVERY_BATCH: usize = 128;
+/// Batches of replies, acks and broadcasts queued towards one client.
+const QUEUED_BATCHES: usize = 4;
+
+/// Frames for one client, queued a batch at a time: one channel operation
+/// per batch instead of one per frame.
+pub(super) type Batch = Vec<Result<ServerFrame, Status>>;
+
+/// The session task's half: queues replies, acks and broadcasts.
+#[derive(Clone)]
+pub(super) struct Outbound(mpsc::Sender<Batch>);
+
+impl Outbound {
+    /// Queues frames, waiting for room; `Err` once the client is gone.
+    pub(super) async fn send(&self, batch: Batch) -> Result<(), ()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.0.send(batch).await.map_err(|_| ())
+    }
+
+    /// Queues one frame.
+    pub(super) async fn frame(&self, f: server_frame::Frame) -> Result<(), ()> {
+        self.send(vec![Ok(frame(f))]).await
+    }
+}
+
+/// The response stream of a session: queued frames first, then the
+/// committed log from the client's cursor. It ends when the session task
+/// drops its [`Outbound`].
+pub struct OutboundFrames {
+    queued: mpsc::Receiver<Batch>,
+    current: std::vec::IntoIter<Result<ServerFrame, Status>>,
+    log: LogCursor,
+}
+
+/// Opens a session's outbound path: `opening` goes first, then the log
+/// after `cursor`.
+pub(super) fn outbound(
+    shared: Arc<NodeShared>,
+    opening: Vec<ServerFrame>,
+    cursor: u64,
+) -> (Outbound, OutboundFrames) {
+    let (tx, queued) = mpsc::channel(QUEUED_BATCHES);
+    let commit = WatchStream::new(shared.commit_tx.subscribe());
+    let frames = OutboundFrames {
+        queued,
+        current: opening.into_iter().map(Ok).collect::<Batch>().into_iter(),
+        log: LogCursor {
+            shared,
+            cursor,
+            activated_sent: false,
+            more: true,
+            commit,
+        },
+    };
+    (Outbound(tx), frames)
+}
+
+impl Stream for OutboundFrames {
+    type Item = Result<ServerFrame, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(f) = this.current.next() {
+                return Poll::Ready(Some(f));
+            }
+            match this.queued.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => {
+                    this.current = batch.into_iter();
+                    continue;
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {}
+            }
+            if this.log.more {
+                let batch = this.log.next_batch();
+                if !batch.is_empty() {
+                    this.current = batch.into_iter();
+                    continue;
+                }
+            }
+            // Only committed entries are delivered, so the commit point
+            // (which also ticks on activation) is the one thing to wait for.
+            match Pin::new(&mut this.log.commit).poll_next(cx) {
+                Poll::Ready(Some(_)) => this.log.more = true,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Where one client is in the log.
+struct LogCursor {
+    shared: Arc<NodeShared>,
+    /// Last sequence number delivered to (or already held by) the client.
+    cursor: u64,
+    activated_sent: bool,
+    /// Committed entries may wait past the cursor.
+    more: bool,
+    commit: WatchStream<u64>,
+}
+
+impl LogCursor {
+    /// The next committed entries the client lacks (and Activated, once);
+    /// sets `more` if a full batch was read.
+    fn next_batch(&mut self) -> Batch {
+        let commit = *self.shared.commit_tx.borrow();
+        let (committed, activated, members) = {
+            let core = self.shared.core();
+            match (&core.role, &core.room) {
+                (Role::Dormant, _) | (_, None) => {
+                    self.more = false;
+                    return Vec::new();
+                }
+                (_, Some(room)) => (
+                    room.entries_after(self.cursor, commit, DELIVERY_BATCH),
+                    room.activated(),
+                    room.members().count(),
+                ),
+            }
+        };
+        self.more = committed.len() == DELIVERY_BATCH;
+        let mut batch = Vec::with_capacity(committed.len() + 1);
+        for entry in committed {
+            let f = match entry.kind {
+                Some(log_entry::Kind::Reset(r)) => {
+                    self.cursor = r.seq;
+                    self.activated_sent = false;
+                    server_frame::Frame::Reset(r)
+                }
+                Some(log_entry::Kind::Message(m)) if activated => {
+                    self.activated_once(members, &mut batch);
+                    self.cursor = m.seq;
+                    server_frame::Frame::Message(m)
+                }
+                _ => {
+                    // Held until activation, which ticks the commit watch.
+                    self.more = false;
+                    return batch;
+                }
+            };
+            batch.push(Ok(frame(f)));
+        }
+        if activated {
+            self.activated_once(members, &mut batch);
+        }
+        batch
+    }
+
+    /// Adds the Activated frame to `batch` the first time.
+    fn activated_once(&mut self, members: usize, batch: &mut Batch) {
+        if !self.activated_sent {
+            self.activated_sent = true;
+            let f = server_frame::Frame::Activated(Activated {
+                member_count: members as u32,
+            });
+            batch.push(Ok(frame(f)));
+        }
+    }
+}
