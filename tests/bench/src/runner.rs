@@ -40,11 +40,7 @@ pub const METHOD: &str = "\
   to 64 PUBLISH commands; NATS and tonic clients batch writes themselves.
 - **C memory** is the growth of the serving process's resident set (ours: the
   host) from before the subscribers connect to shortly after, divided by the
-  subscribers; idle, before any message flows. Ours runs C with fewer
-  subscribers than the others: every join sends the whole member list to
-  every session, so joining is superlinear (100 thin subscribers join in
-  0.6 s, 200 in 2.1 s, 300 in 4.4 s; 1,000 did not finish in 3 minutes and
-  made the host lose its lease).
+  subscribers; idle, before any message flows.
 - **D** measures, per client and migration, the time between the last message
   received from the old host and the first from the new one (at 200 msg/s,
   about 5 ms of that is the ordinary gap between messages). 100 full nodes
