@@ -8,6 +8,7 @@
 # PNG plots. Extra arguments go to chat-bench, e.g.
 #   scripts/bench.sh --quick            # every scenario small (< 1 minute)
 #   scripts/bench.sh --scenarios A,B    # only some scenarios
+#   scripts/bench.sh --quick --out /tmp/bench   # results elsewhere
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +25,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo build --release -p chat-bench
-exec target/release/chat-bench --out docs/bench "$@"
+# Results go to docs/bench unless the caller says --out.
+out=(--out docs/bench)
+for arg in "$@"; do
+    case "$arg" in --out | --out=*) out=() ;; esac
+done
+exec target/release/chat-bench "${out[@]}" "$@"
