@@ -109,10 +109,11 @@ pub struct NodeShared {
     /// Counters.
     pub stats: Stats,
     core: Mutex<HostCore>,
-    /// Bumped whenever the room's log or activation changes.
+    /// Bumped whenever the room's log changes (wakes the replicator).
     pub(crate) log_tx: watch::Sender<u64>,
     /// Highest sequence number the successor holds (the head when alone):
-    /// only committed entries are delivered and acknowledged.
+    /// only committed entries are delivered and acknowledged. Also ticks,
+    /// unchanged, on activation, so sessions deliver held messages.
     pub(crate) commit_tx: watch::Sender<u64>,
     pub(crate) host_events: broadcast::Sender<HostEvent>,
     pub(crate) role_tx: watch::Sender<Role>,
