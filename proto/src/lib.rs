@@ -6,17 +6,26 @@
 pub mod health_check;
 pub mod rules;
 pub mod serve;
+pub mod trust;
 
 /// Generated protobuf and gRPC code.
 #[allow(missing_docs, clippy::all)]
 pub mod pb {
     /// `relay.v1`: the entry point that knows who hosts the chat.
     pub mod relay {
-        tonic::include_proto!("relay.v1");
+        pub use self::v1::*;
+        /// The versioned package (generated code refers to it by this path).
+        pub mod v1 {
+            tonic::include_proto!("relay.v1");
+        }
     }
     /// `chat.v1`: the chat server every node carries, and private messages.
     pub mod chat {
-        tonic::include_proto!("chat.v1");
+        pub use self::v1::*;
+        /// The versioned package (generated code refers to it by this path).
+        pub mod v1 {
+            tonic::include_proto!("chat.v1");
+        }
     }
 }
 
@@ -31,17 +40,51 @@ pub const HOST_EPOCH_METADATA: &str = "x-chat-epoch";
 pub const HOST_NODE_METADATA: &str = "x-chat-host-node";
 /// Metadata key under which a dormant ChatService names the host's user.
 pub const HOST_NAME_METADATA: &str = "x-chat-host-name";
+/// Binary metadata key carrying the encoded `relay.v1.HostTermCertificate`
+/// of the host named in the other keys.
+pub const HOST_TERM_METADATA: &str = "x-chat-term-bin";
 
-/// The host record a refusal carries in its metadata, if complete.
+/// The host record a refusal carries in its metadata, if complete. Its
+/// certificate is still to be verified by whoever acts on it.
 pub fn host_from_metadata(status: &tonic::Status) -> Option<pb::relay::HostRecord> {
+    use prost::Message;
     let md = status.metadata();
     let text = |key: &str| md.get(key)?.to_str().ok().map(str::to_string);
+    let certificate = md
+        .get_bin(HOST_TERM_METADATA)
+        .and_then(|v| v.to_bytes().ok())
+        .and_then(|b| pb::relay::HostTermCertificate::decode(b).ok());
     Some(pb::relay::HostRecord {
         epoch: text(HOST_EPOCH_METADATA)?.parse().ok()?,
         node_id: text(HOST_NODE_METADATA)?,
         address: text(HOST_ADDRESS_METADATA)?,
         name: text(HOST_NAME_METADATA).unwrap_or_default(),
+        certificate,
     })
+}
+
+/// Adds `host` to `status` as the metadata a dormant or fencing node
+/// returns, so the caller can follow it (a client) or learn it was fenced
+/// (a host).
+pub fn add_host_metadata(status: &mut tonic::Status, host: &pb::relay::HostRecord) {
+    use prost::Message;
+    let md = status.metadata_mut();
+    for (key, value) in [
+        (HOST_ADDRESS_METADATA, host.address.clone()),
+        (HOST_EPOCH_METADATA, host.epoch.to_string()),
+        (HOST_NODE_METADATA, host.node_id.clone()),
+        (HOST_NAME_METADATA, host.name.clone()),
+    ] {
+        if let Ok(v) = value.parse() {
+            md.insert(key, v);
+        }
+    }
+    if let Some(cert) = &host.certificate {
+        md.insert_bin(
+            HOST_TERM_METADATA,
+            tonic::metadata::BinaryMetadataValue::from_bytes(&cert.encode_to_vec()),
+        );
+    }
 }
 
 /// Parses a duration such as `30s`, `250ms` or `1m 30s` (for clap).

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// relay-svc: the stable entry point of the migrating chat. It only knows the
@@ -65,6 +66,20 @@ pub struct RelayConfig {
     /// may reset.
     #[arg(long, env = "RELAY_ADMIN_SECRET", hide_env_values = true)]
     pub admin_secret: Option<String>,
+
+    /// Directory of the relay's persistent key (`relay.key`, created on
+    /// first start). Nodes pin this key: keep the directory across restarts.
+    #[arg(long, env = "RELAY_DATA_DIR", default_value = "relay-data")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Chat messages each member may send per second, sustained (0: no
+    /// limit). Hosts refuse faster senders with a retry delay.
+    #[arg(long, env = "RELAY_MESSAGES_PER_SECOND", default_value_t = 20)]
+    pub messages_per_second: u32,
+
+    /// Messages a member may send at once before the rate applies.
+    #[arg(long, env = "RELAY_MESSAGE_BURST", default_value_t = 50)]
+    pub message_burst: u32,
 }
 
 /// The admin secret of [`RelayConfig::for_tests`].
@@ -80,6 +95,18 @@ impl RelayConfig {
             member_grace: Duration::from_secs(3),
             lease: Duration::from_millis(500),
             admin_secret: Some(TEST_ADMIN_SECRET.to_string()),
+            // An ephemeral key: tests that restart a relay choose a directory.
+            data_dir: None,
+            messages_per_second: 20,
+            message_burst: 50,
+        }
+    }
+
+    /// The relay's key: kept in the data directory, or ephemeral without one.
+    pub fn load_key(&self) -> std::io::Result<chat_proto::trust::Keypair> {
+        match &self.data_dir {
+            Some(dir) => chat_proto::trust::Keypair::load_or_create(&dir.join("relay.key")),
+            None => Ok(chat_proto::trust::Keypair::generate()),
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum RelayError {
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] chat_proto::serve::ReflectionError),
+    /// The relay's key could not be read or created.
+    #[error("relay key: {0}")]
+    Key(#[from] std::io::Error),
 }
 
 /// Serves the relay on `listener` until `shutdown` completes.
@@ -39,7 +42,9 @@ pub async fn run(
     config: RelayConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
-    let shared = service::Shared::new(config);
+    let key = config.load_key()?;
+    tracing::info!(key = %chat_proto::trust::hex(&key.public_key()), "relay key");
+    let shared = service::Shared::new(config, key);
     let mut routes = tonic::service::RoutesBuilder::default();
     let health = chat_proto::serve::add_inspection(&mut routes, &["relay.v1.RelayService"])?;
     health

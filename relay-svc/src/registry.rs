@@ -1,14 +1,28 @@
 //! The relay's soft state: registered member nodes and the host record.
 //! Pure and synchronous, so every rule is unit-tested without a network.
 
-use chat_proto::pb::relay::{HostRecord, MemberRecord};
+use chat_proto::pb::relay::{HostRecord, HostTerm, MemberRecord, NameGrant};
 use chat_proto::rules::{self, RuleError};
+use chat_proto::trust::{self, Keypair};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Shortest wait for a host to re-assert itself after a relay restart.
 const MIN_VACANCY_WAIT: Duration = Duration::from_secs(1);
+/// How long a name grant proves its binding.
+const NAME_GRANT_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// Longest accepted node address, in bytes.
+pub const MAX_ADDRESS_BYTES: usize = 255;
+
+/// Checks a node address: `host:port`, at most [`MAX_ADDRESS_BYTES`].
+fn check_address(address: &str) -> Result<(), RegistryError> {
+    let printable = address.chars().all(|c| c.is_ascii_graphic());
+    if address.len() > MAX_ADDRESS_BYTES || !printable || !address.contains(':') {
+        return Err(RegistryError::InvalidAddress);
+    }
+    Ok(())
+}
 
 /// Why the registry refused a request. Converted to a gRPC status in one place.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -16,8 +30,8 @@ pub enum RegistryError {
     /// The name breaks a naming rule.
     #[error(transparent)]
     InvalidName(#[from] RuleError),
-    /// The node gave no address to reach it.
-    #[error("address must be host:port")]
+    /// The node gave no usable address to reach it.
+    #[error("address must be host:port, printable, at most 255 bytes")]
     InvalidAddress,
     /// Another connected member holds the name.
     #[error("name {0:?} is taken by a connected member")]
@@ -63,7 +77,9 @@ impl From<RegistryError> for tonic::Status {
     }
 }
 
-/// A registration request, as the registry needs it.
+/// A registration whose signatures the service has checked: the
+/// registrant holds `public_key`, and `latest_term` and `name_claimed_at`
+/// come from certificates this relay signed.
 #[derive(Debug, Clone, Default)]
 pub struct Registration {
     /// Chat name.
@@ -72,14 +88,23 @@ pub struct Registration {
     pub address: String,
     /// Token of an earlier registration (`node_id.secret`), or empty.
     pub session_token: String,
-    /// Highest epoch the node has seen.
-    pub known_epoch: u64,
-    /// Epoch the node hosts right now, or 0.
-    pub hosting_epoch: u64,
+    /// The node's Ed25519 public key (proven held).
+    pub public_key: Vec<u8>,
+    /// The newest host term the node has seen (relay-signed).
+    pub latest_term: Option<HostTerm>,
+    /// The node hosts `latest_term` right now.
+    pub hosting: bool,
+    /// Since when this key holds the name, from a name certificate it
+    /// showed (Unix ms): the earliest claim wins a contested name.
+    pub name_claimed_at: Option<i64>,
     /// Head of the node's room replica.
     pub replica_head: u64,
-    /// The node's Ed25519 public key.
-    pub public_key: Vec<u8>,
+}
+
+impl Registration {
+    fn known_epoch(&self) -> u64 {
+        self.latest_term.as_ref().map_or(0, |t| t.epoch)
+    }
 }
 
 /// A registered node and its credentials.
@@ -89,6 +114,8 @@ pub struct Member {
     pub record: MemberRecord,
     /// Secret of this registration.
     pub session_token: String,
+    /// Since when this key holds the name (Unix ms).
+    pub claimed_at: i64,
     known_epoch: u64,
     replica_head: u64,
     watchers: u32,
@@ -113,11 +140,14 @@ pub struct Registry {
     /// Since when nodes that knew a host are waiting for it to re-assert
     /// itself (after a relay restart).
     vacant_since: Option<Instant>,
+    /// Signs host terms and name grants.
+    key: Keypair,
 }
 
 impl Registry {
-    /// An empty registry whose host leases last `lease_duration`.
-    pub fn new(lease_duration: Duration) -> Self {
+    /// An empty registry whose host leases last `lease_duration`, signing
+    /// with the relay's `key`.
+    pub fn new(lease_duration: Duration, key: Keypair) -> Self {
         Self {
             members: HashMap::new(),
             host: None,
@@ -125,7 +155,13 @@ impl Registry {
             lease_duration,
             lease: None,
             vacant_since: None,
+            key,
         }
+    }
+
+    /// The relay's public key.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.key.public_key()
     }
 
     /// The current host record, if any node has registered.
@@ -135,61 +171,87 @@ impl Registry {
 
     /// Registers (or re-registers) a node; returns it and the host record
     /// (none while the relay waits for a known host to re-assert itself).
+    /// `unix_ms` is the wall clock, for the name grant.
     pub fn register(
         &mut self,
         reg: Registration,
         now: Instant,
+        unix_ms: i64,
     ) -> Result<(Member, Option<HostRecord>), RegistryError> {
         rules::validate_name(&reg.name)?;
-        if !reg.address.contains(':') {
-            return Err(RegistryError::InvalidAddress);
+        check_address(&reg.address)?;
+        let node_id = trust::node_id_of(&reg.public_key);
+        if let Some(term) = &reg.latest_term {
+            if reg.hosting && term.node_id != node_id {
+                return Err(RegistryError::NotHost(node_id));
+            }
         }
-        let (node_id, token) = self.identity_for(&reg)?;
+        let claimed_at = self.settle_name(&reg, &node_id, unix_ms)?;
+        let token = match reg.session_token.split_once('.') {
+            Some((id, secret)) if id == node_id && secret.len() <= 64 => reg.session_token.clone(),
+            _ => format!("{node_id}.{}", uuid::Uuid::new_v4().simple()),
+        };
+        let grant = NameGrant {
+            name: reg.name.clone(),
+            node_id: node_id.clone(),
+            public_key: reg.public_key.clone(),
+            issued_at_unix_ms: unix_ms,
+            expires_at_unix_ms: unix_ms.saturating_add(NAME_GRANT_TTL_MS),
+        };
         let member = Member {
             record: MemberRecord {
                 node_id: node_id.clone(),
                 name: reg.name.clone(),
                 address: reg.address.clone(),
                 public_key: reg.public_key.clone(),
+                certificate: Some(self.key.issue_name(&grant)),
             },
             session_token: token,
-            known_epoch: reg.known_epoch,
+            claimed_at,
+            known_epoch: reg.known_epoch(),
             replica_head: reg.replica_head,
             watchers: 0,
             last_seen: now,
         };
-        self.members.insert(node_id.clone(), member.clone());
-        self.highest_epoch = self.highest_epoch.max(reg.known_epoch);
+        // The same node registering again keeps its open watch streams.
+        let watchers = self.members.get(&node_id).map_or(0, |m| m.watchers);
+        self.members.insert(
+            node_id,
+            Member {
+                watchers,
+                ..member.clone()
+            },
+        );
+        self.highest_epoch = self.highest_epoch.max(reg.known_epoch());
         let host = self.settle_host(&member.record, &reg, now);
         Ok((member, host))
     }
 
-    /// Keeps the node id of a known token (or one issued by an earlier relay
-    /// process), or issues a new identity; refuses a name held by another node.
-    fn identity_for(&self, reg: &Registration) -> Result<(String, String), RegistryError> {
-        let claimed = reg
-            .session_token
-            .split_once('.')
-            .map(|(id, _)| id.to_string());
-        if let Some(holder) = self.members.values().find(|m| m.record.name == reg.name) {
-            if claimed.as_deref() != Some(holder.record.node_id.as_str())
-                || holder.session_token != reg.session_token
-            {
-                return Err(RegistryError::NameTaken(reg.name.clone()));
+    /// Decides who holds `reg.name`: the same key keeps it (a restarted
+    /// node reclaims it at once); another key gets it only with an earlier
+    /// claim (a name certificate from before a relay restart), which evicts
+    /// the holder. Returns since when the registrant holds it.
+    fn settle_name(
+        &mut self,
+        reg: &Registration,
+        node_id: &str,
+        unix_ms: i64,
+    ) -> Result<i64, RegistryError> {
+        let claim = reg.name_claimed_at.unwrap_or(unix_ms);
+        let holder = self
+            .members
+            .values()
+            .find(|m| m.record.name == reg.name)
+            .map(|m| (m.record.node_id.clone(), m.claimed_at));
+        match holder {
+            Some((id, since)) if id == node_id => Ok(claim.min(since)),
+            Some((id, since)) if claim < since => {
+                tracing::warn!(name = %reg.name, evicted = %id, "an earlier name certificate takes the name back");
+                self.members.remove(&id);
+                Ok(claim)
             }
-        }
-        match claimed {
-            Some(node_id) => match self.members.get(&node_id) {
-                Some(m) if m.session_token != reg.session_token => {
-                    Err(RegistryError::BadToken(node_id))
-                }
-                _ => Ok((node_id, reg.session_token.clone())),
-            },
-            None => {
-                let node_id = uuid::Uuid::new_v4().simple().to_string();
-                let token = format!("{node_id}.{}", uuid::Uuid::new_v4().simple());
-                Ok((node_id, token))
-            }
+            Some(_) => Err(RegistryError::NameTaken(reg.name.clone())),
+            None => Ok(claim),
         }
     }
 
@@ -204,11 +266,17 @@ impl Registry {
         now: Instant,
     ) -> Option<HostRecord> {
         let current = self.host.as_ref().map_or(0, |h| h.epoch);
-        if reg.hosting_epoch > current {
-            self.set_host(reg.hosting_epoch, member, now);
+        let reasserted = reg
+            .latest_term
+            .as_ref()
+            .filter(|t| reg.hosting && t.epoch > current);
+        if let Some(term) = reasserted {
+            self.set_host(term.epoch, member, now);
         } else if self.host.is_none() {
-            if reg.known_epoch == 0 && self.vacant_since.is_none() {
-                self.set_host(self.highest_epoch + 1, member, now);
+            if reg.known_epoch() == 0 && self.vacant_since.is_none() {
+                if let Some(epoch) = self.highest_epoch.checked_add(1) {
+                    self.set_host(epoch, member, now);
+                }
             } else {
                 self.vacant_since.get_or_insert(now);
             }
@@ -218,11 +286,21 @@ impl Registry {
 
     fn set_host(&mut self, epoch: u64, member: &MemberRecord, now: Instant) {
         self.highest_epoch = self.highest_epoch.max(epoch);
+        let term = HostTerm {
+            room: trust::ROOM.to_string(),
+            epoch,
+            node_id: member.node_id.clone(),
+            address: member.address.clone(),
+            name: member.name.clone(),
+            public_key: member.public_key.clone(),
+            issued_at_unix_ms: trust::now_unix_ms(),
+        };
         self.host = Some(HostRecord {
             epoch,
             node_id: member.node_id.clone(),
             address: member.address.clone(),
             name: member.name.clone(),
+            certificate: Some(self.key.issue_host_term(&term)),
         });
         // A new host gets a full lease to start renewing.
         self.lease = Some(Lease {
@@ -256,7 +334,10 @@ impl Registry {
     /// re-asserted). Returns the new host record if it changed.
     pub fn check_lease(&mut self, now: Instant) -> Option<HostRecord> {
         let expired = match (&self.host, &self.lease, self.vacant_since) {
-            (Some(_), Some(lease), _) => now > lease.deadline,
+            // The host stops acknowledging at the deadline by its own clock
+            // (measured from before its renewal reached us); the margin
+            // covers clock rate differences.
+            (Some(_), Some(lease), _) => now > lease.deadline + self.lease_margin(),
             (None, _, Some(since)) => now.duration_since(since) > self.vacancy_wait(),
             _ => false,
         };
@@ -275,9 +356,18 @@ impl Registry {
             self.vacant_since = self.vacant_since.map(|_| now);
             return None;
         };
-        let epoch = self.highest_epoch + 1;
+        let Some(epoch) = self.highest_epoch.checked_add(1) else {
+            tracing::error!("epochs are exhausted; no host can be promoted");
+            return None;
+        };
         self.set_host(epoch, &next, now);
         self.host.clone()
+    }
+
+    /// How long past a lease's deadline the relay waits before promoting:
+    /// the host fences itself at the deadline.
+    pub fn lease_margin(&self) -> Duration {
+        self.lease_duration / 5
     }
 
     /// How long a vacancy waits for the old host to re-assert itself: long
@@ -348,13 +438,17 @@ impl Registry {
         now: Instant,
     ) -> Result<HostRecord, RegistryError> {
         self.check_host(caller, token, from_epoch)?;
+        let epoch = from_epoch.checked_add(1).ok_or(RegistryError::StaleEpoch {
+            given: from_epoch,
+            current: from_epoch,
+        })?;
         let target = self
             .members
             .get(to_node_id)
             .ok_or_else(|| RegistryError::UnknownNode(to_node_id.to_string()))?
             .record
             .clone();
-        self.set_host(from_epoch + 1, &target, now);
+        self.set_host(epoch, &target, now);
         // Until the new host names its own successor, the old host holds the
         // whole room: promote it back if the new host dies at once.
         if let Some(lease) = self.lease.as_mut() {

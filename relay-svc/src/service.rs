@@ -4,6 +4,7 @@ use crate::config::RelayConfig;
 use crate::registry::{Registration, Registry, RegistryError};
 use chat_proto::pb::relay::relay_service_server::RelayService;
 use chat_proto::pb::relay::*;
+use chat_proto::trust::{self, Keypair, PublicKey};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
@@ -14,16 +15,19 @@ use tonic::{Request, Response, Status};
 /// State shared by the handlers. The mutex is never held across an `.await`.
 pub struct Shared {
     registry: Mutex<Registry>,
+    relay_key: PublicKey,
     host_tx: watch::Sender<Option<HostRecord>>,
     config: RelayConfig,
     closing: CancellationToken,
 }
 
 impl Shared {
-    /// Empty registry under `config`.
-    pub fn new(config: RelayConfig) -> Arc<Self> {
+    /// Empty registry under `config`, signing with `key`.
+    pub fn new(config: RelayConfig, key: Keypair) -> Arc<Self> {
+        let relay_key = key.verifying();
         Arc::new(Self {
-            registry: Mutex::new(Registry::new(config.lease)),
+            registry: Mutex::new(Registry::new(config.lease, key)),
+            relay_key,
             host_tx: watch::channel(None).0,
             config,
             closing: CancellationToken::new(),
@@ -83,26 +87,23 @@ impl RelayService for Relay {
         &self,
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let req = req.into_inner();
-        let reg = Registration {
-            name: req.name,
-            address: req.address,
-            session_token: req.session_token,
-            known_epoch: req.known_epoch,
-            hosting_epoch: req.hosting_epoch,
-            replica_head: req.replica_head,
-            public_key: req.public_key,
-        };
-        let (member, host) = self.0.update(|r| r.register(reg, Instant::now()))?;
+        let reg = verify_registration(&self.0.relay_key, req.into_inner())?;
+        let now_ms = trust::now_unix_ms();
+        let (member, host) = self.0.update(|r| r.register(reg, Instant::now(), now_ms))?;
         tracing::info!(name = %member.record.name, node = %member.record.node_id,
                        address = %member.record.address, "registered");
+        let config = &self.0.config;
         Ok(Response::new(RegisterResponse {
             node_id: member.record.node_id,
             session_token: member.session_token,
             host,
-            min_users: self.0.config.min_users,
-            migration_interval_ms: self.0.config.migration_interval.as_millis() as u64,
-            lease_ms: self.0.config.lease.as_millis() as u64,
+            min_users: config.min_users,
+            migration_interval_ms: millis(config.migration_interval),
+            lease_ms: millis(config.lease),
+            relay_public_key: self.0.relay_key.to_bytes().to_vec(),
+            name_certificate: member.record.certificate,
+            messages_per_second: config.messages_per_second,
+            message_burst: config.message_burst,
         }))
     }
 
@@ -206,6 +207,57 @@ impl RelayService for Relay {
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("no member named {name:?}")))
     }
+}
+
+/// Milliseconds of `d`, saturating.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Longest accepted session token, in bytes.
+const MAX_TOKEN_BYTES: usize = 128;
+
+/// Checks what a registrant sent before the registry sees it: sizes, the
+/// proof that it holds its key, and that every certificate it shows was
+/// signed by this relay.
+fn verify_registration(relay: &PublicKey, req: RegisterRequest) -> Result<Registration, Status> {
+    if req.session_token.len() > MAX_TOKEN_BYTES {
+        return Err(Status::invalid_argument("session token is too long"));
+    }
+    let key = PublicKey::from_bytes(&req.public_key)
+        .map_err(|_| Status::invalid_argument("public_key must be a 32-byte Ed25519 key"))?;
+    let now = trust::now_unix_ms();
+    // Sizes first: the payload below must not be built from huge fields.
+    chat_proto::rules::validate_name(&req.name)?;
+    if req.address.len() > crate::registry::MAX_ADDRESS_BYTES {
+        return Err(RegistryError::InvalidAddress.into());
+    }
+    let payload =
+        trust::register_payload(&req.name, &req.address, &req.public_key, req.signed_at_unix_ms);
+    key.verify(&payload, &req.signature)
+        .and_then(|()| trust::check_fresh(req.signed_at_unix_ms, now))
+        .map_err(|e| Status::unauthenticated(format!("registration not signed by its key: {e}")))?;
+    let latest_term = req
+        .latest_term
+        .map(|cert| relay.verify_host_term(&cert))
+        .transpose()
+        .map_err(|e| Status::permission_denied(format!("host term certificate: {e}")))?;
+    // An old name certificate counts only for this name and this key.
+    let name_claimed_at = req
+        .name_certificate
+        .and_then(|cert| relay.verify_name(&cert, now).ok())
+        .filter(|g| g.name == req.name && g.public_key == req.public_key)
+        .map(|g| g.issued_at_unix_ms);
+    Ok(Registration {
+        name: req.name,
+        address: req.address,
+        session_token: req.session_token,
+        public_key: req.public_key,
+        latest_term,
+        hosting: req.hosting,
+        name_claimed_at,
+        replica_head: req.replica_head,
+    })
 }
 
 /// Compares secrets without an early exit, so timing tells nothing.

@@ -1,24 +1,59 @@
 use super::*;
 
 const LEASE: Duration = Duration::from_millis(500);
+const WALL_MS: i64 = 1_000_000;
+
+/// One key per name, the same every time (a user with a key file).
+fn key_of(name: &str) -> Keypair {
+    let mut secret = [7u8; 32];
+    for (i, b) in name.bytes().enumerate().take(32) {
+        secret[i] = b;
+    }
+    Keypair::from_secret(secret)
+}
 
 fn reg(name: &str, port: u16) -> Registration {
     Registration {
         name: name.to_string(),
         address: format!("127.0.0.1:{port}"),
+        public_key: key_of(name).public_key(),
         ..Registration::default()
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new(LEASE, Keypair::generate())
+}
+
+/// A host term this registry's relay signed, as a node would hold it.
+fn term(epoch: u64, name: &str) -> HostTerm {
+    HostTerm {
+        room: trust::ROOM.into(),
+        epoch,
+        node_id: trust::node_id_of(&key_of(name).public_key()),
+        ..Default::default()
+    }
+}
+
+impl Registry {
+    fn register_now(
+        &mut self,
+        reg: Registration,
+        now: Instant,
+    ) -> Result<(Member, Option<HostRecord>), RegistryError> {
+        self.register(reg, now, WALL_MS)
     }
 }
 
 #[test]
 fn first_node_hosts_at_epoch_one() {
-    let mut r = Registry::new(LEASE);
+    let mut r = registry();
     let now = Instant::now();
-    let (alice, host) = r.register(reg("alice", 1), now).unwrap();
+    let (alice, host) = r.register_now(reg("alice", 1), now).unwrap();
     let host = host.unwrap();
     assert_eq!(host.epoch, 1);
     assert_eq!(host.node_id, alice.record.node_id);
-    let (_, host) = r.register(reg("bob", 2), now).unwrap();
+    let (_, host) = r.register_now(reg("bob", 2), now).unwrap();
     assert_eq!(
         host.unwrap().node_id,
         alice.record.node_id,
@@ -28,42 +63,46 @@ fn first_node_hosts_at_epoch_one() {
 
 #[test]
 fn names_are_unique_and_valid() {
-    let mut r = Registry::new(LEASE);
+    let mut r = registry();
     let now = Instant::now();
-    r.register(reg("alice", 1), now).unwrap();
+    r.register_now(reg("alice", 1), now).unwrap();
+    let other_key = Registration {
+        public_key: key_of("mallory").public_key(),
+        ..reg("alice", 2)
+    };
     assert_eq!(
-        r.register(reg("alice", 2), now).unwrap_err(),
+        r.register_now(other_key, now).unwrap_err(),
         RegistryError::NameTaken("alice".into())
     );
     assert!(matches!(
-        r.register(reg("a:b", 2), now),
+        r.register_now(reg("a:b", 2), now),
         Err(RegistryError::InvalidName(_))
     ));
     assert!(matches!(
-        r.register(reg("", 2), now),
+        r.register_now(reg("", 2), now),
         Err(RegistryError::InvalidName(_))
     ));
 }
 
 #[test]
 fn re_registration_with_token_keeps_identity() {
-    let mut r = Registry::new(LEASE);
+    let mut r = registry();
     let now = Instant::now();
-    let (alice, _) = r.register(reg("alice", 1), now).unwrap();
+    let (alice, _) = r.register_now(reg("alice", 1), now).unwrap();
     let again = Registration {
         session_token: alice.session_token.clone(),
         ..reg("alice", 1)
     };
-    let (same, _) = r.register(again, now).unwrap();
+    let (same, _) = r.register_now(again, now).unwrap();
     assert_eq!(same.record.node_id, alice.record.node_id);
 }
 
 #[test]
 fn migration_is_compare_and_set() {
-    let mut r = Registry::new(LEASE);
+    let mut r = registry();
     let now = Instant::now();
-    let (a, _) = r.register(reg("alice", 1), now).unwrap();
-    let (b, _) = r.register(reg("bob", 2), now).unwrap();
+    let (a, _) = r.register_now(reg("alice", 1), now).unwrap();
+    let (b, _) = r.register_now(reg("bob", 2), now).unwrap();
     let (aid, atok, bid) = (&a.record.node_id, &a.session_token, &b.record.node_id);
     // Forged: bob is not host.
     assert!(matches!(
@@ -90,38 +129,50 @@ fn migration_is_compare_and_set() {
 
 #[test]
 fn host_reasserts_epoch_after_relay_restart() {
-    let mut r = Registry::new(LEASE);
+    let mut r = registry();
     let now = Instant::now();
     let follower = Registration {
-        known_epoch: 7,
+        latest_term: Some(term(7, "alice")),
         ..reg("bob", 2)
     };
-    let (_, host) = r.register(follower, now).unwrap();
+    let (_, host) = r.register_now(follower, now).unwrap();
     assert!(
         host.is_none(),
         "a member that knew a host waits for it to re-assert"
     );
+    let alice_id = trust::node_id_of(&key_of("alice").public_key());
     let hosting = Registration {
-        session_token: "n1.secret".into(),
-        known_epoch: 9,
-        hosting_epoch: 9,
+        session_token: format!("{alice_id}.secret"),
+        latest_term: Some(term(9, "alice")),
+        hosting: true,
         ..reg("alice", 1)
     };
-    let (a, host) = r.register(hosting, now).unwrap();
+    let (a, host) = r.register_now(hosting, now).unwrap();
     let host = host.unwrap();
     assert_eq!((host.epoch, &host.node_id), (9, &a.record.node_id));
-    assert_eq!(a.record.node_id, "n1");
+    assert_eq!(a.session_token, format!("{alice_id}.secret"));
+    // A term naming another node cannot be re-asserted.
+    let bob_claims = Registration {
+        latest_term: Some(term(10, "alice")),
+        hosting: true,
+        ..reg("bob", 2)
+    };
+    assert!(matches!(
+        r.register_now(bob_claims, now),
+        Err(RegistryError::NotHost(_))
+    ));
+    assert_eq!(r.host().unwrap().epoch, 9);
     assert!(r.check_lease(now + LEASE / 2).is_none());
 }
 
 #[test]
 fn a_vacancy_nobody_claims_is_filled_after_a_lease() {
-    let mut r = Registry::new(LEASE);
+    let mut r = registry();
     let t0 = Instant::now();
     let (b, host) = r
-        .register(
+        .register_now(
             Registration {
-                known_epoch: 7,
+                latest_term: Some(term(7, "alice")),
                 ..reg("bob", 2)
             },
             t0,
@@ -133,9 +184,9 @@ fn a_vacancy_nobody_claims_is_filled_after_a_lease() {
     assert!(r.check_lease(t0 + LEASE / 2).is_none());
     // The freshest replica wins.
     let (c, _) = r
-        .register(
+        .register_now(
             Registration {
-                known_epoch: 7,
+                latest_term: Some(term(7, "alice")),
                 replica_head: 40,
                 ..reg("carol", 3)
             },
@@ -154,11 +205,11 @@ fn a_vacancy_nobody_claims_is_filled_after_a_lease() {
 
 #[test]
 fn an_expired_lease_promotes_the_successor() {
-    let mut r = Registry::new(LEASE);
+    let mut r = registry();
     let t0 = Instant::now();
     let mut ids = Vec::new();
     for (i, name) in ["alice", "bob", "carol"].iter().enumerate() {
-        let (m, _) = r.register(reg(name, i as u16 + 1), t0).unwrap();
+        let (m, _) = r.register_now(reg(name, i as u16 + 1), t0).unwrap();
         r.watch_started(&m.record.node_id, &m.session_token)
             .unwrap();
         ids.push(m);
@@ -191,11 +242,11 @@ fn an_expired_lease_promotes_the_successor() {
 
 #[test]
 fn a_dead_successor_is_skipped_for_a_live_member() {
-    let mut r = Registry::new(LEASE);
+    let mut r = registry();
     let t0 = Instant::now();
-    let (a, _) = r.register(reg("alice", 1), t0).unwrap();
-    let (b, _) = r.register(reg("bob", 2), t0).unwrap();
-    let (c, _) = r.register(reg("carol", 3), t0).unwrap();
+    let (a, _) = r.register_now(reg("alice", 1), t0).unwrap();
+    let (b, _) = r.register_now(reg("bob", 2), t0).unwrap();
+    let (c, _) = r.register_now(reg("carol", 3), t0).unwrap();
     r.watch_started(&c.record.node_id, &c.session_token)
         .unwrap();
     // bob is named successor but has no watch stream: not alive.
@@ -213,10 +264,10 @@ fn a_dead_successor_is_skipped_for_a_live_member() {
 
 #[test]
 fn silent_members_are_reaped_after_grace() {
-    let mut r = Registry::new(LEASE);
+    let mut r = registry();
     let t0 = Instant::now();
-    let (a, _) = r.register(reg("alice", 1), t0).unwrap();
-    let (b, _) = r.register(reg("bob", 2), t0).unwrap();
+    let (a, _) = r.register_now(reg("alice", 1), t0).unwrap();
+    let (b, _) = r.register_now(reg("bob", 2), t0).unwrap();
     r.watch_started(&a.record.node_id, &a.session_token)
         .unwrap();
     let grace = Duration::from_secs(2);
@@ -224,6 +275,90 @@ fn silent_members_are_reaped_after_grace() {
     assert_eq!(r.reap(t0 + Duration::from_secs(3), grace), vec!["bob"]);
     assert!(r.lookup("alice").is_some());
     assert!(r.lookup(&b.record.name).is_none());
-    // bob's name is free again.
-    r.register(reg("bob", 3), t0).unwrap();
+    // bob's name is free again, for anyone.
+    r.register_now(
+        Registration {
+            public_key: key_of("mallory").public_key(),
+            ..reg("bob", 3)
+        },
+        t0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_name_is_bound_to_its_key() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let (bob, _) = r.register_now(reg("bob", 1), t0).unwrap();
+    let stranger = Registration {
+        public_key: key_of("mallory").public_key(),
+        ..reg("bob", 2)
+    };
+    assert_eq!(
+        r.register_now(stranger.clone(), t0).unwrap_err(),
+        RegistryError::NameTaken("bob".into())
+    );
+    // The same key reclaims the name at once (a restarted node), same id.
+    let (again, _) = r.register_now(reg("bob", 3), t0).unwrap();
+    assert_eq!(again.record.node_id, bob.record.node_id);
+    assert_eq!(again.record.address, "127.0.0.1:3");
+    let grant = r
+        .public_key()
+        .as_slice()
+        .try_into()
+        .ok()
+        .and_then(|k: [u8; 32]| trust::PublicKey::from_bytes(&k).ok())
+        .and_then(|k| k.verify_name(again.record.certificate.as_ref()?, WALL_MS).ok())
+        .unwrap();
+    assert_eq!(grant.name, "bob");
+    assert_eq!(grant.public_key, key_of("bob").public_key());
+}
+
+#[test]
+fn an_earlier_name_certificate_takes_the_name_back() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    // After a relay restart a stranger registers bob's name first...
+    let stranger = Registration {
+        public_key: key_of("mallory").public_key(),
+        ..reg("bob", 2)
+    };
+    let (s, _) = r.register_now(stranger.clone(), t0).unwrap();
+    // ...then bob shows the certificate he got before the restart.
+    let bob = Registration {
+        name_claimed_at: Some(WALL_MS - 60_000),
+        ..reg("bob", 1)
+    };
+    let (b, _) = r.register_now(bob, t0).unwrap();
+    assert_eq!(r.lookup("bob").unwrap().node_id, b.record.node_id);
+    assert!(r.authenticate(&s.record.node_id, &s.session_token).is_err());
+    // The stranger's own (later) certificate does not win it back.
+    let comeback = Registration {
+        name_claimed_at: Some(WALL_MS),
+        ..stranger
+    };
+    assert_eq!(
+        r.register_now(comeback, t0).unwrap_err(),
+        RegistryError::NameTaken("bob".into())
+    );
+}
+
+#[test]
+fn epochs_never_wrap() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let top = Registration {
+        latest_term: Some(term(u64::MAX, "alice")),
+        hosting: true,
+        ..reg("alice", 1)
+    };
+    let (a, host) = r.register_now(top, t0).unwrap();
+    assert_eq!(host.unwrap().epoch, u64::MAX);
+    let (b, _) = r.register_now(reg("bob", 2), t0).unwrap();
+    r.watch_started(&b.record.node_id, &b.session_token).unwrap();
+    assert!(r.check_lease(t0 + LEASE * 3).is_none(), "no epoch 0");
+    assert!(r
+        .report_migration(&a.record.node_id, &a.session_token, u64::MAX, &b.record.node_id, t0)
+        .is_err());
 }

@@ -1,0 +1,432 @@
+//! Signatures and certificates: the exact byte layouts the protos describe,
+//! in one place for every signer and verifier. The relay's key is the one
+//! root of trust: it signs host terms (the only form in which an epoch
+//! counts) and name grants (a name bound to a node and its key); members
+//! sign their own messages, Hellos and node-to-node calls.
+
+use crate::pb::chat::{ChatMessage, Hello, PrivateMessage};
+use crate::pb::relay::{HostTerm, HostTermCertificate, NameCertificate, NameGrant};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use prost::Message;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+/// How far a signed timestamp may be from the verifier's clock.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// The room every chat message is signed for (rooms come later).
+pub const ROOM: &str = "lobby";
+/// Largest certificate accepted anywhere, in bytes.
+pub const MAX_CERTIFICATE_BYTES: usize = 2048;
+
+const HOST_TERM_TAG: &[u8] = b"relay.v1.HostTerm";
+const NAME_GRANT_TAG: &[u8] = b"relay.v1.NameGrant";
+
+/// Why a signature or certificate was not accepted.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum TrustError {
+    /// The key is not 32 valid bytes.
+    #[error("malformed public key")]
+    BadKey,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// The signed timestamp is too far from now (a replay, or a bad clock).
+    #[error("signed at a time too far from now")]
+    Stale,
+    /// The certificate is missing, too large or does not decode.
+    #[error("malformed certificate")]
+    Malformed,
+    /// The certificate is past its expiry.
+    #[error("certificate expired")]
+    Expired,
+    /// The certificate is valid but says something else than claimed.
+    #[error("certificate does not match: {0}")]
+    Mismatch(&'static str),
+}
+
+impl From<TrustError> for tonic::Status {
+    fn from(err: TrustError) -> Self {
+        tonic::Status::permission_denied(err.to_string())
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The signed layout: each part as its length (8 bytes, big-endian) and
+/// its bytes, so no part can bleed into the next.
+pub fn frame(parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len() + 8).sum();
+    let mut out = Vec::with_capacity(len);
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// An Ed25519 key pair (a node's or the relay's).
+pub struct Keypair(SigningKey);
+
+impl std::fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Keypair")
+            .field(&hex(&self.public_key()))
+            .finish()
+    }
+}
+
+impl Keypair {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        Keypair(SigningKey::from_bytes(&rand::random::<[u8; 32]>()))
+    }
+
+    /// The key whose secret is these 32 bytes.
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        Keypair(SigningKey::from_bytes(&secret))
+    }
+
+    /// The key kept in `path` (32 secret bytes), created there if absent,
+    /// readable by the owner only. Two processes creating it at once end up
+    /// with the same key.
+    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is not a 32-byte key file", path.display()),
+                    )
+                })?;
+                Ok(Self::from_secret(secret))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                match write_private(path, &key.0.to_bytes()) {
+                    Ok(()) => Ok(key),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The public half, to verify this key's signatures.
+    pub fn verifying(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key())
+    }
+
+    /// The public half, 32 bytes.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.0.verifying_key().to_bytes().to_vec()
+    }
+
+    /// Signs `payload` (built with [`frame`]).
+    pub fn sign(&self, payload: &[u8]) -> Vec<u8> {
+        self.0.sign(payload).to_bytes().to_vec()
+    }
+
+    /// Issues a relay certificate for `term`.
+    pub fn issue_host_term(&self, term: &HostTerm) -> HostTermCertificate {
+        let term = term.encode_to_vec();
+        let signature = self.sign(&frame(&[HOST_TERM_TAG, &term]));
+        HostTermCertificate { term, signature }
+    }
+
+    /// Issues a relay certificate for `grant`.
+    pub fn issue_name(&self, grant: &NameGrant) -> NameCertificate {
+        let grant = grant.encode_to_vec();
+        let signature = self.sign(&frame(&[NAME_GRANT_TAG, &grant]));
+        NameCertificate { grant, signature }
+    }
+
+    /// Signs a Hello answering `nonce` from host `host_node_id`, in place.
+    pub fn sign_hello(&self, hello: &mut Hello, nonce: &[u8], host_node_id: &str) {
+        hello.public_key = self.public_key();
+        hello.signed_at_unix_ms = now_unix_ms();
+        hello.signature = self.sign(&hello_payload(hello, nonce, host_node_id));
+    }
+
+    /// Signs a private message in place.
+    pub fn sign_private(&self, msg: &mut PrivateMessage) {
+        msg.sent_at_unix_ms = now_unix_ms();
+        msg.signature = self.sign(&private_payload(msg));
+    }
+}
+
+/// Writes `bytes` to a new file at `path` that only its owner may read,
+/// whole or not at all (written aside, then linked into place);
+/// `AlreadyExists` if the file is there.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let aside = path.with_extension(format!("tmp{}", rand::random::<u32>()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(&aside)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::hard_link(&aside, path));
+    let _ = std::fs::remove_file(&aside);
+    written
+}
+
+/// The node id the relay gives the holder of `public_key`: the hex of its
+/// first 16 bytes, so nobody can claim another key's id.
+pub fn node_id_of(public_key: &[u8]) -> String {
+    hex(&public_key[..public_key.len().min(16)])
+}
+
+/// What a Register's proof of key possession covers.
+pub fn register_payload(name: &str, address: &str, public_key: &[u8], signed_at: i64) -> Vec<u8> {
+    frame(&[
+        b"relay.v1.Register",
+        name.as_bytes(),
+        address.as_bytes(),
+        public_key,
+        &signed_at.to_be_bytes(),
+    ])
+}
+
+/// Lower-case hex of `bytes` (for key fingerprints in messages and files).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A public key that signatures are checked against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(VerifyingKey);
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PublicKey")
+            .field(&hex(self.0.as_bytes()))
+            .finish()
+    }
+}
+
+impl PublicKey {
+    /// Parses 32 key bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TrustError> {
+        let key: [u8; 32] = bytes.try_into().map_err(|_| TrustError::BadKey)?;
+        VerifyingKey::from_bytes(&key)
+            .map(PublicKey)
+            .map_err(|_| TrustError::BadKey)
+    }
+
+    /// The 32 key bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// Checks `signature` over `payload` (strict RFC 8032 verification).
+    pub fn verify(&self, payload: &[u8], signature: &[u8]) -> Result<(), TrustError> {
+        let sig: [u8; 64] = signature
+            .try_into()
+            .map_err(|_| TrustError::BadSignature)?;
+        self.0
+            .verify_strict(payload, &Signature::from_bytes(&sig))
+            .map_err(|_| TrustError::BadSignature)
+    }
+
+    /// Verifies a relay-signed host term (this key being the relay's) and
+    /// returns what it says.
+    pub fn verify_host_term(&self, cert: &HostTermCertificate) -> Result<HostTerm, TrustError> {
+        if cert.term.len() > MAX_CERTIFICATE_BYTES {
+            return Err(TrustError::Malformed);
+        }
+        self.verify(&frame(&[HOST_TERM_TAG, &cert.term]), &cert.signature)?;
+        HostTerm::decode(cert.term.as_slice()).map_err(|_| TrustError::Malformed)
+    }
+
+    /// Verifies a relay-signed name grant (this key being the relay's) that
+    /// has not expired at `now_ms`, and returns it.
+    pub fn verify_name(&self, cert: &NameCertificate, now_ms: i64) -> Result<NameGrant, TrustError> {
+        if cert.grant.len() > MAX_CERTIFICATE_BYTES {
+            return Err(TrustError::Malformed);
+        }
+        self.verify(&frame(&[NAME_GRANT_TAG, &cert.grant]), &cert.signature)?;
+        let grant = NameGrant::decode(cert.grant.as_slice()).map_err(|_| TrustError::Malformed)?;
+        if grant.expires_at_unix_ms < now_ms {
+            return Err(TrustError::Expired);
+        }
+        Ok(grant)
+    }
+}
+
+/// Checks that a signed time is within [`MAX_CLOCK_SKEW_MS`] of `now_ms`.
+pub fn check_fresh(signed_at: i64, now_ms: i64) -> Result<(), TrustError> {
+    match now_ms.checked_sub(signed_at) {
+        Some(d) if d.checked_abs().is_some_and(|d| d <= MAX_CLOCK_SKEW_MS) => Ok(()),
+        _ => Err(TrustError::Stale),
+    }
+}
+
+/// What a Hello's signature covers.
+pub fn hello_payload(h: &Hello, nonce: &[u8], host_node_id: &str) -> Vec<u8> {
+    frame(&[
+        b"chat.v1.Hello",
+        h.name.as_bytes(),
+        h.node_id.as_bytes(),
+        h.address.as_bytes(),
+        &h.public_key,
+        &h.signed_at_unix_ms.to_be_bytes(),
+        nonce,
+        host_node_id.as_bytes(),
+    ])
+}
+
+/// What a chat message's signature covers.
+pub fn message_payload(room: &str, id: &str, from: &str, text: &str, sent_at: i64) -> Vec<u8> {
+    frame(&[
+        b"chat.v1.ChatMessage",
+        room.as_bytes(),
+        id.as_bytes(),
+        from.as_bytes(),
+        text.as_bytes(),
+        &sent_at.to_be_bytes(),
+    ])
+}
+
+/// What a private message's signature covers.
+pub fn private_payload(m: &PrivateMessage) -> Vec<u8> {
+    frame(&[
+        b"chat.v1.PrivateMessage",
+        m.id.as_bytes(),
+        m.from.as_bytes(),
+        m.from_node_id.as_bytes(),
+        m.to.as_bytes(),
+        m.to_node_id.as_bytes(),
+        m.text.as_bytes(),
+        &m.sent_at_unix_ms.to_be_bytes(),
+    ])
+}
+
+/// What a Replicate's signature covers.
+pub fn replicate_payload(term: &[u8], body: &[u8]) -> Vec<u8> {
+    frame(&[b"chat.v1.Replicate", term, body])
+}
+
+/// What a TakeOver's signature covers.
+pub fn take_over_payload(new_term: &[u8], sender_term: &[u8], signed_at: i64) -> Vec<u8> {
+    frame(&[
+        b"chat.v1.TakeOver",
+        new_term,
+        sender_term,
+        &signed_at.to_be_bytes(),
+    ])
+}
+
+/// Verifies a Hello answering `nonce`: signed by the key its certificate
+/// binds to its name and node id, recently, under the relay's `relay` key.
+pub fn verify_hello(
+    relay: &PublicKey,
+    hello: &Hello,
+    nonce: &[u8],
+    host_node_id: &str,
+) -> Result<NameGrant, TrustError> {
+    let now = now_unix_ms();
+    let cert = hello.certificate.as_ref().ok_or(TrustError::Malformed)?;
+    let grant = relay.verify_name(cert, now)?;
+    if grant.name != hello.name || grant.node_id != hello.node_id {
+        return Err(TrustError::Mismatch("name or node id"));
+    }
+    if grant.public_key != hello.public_key {
+        return Err(TrustError::Mismatch("key"));
+    }
+    PublicKey::from_bytes(&hello.public_key)?
+        .verify(&hello_payload(hello, nonce, host_node_id), &hello.signature)?;
+    check_fresh(hello.signed_at_unix_ms, now)?;
+    Ok(grant)
+}
+
+/// Verifies a sequenced chat message end to end: its sender certificate
+/// (relay-signed, for the name it is from) and the sender's signature.
+/// Expiry is not checked: history stays verifiable after grants expire.
+pub fn verify_chat_message(relay: &PublicKey, msg: &ChatMessage) -> Result<(), TrustError> {
+    let cert = msg.sender.as_ref().ok_or(TrustError::Malformed)?;
+    let grant = relay.verify_name(cert, i64::MIN)?;
+    if grant.name != msg.from {
+        return Err(TrustError::Mismatch("sender name"));
+    }
+    let payload = message_payload(ROOM, &msg.id, &msg.from, &msg.text, msg.sent_at_unix_ms);
+    PublicKey::from_bytes(&grant.public_key)?.verify(&payload, &msg.signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_verify_under_the_issuing_key_only() {
+        let relay = Keypair::generate();
+        let relay_pub = PublicKey::from_bytes(&relay.public_key()).unwrap();
+        let term = HostTerm {
+            room: ROOM.into(),
+            epoch: 7,
+            node_id: "n1".into(),
+            ..Default::default()
+        };
+        let cert = relay.issue_host_term(&term);
+        assert_eq!(relay_pub.verify_host_term(&cert), Ok(term));
+        let other = PublicKey::from_bytes(&Keypair::generate().public_key()).unwrap();
+        assert_eq!(other.verify_host_term(&cert), Err(TrustError::BadSignature));
+        let mut altered = cert.clone();
+        altered.term[3] ^= 1;
+        assert!(relay_pub.verify_host_term(&altered).is_err());
+
+        let grant = NameGrant {
+            name: "bob".into(),
+            expires_at_unix_ms: 100,
+            ..Default::default()
+        };
+        let cert = relay.issue_name(&grant);
+        assert_eq!(relay_pub.verify_name(&cert, 50), Ok(grant));
+        assert_eq!(relay_pub.verify_name(&cert, 101), Err(TrustError::Expired));
+        // A name grant is never a host term.
+        let as_term = HostTermCertificate {
+            term: cert.grant,
+            signature: cert.signature,
+        };
+        assert_eq!(
+            relay_pub.verify_host_term(&as_term),
+            Err(TrustError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn freshness_is_checked_without_overflow() {
+        assert_eq!(check_fresh(1000, 1000 + MAX_CLOCK_SKEW_MS), Ok(()));
+        assert_eq!(
+            check_fresh(1000, 1001 + MAX_CLOCK_SKEW_MS),
+            Err(TrustError::Stale)
+        );
+        assert_eq!(check_fresh(i64::MIN, i64::MAX), Err(TrustError::Stale));
+        assert_eq!(check_fresh(i64::MAX, i64::MIN), Err(TrustError::Stale));
+    }
+
+    #[test]
+    fn keys_persist_in_their_file() {
+        let dir = std::env::temp_dir().join(format!("trust-test-{}", rand::random::<u64>()));
+        let path = dir.join("k.key");
+        let first = Keypair::load_or_create(&path).unwrap();
+        let again = Keypair::load_or_create(&path).unwrap();
+        assert_eq!(first.public_key(), again.public_key());
+        std::fs::write(&path, b"short").unwrap();
+        assert!(Keypair::load_or_create(&path).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
