@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// chat-node: join the migrating chat. Runs the chat client and a dormant
@@ -50,6 +51,21 @@ pub struct NodeConfig {
     #[arg(long, env = "CHAT_ADMIN_SECRET", hide_env_values = true)]
     pub admin_secret: Option<String>,
 
+    /// Where this node keeps its key per name (`NAME.key`), the relay keys
+    /// it pinned (`known_relays`), its name certificate and the private
+    /// messages it saw. Default: `$HOME/.local/share/chat-node`.
+    #[arg(long, env = "CHAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The key file to use instead of `DATA_DIR/NAME.key` (created if absent).
+    #[arg(long, env = "CHAT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// Accept and pin the key the relay presents even if another key was
+    /// pinned for it before (after the relay's key was replaced on purpose).
+    #[arg(long)]
+    pub accept_relay_key: bool,
+
     /// Something other than joining the chat.
     #[command(subcommand)]
     pub command: Option<NodeCommand>,
@@ -61,6 +77,15 @@ impl NodeConfig {
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
         self.mode
             .unwrap_or(if terminal { Mode::Tui } else { Mode::Line })
+    }
+
+    /// The store of this node's identity, in the data directory.
+    pub fn store(&self) -> crate::identity::NodeStore {
+        let dir = self.data_dir.clone().or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            Some(PathBuf::from(home).join(".local/share/chat-node"))
+        });
+        crate::identity::NodeStore::new(dir, self.key_file.clone(), self.accept_relay_key)
     }
 
     /// Whether this run takes over the terminal.

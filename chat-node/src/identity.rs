@@ -1,142 +1,175 @@
-//! Who signed what. Every node holds an Ed25519 key; the relay vouches for
-//! the public key of each registered member. Session Hellos and private
-//! messages are signed, so nobody can take over a connected member's name
-//! or forge the sender of a private message.
+//! What a node keeps about who it is and whom it trusts: its key per chat
+//! name, the relay key it pinned on first contact, and its last name
+//! certificate. On disk in the node's data directory, or in memory for
+//! in-process nodes that need no persistence.
 
-use chat_proto::pb::chat::{Hello, PrivateMessage};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use std::time::{SystemTime, UNIX_EPOCH};
+use chat_proto::pb::relay::NameCertificate;
+use chat_proto::trust::{hex, Keypair, PublicKey};
+use prost::Message;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use thiserror::Error;
 
-/// How far a signed timestamp may be from the verifier's clock.
-pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
-
-/// Why a signature was not accepted.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum SignatureError {
-    /// The key is not 32 valid bytes.
-    #[error("malformed public key")]
-    BadKey,
-    /// The signature does not verify.
-    #[error("bad signature")]
-    BadSignature,
-    /// The signed timestamp is too far from now (a replay, or a bad clock).
-    #[error("signed at a time too far from now")]
-    Stale,
+/// Why the node's identity could not be set up.
+#[derive(Debug, Error)]
+pub enum IdentityError {
+    /// A file of the data directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The relay presents another key than the one pinned.
+    #[error(
+        "the relay at {uri} presents key {got}, but key {pinned} was pinned for it in {}; \
+         if the relay's key was changed on purpose, run once with --accept-relay-key \
+         (or delete that line)",
+        file.display()
+    )]
+    RelayKeyChanged {
+        /// The relay.
+        uri: String,
+        /// Pinned key (hex).
+        pinned: String,
+        /// Presented key (hex).
+        got: String,
+        /// The pin file.
+        file: PathBuf,
+    },
+    /// The relay sent no valid key.
+    #[error("the relay sent no valid public key")]
+    BadRelayKey,
 }
 
-/// This node's key pair.
-pub struct NodeKey(SigningKey);
+/// Where a node keeps its identity.
+#[derive(Debug)]
+pub struct NodeStore {
+    dir: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    accept_relay_key: bool,
+    /// Keys by name (in-memory stores only).
+    keys: Mutex<HashMap<String, [u8; 32]>>,
+    /// Pinned relay keys by URI (in-memory stores only).
+    pins: Mutex<HashMap<String, String>>,
+}
 
-impl std::fmt::Debug for NodeKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("NodeKey").field(&self.public_key()).finish()
+impl NodeStore {
+    /// Keeps nothing on disk: a new key per name per process.
+    pub fn in_memory() -> Self {
+        Self::new(None, None, false)
     }
-}
 
-impl NodeKey {
-    /// A fresh random key.
-    pub fn generate() -> Self {
-        NodeKey(SigningKey::from_bytes(&rand::random::<[u8; 32]>()))
+    /// Keeps keys, pins and certificates in `dir`; `key_file` overrides the
+    /// key's path; `accept_relay_key` re-pins a relay key that changed.
+    pub fn new(dir: Option<PathBuf>, key_file: Option<PathBuf>, accept_relay_key: bool) -> Self {
+        Self {
+            dir,
+            key_file,
+            accept_relay_key,
+            keys: Mutex::default(),
+            pins: Mutex::default(),
+        }
     }
 
-    /// The public half, 32 bytes.
-    pub fn public_key(&self) -> Vec<u8> {
-        self.0.verifying_key().to_bytes().to_vec()
+    /// The data directory, if on disk.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
-    /// Signs a Hello in place.
-    pub fn sign_hello(&self, hello: &mut Hello) {
-        hello.public_key = self.public_key();
-        hello.signed_at_unix_ms = now_unix_ms();
-        hello.signature = self.0.sign(&hello_payload(hello)).to_bytes().to_vec();
+    /// The key of the user `name`: `--key-file`, else `<dir>/<name>.key`
+    /// (created on first use), else one kept in memory.
+    pub fn key_for(&self, name: &str) -> Result<Keypair, IdentityError> {
+        let path = self
+            .key_file
+            .clone()
+            .or_else(|| Some(self.dir.as_ref()?.join(format!("{name}.key"))));
+        match path {
+            Some(path) => Keypair::load_or_create(&path).map_err(|source| IdentityError::Io {
+                path: path.clone(),
+                source,
+            }),
+            None => {
+                let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+                let secret = *keys
+                    .entry(name.to_string())
+                    .or_insert_with(rand::random::<[u8; 32]>);
+                Ok(Keypair::from_secret(secret))
+            }
+        }
     }
 
-    /// Signs a private message in place.
-    pub fn sign_private(&self, msg: &mut PrivateMessage) {
-        msg.sent_at_unix_ms = now_unix_ms();
-        msg.signature = self.0.sign(&private_payload(msg)).to_bytes().to_vec();
+    /// Pins the relay's key on first contact; afterwards refuses another
+    /// key unless told to accept it.
+    pub fn pin_relay(&self, uri: &str, key: &[u8]) -> Result<PublicKey, IdentityError> {
+        let parsed = PublicKey::from_bytes(key).map_err(|_| IdentityError::BadRelayKey)?;
+        let got = hex(key);
+        let Some(dir) = &self.dir else {
+            let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+            let pinned = pins.entry(uri.to_string()).or_insert_with(|| got.clone());
+            return match *pinned == got || self.accept_relay_key {
+                true => Ok(parsed),
+                false => Err(IdentityError::RelayKeyChanged {
+                    uri: uri.into(),
+                    pinned: pinned.clone(),
+                    got,
+                    file: PathBuf::from("(memory)"),
+                }),
+            };
+        };
+        let file = dir.join("known_relays");
+        let io = |source| IdentityError::Io {
+            path: file.clone(),
+            source,
+        };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io(e)),
+        };
+        let pinned = text.lines().find_map(|line| {
+            let (u, k) = line.split_once(' ')?;
+            (u == uri).then(|| k.trim().to_string())
+        });
+        match pinned {
+            Some(pinned) if pinned == got => Ok(parsed),
+            Some(pinned) if !self.accept_relay_key => Err(IdentityError::RelayKeyChanged {
+                uri: uri.into(),
+                pinned,
+                got,
+                file,
+            }),
+            _ => {
+                let mut lines: Vec<String> = text
+                    .lines()
+                    .filter(|l| l.split_once(' ').is_none_or(|(u, _)| u != uri))
+                    .map(str::to_string)
+                    .collect();
+                lines.push(format!("{uri} {got}"));
+                std::fs::create_dir_all(dir).map_err(io)?;
+                std::fs::write(&file, lines.join("\n") + "\n").map_err(io)?;
+                tracing::info!(%uri, key = %got, "pinned the relay's key");
+                Ok(parsed)
+            }
+        }
     }
-}
 
-/// Milliseconds since the Unix epoch.
-pub fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn join(parts: &[&[u8]]) -> Vec<u8> {
-    // Length-prefixed, so no field can bleed into the next.
-    let mut out = Vec::new();
-    for part in parts {
-        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        out.extend_from_slice(part);
+    /// The name certificate saved for `name`, if any.
+    pub fn name_certificate(&self, name: &str) -> Option<NameCertificate> {
+        let path = self.dir.as_ref()?.join(format!("{name}.cert"));
+        NameCertificate::decode(std::fs::read(path).ok()?.as_slice()).ok()
     }
-    out
-}
 
-fn hello_payload(h: &Hello) -> Vec<u8> {
-    join(&[
-        b"chat.v1.Hello",
-        h.name.as_bytes(),
-        h.node_id.as_bytes(),
-        h.address.as_bytes(),
-        &h.public_key,
-        &h.signed_at_unix_ms.to_be_bytes(),
-    ])
-}
-
-fn private_payload(m: &PrivateMessage) -> Vec<u8> {
-    join(&[
-        b"chat.v1.PrivateMessage",
-        m.id.as_bytes(),
-        m.from.as_bytes(),
-        m.from_node_id.as_bytes(),
-        m.to.as_bytes(),
-        m.text.as_bytes(),
-        &m.sent_at_unix_ms.to_be_bytes(),
-    ])
-}
-
-fn verify(
-    public_key: &[u8],
-    payload: &[u8],
-    signature: &[u8],
-    signed_at: i64,
-) -> Result<(), SignatureError> {
-    let key: [u8; 32] = public_key.try_into().map_err(|_| SignatureError::BadKey)?;
-    let key = VerifyingKey::from_bytes(&key).map_err(|_| SignatureError::BadKey)?;
-    let sig: [u8; 64] = signature
-        .try_into()
-        .map_err(|_| SignatureError::BadSignature)?;
-    key.verify_strict(payload, &Signature::from_bytes(&sig))
-        .map_err(|_| SignatureError::BadSignature)?;
-    if (now_unix_ms() - signed_at).abs() > MAX_CLOCK_SKEW_MS {
-        return Err(SignatureError::Stale);
+    /// Saves `name`'s certificate, to reclaim the name after a relay restart.
+    pub fn save_name_certificate(&self, name: &str, cert: &NameCertificate) {
+        let Some(dir) = &self.dir else { return };
+        let path = dir.join(format!("{name}.cert"));
+        if let Err(e) = std::fs::write(&path, cert.encode_to_vec()) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot save the name certificate");
+        }
     }
-    Ok(())
-}
-
-/// Checks a Hello's signature against the key it carries (the caller
-/// checks that the relay vouches for that key).
-pub fn verify_hello(hello: &Hello) -> Result<(), SignatureError> {
-    verify(
-        &hello.public_key,
-        &hello_payload(hello),
-        &hello.signature,
-        hello.signed_at_unix_ms,
-    )
-}
-
-/// Checks a private message's signature against the sender's `public_key`.
-pub fn verify_private(msg: &PrivateMessage, public_key: &[u8]) -> Result<(), SignatureError> {
-    verify(
-        public_key,
-        &private_payload(msg),
-        &msg.signature,
-        msg.sent_at_unix_ms,
-    )
 }
 
 #[cfg(test)]
@@ -144,45 +177,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signed_hellos_and_privates_verify_and_tampering_does_not() {
-        let key = NodeKey::generate();
-        let mut hello = Hello {
-            name: "alice".into(),
-            node_id: "n1".into(),
-            address: "a:1".into(),
-            ..Default::default()
-        };
-        key.sign_hello(&mut hello);
-        assert_eq!(verify_hello(&hello), Ok(()));
-        let mut forged = hello.clone();
-        forged.name = "bob".into();
-        assert_eq!(verify_hello(&forged), Err(SignatureError::BadSignature));
+    fn the_relay_key_is_pinned_on_first_contact() {
+        let dir = std::env::temp_dir().join(format!("store-{}", rand::random::<u64>()));
+        let first = Keypair::generate().public_key();
+        let other = Keypair::generate().public_key();
+        let store = NodeStore::new(Some(dir.clone()), None, false);
+        assert!(store.pin_relay("http://r:1", &first).is_ok());
+        assert!(store.pin_relay("http://r:1", &first).is_ok());
+        assert!(store.pin_relay("http://r:2", &other).is_ok());
+        let err = store.pin_relay("http://r:1", &other).unwrap_err();
+        assert!(err.to_string().contains("--accept-relay-key"), "{err}");
+        let accepting = NodeStore::new(Some(dir.clone()), None, true);
+        assert!(accepting.pin_relay("http://r:1", &other).is_ok());
+        assert!(store.pin_relay("http://r:1", &other).is_ok(), "re-pinned");
+        assert!(store.pin_relay("http://r:2", &other).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
-        let mut msg = PrivateMessage {
-            id: "1".into(),
-            from: "alice".into(),
-            to: "bob".into(),
-            text: "hi".into(),
-            ..Default::default()
-        };
-        key.sign_private(&mut msg);
-        assert_eq!(verify_private(&msg, &key.public_key()), Ok(()));
-        let other = NodeKey::generate();
-        assert_eq!(
-            verify_private(&msg, &other.public_key()),
-            Err(SignatureError::BadSignature)
-        );
-        let mut altered = msg.clone();
-        altered.text = "give me your password".into();
-        assert_eq!(
-            verify_private(&altered, &key.public_key()),
-            Err(SignatureError::BadSignature)
-        );
-        let mut old = msg.clone();
-        old.sent_at_unix_ms -= MAX_CLOCK_SKEW_MS * 2;
-        key.sign_private(&mut old);
-        old.sent_at_unix_ms -= MAX_CLOCK_SKEW_MS * 2;
-        assert!(verify_private(&old, &key.public_key()).is_err());
-        assert_eq!(verify_private(&msg, b"short"), Err(SignatureError::BadKey));
+    #[test]
+    fn a_name_keeps_its_key() {
+        let store = NodeStore::in_memory();
+        let a = store.key_for("alice").unwrap().public_key();
+        assert_eq!(store.key_for("alice").unwrap().public_key(), a);
+        assert_ne!(store.key_for("bob").unwrap().public_key(), a);
+        let memory = NodeStore::in_memory();
+        assert!(memory.pin_relay("u", &Keypair::generate().public_key()).is_ok());
+        assert!(memory
+            .pin_relay("u", &Keypair::generate().public_key())
+            .is_err());
     }
 }

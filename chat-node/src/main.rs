@@ -28,9 +28,10 @@ async fn main() -> ExitCode {
 async fn run(config: NodeConfig) -> Result<(), StartError> {
     let interactive = std::io::stdin().is_terminal();
     let mode = config.ui_mode();
-    let bound = BoundNode::bind(&config.relay_uri, config.listen, config.advertise)
+    let bound = BoundNode::bind(&config.relay_uri, config.listen, config.advertise.clone())
         .await?
-        .with_admin_secret(config.admin_secret);
+        .with_store(config.store())
+        .with_admin_secret(config.admin_secret.clone());
     let mut node = loop {
         let name = match &config.name {
             Some(name) => name.clone(),

@@ -4,12 +4,13 @@
 
 use crate::client::{self, ClientEvent, UserCommand};
 use crate::host::{handoff, service::ChatHost, HostCore, HostEvent, Role, CHAT_SERVICE_NAME};
-use crate::identity::NodeKey;
+use crate::identity::{IdentityError, NodeStore};
 use crate::peer::{PeerEndpoint, PrivateInbox};
 use crate::relay_link::{self, RelayLink};
 use chat_proto::pb::chat::chat_service_server::ChatServiceServer;
 use chat_proto::pb::chat::peer_service_server::PeerServiceServer;
-use chat_proto::pb::relay::{HostRecord, RegisterRequest};
+use chat_proto::pb::relay::{HostRecord, NameCertificate};
+use chat_proto::trust::{Keypair, PublicKey};
 use chat_proto::serve::{HealthReporter, ServingStatus};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +48,9 @@ pub enum StartError {
     /// The inspection services could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] chat_proto::serve::ReflectionError),
+    /// The node's key or the relay's pinned key.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 /// Who this node is, as registered at the relay.
@@ -71,6 +75,10 @@ pub struct Settings {
     pub migration_interval: Duration,
     /// How long a host lease lasts without renewal.
     pub lease: Duration,
+    /// Chat messages a member may send per second (0: no limit).
+    pub messages_per_second: u32,
+    /// Messages a member may send at once before the rate applies.
+    pub message_burst: u32,
 }
 
 /// Counters tests and operators can read.
@@ -122,7 +130,13 @@ pub struct NodeShared {
     pub(crate) health: HealthReporter,
     pub(crate) inbox: PrivateInbox,
     /// This node's signing key.
-    pub(crate) key: NodeKey,
+    pub(crate) key: Keypair,
+    /// The relay's key, pinned: the root of trust.
+    pub(crate) relay_key: PublicKey,
+    /// The relay's binding of our name to our key (renewed on re-registration).
+    pub(crate) name_cert: Mutex<NameCertificate>,
+    /// Where the identity is kept.
+    pub(crate) store: Arc<NodeStore>,
     /// Secret presented with `$reset`, if the user has it.
     pub(crate) admin_secret: Option<String>,
 }
@@ -143,14 +157,28 @@ impl NodeShared {
     pub fn host_watch(&self) -> watch::Receiver<Option<HostRecord>> {
         self.host_tx.subscribe()
     }
+
+    /// The relay's current certificate of our name.
+    pub fn name_certificate(&self) -> NameCertificate {
+        self.name_cert
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// This node's public key.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.key.public_key()
+    }
 }
 
 /// A node bound to its port, not yet registered.
 pub struct BoundNode {
     listener: TcpListener,
     address: String,
+    relay_uri: String,
     relay: RelayLink,
-    key: NodeKey,
+    store: Arc<NodeStore>,
     admin_secret: Option<String>,
 }
 
@@ -176,10 +204,17 @@ impl BoundNode {
         Ok(Self {
             listener,
             address,
+            relay_uri: relay_uri.to_string(),
             relay,
-            key: NodeKey::generate(),
+            store: Arc::new(NodeStore::in_memory()),
             admin_secret: None,
         })
+    }
+
+    /// Keeps the node's keys, pins and certificates in `store`.
+    pub fn with_store(mut self, store: NodeStore) -> Self {
+        self.store = Arc::new(store);
+        self
     }
 
     /// Presents `secret` to the relay when this user resets the chat.
@@ -195,7 +230,7 @@ impl BoundNode {
 }
 
 /// What the relay answered to a registration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Registration {
     /// Who we are now.
     pub identity: Identity,
@@ -203,6 +238,12 @@ pub struct Registration {
     pub settings: Settings,
     /// The host at registration time.
     pub host: Option<HostRecord>,
+    /// Our key.
+    pub key: Keypair,
+    /// The relay's (pinned) key.
+    pub relay_key: PublicKey,
+    /// The relay's binding of our name to our key.
+    pub name_cert: NameCertificate,
 }
 
 /// A running node.
@@ -220,14 +261,14 @@ impl BoundNode {
     /// Registers `name` and starts the node. On [`StartError::NameRefused`]
     /// the caller may try again with another name.
     pub async fn register(&self, name: &str) -> Result<Registration, StartError> {
+        let key = self.store.key_for(name)?;
+        let claim = relay_link::Claim {
+            name_certificate: self.store.name_certificate(name),
+            ..Default::default()
+        };
         let resp = self
             .relay
-            .register(RegisterRequest {
-                name: name.to_string(),
-                address: self.address.clone(),
-                public_key: self.key.public_key(),
-                ..Default::default()
-            })
+            .register(&key, name, &self.address, claim)
             .await
             .map_err(|status| match status.code() {
                 Code::AlreadyExists | Code::InvalidArgument => {
@@ -235,6 +276,10 @@ impl BoundNode {
                 }
                 _ => StartError::Relay(status),
             })?;
+        let relay_key = self.store.pin_relay(&self.relay_uri, &resp.relay_public_key)?;
+        let name_cert = relay_link::check_name_certificate(&relay_key, &key, name, &resp)
+            .map_err(StartError::Relay)?;
+        self.store.save_name_certificate(name, &name_cert);
         let identity = Identity {
             name: name.to_string(),
             node_id: resp.node_id,
@@ -245,11 +290,16 @@ impl BoundNode {
             min_users: resp.min_users.max(1),
             migration_interval: Duration::from_millis(resp.migration_interval_ms.max(1)),
             lease: Duration::from_millis(resp.lease_ms.max(10)),
+            messages_per_second: resp.messages_per_second,
+            message_burst: resp.message_burst.max(1),
         };
         Ok(Registration {
             identity,
             settings,
             host: resp.host,
+            key,
+            relay_key,
+            name_cert,
         })
     }
 
@@ -271,6 +321,9 @@ impl Node {
             identity,
             settings,
             host,
+            key,
+            relay_key,
+            name_cert,
         } = registration;
         let (events_tx, events) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
@@ -294,8 +347,11 @@ impl Node {
             role_tx: watch::channel(Role::Dormant).0,
             host_tx: watch::channel(None).0,
             health,
-            inbox: PrivateInbox::new(events_tx.clone()),
-            key: bound.key,
+            inbox: PrivateInbox::new(events_tx.clone(), bound.store.dir())?,
+            key,
+            relay_key,
+            name_cert: Mutex::new(name_cert),
+            store: bound.store,
             admin_secret: bound.admin_secret,
         });
         routes.add_service(ChatServiceServer::new(ChatHost(shared.clone())));

@@ -2,15 +2,17 @@
 //! the sending side. The chat host never sees them.
 
 use crate::client::ClientEvent;
-use crate::identity;
+use crate::identity::IdentityError;
 use crate::node::NodeShared;
+use crate::replay::ReplayGuard;
 use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
 use chat_proto::pb::chat::peer_service_server::PeerService;
 use chat_proto::pb::chat::{DeliverPrivateResponse, PrivateMessage};
 use chat_proto::pb::relay::MemberRecord;
 use chat_proto::rules;
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use chat_proto::trust::{self, PublicKey};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
@@ -19,37 +21,26 @@ use tonic::{Request, Response, Status};
 /// Bound on delivering a private message.
 const PRIVATE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Ids of recent private messages remembered to refuse replays.
-const REPLAY_MEMORY: usize = 4096;
-
-/// Where incoming private messages go, and the ids already delivered.
+/// Where incoming private messages go, and the ids already delivered
+/// (kept in the data directory, so a replay is refused after a restart).
 pub struct PrivateInbox {
     events: mpsc::Sender<ClientEvent>,
-    recent: Mutex<(HashSet<String>, VecDeque<String>)>,
+    replays: ReplayGuard,
 }
 
 impl PrivateInbox {
-    pub(crate) fn new(events: mpsc::Sender<ClientEvent>) -> Self {
-        Self {
-            events,
-            recent: Mutex::new((HashSet::new(), VecDeque::new())),
-        }
-    }
-
-    /// Remembers `id`; false if it was delivered before (a replay).
-    fn first_delivery(&self, id: &str) -> bool {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let (ids, order) = &mut *recent;
-        if !ids.insert(id.to_string()) {
-            return false;
-        }
-        order.push_back(id.to_string());
-        if order.len() > REPLAY_MEMORY {
-            if let Some(old) = order.pop_front() {
-                ids.remove(&old);
+    pub(crate) fn new(
+        events: mpsc::Sender<ClientEvent>,
+        dir: Option<&Path>,
+    ) -> Result<Self, IdentityError> {
+        let replays = match dir {
+            Some(dir) => {
+                let path = dir.join("private-seen");
+                ReplayGuard::open(&path).map_err(|source| IdentityError::Io { path, source })?
             }
-        }
-        true
+            None => ReplayGuard::in_memory(),
+        };
+        Ok(Self { events, replays })
     }
 }
 
@@ -64,10 +55,10 @@ impl PeerService for PeerEndpoint {
     ) -> Result<Response<DeliverPrivateResponse>, Status> {
         let msg = req.into_inner();
         let shared = &self.0;
-        if msg.to != shared.identity.name {
+        if msg.to != shared.identity.name || msg.to_node_id != shared.identity.node_id {
             return Err(Status::not_found(format!(
-                "this node is {:?}, not {:?}",
-                shared.identity.name, msg.to
+                "this node is {:?} ({}), not {:?} ({})",
+                shared.identity.name, shared.identity.node_id, msg.to, msg.to_node_id
             )));
         }
         rules::validate_text(&msg.text)?;
@@ -101,9 +92,16 @@ async fn verify_sender(shared: &NodeShared, msg: &PrivateMessage) -> Result<(), 
             msg.from
         )));
     }
-    identity::verify_private(msg, &public_key)
+    let now = trust::now_unix_ms();
+    PublicKey::from_bytes(&public_key)
+        .and_then(|key| key.verify(&trust::private_payload(msg), &msg.signature))
+        .and_then(|()| trust::check_fresh(msg.sent_at_unix_ms, now))
         .map_err(|e| Status::permission_denied(format!("not from {:?}: {e}", msg.from)))?;
-    if !shared.inbox.first_delivery(&msg.id) {
+    if !shared
+        .inbox
+        .replays
+        .first_sighting(&msg.id, msg.sent_at_unix_ms, now)
+    {
         return Err(Status::already_exists(
             "this private message was delivered before",
         ));
@@ -129,6 +127,7 @@ pub async fn send_private(shared: &NodeShared, to: &str, text: &str) -> Result<(
         from: me.name.clone(),
         from_node_id: me.node_id.clone(),
         to: to.name.clone(),
+        to_node_id: to.node_id.clone(),
         text: text.to_string(),
         ..Default::default()
     };

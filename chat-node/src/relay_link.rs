@@ -4,6 +4,7 @@
 use crate::node::{Identity, NodeShared};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::*;
+use chat_proto::trust::{self, Keypair, PublicKey};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -12,6 +13,44 @@ use tonic::Status;
 
 /// Bound on each unary call to the relay.
 const RELAY_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a node shows the relay when it registers again.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// Token of the earlier registration.
+    pub session_token: String,
+    /// The newest host term seen.
+    pub latest_term: Option<HostTermCertificate>,
+    /// Whether we host `latest_term` right now.
+    pub hosting: bool,
+    /// Our earlier name certificate.
+    pub name_certificate: Option<NameCertificate>,
+    /// Head of our room replica.
+    pub replica_head: u64,
+}
+
+/// The name certificate of a registration, checked against the relay's key:
+/// it must bind `name` to `key`.
+pub fn check_name_certificate(
+    relay: &PublicKey,
+    key: &Keypair,
+    name: &str,
+    resp: &RegisterResponse,
+) -> Result<NameCertificate, Status> {
+    let cert = resp
+        .name_certificate
+        .clone()
+        .ok_or_else(|| Status::internal("the relay sent no name certificate"))?;
+    let grant = relay
+        .verify_name(&cert, trust::now_unix_ms())
+        .map_err(|e| Status::internal(format!("the relay's name certificate: {e}")))?;
+    if grant.name != name || grant.public_key != key.public_key() {
+        return Err(Status::internal(
+            "the relay's name certificate is for another name or key",
+        ));
+    }
+    Ok(cert)
+}
 
 /// A cheap-to-clone handle on the relay.
 #[derive(Clone, Debug)]
@@ -36,8 +75,29 @@ impl RelayLink {
         req
     }
 
-    /// Registers (or re-registers) this node.
-    pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, Status> {
+    /// Registers (or re-registers) `name` with `key`, proving we hold it.
+    pub async fn register(
+        &self,
+        key: &Keypair,
+        name: &str,
+        address: &str,
+        claim: Claim,
+    ) -> Result<RegisterResponse, Status> {
+        let signed_at_unix_ms = trust::now_unix_ms();
+        let public_key = key.public_key();
+        let payload = trust::register_payload(name, address, &public_key, signed_at_unix_ms);
+        let req = RegisterRequest {
+            name: name.to_string(),
+            address: address.to_string(),
+            session_token: claim.session_token,
+            replica_head: claim.replica_head,
+            public_key,
+            latest_term: claim.latest_term,
+            hosting: claim.hosting,
+            name_certificate: claim.name_certificate,
+            signed_at_unix_ms,
+            signature: key.sign(&payload),
+        };
         Ok(self
             .client
             .clone()
@@ -155,29 +215,27 @@ pub async fn follow_relay(shared: Arc<NodeShared>, cancel: CancellationToken) {
 }
 
 impl NodeShared {
-    /// Registers again under the same identity, re-asserting a hosted epoch.
+    /// Registers again under the same identity, re-asserting a hosted term
+    /// and our name with the certificates we hold.
     async fn reregister(&self) -> Result<(), Status> {
-        let (known_epoch, hosting_epoch, replica_head) = {
+        let claim = {
             let core = self.core();
-            let head = core.room.as_ref().map_or(0, |r| r.head_seq());
-            (
-                core.known_epoch,
-                core.role.hosting_epoch().unwrap_or(0),
-                head,
-            )
+            Claim {
+                session_token: self.identity.session_token.clone(),
+                latest_term: core.latest_term.clone(),
+                hosting: core.role.hosting_epoch().is_some(),
+                name_certificate: Some(self.name_certificate()),
+                replica_head: core.room.as_ref().map_or(0, |r| r.head_seq()),
+            }
         };
+        let me = &self.identity;
         let resp = self
             .relay
-            .register(RegisterRequest {
-                name: self.identity.name.clone(),
-                address: self.identity.address.clone(),
-                session_token: self.identity.session_token.clone(),
-                known_epoch,
-                hosting_epoch,
-                replica_head,
-                public_key: self.key.public_key(),
-            })
+            .register(&self.key, &me.name, &me.address, claim)
             .await?;
+        let cert = check_name_certificate(&self.relay_key, &self.key, &me.name, &resp)?;
+        self.store.save_name_certificate(&me.name, &cert);
+        *self.name_cert.lock().unwrap_or_else(|p| p.into_inner()) = cert;
         if let Some(host) = resp.host {
             self.on_host_record(host).await;
         }

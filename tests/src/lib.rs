@@ -11,11 +11,13 @@ pub mod tmux;
 
 pub use member::Member;
 
+use chat_node::identity::NodeStore;
 use chat_node::BoundNode;
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::{CurrentHostRequest, HostRecord};
 use relay_svc::RelayConfig;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -42,12 +44,31 @@ impl Relay {
         .await
     }
 
-    /// Starts a relay on `addr` (to restart one where it was).
+    /// Starts a relay on `addr` (to restart one where it was), with an
+    /// ephemeral key.
     pub async fn start_at(addr: SocketAddr, min_users: u32, migration_interval: Duration) -> Relay {
+        let config = RelayConfig::for_tests(min_users, migration_interval);
+        Self::start_with(addr, config).await
+    }
+
+    /// Starts a relay on `addr` whose key is kept in `data_dir` (restarting
+    /// it with the same directory keeps the key nodes pinned).
+    pub async fn start_in(
+        addr: SocketAddr,
+        data_dir: &Path,
+        min_users: u32,
+        migration_interval: Duration,
+    ) -> Relay {
+        let mut config = RelayConfig::for_tests(min_users, migration_interval);
+        config.data_dir = Some(data_dir.to_path_buf());
+        Self::start_with(addr, config).await
+    }
+
+    /// Starts a relay on `addr` with `config`.
+    pub async fn start_with(addr: SocketAddr, config: RelayConfig) -> Relay {
         let listener = TcpListener::bind(addr).await.expect("bind relay");
         let addr = listener.local_addr().expect("relay address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = RelayConfig::for_tests(min_users, migration_interval);
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
@@ -93,13 +114,46 @@ pub async fn join_admin(relay_uri: &str, name: &str) -> Result<Member, chat_node
     .await
 }
 
+/// Starts an in-process member whose key, pinned relay key and seen
+/// private messages are kept in `data_dir` (joining again with the same
+/// directory is the same user restarting).
+pub async fn join_in(
+    relay_uri: &str,
+    name: &str,
+    data_dir: &Path,
+) -> Result<Member, chat_node::StartError> {
+    let store = NodeStore::new(Some(data_dir.to_path_buf()), None, false);
+    join_with_store(relay_uri, name, None, store).await
+}
+
+/// A fresh, empty directory for one test's files.
+pub fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "chat-tests-{}/{label}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).expect("create a test directory");
+    dir
+}
+
 async fn join_with(
     relay_uri: &str,
     name: &str,
     admin_secret: Option<String>,
 ) -> Result<Member, chat_node::StartError> {
+    join_with_store(relay_uri, name, admin_secret, NodeStore::in_memory()).await
+}
+
+async fn join_with_store(
+    relay_uri: &str,
+    name: &str,
+    admin_secret: Option<String>,
+    store: NodeStore,
+) -> Result<Member, chat_node::StartError> {
     let bound = BoundNode::bind(relay_uri, "127.0.0.1:0".parse().expect("addr"), None)
         .await?
+        .with_store(store)
         .with_admin_secret(admin_secret);
     let node = bound.join(name).await?;
     Ok(Member::in_process(name, node))

@@ -41,6 +41,11 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// This test process's directory for relay and node data.
+fn tests_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("chat-tests-{}", std::process::id()))
+}
+
 /// A free port on 127.0.0.1 (bound, then released for a process to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -65,8 +70,13 @@ impl RelayProcess {
     /// Starts `relay-svc` on `addr` (to restart one where it was).
     pub async fn start_at(addr: &str, args: &[&str]) -> RelayProcess {
         let addr = addr.to_string();
+        // The key stays with the address for this test process, so a relay
+        // restarted where it was keeps the key its members pinned.
+        let data_dir = tests_dir().join(format!("relay-{}", addr.replace(':', "-")));
         let child = Command::new(binary("relay-svc"))
             .args(["--listen", &addr])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .env(
                 "RUST_LOG",
                 std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into()),
@@ -149,6 +159,9 @@ pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
             relay_uri, "--name", name, "--mode", "json", "--listen", &addr,
         ])
         .args(extra)
+        // One identity per name in this test process: a member started
+        // again under its name is the same user restarting.
+        .env("CHAT_DATA_DIR", tests_dir().join(format!("node-{name}")))
         .env(
             "RUST_LOG",
             std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into()),

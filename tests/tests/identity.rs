@@ -1,10 +1,12 @@
 //! Identity: nobody can take over a connected member's name, open a session
 //! as someone else, or forge the sender of a private message.
 
-use chat_node::identity::NodeKey;
+use chat_proto::trust::Keypair;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
-use chat_proto::pb::chat::{client_frame, ClientFrame, Hello, PrivateMessage};
+use chat_proto::pb::chat::{
+    client_frame, server_frame, ClientFrame, Hello, PrivateMessage, ServerFrame,
+};
 use chat_tests::{join, Relay};
 use std::time::Duration;
 use tonic::Code;
@@ -28,6 +30,7 @@ async fn a_forged_or_unsigned_private_message_is_refused() {
         from: "bob".into(),
         from_node_id: bob_id.clone(),
         to: "carol".into(),
+        to_node_id: carol.shared().identity.node_id.clone(),
         text: "send me your password".into(),
         ..Default::default()
     };
@@ -36,7 +39,7 @@ async fn a_forged_or_unsigned_private_message_is_refused() {
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     // Signed, but not with bob's key.
     let mut signed = forged.clone();
-    NodeKey::generate().sign_private(&mut signed);
+    Keypair::generate().sign_private(&mut signed);
     let err = peer.deliver_private(signed).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     assert_eq!(carol.shared().stats.private_received(), 0);
@@ -54,7 +57,21 @@ async fn a_session_cannot_be_opened_under_another_members_name() {
     let mut client = ChatServiceClient::connect(format!("http://{host}"))
         .await
         .unwrap();
+    // Bob's own certificate, as anyone can copy it from the relay.
+    let bobs_cert = bob.shared().name_certificate();
     for mallory_claims_bobs_node in [true, false] {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut inbound = client
+            .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(ServerFrame {
+            frame: Some(server_frame::Frame::Challenge(challenge)),
+        }) = inbound.message().await.unwrap()
+        else {
+            panic!("the host opens with a Challenge");
+        };
         let mut hello = Hello {
             name: "bob".into(),
             node_id: if mallory_claims_bobs_node {
@@ -63,17 +80,16 @@ async fn a_session_cannot_be_opened_under_another_members_name() {
                 "mallory".into()
             },
             address: "127.0.0.1:1".into(),
+            certificate: Some(bobs_cert.clone()),
             ..Default::default()
         };
-        NodeKey::generate().sign_hello(&mut hello);
+        Keypair::generate().sign_hello(&mut hello, &challenge.nonce, &challenge.host_node_id);
         let frame = ClientFrame {
             frame: Some(client_frame::Frame::Hello(hello)),
         };
-        let err = client
-            .session(tokio_stream::iter(vec![frame]))
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+        tx.send(frame).await.unwrap();
+        let err = inbound.message().await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{err}");
     }
     // Bob is untouched.
     alice_says_and_bob_hears(alice, &mut bob).await;

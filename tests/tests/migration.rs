@@ -226,38 +226,27 @@ async fn the_relay_pointer_follows_each_move_and_clients_are_told() {
 }
 
 #[tokio::test]
-async fn a_node_refuses_replication_and_takeover_from_a_stale_epoch() {
-    use chat_proto::pb::chat::{ReplicateRequest, RoomMeta, TakeOverRequest};
+async fn a_node_refuses_replication_and_takeover_without_a_relay_signed_term() {
+    use chat_proto::pb::chat::{ReplicateRequest, TakeOverRequest};
     let relay = Relay::start(2, Duration::from_millis(300)).await;
     let alice = join(&relay.uri(), "alice").await.unwrap();
     let mut bob = join(&relay.uri(), "bob").await.unwrap();
-    // Wait for a few moves so every node knows an epoch above 1.
     bob.wait_event("host", &[("epoch", "3")]).await;
-    let stale = ReplicateRequest {
-        epoch: 1,
-        from_node_id: alice.shared().identity.node_id.clone(),
-        meta: Some(RoomMeta {
-            room_id: "forged".into(),
-            min_users: 1,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
     for target in [&alice, &bob] {
         let addr = target.shared().identity.address.clone();
         let mut client = ChatServiceClient::connect(format!("http://{addr}"))
             .await
             .unwrap();
-        let err = client.replicate(stale.clone()).await.unwrap_err();
-        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
         let err = client
-            .take_over(TakeOverRequest {
-                epoch: 1,
-                from_node_id: "x".into(),
-            })
+            .replicate(ReplicateRequest::default())
             .await
             .unwrap_err();
-        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+        assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+        let err = client
+            .take_over(TakeOverRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     }
     // The chat is unharmed.
     bob.say("fine").await;

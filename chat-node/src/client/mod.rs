@@ -5,6 +5,7 @@
 mod commands;
 mod events;
 mod session;
+mod verify;
 
 pub use commands::{parse_line, UserCommand, HELP};
 pub use events::{ClientEvent, Connection};
@@ -13,6 +14,7 @@ use crate::backoff::Backoff;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::SendMessage;
 use chat_proto::rules;
+use chat_proto::trust;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,9 @@ struct Client {
     events: mpsc::Sender<ClientEvent>,
     view: View,
     backoff: Backoff,
+    verifier: verify::Verifier,
+    /// When to send again the messages the host refused as too fast.
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// How a session with a host ended.
@@ -67,6 +72,8 @@ pub async fn run(
         events,
         view: View::default(),
         backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
+        verifier: verify::Verifier::default(),
+        retry_at: None,
     };
     let mut next: Option<String> = None;
     loop {
@@ -205,9 +212,15 @@ impl Client {
             .await;
             return None;
         }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let sent_at_unix_ms = trust::now_unix_ms();
+        let me = &self.shared.identity.name;
+        let payload = trust::message_payload(trust::ROOM, &id, me, &text, sent_at_unix_ms);
         let msg = SendMessage {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            signature: self.shared.key.sign(&payload),
+            id,
             text,
+            sent_at_unix_ms,
         };
         self.view.pending.push_back(msg.clone());
         Some(msg)

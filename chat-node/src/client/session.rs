@@ -15,6 +15,8 @@ use tonic::{Code, Status, Streaming};
 const OUTBOUND_CAPACITY: usize = 64;
 /// Bound on connecting to a host.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on opening a session: response headers and the host's Challenge.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a goodbye may take.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -81,6 +83,14 @@ impl Client {
                         return SessionEnd::Redirect(host.address);
                     }
                 }
+                _ = tokio::time::sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_at.is_some() => {
+                    // Refused as too fast: pending messages go again (the
+                    // host skips those it already has, by id).
+                    self.retry_at = None;
+                    if self.send_pending(&tx).await.is_err() {
+                        return SessionEnd::Lost("stream closed while re-sending".into());
+                    }
+                }
                 _ = cancel.cancelled() => return SessionEnd::Exit,
             }
         }
@@ -96,39 +106,84 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT);
         let channel = endpoint.connect().await.map_err(|e| lost(&e))?;
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
+            let response = ChatServiceClient::new(channel)
+                .session(ReceiverStream::new(rx))
+                .await;
+            let mut inbound = match response {
+                Ok(r) => r.into_inner(),
+                Err(status) => {
+                    return Err(match redirect_of(&status, address) {
+                        Some(next) => SessionEnd::Redirect(next),
+                        None => lost(&status),
+                    })
+                }
+            };
+            let challenge = match inbound.message().await {
+                Ok(Some(ServerFrame {
+                    frame: Some(server_frame::Frame::Challenge(c)),
+                })) => c,
+                Ok(_) => return Err(lost(&"the host sent no Challenge")),
+                Err(status) => return Err(lost(&status)),
+            };
+            Ok((inbound, challenge))
+        })
+        .await
+        .map_err(|_| lost(&"no answer within 3 s"))?;
+        let (inbound, challenge) = opened?;
+        self.check_host_term(&challenge, address)?;
         let me = &self.shared.identity;
         let mut hello = Hello {
             name: me.name.clone(),
             node_id: me.node_id.clone(),
             address: me.address.clone(),
             resume_from_seq: self.view.last_seq,
+            certificate: Some(self.shared.name_certificate()),
             ..Default::default()
         };
-        self.shared.key.sign_hello(&mut hello);
+        self.shared
+            .key
+            .sign_hello(&mut hello, &challenge.nonce, &challenge.host_node_id);
         // Fresh channel: room for the first frame.
         let _ = tx.try_send(client_frame(client_frame::Frame::Hello(hello)));
-        let response = ChatServiceClient::new(channel)
-            .session(ReceiverStream::new(rx))
-            .await;
-        let inbound = match response {
-            Ok(r) => r.into_inner(),
-            Err(status) => {
-                return Err(match redirect_of(&status, address) {
-                    Some(next) => SessionEnd::Redirect(next),
-                    None => lost(&status),
-                })
-            }
-        };
-        for msg in self.view.pending.clone() {
-            if tx
-                .send(client_frame(client_frame::Frame::Send(msg)))
-                .await
-                .is_err()
-            {
-                return Err(lost(&"stream closed while re-sending"));
-            }
+        self.retry_at = None;
+        if self.send_pending(&tx).await.is_err() {
+            return Err(lost(&"stream closed while re-sending"));
         }
         Ok((tx, inbound))
+    }
+
+    /// Sends every pending message (again) on this session.
+    async fn send_pending(&self, tx: &mpsc::Sender<ClientFrame>) -> Result<(), ()> {
+        for msg in self.view.pending.clone() {
+            let frame = client_frame(client_frame::Frame::Send(msg));
+            tx.send(frame).await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the host we reached shows a relay-signed term for itself
+    /// that is not older than the newest we know.
+    fn check_host_term(&self, challenge: &Challenge, address: &str) -> Result<(), SessionEnd> {
+        let lost = |why: String| SessionEnd::Lost(format!("{address}: {why}"));
+        let cert = challenge
+            .term
+            .as_ref()
+            .ok_or_else(|| lost("the host shows no host term".into()))?;
+        let term = self
+            .shared
+            .verify_term(cert)
+            .map_err(|s| lost(s.message().to_string()))?;
+        if term.node_id != challenge.host_node_id {
+            return Err(lost("the host's term names another node".into()));
+        }
+        let newest = self.shared.host_watch().borrow().clone();
+        match newest {
+            Some(h) if h.epoch > term.epoch && h.address != address => {
+                Err(SessionEnd::Redirect(h.address))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Applies one frame from the host; `Some` ends the session.
@@ -138,6 +193,15 @@ impl Client {
             Frame::Welcome(w) => self.welcomed(w, address).await,
             Frame::Message(m) if m.seq > self.view.last_seq => {
                 self.view.last_seq = m.seq;
+                if let Err(e) = self.verifier.check(&self.shared.relay_key, &m) {
+                    let host = &self.view.host_name;
+                    let why = format!(
+                        "message {} claiming to be from {:?} failed verification ({e}); served by host {host} at {address}",
+                        m.seq, m.from
+                    );
+                    self.emit(ClientEvent::error(why)).await;
+                    return None;
+                }
                 self.emit(ClientEvent::Message {
                     seq: m.seq,
                     from: m.from,
@@ -179,6 +243,12 @@ impl Client {
                 .await;
             }
             Frame::Migrate(m) => return Some(SessionEnd::Redirect(m.address)),
+            Frame::Challenge(_) => {} // only first
+            Frame::Rejected(r) if r.retry_after_ms > 0 => {
+                // Too fast: the message stays pending and goes again later.
+                let at = tokio::time::Instant::now() + Duration::from_millis(r.retry_after_ms);
+                self.retry_at = Some(self.retry_at.map_or(at, |t| t.max(at)));
+            }
             Frame::Rejected(r) => {
                 if !r.id.is_empty() {
                     self.view.pending.retain(|p| p.id != r.id);

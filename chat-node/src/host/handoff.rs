@@ -4,7 +4,7 @@
 use super::replica::{peer_client, replicate_while_hosting, ReplicaCursor};
 use super::Role;
 use crate::node::NodeShared;
-use chat_proto::pb::chat::{Member, TakeOverRequest};
+use chat_proto::pb::chat::Member;
 use chat_proto::pb::relay::HostRecord;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,11 +91,7 @@ async fn renew_lease_while_hosting(shared: Arc<NodeShared>, epoch: u64, cancel: 
             _ = cancel.cancelled() => return,
         }
         let successor = shared.core().successor.clone().unwrap_or_default();
-        if let Err(status) = shared
-            .relay
-            .renew_lease(&shared.identity, epoch, &successor, shared.settings.lease)
-            .await
-        {
+        if let Err(status) = shared.renew_lease(epoch, &successor).await {
             // A newer epoch reaches us on the relay watch; an outage is
             // ridden out (clients still chat through this host).
             tracing::debug!(%status, epoch, "lease renewal failed");
@@ -160,12 +156,17 @@ impl NodeShared {
             }
         };
         // Break: the relay points at the successor; tell it, then our clients.
-        let take_over = TakeOverRequest {
-            epoch: record.epoch,
-            from_node_id: self.identity.node_id.clone(),
-        };
         let reported = frozen.elapsed();
-        if let Err(status) = peer.take_over(take_over).await {
+        let take_over = record
+            .certificate
+            .clone()
+            .ok_or_else(|| tonic::Status::internal("the relay's record has no certificate"))
+            .and_then(|cert| self.signed_take_over(epoch, cert));
+        let confirmed = match take_over {
+            Ok(req) => peer.take_over(req).await.map(|_| ()),
+            Err(status) => Err(status),
+        };
+        if let Err(status) = confirmed {
             tracing::warn!(%status, "successor did not confirm takeover; it will learn from the relay");
         }
         self.on_host_record(record.clone()).await;

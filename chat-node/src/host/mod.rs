@@ -1,8 +1,10 @@
 //! The dormant chat server every node carries, and the host role it takes
 //! when the relay points at this node.
 
+pub mod fencing;
 pub mod handoff;
 mod outbound;
+pub mod rate;
 pub mod replica;
 pub mod room;
 pub mod service;
@@ -10,7 +12,7 @@ mod session;
 
 use crate::node::NodeShared;
 use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
-use chat_proto::pb::relay::HostRecord;
+use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
 use chat_proto::serve::ServingStatus;
 use room::Room;
 use std::collections::HashMap;
@@ -63,8 +65,17 @@ pub enum HostEvent {
 pub struct HostCore {
     /// Current role.
     pub role: Role,
-    /// Highest epoch seen anywhere.
+    /// Highest epoch seen in a relay-signed term (never from a bare number).
     pub known_epoch: u64,
+    /// The certificate of that term.
+    pub latest_term: Option<HostTermCertificate>,
+    /// The certificate of the term this node hosts, while it hosts.
+    pub hosting_term: Option<HostTermCertificate>,
+    /// Until when the relay has confirmed our lease (by our clock, counted
+    /// from before the renewal was sent): past it, nothing is committed.
+    pub lease_until: Option<Instant>,
+    /// The highest Replicate counter seen, and in which epoch.
+    pub replicate_counter: (u64, u64),
     /// The live room when hosting; otherwise the replica kept from the last
     /// time this node hosted or received a handoff.
     pub room: Option<Room>,
@@ -89,6 +100,10 @@ impl HostCore {
         Self {
             role: Role::Dormant,
             known_epoch: 0,
+            latest_term: None,
+            hosting_term: None,
+            lease_until: None,
+            replicate_counter: (0, 0),
             room: None,
             sessions: HashMap::new(),
             away_since: HashMap::new(),
@@ -122,25 +137,46 @@ impl HostCore {
 }
 
 impl NodeShared {
+    /// The term a certificate states, if the relay signed it.
+    pub(crate) fn verify_term(&self, cert: &HostTermCertificate) -> Result<HostTerm, tonic::Status> {
+        self.relay_key
+            .verify_host_term(cert)
+            .map_err(|e| tonic::Status::permission_denied(format!("host term certificate: {e}")))
+    }
+
     /// Applies a host record learned from the relay or a peer: takes the
-    /// role if it names this node, steps down if it fences our epoch.
+    /// role if it names this node, steps down if it fences our epoch. Only
+    /// its relay-signed certificate counts; a record without one is ignored.
     pub async fn on_host_record(&self, record: HostRecord) {
+        let Some(cert) = record.certificate.clone() else {
+            return;
+        };
+        match self.verify_term(&cert) {
+            Ok(term) => self.on_term(term, cert).await,
+            Err(status) => tracing::warn!(%status, "ignored a host record"),
+        }
+    }
+
+    /// Applies a verified host term.
+    pub(crate) async fn on_term(&self, term: HostTerm, cert: HostTermCertificate) {
         let (become_host, step_down) = {
             let mut core = self.core();
-            if record.epoch < core.known_epoch {
+            if term.epoch < core.known_epoch {
                 return;
             }
-            core.known_epoch = record.epoch;
+            core.known_epoch = term.epoch;
+            core.latest_term = Some(cert.clone());
             let hosting = core.role.hosting_epoch();
-            let mine = record.node_id == self.identity.node_id;
+            let mine = term.node_id == self.identity.node_id;
             (
-                mine && hosting.is_none_or(|e| e < record.epoch),
-                !mine && hosting.is_some_and(|e| e < record.epoch),
+                mine && hosting.is_none_or(|e| e < term.epoch),
+                !mine && hosting.is_some_and(|e| e < term.epoch),
             )
         };
+        let record = record_of(&term, cert.clone());
         self.publish_host(record.clone());
         if become_host {
-            self.become_host(record.epoch).await;
+            self.become_host(term.epoch, cert).await;
         } else if step_down {
             self.step_down(&record).await;
         }
@@ -160,14 +196,18 @@ impl NodeShared {
         });
     }
 
-    /// Becomes the live host of `epoch` with the replica held (or a new room).
-    pub async fn become_host(&self, epoch: u64) {
+    /// Becomes the live host of `epoch` (whose verified certificate is
+    /// `cert`) with the replica held (or a new room).
+    pub(crate) async fn become_host(&self, epoch: u64, cert: HostTermCertificate) {
         {
             let mut core = self.core();
             if core.role.hosting_epoch().is_some_and(|e| e >= epoch) || core.known_epoch > epoch {
                 return;
             }
             core.known_epoch = epoch;
+            core.latest_term = Some(cert.clone());
+            core.hosting_term = Some(cert);
+            core.lease_until = None;
             core.role = Role::Live { epoch };
             let min_users = self.settings.min_users;
             let room = core.room.get_or_insert_with(|| {
@@ -199,7 +239,7 @@ impl NodeShared {
                 return;
             }
             core.role = Role::Dormant;
-            core.known_epoch = core.known_epoch.max(next.epoch);
+            core.hosting_term = None;
             core.sessions.clear();
             core.away_since.clear();
         }
@@ -213,5 +253,16 @@ impl NodeShared {
         self.health
             .set_service_status(CHAT_SERVICE_NAME, ServingStatus::NotServing)
             .await;
+    }
+}
+
+/// The readable record of a verified term.
+pub(crate) fn record_of(term: &HostTerm, cert: HostTermCertificate) -> HostRecord {
+    HostRecord {
+        epoch: term.epoch,
+        node_id: term.node_id.clone(),
+        address: term.address.clone(),
+        name: term.name.clone(),
+        certificate: Some(cert),
     }
 }

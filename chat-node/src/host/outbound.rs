@@ -12,7 +12,8 @@ use chat_proto::pb::chat::*;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
+use std::future::Future;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::WatchStream;
 use tokio_stream::Stream;
 use tonic::Status;
@@ -54,27 +55,39 @@ pub struct OutboundFrames {
     log: LogCursor,
 }
 
-/// Opens a session's outbound path: `opening` goes first, then the log
-/// after `cursor`.
+/// Starts a session's log delivery, once the session is open.
+pub(super) struct StartLog(oneshot::Sender<u64>);
+
+impl StartLog {
+    /// Delivers the committed log after `cursor`, following what was queued.
+    pub(super) fn from(self, cursor: u64) {
+        // The stream is gone only if the client is.
+        let _ = self.0.send(cursor);
+    }
+}
+
+/// Opens a session's outbound path: `first` goes out at once, then what is
+/// queued; the log follows once [`StartLog::from`] says from where.
 pub(super) fn outbound(
     shared: Arc<NodeShared>,
-    opening: Vec<ServerFrame>,
-    cursor: u64,
-) -> (Outbound, OutboundFrames) {
+    first: ServerFrame,
+) -> (Outbound, StartLog, OutboundFrames) {
     let (tx, queued) = mpsc::channel(QUEUED_BATCHES);
+    let (start_tx, start) = oneshot::channel();
     let commit = WatchStream::new(shared.commit_tx.subscribe());
     let frames = OutboundFrames {
         queued,
-        current: opening.into_iter().map(Ok).collect::<Batch>().into_iter(),
+        current: vec![Ok(first)].into_iter(),
         log: LogCursor {
             shared,
-            cursor,
+            start: Some(start),
+            cursor: 0,
             activated_sent: false,
-            more: true,
+            more: false,
             commit,
         },
     };
-    (Outbound(tx), frames)
+    (Outbound(tx), StartLog(start_tx), frames)
 }
 
 impl Stream for OutboundFrames {
@@ -93,6 +106,18 @@ impl Stream for OutboundFrames {
                 }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => {}
+            }
+            if let Some(start) = this.log.start.as_mut() {
+                // The log waits until the session is open.
+                match Pin::new(start).poll(cx) {
+                    Poll::Ready(Ok(cursor)) => {
+                        this.log.start = None;
+                        this.log.cursor = cursor;
+                        this.log.more = true;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                }
             }
             if this.log.more {
                 let batch = this.log.next_batch();
@@ -115,6 +140,8 @@ impl Stream for OutboundFrames {
 /// Where one client is in the log.
 struct LogCursor {
     shared: Arc<NodeShared>,
+    /// Says where to start, once the session is open.
+    start: Option<oneshot::Receiver<u64>>,
     /// Last sequence number delivered to (or already held by) the client.
     cursor: u64,
     activated_sent: bool,

@@ -5,16 +5,16 @@
 
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
-use chat_proto::pb::chat::{Member, ReplicateRequest};
+use chat_proto::pb::chat::{Member, ReplicateBody};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
 /// Log entries per replication request (at 4 KiB each, well under the
 /// 4 MiB gRPC message limit).
-const REPLICATION_CHUNK: usize = 256;
+const REPLICATION_CHUNK: usize = super::fencing::MAX_REPLICATED_ENTRIES;
 /// Bound on each call to another node's ChatService.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the successor choice is revisited without log activity.
@@ -78,10 +78,13 @@ pub async fn replicate_while_hosting(
                 }
                 Err(status) => {
                     if let Some(newer) = fenced_by(&status, epoch) {
-                        // A newer host exists: this one must stop at once.
+                        // A newer host exists: this one must stop at once
+                        // (if the relay signed its term).
                         tracing::warn!(epoch = newer.epoch, host = %newer.name, "fenced by a newer epoch; stepping down");
                         shared.on_host_record(newer).await;
-                        return;
+                        if shared.role().hosting_epoch() != Some(epoch) {
+                            return;
+                        }
                     }
                     if s.cursor.have.is_none() {
                         tracing::warn!(successor = %s.member.name, %status, "replication failed; choosing another successor");
@@ -159,12 +162,7 @@ impl NodeShared {
             return true;
         }
         let id = node_id.clone().unwrap_or_default();
-        let lease = self.settings.lease;
-        match self
-            .relay
-            .renew_lease(&self.identity, epoch, &id, lease)
-            .await
-        {
+        match self.renew_lease(epoch, &id).await {
             Ok(()) => {
                 self.core().successor = node_id;
                 true
@@ -176,8 +174,36 @@ impl NodeShared {
         }
     }
 
-    /// Moves the commit point up to `seq` (never down).
+    /// Renews our lease for `epoch` at the relay, naming `successor` (empty
+    /// keeps the one named before). On success the lease holds, by our own
+    /// clock, until one lease period after the request was sent: the relay
+    /// counts from when it arrived, and waits a margin more before it
+    /// promotes anyone.
+    pub(crate) async fn renew_lease(&self, epoch: u64, successor: &str) -> Result<(), Status> {
+        let sent = Instant::now();
+        let lease = self.settings.lease;
+        self.relay
+            .renew_lease(&self.identity, epoch, successor, lease)
+            .await?;
+        let mut core = self.core();
+        if core.role.hosting_epoch() == Some(epoch) {
+            core.lease_until = Some(core.lease_until.map_or(sent + lease, |u| u.max(sent + lease)));
+        }
+        Ok(())
+    }
+
+    /// Whether our lease, as the relay last confirmed it, still holds.
+    pub(crate) fn lease_holds(&self) -> bool {
+        self.core().lease_until.is_some_and(|u| Instant::now() < u)
+    }
+
+    /// Moves the commit point up to `seq` (never down), while the lease
+    /// holds: a host whose lease ran out acknowledges nothing (the relay may
+    /// be promoting another), until the relay confirms the lease again.
     pub(super) fn advance_commit(&self, seq: u64) {
+        if !self.lease_holds() {
+            return;
+        }
         self.commit_tx.send_if_modified(|c| {
             let advance = seq > *c;
             if advance {
@@ -200,7 +226,7 @@ impl NodeShared {
     fn mark_unreachable(&self, name: &str) {
         self.core()
             .unreachable
-            .insert(name.to_string(), std::time::Instant::now());
+            .insert(name.to_string(), Instant::now());
     }
 
     /// Brings `peer`'s replica up to this host's head; returns its new head.
@@ -213,16 +239,11 @@ impl NodeShared {
         epoch: u64,
         cursor: &mut ReplicaCursor,
     ) -> Result<u64, Status> {
-        let from_node_id = self.identity.node_id.clone();
         let mut have = match cursor.have {
             Some(have) => have,
             None => {
                 cursor.members = None;
-                let probe = ReplicateRequest {
-                    epoch,
-                    from_node_id: from_node_id.clone(),
-                    ..Default::default()
-                };
+                let probe = self.signed_replicate(epoch, ReplicateBody::default())?;
                 let probe = peer.replicate(probe).await?.into_inner();
                 let core = self.core();
                 let room = core
@@ -259,13 +280,13 @@ impl NodeShared {
                     members,
                 )
             };
-            let req = ReplicateRequest {
-                epoch,
-                from_node_id: from_node_id.clone(),
+            let body = ReplicateBody {
+                counter: 0,
                 meta: Some(meta),
                 entries,
                 base_seq: have,
             };
+            let req = self.signed_replicate(epoch, body)?;
             have = peer.replicate(req).await?.into_inner().have_seq;
             *cursor = ReplicaCursor {
                 have: Some(have),

@@ -171,8 +171,8 @@ impl Room {
         left
     }
 
-    /// Sequences a message in host `epoch`, or returns the sequence it
-    /// already has.
+    /// Sequences an unsigned message in host `epoch` (tests and tools),
+    /// or returns the sequence it already has.
     pub fn append(
         &mut self,
         from: &str,
@@ -181,27 +181,34 @@ impl Room {
         sent_at_unix_ms: i64,
         epoch: u64,
     ) -> Result<Appended, RoomError> {
-        if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
+        self.append_message(ChatMessage {
+            id: id.to_string(),
+            from: from.to_string(),
+            text: text.to_string(),
+            sent_at_unix_ms,
+            epoch,
+            ..Default::default()
+        })
+    }
+
+    /// Sequences `message` (its `seq` is assigned here) or returns the
+    /// sequence its id already has from the same sender.
+    pub fn append_message(&mut self, mut message: ChatMessage) -> Result<Appended, RoomError> {
+        if message.id.is_empty() || message.id.chars().count() > MAX_ID_CHARS {
             return Err(RoomError::BadId);
         }
-        let key = (from.to_string(), id.to_string());
+        let key = (message.from.clone(), message.id.clone());
         if let Some(&seq) = self.dedup.get(&key) {
             return Ok(Appended {
                 seq,
                 duplicate: true,
             });
         }
-        rules::validate_text(text)?;
+        rules::validate_text(&message.text)?;
         let seq = self.head_seq + 1;
+        message.seq = seq;
         self.push(LogEntry {
-            kind: Some(log_entry::Kind::Message(ChatMessage {
-                seq,
-                id: id.to_string(),
-                from: from.to_string(),
-                text: text.to_string(),
-                sent_at_unix_ms,
-                epoch,
-            })),
+            kind: Some(log_entry::Kind::Message(message)),
         });
         Ok(Appended {
             seq,

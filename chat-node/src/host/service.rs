@@ -1,15 +1,13 @@
 //! `chat.v1.ChatService`: sessions when live, replication and takeover
 //! between hosts, and a redirect to the host when dormant.
 
+use super::rate::TokenBucket;
 use super::room::{Room, RoomError};
 use super::{outbound, session, HostEvent, Role};
-use crate::identity;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_server::ChatService;
 use chat_proto::pb::chat::*;
-use chat_proto::{
-    HOST_ADDRESS_METADATA, HOST_EPOCH_METADATA, HOST_NAME_METADATA, HOST_NODE_METADATA,
-};
+use chat_proto::trust::{self, PublicKey};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
@@ -40,19 +38,9 @@ impl NodeShared {
 
     /// Adds the newest host record this node knows to `status`, so the
     /// caller can follow it (a client) or learn it was fenced (a host).
-    fn with_host_metadata(&self, mut status: Status) -> Status {
-        if let Some(host) = self.host_tx.borrow().clone() {
-            let md = status.metadata_mut();
-            for (key, value) in [
-                (HOST_ADDRESS_METADATA, host.address),
-                (HOST_EPOCH_METADATA, host.epoch.to_string()),
-                (HOST_NODE_METADATA, host.node_id),
-                (HOST_NAME_METADATA, host.name),
-            ] {
-                if let Ok(v) = value.parse() {
-                    md.insert(key, v);
-                }
-            }
+    pub(crate) fn with_host_metadata(&self, mut status: Status) -> Status {
+        if let Some(host) = self.host_tx.borrow().as_ref() {
+            chat_proto::add_host_metadata(&mut status, host);
         }
         status
     }
@@ -60,6 +48,9 @@ impl NodeShared {
     /// Joins the member to the live room; returns the frames that open its
     /// session (welcome and member list).
     fn admit(&self, hello: &Hello) -> Result<(Vec<ServerFrame>, u64), Status> {
+        // A node that restarted under its name keeps its key, so its node
+        // id: a different id for a connected name was refused by the
+        // relay's certificate check before we got here.
         let member = Member {
             name: hello.name.clone(),
             node_id: hello.node_id.clone(),
@@ -117,45 +108,6 @@ impl NodeShared {
         Ok((opening, head))
     }
 
-    /// Checks that the Hello is signed with the key the relay vouches for
-    /// under this name and node id (a member already admitted with that key
-    /// needs no new lookup).
-    async fn vouch(&self, hello: &Hello) -> Result<(), Status> {
-        identity::verify_hello(hello)
-            .map_err(|e| Status::unauthenticated(format!("Hello: {e}")))?;
-        let known = self
-            .core()
-            .room
-            .as_ref()
-            .and_then(|r| r.member(&hello.name))
-            .is_some_and(|m| m.node_id == hello.node_id && m.public_key == hello.public_key);
-        if known {
-            return Ok(());
-        }
-        let record = self
-            .relay
-            .lookup_member(&hello.name)
-            .await
-            .map_err(|status| match status.code() {
-                tonic::Code::NotFound => Status::permission_denied(format!(
-                    "{:?} is not registered at the relay",
-                    hello.name
-                )),
-                _ => Status::unavailable(format!(
-                    "cannot check {:?} with the relay: {}",
-                    hello.name,
-                    status.message()
-                )),
-            })?;
-        if record.node_id != hello.node_id || record.public_key != hello.public_key {
-            return Err(Status::permission_denied(format!(
-                "the relay knows {:?} as another node",
-                hello.name
-            )));
-        }
-        Ok(())
-    }
-
     /// Sends a frame to every session of this host.
     pub(crate) fn broadcast(&self, f: server_frame::Frame) {
         // No receivers simply means no sessions.
@@ -193,6 +145,58 @@ async fn read_hello(inbound: &mut Streaming<ClientFrame>) -> Result<Hello, Statu
     }
 }
 
+/// Opens a session whose Challenge went out: reads and checks the Hello,
+/// admits the member, then runs the session. Refusals end the stream.
+async fn open_session(
+    shared: Arc<NodeShared>,
+    mut inbound: Streaming<ClientFrame>,
+    nonce: Vec<u8>,
+    tx: outbound::Outbound,
+    start: outbound::StartLog,
+) {
+    let opened = async {
+        let hello = read_hello(&mut inbound).await?;
+        shared.stats.count_chat_frame();
+        let grant = trust::verify_hello(&shared.relay_key, &hello, &nonce, &shared.identity.node_id)
+            .map_err(|e| Status::unauthenticated(format!("Hello: {e}")))?;
+        let member_key = PublicKey::from_bytes(&grant.public_key)?;
+        // Subscribe before admitting, so no event after the welcome is missed.
+        let events = shared.host_events.subscribe();
+        let (opening, head) = shared.admit(&hello)?;
+        Ok::<_, Status>((hello, member_key, events, opening, head))
+    }
+    .await;
+    let (hello, member_key, events, opening, head) = match opened {
+        Ok(opened) => opened,
+        Err(status) => {
+            let _ = tx.send(vec![Err(status)]).await;
+            return;
+        }
+    };
+    if tx.send(opening.into_iter().map(Ok).collect()).await.is_err() {
+        shared.session_closed(&hello.name, false);
+        return;
+    }
+    // A client ahead of this host's log saw entries only crashed nodes
+    // held; it is told, and follows this log from its head.
+    start.from(hello.resume_from_seq.min(head));
+    let settings = &shared.settings;
+    let ctx = session::Session {
+        shared: shared.clone(),
+        name: hello.name,
+        key: member_key,
+        certificate: hello.certificate.unwrap_or_default(),
+        rate: TokenBucket::new(
+            settings.messages_per_second,
+            settings.message_burst,
+            tokio::time::Instant::now(),
+        ),
+        tx,
+        unacked: Default::default(),
+    };
+    ctx.run(inbound, events).await;
+}
+
 #[tonic::async_trait]
 impl ChatService for ChatHost {
     type SessionStream = outbound::OutboundFrames;
@@ -202,27 +206,24 @@ impl ChatService for ChatHost {
         req: Request<Streaming<ClientFrame>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let shared = &self.0;
-        if shared.core().role.hosting_epoch().is_none() {
+        let term = shared.core().hosting_term.clone();
+        let Some(term) = term else {
             return Err(shared.not_host());
-        }
-        let mut inbound = req.into_inner();
-        let hello = read_hello(&mut inbound).await?;
-        shared.stats.count_chat_frame();
-        shared.vouch(&hello).await?;
-        // Subscribe before admitting, so no event after the welcome is missed.
-        let events = shared.host_events.subscribe();
-        let (opening, head) = shared.admit(&hello)?;
-        // A client ahead of this host's log saw entries only crashed nodes
-        // held; it is told, and follows this log from its head.
-        let cursor = hello.resume_from_seq.min(head);
-        let (tx, frames) = outbound::outbound(shared.clone(), opening, cursor);
-        let ctx = session::Session {
-            shared: shared.clone(),
-            name: hello.name,
-            tx,
-            unacked: Default::default(),
         };
-        tokio::spawn(ctx.run(inbound, events));
+        let nonce = rand::random::<[u8; 32]>().to_vec();
+        let challenge = frame(server_frame::Frame::Challenge(Challenge {
+            nonce: nonce.clone(),
+            host_node_id: shared.identity.node_id.clone(),
+            term: Some(term),
+        }));
+        let (tx, start, frames) = outbound::outbound(shared.clone(), challenge);
+        tokio::spawn(open_session(
+            shared.clone(),
+            req.into_inner(),
+            nonce,
+            tx,
+            start,
+        ));
         Ok(Response::new(frames))
     }
 
@@ -230,54 +231,13 @@ impl ChatService for ChatHost {
         &self,
         req: Request<ReplicateRequest>,
     ) -> Result<Response<ReplicateResponse>, Status> {
-        let req = req.into_inner();
-        let mut core = self.0.core();
-        if req.epoch < core.known_epoch {
-            let stale = Status::failed_precondition(format!(
-                "stale epoch {}: this node knows epoch {}",
-                req.epoch, core.known_epoch
-            ));
-            drop(core);
-            return Err(self.0.with_host_metadata(stale));
+        let shared = &self.0;
+        let (term, cert, body) = shared.verify_replicate(req.into_inner())?;
+        if term.epoch > shared.core().known_epoch {
+            // A newer host we had not heard of yet: the relay signed it.
+            shared.on_term(term.clone(), cert).await;
         }
-        if core.role != Role::Dormant {
-            return Err(Status::failed_precondition("this node is the live host"));
-        }
-        core.known_epoch = req.epoch;
-        if let Some(meta) = req.meta {
-            // Another room, or the host found our log diverged: start over.
-            let start_over = req.base_seq == 0
-                || core
-                    .room
-                    .as_ref()
-                    .is_none_or(|r| r.room_id() != meta.room_id);
-            if start_over {
-                if meta.same_members {
-                    return Err(Status::failed_precondition(
-                        "no replica of this room here: send the member list",
-                    ));
-                }
-                core.room = Some(Room::new(meta.room_id.clone(), meta.min_users));
-            }
-            if let Some(room) = core.room.as_mut() {
-                if room.head_seq() != req.base_seq {
-                    return Err(RoomError::Gap {
-                        have: room.head_seq(),
-                        got: req.base_seq + 1,
-                    }
-                    .into());
-                }
-                room.apply_replica(meta, req.entries)?;
-            }
-        }
-        let response = core
-            .room
-            .as_ref()
-            .map_or_else(ReplicateResponse::default, |r| ReplicateResponse {
-                room_id: r.room_id().to_string(),
-                have_seq: r.head_seq(),
-                have_epoch: r.last_epoch(),
-            });
+        let response = shared.apply_replicate(&term, body)?;
         Ok(Response::new(response))
     }
 
@@ -285,28 +245,29 @@ impl ChatService for ChatHost {
         &self,
         req: Request<TakeOverRequest>,
     ) -> Result<Response<TakeOverResponse>, Status> {
-        let req = req.into_inner();
-        let known = self.0.core().known_epoch;
-        if req.epoch <= known && self.0.core().role.hosting_epoch() != Some(req.epoch) {
+        let shared = &self.0;
+        let (new_term, new_cert, sender) = shared.verify_take_over(req.into_inner())?;
+        let epoch = new_term.epoch;
+        shared.on_term(new_term, new_cert).await;
+        let mut core = shared.core();
+        if core.role.hosting_epoch() != Some(epoch) {
             return Err(Status::failed_precondition(format!(
-                "stale epoch {}: this node knows epoch {known}",
-                req.epoch
+                "cannot take over epoch {epoch}: this node knows epoch {}",
+                core.known_epoch
             )));
         }
-        self.0.become_host(req.epoch).await;
-        let mut core = self.0.core();
-        if core.role.hosting_epoch() == Some(req.epoch) && core.successor.is_none() {
+        if core.successor.is_none() {
             // The sender just shipped us everything it sequenced, and the
             // relay names it our successor: it can hold the commit point
             // from the start. (Clients that followed the relay here first
             // may already have sent messages in this epoch: not shipped.)
-            let head = core.room.as_ref().map_or(0, |r| r.head_before(req.epoch));
-            core.successor = Some(req.from_node_id.clone());
-            core.seed_successor = Some((req.from_node_id, head));
+            let head = core.room.as_ref().map_or(0, |r| r.head_before(epoch));
+            core.successor = Some(sender.clone());
+            core.seed_successor = Some((sender, head));
             drop(core);
             // What the old host shipped is held there: deliverable at once,
             // without waiting for a first round trip to it.
-            self.0.advance_commit(head);
+            shared.advance_commit(head);
         }
         Ok(Response::new(TakeOverResponse {}))
     }

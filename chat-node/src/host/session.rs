@@ -3,19 +3,27 @@
 //! The log itself reaches the client through [`super::outbound`].
 
 use super::outbound::Outbound;
+use super::rate::TokenBucket;
 use super::service::frame;
 use super::{HostEvent, Role};
 use crate::node::NodeShared;
 use chat_proto::pb::chat::*;
+use chat_proto::pb::relay::NameCertificate;
+use chat_proto::trust::{self, PublicKey};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 use tonic::{Status, Streaming};
 
 pub(super) struct Session {
     pub shared: Arc<NodeShared>,
     pub name: String,
+    /// The member's key, as its name certificate binds it.
+    pub key: PublicKey,
+    /// The member's name certificate, stored with each of its messages.
+    pub certificate: NameCertificate,
+    /// The member's send rate.
+    pub rate: TokenBucket,
     pub tx: Outbound,
     /// Sequenced messages of this client waiting for the commit point, in
     /// sequence order.
@@ -110,7 +118,7 @@ impl Session {
     fn handle(&mut self, f: ClientFrame) -> Step {
         self.shared.stats.count_chat_frame();
         match f.frame {
-            Some(client_frame::Frame::Send(m)) => self.shared.sequence(&self.name, m),
+            Some(client_frame::Frame::Send(m)) => self.send(m),
             Some(client_frame::Frame::Reset(r)) => Step::Reset(r),
             Some(client_frame::Frame::Leave(_)) => {
                 self.shared.leave_room(&self.name);
@@ -119,6 +127,41 @@ impl Session {
             Some(client_frame::Frame::Hello(_)) => rejected("", "this session already said Hello"),
             None => rejected("", "empty frame"),
         }
+    }
+
+    /// Checks a message's signature and the sender's rate, then sequences it.
+    fn send(&mut self, m: SendMessage) -> Step {
+        if let Err(wait) = self.rate.try_take(tokio::time::Instant::now()) {
+            let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            return Step::Reply(server_frame::Frame::Rejected(Rejected {
+                id: m.id,
+                reason: format!(
+                    "sending too fast: at most {} messages per second",
+                    self.shared.settings.messages_per_second
+                ),
+                retry_after_ms,
+            }));
+        }
+        let payload = trust::message_payload(
+            trust::ROOM,
+            &m.id,
+            &self.name,
+            &m.text,
+            m.sent_at_unix_ms,
+        );
+        if let Err(e) = self.key.verify(&payload, &m.signature) {
+            return rejected(&m.id, format!("message not signed by you: {e}"));
+        }
+        let message = ChatMessage {
+            id: m.id,
+            from: self.name.clone(),
+            text: m.text,
+            sent_at_unix_ms: m.sent_at_unix_ms,
+            signature: m.signature,
+            sender: Some(self.certificate.clone()),
+            ..Default::default()
+        };
+        self.shared.sequence(message)
     }
 
     /// Keeps an acknowledgement, in sequence order, until its commit. New
@@ -145,27 +188,24 @@ fn rejected(id: &str, reason: impl Into<String>) -> Step {
     Step::Reply(server_frame::Frame::Rejected(Rejected {
         id: id.to_string(),
         reason: reason.into(),
+        retry_after_ms: 0,
     }))
-}
-
-fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl NodeShared {
     /// Sequences a message from `from`: acknowledges it, or says why not.
     /// A dormant node sequences nothing and answers nothing: the client
     /// re-sends the message to the next host under the same id.
-    fn sequence(&self, from: &str, m: SendMessage) -> Step {
+    fn sequence(&self, mut m: ChatMessage) -> Step {
+        let id = m.id.clone();
         let appended = {
             let mut core = self.core();
             let Role::Live { epoch } = core.role else {
                 return Step::Continue;
             };
+            m.epoch = epoch;
             match core.room.as_mut() {
-                Some(room) => room.append(from, &m.id, &m.text, now_unix_ms(), epoch),
+                Some(room) => room.append_message(m),
                 None => return Step::Continue,
             }
         };
@@ -174,12 +214,9 @@ impl NodeShared {
                 if !a.duplicate {
                     self.log_tx.send_modify(|n| *n += 1);
                 }
-                Step::AckWhenCommitted(Ack {
-                    id: m.id,
-                    seq: a.seq,
-                })
+                Step::AckWhenCommitted(Ack { id, seq: a.seq })
             }
-            Err(e) => rejected(&m.id, e.to_string()),
+            Err(e) => rejected(&id, e.to_string()),
         }
     }
 
@@ -222,7 +259,7 @@ impl NodeShared {
         }
     }
 
-    fn session_closed(&self, name: &str, left: bool) {
+    pub(super) fn session_closed(&self, name: &str, left: bool) {
         if left {
             return;
         }

@@ -12,7 +12,8 @@
 
 use crate::stats::Probe;
 use crate::{BenchError, Result};
-use chat_node::identity::NodeKey;
+use chat_proto::pb::relay::NameCertificate;
+use chat_proto::trust::{self, Keypair};
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{client_frame, server_frame, ClientFrame, Hello, ServerFrame};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
@@ -34,7 +35,8 @@ const OPEN_ATTEMPTS: usize = 100;
 
 /// Who the thin subscriber is at the relay, and where it thinks the host is.
 struct Member {
-    key: NodeKey,
+    key: Keypair,
+    certificate: Option<NameCertificate>,
     name: String,
     node_id: String,
     host: HostRecord,
@@ -60,21 +62,7 @@ impl Member {
     /// Opens a session with the host it knows, resuming after `last_seq`;
     /// returns once welcomed.
     async fn open_once(&mut self, last_seq: u64) -> Result<Session> {
-        let mut hello = Hello {
-            name: self.name.clone(),
-            node_id: self.node_id.clone(),
-            address: THIN_ADDRESS.to_string(),
-            resume_from_seq: last_seq,
-            ..Default::default()
-        };
-        self.key.sign_hello(&mut hello);
         let (tx, rx) = mpsc::channel(1);
-        let hello = ClientFrame {
-            frame: Some(client_frame::Frame::Hello(hello)),
-        };
-        tx.send(hello)
-            .await
-            .map_err(|_| BenchError::Setup("session channel closed".into()))?;
         let address = format!("http://{}", self.host.address);
         let mut chat = ChatServiceClient::new(channel(address).await?);
         let opened = chat.session(ReceiverStream::new(rx)).await;
@@ -88,6 +76,33 @@ impl Member {
                 return Err(status.into());
             }
         };
+        let challenge = match inbound.message().await? {
+            Some(ServerFrame {
+                frame: Some(server_frame::Frame::Challenge(c)),
+            }) => c,
+            other => {
+                return Err(BenchError::Setup(format!(
+                    "{}: expected Challenge, got {other:?}",
+                    self.name
+                )))
+            }
+        };
+        let mut hello = Hello {
+            name: self.name.clone(),
+            node_id: self.node_id.clone(),
+            address: THIN_ADDRESS.to_string(),
+            resume_from_seq: last_seq,
+            certificate: self.certificate.clone(),
+            ..Default::default()
+        };
+        self.key
+            .sign_hello(&mut hello, &challenge.nonce, &challenge.host_node_id);
+        let hello = ClientFrame {
+            frame: Some(client_frame::Frame::Hello(hello)),
+        };
+        tx.send(hello)
+            .await
+            .map_err(|_| BenchError::Setup("session channel closed".into()))?;
         match inbound.message().await? {
             Some(ServerFrame {
                 frame: Some(server_frame::Frame::Welcome(_)),
@@ -122,13 +137,18 @@ pub async fn subscribe(
     mut probe: Probe,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<Probe>> {
-    let key = NodeKey::generate();
+    let key = Keypair::generate();
     let mut relay = RelayServiceClient::new(channel(uri.to_string()).await?);
+    let signed_at_unix_ms = trust::now_unix_ms();
+    let payload =
+        trust::register_payload(name, THIN_ADDRESS, &key.public_key(), signed_at_unix_ms);
     let reg = relay
         .register(RegisterRequest {
             name: name.to_string(),
             address: THIN_ADDRESS.to_string(),
             public_key: key.public_key(),
+            signed_at_unix_ms,
+            signature: key.sign(&payload),
             ..Default::default()
         })
         .await?
@@ -142,6 +162,7 @@ pub async fn subscribe(
         .into_inner();
     let mut member = Member {
         key,
+        certificate: reg.name_certificate,
         name: name.to_string(),
         node_id: reg.node_id,
         host: reg
@@ -166,6 +187,7 @@ pub async fn subscribe(
                                 node_id: m.node_id,
                                 address: m.address,
                                 name: String::new(),
+                                certificate: None,
                             });
                             true
                         }

@@ -1,0 +1,199 @@
+//! The fencing rule between nodes: an epoch counts only in a certificate
+//! the relay signed, and a node-to-node call counts only when signed by the
+//! key that certificate names. Both sides of Replicate and TakeOver live
+//! here: building the signed requests, and checking them.
+
+use super::room::{Room, RoomError};
+use super::Role;
+use crate::node::NodeShared;
+use chat_proto::pb::chat::*;
+use chat_proto::pb::relay::{HostTerm, HostTermCertificate};
+use chat_proto::trust::{self, PublicKey};
+use prost::Message;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tonic::Status;
+
+/// Most log entries one Replicate may carry.
+pub const MAX_REPLICATED_ENTRIES: usize = 256;
+/// Most members one Replicate may list.
+pub const MAX_REPLICATED_MEMBERS: usize = 10_000;
+
+/// A strictly increasing counter for this process's Replicate calls: the
+/// wall clock in microseconds, or one more than the last if that is not
+/// higher, so it keeps increasing across restarts too.
+fn next_counter() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = u64::try_from(trust::now_unix_ms()).unwrap_or(0).saturating_mul(1000);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+impl NodeShared {
+    /// The certificate of the term this node hosts as `epoch`.
+    fn own_term(&self, epoch: u64) -> Result<HostTermCertificate, Status> {
+        let core = self.core();
+        match (&core.hosting_term, core.role.hosting_epoch()) {
+            (Some(cert), Some(e)) if e == epoch => Ok(cert.clone()),
+            _ => Err(Status::failed_precondition("no longer hosting")),
+        }
+    }
+
+    /// A Replicate for `body`, signed as the host of `epoch`.
+    pub(crate) fn signed_replicate(
+        &self,
+        epoch: u64,
+        mut body: ReplicateBody,
+    ) -> Result<ReplicateRequest, Status> {
+        let term = self.own_term(epoch)?;
+        body.counter = next_counter();
+        let body = body.encode_to_vec();
+        let signature = self.key.sign(&trust::replicate_payload(&term.term, &body));
+        Ok(ReplicateRequest {
+            term: Some(term),
+            body,
+            signature,
+        })
+    }
+
+    /// A TakeOver handing `new_term` over, signed as the host of `epoch`.
+    pub(crate) fn signed_take_over(
+        &self,
+        epoch: u64,
+        new_term: HostTermCertificate,
+    ) -> Result<TakeOverRequest, Status> {
+        let sender_term = self.own_term(epoch)?;
+        let signed_at_unix_ms = trust::now_unix_ms();
+        let payload =
+            trust::take_over_payload(&new_term.term, &sender_term.term, signed_at_unix_ms);
+        Ok(TakeOverRequest {
+            signature: self.key.sign(&payload),
+            new_term: Some(new_term),
+            sender_term: Some(sender_term),
+            signed_at_unix_ms,
+        })
+    }
+
+    /// Checks a Replicate: a relay-signed term not older than ours, signed
+    /// by that term's host, with a counter we have not seen in that term,
+    /// within the size limits. Returns the term, its certificate and body.
+    pub(crate) fn verify_replicate(
+        &self,
+        req: ReplicateRequest,
+    ) -> Result<(HostTerm, HostTermCertificate, ReplicateBody), Status> {
+        let cert = req
+            .term
+            .ok_or_else(|| Status::permission_denied("Replicate carries no host term"))?;
+        let term = self.verify_term(&cert)?;
+        PublicKey::from_bytes(&term.public_key)?
+            .verify(&trust::replicate_payload(&cert.term, &req.body), &req.signature)
+            .map_err(|e| Status::permission_denied(format!("Replicate not signed by the host of its term: {e}")))?;
+        let known = self.core().known_epoch;
+        if term.epoch < known {
+            let stale = Status::failed_precondition(format!(
+                "stale epoch {}: this node knows epoch {known}",
+                term.epoch
+            ));
+            return Err(self.with_host_metadata(stale));
+        }
+        let body = ReplicateBody::decode(req.body.as_slice())
+            .map_err(|e| Status::invalid_argument(format!("Replicate body: {e}")))?;
+        let members = body.meta.as_ref().map_or(0, |m| m.members.len());
+        if body.entries.len() > MAX_REPLICATED_ENTRIES || members > MAX_REPLICATED_MEMBERS {
+            return Err(Status::invalid_argument(format!(
+                "a Replicate carries at most {MAX_REPLICATED_ENTRIES} entries and \
+                 {MAX_REPLICATED_MEMBERS} members"
+            )));
+        }
+        Ok((term, cert, body))
+    }
+
+    /// Applies a verified Replicate to this node's replica.
+    pub(crate) fn apply_replicate(
+        &self,
+        term: &HostTerm,
+        body: ReplicateBody,
+    ) -> Result<ReplicateResponse, Status> {
+        let mut core = self.core();
+        if term.epoch < core.known_epoch {
+            return Err(Status::failed_precondition("a newer epoch arrived meanwhile"));
+        }
+        if core.role != Role::Dormant {
+            return Err(Status::failed_precondition("this node is the live host"));
+        }
+        let (seen_epoch, seen) = core.replicate_counter;
+        if seen_epoch == term.epoch && body.counter <= seen {
+            return Err(Status::already_exists("a replayed Replicate"));
+        }
+        core.replicate_counter = (term.epoch, body.counter);
+        if let Some(meta) = body.meta {
+            // Another room, or the host found our log diverged: start over.
+            let start_over = body.base_seq == 0
+                || core
+                    .room
+                    .as_ref()
+                    .is_none_or(|r| r.room_id() != meta.room_id);
+            if start_over {
+                if meta.same_members {
+                    return Err(Status::failed_precondition(
+                        "no replica of this room here: send the member list",
+                    ));
+                }
+                core.room = Some(Room::new(meta.room_id.clone(), meta.min_users));
+            }
+            if let Some(room) = core.room.as_mut() {
+                if room.head_seq() != body.base_seq {
+                    return Err(RoomError::Gap {
+                        have: room.head_seq(),
+                        got: body.base_seq.saturating_add(1),
+                    }
+                    .into());
+                }
+                room.apply_replica(meta, body.entries)?;
+            }
+        }
+        Ok(core
+            .room
+            .as_ref()
+            .map_or_else(ReplicateResponse::default, |r| ReplicateResponse {
+                room_id: r.room_id().to_string(),
+                have_seq: r.head_seq(),
+                have_epoch: r.last_epoch(),
+            }))
+    }
+
+    /// Checks a TakeOver: `new_term` is relay-signed and names this node;
+    /// the sender's term is the one before it, and the sender signed the
+    /// request with that term's key. Returns the new term, its certificate
+    /// and the sender's node id.
+    pub(crate) fn verify_take_over(
+        &self,
+        req: TakeOverRequest,
+    ) -> Result<(HostTerm, HostTermCertificate, String), Status> {
+        let missing = || Status::permission_denied("TakeOver needs both host terms");
+        let new_cert = req.new_term.ok_or_else(missing)?;
+        let sender_cert = req.sender_term.ok_or_else(missing)?;
+        let new_term = self.verify_term(&new_cert)?;
+        let sender_term = self.verify_term(&sender_cert)?;
+        if new_term.node_id != self.identity.node_id {
+            return Err(Status::permission_denied("the new term names another node"));
+        }
+        if new_term.epoch.checked_sub(1) != Some(sender_term.epoch) {
+            return Err(Status::permission_denied(
+                "the sender's term is not the one before the new term",
+            ));
+        }
+        let payload =
+            trust::take_over_payload(&new_cert.term, &sender_cert.term, req.signed_at_unix_ms);
+        PublicKey::from_bytes(&sender_term.public_key)?
+            .verify(&payload, &req.signature)
+            .and_then(|()| trust::check_fresh(req.signed_at_unix_ms, trust::now_unix_ms()))
+            .map_err(|e| Status::permission_denied(format!("TakeOver not signed by the previous host: {e}")))?;
+        Ok((new_term, new_cert, sender_term.node_id))
+    }
+}
