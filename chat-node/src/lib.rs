@@ -12,6 +12,7 @@ pub mod identity;
 pub mod node;
 pub mod peer;
 pub mod relay_link;
+pub mod replay;
 pub mod ui;
 
 pub use config::{Mode, NodeConfig};
