@@ -3,6 +3,7 @@
 
 pub mod handoff;
 mod outbound;
+pub mod rate;
 pub mod replica;
 pub mod room;
 pub mod service;
