@@ -1,6 +1,8 @@
 //! Input rules shared by the relay, the host and the client, so every side
 //! refuses the same things with the same words.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use thiserror::Error;
 
 /// Longest accepted name, in characters.
@@ -20,6 +22,10 @@ pub enum RuleError {
     /// The name holds `:` or whitespace.
     #[error("name must not contain ':' or whitespace")]
     NameBadChar,
+    /// The name holds a control character or an invisible format, bidi or
+    /// zero-width character, which could fake another name on screen.
+    #[error("name must be printable: no control or invisible characters")]
+    NameNotPrintable,
     /// The message is empty.
     #[error("message must not be empty")]
     EmptyMessage,
@@ -28,7 +34,8 @@ pub enum RuleError {
     MessageTooLarge(usize),
 }
 
-/// Checks a chat name: non-empty, at most 32 characters, no `:` or whitespace.
+/// Checks a chat name: non-empty, at most 32 characters, no `:` or
+/// whitespace, and nothing unprintable (see [`is_unprintable`]).
 pub fn validate_name(name: &str) -> Result<(), RuleError> {
     if name.is_empty() {
         return Err(RuleError::EmptyName);
@@ -39,7 +46,61 @@ pub fn validate_name(name: &str) -> Result<(), RuleError> {
     if name.chars().any(|c| c == ':' || c.is_whitespace()) {
         return Err(RuleError::NameBadChar);
     }
+    if name.chars().any(is_unprintable) {
+        return Err(RuleError::NameNotPrintable);
+    }
     Ok(())
+}
+
+/// True for characters that drive a terminal or hide on screen: control
+/// characters, plus the format, bidi and zero-width characters that let one
+/// text look like another (soft hyphen, zero-width space/joiners, LRM/RLM,
+/// bidi embeddings, overrides and isolates, word joiner, BOM, Arabic mark).
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control() || is_invisible_format(c)
+}
+
+/// The Unicode format characters refused in names and escaped for display.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+/// Makes someone else's text safe to print on one terminal line: newline,
+/// carriage return and tab become `\n`, `\r` and `\t`; every other
+/// character for which [`is_unprintable`] holds becomes `\u{XXXX}`.
+/// A backslash stays as it is. Borrows when nothing needs escaping.
+pub fn escape_for_display(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unprintable) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        push_escaped(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+/// Appends `c` to `out`, escaped if it is unprintable.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if is_unprintable(c) => {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\u{{{:04X}}}", u32::from(c));
+        }
+        c => out.push(c),
+    }
 }
 
 /// Checks a message text: non-empty and at most 4 KiB.
@@ -73,6 +134,57 @@ mod tests {
         assert_eq!(validate_name("a\tb"), Err(RuleError::NameBadChar));
         assert_eq!(validate_name(&"x".repeat(32)), Ok(()));
         assert_eq!(validate_name(&"x".repeat(33)), Err(RuleError::NameTooLong));
+    }
+
+    #[test]
+    fn unprintable_names_are_refused() {
+        let bad = RuleError::NameNotPrintable;
+        assert_eq!(validate_name("al\u{1b}[2Jice"), Err(bad.clone()));
+        assert_eq!(validate_name("bob\u{7f}"), Err(bad.clone()));
+        assert_eq!(validate_name("ali\u{200B}ce"), Err(bad.clone()));
+        assert_eq!(validate_name("\u{202E}ecila"), Err(bad.clone()));
+        assert_eq!(validate_name("a\u{00AD}b"), Err(bad.clone()));
+        assert_eq!(validate_name("\u{FEFF}alice"), Err(bad.clone()));
+        assert_eq!(validate_name("a\u{061C}"), Err(bad.clone()));
+        assert_eq!(validate_name("a\u{2066}b\u{2069}"), Err(bad));
+        assert_eq!(validate_name("名前"), Ok(()));
+    }
+
+    #[test]
+    fn every_listed_format_char_is_unprintable() {
+        let listed = ['\u{00AD}', '\u{061C}', '\u{FEFF}']
+            .into_iter()
+            .chain('\u{200B}'..='\u{200F}')
+            .chain('\u{202A}'..='\u{202E}')
+            .chain('\u{2060}'..='\u{2064}')
+            .chain('\u{2066}'..='\u{2069}');
+        for c in listed {
+            assert!(is_unprintable(c), "U+{:04X}", u32::from(c));
+        }
+        assert!(!is_unprintable('\u{2065}'));
+        assert!(!is_unprintable('é'));
+    }
+
+    #[test]
+    fn plain_text_is_borrowed() {
+        let text = "hi \\ there, Zoë";
+        assert!(matches!(escape_for_display(text), Cow::Borrowed(t) if t == text));
+    }
+
+    #[test]
+    fn injected_line_stays_on_one_line() {
+        let shown = escape_for_display("hi\n[999] alice: x");
+        assert_eq!(shown, "hi\\n[999] alice: x");
+        assert!(!shown.contains('\n'));
+    }
+
+    #[test]
+    fn escapes_controls_and_invisibles() {
+        assert_eq!(escape_for_display("a\r\tb"), "a\\r\\tb");
+        assert_eq!(escape_for_display("\u{1b}[2J"), "\\u{001B}[2J");
+        assert_eq!(escape_for_display("x\u{202E}y"), "x\\u{202E}y");
+        assert_eq!(escape_for_display("\u{0}\u{9f}"), "\\u{0000}\\u{009F}");
+        assert_eq!(escape_for_display("back\\slash\n"), "back\\slash\\n");
     }
 
     #[test]

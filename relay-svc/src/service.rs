@@ -1,5 +1,6 @@
 //! `relay.v1.RelayService` over the registry.
 
+use crate::admin::AdminGate;
 use crate::config::RelayConfig;
 use crate::registry::{Registration, Registry, RegistryError};
 use chat_proto::pb::relay::relay_service_server::RelayService;
@@ -16,6 +17,7 @@ use tonic::{Request, Response, Status};
 pub struct Shared {
     registry: Mutex<Registry>,
     relay_key: PublicKey,
+    admin: AdminGate,
     host_tx: watch::Sender<Option<HostRecord>>,
     config: RelayConfig,
     closing: CancellationToken,
@@ -28,6 +30,7 @@ impl Shared {
         Arc::new(Self {
             registry: Mutex::new(Registry::new(config.lease, key)),
             relay_key,
+            admin: AdminGate::new(config.admin_secret.clone()),
             host_tx: watch::channel(None).0,
             config,
             closing: CancellationToken::new(),
@@ -160,15 +163,7 @@ impl RelayService for Relay {
         req: Request<AuthorizeResetRequest>,
     ) -> Result<Response<AuthorizeResetResponse>, Status> {
         let given = req.into_inner().admin_secret;
-        let Some(secret) = &self.0.config.admin_secret else {
-            return Err(Status::failed_precondition(
-                "resets are disabled: the relay was started without --admin-secret",
-            ));
-        };
-        if !constant_time_eq(given.as_bytes(), secret.as_bytes()) {
-            tracing::warn!("reset refused: wrong admin secret");
-            return Err(Status::permission_denied("wrong admin secret"));
-        }
+        self.0.admin.check(&given, Instant::now())?;
         Ok(Response::new(AuthorizeResetResponse {}))
     }
 
@@ -258,11 +253,6 @@ fn verify_registration(relay: &PublicKey, req: RegisterRequest) -> Result<Regist
         name_claimed_at,
         replica_head: req.replica_head,
     })
-}
-
-/// Compares secrets without an early exit, so timing tells nothing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Sends the current host and every change until the watcher goes away; the

@@ -4,7 +4,6 @@
 //! unattended, e.g. in a container whose stdin is closed.
 
 use crate::client::{ClientEvent, UserCommand};
-use std::io::Write;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -43,26 +42,10 @@ pub async fn run_bot(
                 }
             }
             event = events.recv() => match event {
-                Some(event) => print_event(&event, json),
+                Some(event) => super::line::print_event(&event, json),
                 None => break,
             },
         }
-    }
-}
-
-/// Prints one event as a line (skipping those `line` mode keeps quiet
-/// about) or as one JSON object.
-fn print_event(event: &ClientEvent, json: bool) {
-    let line = if json {
-        serde_json::to_string(event).ok()
-    } else {
-        super::format_event(event)
-    };
-    if let Some(line) = line {
-        let mut out = std::io::stdout().lock();
-        // A closed stdout leaves nothing to tell; the bot goes on.
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
     }
 }
 

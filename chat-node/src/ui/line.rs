@@ -2,36 +2,50 @@
 //! event is one line on stdout. EOF on stdin leaves like `$exit`.
 
 use crate::client::{parse_line, ClientEvent, Connection, UserCommand};
+use chat_proto::rules::escape_for_display;
+use std::borrow::Cow;
 use std::io::Write;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
 /// One readable line for an event, or `None` for events line mode keeps quiet about.
+///
+/// Names, addresses and texts come from other people, so they are shown
+/// through [`escape_for_display`]: a message can never print as two lines or
+/// send escape sequences to the terminal. Info and error messages are this
+/// node's own words and are printed as they are.
 pub fn format_event(event: &ClientEvent) -> Option<String> {
     let line = match event {
         ClientEvent::Message {
             seq, from, text, ..
-        } => format!("[{seq}] {from}: {text}"),
-        ClientEvent::Private { from, text } => format!("(private) {from}: {text}"),
-        ClientEvent::PrivateSent { to, text } => format!("(private to {to}) {text}"),
+        } => format!("[{seq}] {}: {}", esc(from), esc(text)),
+        ClientEvent::Private { from, text } => {
+            format!("(private) {}: {}", esc(from), esc(text))
+        }
+        ClientEvent::PrivateSent { to, text } => {
+            format!("(private to {}) {}", esc(to), esc(text))
+        }
         ClientEvent::Ack { .. } => return None,
         ClientEvent::Host {
             epoch,
             address,
             name,
-        } => format!("* host is now {name} at {address} (epoch {epoch})"),
+        } => format!(
+            "* host is now {} at {} (epoch {epoch})",
+            esc(name),
+            esc(address)
+        ),
         ClientEvent::Activated => "* the chat is active".to_string(),
         ClientEvent::Waiting { members, min_users } => {
             format!("* waiting for members: {members} of {min_users}; messages are held until then")
         }
-        ClientEvent::Joined { name } => format!("* {name} joined"),
-        ClientEvent::Left { name } => format!("* {name} left"),
-        ClientEvent::Members { names, host } => {
-            format!("* members: {} (host: {host})", names.join(", "))
-        }
-        ClientEvent::Reset { by, min_users } => {
-            format!("* {by} reset the chat; it activates again at {min_users} members")
-        }
+        ClientEvent::Joined { name } => format!("* {} joined", esc(name)),
+        ClientEvent::Left { name } => format!("* {} left", esc(name)),
+        ClientEvent::Members { names, host } => format_members(names, host),
+        ClientEvent::Reset { by, min_users } => format!(
+            "* {} reset the chat; it activates again at {min_users} members",
+            esc(by)
+        ),
         ClientEvent::Connection {
             state: Connection::Connected,
         } => return None,
@@ -47,13 +61,31 @@ pub fn format_event(event: &ClientEvent) -> Option<String> {
     Some(line)
 }
 
-fn print_event(event: &ClientEvent, json: bool) {
-    let line = if json {
+/// `* members: a, b (host: a)`, each name escaped.
+fn format_members(names: &[String], host: &str) -> String {
+    let names: Vec<_> = names.iter().map(|n| esc(n)).collect();
+    format!("* members: {} (host: {})", names.join(", "), esc(host))
+}
+
+/// Shorthand: someone else's text made safe for one terminal line.
+fn esc(text: &str) -> Cow<'_, str> {
+    escape_for_display(text)
+}
+
+/// The line printed for `event`: a JSON object in `json` mode (serde_json
+/// escapes control characters, so it stays one line), otherwise
+/// [`format_event`]. `None` for events line mode keeps quiet about.
+pub fn render_event(event: &ClientEvent, json: bool) -> Option<String> {
+    if json {
         serde_json::to_string(event).ok()
     } else {
         format_event(event)
-    };
-    if let Some(line) = line {
+    }
+}
+
+/// Prints [`render_event`] on stdout, if there is a line to print.
+pub(crate) fn print_event(event: &ClientEvent, json: bool) {
+    if let Some(line) = render_event(event, json) {
         let mut out = std::io::stdout().lock();
         // A closed stdout leaves nothing to tell; the chat goes on.
         let _ = writeln!(out, "{line}");
@@ -94,5 +126,69 @@ pub async fn run_lines(
     // Show what is already here before leaving.
     while let Ok(event) = events.try_recv() {
         print_event(&event, json);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(from: &str, text: &str) -> ClientEvent {
+        ClientEvent::Message {
+            seq: 7,
+            from: from.to_string(),
+            text: text.to_string(),
+            sent_at_unix_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_injected_newline_prints_one_line() {
+        let line = render_event(&message("bob", "hi\n[999] alice: fake"), false)
+            .expect("a message prints");
+        assert_eq!(line, "[7] bob: hi\\n[999] alice: fake");
+        assert_eq!(line.lines().count(), 1);
+    }
+
+    #[test]
+    fn escape_sequences_never_reach_the_terminal() {
+        let events = [
+            message("bob", "\u{1b}[2Jclear"),
+            ClientEvent::Private {
+                from: "bob".into(),
+                text: "\u{1b}]0;title\u{7}".into(),
+            },
+            ClientEvent::Members {
+                names: vec!["a\u{202E}b".into()],
+                host: "h\rx".into(),
+            },
+            ClientEvent::Host {
+                epoch: 1,
+                address: "x\n* fake".into(),
+                name: "h".into(),
+            },
+        ];
+        for event in &events {
+            let line = render_event(event, false).expect("prints");
+            assert!(
+                !line.chars().any(chat_proto::rules::is_unprintable),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_json_line_stays_one_line_without_raw_escapes() {
+        let line = render_event(&message("bob", "a\nb\u{1b}[2J"), true).expect("json");
+        assert_eq!(line.lines().count(), 1);
+        assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line}");
+        let back: serde_json::Value = serde_json::from_str(&line).expect("valid json");
+        assert_eq!(back["text"], "a\nb\u{1b}[2J");
+    }
+
+    #[test]
+    fn plain_events_are_unchanged() {
+        let line = render_event(&message("Zoë", "hello \\o/"), false);
+        assert_eq!(line.as_deref(), Some("[7] Zoë: hello \\o/"));
     }
 }

@@ -1,6 +1,6 @@
 //! Own messages between sending and showing up in the log.
 
-use super::state::{clean, LineKind, RoomState, TuiState};
+use super::state::{shown, LineKind, RoomState, TuiState};
 use crate::client::MAX_PENDING;
 use std::collections::VecDeque;
 
@@ -26,7 +26,8 @@ impl TuiState {
         if chat_proto::rules::validate_text(text).is_ok() && self.pending.len() < MAX_PENDING {
             self.pending.push_back(Pending {
                 at_ms,
-                text: clean(text),
+                // Shown as the logged copy will be, so an Ack can match it.
+                text: shown(text),
                 held_seq: None,
             });
         }
@@ -81,7 +82,7 @@ impl TuiState {
 
     pub(super) fn on_message(&mut self, seq: u64, from: &str) {
         if self.acked_seqs.contains(&seq) {
-            self.my_name = Some(clean(from));
+            self.my_name = Some(shown(from));
         }
         self.pending.retain(|p| p.held_seq != Some(seq));
     }

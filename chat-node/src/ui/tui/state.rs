@@ -5,6 +5,7 @@ use super::editor::InputLine;
 use super::pending::Pending;
 use crate::client::{ClientEvent, Connection};
 use crate::ui::format_event;
+use chat_proto::rules::escape_for_display;
 use std::cell::Cell;
 use std::collections::VecDeque;
 
@@ -149,19 +150,21 @@ impl TuiState {
                 self.on_message(*seq, from);
                 let kind = LineKind::Chat {
                     seq: *seq,
-                    from: clean(from),
+                    from: shown(from),
                 };
-                return self.push(*sent_at_unix_ms, kind, text);
+                return self.push(*sent_at_unix_ms, kind, &shown(text));
             }
             ClientEvent::Private { from, text } => {
-                return self.push(now_ms, LineKind::PrivateIn { from: clean(from) }, text)
+                let kind = LineKind::PrivateIn { from: shown(from) };
+                return self.push(now_ms, kind, &shown(text));
             }
             ClientEvent::PrivateSent { to, text } => {
-                return self.push(now_ms, LineKind::PrivateOut { to: clean(to) }, text)
+                let kind = LineKind::PrivateOut { to: shown(to) };
+                return self.push(now_ms, kind, &shown(text));
             }
             ClientEvent::Ack { id, seq } => return self.on_ack(id, *seq),
             ClientEvent::Host { epoch, name, .. } => {
-                self.host = Some(clean(name));
+                self.host = Some(shown(name));
                 self.epoch = Some(*epoch);
             }
             ClientEvent::Activated => self.room = RoomState::Active,
@@ -172,22 +175,22 @@ impl TuiState {
                 self.member_count = Some(*members);
             }
             ClientEvent::Joined { name } => {
-                let name = clean(name);
+                let name = shown(name);
                 if !self.members.contains(&name) {
                     self.members.push(name);
                     self.member_count = self.member_count.map(|n| n.saturating_add(1));
                 }
             }
             ClientEvent::Left { name } => {
-                let name = clean(name);
+                let name = shown(name);
                 self.members.retain(|m| *m != name);
                 self.member_count = self.member_count.map(|n| n.saturating_sub(1));
             }
             ClientEvent::Members { names, host } => {
-                self.members = names.iter().map(|n| clean(n)).collect();
+                self.members = names.iter().map(|n| shown(n)).collect();
                 self.member_count = u32::try_from(names.len()).ok();
                 if !host.is_empty() {
-                    self.host = Some(clean(host));
+                    self.host = Some(shown(host));
                 }
                 if self.quiet_who > 0 {
                     self.quiet_who -= 1;
@@ -233,8 +236,15 @@ impl TuiState {
     }
 }
 
-/// Text made safe for the terminal: tabs become spaces, other control
-/// characters (which could drive the terminal) become `�`; newlines stay.
+/// Someone else's name or text as the pane shows it: on one line, with
+/// control and invisible characters escaped, so it can neither fake another
+/// line nor drive the terminal (see [`escape_for_display`]).
+pub fn shown(text: &str) -> String {
+    escape_for_display(text).into_owned()
+}
+
+/// This node's own words (help, errors) made safe for the terminal: tabs
+/// become spaces, other control characters become `�`; newlines stay.
 pub fn clean(text: &str) -> String {
     text.chars()
         .map(|c| match c {
@@ -286,12 +296,46 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_bounded_and_cleaned() {
+    fn lines_are_bounded_and_escaped() {
         let mut s = TuiState::new();
         for i in 0..MAX_LINES + 5 {
             s.apply(&message(i as u64, "a", "x\u{1b}[2J\ty"));
         }
         assert_eq!(s.lines.len(), MAX_LINES);
-        assert_eq!(s.lines[0].text, "x\u{fffd}[2J y");
+        assert_eq!(s.lines[0].text, "x\\u{001B}[2J\\ty");
+    }
+
+    #[test]
+    fn other_peoples_text_never_spans_two_lines() {
+        let mut s = TuiState::new();
+        s.apply(&message(1, "bob\u{202E}", "hi\n[999] alice: fake"));
+        s.apply(&ClientEvent::Private {
+            from: "eve\r".into(),
+            text: "a\nb".into(),
+        });
+        s.apply(&ClientEvent::Joined {
+            name: "x\ny".into(),
+        });
+        for line in &s.lines {
+            assert!(!line.text.contains('\n'), "{line:?}");
+        }
+        assert_eq!(s.lines[0].text, "hi\\n[999] alice: fake");
+        assert_eq!(
+            s.lines[0].kind,
+            LineKind::Chat {
+                seq: 1,
+                from: "bob\\u{202E}".into()
+            }
+        );
+        assert_eq!(s.members, ["x\\ny"]);
+    }
+
+    #[test]
+    fn own_help_keeps_its_lines() {
+        let mut s = TuiState::new();
+        s.apply(&ClientEvent::Info {
+            message: "one\ntwo".into(),
+        });
+        assert_eq!(s.lines[0].text, "one\ntwo");
     }
 }
