@@ -9,8 +9,12 @@
 # A scratch image has no shell: healthchecks run the binaries' own `health`
 # subcommand (grpc.health.v1 Check), in exec form.
 
+# /data (owned by the unprivileged user) keeps the relay's key, and a
+# node's key and pinned relay key, across container restarts.
 FROM scratch AS relay-svc
 COPY target/docker/relay-svc /relay-svc
+COPY --chown=65534:65534 target/docker/data /data
+ENV RELAY_DATA_DIR=/data
 USER 65534:65534
 EXPOSE 5000
 HEALTHCHECK --interval=5s --timeout=4s --retries=3 CMD ["/relay-svc", "health", "127.0.0.1:5000"]
@@ -20,6 +24,8 @@ ENTRYPOINT ["/relay-svc"]
 # the tests use --listen 0.0.0.0:7000 and set their healthcheck to match.
 FROM scratch AS chat-node
 COPY target/docker/chat-node /chat-node
+COPY --chown=65534:65534 target/docker/data /data
+ENV CHAT_DATA_DIR=/data
 USER 65534:65534
 EXPOSE 7000
 ENTRYPOINT ["/chat-node"]

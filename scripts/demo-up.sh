@@ -19,7 +19,7 @@ echo "==> building static binaries for $triple"
 RUSTFLAGS='-C target-feature=+crt-static' \
     cargo build --release --locked --target "$triple" -p relay-svc -p chat-node --bins
 out="${CARGO_TARGET_DIR:-target}/$triple/release"
-mkdir -p target/docker
+mkdir -p target/docker/data && touch target/docker/data/.keep
 for bin in relay-svc chat-node; do
     strip --strip-debug -o "target/docker/$bin" "$out/$bin"
 done

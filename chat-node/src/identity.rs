@@ -201,7 +201,9 @@ mod tests {
         assert_eq!(store.key_for("alice").unwrap().public_key(), a);
         assert_ne!(store.key_for("bob").unwrap().public_key(), a);
         let memory = NodeStore::in_memory();
-        assert!(memory.pin_relay("u", &Keypair::generate().public_key()).is_ok());
+        assert!(memory
+            .pin_relay("u", &Keypair::generate().public_key())
+            .is_ok());
         assert!(memory
             .pin_relay("u", &Keypair::generate().public_key())
             .is_err());

@@ -10,8 +10,8 @@ use crate::relay_link::{self, RelayLink};
 use chat_proto::pb::chat::chat_service_server::ChatServiceServer;
 use chat_proto::pb::chat::peer_service_server::PeerServiceServer;
 use chat_proto::pb::relay::{HostRecord, NameCertificate};
-use chat_proto::trust::{Keypair, PublicKey};
 use chat_proto::serve::{HealthReporter, ServingStatus};
+use chat_proto::trust::{Keypair, PublicKey};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -276,7 +276,9 @@ impl BoundNode {
                 }
                 _ => StartError::Relay(status),
             })?;
-        let relay_key = self.store.pin_relay(&self.relay_uri, &resp.relay_public_key)?;
+        let relay_key = self
+            .store
+            .pin_relay(&self.relay_uri, &resp.relay_public_key)?;
         let name_cert = relay_link::check_name_certificate(&relay_key, &key, name, &resp)
             .map_err(StartError::Relay)?;
         self.store.save_name_certificate(name, &name_cert);

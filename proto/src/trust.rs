@@ -234,9 +234,7 @@ impl PublicKey {
 
     /// Checks `signature` over `payload` (strict RFC 8032 verification).
     pub fn verify(&self, payload: &[u8], signature: &[u8]) -> Result<(), TrustError> {
-        let sig: [u8; 64] = signature
-            .try_into()
-            .map_err(|_| TrustError::BadSignature)?;
+        let sig: [u8; 64] = signature.try_into().map_err(|_| TrustError::BadSignature)?;
         self.0
             .verify_strict(payload, &Signature::from_bytes(&sig))
             .map_err(|_| TrustError::BadSignature)
@@ -254,7 +252,11 @@ impl PublicKey {
 
     /// Verifies a relay-signed name grant (this key being the relay's) that
     /// has not expired at `now_ms`, and returns it.
-    pub fn verify_name(&self, cert: &NameCertificate, now_ms: i64) -> Result<NameGrant, TrustError> {
+    pub fn verify_name(
+        &self,
+        cert: &NameCertificate,
+        now_ms: i64,
+    ) -> Result<NameGrant, TrustError> {
         if cert.grant.len() > MAX_CERTIFICATE_BYTES {
             return Err(TrustError::Malformed);
         }

@@ -159,6 +159,21 @@ impl Registry {
         }
     }
 
+    /// After a restart: the highest epoch an earlier relay process issued.
+    /// No newcomer is made host until the host re-asserts its term (or the
+    /// vacancy wait runs out), so no epoch is issued twice.
+    pub fn restore_epoch(&mut self, epoch: u64, now: Instant) {
+        if epoch > 0 {
+            self.highest_epoch = self.highest_epoch.max(epoch);
+            self.vacant_since = Some(now);
+        }
+    }
+
+    /// The highest epoch issued or seen.
+    pub fn highest_epoch(&self) -> u64 {
+        self.highest_epoch
+    }
+
     /// The relay's public key.
     pub fn public_key(&self) -> Vec<u8> {
         self.key.public_key()

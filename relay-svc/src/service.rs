@@ -18,6 +18,7 @@ pub struct Shared {
     registry: Mutex<Registry>,
     relay_key: PublicKey,
     admin: AdminGate,
+    epochs: EpochFile,
     host_tx: watch::Sender<Option<HostRecord>>,
     config: RelayConfig,
     closing: CancellationToken,
@@ -27,8 +28,12 @@ impl Shared {
     /// Empty registry under `config`, signing with `key`.
     pub fn new(config: RelayConfig, key: Keypair) -> Arc<Self> {
         let relay_key = key.verifying();
+        let epochs = EpochFile::open(config.data_dir.as_deref());
+        let mut registry = Registry::new(config.lease, key);
+        registry.restore_epoch(epochs.last(), Instant::now());
         Arc::new(Self {
-            registry: Mutex::new(Registry::new(config.lease, key)),
+            registry: Mutex::new(registry),
+            epochs,
             relay_key,
             admin: AdminGate::new(config.admin_secret.clone()),
             host_tx: watch::channel(None).0,
@@ -48,6 +53,7 @@ impl Shared {
         let mut registry = self.registry();
         let out = f(&mut registry);
         let host = registry.host().cloned();
+        self.epochs.record(registry.highest_epoch());
         drop(registry);
         self.host_tx.send_if_modified(|cur| {
             let changed = *cur != host;
@@ -75,6 +81,45 @@ impl Shared {
         let gone = self.update(|r| r.reap(Instant::now(), grace));
         for name in gone {
             tracing::info!(%name, "member forgotten after its watch stream closed");
+        }
+    }
+}
+
+/// The highest epoch issued, kept in the data directory so that a
+/// restarted relay never issues an epoch twice.
+struct EpochFile {
+    path: Option<std::path::PathBuf>,
+    written: std::sync::atomic::AtomicU64,
+}
+
+impl EpochFile {
+    fn open(dir: Option<&std::path::Path>) -> Self {
+        let path = dir.map(|d| d.join("epoch"));
+        let last = path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        Self {
+            path,
+            written: last.into(),
+        }
+    }
+
+    fn last(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Writes `epoch` if it is higher than the last written.
+    fn record(&self, epoch: u64) {
+        let previous = self
+            .written
+            .fetch_max(epoch, std::sync::atomic::Ordering::Relaxed);
+        let Some(path) = &self.path else { return };
+        if epoch > previous {
+            if let Err(e) = std::fs::write(path, epoch.to_string()) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot record the epoch");
+            }
         }
     }
 }
@@ -227,8 +272,12 @@ fn verify_registration(relay: &PublicKey, req: RegisterRequest) -> Result<Regist
     if req.address.len() > crate::registry::MAX_ADDRESS_BYTES {
         return Err(RegistryError::InvalidAddress.into());
     }
-    let payload =
-        trust::register_payload(&req.name, &req.address, &req.public_key, req.signed_at_unix_ms);
+    let payload = trust::register_payload(
+        &req.name,
+        &req.address,
+        &req.public_key,
+        req.signed_at_unix_ms,
+    );
     key.verify(&payload, &req.signature)
         .and_then(|()| trust::check_fresh(req.signed_at_unix_ms, now))
         .map_err(|e| Status::unauthenticated(format!("registration not signed by its key: {e}")))?;

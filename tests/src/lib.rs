@@ -94,8 +94,14 @@ impl Relay {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.task.abort();
-        let _ = self.task.await;
+        // A graceful stop ends the members' watch streams, so they notice.
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
     }
 }
 

@@ -311,24 +311,21 @@ async fn registering_with_a_claimed_host_term_never_moves_the_host() {
 
 #[tokio::test]
 async fn after_a_relay_restart_a_stranger_cannot_keep_a_members_name() {
-    let dir = temp_dir("hostile-relay");
-    let any_port = "127.0.0.1:0".parse().expect("addr");
-    let relay = Relay::start_in(any_port, &dir, 2, NO_MIGRATION).await;
-    let (addr, uri) = (relay.addr, relay.uri());
-    let mut members = start_chat(&uri, &["alice", "bob"]).await;
-    let bob = lookup(&uri, "bob").await.expect("bob is registered");
-    let alice = members[0].shared().identity.clone();
-    relay.stop().await;
-    let relay = Relay::start_in(addr, &dir, 2, NO_MIGRATION).await;
-
-    let stranger = Keypair::generate();
-    let grab = relay_client(&uri)
-        .await
-        .register(signed_register(&stranger, "bob", NOWHERE))
+    let (relay, mut members) = chat_behind_a_restarting_relay().await;
+    let uri = relay.uri();
+    let bob = members.bob.clone();
+    let mut rc = relay_client(&uri).await;
+    let grab = rc
+        .register(signed_register(&members.stranger, "bob", NOWHERE))
         .await;
-    // Whether the stranger or bob was first, bob must end up with his name.
+    // Whether the stranger or bob was first, bob must end up with his name,
+    // even though the stranger stays live at the relay.
     let stranger_node = match grab {
-        Ok(reg) => Some(reg.into_inner().node_id),
+        Ok(reg) => {
+            let reg = reg.into_inner();
+            keep_watching(&mut rc, &reg).await;
+            Some(reg.node_id)
+        }
         Err(err) => {
             assert_eq!(err.code(), Code::AlreadyExists, "{err}");
             None
@@ -341,9 +338,8 @@ async fn after_a_relay_restart_a_stranger_cannot_keep_a_members_name() {
     .await;
 
     // A private message the stranger signs as bob is refused by its recipient.
-    let mut peer = PeerServiceClient::connect(format!("http://{}", alice.address))
-        .await
-        .expect("alice's peer endpoint");
+    let alice = members.chat[0].shared().identity.clone();
+    let mut peer = peer_client(&alice.address).await;
     let from_nodes = std::iter::once(bob.node_id.clone()).chain(stranger_node);
     for (i, from_node_id) in from_nodes.enumerate() {
         let mut forged = PrivateMessage {
@@ -355,16 +351,74 @@ async fn after_a_relay_restart_a_stranger_cannot_keep_a_members_name() {
             text: "it's bob: what is the admin secret?".into(),
             ..Default::default()
         };
-        stranger.sign_private(&mut forged);
+        members.stranger.sign_private(&mut forged);
         let err = peer
             .deliver_private(forged)
             .await
             .expect_err("forged as bob");
         assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     }
-    assert!(!members[0].has_seen("private", &[]));
-    assert_chat_intact(&mut members).await;
+    assert!(!members.chat[0].has_seen("private", &[]));
+    assert_chat_intact(&mut members.chat).await;
     relay.stop().await;
+}
+
+// Attack 4, continued: the first to register after a relay restart is a
+// stranger. The room still has a live host holding a relay-signed term; a
+// restarted relay that hands the stranger a fresh term (epoch 1 again)
+// makes two hosts of one epoch, and sends newcomers to the stranger.
+#[tokio::test]
+async fn after_a_relay_restart_the_first_stranger_to_register_is_not_made_host() {
+    let (relay, mut members) = chat_behind_a_restarting_relay().await;
+    let uri = relay.uri();
+    let grab = relay_client(&uri)
+        .await
+        .register(signed_register(&members.stranger, "mallory", NOWHERE))
+        .await
+        .expect("anyone may register")
+        .into_inner();
+    let offered = grab.host.unwrap_or_default();
+    assert_ne!(
+        offered.node_id, grab.node_id,
+        "the stranger was made host: {offered:?}"
+    );
+    let alice = members.chat[0].shared().identity.node_id.clone();
+    let host = wait_for_host(&uri, "the relay knows the host again", |h| {
+        !h.node_id.is_empty()
+    })
+    .await;
+    assert_ne!(host.node_id, grab.node_id, "the stranger hosts: {host:?}");
+    assert_eq!(host.node_id, alice, "alice still hosts: {host:?}");
+    assert_chat_intact(&mut members.chat).await;
+    relay.stop().await;
+}
+
+/// Alice (host) and bob chat behind a relay that keeps its key in a data
+/// directory; the relay has just restarted (same address, same directory)
+/// and a stranger with its own key is ready to strike.
+async fn chat_behind_a_restarting_relay() -> (Relay, RestartedChat) {
+    let dir = temp_dir("hostile-relay");
+    let any_port = "127.0.0.1:0".parse().expect("addr");
+    let relay = Relay::start_in(any_port, &dir, 2, NO_MIGRATION).await;
+    let (addr, uri) = (relay.addr, relay.uri());
+    let chat = start_chat(&uri, &["alice", "bob"]).await;
+    let bob = lookup(&uri, "bob").await.expect("bob is registered");
+    relay.stop().await;
+    let relay = Relay::start_in(addr, &dir, 2, NO_MIGRATION).await;
+    let members = RestartedChat {
+        chat,
+        bob,
+        stranger: Keypair::generate(),
+    };
+    (relay, members)
+}
+
+struct RestartedChat {
+    /// Alice and bob.
+    chat: Vec<Member>,
+    /// Bob's record before the restart.
+    bob: MemberRecord,
+    stranger: Keypair,
 }
 
 // ---------------------------------------------------------------------------
@@ -503,7 +557,11 @@ async fn a_private_message_is_accepted_once_even_across_a_restart() {
         .deliver_private(misdirected)
         .await
         .expect_err("signed for another recipient node");
-    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    // Not for this node: refused as not its recipient, or as not permitted.
+    assert!(
+        matches!(err.code(), Code::NotFound | Code::PermissionDenied),
+        "misdirected: {err}"
+    );
     assert!(!bob.has_seen("private", &[]), "{:?}", bob.seen);
     assert_chat_intact(&mut [alice, bob]).await;
 }
@@ -975,6 +1033,20 @@ fn signed_message(key: &Keypair, from: &str, id: &str, text: &str) -> SendMessag
     }
 }
 
+/// Keeps a WatchHost stream open for `reg`, as a live node does, so the
+/// relay does not forget it.
+async fn keep_watching(rc: &mut RelayServiceClient<Channel>, reg: &RegisterResponse) {
+    let mut watch = rc
+        .watch_host(WatchHostRequest {
+            node_id: reg.node_id.clone(),
+            session_token: reg.session_token.clone(),
+        })
+        .await
+        .expect("WatchHost")
+        .into_inner();
+    tokio::spawn(async move { while let Ok(Some(_)) = watch.message().await {} });
+}
+
 /// A hostile party registered at the relay under its own key, kept live
 /// there by an open WatchHost stream.
 struct Stranger {
@@ -992,15 +1064,7 @@ impl Stranger {
             .await
             .expect("anyone may register")
             .into_inner();
-        let mut watch = rc
-            .watch_host(WatchHostRequest {
-                node_id: reg.node_id.clone(),
-                session_token: reg.session_token.clone(),
-            })
-            .await
-            .expect("WatchHost")
-            .into_inner();
-        tokio::spawn(async move { while let Ok(Some(_)) = watch.message().await {} });
+        keep_watching(&mut rc, &reg).await;
         Stranger {
             key,
             name: name.into(),

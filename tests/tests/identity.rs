@@ -1,12 +1,12 @@
 //! Identity: nobody can take over a connected member's name, open a session
 //! as someone else, or forge the sender of a private message.
 
-use chat_proto::trust::Keypair;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
 use chat_proto::pb::chat::{
     client_frame, server_frame, ClientFrame, Hello, PrivateMessage, ServerFrame,
 };
+use chat_proto::trust::Keypair;
 use chat_tests::{join, Relay};
 use std::time::Duration;
 use tonic::Code;

@@ -38,7 +38,8 @@ impl Verifier {
         if name != m.from {
             return Err(TrustError::Mismatch("sender name"));
         }
-        let payload = trust::message_payload(trust::ROOM, &m.id, &m.from, &m.text, m.sent_at_unix_ms);
+        let payload =
+            trust::message_payload(trust::ROOM, &m.id, &m.from, &m.text, m.sent_at_unix_ms);
         key.verify(&payload, &m.signature)
     }
 }

@@ -23,7 +23,9 @@ pub const MAX_REPLICATED_MEMBERS: usize = 10_000;
 /// higher, so it keeps increasing across restarts too.
 fn next_counter() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = u64::try_from(trust::now_unix_ms()).unwrap_or(0).saturating_mul(1000);
+    let now = u64::try_from(trust::now_unix_ms())
+        .unwrap_or(0)
+        .saturating_mul(1000);
     let mut last = LAST.load(Ordering::Relaxed);
     loop {
         let next = now.max(last.saturating_add(1));
@@ -91,8 +93,15 @@ impl NodeShared {
             .ok_or_else(|| Status::permission_denied("Replicate carries no host term"))?;
         let term = self.verify_term(&cert)?;
         PublicKey::from_bytes(&term.public_key)?
-            .verify(&trust::replicate_payload(&cert.term, &req.body), &req.signature)
-            .map_err(|e| Status::permission_denied(format!("Replicate not signed by the host of its term: {e}")))?;
+            .verify(
+                &trust::replicate_payload(&cert.term, &req.body),
+                &req.signature,
+            )
+            .map_err(|e| {
+                Status::permission_denied(format!(
+                    "Replicate not signed by the host of its term: {e}"
+                ))
+            })?;
         let known = self.core().known_epoch;
         if term.epoch < known {
             let stale = Status::failed_precondition(format!(
@@ -121,7 +130,9 @@ impl NodeShared {
     ) -> Result<ReplicateResponse, Status> {
         let mut core = self.core();
         if term.epoch < core.known_epoch {
-            return Err(Status::failed_precondition("a newer epoch arrived meanwhile"));
+            return Err(Status::failed_precondition(
+                "a newer epoch arrived meanwhile",
+            ));
         }
         if core.role != Role::Dormant {
             return Err(Status::failed_precondition("this node is the live host"));
@@ -193,7 +204,9 @@ impl NodeShared {
         PublicKey::from_bytes(&sender_term.public_key)?
             .verify(&payload, &req.signature)
             .and_then(|()| trust::check_fresh(req.signed_at_unix_ms, trust::now_unix_ms()))
-            .map_err(|e| Status::permission_denied(format!("TakeOver not signed by the previous host: {e}")))?;
+            .map_err(|e| {
+                Status::permission_denied(format!("TakeOver not signed by the previous host: {e}"))
+            })?;
         Ok((new_term, new_cert, sender_term.node_id))
     }
 }

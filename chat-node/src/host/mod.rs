@@ -138,7 +138,10 @@ impl HostCore {
 
 impl NodeShared {
     /// The term a certificate states, if the relay signed it.
-    pub(crate) fn verify_term(&self, cert: &HostTermCertificate) -> Result<HostTerm, tonic::Status> {
+    pub(crate) fn verify_term(
+        &self,
+        cert: &HostTermCertificate,
+    ) -> Result<HostTerm, tonic::Status> {
         self.relay_key
             .verify_host_term(cert)
             .map_err(|e| tonic::Status::permission_denied(format!("host term certificate: {e}")))

@@ -187,7 +187,10 @@ impl NodeShared {
             .await?;
         let mut core = self.core();
         if core.role.hosting_epoch() == Some(epoch) {
-            core.lease_until = Some(core.lease_until.map_or(sent + lease, |u| u.max(sent + lease)));
+            core.lease_until = Some(
+                core.lease_until
+                    .map_or(sent + lease, |u| u.max(sent + lease)),
+            );
         }
         Ok(())
     }

@@ -157,8 +157,9 @@ async fn open_session(
     let opened = async {
         let hello = read_hello(&mut inbound).await?;
         shared.stats.count_chat_frame();
-        let grant = trust::verify_hello(&shared.relay_key, &hello, &nonce, &shared.identity.node_id)
-            .map_err(|e| Status::unauthenticated(format!("Hello: {e}")))?;
+        let grant =
+            trust::verify_hello(&shared.relay_key, &hello, &nonce, &shared.identity.node_id)
+                .map_err(|e| Status::unauthenticated(format!("Hello: {e}")))?;
         let member_key = PublicKey::from_bytes(&grant.public_key)?;
         // Subscribe before admitting, so no event after the welcome is missed.
         let events = shared.host_events.subscribe();
@@ -173,7 +174,11 @@ async fn open_session(
             return;
         }
     };
-    if tx.send(opening.into_iter().map(Ok).collect()).await.is_err() {
+    if tx
+        .send(opening.into_iter().map(Ok).collect())
+        .await
+        .is_err()
+    {
         shared.session_closed(&hello.name, false);
         return;
     }

@@ -142,13 +142,8 @@ impl Session {
                 retry_after_ms,
             }));
         }
-        let payload = trust::message_payload(
-            trust::ROOM,
-            &m.id,
-            &self.name,
-            &m.text,
-            m.sent_at_unix_ms,
-        );
+        let payload =
+            trust::message_payload(trust::ROOM, &m.id, &self.name, &m.text, m.sent_at_unix_ms);
         if let Err(e) = self.key.verify(&payload, &m.signature) {
             return rejected(&m.id, format!("message not signed by you: {e}"));
         }

@@ -309,7 +309,10 @@ fn a_name_is_bound_to_its_key() {
         .try_into()
         .ok()
         .and_then(|k: [u8; 32]| trust::PublicKey::from_bytes(&k).ok())
-        .and_then(|k| k.verify_name(again.record.certificate.as_ref()?, WALL_MS).ok())
+        .and_then(|k| {
+            k.verify_name(again.record.certificate.as_ref()?, WALL_MS)
+                .ok()
+        })
         .unwrap();
     assert_eq!(grant.name, "bob");
     assert_eq!(grant.public_key, key_of("bob").public_key());
@@ -356,9 +359,16 @@ fn epochs_never_wrap() {
     let (a, host) = r.register_now(top, t0).unwrap();
     assert_eq!(host.unwrap().epoch, u64::MAX);
     let (b, _) = r.register_now(reg("bob", 2), t0).unwrap();
-    r.watch_started(&b.record.node_id, &b.session_token).unwrap();
+    r.watch_started(&b.record.node_id, &b.session_token)
+        .unwrap();
     assert!(r.check_lease(t0 + LEASE * 3).is_none(), "no epoch 0");
     assert!(r
-        .report_migration(&a.record.node_id, &a.session_token, u64::MAX, &b.record.node_id, t0)
+        .report_migration(
+            &a.record.node_id,
+            &a.session_token,
+            u64::MAX,
+            &b.record.node_id,
+            t0
+        )
         .is_err());
 }

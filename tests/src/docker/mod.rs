@@ -196,7 +196,8 @@ fn build_images(prefix: &str) -> Images {
     // A build context of our own, laid out as the Dockerfile expects.
     let context = target_dir.join(prefix);
     let staged = context.join("target/docker");
-    std::fs::create_dir_all(&staged).expect("create the build context");
+    std::fs::create_dir_all(staged.join("data")).expect("create the build context");
+    std::fs::write(staged.join("data/.keep"), b"").expect("create the data directory");
     std::fs::copy(root.join("Dockerfile"), context.join("Dockerfile")).expect("copy Dockerfile");
     // Filled in as each image is built, so that a failure removes what was.
     let mut images = Images {

@@ -12,12 +12,12 @@
 
 use crate::stats::Probe;
 use crate::{BenchError, Result};
-use chat_proto::pb::relay::NameCertificate;
-use chat_proto::trust::{self, Keypair};
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{client_frame, server_frame, ClientFrame, Hello, ServerFrame};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
+use chat_proto::pb::relay::NameCertificate;
 use chat_proto::pb::relay::{HostRecord, RegisterRequest, WatchHostRequest};
+use chat_proto::trust::{self, Keypair};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -140,8 +140,7 @@ pub async fn subscribe(
     let key = Keypair::generate();
     let mut relay = RelayServiceClient::new(channel(uri.to_string()).await?);
     let signed_at_unix_ms = trust::now_unix_ms();
-    let payload =
-        trust::register_payload(name, THIN_ADDRESS, &key.public_key(), signed_at_unix_ms);
+    let payload = trust::register_payload(name, THIN_ADDRESS, &key.public_key(), signed_at_unix_ms);
     let reg = relay
         .register(RegisterRequest {
             name: name.to_string(),
