@@ -237,7 +237,12 @@ impl Client {
             }
             UserCommand::Host => {
                 let message = match self.shared.host_watch().borrow().clone() {
-                    Some(h) => format!("host: {} at {} (epoch {})", h.name, h.address, h.epoch),
+                    Some(h) => format!(
+                        "host: {} at {} (epoch {})",
+                        rules::escape_for_display(&h.name),
+                        rules::escape_for_display(&h.address),
+                        h.epoch
+                    ),
                     None => "no host known yet".to_string(),
                 };
                 self.emit(ClientEvent::Info { message }).await;
