@@ -83,21 +83,17 @@ impl RelayLink {
         address: &str,
         claim: Claim,
     ) -> Result<RegisterResponse, Status> {
-        let signed_at_unix_ms = trust::now_unix_ms();
-        let public_key = key.public_key();
-        let payload = trust::register_payload(name, address, &public_key, signed_at_unix_ms);
-        let req = RegisterRequest {
+        let mut req = RegisterRequest {
             name: name.to_string(),
             address: address.to_string(),
             session_token: claim.session_token,
             replica_head: claim.replica_head,
-            public_key,
             latest_term: claim.latest_term,
             hosting: claim.hosting,
             name_certificate: claim.name_certificate,
-            signed_at_unix_ms,
-            signature: key.sign(&payload),
+            ..Default::default()
         };
+        key.sign_register(&mut req);
         Ok(self
             .client
             .clone()

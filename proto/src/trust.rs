@@ -4,8 +4,10 @@
 //! counts) and name grants (a name bound to a node and its key); members
 //! sign their own messages, Hellos and node-to-node calls.
 
-use crate::pb::chat::{ChatMessage, Hello, PrivateMessage};
-use crate::pb::relay::{HostTerm, HostTermCertificate, NameCertificate, NameGrant};
+use crate::pb::chat::{Hello, PrivateMessage, SendMessage};
+use crate::pb::relay::{
+    HostTerm, HostTermCertificate, NameCertificate, NameGrant, RegisterRequest,
+};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use prost::Message;
 use std::path::Path;
@@ -154,6 +156,26 @@ impl Keypair {
         hello.public_key = self.public_key();
         hello.signed_at_unix_ms = now_unix_ms();
         hello.signature = self.sign(&hello_payload(hello, nonce, host_node_id));
+    }
+
+    /// Signs a Register in place, proving this key is held (sets the key).
+    pub fn sign_register(&self, req: &mut RegisterRequest) {
+        req.public_key = self.public_key();
+        req.signed_at_unix_ms = now_unix_ms();
+        let payload = register_payload(
+            &req.name,
+            &req.address,
+            &req.public_key,
+            req.signed_at_unix_ms,
+        );
+        req.signature = self.sign(&payload);
+    }
+
+    /// Signs a chat message from `from` in place.
+    pub fn sign_message(&self, from: &str, msg: &mut SendMessage) {
+        msg.sent_at_unix_ms = now_unix_ms();
+        let payload = message_payload(ROOM, &msg.id, from, &msg.text, msg.sent_at_unix_ms);
+        msg.signature = self.sign(&payload);
     }
 
     /// Signs a private message in place.
@@ -353,19 +375,6 @@ pub fn verify_hello(
         .verify(&hello_payload(hello, nonce, host_node_id), &hello.signature)?;
     check_fresh(hello.signed_at_unix_ms, now)?;
     Ok(grant)
-}
-
-/// Verifies a sequenced chat message end to end: its sender certificate
-/// (relay-signed, for the name it is from) and the sender's signature.
-/// Expiry is not checked: history stays verifiable after grants expire.
-pub fn verify_chat_message(relay: &PublicKey, msg: &ChatMessage) -> Result<(), TrustError> {
-    let cert = msg.sender.as_ref().ok_or(TrustError::Malformed)?;
-    let grant = relay.verify_name(cert, i64::MIN)?;
-    if grant.name != msg.from {
-        return Err(TrustError::Mismatch("sender name"));
-    }
-    let payload = message_payload(ROOM, &msg.id, &msg.from, &msg.text, msg.sent_at_unix_ms);
-    PublicKey::from_bytes(&grant.public_key)?.verify(&payload, &msg.signature)
 }
 
 #[cfg(test)]

@@ -899,17 +899,13 @@ async fn assert_dormant(member: &Member, after: &str) {
 
 /// A Register for `name` at `address`, proving that it holds `key`.
 fn signed_register(key: &Keypair, name: &str, address: &str) -> RegisterRequest {
-    let public_key = key.public_key();
-    let signed_at = trust::now_unix_ms();
-    let payload = trust::register_payload(name, address, &public_key, signed_at);
-    RegisterRequest {
+    let mut req = RegisterRequest {
         name: name.into(),
         address: address.into(),
-        public_key,
-        signed_at_unix_ms: signed_at,
-        signature: key.sign(&payload),
         ..Default::default()
-    }
+    };
+    key.sign_register(&mut req);
+    req
 }
 
 /// A host term signed by `key` instead of the relay.
@@ -1018,19 +1014,13 @@ fn forged_entries(
 
 /// A chat message signed by `key` as `from`.
 fn signed_message(key: &Keypair, from: &str, id: &str, text: &str) -> SendMessage {
-    let sent_at = trust::now_unix_ms();
-    SendMessage {
+    let mut msg = SendMessage {
         id: id.into(),
         text: text.into(),
-        sent_at_unix_ms: sent_at,
-        signature: key.sign(&trust::message_payload(
-            trust::ROOM,
-            id,
-            from,
-            text,
-            sent_at,
-        )),
-    }
+        ..Default::default()
+    };
+    key.sign_message(from, &mut msg);
+    msg
 }
 
 /// Keeps a WatchHost stream open for `reg`, as a live node does, so the

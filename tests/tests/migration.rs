@@ -157,22 +157,12 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
     alice.say("still fine").await;
     bob.wait_event("message", &[("text", "still fine")]).await;
     // Registering a taken name with another key is refused.
-    let mallory = chat_proto::trust::Keypair::generate();
-    let signed_at_unix_ms = chat_proto::trust::now_unix_ms();
-    let payload = chat_proto::trust::register_payload(
-        "alice",
-        "127.0.0.1:1",
-        &mallory.public_key(),
-        signed_at_unix_ms,
-    );
-    let grab = RegisterRequest {
+    let mut grab = RegisterRequest {
         name: "alice".into(),
         address: "127.0.0.1:1".into(),
-        public_key: mallory.public_key(),
-        signed_at_unix_ms,
-        signature: mallory.sign(&payload),
         ..Default::default()
     };
+    chat_proto::trust::Keypair::generate().sign_register(&mut grab);
     assert_eq!(
         rc.register(grab.clone()).await.unwrap_err().code(),
         Code::AlreadyExists

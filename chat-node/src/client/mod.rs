@@ -14,7 +14,6 @@ use crate::backoff::Backoff;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::SendMessage;
 use chat_proto::rules;
-use chat_proto::trust;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,16 +211,14 @@ impl Client {
             .await;
             return None;
         }
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let sent_at_unix_ms = trust::now_unix_ms();
-        let me = &self.shared.identity.name;
-        let payload = trust::message_payload(trust::ROOM, &id, me, &text, sent_at_unix_ms);
-        let msg = SendMessage {
-            signature: self.shared.key.sign(&payload),
-            id,
+        let mut msg = SendMessage {
+            id: uuid::Uuid::new_v4().simple().to_string(),
             text,
-            sent_at_unix_ms,
+            ..Default::default()
         };
+        self.shared
+            .key
+            .sign_message(&self.shared.identity.name, &mut msg);
         self.view.pending.push_back(msg.clone());
         Some(msg)
     }

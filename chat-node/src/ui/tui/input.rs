@@ -1,7 +1,8 @@
 //! What keys, the mouse and pasted text do to the interface state.
 
-use super::state::{now_unix_ms, LineKind, TuiState};
+use super::state::{LineKind, TuiState};
 use crate::client::{parse_line, UserCommand};
+use chat_proto::trust::now_unix_ms;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 
 /// Rows one mouse wheel step scrolls.

@@ -6,6 +6,7 @@ use super::pending::Pending;
 use crate::client::{ClientEvent, Connection};
 use crate::ui::format_event;
 use chat_proto::rules::escape_for_display;
+use chat_proto::trust::now_unix_ms;
 use std::cell::Cell;
 use std::collections::VecDeque;
 
@@ -254,14 +255,6 @@ pub fn clean(text: &str) -> String {
             c => c,
         })
         .collect()
-}
-
-/// Milliseconds since the Unix epoch, 0 if the clock is before it.
-pub fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use chat_proto::pb::chat::{client_frame, server_frame, ClientFrame, Hello, Serve
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::NameCertificate;
 use chat_proto::pb::relay::{HostRecord, RegisterRequest, WatchHostRequest};
-use chat_proto::trust::{self, Keypair};
+use chat_proto::trust::Keypair;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -139,19 +139,13 @@ pub async fn subscribe(
 ) -> Result<JoinHandle<Probe>> {
     let key = Keypair::generate();
     let mut relay = RelayServiceClient::new(channel(uri.to_string()).await?);
-    let signed_at_unix_ms = trust::now_unix_ms();
-    let payload = trust::register_payload(name, THIN_ADDRESS, &key.public_key(), signed_at_unix_ms);
-    let reg = relay
-        .register(RegisterRequest {
-            name: name.to_string(),
-            address: THIN_ADDRESS.to_string(),
-            public_key: key.public_key(),
-            signed_at_unix_ms,
-            signature: key.sign(&payload),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let mut register = RegisterRequest {
+        name: name.to_string(),
+        address: THIN_ADDRESS.to_string(),
+        ..Default::default()
+    };
+    key.sign_register(&mut register);
+    let reg = relay.register(register).await?.into_inner();
     let mut watch = relay
         .watch_host(WatchHostRequest {
             node_id: reg.node_id.clone(),
