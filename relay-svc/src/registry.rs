@@ -15,10 +15,13 @@ const NAME_GRANT_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// Longest accepted node address, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 255;
 
-/// Checks a node address: `host:port`, at most [`MAX_ADDRESS_BYTES`].
-fn check_address(address: &str) -> Result<(), RegistryError> {
-    let printable = address.chars().all(|c| c.is_ascii_graphic());
-    if address.len() > MAX_ADDRESS_BYTES || !printable || !address.contains(':') {
+/// Checks what a registrant calls itself and where it listens: a valid
+/// name, and an address `host:port`, printable, at most
+/// [`MAX_ADDRESS_BYTES`].
+pub fn check_fields(name: &str, address: &str) -> Result<(), RegistryError> {
+    rules::validate_name(name)?;
+    let printable = || address.bytes().all(|b| b.is_ascii_graphic());
+    if address.len() > MAX_ADDRESS_BYTES || !address.contains(':') || !printable() {
         return Err(RegistryError::InvalidAddress);
     }
     Ok(())
@@ -174,11 +177,6 @@ impl Registry {
         self.highest_epoch
     }
 
-    /// The relay's public key.
-    pub fn public_key(&self) -> Vec<u8> {
-        self.key.public_key()
-    }
-
     /// The current host record, if any node has registered.
     pub fn host(&self) -> Option<&HostRecord> {
         self.host.as_ref()
@@ -193,8 +191,7 @@ impl Registry {
         now: Instant,
         unix_ms: i64,
     ) -> Result<(Member, Option<HostRecord>), RegistryError> {
-        rules::validate_name(&reg.name)?;
-        check_address(&reg.address)?;
+        check_fields(&reg.name, &reg.address)?;
         let node_id = trust::node_id_of(&reg.public_key);
         if let Some(term) = &reg.latest_term {
             if reg.hosting && term.node_id != node_id {

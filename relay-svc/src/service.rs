@@ -267,11 +267,8 @@ fn verify_registration(relay: &PublicKey, req: RegisterRequest) -> Result<Regist
     let key = PublicKey::from_bytes(&req.public_key)
         .map_err(|_| Status::invalid_argument("public_key must be a 32-byte Ed25519 key"))?;
     let now = trust::now_unix_ms();
-    // Sizes first: the payload below must not be built from huge fields.
-    chat_proto::rules::validate_name(&req.name)?;
-    if req.address.len() > crate::registry::MAX_ADDRESS_BYTES {
-        return Err(RegistryError::InvalidAddress.into());
-    }
+    // Fields first: the payload below must not be built from huge ones.
+    crate::registry::check_fields(&req.name, &req.address)?;
     let payload = trust::register_payload(
         &req.name,
         &req.address,

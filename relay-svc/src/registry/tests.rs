@@ -303,17 +303,8 @@ fn a_name_is_bound_to_its_key() {
     let (again, _) = r.register_now(reg("bob", 3), t0).unwrap();
     assert_eq!(again.record.node_id, bob.record.node_id);
     assert_eq!(again.record.address, "127.0.0.1:3");
-    let grant = r
-        .public_key()
-        .as_slice()
-        .try_into()
-        .ok()
-        .and_then(|k: [u8; 32]| trust::PublicKey::from_bytes(&k).ok())
-        .and_then(|k| {
-            k.verify_name(again.record.certificate.as_ref()?, WALL_MS)
-                .ok()
-        })
-        .unwrap();
+    let cert = again.record.certificate.as_ref().unwrap();
+    let grant = r.key.verifying().verify_name(cert, WALL_MS).unwrap();
     assert_eq!(grant.name, "bob");
     assert_eq!(grant.public_key, key_of("bob").public_key());
 }
