@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod docker;
+pub mod hostile;
 pub mod member;
 pub mod procs;
 pub mod tmux;

@@ -1,0 +1,398 @@
+//! A hostile client built only from the project's protocol
+//! (`chat_proto::pb`, `chat_proto::trust`): a stranger with a key of its
+//! own, forged terms and signed requests, and a session driven frame by
+//! frame; plus the check every attack ends with, that the chat is intact.
+
+use crate::{join, Member, DEADLINE};
+use chat_node::host::Role;
+use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
+use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
+use chat_proto::pb::chat::{
+    client_frame, log_entry, server_frame, Challenge, ChatMessage, ClientFrame, Hello, LogEntry,
+    ReplicateBody, ReplicateRequest, RoomMeta, SendMessage, ServerFrame, TakeOverRequest, Welcome,
+};
+use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
+use chat_proto::pb::relay::{
+    CurrentHostRequest, HostRecord, HostTerm, HostTermCertificate, LookupMemberRequest,
+    MemberRecord, NameCertificate, RegisterRequest, RegisterResponse, WatchHostRequest,
+};
+use chat_proto::trust::{self, Keypair};
+use prost::Message;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Status, Streaming};
+
+/// Where hostile registrations claim to listen (nothing does).
+pub const NOWHERE: &str = "127.0.0.1:1";
+
+/// Each member says a text of its own; each must reach every member, from
+/// its sender, exactly once.
+pub async fn assert_chat_intact(members: &mut [Member]) {
+    let tag: u32 = rand::random();
+    let texts: Vec<(String, String)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.name.clone(),
+                format!("{} is still here ({tag:08x})", m.name),
+            )
+        })
+        .collect();
+    for (member, (_, text)) in members.iter_mut().zip(&texts) {
+        member.say(text).await;
+    }
+    for member in members.iter_mut() {
+        for (from, text) in &texts {
+            member.wait_event("message", &[("text", text)]).await;
+            member.drain();
+            let seen: Vec<&serde_json::Value> = member
+                .seen
+                .iter()
+                .filter(|e| e["type"] == "message" && e["text"] == text.as_str())
+                .collect();
+            assert_eq!(seen.len(), 1, "{} saw {text:?}: {seen:?}", member.name);
+            assert_eq!(seen[0]["from"], from.as_str(), "{}: {seen:?}", member.name);
+        }
+    }
+}
+
+/// Joins honest members (the relay needs two) and waits until each is in
+/// the room and the chat is active.
+pub async fn start_chat(uri: &str, names: &[&str]) -> Vec<Member> {
+    let mut members = Vec::new();
+    for name in names {
+        members.push(join(uri, name).await.expect("an honest member joins"));
+    }
+    for member in members.iter_mut() {
+        let name = member.name.clone();
+        member.wait_event("joined", &[("name", &name)]).await;
+    }
+    members[0].wait_event("activated", &[]).await;
+    members
+}
+
+pub async fn relay_client(uri: &str) -> RelayServiceClient<Channel> {
+    RelayServiceClient::connect(uri.to_string())
+        .await
+        .expect("the relay is reachable")
+}
+
+pub async fn current_host(uri: &str) -> HostRecord {
+    relay_client(uri)
+        .await
+        .current_host(CurrentHostRequest {})
+        .await
+        .expect("CurrentHost")
+        .into_inner()
+}
+
+/// The relay still names the host of `before`, in the same term.
+pub async fn assert_same_host(uri: &str, before: &HostRecord) {
+    let now = current_host(uri).await;
+    assert_eq!(
+        (now.epoch, &now.node_id, &now.address),
+        (before.epoch, &before.node_id, &before.address),
+        "the host moved"
+    );
+}
+
+pub async fn lookup(uri: &str, name: &str) -> Result<MemberRecord, Status> {
+    relay_client(uri)
+        .await
+        .lookup_member(LookupMemberRequest { name: name.into() })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn chat_client(address: &str) -> ChatServiceClient<Channel> {
+    ChatServiceClient::connect(format!("http://{address}"))
+        .await
+        .expect("the node is reachable")
+        .max_decoding_message_size(16 << 20)
+}
+
+pub async fn peer_client(address: &str) -> PeerServiceClient<Channel> {
+    PeerServiceClient::connect(format!("http://{address}"))
+        .await
+        .expect("the peer endpoint is reachable")
+}
+
+/// The member's node does not host: its role, and what its health says.
+pub async fn assert_dormant(member: &Member, after: &str) {
+    let shared = member.shared();
+    assert_eq!(shared.role(), Role::Dormant, "{}: {after}", member.name);
+    let status = chat_proto::health_check::check(
+        &shared.identity.address,
+        "chat.v1.ChatService",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("health answers");
+    assert_eq!(
+        format!("{status:?}"),
+        "NotServing",
+        "{}: {after}",
+        member.name
+    );
+}
+
+/// A Register for `name` at `address`, proving that it holds `key`.
+pub fn signed_register(key: &Keypair, name: &str, address: &str) -> RegisterRequest {
+    let mut req = RegisterRequest {
+        name: name.into(),
+        address: address.into(),
+        ..Default::default()
+    };
+    key.sign_register(&mut req);
+    req
+}
+
+/// A host term signed by `key` instead of the relay.
+pub fn forged_term(
+    key: &Keypair,
+    epoch: u64,
+    node_id: &str,
+    address: &str,
+    name: &str,
+) -> HostTermCertificate {
+    key.issue_host_term(&HostTerm {
+        room: trust::ROOM.into(),
+        epoch,
+        node_id: node_id.into(),
+        address: address.into(),
+        name: name.into(),
+        public_key: key.public_key(),
+        issued_at_unix_ms: trust::now_unix_ms(),
+    })
+}
+
+/// A TakeOver signed by `key` (as if it were the sender term's host).
+pub fn take_over(
+    key: &Keypair,
+    new_term: Option<HostTermCertificate>,
+    sender_term: Option<HostTermCertificate>,
+) -> TakeOverRequest {
+    let signed_at = trust::now_unix_ms();
+    let term_bytes =
+        |c: &Option<HostTermCertificate>| c.as_ref().map_or(Vec::new(), |c| c.term.clone());
+    let payload =
+        trust::take_over_payload(&term_bytes(&new_term), &term_bytes(&sender_term), signed_at);
+    TakeOverRequest {
+        signature: key.sign(&payload),
+        new_term,
+        sender_term,
+        signed_at_unix_ms: signed_at,
+    }
+}
+
+/// A Replicate of `body` under `term`, signed by `key`.
+pub fn replicate(
+    key: &Keypair,
+    term: &HostTermCertificate,
+    body: &ReplicateBody,
+) -> ReplicateRequest {
+    let body = body.encode_to_vec();
+    ReplicateRequest {
+        signature: key.sign(&trust::replicate_payload(&term.term, &body)),
+        term: Some(term.clone()),
+        body,
+    }
+}
+
+pub fn forged_meta(head_seq: u64, same_members: bool) -> RoomMeta {
+    RoomMeta {
+        room_id: trust::ROOM.into(),
+        head_seq,
+        min_users: 1,
+        activated: true,
+        same_members,
+        ..Default::default()
+    }
+}
+
+/// Log entries "from alice" that alice never wrote: signed by `key` (or not
+/// at all, when `signed` is false), under alice's genuine certificate if given.
+pub fn forged_entries(
+    key: &Keypair,
+    sender: Option<NameCertificate>,
+    first_seq: u64,
+    epoch: u64,
+    count: u64,
+    padding: usize,
+    signed: bool,
+) -> Vec<LogEntry> {
+    let pad = "x".repeat(padding);
+    (0..count)
+        .map(|i| {
+            let id = format!("forged-{i}");
+            let text = format!("FORGED {i} {pad}");
+            let sent_at = trust::now_unix_ms();
+            let signature = if signed {
+                key.sign(&trust::message_payload(
+                    trust::ROOM,
+                    &id,
+                    "alice",
+                    &text,
+                    sent_at,
+                ))
+            } else {
+                vec![0; 64]
+            };
+            let message = ChatMessage {
+                seq: first_seq + i,
+                id,
+                from: "alice".into(),
+                text,
+                sent_at_unix_ms: sent_at,
+                epoch,
+                signature,
+                sender: sender.clone(),
+            };
+            LogEntry {
+                kind: Some(log_entry::Kind::Message(message)),
+            }
+        })
+        .collect()
+}
+
+/// A chat message signed by `key` as `from`.
+pub fn signed_message(key: &Keypair, from: &str, id: &str, text: &str) -> SendMessage {
+    let mut msg = SendMessage {
+        id: id.into(),
+        text: text.into(),
+        ..Default::default()
+    };
+    key.sign_message(from, &mut msg);
+    msg
+}
+
+/// Keeps a WatchHost stream open for `reg`, as a live node does, so the
+/// relay does not forget it.
+pub async fn keep_watching(rc: &mut RelayServiceClient<Channel>, reg: &RegisterResponse) {
+    let mut watch = rc
+        .watch_host(WatchHostRequest {
+            node_id: reg.node_id.clone(),
+            session_token: reg.session_token.clone(),
+        })
+        .await
+        .expect("WatchHost")
+        .into_inner();
+    tokio::spawn(async move { while let Ok(Some(_)) = watch.message().await {} });
+}
+
+/// A hostile party registered at the relay under its own key, kept live
+/// there by an open WatchHost stream.
+pub struct Stranger {
+    /// Its own key.
+    pub key: Keypair,
+    /// The name it registered.
+    pub name: String,
+    /// What the relay answered.
+    pub reg: RegisterResponse,
+}
+
+impl Stranger {
+    pub async fn register(uri: &str, name: &str) -> Stranger {
+        let key = Keypair::generate();
+        let mut rc = relay_client(uri).await;
+        let reg = rc
+            .register(signed_register(&key, name, NOWHERE))
+            .await
+            .expect("anyone may register")
+            .into_inner();
+        keep_watching(&mut rc, &reg).await;
+        Stranger {
+            key,
+            name: name.into(),
+            reg,
+        }
+    }
+
+    pub fn certificate(&self) -> NameCertificate {
+        self.reg
+            .name_certificate
+            .clone()
+            .expect("the relay issues a name certificate")
+    }
+
+    /// A Hello answering `challenge`, signed by this stranger as itself.
+    pub fn hello(&self, challenge: &Challenge) -> Hello {
+        let mut hello = Hello {
+            name: self.name.clone(),
+            node_id: self.reg.node_id.clone(),
+            address: NOWHERE.into(),
+            certificate: Some(self.certificate()),
+            ..Default::default()
+        };
+        self.key
+            .sign_hello(&mut hello, &challenge.nonce, &challenge.host_node_id);
+        hello
+    }
+}
+
+/// A chat session driven frame by frame.
+pub struct HostileSession {
+    /// Frames towards the host.
+    pub tx: mpsc::Sender<ClientFrame>,
+    /// Frames from the host.
+    pub frames: Streaming<ServerFrame>,
+    /// The host's Challenge of this session.
+    pub challenge: Challenge,
+}
+
+impl HostileSession {
+    /// Opens a session and reads the host's Challenge.
+    pub async fn open(address: &str) -> HostileSession {
+        let (tx, rx) = mpsc::channel(256);
+        let mut frames = chat_client(address)
+            .await
+            .session(ReceiverStream::new(rx))
+            .await
+            .expect("the host opens a session")
+            .into_inner();
+        let challenge = match next_frame(&mut frames).await {
+            Ok(Some(server_frame::Frame::Challenge(c))) => c,
+            other => panic!("expected a Challenge first, got {other:?}"),
+        };
+        HostileSession {
+            tx,
+            frames,
+            challenge,
+        }
+    }
+
+    pub async fn send(&self, frame: client_frame::Frame) {
+        self.tx
+            .send(ClientFrame { frame: Some(frame) })
+            .await
+            .expect("the session is open");
+    }
+
+    /// The Welcome that admits this session.
+    pub async fn welcomed(&mut self) -> Welcome {
+        match next_frame(&mut self.frames).await {
+            Ok(Some(server_frame::Frame::Welcome(w))) => w,
+            other => panic!("expected a Welcome, got {other:?}"),
+        }
+    }
+
+    /// The status the host ends this session with; any frame is a failure.
+    pub async fn refused(&mut self) -> Status {
+        match next_frame(&mut self.frames).await {
+            Err(status) => status,
+            Ok(frame) => panic!("expected a refusal, got {frame:?}"),
+        }
+    }
+}
+
+/// The next frame of a session (`None` at its end), within the deadline.
+pub async fn next_frame(
+    frames: &mut Streaming<ServerFrame>,
+) -> Result<Option<server_frame::Frame>, Status> {
+    match tokio::time::timeout(DEADLINE, frames.message()).await {
+        Ok(next) => next.map(|f| f.and_then(|f| f.frame)),
+        Err(_) => panic!("no frame from the host within {DEADLINE:?}"),
+    }
+}
