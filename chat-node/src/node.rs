@@ -165,11 +165,6 @@ impl NodeShared {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-
-    /// This node's public key.
-    pub fn public_key(&self) -> Vec<u8> {
-        self.key.public_key()
-    }
 }
 
 /// A node bound to its port, not yet registered.

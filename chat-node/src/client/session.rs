@@ -129,7 +129,7 @@ impl Client {
             Ok((inbound, challenge))
         })
         .await
-        .map_err(|_| lost(&"no answer within 3 s"))?;
+        .map_err(|_| lost(&format!("no answer within {OPEN_TIMEOUT:?}")))?;
         let (inbound, challenge) = opened?;
         self.check_host_term(&challenge, address)?;
         let me = &self.shared.identity;

@@ -48,9 +48,6 @@ impl NodeShared {
     /// Joins the member to the live room; returns the frames that open its
     /// session (welcome and member list).
     fn admit(&self, hello: &Hello) -> Result<(Vec<ServerFrame>, u64), Status> {
-        // A node that restarted under its name keeps its key, so its node
-        // id: a different id for a connected name was refused by the
-        // relay's certificate check before we got here.
         let member = Member {
             name: hello.name.clone(),
             node_id: hello.node_id.clone(),
@@ -62,9 +59,10 @@ impl NodeShared {
             let Role::Live { epoch } = core.role else {
                 return Err(self.not_host());
             };
-            // A node that crashed and came back under its name has a new
-            // node id; the relay only let it register once the old one was
-            // gone, so an old member without a session gives way.
+            // A node that came back under its name with another key (a
+            // lost key file) has a new node id; the relay certified it only
+            // once the old one was gone, so an old member without a session
+            // gives way. (With its key kept, a node keeps its id.)
             let stale = core.sessions.get(&hello.name).is_none_or(|n| *n == 0);
             let room = core.room.as_mut().ok_or_else(|| self.not_host())?;
             if stale
