@@ -14,7 +14,7 @@ use crate::backoff::Backoff;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::SendMessage;
 use chat_proto::rules;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -47,6 +47,9 @@ struct Client {
     verifier: verify::Verifier,
     /// When to send again the messages the host refused as too fast.
     retry_at: Option<tokio::time::Instant>,
+    /// Ids of pending messages the host refused as too fast (a subset of
+    /// the pending queue, so bounded by it).
+    refused: HashSet<String>,
 }
 
 /// How a session with a host ended.
@@ -73,6 +76,7 @@ pub async fn run(
         backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
         verifier: verify::Verifier::default(),
         retry_at: None,
+        refused: HashSet::new(),
     };
     let mut next: Option<String> = None;
     loop {

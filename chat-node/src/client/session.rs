@@ -84,10 +84,10 @@ impl Client {
                     }
                 }
                 _ = tokio::time::sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_at.is_some() => {
-                    // Refused as too fast: pending messages go again (the
-                    // host skips those it already has, by id).
+                    // Refused as too fast: those messages go again.
                     self.retry_at = None;
-                    if self.send_pending(&tx).await.is_err() {
+                    let refused = std::mem::take(&mut self.refused);
+                    if self.send_pending(&tx, |m| refused.contains(&m.id)).await.is_err() {
                         return SessionEnd::Lost("stream closed while re-sending".into());
                     }
                 }
@@ -147,15 +147,27 @@ impl Client {
         // Fresh channel: room for the first frame.
         let _ = tx.try_send(client_frame(client_frame::Frame::Hello(hello)));
         self.retry_at = None;
-        if self.send_pending(&tx).await.is_err() {
+        self.refused.clear();
+        if self.send_pending(&tx, |_| true).await.is_err() {
             return Err(lost(&"stream closed while re-sending"));
         }
         Ok((tx, inbound))
     }
 
-    /// Sends every pending message (again) on this session.
-    async fn send_pending(&self, tx: &mpsc::Sender<ClientFrame>) -> Result<(), ()> {
-        for msg in self.view.pending.clone() {
+    /// Sends the pending messages `which` selects (again) on this session.
+    async fn send_pending(
+        &self,
+        tx: &mpsc::Sender<ClientFrame>,
+        which: impl Fn(&SendMessage) -> bool,
+    ) -> Result<(), ()> {
+        let again: Vec<SendMessage> = self
+            .view
+            .pending
+            .iter()
+            .filter(|m| which(m))
+            .cloned()
+            .collect();
+        for msg in again {
             let frame = client_frame(client_frame::Frame::Send(msg));
             tx.send(frame).await.map_err(|_| ())?;
         }
@@ -246,6 +258,9 @@ impl Client {
             Frame::Challenge(_) => {} // only first
             Frame::Rejected(r) if r.retry_after_ms > 0 => {
                 // Too fast: the message stays pending and goes again later.
+                if self.view.pending.iter().any(|p| p.id == r.id) {
+                    self.refused.insert(r.id);
+                }
                 let at = tokio::time::Instant::now() + Duration::from_millis(r.retry_after_ms);
                 self.retry_at = Some(self.retry_at.map_or(at, |t| t.max(at)));
             }

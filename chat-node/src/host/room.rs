@@ -191,6 +191,11 @@ impl Room {
         })
     }
 
+    /// The sequence number `from` already has for message `id`, if any.
+    pub fn seq_of(&self, from: &str, id: &str) -> Option<u64> {
+        self.dedup.get(&(from.to_string(), id.to_string())).copied()
+    }
+
     /// Sequences `message` (its `seq` is assigned here) or returns the
     /// sequence its id already has from the same sender.
     pub fn append_message(&mut self, mut message: ChatMessage) -> Result<Appended, RoomError> {

@@ -130,7 +130,12 @@ impl Session {
     }
 
     /// Checks a message's signature and the sender's rate, then sequences it.
+    /// A message the host already holds (a re-send) is acknowledged again
+    /// without spending the sender's rate.
     fn send(&mut self, m: SendMessage) -> Step {
+        if let Some(seq) = self.shared.sequenced(&self.name, &m.id) {
+            return Step::AckWhenCommitted(Ack { id: m.id, seq });
+        }
         if let Err(wait) = self.rate.try_take(tokio::time::Instant::now()) {
             let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             return Step::Reply(server_frame::Frame::Rejected(Rejected {
@@ -188,6 +193,15 @@ fn rejected(id: &str, reason: impl Into<String>) -> Step {
 }
 
 impl NodeShared {
+    /// The sequence number of `from`'s message `id`, if the live room holds it.
+    fn sequenced(&self, from: &str, id: &str) -> Option<u64> {
+        let core = self.core();
+        match (core.role, core.room.as_ref()) {
+            (Role::Live { .. }, Some(room)) => room.seq_of(from, id),
+            _ => None,
+        }
+    }
+
     /// Sequences a message from `from`: acknowledges it, or says why not.
     /// A dormant node sequences nothing and answers nothing: the client
     /// re-sends the message to the next host under the same id.
