@@ -6,11 +6,11 @@
 
 use chat_proto::pb::chat::PrivateMessage;
 use chat_proto::pb::relay::{
-    AuthorizeResetRequest, HostTermCertificate, MemberRecord, RegisterRequest,
+    AuthorizeResetRequest, HostTermCertificate, MemberRecord, RegisterRequest, RenewLeaseRequest,
 };
 use chat_proto::trust::Keypair;
 use chat_tests::hostile::*;
-use chat_tests::{eventually, temp_dir, wait_for_host, Member, Relay};
+use chat_tests::{eventually, join, temp_dir, wait_for_host, Member, Relay};
 use std::time::Duration;
 use tonic::Code;
 
@@ -93,6 +93,86 @@ async fn registering_with_a_claimed_host_term_never_moves_the_host() {
     );
     let mut survivors = members.split_off(1);
     assert_chat_intact(&mut survivors).await;
+}
+
+// Attack 3, the tail: a host that accepts connections and never answers.
+// Anyone may host (the first to register does), so a member's machine that
+// hangs, or a stranger that hosts and stays silent, must not hold clients:
+// opening a session has a deadline, and clients follow the relay when it
+// replaces the silent host.
+#[tokio::test]
+async fn a_host_that_never_answers_does_not_hold_its_clients() {
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let uri = relay.uri();
+    // A server that accepts every connection and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("addr").to_string();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+            let _ = accepted_tx.send(held.len());
+        }
+    });
+
+    // The stranger registers first, so the relay makes it host, and keeps
+    // its lease alive.
+    let key = Keypair::generate();
+    let mut rc = relay_client(&uri).await;
+    let reg = rc
+        .register(signed_register(&key, "mallory", &silent_addr))
+        .await
+        .expect("anyone may register")
+        .into_inner();
+    keep_watching(&mut rc, &reg).await;
+    let host = current_host(&uri).await;
+    assert_eq!(host.node_id, reg.node_id, "the first to register hosts");
+    let renewing = tokio::spawn({
+        let mut rc = rc.clone();
+        let renew = RenewLeaseRequest {
+            epoch: host.epoch,
+            node_id: reg.node_id.clone(),
+            session_token: reg.session_token.clone(),
+            successor_node_id: String::new(),
+        };
+        async move {
+            loop {
+                let _ = rc.renew_lease(renew.clone()).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+
+    // Alice and bob join and dial the silent host: each gives up on it and
+    // dials again, rather than waiting for ever.
+    let mut members = vec![
+        join(&uri, "alice").await.expect("alice joins"),
+        join(&uri, "bob").await.expect("bob joins"),
+    ];
+    tokio::time::timeout(chat_tests::DEADLINE, async {
+        while accepted.recv().await.is_some_and(|n| n < 4) {}
+    })
+    .await
+    .expect("both members dialled the silent host again after giving up");
+
+    // The stranger goes quiet at the relay too: a member takes over and
+    // the chat works.
+    renewing.abort();
+    let promoted = wait_for_host(&uri, "a member replaces the silent host", |h| {
+        h.epoch > host.epoch
+    })
+    .await;
+    assert!(
+        ["alice", "bob"].contains(&promoted.name.as_str()),
+        "promoted {promoted:?}"
+    );
+    for member in members.iter_mut() {
+        member.wait_event("activated", &[]).await;
+    }
+    assert_chat_intact(&mut members).await;
 }
 
 // ---------------------------------------------------------------------------
