@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 /// How often the host lease is checked.
-const LEASE_CHECK_PERIOD: Duration = Duration::from_millis(25);
+const LEASE_CHECK_PERIOD: Duration = Duration::from_millis(10);
 /// How often silent members are looked for.
 const REAP_PERIOD: Duration = Duration::from_millis(500);
 

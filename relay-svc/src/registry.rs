@@ -379,7 +379,7 @@ impl Registry {
     /// How long past a lease's deadline the relay waits before promoting:
     /// the host fences itself at the deadline.
     pub fn lease_margin(&self) -> Duration {
-        self.lease_duration / 5
+        self.lease_duration / 10
     }
 
     /// How long a vacancy waits for the old host to re-assert itself: long
