@@ -20,6 +20,7 @@ pub mod report;
 pub mod runner;
 pub mod scenarios;
 pub mod serve;
+pub mod signatures;
 pub mod stats;
 pub mod systems;
 

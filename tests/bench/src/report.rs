@@ -121,6 +121,8 @@ pub struct Results {
     /// 1-minute load average before and after the run (others share the
     /// machine).
     pub load_average: (Option<f64>, Option<f64>),
+    /// What signing and checking one chat message costs on this machine.
+    pub signatures: Option<crate::signatures::SignatureCost>,
     /// The table.
     pub rows: Vec<Row>,
     /// Plot data.
@@ -258,9 +260,16 @@ pub fn write(dir: &Path, results: &Results, notes: &str) -> Result<()> {
         serde_json::to_string_pretty(results)? + "\n",
     )?;
     let load = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
+    let signatures = results.signatures.map_or(String::new(), |c| {
+        format!(
+            "Signatures: Ed25519 sign {:.1} us and verify {:.1} us per chat message on one core \
+             (the sender signs; the host and every receiver verify).\n\n",
+            c.sign_us, c.verify_us
+        )
+    });
     let md = format!(
         "# Benchmark results ({} plan)\n\n{} cores; 1-minute load average {} before, {} after \
-         (the machine is shared: numbers are noisy).\n\n{}\n{}",
+         (the machine is shared: numbers are noisy).\n\n{signatures}{}\n{}",
         results.plan,
         results.cores,
         load(results.load_average.0),

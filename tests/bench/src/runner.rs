@@ -6,8 +6,11 @@ use crate::cli::RunArgs;
 use crate::report::{self, Results, Row, ScenarioId, Series};
 use crate::scenarios::{failover, fanout, load, migration, Plan};
 use crate::systems::SystemKind;
-use crate::{plot, procstat, BenchError, Result};
+use crate::{plot, procstat, signatures, BenchError, Result};
 use std::time::Duration;
+
+/// How long each of signing and checking is timed.
+const SIGNATURE_BUDGET: Duration = Duration::from_millis(300);
 
 /// How the numbers were taken, written under the table in results.md.
 pub const METHOD: &str = "\
@@ -38,6 +41,12 @@ pub const METHOD: &str = "\
   also keeps at most 500 unacknowledged), so the rate is what every
   subscriber sustains with nothing dropped. The Redis publisher pipelines up
   to 64 PUBLISH commands; NATS and tonic clients batch writes themselves.
+- **Signatures** (A, ours): every chat message is signed by its sender and
+  checked with Ed25519 by the host (once, before sequencing) and by every
+  receiver. The cost of one check is timed on one thread with the product's
+  own code, and set against the host's CPU per published message and the
+  client process's CPU per received message in the same run. The peers sign
+  nothing, so part of the gap to them is this price of not trusting the host.
 - **C memory** is the growth of the serving process's resident set (ours: the
   host) from before the subscribers connect to shortly after, divided by the
   subscribers; idle, before any message flows.
@@ -111,6 +120,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
     }
     let load_before = procstat::load_average();
+    let signatures = if systems.contains(&SystemKind::Ours) {
+        let cost = tokio::task::spawn_blocking(|| signatures::measure(SIGNATURE_BUDGET))
+            .await
+            .map_err(|e| BenchError::Setup(format!("signature measurement: {e}")))??;
+        eprintln!(
+            "chat-bench: Ed25519 sign {:.1} us, verify {:.1} us per message",
+            cost.sign_us, cost.verify_us
+        );
+        Some(cost)
+    } else {
+        None
+    };
     let mut rows = Vec::new();
     let mut series = Series::default();
     let mut failures = 0;
@@ -140,6 +161,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
         }
     }
+    if let Some(cost) = signatures {
+        for row in rows.iter_mut().filter(|r| {
+            r.scenario == ScenarioId::A && r.system == SystemKind::Ours && r.skipped.is_none()
+        }) {
+            signatures::annotate(row, cost);
+        }
+    }
     report::judge(&mut rows);
     println!("{}", report::markdown(&rows));
     let results = Results {
@@ -149,6 +177,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         plan: if plan.quick { "quick" } else { "full" }.into(),
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average: (load_before, procstat::load_average()),
+        signatures,
         rows,
         series,
     };

@@ -95,6 +95,7 @@ async fn measure(dep: &Deployment, spec: FanoutSpec) -> Result<Row> {
         dep.kind,
         format!("{} subs, 1 pub", spec.subs),
     );
+    row.set("subs", spec.subs as f64);
     row.set("delivered_per_s", rate);
     row.set("server_cpu_us_per_msg", per_msg_us(cpu1 - cpu0));
     row.set("host_cpu_us_per_msg", per_msg_us(host1 - host0));

@@ -1,0 +1,102 @@
+//! What end-to-end signatures cost: the sender signs each chat message, the
+//! host checks it once before sequencing it, and every receiver checks it
+//! again (the sender's name certificate is checked once per sender and
+//! cached). Measured here on a real 100-byte message with the product's own
+//! signing code, on one thread, so the cost can be set beside the CPU each
+//! process spends per message in scenario A.
+
+use chat_proto::pb::chat::SendMessage;
+use chat_proto::trust::{self, Keypair};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Microseconds per operation, on one core.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SignatureCost {
+    /// Signing one message (the sender).
+    pub sign_us: f64,
+    /// Checking one message's signature (the host once, each receiver once).
+    pub verify_us: f64,
+}
+
+/// Signs and verifies real chat messages for about `budget` each.
+pub fn measure(budget: Duration) -> crate::Result<SignatureCost> {
+    let key = Keypair::generate();
+    let public = key.verifying();
+    let mut msg = SendMessage {
+        id: "bench-0".into(),
+        text: "x".repeat(100),
+        ..Default::default()
+    };
+    let sign_us = per_op_us(budget, |i| {
+        msg.id = format!("bench-{i}");
+        key.sign_message("bench", &mut msg);
+    });
+    let payload = trust::message_payload(
+        trust::ROOM,
+        &msg.id,
+        "bench",
+        &msg.text,
+        msg.sent_at_unix_ms,
+    );
+    let mut failures = 0u64;
+    let verify_us = per_op_us(budget, |_| {
+        if public.verify(&payload, &msg.signature).is_err() {
+            failures += 1;
+        }
+    });
+    if failures > 0 {
+        return Err(crate::BenchError::Setup(format!(
+            "{failures} genuine signatures failed to verify"
+        )));
+    }
+    Ok(SignatureCost { sign_us, verify_us })
+}
+
+/// Sets the signature cost beside scenario A's figures for ours: the host
+/// checks each message once (`host_cpu_us_per_msg` times the subscribers is
+/// its CPU per published message) and each receiver checks every message
+/// it receives (`client_cpu_us_per_msg` is the benchmark process's CPU per
+/// delivered message, nearly all of it receiving).
+pub fn annotate(row: &mut crate::report::Row, cost: SignatureCost) {
+    row.set("sign_us", cost.sign_us);
+    row.set("verify_us", cost.verify_us);
+    let share = |total: Option<f64>| {
+        total
+            .filter(|t| *t > 0.0)
+            .map(|t| 100.0 * cost.verify_us / t)
+    };
+    let host_per_published = row
+        .get("host_cpu_us_per_msg")
+        .zip(row.get("subs"))
+        .map(|(h, subs)| h * subs);
+    let host_share = share(host_per_published);
+    let receiver_share = share(row.get("client_cpu_us_per_msg"));
+    if let Some(s) = host_share {
+        row.set("host_verify_share_pct", s);
+    }
+    if let Some(s) = receiver_share {
+        row.set("receiver_verify_share_pct", s);
+    }
+    let pct = |s: Option<f64>| s.map_or("?".into(), |s| format!("{s:.0}%"));
+    row.result.push_str(&format!(
+        "; Ed25519 check {:.1} us/msg at the host ({} of its CPU) and at each receiver ({})",
+        cost.verify_us,
+        pct(host_share),
+        pct(receiver_share)
+    ));
+}
+
+/// Runs `op` in batches until `budget` has passed; microseconds per call.
+fn per_op_us(budget: Duration, mut op: impl FnMut(u64)) -> f64 {
+    const BATCH: u64 = 64;
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..BATCH {
+            op(done);
+            done += 1;
+        }
+    }
+    start.elapsed().as_secs_f64() * 1e6 / done.max(1) as f64
+}
