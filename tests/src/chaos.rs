@@ -293,6 +293,7 @@ impl Run {
         for n in self.nodes.iter_mut() {
             let marker = format!("final-{}", n.name);
             n.member.say(&marker).await;
+            self.report.sent += 1;
         }
         let markers: Vec<String> = self
             .nodes
