@@ -9,6 +9,7 @@ pub mod replica;
 pub mod room;
 pub mod service;
 mod session;
+pub mod term;
 
 use crate::node::NodeShared;
 use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
