@@ -119,12 +119,7 @@ pub struct NodeShared {
     core: Mutex<HostCore>,
     /// Bumped whenever the room's log changes (wakes the replicator).
     pub(crate) log_tx: watch::Sender<u64>,
-    /// Highest sequence number the successor holds (the head when alone):
-    /// only committed entries are delivered and acknowledged. Also ticks,
-    /// unchanged, on activation, so sessions deliver held messages.
-    pub(crate) commit_tx: watch::Sender<u64>,
     pub(crate) host_events: broadcast::Sender<HostEvent>,
-    pub(crate) role_tx: watch::Sender<Role>,
     /// The latest host record known (from the relay or a handoff).
     pub(crate) host_tx: watch::Sender<Option<HostRecord>>,
     pub(crate) health: HealthReporter,
@@ -150,7 +145,7 @@ impl NodeShared {
 
     /// This node's current role.
     pub fn role(&self) -> Role {
-        self.core().role
+        self.core().tenure.role()
     }
 
     /// Watch the latest known host record.
@@ -339,9 +334,7 @@ impl Node {
             stats: Stats::default(),
             core: Mutex::new(HostCore::new()),
             log_tx: watch::channel(0).0,
-            commit_tx: watch::channel(0).0,
             host_events: broadcast::channel(HOST_EVENTS_CAPACITY).0,
-            role_tx: watch::channel(Role::Dormant).0,
             host_tx: watch::channel(None).0,
             health,
             inbox: PrivateInbox::new(events_tx.clone(), bound.store.dir())?,

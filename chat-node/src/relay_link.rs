@@ -218,8 +218,8 @@ impl NodeShared {
             let core = self.core();
             Claim {
                 session_token: self.identity.session_token.clone(),
-                latest_term: core.latest_term.clone(),
-                hosting: core.role.hosting_epoch().is_some(),
+                latest_term: core.tenure.latest_cert().cloned(),
+                hosting: core.tenure.role().hosting_epoch().is_some(),
                 name_certificate: Some(self.name_certificate()),
                 replica_head: core.room.as_ref().map_or(0, |r| r.head_seq()),
             }

@@ -39,11 +39,11 @@ fn next_counter() -> u64 {
 impl NodeShared {
     /// The certificate of the term this node hosts as `epoch`.
     fn own_term(&self, epoch: u64) -> Result<HostTermCertificate, Status> {
-        let core = self.core();
-        match (&core.hosting_term, core.role.hosting_epoch()) {
-            (Some(cert), Some(e)) if e == epoch => Ok(cert.clone()),
-            _ => Err(Status::failed_precondition("no longer hosting")),
-        }
+        self.core()
+            .tenure
+            .hosting_cert(epoch)
+            .cloned()
+            .ok_or_else(|| Status::failed_precondition("no longer hosting"))
     }
 
     /// A Replicate for `body`, signed as the host of `epoch`.
@@ -102,7 +102,7 @@ impl NodeShared {
                     "Replicate not signed by the host of its term: {e}"
                 ))
             })?;
-        let known = self.core().known_epoch;
+        let known = self.core().tenure.known_epoch();
         if term.epoch < known {
             let stale = Status::failed_precondition(format!(
                 "stale epoch {}: this node knows epoch {known}",
@@ -129,19 +129,17 @@ impl NodeShared {
         body: ReplicateBody,
     ) -> Result<ReplicateResponse, Status> {
         let mut core = self.core();
-        if term.epoch < core.known_epoch {
+        if term.epoch < core.tenure.known_epoch() {
             return Err(Status::failed_precondition(
                 "a newer epoch arrived meanwhile",
             ));
         }
-        if core.role != Role::Dormant {
+        if core.tenure.role() != Role::Dormant {
             return Err(Status::failed_precondition("this node is the live host"));
         }
-        let (seen_epoch, seen) = core.replicate_counter;
-        if seen_epoch == term.epoch && body.counter <= seen {
+        if !core.tenure.accept_counter(term.epoch, body.counter) {
             return Err(Status::already_exists("a replayed Replicate"));
         }
-        core.replicate_counter = (term.epoch, body.counter);
         if let Some(meta) = body.meta {
             // Another room, or the host found our log diverged: start over.
             let start_over = body.base_seq == 0

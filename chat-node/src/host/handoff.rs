@@ -44,7 +44,7 @@ pub enum HandoffError {
 /// a slow handoff never starves the lease), planned migration on a fixed
 /// schedule, and forgetting members that stayed away.
 pub async fn run_host_duties(shared: Arc<NodeShared>, cancel: CancellationToken) {
-    let mut role_rx = shared.role_tx.subscribe();
+    let mut role_rx = shared.core().tenure.watch_role();
     loop {
         let epoch = tokio::select! {
             r = role_rx.wait_for(|r| matches!(r, Role::Live { .. })) => match r {
@@ -104,7 +104,7 @@ impl NodeShared {
     pub async fn hand_off(&self) -> Result<HostRecord, HandoffError> {
         let (epoch, successors) = {
             let core = self.core();
-            let Role::Live { epoch } = core.role else {
+            let Role::Live { epoch } = core.tenure.role() else {
                 return Err(HandoffError::NotHost);
             };
             (epoch, core.successors(&self.identity.name))
@@ -134,7 +134,7 @@ impl NodeShared {
         self.sync_replica(&mut peer, epoch, &mut cursor)
             .await
             .map_err(fail)?;
-        if !self.set_role_if(Role::Live { epoch }, Role::HandingOff { epoch }) {
+        if !self.core().tenure.freeze(epoch) {
             return Err(HandoffError::NotHost);
         }
         let frozen = Instant::now();
@@ -151,7 +151,7 @@ impl NodeShared {
         let record = match moved {
             Ok(record) => record,
             Err(e) => {
-                self.set_role_if(Role::HandingOff { epoch }, Role::Live { epoch });
+                self.core().tenure.unfreeze(epoch);
                 return Err(e);
             }
         };
@@ -177,17 +177,6 @@ impl NodeShared {
             "handoff timings"
         );
         Ok(record)
-    }
-
-    fn set_role_if(&self, expected: Role, next: Role) -> bool {
-        let mut core = self.core();
-        if core.role != expected {
-            return false;
-        }
-        core.role = next;
-        drop(core);
-        self.role_tx.send_replace(next);
-        true
     }
 
     /// Removes members whose sessions have been gone longer than the grace.

@@ -18,6 +18,7 @@ use chat_proto::serve::ServingStatus;
 use room::Room;
 use std::collections::HashMap;
 use std::time::Instant;
+use term::{Tenure, TermChange};
 
 /// Name of the chat service for `grpc.health.v1`.
 pub const CHAT_SERVICE_NAME: &str = "chat.v1.ChatService";
@@ -64,19 +65,9 @@ pub enum HostEvent {
 /// The host-side state of a node, guarded by one mutex in [`NodeShared`].
 #[derive(Debug)]
 pub struct HostCore {
-    /// Current role.
-    pub role: Role,
-    /// Highest epoch seen in a relay-signed term (never from a bare number).
-    pub known_epoch: u64,
-    /// The certificate of that term.
-    pub latest_term: Option<HostTermCertificate>,
-    /// The certificate of the term this node hosts, while it hosts.
-    pub hosting_term: Option<HostTermCertificate>,
-    /// Until when the relay has confirmed our lease (by our clock, counted
-    /// from before the renewal was sent): past it, nothing is committed.
-    pub lease_until: Option<Instant>,
-    /// The highest Replicate counter seen, and in which epoch.
-    pub replicate_counter: (u64, u64),
+    /// The room's host term: the only way to read or change the role, the
+    /// known epoch, the lease and the commit point.
+    pub tenure: Tenure,
     /// The live room when hosting; otherwise the replica kept from the last
     /// time this node hosted or received a handoff.
     pub room: Option<Room>,
@@ -99,12 +90,7 @@ const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 impl HostCore {
     pub(crate) fn new() -> Self {
         Self {
-            role: Role::Dormant,
-            known_epoch: 0,
-            latest_term: None,
-            hosting_term: None,
-            lease_until: None,
-            replicate_counter: (0, 0),
+            tenure: Tenure::new(),
             room: None,
             sessions: HashMap::new(),
             away_since: HashMap::new(),
@@ -163,26 +149,19 @@ impl NodeShared {
 
     /// Applies a verified host term.
     pub(crate) async fn on_term(&self, term: HostTerm, cert: HostTermCertificate) {
-        let (become_host, step_down) = {
-            let mut core = self.core();
-            if term.epoch < core.known_epoch {
-                return;
-            }
-            core.known_epoch = term.epoch;
-            core.latest_term = Some(cert.clone());
-            let hosting = core.role.hosting_epoch();
-            let mine = term.node_id == self.identity.node_id;
-            (
-                mine && hosting.is_none_or(|e| e < term.epoch),
-                !mine && hosting.is_some_and(|e| e < term.epoch),
-            )
-        };
+        let change = self
+            .core()
+            .tenure
+            .observe(&term, cert.clone(), &self.identity.node_id);
+        if change == TermChange::Stale {
+            return;
+        }
         let record = record_of(&term, cert.clone());
         self.publish_host(record.clone());
-        if become_host {
-            self.become_host(term.epoch, cert).await;
-        } else if step_down {
-            self.step_down(&record).await;
+        match change {
+            TermChange::BecomeHost => self.become_host(term.epoch, cert).await,
+            TermChange::StepDown => self.step_down(&record).await,
+            TermChange::Stale | TermChange::Noted => {}
         }
     }
 
@@ -201,18 +180,14 @@ impl NodeShared {
     }
 
     /// Becomes the live host of `epoch` (whose verified certificate is
-    /// `cert`) with the replica held (or a new room).
+    /// `cert`) with the replica held (or a new room). Nothing is committed
+    /// in the new term until a successor holds it.
     pub(crate) async fn become_host(&self, epoch: u64, cert: HostTermCertificate) {
         {
             let mut core = self.core();
-            if core.role.hosting_epoch().is_some_and(|e| e >= epoch) || core.known_epoch > epoch {
+            if !core.tenure.begin(epoch, cert) {
                 return;
             }
-            core.known_epoch = epoch;
-            core.latest_term = Some(cert.clone());
-            core.hosting_term = Some(cert);
-            core.lease_until = None;
-            core.role = Role::Live { epoch };
             let min_users = self.settings.min_users;
             let room = core.room.get_or_insert_with(|| {
                 Room::new(uuid::Uuid::new_v4().simple().to_string(), min_users)
@@ -225,10 +200,7 @@ impl NodeShared {
             core.seed_successor = None;
             core.unreachable.clear();
         }
-        // Nothing is committed in this term until a successor holds it.
-        self.commit_tx.send_replace(0);
         tracing::info!(epoch, "this node is now the chat host");
-        self.role_tx.send_replace(Role::Live { epoch });
         self.health
             .set_service_status(CHAT_SERVICE_NAME, ServingStatus::Serving)
             .await;
@@ -239,16 +211,13 @@ impl NodeShared {
     pub async fn step_down(&self, next: &HostRecord) {
         {
             let mut core = self.core();
-            if core.role == Role::Dormant {
+            if !core.tenure.end() {
                 return;
             }
-            core.role = Role::Dormant;
-            core.hosting_term = None;
             core.sessions.clear();
             core.away_since.clear();
         }
         tracing::info!(epoch = next.epoch, to = %next.name, "host role moved on; now dormant");
-        self.role_tx.send_replace(Role::Dormant);
         let _ = self.host_events.send(HostEvent::Moved(Migrate {
             epoch: next.epoch,
             address: next.address.clone(),

@@ -74,7 +74,7 @@ pub(super) fn outbound(
 ) -> (Outbound, StartLog, OutboundFrames) {
     let (tx, queued) = mpsc::channel(QUEUED_BATCHES);
     let (start_tx, start) = oneshot::channel();
-    let commit = WatchStream::new(shared.commit_tx.subscribe());
+    let commit = WatchStream::new(shared.core().tenure.commit().subscribe());
     let frames = OutboundFrames {
         queued,
         current: vec![Ok(first)].into_iter(),
@@ -154,10 +154,10 @@ impl LogCursor {
     /// The next committed entries the client lacks (and Activated, once);
     /// sets `more` if a full batch was read.
     fn next_batch(&mut self) -> Batch {
-        let commit = *self.shared.commit_tx.borrow();
         let (committed, activated, members) = {
             let core = self.shared.core();
-            match (&core.role, &core.room) {
+            let commit = core.tenure.commit().get();
+            match (core.tenure.role(), &core.room) {
                 (Role::Dormant, _) | (_, None) => {
                     self.more = false;
                     return Vec::new();

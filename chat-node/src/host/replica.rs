@@ -62,7 +62,7 @@ pub async fn replicate_while_hosting(
                 // Alone: nobody could hold a copy, so the head is the commit.
                 if shared.name_successor(epoch, None).await {
                     let head = shared.core().room.as_ref().map_or(0, |r| r.head_seq());
-                    shared.advance_commit(head);
+                    shared.advance_commit(epoch, head);
                 }
                 None
             }
@@ -72,7 +72,7 @@ pub async fn replicate_while_hosting(
             {
                 Ok(have) => {
                     if shared.name_successor(epoch, Some(&s.member)).await {
-                        shared.advance_commit(have);
+                        shared.advance_commit(epoch, have);
                     }
                     Some(s)
                 }
@@ -185,35 +185,16 @@ impl NodeShared {
         self.relay
             .renew_lease(&self.identity, epoch, successor, lease)
             .await?;
-        let mut core = self.core();
-        if core.role.hosting_epoch() == Some(epoch) {
-            core.lease_until = Some(
-                core.lease_until
-                    .map_or(sent + lease, |u| u.max(sent + lease)),
-            );
-        }
+        self.core().tenure.confirm_lease(epoch, sent + lease);
         Ok(())
     }
 
-    /// Whether our lease, as the relay last confirmed it, still holds.
-    pub(crate) fn lease_holds(&self) -> bool {
-        self.core().lease_until.is_some_and(|u| Instant::now() < u)
-    }
-
-    /// Moves the commit point up to `seq` (never down), while the lease
-    /// holds: a host whose lease ran out acknowledges nothing (the relay may
-    /// be promoting another), until the relay confirms the lease again.
-    pub(super) fn advance_commit(&self, seq: u64) {
-        if !self.lease_holds() {
-            return;
-        }
-        self.commit_tx.send_if_modified(|c| {
-            let advance = seq > *c;
-            if advance {
-                *c = seq;
-            }
-            advance
-        });
+    /// Moves the commit point of `epoch` up to `seq`, if the lease holds
+    /// (see [`super::term::Tenure::advance_commit`]).
+    fn advance_commit(&self, epoch: u64, seq: u64) {
+        self.core()
+            .tenure
+            .advance_commit(epoch, seq, Instant::now());
     }
 
     /// Whether the room has no member but this node's user.
@@ -267,7 +248,7 @@ impl NodeShared {
         loop {
             let (meta, entries, head, members) = {
                 let core = self.core();
-                if core.role.hosting_epoch() != Some(epoch) {
+                if core.tenure.role().hosting_epoch() != Some(epoch) {
                     return Err(Status::failed_precondition("no longer hosting"));
                 }
                 let room = core

@@ -9,7 +9,7 @@ use chat_proto::pb::chat::chat_service_server::ChatService;
 use chat_proto::pb::chat::*;
 use chat_proto::trust::{self, PublicKey};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status, Streaming};
 
 /// Names per Members frame.
@@ -56,7 +56,7 @@ impl NodeShared {
         };
         let (joined, welcome, members) = {
             let mut core = self.core();
-            let Role::Live { epoch } = core.role else {
+            let Role::Live { epoch } = core.tenure.role() else {
                 return Err(self.not_host());
             };
             // A node that came back under its name with another key (a
@@ -84,6 +84,10 @@ impl NodeShared {
             let members = members_frames(room);
             *core.sessions.entry(hello.name.clone()).or_default() += 1;
             core.away_since.remove(&hello.name);
+            if joined.activated_now {
+                // Sessions wake on the commit point: held messages go out now.
+                core.tenure.commit().tick();
+            }
             (joined, welcome, members)
         };
         if joined.new_member {
@@ -95,8 +99,6 @@ impl NodeShared {
         }
         if joined.activated_now {
             tracing::info!("chat activated");
-            // Sessions wake on the commit point: held messages go out now.
-            self.commit_tx.send_modify(|_| {});
         }
         let head = welcome.head_seq;
         let opening = std::iter::once(server_frame::Frame::Welcome(welcome))
@@ -209,7 +211,7 @@ impl ChatService for ChatHost {
         req: Request<Streaming<ClientFrame>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let shared = &self.0;
-        let term = shared.core().hosting_term.clone();
+        let term = shared.core().tenure.hosted_cert().cloned();
         let Some(term) = term else {
             return Err(shared.not_host());
         };
@@ -236,7 +238,7 @@ impl ChatService for ChatHost {
     ) -> Result<Response<ReplicateResponse>, Status> {
         let shared = &self.0;
         let (term, cert, body) = shared.verify_replicate(req.into_inner())?;
-        if term.epoch > shared.core().known_epoch {
+        if term.epoch > shared.core().tenure.known_epoch() {
             // A newer host we had not heard of yet: the relay signed it.
             shared.on_term(term.clone(), cert).await;
         }
@@ -253,10 +255,10 @@ impl ChatService for ChatHost {
         let epoch = new_term.epoch;
         shared.on_term(new_term, new_cert).await;
         let mut core = shared.core();
-        if core.role.hosting_epoch() != Some(epoch) {
+        if core.tenure.role().hosting_epoch() != Some(epoch) {
             return Err(Status::failed_precondition(format!(
                 "cannot take over epoch {epoch}: this node knows epoch {}",
-                core.known_epoch
+                core.tenure.known_epoch()
             )));
         }
         if core.successor.is_none() {
@@ -267,10 +269,9 @@ impl ChatService for ChatHost {
             let head = core.room.as_ref().map_or(0, |r| r.head_before(epoch));
             core.successor = Some(sender.clone());
             core.seed_successor = Some((sender, head));
-            drop(core);
             // What the old host shipped is held there: deliverable at once,
             // without waiting for a first round trip to it.
-            shared.advance_commit(head);
+            core.tenure.advance_commit(epoch, head, Instant::now());
         }
         Ok(Response::new(TakeOverResponse {}))
     }

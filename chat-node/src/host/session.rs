@@ -12,7 +12,7 @@ use chat_proto::pb::relay::NameCertificate;
 use chat_proto::trust::{self, PublicKey};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tonic::{Status, Streaming};
 
 pub(super) struct Session {
@@ -59,7 +59,10 @@ impl Session {
         mut events: broadcast::Receiver<HostEvent>,
     ) {
         // Acks wait for the commit point; sessions with none do not wake.
-        let mut commit_rx = self.shared.commit_tx.subscribe();
+        let (mut commit_rx, mut role_rx) = {
+            let core = self.shared.core();
+            (core.tenure.commit().subscribe(), core.tenure.watch_role())
+        };
         let end = loop {
             tokio::select! {
                 biased;
@@ -80,12 +83,12 @@ impl Session {
                     Err(broadcast::error::RecvError::Closed) => break End::Gone,
                 },
                 incoming = inbound.message() => match incoming {
-                    Ok(Some(f)) => match self.handle(self.after_handoff(f).await) {
+                    Ok(Some(f)) => match self.handle(after_handoff(&mut role_rx, f).await) {
                         Step::Continue => {}
                         Step::Reply(f) => if self.tx.frame(f).await.is_err() { break End::Gone },
                         Step::AckWhenCommitted(ack) => {
                             self.hold_ack(ack);
-                            if self.flush_acks().await.is_err() { break End::Gone }
+                            if self.flush_acks(&commit_rx).await.is_err() { break End::Gone }
                         }
                         Step::Reset(r) => {
                             if let Step::Reply(f) = self.shared.reset_room(&self.name, r).await {
@@ -97,21 +100,11 @@ impl Session {
                     Ok(None) | Err(_) => break End::Gone,
                 },
                 changed = commit_rx.changed(), if !self.unacked.is_empty() => {
-                    if changed.is_err() || self.flush_acks().await.is_err() { break End::Gone }
+                    if changed.is_err() || self.flush_acks(&commit_rx).await.is_err() { break End::Gone }
                 }
             }
         };
         self.shared.session_closed(&self.name, end == End::Left);
-    }
-
-    /// Holds a frame while the host ships its room to a successor: if the
-    /// handoff fails the frame is served here, otherwise by the next host.
-    async fn after_handoff(&self, f: ClientFrame) -> ClientFrame {
-        let mut role_rx = self.shared.role_tx.subscribe();
-        let _ = role_rx
-            .wait_for(|r| !matches!(r, Role::HandingOff { .. }))
-            .await;
-        f
     }
 
     /// Handles one client frame.
@@ -172,8 +165,8 @@ impl Session {
     }
 
     /// Acknowledges every message of this client the successor now holds.
-    async fn flush_acks(&mut self) -> Result<(), ()> {
-        let commit = *self.shared.commit_tx.borrow();
+    async fn flush_acks(&mut self, commit: &watch::Receiver<u64>) -> Result<(), ()> {
+        let commit = *commit.borrow();
         let ready = self.unacked.partition_point(|a| a.seq <= commit);
         let batch = self
             .unacked
@@ -182,6 +175,15 @@ impl Session {
             .collect();
         self.tx.send(batch).await
     }
+}
+
+/// Holds a frame while the host ships its room to a successor: if the
+/// handoff fails the frame is served here, otherwise by the next host.
+async fn after_handoff(roles: &mut watch::Receiver<Role>, f: ClientFrame) -> ClientFrame {
+    let _ = roles
+        .wait_for(|r| !matches!(r, Role::HandingOff { .. }))
+        .await;
+    f
 }
 
 fn rejected(id: &str, reason: impl Into<String>) -> Step {
@@ -196,7 +198,7 @@ impl NodeShared {
     /// The sequence number of `from`'s message `id`, if the live room holds it.
     fn sequenced(&self, from: &str, id: &str) -> Option<u64> {
         let core = self.core();
-        match (core.role, core.room.as_ref()) {
+        match (core.tenure.role(), core.room.as_ref()) {
             (Role::Live { .. }, Some(room)) => room.seq_of(from, id),
             _ => None,
         }
@@ -209,7 +211,7 @@ impl NodeShared {
         let id = m.id.clone();
         let appended = {
             let mut core = self.core();
-            let Role::Live { epoch } = core.role else {
+            let Role::Live { epoch } = core.tenure.role() else {
                 return Step::Continue;
             };
             m.epoch = epoch;
@@ -237,7 +239,7 @@ impl NodeShared {
         let min_users = r.min_users;
         let result = {
             let mut core = self.core();
-            match (core.role, core.room.as_mut()) {
+            match (core.tenure.role(), core.room.as_mut()) {
                 (Role::Live { epoch }, Some(room)) => room.reset(by, min_users, epoch),
                 _ => return rejected("", "the host is moving; try again"),
             }
@@ -281,7 +283,7 @@ impl NodeShared {
             .saturating_sub(1);
         if open == 0 {
             core.sessions.remove(name);
-            if core.role != Role::Dormant {
+            if core.tenure.role() != Role::Dormant {
                 core.away_since
                     .insert(name.to_string(), std::time::Instant::now());
             }
