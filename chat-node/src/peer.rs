@@ -2,6 +2,7 @@
 //! the sending side. The chat host never sees them.
 
 use crate::client::ClientEvent;
+use crate::error::NodeError;
 use crate::identity::IdentityError;
 use crate::node::NodeShared;
 use crate::replay::ReplayGuard;
@@ -55,11 +56,15 @@ impl PeerService for PeerEndpoint {
     ) -> Result<Response<DeliverPrivateResponse>, Status> {
         let msg = req.into_inner();
         let shared = &self.0;
-        if msg.to != shared.identity.name || msg.to_node_id != shared.identity.node_id {
-            return Err(Status::not_found(format!(
-                "this node is {:?} ({}), not {:?} ({})",
-                shared.identity.name, shared.identity.node_id, msg.to, msg.to_node_id
-            )));
+        let me = &shared.identity;
+        if msg.to != me.name || msg.to_node_id != me.node_id {
+            return Err(NodeError::NotRecipient {
+                me: me.name.clone(),
+                my_node_id: me.node_id.clone(),
+                to: msg.to,
+                to_node_id: msg.to_node_id,
+            }
+            .into());
         }
         rules::validate_text(&msg.text)?;
         verify_sender(shared, &msg).await?;
@@ -73,7 +78,7 @@ impl PeerService for PeerEndpoint {
             .events
             .send(event)
             .await
-            .map_err(|_| Status::unavailable("the recipient is shutting down"))?;
+            .map_err(|_| NodeError::ShuttingDown)?;
         Ok(Response::new(DeliverPrivateResponse {}))
     }
 }
@@ -87,24 +92,22 @@ async fn verify_sender(shared: &NodeShared, msg: &PrivateMessage) -> Result<(), 
         ..
     } = shared.relay.lookup_member(&msg.from).await?;
     if node_id != msg.from_node_id {
-        return Err(Status::permission_denied(format!(
-            "sender is not {:?}",
-            msg.from
-        )));
+        return Err(NodeError::WrongSender(msg.from.clone()).into());
     }
     let now = trust::now_unix_ms();
     PublicKey::from_bytes(&public_key)
         .and_then(|key| key.verify(&trust::private_payload(msg), &msg.signature))
         .and_then(|()| trust::check_fresh(msg.sent_at_unix_ms, now))
-        .map_err(|e| Status::permission_denied(format!("not from {:?}: {e}", msg.from)))?;
+        .map_err(|error| NodeError::NotFromSender {
+            from: msg.from.clone(),
+            error,
+        })?;
     if !shared
         .inbox
         .replays
         .first_sighting(&msg.id, msg.sent_at_unix_ms, now)
     {
-        return Err(Status::already_exists(
-            "this private message was delivered before",
-        ));
+        return Err(NodeError::ReplayedPrivate.into());
     }
     Ok(())
 }

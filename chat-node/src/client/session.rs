@@ -185,7 +185,7 @@ impl Client {
         let term = self
             .shared
             .verify_term(cert)
-            .map_err(|s| lost(s.message().to_string()))?;
+            .map_err(|e| lost(e.to_string()))?;
         if term.node_id != challenge.host_node_id {
             return Err(lost("the host's term names another node".into()));
         }

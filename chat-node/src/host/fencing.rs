@@ -5,13 +5,13 @@
 
 use super::room::{Room, RoomError};
 use super::Role;
+use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::*;
 use chat_proto::pb::relay::{HostTerm, HostTermCertificate};
 use chat_proto::trust::{self, PublicKey};
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tonic::Status;
 
 /// Most log entries one Replicate may carry.
 pub const MAX_REPLICATED_ENTRIES: usize = 256;
@@ -38,12 +38,12 @@ fn next_counter() -> u64 {
 
 impl NodeShared {
     /// The certificate of the term this node hosts as `epoch`.
-    fn own_term(&self, epoch: u64) -> Result<HostTermCertificate, Status> {
+    fn own_term(&self, epoch: u64) -> Result<HostTermCertificate, NodeError> {
         self.core()
             .tenure
             .hosting_cert(epoch)
             .cloned()
-            .ok_or_else(|| Status::failed_precondition("no longer hosting"))
+            .ok_or(NodeError::NoLongerHosting)
     }
 
     /// A Replicate for `body`, signed as the host of `epoch`.
@@ -51,7 +51,7 @@ impl NodeShared {
         &self,
         epoch: u64,
         mut body: ReplicateBody,
-    ) -> Result<ReplicateRequest, Status> {
+    ) -> Result<ReplicateRequest, NodeError> {
         let term = self.own_term(epoch)?;
         body.counter = next_counter();
         let body = body.encode_to_vec();
@@ -68,7 +68,7 @@ impl NodeShared {
         &self,
         epoch: u64,
         new_term: HostTermCertificate,
-    ) -> Result<TakeOverRequest, Status> {
+    ) -> Result<TakeOverRequest, NodeError> {
         let sender_term = self.own_term(epoch)?;
         let signed_at_unix_ms = trust::now_unix_ms();
         let payload =
@@ -87,37 +87,19 @@ impl NodeShared {
     pub(crate) fn verify_replicate(
         &self,
         req: ReplicateRequest,
-    ) -> Result<(HostTerm, HostTermCertificate, ReplicateBody), Status> {
-        let cert = req
-            .term
-            .ok_or_else(|| Status::permission_denied("Replicate carries no host term"))?;
+    ) -> Result<(HostTerm, HostTermCertificate, ReplicateBody), NodeError> {
+        let cert = req.term.ok_or(NodeError::ReplicateWithoutTerm)?;
         let term = self.verify_term(&cert)?;
-        PublicKey::from_bytes(&term.public_key)?
-            .verify(
-                &trust::replicate_payload(&cert.term, &req.body),
-                &req.signature,
-            )
-            .map_err(|e| {
-                Status::permission_denied(format!(
-                    "Replicate not signed by the host of its term: {e}"
-                ))
-            })?;
+        let payload = trust::replicate_payload(&cert.term, &req.body);
+        PublicKey::from_bytes(&term.public_key)
+            .and_then(|key| key.verify(&payload, &req.signature))
+            .map_err(NodeError::ReplicateNotSigned)?;
         let known = self.core().tenure.known_epoch();
-        if term.epoch < known {
-            let stale = Status::failed_precondition(format!(
-                "stale epoch {}: this node knows epoch {known}",
-                term.epoch
-            ));
-            return Err(self.with_host_metadata(stale));
-        }
-        let body = ReplicateBody::decode(req.body.as_slice())
-            .map_err(|e| Status::invalid_argument(format!("Replicate body: {e}")))?;
+        self.refuse_stale(term.epoch, known)?;
+        let body = ReplicateBody::decode(req.body.as_slice())?;
         let members = body.meta.as_ref().map_or(0, |m| m.members.len());
         if body.entries.len() > MAX_REPLICATED_ENTRIES || members > MAX_REPLICATED_MEMBERS {
-            return Err(Status::invalid_argument(format!(
-                "a Replicate carries at most {MAX_REPLICATED_ENTRIES} entries and \
-                 {MAX_REPLICATED_MEMBERS} members"
-            )));
+            return Err(NodeError::ReplicateTooLarge);
         }
         Ok((term, cert, body))
     }
@@ -127,18 +109,15 @@ impl NodeShared {
         &self,
         term: &HostTerm,
         body: ReplicateBody,
-    ) -> Result<ReplicateResponse, Status> {
+    ) -> Result<ReplicateResponse, NodeError> {
         let mut core = self.core();
-        if term.epoch < core.tenure.known_epoch() {
-            return Err(Status::failed_precondition(
-                "a newer epoch arrived meanwhile",
-            ));
-        }
+        // A newer term may have arrived since the Replicate was verified.
+        self.refuse_stale(term.epoch, core.tenure.known_epoch())?;
         if core.tenure.role() != Role::Dormant {
-            return Err(Status::failed_precondition("this node is the live host"));
+            return Err(NodeError::LiveHost);
         }
         if !core.tenure.accept_counter(term.epoch, body.counter) {
-            return Err(Status::already_exists("a replayed Replicate"));
+            return Err(NodeError::ReplayedReplicate);
         }
         if let Some(meta) = body.meta {
             // Another room, or the host found our log diverged: start over.
@@ -149,9 +128,7 @@ impl NodeShared {
                     .is_none_or(|r| r.room_id() != meta.room_id);
             if start_over {
                 if meta.same_members {
-                    return Err(Status::failed_precondition(
-                        "no replica of this room here: send the member list",
-                    ));
+                    return Err(NodeError::NoReplica);
                 }
                 core.room = Some(Room::new(meta.room_id.clone(), meta.min_users));
             }
@@ -183,28 +160,23 @@ impl NodeShared {
     pub(crate) fn verify_take_over(
         &self,
         req: TakeOverRequest,
-    ) -> Result<(HostTerm, HostTermCertificate, String), Status> {
-        let missing = || Status::permission_denied("TakeOver needs both host terms");
-        let new_cert = req.new_term.ok_or_else(missing)?;
-        let sender_cert = req.sender_term.ok_or_else(missing)?;
+    ) -> Result<(HostTerm, HostTermCertificate, String), NodeError> {
+        let new_cert = req.new_term.ok_or(NodeError::TakeOverWithoutTerms)?;
+        let sender_cert = req.sender_term.ok_or(NodeError::TakeOverWithoutTerms)?;
         let new_term = self.verify_term(&new_cert)?;
         let sender_term = self.verify_term(&sender_cert)?;
         if new_term.node_id != self.identity.node_id {
-            return Err(Status::permission_denied("the new term names another node"));
+            return Err(NodeError::TakeOverForAnotherNode);
         }
         if new_term.epoch.checked_sub(1) != Some(sender_term.epoch) {
-            return Err(Status::permission_denied(
-                "the sender's term is not the one before the new term",
-            ));
+            return Err(NodeError::TakeOverNotFromPreviousTerm);
         }
         let payload =
             trust::take_over_payload(&new_cert.term, &sender_cert.term, req.signed_at_unix_ms);
-        PublicKey::from_bytes(&sender_term.public_key)?
-            .verify(&payload, &req.signature)
+        PublicKey::from_bytes(&sender_term.public_key)
+            .and_then(|key| key.verify(&payload, &req.signature))
             .and_then(|()| trust::check_fresh(req.signed_at_unix_ms, trust::now_unix_ms()))
-            .map_err(|e| {
-                Status::permission_denied(format!("TakeOver not signed by the previous host: {e}"))
-            })?;
+            .map_err(NodeError::TakeOverNotSigned)?;
         Ok((new_term, new_cert, sender_term.node_id))
     }
 }

@@ -3,6 +3,7 @@
 
 use super::replica::{peer_client, replicate_while_hosting, ReplicaCursor};
 use super::Role;
+use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::Member;
 use chat_proto::pb::relay::HostRecord;
@@ -127,7 +128,7 @@ impl NodeShared {
             name: to.name.clone(),
             status,
         };
-        let mut peer = peer_client(&to.address).map_err(fail)?;
+        let mut peer = peer_client(&to.address).map_err(|e| fail(e.into()))?;
         let started = Instant::now();
         // Make: ship the room while still serving, so the frozen part is short.
         let mut cursor = ReplicaCursor::default();
@@ -160,11 +161,11 @@ impl NodeShared {
         let take_over = record
             .certificate
             .clone()
-            .ok_or_else(|| tonic::Status::internal("the relay's record has no certificate"))
+            .ok_or(NodeError::UncertifiedRecord)
             .and_then(|cert| self.signed_take_over(epoch, cert));
         let confirmed = match take_over {
             Ok(req) => peer.take_over(req).await.map(|_| ()),
-            Err(status) => Err(status),
+            Err(error) => Err(error.into()),
         };
         if let Err(status) = confirmed {
             tracing::warn!(%status, "successor did not confirm takeover; it will learn from the relay");

@@ -11,6 +11,7 @@ pub mod service;
 mod session;
 pub mod term;
 
+use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
 use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
@@ -125,13 +126,36 @@ impl HostCore {
 
 impl NodeShared {
     /// The term a certificate states, if the relay signed it.
-    pub(crate) fn verify_term(
-        &self,
-        cert: &HostTermCertificate,
-    ) -> Result<HostTerm, tonic::Status> {
+    pub(crate) fn verify_term(&self, cert: &HostTermCertificate) -> Result<HostTerm, NodeError> {
         self.relay_key
             .verify_host_term(cert)
-            .map_err(|e| tonic::Status::permission_denied(format!("host term certificate: {e}")))
+            .map_err(NodeError::TermCertificate)
+    }
+
+    /// Refuses work under `epoch` if this node knows a newer one (`known`),
+    /// naming the newest host so the caller learns it was fenced.
+    pub(crate) fn refuse_stale(&self, epoch: u64, known: u64) -> Result<(), NodeError> {
+        if epoch >= known {
+            return Ok(());
+        }
+        Err(NodeError::StaleEpoch {
+            epoch,
+            known,
+            host: self.newest_host(),
+        })
+    }
+
+    /// The refusal of a chat call on a node that is not the live host,
+    /// naming the host so clients redirect.
+    pub(crate) fn not_host(&self) -> NodeError {
+        NodeError::NotHost {
+            host: self.newest_host(),
+        }
+    }
+
+    /// The newest host record known, for refusals that name it.
+    fn newest_host(&self) -> Option<Box<HostRecord>> {
+        self.host_tx.borrow().clone().map(Box::new)
     }
 
     /// Applies a host record learned from the relay or a peer: takes the
@@ -143,7 +167,7 @@ impl NodeShared {
         };
         match self.verify_term(&cert) {
             Ok(term) => self.on_term(term, cert).await,
-            Err(status) => tracing::warn!(%status, "ignored a host record"),
+            Err(error) => tracing::warn!(%error, "ignored a host record"),
         }
     }
 

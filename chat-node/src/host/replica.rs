@@ -3,6 +3,7 @@
 //! message survives the host's crash; a successor promoted to a newer epoch
 //! refuses the old host's replication, which fences it.
 
+use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{Member, ReplicateBody};
@@ -21,9 +22,12 @@ const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 const RECHECK: Duration = Duration::from_millis(200);
 
 /// A client for another node's ChatService with bounded connect and calls.
-pub fn peer_client(address: &str) -> Result<ChatServiceClient<Channel>, Status> {
+pub fn peer_client(address: &str) -> Result<ChatServiceClient<Channel>, NodeError> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| Status::invalid_argument(format!("bad address {address:?}: {e}")))?
+        .map_err(|e| NodeError::BadAddress {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })?
         .connect_timeout(PEER_CALL_TIMEOUT)
         .timeout(PEER_CALL_TIMEOUT);
     Ok(ChatServiceClient::new(endpoint.connect_lazy()))
@@ -230,10 +234,7 @@ impl NodeShared {
                 let probe = self.signed_replicate(epoch, ReplicateBody::default())?;
                 let probe = peer.replicate(probe).await?.into_inner();
                 let core = self.core();
-                let room = core
-                    .room
-                    .as_ref()
-                    .ok_or_else(|| Status::internal("host has no room"))?;
+                let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
                 // Its log is ours up to `have_seq` only if our entry there
                 // was sequenced in the same epoch; otherwise resend it all.
                 let same = probe.room_id == room.room_id()
@@ -249,12 +250,9 @@ impl NodeShared {
             let (meta, entries, head, members) = {
                 let core = self.core();
                 if core.tenure.role().hosting_epoch() != Some(epoch) {
-                    return Err(Status::failed_precondition("no longer hosting"));
+                    return Err(NodeError::NoLongerHosting.into());
                 }
-                let room = core
-                    .room
-                    .as_ref()
-                    .ok_or_else(|| Status::internal("host has no room"))?;
+                let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
                 let members = room.members_version();
                 (
                     // base_seq 0 makes the receiver start over: it needs the list.

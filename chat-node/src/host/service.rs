@@ -2,8 +2,9 @@
 //! between hosts, and a redirect to the host when dormant.
 
 use super::rate::TokenBucket;
-use super::room::{Room, RoomError};
+use super::room::Room;
 use super::{outbound, session, HostEvent, Role};
+use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_server::ChatService;
 use chat_proto::pb::chat::*;
@@ -15,39 +16,15 @@ use tonic::{Request, Response, Status, Streaming};
 /// Names per Members frame.
 const MEMBERS_PER_FRAME: usize = 256;
 /// How long a new session may take to say Hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The gRPC service, over the node's shared state.
 pub struct ChatHost(pub Arc<NodeShared>);
 
-impl From<RoomError> for Status {
-    fn from(err: RoomError) -> Self {
-        match err {
-            RoomError::NameTaken(_) => Status::already_exists(err.to_string()),
-            RoomError::Gap { .. } => Status::failed_precondition(err.to_string()),
-            _ => Status::invalid_argument(err.to_string()),
-        }
-    }
-}
-
 impl NodeShared {
-    /// UNAVAILABLE, naming the current host in metadata so clients redirect.
-    pub(crate) fn not_host(&self) -> Status {
-        self.with_host_metadata(Status::unavailable("this node is not the chat host"))
-    }
-
-    /// Adds the newest host record this node knows to `status`, so the
-    /// caller can follow it (a client) or learn it was fenced (a host).
-    pub(crate) fn with_host_metadata(&self, mut status: Status) -> Status {
-        if let Some(host) = self.host_tx.borrow().as_ref() {
-            chat_proto::add_host_metadata(&mut status, host);
-        }
-        status
-    }
-
     /// Joins the member to the live room; returns the frames that open its
     /// session (welcome and member list).
-    fn admit(&self, hello: &Hello) -> Result<(Vec<ServerFrame>, u64), Status> {
+    fn admit(&self, hello: &Hello) -> Result<(Vec<ServerFrame>, u64), NodeError> {
         let member = Member {
             name: hello.name.clone(),
             node_id: hello.node_id.clone(),
@@ -136,12 +113,10 @@ pub(crate) fn frame(f: server_frame::Frame) -> ServerFrame {
 async fn read_hello(inbound: &mut Streaming<ClientFrame>) -> Result<Hello, Status> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
         .await
-        .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))??;
+        .map_err(|_| NodeError::HelloTimeout)??;
     match first.and_then(|f| f.frame) {
         Some(client_frame::Frame::Hello(hello)) => Ok(hello),
-        _ => Err(Status::invalid_argument(
-            "the first frame of a session must be Hello",
-        )),
+        _ => Err(NodeError::NoHello.into()),
     }
 }
 
@@ -159,7 +134,7 @@ async fn open_session(
         shared.stats.count_chat_frame();
         let grant =
             trust::verify_hello(&shared.relay_key, &hello, &nonce, &shared.identity.node_id)
-                .map_err(|e| Status::unauthenticated(format!("Hello: {e}")))?;
+                .map_err(NodeError::BadHello)?;
         let member_key = PublicKey::from_bytes(&grant.public_key)?;
         // Subscribe before admitting, so no event after the welcome is missed.
         let events = shared.host_events.subscribe();
@@ -213,7 +188,7 @@ impl ChatService for ChatHost {
         let shared = &self.0;
         let term = shared.core().tenure.hosted_cert().cloned();
         let Some(term) = term else {
-            return Err(shared.not_host());
+            return Err(shared.not_host().into());
         };
         let nonce = rand::random::<[u8; 32]>().to_vec();
         let challenge = frame(server_frame::Frame::Challenge(Challenge {
@@ -256,10 +231,8 @@ impl ChatService for ChatHost {
         shared.on_term(new_term, new_cert).await;
         let mut core = shared.core();
         if core.tenure.role().hosting_epoch() != Some(epoch) {
-            return Err(Status::failed_precondition(format!(
-                "cannot take over epoch {epoch}: this node knows epoch {}",
-                core.tenure.known_epoch()
-            )));
+            let known = core.tenure.known_epoch();
+            return Err(NodeError::CannotTakeOver { epoch, known }.into());
         }
         if core.successor.is_none() {
             // The sender just shipped us everything it sequenced, and the

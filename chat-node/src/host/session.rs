@@ -6,6 +6,7 @@ use super::outbound::Outbound;
 use super::rate::TokenBucket;
 use super::service::frame;
 use super::{HostEvent, Role};
+use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::*;
 use chat_proto::pb::relay::NameCertificate;
@@ -13,7 +14,7 @@ use chat_proto::trust::{self, PublicKey};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
-use tonic::{Status, Streaming};
+use tonic::Streaming;
 
 pub(super) struct Session {
     pub shared: Arc<NodeShared>,
@@ -76,8 +77,7 @@ impl Session {
                     }
                     Ok(HostEvent::Closing) => break End::Gone,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let status = Status::resource_exhausted("client too slow; resume from your last sequence number");
-                        let _ = self.tx.send(vec![Err(status)]).await;
+                        let _ = self.tx.send(vec![Err(NodeError::TooSlow.into())]).await;
                         break End::Gone;
                     }
                     Err(broadcast::error::RecvError::Closed) => break End::Gone,

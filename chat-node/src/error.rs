@@ -1,0 +1,242 @@
+//! Why a node refuses a call, and the gRPC status each reason becomes:
+//! the one place where the node's own refusals turn into a
+//! [`tonic::Status`]. Refusals that name a newer host carry it, and the
+//! status gets it as metadata, so a client redirects and a fenced host
+//! learns it was fenced.
+
+use crate::host::fencing::{MAX_REPLICATED_ENTRIES, MAX_REPLICATED_MEMBERS};
+use crate::host::room::RoomError;
+use crate::host::service::HELLO_TIMEOUT;
+use chat_proto::pb::relay::HostRecord;
+use chat_proto::trust::TrustError;
+use thiserror::Error;
+use tonic::{Code, Status};
+
+/// Why this node refused a call; nothing changed.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// A chat call reached a node that is not the live host.
+    #[error("this node is not the chat host")]
+    NotHost {
+        /// The newest host known, for the caller to follow.
+        host: Option<Box<HostRecord>>,
+    },
+    /// The term the work was for is no longer hosted here.
+    #[error("no longer hosting")]
+    NoLongerHosting,
+    /// A Replicate reached the live host.
+    #[error("this node is the live host")]
+    LiveHost,
+    /// A TakeOver of a term this node does not host after all.
+    #[error("cannot take over epoch {epoch}: this node knows epoch {known}")]
+    CannotTakeOver {
+        /// The epoch offered.
+        epoch: u64,
+        /// The newest epoch this node knows.
+        known: u64,
+    },
+    /// The host has no room (a fault of ours, not the caller's).
+    #[error("host has no room")]
+    NoRoom,
+    /// The relay's answer to a migration report carried no certificate.
+    #[error("the relay's record has no certificate")]
+    UncertifiedRecord,
+
+    /// A call made under an epoch older than one this node knows.
+    #[error("stale epoch {epoch}: this node knows epoch {known}")]
+    StaleEpoch {
+        /// The caller's epoch.
+        epoch: u64,
+        /// The newest epoch this node knows.
+        known: u64,
+        /// The newest host known, so the caller learns it was fenced.
+        host: Option<Box<HostRecord>>,
+    },
+    /// A host term certificate the relay did not sign.
+    #[error("host term certificate: {0}")]
+    TermCertificate(TrustError),
+    /// A Replicate without its term.
+    #[error("Replicate carries no host term")]
+    ReplicateWithoutTerm,
+    /// A Replicate not signed by the host its term names.
+    #[error("Replicate not signed by the host of its term: {0}")]
+    ReplicateNotSigned(TrustError),
+    /// A TakeOver without the new term or the sender's.
+    #[error("TakeOver needs both host terms")]
+    TakeOverWithoutTerms,
+    /// A TakeOver whose new term names another node.
+    #[error("the new term names another node")]
+    TakeOverForAnotherNode,
+    /// A TakeOver whose sender did not host the term before the new one.
+    #[error("the sender's term is not the one before the new term")]
+    TakeOverNotFromPreviousTerm,
+    /// A TakeOver not signed by the previous host, or signed too long ago.
+    #[error("TakeOver not signed by the previous host: {0}")]
+    TakeOverNotSigned(TrustError),
+
+    /// A Replicate body that does not decode.
+    #[error("Replicate body: {0}")]
+    ReplicateBody(#[from] prost::DecodeError),
+    /// A Replicate over the size limits.
+    #[error(
+        "a Replicate carries at most {MAX_REPLICATED_ENTRIES} entries and \
+         {MAX_REPLICATED_MEMBERS} members"
+    )]
+    ReplicateTooLarge,
+    /// A Replicate whose counter was seen before in its term.
+    #[error("a replayed Replicate")]
+    ReplayedReplicate,
+    /// A delta for a room this node holds no replica of.
+    #[error("no replica of this room here: send the member list")]
+    NoReplica,
+    /// The room refused the change.
+    #[error(transparent)]
+    Room(#[from] RoomError),
+
+    /// A session that did not say Hello in time.
+    #[error("no Hello within {} s", HELLO_TIMEOUT.as_secs())]
+    HelloTimeout,
+    /// A session that began with another frame than Hello.
+    #[error("the first frame of a session must be Hello")]
+    NoHello,
+    /// A Hello that does not answer the challenge for a relay-granted name.
+    #[error("Hello: {0}")]
+    BadHello(TrustError),
+    /// A client that fell too far behind the host's broadcasts.
+    #[error("client too slow; resume from your last sequence number")]
+    TooSlow,
+
+    /// A node address that is not a valid URI.
+    #[error("bad address {address:?}: {reason}")]
+    BadAddress {
+        /// The address given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A private message for another node.
+    #[error("this node is {me:?} ({my_node_id}), not {to:?} ({to_node_id})")]
+    NotRecipient {
+        /// This node's name.
+        me: String,
+        /// This node's id.
+        my_node_id: String,
+        /// The recipient named.
+        to: String,
+        /// The recipient's node id named.
+        to_node_id: String,
+    },
+    /// A private message whose sender's node id is not the relay's.
+    #[error("sender is not {0:?}")]
+    WrongSender(String),
+    /// A private message not signed by its sender's key, or not fresh.
+    #[error("not from {from:?}: {error}")]
+    NotFromSender {
+        /// The sender named.
+        from: String,
+        /// Why the signature was refused.
+        error: TrustError,
+    },
+    /// A private message delivered before.
+    #[error("this private message was delivered before")]
+    ReplayedPrivate,
+    /// The node is stopping.
+    #[error("the recipient is shutting down")]
+    ShuttingDown,
+}
+
+impl NodeError {
+    /// The gRPC code of this refusal.
+    pub fn code(&self) -> Code {
+        use NodeError::*;
+        match self {
+            NotHost { .. } | ShuttingDown => Code::Unavailable,
+            NoLongerHosting | LiveHost | CannotTakeOver { .. } | StaleEpoch { .. } | NoReplica => {
+                Code::FailedPrecondition
+            }
+            NoRoom | UncertifiedRecord => Code::Internal,
+            TermCertificate(_)
+            | ReplicateWithoutTerm
+            | ReplicateNotSigned(_)
+            | TakeOverWithoutTerms
+            | TakeOverForAnotherNode
+            | TakeOverNotFromPreviousTerm
+            | TakeOverNotSigned(_)
+            | WrongSender(_)
+            | NotFromSender { .. } => Code::PermissionDenied,
+            ReplicateBody(_) | ReplicateTooLarge | NoHello | BadAddress { .. } => {
+                Code::InvalidArgument
+            }
+            ReplayedReplicate | ReplayedPrivate => Code::AlreadyExists,
+            HelloTimeout => Code::DeadlineExceeded,
+            BadHello(_) => Code::Unauthenticated,
+            TooSlow => Code::ResourceExhausted,
+            NotRecipient { .. } => Code::NotFound,
+            Room(RoomError::NameTaken(_)) => Code::AlreadyExists,
+            Room(RoomError::Gap { .. }) => Code::FailedPrecondition,
+            Room(_) => Code::InvalidArgument,
+        }
+    }
+
+    /// The host record this refusal points the caller to, if any.
+    fn host(&self) -> Option<&HostRecord> {
+        match self {
+            NodeError::NotHost { host } | NodeError::StaleEpoch { host, .. } => host.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<NodeError> for Status {
+    fn from(err: NodeError) -> Self {
+        let mut status = Status::new(err.code(), err.to_string());
+        if let Some(host) = err.host() {
+            chat_proto::add_host_metadata(&mut status, host);
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(epoch: u64) -> Option<Box<HostRecord>> {
+        Some(Box::new(HostRecord {
+            epoch,
+            node_id: "n2".into(),
+            address: "127.0.0.1:2".into(),
+            name: "bob".into(),
+            certificate: None,
+        }))
+    }
+
+    #[test]
+    fn refusals_that_name_a_host_carry_it_as_metadata() {
+        let stale = NodeError::StaleEpoch {
+            epoch: 3,
+            known: 4,
+            host: host(4),
+        };
+        let status = Status::from(stale);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "stale epoch 3: this node knows epoch 4");
+        let named = chat_proto::host_from_metadata(&status).expect("host metadata");
+        assert_eq!((named.epoch, named.node_id.as_str()), (4, "n2"));
+
+        let status = Status::from(NodeError::NotHost { host: None });
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(chat_proto::host_from_metadata(&status).is_none());
+    }
+
+    #[test]
+    fn room_refusals_keep_their_codes() {
+        let code = |e: RoomError| Status::from(NodeError::from(e)).code();
+        assert_eq!(code(RoomError::NameTaken("a".into())), Code::AlreadyExists);
+        assert_eq!(
+            code(RoomError::Gap { have: 1, got: 3 }),
+            Code::FailedPrecondition
+        );
+        assert_eq!(code(RoomError::BadId), Code::InvalidArgument);
+    }
+}
