@@ -356,12 +356,13 @@ pub fn take_over_payload(new_term: &[u8], sender_term: &[u8], signed_at: i64) ->
 
 /// Verifies a Hello answering `nonce`: signed by the key its certificate
 /// binds to its name and node id, recently, under the relay's `relay` key.
+/// Returns the member's key, for its messages in the session.
 pub fn verify_hello(
     relay: &PublicKey,
     hello: &Hello,
     nonce: &[u8],
     host_node_id: &str,
-) -> Result<NameGrant, TrustError> {
+) -> Result<PublicKey, TrustError> {
     let now = now_unix_ms();
     let cert = hello.certificate.as_ref().ok_or(TrustError::Malformed)?;
     let grant = relay.verify_name(cert, now)?;
@@ -371,10 +372,10 @@ pub fn verify_hello(
     if grant.public_key != hello.public_key {
         return Err(TrustError::Mismatch("key"));
     }
-    PublicKey::from_bytes(&hello.public_key)?
-        .verify(&hello_payload(hello, nonce, host_node_id), &hello.signature)?;
+    let key = PublicKey::from_bytes(&hello.public_key)?;
+    key.verify(&hello_payload(hello, nonce, host_node_id), &hello.signature)?;
     check_fresh(hello.signed_at_unix_ms, now)?;
-    Ok(grant)
+    Ok(key)
 }
 
 #[cfg(test)]

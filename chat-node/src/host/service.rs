@@ -8,7 +8,7 @@ use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_server::ChatService;
 use chat_proto::pb::chat::*;
-use chat_proto::trust::{self, PublicKey};
+use chat_proto::trust;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status, Streaming};
@@ -132,10 +132,9 @@ async fn open_session(
     let opened = async {
         let hello = read_hello(&mut inbound).await?;
         shared.stats.count_chat_frame();
-        let grant =
+        let member_key =
             trust::verify_hello(&shared.relay_key, &hello, &nonce, &shared.identity.node_id)
                 .map_err(NodeError::BadHello)?;
-        let member_key = PublicKey::from_bytes(&grant.public_key)?;
         // Subscribe before admitting, so no event after the welcome is missed.
         let events = shared.host_events.subscribe();
         let (opening, head) = shared.admit(&hello)?;
