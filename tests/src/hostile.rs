@@ -271,15 +271,24 @@ pub fn signed_message(key: &Keypair, from: &str, id: &str, text: &str) -> SendMe
 /// Keeps a WatchHost stream open for `reg`, as a live node does, so the
 /// relay does not forget it.
 pub async fn keep_watching(rc: &mut RelayServiceClient<Channel>, reg: &RegisterResponse) {
+    try_keep_watching(rc, reg).await.expect("WatchHost");
+}
+
+/// [`keep_watching`], or why the relay refused (it may already have
+/// forgotten the registration, e.g. when the name went back to its holder).
+pub async fn try_keep_watching(
+    rc: &mut RelayServiceClient<Channel>,
+    reg: &RegisterResponse,
+) -> Result<(), Status> {
     let mut watch = rc
         .watch_host(WatchHostRequest {
             node_id: reg.node_id.clone(),
             session_token: reg.session_token.clone(),
         })
-        .await
-        .expect("WatchHost")
+        .await?
         .into_inner();
     tokio::spawn(async move { while let Ok(Some(_)) = watch.message().await {} });
+    Ok(())
 }
 
 /// A hostile party registered at the relay under its own key, kept live
