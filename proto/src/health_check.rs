@@ -15,9 +15,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Arguments of the `health` subcommand of both binaries.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthArgs {
-    /// Address of the server, `host:port` or `http://host:port`.
+    /// Address of the server, `host:port`, `http://host:port` or
+    /// `https://host:port` (a bare `host:port` is https with `--ca`).
     #[arg(value_name = "ADDR")]
     pub address: String,
+
+    /// Check over TLS, trusting this authority's certificate (PEM), e.g.
+    /// the relay's `DATA_DIR/ca.pem`.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 
     /// Service to ask about; "" (the default) is the whole server.
     #[arg(long, value_name = "NAME", default_value = "")]
@@ -32,7 +38,21 @@ pub struct HealthArgs {
 impl HealthArgs {
     /// Runs the check for `program`: prints the status, exit 0 only if SERVING.
     pub async fn run(&self, program: &str) -> ExitCode {
-        run_command(program, &self.address, &self.service, self.timeout).await
+        let ca = match self.ca.as_deref().map(std::fs::read_to_string).transpose() {
+            Ok(ca) => ca,
+            Err(e) => {
+                eprintln!("{program}: health check failed: --ca: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        run_command(
+            program,
+            &self.address,
+            &self.service,
+            self.timeout,
+            ca.as_deref(),
+        )
+        .await
     }
 }
 
@@ -90,29 +110,48 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Turns `host:port` into `http://host:port`; a URI with a scheme is kept.
-pub fn address_uri(address: &str) -> String {
-    if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
+/// Turns `host:port` into `http://host:port` (`https://` when `tls`); a
+/// URI with a scheme is kept.
+pub fn address_uri(address: &str, tls: bool) -> String {
+    match (address.contains("://"), tls) {
+        (true, _) => address.to_string(),
+        (false, false) => format!("http://{address}"),
+        (false, true) => format!("https://{address}"),
+    }
+}
+
+/// The endpoint to check: TLS trusting `ca_pem` when given (an `https://`
+/// address needs it), plaintext otherwise.
+fn endpoint(address: &str, ca_pem: Option<&str>) -> Result<Endpoint, HealthCheckError> {
+    let bad = |reason: String| HealthCheckError::Address {
+        address: address.to_string(),
+        reason,
+    };
+    let uri = address_uri(address, ca_pem.is_some());
+    let endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| bad(e.to_string()))?;
+    match (uri.starts_with("https://"), ca_pem) {
+        (true, Some(ca)) => endpoint
+            .tls_config(crate::tls::client_config(ca, None, None))
+            .map_err(|e| bad(with_causes(&e))),
+        (true, None) => Err(bad("an https:// address needs --ca FILE".into())),
+        (false, Some(_)) => Err(bad("--ca needs an https:// address".into())),
+        (false, None) => Ok(endpoint),
     }
 }
 
 /// Calls `grpc.health.v1.Health/Check` for `service` on `address`
 /// (`host:port` or a URI) and returns the reported status. The empty
-/// service `""` is the server as a whole.
+/// service `""` is the server as a whole. With `ca_pem` the check runs
+/// over TLS, trusting that authority.
 pub async fn check(
     address: &str,
     service: &str,
     timeout: Duration,
+    ca_pem: Option<&str>,
 ) -> Result<ServingStatus, HealthCheckError> {
-    let uri = address_uri(address);
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| HealthCheckError::Address {
-        address: address.to_string(),
-        reason: e.to_string(),
-    })?;
-    let endpoint = endpoint.connect_timeout(timeout).timeout(timeout);
+    let endpoint = endpoint(address, ca_pem)?
+        .connect_timeout(timeout)
+        .timeout(timeout);
     let call = async {
         let channel = endpoint
             .connect()
@@ -150,8 +189,9 @@ pub async fn run_command(
     address: &str,
     service: &str,
     timeout: Duration,
+    ca_pem: Option<&str>,
 ) -> ExitCode {
-    match check(address, service, timeout).await {
+    match check(address, service, timeout, ca_pem).await {
         Ok(status) => {
             println!("{}", status.as_str_name());
             if status == ServingStatus::Serving {
@@ -173,9 +213,13 @@ mod tests {
 
     #[test]
     fn bare_addresses_get_the_http_scheme() {
-        assert_eq!(address_uri("127.0.0.1:5000"), "http://127.0.0.1:5000");
-        assert_eq!(address_uri("relay:5000"), "http://relay:5000");
-        assert_eq!(address_uri("http://node1:7000"), "http://node1:7000");
+        assert_eq!(
+            address_uri("127.0.0.1:5000", false),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(address_uri("relay:5000", false), "http://relay:5000");
+        assert_eq!(address_uri("relay:5000", true), "https://relay:5000");
+        assert_eq!(address_uri("http://node1:7000", true), "http://node1:7000");
     }
 
     #[tokio::test]
@@ -184,7 +228,13 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
-        let result = check(&format!("127.0.0.1:{port}"), "", Duration::from_secs(2)).await;
+        let result = check(
+            &format!("127.0.0.1:{port}"),
+            "",
+            Duration::from_secs(2),
+            None,
+        )
+        .await;
         assert!(
             matches!(result, Err(HealthCheckError::Connect { .. })),
             "{result:?}"
@@ -207,14 +257,50 @@ mod tests {
             .add_routes(routes.routes())
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
         let server = tokio::spawn(server);
-        let overall = check(&address, "", DEFAULT_TIMEOUT).await;
+        let overall = check(&address, "", DEFAULT_TIMEOUT, None).await;
         assert!(matches!(overall, Ok(ServingStatus::Serving)), "{overall:?}");
-        let thing = check(&address, "test.v1.Thing", DEFAULT_TIMEOUT).await;
+        let thing = check(&address, "test.v1.Thing", DEFAULT_TIMEOUT, None).await;
         assert!(matches!(thing, Ok(ServingStatus::NotServing)), "{thing:?}");
-        let unknown = check(&address, "no.such.Service", DEFAULT_TIMEOUT).await;
+        let unknown = check(&address, "no.such.Service", DEFAULT_TIMEOUT, None).await;
         assert!(
             matches!(&unknown, Err(HealthCheckError::Rpc { status, .. }) if status.code() == tonic::Code::NotFound),
             "{unknown:?}"
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_tls_server_is_checked_with_its_authority_and_refuses_plaintext() {
+        let ca = crate::tls::Authority::ephemeral().expect("authority");
+        let identity = ca.issue_server(&[]).expect("server certificate");
+        let tls = crate::tls::server_config(&identity, None).expect("TLS config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("local address").port();
+        let mut routes = tonic::service::RoutesBuilder::default();
+        crate::serve::add_inspection(&mut routes, &[]).expect("inspection services");
+        let router = tonic::transport::Server::builder().add_routes(routes.routes());
+        let server = tokio::spawn(crate::serve::serve_router(
+            router,
+            listener,
+            Some(tls),
+            std::future::pending(),
+        ));
+        let ca_pem = ca.certificate_pem();
+        let address = format!("localhost:{port}");
+        let overall = check(&address, "", DEFAULT_TIMEOUT, Some(&ca_pem)).await;
+        assert!(matches!(overall, Ok(ServingStatus::Serving)), "{overall:?}");
+        // Plaintext gets an error at once, not a hang.
+        let started = std::time::Instant::now();
+        let plain = check(&address, "", Duration::from_secs(10), None).await;
+        assert!(plain.is_err(), "{plain:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{plain:?}");
+        let https_without_ca =
+            check(&format!("https://{address}"), "", DEFAULT_TIMEOUT, None).await;
+        assert!(
+            matches!(&https_without_ca, Err(HealthCheckError::Address { reason, .. }) if reason.contains("--ca")),
+            "{https_without_ca:?}"
         );
         server.abort();
     }

@@ -6,6 +6,7 @@
 pub mod health_check;
 pub mod rules;
 pub mod serve;
+pub mod tls;
 pub mod trust;
 
 /// Generated protobuf and gRPC code.

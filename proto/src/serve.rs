@@ -2,6 +2,7 @@
 //! reflection, both v1 and v1alpha (older grpcurl builds ask for v1alpha).
 
 use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
 
 /// Health reporter handle, to flip a service between SERVING and NOT_SERVING.
 pub use tonic_health::server::HealthReporter;
@@ -34,6 +35,30 @@ pub fn add_inspection(
     routes.add_service(builder().build_v1()?);
     routes.add_service(builder().build_v1alpha()?);
     Ok(reporter)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes: over TLS
+/// under `tls` (see [`crate::tls::incoming`]), else in plaintext.
+pub async fn serve_router(
+    router: tonic::transport::server::Router,
+    listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    match tls {
+        Some(config) => {
+            let incoming = crate::tls::incoming(listener, config);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    }
 }
 
 /// Error building the reflection service.

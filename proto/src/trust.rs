@@ -132,6 +132,16 @@ impl Keypair {
         self.0.verifying_key().to_bytes().to_vec()
     }
 
+    /// The key as PKCS#8 DER (RFC 8410), for TLS libraries: the same key
+    /// signs the node's TLS handshakes.
+    pub fn to_pkcs8_der(&self) -> Result<Vec<u8>, TrustError> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        self.0
+            .to_pkcs8_der()
+            .map(|doc| doc.as_bytes().to_vec())
+            .map_err(|_| TrustError::BadKey)
+    }
+
     /// Signs `payload` (built with [`frame`]).
     pub fn sign(&self, payload: &[u8]) -> Vec<u8> {
         self.0.sign(payload).to_bytes().to_vec()
@@ -189,6 +199,11 @@ impl Keypair {
 /// whole or not at all (written aside, then linked into place);
 /// `AlreadyExists` if the file is there.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_new(path, bytes, 0o600)
+}
+
+/// Like [`write_private`], with permissions `mode` (on Unix) instead.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -197,7 +212,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
     let written = options
         .open(&aside)
         .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))

@@ -127,6 +127,7 @@ pub async fn assert_dormant(member: &Member, after: &str) {
         &shared.identity.address,
         "chat.v1.ChatService",
         Duration::from_secs(5),
+        None,
     )
     .await
     .expect("health answers");
