@@ -15,7 +15,7 @@ use rcgen::{
 };
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+/// A DER certificate, as `tonic::Request::peer_certs` gives them.
+pub use rustls::pki_types::CertificateDer;
+/// A server's TLS configuration (see [`server_config`]).
+pub use rustls::ServerConfig;
 
 /// Suffix of the one DNS name in a node certificate, `<node_id>.node.invalid`:
 /// `.invalid` is reserved (RFC 2606), so it never names a real host.

@@ -168,17 +168,13 @@ impl Keypair {
         hello.signature = self.sign(&hello_payload(hello, nonce, host_node_id));
     }
 
-    /// Signs a Register in place, proving this key is held (sets the key).
+    /// Signs a Register in place, proving this key is held (sets the key);
+    /// the signature covers the certificate request too, so nobody can
+    /// swap it on the way.
     pub fn sign_register(&self, req: &mut RegisterRequest) {
         req.public_key = self.public_key();
         req.signed_at_unix_ms = now_unix_ms();
-        let payload = register_payload(
-            &req.name,
-            &req.address,
-            &req.public_key,
-            req.signed_at_unix_ms,
-        );
-        req.signature = self.sign(&payload);
+        req.signature = self.sign(&register_payload(req));
     }
 
     /// Signs a chat message from `from` in place.
@@ -230,13 +226,14 @@ pub fn node_id_of(public_key: &[u8]) -> String {
 }
 
 /// What a Register's proof of key possession covers.
-pub fn register_payload(name: &str, address: &str, public_key: &[u8], signed_at: i64) -> Vec<u8> {
+pub fn register_payload(req: &RegisterRequest) -> Vec<u8> {
     frame(&[
         b"relay.v1.Register",
-        name.as_bytes(),
-        address.as_bytes(),
-        public_key,
-        &signed_at.to_be_bytes(),
+        req.name.as_bytes(),
+        req.address.as_bytes(),
+        &req.public_key,
+        &req.signed_at_unix_ms.to_be_bytes(),
+        &req.certificate_request,
     ])
 }
 

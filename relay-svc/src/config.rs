@@ -1,8 +1,9 @@
 //! Command line and environment configuration of the relay.
 
+use chat_proto::tls::{Authority, Credentials, TlsError};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// relay-svc: the stable entry point of the migrating chat. It only knows the
@@ -68,9 +69,52 @@ pub struct RelayConfig {
     pub admin_secret: Option<String>,
 
     /// Directory of the relay's persistent key (`relay.key`, created on
-    /// first start). Nodes pin this key: keep the directory across restarts.
+    /// first start) and TLS certificate authority (`ca.pem`, `ca.key`).
+    /// Nodes pin the key and trust the authority: keep the directory
+    /// across restarts.
     #[arg(long, env = "RELAY_DATA_DIR", default_value = "relay-data")]
     pub data_dir: Option<PathBuf>,
+
+    /// Serve this certificate chain (PEM) instead of the one the relay's
+    /// authority issues itself; the authority still issues the nodes'
+    /// certificates. Needs --tls-key.
+    #[arg(
+        long,
+        env = "RELAY_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "plaintext"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        env = "RELAY_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert",
+        conflicts_with = "plaintext"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Another host name or IP address the automatic server certificate
+    /// is valid for, besides localhost, 127.0.0.1 and ::1 (repeatable; the
+    /// env variable takes a comma-separated list): the name nodes use in
+    /// the relay URI, e.g. `relay`.
+    #[arg(
+        long = "tls-name",
+        env = "RELAY_TLS_NAMES",
+        value_name = "NAME",
+        value_delimiter = ',',
+        conflicts_with = "plaintext"
+    )]
+    pub tls_names: Vec<String>,
+
+    /// Serve without TLS: anyone on the path can read what nodes send the
+    /// relay. A deliberate choice, for one machine (nodes then need an
+    /// `http://` relay URI).
+    #[arg(long, env = "RELAY_PLAINTEXT")]
+    pub plaintext: bool,
 
     /// Chat messages each member may send per second, sustained (0: no
     /// limit). Hosts refuse faster senders with a retry delay.
@@ -99,6 +143,44 @@ impl RelayConfig {
             data_dir: None,
             messages_per_second: 20,
             message_burst: 50,
+            tls_cert: None,
+            tls_key: None,
+            tls_names: Vec::new(),
+            // Most tests run on one machine in plaintext; TLS tests use
+            // `for_tls_tests`.
+            plaintext: true,
+        }
+    }
+
+    /// A configuration for TLS tests: the relay keeps its key and its
+    /// certificate authority in `data_dir` (so the test can read
+    /// `ca.pem`) and serves TLS with a certificate for `localhost`,
+    /// `127.0.0.1` and `::1`.
+    pub fn for_tls_tests(min_users: u32, migration_interval: Duration, data_dir: &Path) -> Self {
+        Self {
+            data_dir: Some(data_dir.to_path_buf()),
+            plaintext: false,
+            ..Self::for_tests(min_users, migration_interval)
+        }
+    }
+
+    /// The relay's certificate authority, unless it serves plaintext: kept
+    /// in the data directory, or ephemeral without one.
+    pub fn load_authority(&self) -> Result<Option<Authority>, TlsError> {
+        match (&self.data_dir, self.plaintext) {
+            (_, true) => Ok(None),
+            (Some(dir), false) => Authority::load_or_create(dir).map(Some),
+            (None, false) => Authority::ephemeral().map(Some),
+        }
+    }
+
+    /// What the relay presents to TLS clients: `--tls-cert` and
+    /// `--tls-key`, or a certificate `authority` issues for `localhost`,
+    /// `127.0.0.1`, `::1` and every `--tls-name`.
+    pub fn server_credentials(&self, authority: &Authority) -> Result<Credentials, TlsError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Credentials::from_files(cert, key),
+            _ => authority.issue_server(&self.tls_names),
         }
     }
 

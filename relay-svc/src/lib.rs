@@ -16,7 +16,6 @@ use chat_proto::pb::relay::relay_service_server::RelayServiceServer;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 /// How often the host lease is checked.
 const LEASE_CHECK_PERIOD: Duration = Duration::from_millis(10);
@@ -35,6 +34,9 @@ pub enum RelayError {
     /// The relay's key could not be read or created.
     #[error("relay key: {0}")]
     Key(#[from] std::io::Error),
+    /// The TLS authority or the server certificate could not be set up.
+    #[error("TLS: {0}")]
+    Tls(#[from] chat_proto::tls::TlsError),
 }
 
 /// Serves the relay on `listener` until `shutdown` completes.
@@ -43,9 +45,21 @@ pub async fn run(
     config: RelayConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
+    chat_proto::tls::init();
     let key = config.load_key()?;
     tracing::info!(key = %chat_proto::trust::hex(&key.public_key()), "relay key");
-    let shared = service::Shared::new(config, key);
+    let authority = config.load_authority()?;
+    let tls = match &authority {
+        Some(authority) => {
+            let credentials = config.server_credentials(authority)?;
+            Some(chat_proto::tls::server_config(&credentials, None)?)
+        }
+        None => {
+            warn_if_exposed(&listener);
+            None
+        }
+    };
+    let shared = service::Shared::new(config, key, authority);
     let mut routes = tonic::service::RoutesBuilder::default();
     let health = chat_proto::serve::add_inspection(&mut routes, &["relay.v1.RelayService"])?;
     health
@@ -61,14 +75,19 @@ pub async fn run(
         liveness.abort();
         shared.close_watches();
     };
-    tonic::transport::Server::builder()
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stopping,
-        )
-        .await?;
+    let router = tonic::transport::Server::builder().add_routes(routes.routes());
+    chat_proto::serve::serve_router(router, listener, tls, stopping).await?;
     Ok(())
+}
+
+/// Plaintext is for one machine: say so when other machines can reach us.
+fn warn_if_exposed(listener: &TcpListener) {
+    if listener.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
+        tracing::warn!(
+            "serving plaintext (--plaintext) on a non-loopback address: \
+             anyone on the path can read what nodes send the relay"
+        );
+    }
 }
 
 /// Promotes a new host when a lease runs out; forgets silent members.

@@ -5,7 +5,9 @@ use crate::config::RelayConfig;
 use crate::registry::{Registration, Registry, RegistryError};
 use chat_proto::pb::relay::relay_service_server::RelayService;
 use chat_proto::pb::relay::*;
+use chat_proto::tls::{self, Authority};
 use chat_proto::trust::{self, Keypair, PublicKey};
+use prost::Message;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
@@ -22,11 +24,14 @@ pub struct Shared {
     host_tx: watch::Sender<Option<HostRecord>>,
     config: RelayConfig,
     closing: CancellationToken,
+    /// Issues the nodes' TLS certificates (none when serving plaintext).
+    authority: Option<Authority>,
 }
 
 impl Shared {
-    /// Empty registry under `config`, signing with `key`.
-    pub fn new(config: RelayConfig, key: Keypair) -> Arc<Self> {
+    /// Empty registry under `config`, signing with `key`; `authority`
+    /// issues TLS certificates to the nodes (`None`: plaintext).
+    pub fn new(config: RelayConfig, key: Keypair, authority: Option<Authority>) -> Arc<Self> {
         let relay_key = key.verifying();
         let epochs = EpochFile::open(config.data_dir.as_deref());
         let mut registry = Registry::new(config.lease, key);
@@ -39,7 +44,37 @@ impl Shared {
             host_tx: watch::channel(None).0,
             config,
             closing: CancellationToken::new(),
+            authority,
         })
+    }
+
+    /// The TLS certificate for a registrant's checked request and the
+    /// authority's certificate, both DER; empty when serving plaintext
+    /// (and no certificate without a request). The certificate expires
+    /// with the member's name certificate.
+    fn node_tls(
+        &self,
+        record: &MemberRecord,
+        request: Option<tls::NodeRequest>,
+    ) -> Result<(Vec<u8>, Vec<u8>), Status> {
+        let Some(authority) = &self.authority else {
+            return Ok(Default::default());
+        };
+        let certificate = match request {
+            None => Vec::new(),
+            Some(request) => {
+                let expires = record
+                    .certificate
+                    .as_ref()
+                    .and_then(|c| NameGrant::decode(c.grant.as_slice()).ok())
+                    .map(|g| g.expires_at_unix_ms)
+                    .ok_or_else(|| Status::internal("no name certificate to match"))?;
+                authority
+                    .issue_node(&request, &record.name, &record.node_id, expires)
+                    .map_err(|e| Status::internal(format!("issuing the TLS certificate: {e}")))?
+            }
+        };
+        Ok((certificate, authority.certificate_der().to_vec()))
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -135,11 +170,12 @@ impl RelayService for Relay {
         &self,
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let reg = verify_registration(&self.0.relay_key, req.into_inner())?;
+        let (reg, tls_request) = verify_registration(&self.0.relay_key, req.into_inner())?;
         let now_ms = trust::now_unix_ms();
         let (member, host) = self.0.update(|r| r.register(reg, Instant::now(), now_ms))?;
         tracing::info!(name = %member.record.name, node = %member.record.node_id,
                        address = %member.record.address, "registered");
+        let (tls_certificate, tls_authority) = self.0.node_tls(&member.record, tls_request)?;
         let config = &self.0.config;
         Ok(Response::new(RegisterResponse {
             node_id: member.record.node_id,
@@ -152,6 +188,8 @@ impl RelayService for Relay {
             name_certificate: member.record.certificate,
             messages_per_second: config.messages_per_second,
             message_burst: config.message_burst,
+            tls_certificate,
+            tls_authority,
         }))
     }
 
@@ -258,24 +296,28 @@ fn millis(d: std::time::Duration) -> u64 {
 const MAX_TOKEN_BYTES: usize = 128;
 
 /// Checks what a registrant sent before the registry sees it: sizes, the
-/// proof that it holds its key, and that every certificate it shows was
-/// signed by this relay.
-fn verify_registration(relay: &PublicKey, req: RegisterRequest) -> Result<Registration, Status> {
+/// proof that it holds its key, that every certificate it shows was
+/// signed by this relay, and that its TLS certificate request (if any) is
+/// for its own key. Returns the registration and the checked request.
+fn verify_registration(
+    relay: &PublicKey,
+    req: RegisterRequest,
+) -> Result<(Registration, Option<tls::NodeRequest>), Status> {
     if req.session_token.len() > MAX_TOKEN_BYTES {
         return Err(Status::invalid_argument("session token is too long"));
+    }
+    if req.certificate_request.len() > tls::MAX_CSR_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "certificate_request is longer than {} bytes",
+            tls::MAX_CSR_BYTES
+        )));
     }
     let key = PublicKey::from_bytes(&req.public_key)
         .map_err(|_| Status::invalid_argument("public_key must be a 32-byte Ed25519 key"))?;
     let now = trust::now_unix_ms();
     // Fields first: the payload below must not be built from huge ones.
     crate::registry::check_fields(&req.name, &req.address)?;
-    let payload = trust::register_payload(
-        &req.name,
-        &req.address,
-        &req.public_key,
-        req.signed_at_unix_ms,
-    );
-    key.verify(&payload, &req.signature)
+    key.verify(&trust::register_payload(&req), &req.signature)
         .and_then(|()| trust::check_fresh(req.signed_at_unix_ms, now))
         .map_err(|e| Status::unauthenticated(format!("registration not signed by its key: {e}")))?;
     let latest_term = req
@@ -289,7 +331,11 @@ fn verify_registration(relay: &PublicKey, req: RegisterRequest) -> Result<Regist
         .and_then(|cert| relay.verify_name(&cert, now).ok())
         .filter(|g| g.name == req.name && g.public_key == req.public_key)
         .map(|g| g.issued_at_unix_ms);
-    Ok(Registration {
+    let tls_request = (!req.certificate_request.is_empty())
+        .then(|| tls::check_certificate_request(&req.certificate_request, &req.public_key))
+        .transpose()
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let registration = Registration {
         name: req.name,
         address: req.address,
         session_token: req.session_token,
@@ -298,7 +344,8 @@ fn verify_registration(relay: &PublicKey, req: RegisterRequest) -> Result<Regist
         hosting: req.hosting,
         name_claimed_at,
         replica_head: req.replica_head,
-    })
+    };
+    Ok((registration, tls_request))
 }
 
 /// Sends the current host and every change until the watcher goes away; the
