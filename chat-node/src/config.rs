@@ -15,9 +15,22 @@ use std::time::Duration;
     disable_help_subcommand = true
 )]
 pub struct NodeConfig {
-    /// URI of the relay.
+    /// URI of the relay: `https://HOST:PORT` runs every connection over
+    /// TLS (needs --relay-ca); `http://` is plaintext, allowed to loopback
+    /// addresses only unless --allow-plaintext.
     #[arg(env = "CHAT_RELAY", default_value = "http://127.0.0.1:5000")]
     pub relay_uri: String,
+
+    /// The relay's certificate authority (PEM), e.g. the relay's
+    /// `DATA_DIR/ca.pem`: the relay is verified against it alone. Needed
+    /// for an `https://` relay URI.
+    #[arg(long, env = "CHAT_RELAY_CA", value_name = "FILE")]
+    pub relay_ca: Option<PathBuf>,
+
+    /// Allow plaintext (an `http://` relay URI) to addresses that are not
+    /// loopback: anyone on the way can then read the chat. Deliberate.
+    #[arg(long, env = "CHAT_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
 
     /// Your chat name: non-empty, at most 32 characters, no ':' or
     /// whitespace, unique among connected members. Asked for if absent and
@@ -86,6 +99,24 @@ impl NodeConfig {
             Some(PathBuf::from(home).join(".local/share/chat-node"))
         });
         crate::identity::NodeStore::new(dir, self.key_file.clone(), self.accept_relay_key)
+    }
+
+    /// TLS or plaintext, as the options ask (reads the `--relay-ca` file).
+    pub fn transport(&self) -> Result<crate::dial::TransportOptions, crate::dial::DialError> {
+        let relay_ca_pem = self
+            .relay_ca
+            .as_ref()
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|e| crate::dial::DialError::RelayCaFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
+        Ok(crate::dial::TransportOptions {
+            relay_ca_pem,
+            allow_plaintext: self.allow_plaintext,
+        })
     }
 
     /// Whether this run takes over the terminal.

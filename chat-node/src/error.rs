@@ -143,6 +143,20 @@ pub enum NodeError {
     /// The node is stopping.
     #[error("the recipient is shutting down")]
     ShuttingDown,
+
+    /// A call between nodes whose TLS client certificate is missing,
+    /// invalid, or not the one of the node the call claims to come from.
+    #[error("{call} refused: {why}")]
+    Unauthenticated {
+        /// The call refused (`Replicate`, `DeliverPrivate`...).
+        call: &'static str,
+        /// Why, in words.
+        why: String,
+    },
+    /// Another node cannot be dialled the way this node was told to
+    /// (plaintext off loopback, an unknown node over TLS).
+    #[error(transparent)]
+    Dial(#[from] crate::dial::DialError),
 }
 
 impl NodeError {
@@ -151,9 +165,12 @@ impl NodeError {
         use NodeError::*;
         match self {
             NotHost { .. } | ShuttingDown => Code::Unavailable,
-            NoLongerHosting | LiveHost | CannotTakeOver { .. } | StaleEpoch { .. } | NoReplica => {
-                Code::FailedPrecondition
-            }
+            NoLongerHosting
+            | LiveHost
+            | CannotTakeOver { .. }
+            | StaleEpoch { .. }
+            | NoReplica
+            | Dial(_) => Code::FailedPrecondition,
             NoRoom | UncertifiedRecord => Code::Internal,
             TermCertificate(_)
             | ReplicateWithoutTerm
@@ -169,7 +186,7 @@ impl NodeError {
             }
             ReplayedReplicate | ReplayedPrivate => Code::AlreadyExists,
             HelloTimeout => Code::DeadlineExceeded,
-            BadHello(_) => Code::Unauthenticated,
+            BadHello(_) | Unauthenticated { .. } => Code::Unauthenticated,
             TooSlow => Code::ResourceExhausted,
             NotRecipient { .. } => Code::NotFound,
             Room(RoomError::NameTaken(_)) => Code::AlreadyExists,

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod client;
 pub mod config;
+pub mod dial;
 pub mod error;
 pub mod host;
 pub mod identity;

@@ -28,10 +28,16 @@ async fn main() -> ExitCode {
 async fn run(config: NodeConfig) -> Result<(), StartError> {
     let interactive = std::io::stdin().is_terminal();
     let mode = config.ui_mode();
-    let bound = BoundNode::bind(&config.relay_uri, config.listen, config.advertise.clone())
-        .await?
-        .with_store(config.store())
-        .with_admin_secret(config.admin_secret.clone());
+    let transport = config.transport()?;
+    let bound = BoundNode::bind_with(
+        &config.relay_uri,
+        config.listen,
+        config.advertise.clone(),
+        transport,
+    )
+    .await?
+    .with_store(config.store())
+    .with_admin_secret(config.admin_secret.clone());
     let mut node = loop {
         let name = match &config.name {
             Some(name) => name.clone(),

@@ -3,6 +3,7 @@
 //! together. Tests start the same [`Node`] in-process.
 
 use crate::client::{self, ClientEvent, UserCommand};
+use crate::dial::{DialError, Dialer, IssuedCertificate, TransportOptions};
 use crate::host::{handoff, service::ChatHost, HostCore, HostEvent, Role, CHAT_SERVICE_NAME};
 use crate::identity::{IdentityError, NodeStore};
 use crate::peer::{PeerEndpoint, PrivateInbox};
@@ -21,7 +22,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic::Code;
 
 /// Host broadcasts buffered per session before a session counts as too slow.
@@ -51,6 +51,9 @@ pub enum StartError {
     /// The node's key or the relay's pinned key.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// TLS or plaintext, as the relay URI and options ask, is not possible.
+    #[error(transparent)]
+    Transport(#[from] DialError),
 }
 
 /// Who this node is, as registered at the relay.
@@ -114,6 +117,8 @@ pub struct NodeShared {
     pub settings: Settings,
     /// The relay.
     pub relay: RelayLink,
+    /// Makes every connection to another node (TLS or plaintext).
+    pub(crate) dialer: Dialer,
     /// Counters.
     pub stats: Stats,
     core: Mutex<HostCore>,
@@ -168,19 +173,33 @@ pub struct BoundNode {
     address: String,
     relay_uri: String,
     relay: RelayLink,
+    dialer: Dialer,
     store: Arc<NodeStore>,
     admin_secret: Option<String>,
 }
 
 impl BoundNode {
-    /// Binds `listen`; `advertise` (default: the bound address, with a
-    /// loopback IP if bound to all interfaces) is what others dial.
+    /// Binds `listen` for a plaintext relay URI on this machine (see
+    /// [`BoundNode::bind_with`]).
     pub async fn bind(
         relay_uri: &str,
         listen: SocketAddr,
         advertise: Option<String>,
     ) -> Result<Self, StartError> {
-        let relay = RelayLink::new(relay_uri).map_err(StartError::Relay)?;
+        Self::bind_with(relay_uri, listen, advertise, TransportOptions::default()).await
+    }
+
+    /// Binds `listen`; `advertise` (default: the bound address, with a
+    /// loopback IP if bound to all interfaces) is what others dial. The
+    /// relay URI's scheme and `transport` decide between TLS and plaintext.
+    pub async fn bind_with(
+        relay_uri: &str,
+        listen: SocketAddr,
+        advertise: Option<String>,
+        transport: TransportOptions,
+    ) -> Result<Self, StartError> {
+        let dialer = Dialer::new(relay_uri, &transport)?;
+        let relay = RelayLink::new(&dialer, relay_uri)?;
         let listener = TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
         let address = advertise.unwrap_or_else(|| {
@@ -196,6 +215,7 @@ impl BoundNode {
             address,
             relay_uri: relay_uri.to_string(),
             relay,
+            dialer,
             store: Arc::new(NodeStore::in_memory()),
             admin_secret: None,
         })
@@ -234,6 +254,8 @@ pub struct Registration {
     pub relay_key: PublicKey,
     /// The relay's binding of our name to our key.
     pub name_cert: NameCertificate,
+    /// Our TLS certificate and the relay's authority (`None`: plaintext).
+    pub tls: Option<IssuedCertificate>,
 }
 
 /// A running node.
@@ -254,6 +276,7 @@ impl BoundNode {
         let key = self.store.key_for(name)?;
         let claim = relay_link::Claim {
             name_certificate: self.store.name_certificate(name),
+            certificate_request: self.dialer.certificate_request(&key, name)?,
             ..Default::default()
         };
         let resp = self
@@ -285,6 +308,10 @@ impl BoundNode {
             messages_per_second: resp.messages_per_second,
             message_burst: resp.message_burst.max(1),
         };
+        let tls = self.dialer.is_tls().then_some(IssuedCertificate {
+            authority: resp.tls_authority,
+            certificate: resp.tls_certificate,
+        });
         Ok(Registration {
             identity,
             settings,
@@ -292,6 +319,7 @@ impl BoundNode {
             key,
             relay_key,
             name_cert,
+            tls,
         })
     }
 
@@ -316,7 +344,10 @@ impl Node {
             key,
             relay_key,
             name_cert,
+            tls,
         } = registration;
+        let dialer = bound.dialer.registered(&key, tls)?;
+        let server_tls = dialer.server_tls()?;
         let (events_tx, events) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
         let mut routes = tonic::service::RoutesBuilder::default();
@@ -331,6 +362,7 @@ impl Node {
             identity,
             settings,
             relay: bound.relay,
+            dialer,
             stats: Stats::default(),
             core: Mutex::new(HostCore::new()),
             log_tx: watch::channel(0).0,
@@ -347,12 +379,13 @@ impl Node {
         routes.add_service(ChatServiceServer::new(ChatHost(shared.clone())));
         routes.add_service(PeerServiceServer::new(PeerEndpoint(shared.clone())));
         let cancel = CancellationToken::new();
-        let server = tonic::transport::Server::builder()
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(bound.listener).with_nodelay(Some(true)),
-                cancel.clone().cancelled_owned(),
-            );
+        let router = tonic::transport::Server::builder().add_routes(routes.routes());
+        let server = chat_proto::serve::serve_router(
+            router,
+            bound.listener,
+            server_tls,
+            cancel.clone().cancelled_owned(),
+        );
         let mut tasks = vec![tokio::spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "node server stopped");

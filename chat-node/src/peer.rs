@@ -2,6 +2,7 @@
 //! the sending side. The chat host never sees them.
 
 use crate::client::ClientEvent;
+use crate::dial::NodeAddr;
 use crate::error::NodeError;
 use crate::identity::IdentityError;
 use crate::node::NodeShared;
@@ -16,7 +17,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
 /// Bound on delivering a private message.
@@ -54,8 +54,10 @@ impl PeerService for PeerEndpoint {
         &self,
         req: Request<PrivateMessage>,
     ) -> Result<Response<DeliverPrivateResponse>, Status> {
-        let msg = req.into_inner();
         let shared = &self.0;
+        let from = &req.get_ref().from_node_id;
+        shared.authenticate(&req.peer_certs(), from, "DeliverPrivate")?;
+        let msg = req.into_inner();
         let me = &shared.identity;
         if msg.to != me.name || msg.to_node_id != me.node_id {
             return Err(NodeError::NotRecipient {
@@ -119,9 +121,14 @@ pub async fn send_private(shared: &NodeShared, to: &str, text: &str) -> Result<(
         .lookup_member(to)
         .await
         .map_err(|status| format!("cannot find {to:?} at the relay: {}", status.message()))?;
-    let endpoint = Endpoint::from_shared(format!("http://{}", to.address))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(PRIVATE_TIMEOUT)
+    let node = NodeAddr {
+        address: to.address.clone(),
+        node_id: to.node_id.clone(),
+    };
+    let endpoint = shared
+        .dialer
+        .node(&node, PRIVATE_TIMEOUT)
+        .map_err(|e| format!("cannot reach {}: {e}", to.name))?
         .timeout(PRIVATE_TIMEOUT);
     let mut peer = PeerServiceClient::new(endpoint.connect_lazy());
     let me = &shared.identity;

@@ -1,6 +1,7 @@
 //! The node's link to the relay: registration, the host watch stream, and
 //! re-registration (re-asserting a hosted epoch) after the relay restarts.
 
+use crate::dial::{DialError, Dialer};
 use crate::node::{Identity, NodeShared};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::*;
@@ -8,7 +9,7 @@ use chat_proto::trust::{self, Keypair, PublicKey};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Status;
 
 /// Bound on each unary call to the relay.
@@ -27,6 +28,8 @@ pub struct Claim {
     pub name_certificate: Option<NameCertificate>,
     /// Head of our room replica.
     pub replica_head: u64,
+    /// A TLS certificate signing request for our key (empty: none).
+    pub certificate_request: Vec<u8>,
 }
 
 /// The name certificate of a registration, checked against the relay's key:
@@ -59,13 +62,11 @@ pub struct RelayLink {
 }
 
 impl RelayLink {
-    /// A link to the relay at `uri` (connects lazily and reconnects by itself).
-    pub fn new(uri: &str) -> Result<Self, Status> {
-        let endpoint = Endpoint::from_shared(uri.to_string())
-            .map_err(|e| Status::invalid_argument(format!("bad relay URI {uri:?}: {e}")))?
-            .connect_timeout(RELAY_CALL_TIMEOUT);
+    /// A link to the relay at `uri` made by `dialer` (connects lazily and
+    /// reconnects by itself).
+    pub fn new(dialer: &Dialer, uri: &str) -> Result<Self, DialError> {
         Ok(Self {
-            client: RelayServiceClient::new(endpoint.connect_lazy()),
+            client: RelayServiceClient::new(dialer.relay(uri)?),
         })
     }
 
@@ -91,6 +92,7 @@ impl RelayLink {
             latest_term: claim.latest_term,
             hosting: claim.hosting,
             name_certificate: claim.name_certificate,
+            certificate_request: claim.certificate_request,
             ..Default::default()
         };
         key.sign_register(&mut req);
@@ -222,6 +224,9 @@ impl NodeShared {
                 hosting: core.tenure.role().hosting_epoch().is_some(),
                 name_certificate: Some(self.name_certificate()),
                 replica_head: core.room.as_ref().map_or(0, |r| r.head_seq()),
+                // The TLS certificate issued at first registration stays
+                // valid (the relay keeps its authority across restarts).
+                certificate_request: Vec::new(),
             }
         };
         let me = &self.identity;

@@ -11,8 +11,10 @@ pub use commands::{parse_line, UserCommand, HELP};
 pub use events::{ClientEvent, Connection};
 
 use crate::backoff::Backoff;
+use crate::dial::NodeAddr;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::SendMessage;
+use chat_proto::pb::relay::HostRecord;
 use chat_proto::rules;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
@@ -56,10 +58,18 @@ struct Client {
 enum SessionEnd {
     /// The user left.
     Exit,
-    /// Go to this address next (host moved, or a dormant node redirected us).
-    Redirect(String),
+    /// Go to this node next (host moved, or a dormant node redirected us).
+    Redirect(NodeAddr),
     /// The host is unreachable or broke the stream.
     Lost(String),
+}
+
+/// Where the host of `record` listens.
+fn node_of(record: &HostRecord) -> NodeAddr {
+    NodeAddr {
+        address: record.address.clone(),
+        node_id: record.node_id.clone(),
+    }
 }
 
 /// Runs the client until the user exits or the node stops.
@@ -78,24 +88,24 @@ pub async fn run(
         retry_at: None,
         refused: HashSet::new(),
     };
-    let mut next: Option<String> = None;
+    let mut next: Option<NodeAddr> = None;
     loop {
-        let address = match next.take() {
-            Some(address) => address,
+        let host = match next.take() {
+            Some(host) => host,
             None => match client.wait_for_host(&mut commands, &cancel).await {
-                Some(address) => address,
+                Some(host) => host,
                 None => return,
             },
         };
-        match client.session(&address, &mut commands, &cancel).await {
+        match client.session(&host, &mut commands, &cancel).await {
             SessionEnd::Exit => return,
-            SessionEnd::Redirect(address) => {
+            SessionEnd::Redirect(host) => {
                 client
                     .emit(ClientEvent::Connection {
                         state: Connection::Moving,
                     })
                     .await;
-                next = Some(address);
+                next = Some(host);
             }
             SessionEnd::Lost(why) => {
                 tracing::info!(%why, "lost the host; reconnecting");
@@ -106,7 +116,7 @@ pub async fn run(
                     .await;
                 let delay = client.backoff.next_delay();
                 if !client
-                    .offline(&address, delay, &mut commands, &cancel)
+                    .offline(&host.address, delay, &mut commands, &cancel)
                     .await
                 {
                     return;
@@ -128,11 +138,11 @@ impl Client {
         &mut self,
         commands: &mut mpsc::Receiver<UserCommand>,
         cancel: &CancellationToken,
-    ) -> Option<String> {
+    ) -> Option<NodeAddr> {
         let mut host_rx = self.shared.host_watch();
         loop {
-            if let Some(host) = host_rx.borrow_and_update().clone() {
-                return Some(host.address);
+            if let Some(host) = host_rx.borrow_and_update().as_ref() {
+                return Some(node_of(host));
             }
             tokio::select! {
                 changed = host_rx.changed() => changed.ok()?,

@@ -1,14 +1,13 @@
 //! One session of the client with one host.
 
 use super::{Client, ClientEvent, Connection, SessionEnd, UserCommand};
+use crate::dial::NodeAddr;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::*;
-use chat_proto::HOST_ADDRESS_METADATA;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 use tonic::{Code, Status, Streaming};
 
 /// Frames buffered towards the host.
@@ -24,26 +23,31 @@ fn client_frame(f: client_frame::Frame) -> ClientFrame {
     ClientFrame { frame: Some(f) }
 }
 
-/// Where a dormant node says the host is, if it said.
-fn redirect_of(status: &Status, tried: &str) -> Option<String> {
-    let address = status
-        .metadata()
-        .get(HOST_ADDRESS_METADATA)?
-        .to_str()
-        .ok()?;
-    (status.code() == Code::Unavailable && address != tried).then(|| address.to_string())
-}
-
 impl Client {
-    /// Opens a session at `address`, resumes, re-sends what is pending, then
-    /// serves commands and frames until the session ends.
+    /// Where a dormant node says the host is, if it said: the host term
+    /// certificate in its metadata, which the relay signed, names it.
+    fn redirect_of(&self, status: &Status, tried: &str) -> Option<NodeAddr> {
+        if status.code() != Code::Unavailable {
+            return None;
+        }
+        let record = chat_proto::host_from_metadata(status)?;
+        let term = self.shared.verify_term(record.certificate.as_ref()?).ok()?;
+        (term.address != tried).then_some(NodeAddr {
+            address: term.address,
+            node_id: term.node_id,
+        })
+    }
+
+    /// Opens a session with the host `to`, resumes, re-sends what is
+    /// pending, then serves commands and frames until the session ends.
     pub(super) async fn session(
         &mut self,
-        address: &str,
+        to: &NodeAddr,
         commands: &mut mpsc::Receiver<UserCommand>,
         cancel: &CancellationToken,
     ) -> SessionEnd {
-        let (tx, mut inbound) = match self.open(address).await {
+        let address = to.address.as_str();
+        let (tx, mut inbound) = match self.open(to).await {
             Ok(open) => open,
             Err(end) => return end,
         };
@@ -80,7 +84,7 @@ impl Client {
                     let newer = host_rx.borrow_and_update().clone().filter(|h| h.epoch > epoch && epoch > 0);
                     if changed.is_err() { return SessionEnd::Exit }
                     if let Some(host) = newer.filter(|h| h.address != address) {
-                        return SessionEnd::Redirect(host.address);
+                        return SessionEnd::Redirect(super::node_of(&host));
                     }
                 }
                 _ = tokio::time::sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_at.is_some() => {
@@ -98,12 +102,15 @@ impl Client {
 
     async fn open(
         &mut self,
-        address: &str,
+        to: &NodeAddr,
     ) -> Result<(mpsc::Sender<ClientFrame>, Streaming<ServerFrame>), SessionEnd> {
+        let address = to.address.as_str();
         let lost = |e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{address}: {e}"));
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| lost(&e))?
-            .connect_timeout(CONNECT_TIMEOUT);
+        let endpoint = self
+            .shared
+            .dialer
+            .node(to, CONNECT_TIMEOUT)
+            .map_err(|e| lost(&e))?;
         let channel = endpoint.connect().await.map_err(|e| lost(&e))?;
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
@@ -113,7 +120,7 @@ impl Client {
             let mut inbound = match response {
                 Ok(r) => r.into_inner(),
                 Err(status) => {
-                    return Err(match redirect_of(&status, address) {
+                    return Err(match self.redirect_of(&status, address) {
                         Some(next) => SessionEnd::Redirect(next),
                         None => lost(&status),
                     })
@@ -192,7 +199,7 @@ impl Client {
         let newest = self.shared.host_watch().borrow().clone();
         match newest {
             Some(h) if h.epoch > term.epoch && h.address != address => {
-                Err(SessionEnd::Redirect(h.address))
+                Err(SessionEnd::Redirect(super::node_of(&h)))
             }
             _ => Ok(()),
         }
@@ -254,7 +261,12 @@ impl Client {
                 })
                 .await;
             }
-            Frame::Migrate(m) => return Some(SessionEnd::Redirect(m.address)),
+            Frame::Migrate(m) => {
+                return Some(SessionEnd::Redirect(NodeAddr {
+                    address: m.address,
+                    node_id: m.node_id,
+                }))
+            }
             Frame::Challenge(_) => {} // only first
             Frame::Rejected(r) if r.retry_after_ms > 0 => {
                 // Too fast: the message stays pending and goes again later.

@@ -36,6 +36,14 @@ fn next_counter() -> u64 {
     }
 }
 
+/// The node a call's host term names, read before the term is verified:
+/// the caller's TLS certificate is checked against it first (see
+/// `NodeShared::authenticate`), the term's signature right after.
+pub(crate) fn claimed_host(term: Option<&HostTermCertificate>) -> Option<String> {
+    term.and_then(|cert| HostTerm::decode(cert.term.as_slice()).ok())
+        .map(|term| term.node_id)
+}
+
 impl NodeShared {
     /// The certificate of the term this node hosts as `epoch`.
     fn own_term(&self, epoch: u64) -> Result<HostTermCertificate, NodeError> {

@@ -128,7 +128,7 @@ impl NodeShared {
             name: to.name.clone(),
             status,
         };
-        let mut peer = peer_client(&to.address).map_err(|e| fail(e.into()))?;
+        let mut peer = peer_client(&self.dialer, to).map_err(|e| fail(e.into()))?;
         let started = Instant::now();
         // Make: ship the room while still serving, so the frozen part is short.
         let mut cursor = ReplicaCursor::default();

@@ -3,6 +3,7 @@
 //! message survives the host's crash; a successor promoted to a newer epoch
 //! refuses the old host's replication, which fences it.
 
+use crate::dial::{Dialer, NodeAddr};
 use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
@@ -10,7 +11,7 @@ use chat_proto::pb::chat::{Member, ReplicateBody};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Status;
 
 /// Log entries per replication request (at 4 KiB each, well under the
@@ -21,14 +22,17 @@ const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the successor choice is revisited without log activity.
 const RECHECK: Duration = Duration::from_millis(200);
 
-/// A client for another node's ChatService with bounded connect and calls.
-pub fn peer_client(address: &str) -> Result<ChatServiceClient<Channel>, NodeError> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| NodeError::BadAddress {
-            address: address.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(PEER_CALL_TIMEOUT)
+/// A client for `member`'s ChatService with bounded connect and calls.
+pub fn peer_client(
+    dialer: &Dialer,
+    member: &Member,
+) -> Result<ChatServiceClient<Channel>, NodeError> {
+    let to = NodeAddr {
+        address: member.address.clone(),
+        node_id: member.node_id.clone(),
+    };
+    let endpoint = dialer
+        .node(&to, PEER_CALL_TIMEOUT)?
         .timeout(PEER_CALL_TIMEOUT);
     Ok(ChatServiceClient::new(endpoint.connect_lazy()))
 }
@@ -145,7 +149,7 @@ impl NodeShared {
             ),
         };
         drop(core);
-        let client = peer_client(&member.address).ok()?;
+        let client = peer_client(&self.dialer, &member).ok()?;
         Some(Successor {
             member,
             client,

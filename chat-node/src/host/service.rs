@@ -4,6 +4,7 @@
 use super::rate::TokenBucket;
 use super::room::Room;
 use super::{outbound, session, HostEvent, Role};
+use crate::dial::PeerCerts;
 use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_server::ChatService;
@@ -120,17 +121,20 @@ async fn read_hello(inbound: &mut Streaming<ClientFrame>) -> Result<Hello, Statu
     }
 }
 
-/// Opens a session whose Challenge went out: reads and checks the Hello,
+/// Opens a session whose Challenge (with `nonce`) went out to a client
+/// that presented the TLS certificates `peer`: reads and checks the Hello,
 /// admits the member, then runs the session. Refusals end the stream.
 async fn open_session(
     shared: Arc<NodeShared>,
     mut inbound: Streaming<ClientFrame>,
     nonce: Vec<u8>,
+    peer: PeerCerts,
     tx: outbound::Outbound,
     start: outbound::StartLog,
 ) {
     let opened = async {
         let hello = read_hello(&mut inbound).await?;
+        shared.authenticate(&peer, &hello.node_id, "Session")?;
         shared.stats.count_chat_frame();
         let member_key =
             trust::verify_hello(&shared.relay_key, &hello, &nonce, &shared.identity.node_id)
@@ -196,10 +200,12 @@ impl ChatService for ChatHost {
             term: Some(term),
         }));
         let (tx, start, frames) = outbound::outbound(shared.clone(), challenge);
+        let peer = req.peer_certs();
         tokio::spawn(open_session(
             shared.clone(),
             req.into_inner(),
             nonce,
+            peer,
             tx,
             start,
         ));
@@ -211,6 +217,9 @@ impl ChatService for ChatHost {
         req: Request<ReplicateRequest>,
     ) -> Result<Response<ReplicateResponse>, Status> {
         let shared = &self.0;
+        let sender = super::fencing::claimed_host(req.get_ref().term.as_ref())
+            .ok_or(NodeError::ReplicateWithoutTerm)?;
+        shared.authenticate(&req.peer_certs(), &sender, "Replicate")?;
         let (term, cert, body) = shared.verify_replicate(req.into_inner())?;
         if term.epoch > shared.core().tenure.known_epoch() {
             // A newer host we had not heard of yet: the relay signed it.
@@ -225,6 +234,9 @@ impl ChatService for ChatHost {
         req: Request<TakeOverRequest>,
     ) -> Result<Response<TakeOverResponse>, Status> {
         let shared = &self.0;
+        let claimed = super::fencing::claimed_host(req.get_ref().sender_term.as_ref())
+            .ok_or(NodeError::TakeOverWithoutTerms)?;
+        shared.authenticate(&req.peer_certs(), &claimed, "TakeOver")?;
         let (new_term, new_cert, sender) = shared.verify_take_over(req.into_inner())?;
         let epoch = new_term.epoch;
         shared.on_term(new_term, new_cert).await;

@@ -1,0 +1,394 @@
+//! How this node reaches the others and how they reach it: one [`Dialer`]
+//! makes every outgoing connection (the relay, hosts, successors, private
+//! messages), and the same credentials serve its own endpoint.
+//!
+//! The relay URI's scheme decides for the whole node. `https://`: TLS
+//! everywhere; the relay is verified against `--relay-ca`, other nodes
+//! against the authority the relay names at registration, each by the node
+//! id it is meant to be (`<node_id>.node.invalid`), and this node presents
+//! its relay-issued certificate. `http://`: plaintext, which is only for
+//! one machine: the relay and every node dialled must be on loopback
+//! unless `--allow-plaintext` says otherwise.
+
+use crate::error::NodeError;
+use crate::node::NodeShared;
+use chat_proto::tls::{self, ClientAuthority, Credentials, TlsError};
+use chat_proto::trust::Keypair;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Bound on connecting to the relay (TCP; the TLS handshake has its own).
+const RELAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How the node protects its connections (`--relay-ca`, `--allow-plaintext`).
+#[derive(Debug, Clone, Default)]
+pub struct TransportOptions {
+    /// The relay's certificate authority, PEM: needed for an `https://`
+    /// relay URI.
+    pub relay_ca_pem: Option<String>,
+    /// Allow plaintext to addresses that are not loopback.
+    pub allow_plaintext: bool,
+}
+
+/// Why the node cannot talk to the others the way it was told to.
+#[derive(Debug, Clone, Error)]
+pub enum DialError {
+    /// The relay URI is not `http://` or `https://` with a host.
+    #[error("bad relay URI {uri:?}: {reason}")]
+    RelayUri {
+        /// The URI as given.
+        uri: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// TLS was asked for without the relay's authority.
+    #[error(
+        "the relay URI {0} is https://, so the relay's certificate authority is needed: \
+         give it with --relay-ca FILE (env CHAT_RELAY_CA), e.g. the relay's DATA_DIR/ca.pem"
+    )]
+    NoRelayCa(String),
+    /// The `--relay-ca` file could not be read.
+    #[error("--relay-ca {}: {reason}", path.display())]
+    RelayCaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Plaintext to another machine without `--allow-plaintext`.
+    #[error(
+        "refusing plaintext (http://) to {0}, which is not a loopback address: anyone on the \
+         way could read the chat; use an https:// relay URI with --relay-ca FILE, or pass \
+         --allow-plaintext (env CHAT_ALLOW_PLAINTEXT=1) to do this deliberately"
+    )]
+    PlaintextNotLoopback(String),
+    /// A certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// Over TLS, a node is dialled without knowing which node it is.
+    #[error("which node listens at {0} is not known, so it cannot be verified")]
+    UnknownNode(String),
+    /// The relay gave no TLS certificate though we asked over TLS.
+    #[error("the relay issued no TLS certificate: is it serving plaintext behind a TLS proxy?")]
+    NoCertificate,
+}
+
+/// Where another node listens, and which node it must prove to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddr {
+    /// `host:port`.
+    pub address: String,
+    /// Its node id (TLS checks the certificate names it).
+    pub node_id: String,
+}
+
+/// What the relay issued this node at registration, DER.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    /// The relay's authority: it issued every node's certificate.
+    pub authority: Vec<u8>,
+    /// This node's certificate, for its identity key.
+    pub certificate: Vec<u8>,
+}
+
+/// Makes every connection of the node; cheap to clone.
+#[derive(Clone)]
+pub struct Dialer(Arc<Security>);
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &*self.0 {
+            Security::Plaintext { .. } => "plaintext",
+            Security::Tls { .. } => "tls",
+        };
+        f.debug_tuple("Dialer").field(&kind).finish()
+    }
+}
+
+enum Security {
+    Plaintext {
+        /// `--allow-plaintext`: other machines too.
+        allow_remote: bool,
+    },
+    Tls {
+        /// Verifies the relay.
+        relay_ca_pem: String,
+        /// Once registered: our certificate and the nodes' authority.
+        node: Option<NodeTls>,
+    },
+}
+
+struct NodeTls {
+    /// The authority of every node certificate, PEM (verifies servers).
+    authority_pem: String,
+    /// Verifies clients' certificates.
+    clients: ClientAuthority,
+    /// What we present, as server and as client.
+    credentials: Credentials,
+}
+
+impl Dialer {
+    /// The dialer for the relay at `relay_uri`, before registration:
+    /// checks that the options fit the URI's scheme.
+    pub fn new(relay_uri: &str, options: &TransportOptions) -> Result<Self, DialError> {
+        let bad = |reason: &str| DialError::RelayUri {
+            uri: relay_uri.to_string(),
+            reason: reason.to_string(),
+        };
+        let uri: Uri = relay_uri.parse().map_err(|_| bad("not a URI"))?;
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let security = match uri.scheme_str() {
+            Some("https") => Security::Tls {
+                relay_ca_pem: options
+                    .relay_ca_pem
+                    .clone()
+                    .ok_or_else(|| DialError::NoRelayCa(relay_uri.to_string()))?,
+                node: None,
+            },
+            Some("http") if options.allow_plaintext || is_loopback(host) => Security::Plaintext {
+                allow_remote: options.allow_plaintext,
+            },
+            Some("http") => return Err(DialError::PlaintextNotLoopback(relay_uri.to_string())),
+            _ => return Err(bad("the scheme must be http:// or https://")),
+        };
+        tls::init();
+        Ok(Self(Arc::new(security)))
+    }
+
+    /// Whether connections run over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(*self.0, Security::Tls { .. })
+    }
+
+    /// The certificate signing request to register with (TLS only).
+    pub fn certificate_request(&self, key: &Keypair, name: &str) -> Result<Vec<u8>, DialError> {
+        match *self.0 {
+            Security::Tls { .. } => Ok(tls::certificate_request(key, name)?),
+            Security::Plaintext { .. } => Ok(Vec::new()),
+        }
+    }
+
+    /// The dialer once registered: presents the certificate the relay
+    /// issued for `key` and trusts the relay's authority for other nodes.
+    pub fn registered(
+        &self,
+        key: &Keypair,
+        issued: Option<IssuedCertificate>,
+    ) -> Result<Self, DialError> {
+        let Security::Tls { relay_ca_pem, .. } = &*self.0 else {
+            return Ok(self.clone());
+        };
+        let issued = issued
+            .filter(|i| !i.certificate.is_empty() && !i.authority.is_empty())
+            .ok_or(DialError::NoCertificate)?;
+        let node = NodeTls {
+            authority_pem: tls::certificate_pem(&issued.authority),
+            clients: ClientAuthority::new(&issued.authority)?,
+            credentials: Credentials::for_node(key, &issued.certificate)?,
+        };
+        Ok(Self(Arc::new(Security::Tls {
+            relay_ca_pem: relay_ca_pem.clone(),
+            node: Some(node),
+        })))
+    }
+
+    /// A channel to the relay at `uri` (connects lazily, reconnects by
+    /// itself).
+    pub fn relay(&self, uri: &str) -> Result<Channel, DialError> {
+        let bad = |e: &dyn std::fmt::Display| DialError::RelayUri {
+            uri: uri.to_string(),
+            reason: e.to_string(),
+        };
+        let endpoint = Endpoint::from_shared(uri.to_string())
+            .map_err(|e| bad(&e))?
+            .connect_timeout(RELAY_CONNECT_TIMEOUT);
+        let endpoint = match &*self.0 {
+            Security::Tls { relay_ca_pem, .. } => endpoint
+                .tls_config(tls::client_config(relay_ca_pem, None, None))
+                .map_err(|e| bad(&e))?,
+            Security::Plaintext { .. } => endpoint,
+        };
+        Ok(endpoint.connect_lazy())
+    }
+
+    /// An endpoint for the node `to`, connecting within `connect_timeout`:
+    /// over TLS it must present a certificate for `to.node_id`, and we
+    /// present ours; in plaintext `to` must be on loopback unless
+    /// `--allow-plaintext`.
+    pub fn node(&self, to: &NodeAddr, connect_timeout: Duration) -> Result<Endpoint, NodeError> {
+        let bad = |e: &dyn std::fmt::Display| NodeError::BadAddress {
+            address: to.address.clone(),
+            reason: e.to_string(),
+        };
+        let endpoint = match &*self.0 {
+            Security::Plaintext { allow_remote } => {
+                let endpoint =
+                    Endpoint::from_shared(format!("http://{}", to.address)).map_err(|e| bad(&e))?;
+                let host = endpoint.uri().host().unwrap_or_default();
+                if !allow_remote && !is_loopback(host) {
+                    return Err(DialError::PlaintextNotLoopback(to.address.clone()).into());
+                }
+                endpoint
+            }
+            Security::Tls { node: None, .. } => return Err(DialError::NoCertificate.into()),
+            Security::Tls {
+                node: Some(node), ..
+            } => {
+                if to.node_id.is_empty() {
+                    return Err(DialError::UnknownNode(to.address.clone()).into());
+                }
+                let domain = tls::node_domain(&to.node_id);
+                let config =
+                    tls::client_config(&node.authority_pem, Some(&domain), Some(&node.credentials));
+                Endpoint::from_shared(format!("https://{}", to.address))
+                    .map_err(|e| bad(&e))?
+                    .tls_config(config)
+                    .map_err(|e| bad(&e))?
+            }
+        };
+        Ok(endpoint.connect_timeout(connect_timeout))
+    }
+
+    /// The TLS configuration of this node's own endpoint (`None`:
+    /// plaintext): its certificate, and clients' certificates asked for.
+    pub fn server_tls(&self) -> Result<Option<Arc<tls::ServerConfig>>, DialError> {
+        match &*self.0 {
+            Security::Plaintext { .. } => Ok(None),
+            Security::Tls { node: None, .. } => Err(DialError::NoCertificate),
+            Security::Tls {
+                node: Some(node), ..
+            } => Ok(Some(tls::server_config(
+                &node.credentials,
+                Some(&node.clients),
+            )?)),
+        }
+    }
+
+    /// Checks that a call's client certificate is a valid relay-issued
+    /// certificate for `node_id` (always true in plaintext, where nothing
+    /// could tell).
+    fn authenticate(
+        &self,
+        peer: &PeerCerts,
+        node_id: &str,
+        call: &'static str,
+    ) -> Result<(), NodeError> {
+        let Security::Tls {
+            node: Some(node), ..
+        } = &*self.0
+        else {
+            return Ok(());
+        };
+        let refused = |why: String| NodeError::Unauthenticated { call, why };
+        let chain = peer.as_deref().map(Vec::as_slice).unwrap_or_default();
+        if chain.is_empty() {
+            return Err(refused(format!(
+                "it needs the relay-issued client certificate of node {node_id}, and none was \
+                 presented"
+            )));
+        }
+        match node.clients.verify_node(chain) {
+            Ok(id) if id == node_id => Ok(()),
+            Ok(id) => Err(refused(format!(
+                "the client certificate is for node {id}, not for node {node_id}"
+            ))),
+            Err(e) => Err(refused(e.to_string())),
+        }
+    }
+}
+
+/// The client certificates of a call, as `Request::peer_certs` gives them.
+pub type PeerCerts = Option<Arc<Vec<tls::CertificateDer<'static>>>>;
+
+impl NodeShared {
+    /// Refuses a call between nodes (UNAUTHENTICATED, saying why) unless
+    /// over TLS its client certificate is a valid one of `node_id`, the
+    /// node the call claims to come from. Each such handler calls this
+    /// first.
+    pub(crate) fn authenticate(
+        &self,
+        peer: &PeerCerts,
+        node_id: &str,
+        call: &'static str,
+    ) -> Result<(), NodeError> {
+        self.dialer.authenticate(peer, node_id, call)
+    }
+}
+
+/// Whether `host` (a URI host: a name, an IP or a bracketed IPv6) is this
+/// machine: `localhost` or a loopback address.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            host.eq_ignore_ascii_case("localhost")
+                || host.to_ascii_lowercase().ends_with(".localhost")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_recognised() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "::1",
+            "localhost",
+            "a.localhost",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "10.0.0.1",
+            "relay",
+            "example.com",
+            "[2001:db8::1]",
+            "localhost.com",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn the_scheme_decides_and_plaintext_stays_on_this_machine() {
+        let none = TransportOptions::default();
+        assert!(!Dialer::new("http://127.0.0.1:5000", &none)
+            .unwrap()
+            .is_tls());
+        let remote = Dialer::new("http://relay:5000", &none).unwrap_err();
+        assert!(remote.to_string().contains("--allow-plaintext"), "{remote}");
+        let allowed = TransportOptions {
+            allow_plaintext: true,
+            ..Default::default()
+        };
+        assert!(Dialer::new("http://relay:5000", &allowed).is_ok());
+        let no_ca = Dialer::new("https://relay:5000", &none).unwrap_err();
+        assert!(no_ca.to_string().contains("--relay-ca"), "{no_ca}");
+        assert!(Dialer::new("ftp://relay:5000", &none).is_err());
+
+        let local = Dialer::new("http://127.0.0.1:5000", &none).unwrap();
+        let far = NodeAddr {
+            address: "10.1.2.3:7000".into(),
+            node_id: String::new(),
+        };
+        let refused = local.node(&far, Duration::from_secs(1)).unwrap_err();
+        assert!(
+            refused.to_string().contains("--allow-plaintext"),
+            "{refused:?}"
+        );
+        let near = NodeAddr {
+            address: "127.0.0.1:7000".into(),
+            node_id: String::new(),
+        };
+        assert!(local.node(&near, Duration::from_secs(1)).is_ok());
+    }
+}
