@@ -67,7 +67,7 @@ dave() { # dave TEXT: a line from the line-mode client
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 relay="http://127.0.0.1:$port"
 echo "==> relay on 127.0.0.1:$port, alice and bob in tmux, dave in line mode"
-"$bin/relay-svc" --listen "127.0.0.1:$port" --min-users 3 --migration-interval 3s \
+"$bin/relay-svc" --listen "127.0.0.1:$port" --plaintext --min-users 3 --migration-interval 3s \
     >"$work/relay.log" 2>&1 &
 pids+=($!)
 for ((i = 0; i < 100; i++)); do

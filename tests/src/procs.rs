@@ -67,14 +67,15 @@ impl RelayProcess {
         Self::start_at(&format!("127.0.0.1:{}", free_port()), args).await
     }
 
-    /// Starts `relay-svc` on `addr` (to restart one where it was).
+    /// Starts `relay-svc` on `addr` (to restart one where it was), in
+    /// plaintext (its members dial `http://127.0.0.1`).
     pub async fn start_at(addr: &str, args: &[&str]) -> RelayProcess {
         let addr = addr.to_string();
         // The key stays with the address for this test process, so a relay
         // restarted where it was keeps the key its members pinned.
         let data_dir = tests_dir().join(format!("relay-{}", addr.replace(':', "-")));
         let child = Command::new(binary("relay-svc"))
-            .args(["--listen", &addr])
+            .args(["--listen", &addr, "--plaintext"])
             .arg("--data-dir")
             .arg(&data_dir)
             .env(

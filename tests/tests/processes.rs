@@ -82,6 +82,10 @@ async fn help_documents_every_flag() {
         "RELAY_LISTEN",
         "0.0.0.0:5000",
         "30s",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-name",
+        "--plaintext",
     ] {
         assert!(out.contains(flag), "relay-svc --help lacks {flag}: {out}");
     }
@@ -96,6 +100,10 @@ async fn help_documents_every_flag() {
         "http://127.0.0.1:5000",
         "tui",
         "json",
+        "--relay-ca",
+        "CHAT_RELAY_CA",
+        "--allow-plaintext",
+        "CHAT_ALLOW_PLAINTEXT",
     ] {
         assert!(out.contains(flag), "chat-node --help lacks {flag}: {out}");
     }

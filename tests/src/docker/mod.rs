@@ -293,6 +293,8 @@ impl Cluster {
             "RUST_LOG=info",
             &cluster.images.relay,
             &format!("--listen=0.0.0.0:{RELAY_PORT}"),
+            // TLS in containers comes with the compose demo's switch.
+            "--plaintext",
             &format!("--min-users={}", config.min_users),
             &format!("--migration-interval={}", config.migration_interval),
         ]);
@@ -322,6 +324,7 @@ impl Cluster {
                 &format!("http://{relay}:{RELAY_PORT}"),
                 &format!("--name={name}"),
                 &format!("--listen=0.0.0.0:{NODE_PORT}"),
+                "--allow-plaintext",
                 &format!("--advertise={container}:{NODE_PORT}"),
                 &format!("--mode={}", config.mode),
                 &format!("--bot-interval={}", config.bot_interval),
