@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::Status;
 
 /// Bound on connecting to the relay (TCP; the TLS handshake has its own).
 const RELAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -265,6 +266,38 @@ impl Dialer {
                 Some(&node.clients),
             )?)),
         }
+    }
+
+    /// Why the relay at `uri` could not be reached, if `status` is a
+    /// connection failure rather than the relay's answer: the causes, and
+    /// a hint when TLS and plaintext may be mixed up.
+    pub fn unreachable(&self, uri: &str, status: &Status) -> Option<String> {
+        let mut cause = std::error::Error::source(status)?;
+        let mut why: Vec<String> = Vec::new();
+        loop {
+            let part = cause.to_string();
+            if why.last() != Some(&part) {
+                why.push(part);
+            }
+            match cause.source() {
+                Some(next) => cause = next,
+                None => break,
+            }
+        }
+        let hint = match *self.0 {
+            Security::Plaintext { .. } => {
+                "if the relay serves TLS (its default), use an https:// relay URI with \
+                 --relay-ca (the relay's DATA_DIR/ca.pem)"
+            }
+            Security::Tls { .. } => {
+                "if the relay serves plaintext (--plaintext), use an http:// relay URI; \
+                 otherwise check that --relay-ca is the relay's DATA_DIR/ca.pem"
+            }
+        };
+        Some(format!(
+            "cannot reach the relay at {uri}: {}; {hint}",
+            why.join(": ")
+        ))
     }
 
     /// Checks that a call's client certificate is a valid relay-issued

@@ -39,9 +39,12 @@ pub enum StartError {
     /// The relay refused the name (invalid or taken); ask for another.
     #[error("{0}")]
     NameRefused(String),
-    /// The relay could not be reached or refused otherwise.
+    /// The relay refused otherwise.
     #[error("relay: {0}")]
     Relay(tonic::Status),
+    /// No connection to the relay (says why, and what may fix it).
+    #[error("{0}")]
+    RelayUnreachable(String),
     /// The listening socket failed.
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
@@ -287,7 +290,10 @@ impl BoundNode {
                 Code::AlreadyExists | Code::InvalidArgument => {
                     StartError::NameRefused(status.message().to_string())
                 }
-                _ => StartError::Relay(status),
+                _ => match self.dialer.unreachable(&self.relay_uri, &status) {
+                    Some(why) => StartError::RelayUnreachable(why),
+                    None => StartError::Relay(status),
+                },
             })?;
         let relay_key = self
             .store

@@ -25,6 +25,11 @@ pub struct HealthArgs {
     #[arg(long, value_name = "FILE")]
     pub ca: Option<std::path::PathBuf>,
 
+    /// With --ca: the name the server's certificate must carry, if not the
+    /// address's host (a node's is `NODE_ID.node.invalid`).
+    #[arg(long, value_name = "NAME", requires = "ca")]
+    pub server_name: Option<String>,
+
     /// Service to ask about; "" (the default) is the whole server.
     #[arg(long, value_name = "NAME", default_value = "")]
     pub service: String,
@@ -38,8 +43,11 @@ pub struct HealthArgs {
 impl HealthArgs {
     /// Runs the check for `program`: prints the status, exit 0 only if SERVING.
     pub async fn run(&self, program: &str) -> ExitCode {
-        let ca = match self.ca.as_deref().map(std::fs::read_to_string).transpose() {
-            Ok(ca) => ca,
+        let tls = match self.ca.as_deref().map(std::fs::read_to_string).transpose() {
+            Ok(ca) => ca.map(|ca_pem| TlsCheck {
+                ca_pem,
+                server_name: self.server_name.clone(),
+            }),
             Err(e) => {
                 eprintln!("{program}: health check failed: --ca: {e}");
                 return ExitCode::FAILURE;
@@ -50,10 +58,20 @@ impl HealthArgs {
             &self.address,
             &self.service,
             self.timeout,
-            ca.as_deref(),
+            tls.as_ref(),
         )
         .await
     }
+}
+
+/// How a health check verifies a TLS server.
+#[derive(Debug, Clone, Default)]
+pub struct TlsCheck {
+    /// The authority to trust, PEM.
+    pub ca_pem: String,
+    /// The name the server's certificate must carry (default: the
+    /// address's host).
+    pub server_name: Option<String>,
 }
 
 /// Why a health check got no status.
@@ -120,19 +138,22 @@ pub fn address_uri(address: &str, tls: bool) -> String {
     }
 }
 
-/// The endpoint to check: TLS trusting `ca_pem` when given (an `https://`
-/// address needs it), plaintext otherwise.
-fn endpoint(address: &str, ca_pem: Option<&str>) -> Result<Endpoint, HealthCheckError> {
+/// The endpoint to check: over TLS as `tls` says (an `https://` address
+/// needs it), plaintext otherwise.
+fn endpoint(address: &str, tls: Option<&TlsCheck>) -> Result<Endpoint, HealthCheckError> {
     let bad = |reason: String| HealthCheckError::Address {
         address: address.to_string(),
         reason,
     };
-    let uri = address_uri(address, ca_pem.is_some());
+    let uri = address_uri(address, tls.is_some());
     let endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| bad(e.to_string()))?;
-    match (uri.starts_with("https://"), ca_pem) {
-        (true, Some(ca)) => endpoint
-            .tls_config(crate::tls::client_config(ca, None, None))
-            .map_err(|e| bad(with_causes(&e))),
+    match (uri.starts_with("https://"), tls) {
+        (true, Some(tls)) => {
+            let name = tls.server_name.as_deref();
+            endpoint
+                .tls_config(crate::tls::client_config(&tls.ca_pem, name, None))
+                .map_err(|e| bad(with_causes(&e)))
+        }
         (true, None) => Err(bad("an https:// address needs --ca FILE".into())),
         (false, Some(_)) => Err(bad("--ca needs an https:// address".into())),
         (false, None) => Ok(endpoint),
@@ -141,15 +162,15 @@ fn endpoint(address: &str, ca_pem: Option<&str>) -> Result<Endpoint, HealthCheck
 
 /// Calls `grpc.health.v1.Health/Check` for `service` on `address`
 /// (`host:port` or a URI) and returns the reported status. The empty
-/// service `""` is the server as a whole. With `ca_pem` the check runs
-/// over TLS, trusting that authority.
+/// service `""` is the server as a whole. With `tls` the check runs over
+/// TLS.
 pub async fn check(
     address: &str,
     service: &str,
     timeout: Duration,
-    ca_pem: Option<&str>,
+    tls: Option<&TlsCheck>,
 ) -> Result<ServingStatus, HealthCheckError> {
-    let endpoint = endpoint(address, ca_pem)?
+    let endpoint = endpoint(address, tls)?
         .connect_timeout(timeout)
         .timeout(timeout);
     let call = async {
@@ -189,9 +210,9 @@ pub async fn run_command(
     address: &str,
     service: &str,
     timeout: Duration,
-    ca_pem: Option<&str>,
+    tls: Option<&TlsCheck>,
 ) -> ExitCode {
-    match check(address, service, timeout, ca_pem).await {
+    match check(address, service, timeout, tls).await {
         Ok(status) => {
             println!("{}", status.as_str_name());
             if status == ServingStatus::Serving {
@@ -287,9 +308,12 @@ mod tests {
             Some(tls),
             std::future::pending(),
         ));
-        let ca_pem = ca.certificate_pem();
-        let address = format!("localhost:{port}");
-        let overall = check(&address, "", DEFAULT_TIMEOUT, Some(&ca_pem)).await;
+        let tls = TlsCheck {
+            ca_pem: ca.certificate_pem(),
+            server_name: None,
+        };
+        let address = format!("127.0.0.1:{port}");
+        let overall = check(&address, "", DEFAULT_TIMEOUT, Some(&tls)).await;
         assert!(matches!(overall, Ok(ServingStatus::Serving)), "{overall:?}");
         // Plaintext gets an error at once, not a hang.
         let started = std::time::Instant::now();
