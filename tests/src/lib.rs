@@ -12,6 +12,7 @@ pub mod tmux;
 
 pub use member::Member;
 
+use chat_node::dial::TransportOptions;
 use chat_node::identity::NodeStore;
 use chat_node::BoundNode;
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tonic::transport::{Channel, Endpoint};
 
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -30,6 +32,8 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub struct Relay {
     /// Its address.
     pub addr: SocketAddr,
+    /// Its certificate authority (PEM), when it serves TLS.
+    ca_pem: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -65,7 +69,33 @@ impl Relay {
         Self::start_with(addr, config).await
     }
 
-    /// Starts a relay on `addr` with `config`.
+    /// Starts a relay serving TLS on 127.0.0.1:0, its key and certificate
+    /// authority kept in `data_dir`.
+    pub async fn start_tls(data_dir: &Path, min_users: u32, migration_interval: Duration) -> Relay {
+        let addr = "127.0.0.1:0".parse().expect("addr");
+        Self::start_tls_at(addr, data_dir, min_users, migration_interval).await
+    }
+
+    /// Starts a relay serving TLS on `addr`, its key and certificate
+    /// authority kept in `data_dir` (restarting it with the same directory
+    /// keeps both).
+    pub async fn start_tls_at(
+        addr: SocketAddr,
+        data_dir: &Path,
+        min_users: u32,
+        migration_interval: Duration,
+    ) -> Relay {
+        // The relay loads the same authority when it starts.
+        let authority = chat_proto::tls::Authority::load_or_create(data_dir)
+            .expect("the relay's certificate authority");
+        let config = RelayConfig::for_tls_tests(min_users, migration_interval, data_dir);
+        let mut relay = Self::start_with(addr, config).await;
+        relay.ca_pem = Some(authority.certificate_pem());
+        relay
+    }
+
+    /// Starts a relay on `addr` with `config` (its URI is `http://`: for
+    /// TLS, use [`Relay::start_tls`]).
     pub async fn start_with(addr: SocketAddr, config: RelayConfig) -> Relay {
         let listener = TcpListener::bind(addr).await.expect("bind relay");
         let addr = listener.local_addr().expect("relay address");
@@ -80,14 +110,37 @@ impl Relay {
         });
         Relay {
             addr,
+            ca_pem: None,
             stop: Some(stop),
             task,
         }
     }
 
-    /// `http://` URI of the relay.
+    /// URI of the relay: `https://` when it serves TLS, else `http://`.
     pub fn uri(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.ca_pem {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The relay's certificate authority (PEM), when it serves TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// A client of the relay (over TLS when it serves TLS).
+    pub fn client(&self) -> RelayServiceClient<Channel> {
+        RelayServiceClient::new(relay_channel(&self.uri(), self.ca_pem()))
+    }
+
+    /// Polls the relay until its host record satisfies `pred`; returns it.
+    pub async fn wait_for_host(
+        &self,
+        what: &str,
+        pred: impl Fn(&HostRecord) -> bool,
+    ) -> HostRecord {
+        wait_for_host_via(self.client(), what, pred).await
     }
 
     /// Stops the relay.
@@ -130,7 +183,7 @@ pub async fn join_in(
     data_dir: &Path,
 ) -> Result<Member, chat_node::StartError> {
     let store = NodeStore::new(Some(data_dir.to_path_buf()), None, false);
-    join_with_store(relay_uri, name, None, store).await
+    join_with_store(relay_uri, name, None, store, TransportOptions::default()).await
 }
 
 /// A fresh, empty directory for one test's files.
@@ -144,12 +197,40 @@ pub fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// Starts an in-process member of `relay`, over TLS when the relay serves
+/// TLS (trusting its authority, as `--relay-ca` would).
+pub async fn join_relay(relay: &Relay, name: &str) -> Result<Member, chat_node::StartError> {
+    let transport = TransportOptions {
+        relay_ca_pem: relay.ca_pem.clone(),
+        allow_plaintext: false,
+    };
+    join_with_transport(&relay.uri(), name, transport).await
+}
+
+/// Starts an in-process member of the relay at `relay_uri` with these
+/// TLS options.
+pub async fn join_with_transport(
+    relay_uri: &str,
+    name: &str,
+    transport: TransportOptions,
+) -> Result<Member, chat_node::StartError> {
+    join_with_store(relay_uri, name, None, NodeStore::in_memory(), transport).await
+}
+
 async fn join_with(
     relay_uri: &str,
     name: &str,
     admin_secret: Option<String>,
 ) -> Result<Member, chat_node::StartError> {
-    join_with_store(relay_uri, name, admin_secret, NodeStore::in_memory()).await
+    let transport = TransportOptions::default();
+    join_with_store(
+        relay_uri,
+        name,
+        admin_secret,
+        NodeStore::in_memory(),
+        transport,
+    )
+    .await
 }
 
 async fn join_with_store(
@@ -157,8 +238,10 @@ async fn join_with_store(
     name: &str,
     admin_secret: Option<String>,
     store: NodeStore,
+    transport: TransportOptions,
 ) -> Result<Member, chat_node::StartError> {
-    let bound = BoundNode::bind(relay_uri, "127.0.0.1:0".parse().expect("addr"), None)
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let bound = BoundNode::bind_with(relay_uri, listen, None, transport)
         .await?
         .with_store(store)
         .with_admin_secret(admin_secret);
@@ -189,9 +272,32 @@ pub async fn wait_for_host(
     what: &str,
     pred: impl Fn(&HostRecord) -> bool,
 ) -> HostRecord {
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(relay_uri.to_string()).expect("relay uri");
-    let client = RelayServiceClient::new(endpoint.connect_lazy());
+    wait_for_host_via(
+        RelayServiceClient::new(relay_channel(relay_uri, None)),
+        what,
+        pred,
+    )
+    .await
+}
+
+/// A lazy channel to the relay at `relay_uri`, over TLS trusting `ca_pem`
+/// when given.
+pub fn relay_channel(relay_uri: &str, ca_pem: Option<&str>) -> Channel {
+    let endpoint = Endpoint::from_shared(relay_uri.to_string()).expect("relay uri");
+    let endpoint = match ca_pem {
+        Some(ca) => endpoint
+            .tls_config(chat_proto::tls::client_config(ca, None, None))
+            .expect("TLS configuration"),
+        None => endpoint,
+    };
+    endpoint.connect_lazy()
+}
+
+async fn wait_for_host_via(
+    client: RelayServiceClient<Channel>,
+    what: &str,
+    pred: impl Fn(&HostRecord) -> bool,
+) -> HostRecord {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let host = client.clone().current_host(CurrentHostRequest {}).await;
