@@ -567,58 +567,73 @@ pub fn server_config(
 const MAX_HANDSHAKES: usize = 256;
 
 /// The TLS connections made on `listener` under `config`, for tonic's
-/// `serve_with_incoming`: each handshake runs in its own task, bounded by
-/// [`HANDSHAKE_TIMEOUT`] (a client that speaks no TLS is dropped at once),
-/// and requests see the client's certificates (`Request::peer_certs`).
-/// The accepting ends when the stream is dropped.
-pub fn incoming(
-    listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
-) -> impl tokio_stream::Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(accept_tls(listener, TlsAcceptor::from(config), tx));
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+/// `serve_with_incoming`: each handshake runs in a task of its own,
+/// bounded by [`HANDSHAKE_TIMEOUT`] (a client that speaks no TLS is
+/// dropped at once), and requests see the client's certificates
+/// (`Request::peer_certs`). Dropping it closes the listener.
+pub fn incoming(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsIncoming {
+    TlsIncoming {
+        listener,
+        acceptor: TlsAcceptor::from(config),
+        handshakes: tokio::task::JoinSet::new(),
+    }
 }
 
-async fn accept_tls(
+/// A stream of TLS connections (see [`incoming`]).
+pub struct TlsIncoming {
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    tx: tokio::sync::mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
-) {
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let accepted = tokio::select! {
-            permit = handshakes.clone().acquire_owned() => match permit {
-                Ok(permit) => tokio::select! {
-                    a = listener.accept() => (a, permit),
-                    _ = tx.closed() => return,
-                },
-                Err(_) => return,
-            },
-            _ = tx.closed() => return,
-        };
-        let (tcp, permit) = match accepted {
-            (Ok((tcp, _)), permit) => (tcp, permit),
-            (Err(e), _) => {
-                // Out of file descriptors and the like: pause, go on.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
-        tokio::spawn(async move {
-            let peer = tcp.peer_addr().ok();
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    drop(permit);
-                    let _ = tx.send(Ok(tls)).await;
+    handshakes: tokio::task::JoinSet<Option<TlsStream<TcpStream>>>,
+}
+
+impl tokio_stream::Stream for TlsIncoming {
+    type Item = Result<TlsStream<TcpStream>, std::io::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            while this.handshakes.len() < MAX_HANDSHAKES {
+                match this.listener.poll_accept(cx) {
+                    Poll::Ready(Ok((tcp, peer))) => {
+                        let _ = tcp.set_nodelay(true);
+                        let handshake = handshake(this.acceptor.clone(), tcp, peer);
+                        this.handshakes.spawn(handshake);
+                    }
+                    // tonic logs it and goes on.
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Pending => break,
                 }
-                Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
             }
-        });
+            match this.handshakes.poll_join_next(cx) {
+                Poll::Ready(Some(Ok(Some(tls)))) => return Poll::Ready(Some(Ok(tls))),
+                // A failed handshake: room for another connection.
+                Poll::Ready(Some(_)) => continue,
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// The server side of one handshake, bounded; `None` if it failed.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 
@@ -698,6 +713,38 @@ mod tests {
             "{foreign}"
         );
         assert!(clients.verify_node(&[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_holds_up_nobody_and_dropping_the_stream_frees_the_port() {
+        use tokio_stream::StreamExt;
+        let ca = Authority::ephemeral().unwrap();
+        let config = server_config(&ca.issue_server(&[]).unwrap(), None).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = incoming(listener, config);
+        // Connects and never says a word.
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(ca.certificate_der().to_vec()))
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (client, server) = tokio::join!(connector.connect(name, tcp), incoming.next());
+        assert!(client.is_ok(), "{:?}", client.err());
+        assert!(matches!(server, Some(Ok(_))));
+        drop(incoming);
+        assert!(
+            TcpListener::bind(addr).await.is_ok(),
+            "the port is free again"
+        );
     }
 
     #[test]
