@@ -56,14 +56,10 @@ fn acked_seqs(member: &mut Member) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_chat_runs_over_tls_through_migrations_and_a_host_kill() {
-    let dir = temp_dir("tls-chat");
-    let relay = Relay::start_tls(&dir, 3, Duration::from_millis(300)).await;
-    let mut members = start_tls_chat(&relay, &["alice", "bob", "carol"]).await;
-    // Each node serves TLS with the certificate the relay issued for its
-    // node id (what grpcurl -cacert with -servername sees).
-    for member in &members {
+/// Each node serves TLS with the certificate the relay issued for its node
+/// id (what grpcurl `-cacert` with `-servername` sees).
+async fn assert_nodes_serve_tls(relay: &Relay, members: &[Member]) {
+    for member in members {
         let shared = member.shared();
         let tls = TlsCheck {
             ca_pem: relay.ca_pem().expect("a TLS relay").to_string(),
@@ -73,31 +69,94 @@ async fn the_chat_runs_over_tls_through_migrations_and_a_host_kill() {
         let name = status.as_ref().map(|s| s.as_str_name());
         assert_eq!(name.ok(), Some("SERVING"), "{}: {status:?}", member.name);
     }
-    let first = current_host(&relay).await.epoch;
+}
 
-    // Rounds of messages from everyone until the host moved three times.
-    let mut round = 0;
+/// Rounds of messages from everyone until the host moved `moves` times
+/// (and at least five rounds), each acknowledged; returns the rounds.
+async fn chat_through_moves(relay: &Relay, members: &mut [Member], moves: u64) -> usize {
+    let first = current_host(relay).await.epoch;
+    let mut rounds = 0;
     loop {
         for member in members.iter_mut() {
-            let line = format!("{} says {round}", member.name);
+            let line = format!("{} says {rounds}", member.name);
             member.say(&line).await;
         }
-        round += 1;
-        let epoch = current_host(&relay).await.epoch;
-        if epoch >= first + 3 && round >= 5 {
+        rounds += 1;
+        if current_host(relay).await.epoch >= first + moves && rounds >= 5 {
             break;
         }
-        assert!(round < 200, "three planned migrations within 200 rounds");
+        assert!(rounds < 200, "{moves} planned migrations within 200 rounds");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let planned = round;
     for member in members.iter_mut() {
         member
             .wait_until("every message of the planned part acknowledged", |seen| {
-                seen.iter().filter(|e| e["type"] == "ack").count() >= planned
+                seen.iter().filter(|e| e["type"] == "ack").count() >= rounds
             })
             .await;
     }
+    rounds
+}
+
+/// A survivor's log once it shows every survivor's `during` and `after`
+/// messages: each message once, gapless, with every acknowledged message
+/// (its own and `killed`'s, by sequence number) where it was acknowledged,
+/// and `rounds` messages at least from each of `everyone`.
+async fn survivor_log(
+    member: &mut Member,
+    killed: (&str, &[u64]),
+    survivors: &[String],
+    rounds: usize,
+) -> Vec<(u64, String, String)> {
+    let (killed_name, killed_acks) = killed;
+    member
+        .wait_until("the survivors' messages of every phase", |seen| {
+            survivors.iter().all(|n| {
+                [
+                    format!("{n} during the kill"),
+                    format!("{n} after the kill"),
+                ]
+                .iter()
+                .all(|t| seen.iter().any(|e| e["text"] == t.as_str()))
+            })
+        })
+        .await;
+    let own_acks = acked_seqs(member);
+    let name = member.name.clone();
+    let got = member.messages();
+    let texts: HashSet<&str> = got.iter().map(|(_, _, t)| t.as_str()).collect();
+    assert_eq!(texts.len(), got.len(), "{name}: no message twice");
+    let seqs: Vec<u64> = got.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        (1..=got.len() as u64).collect::<Vec<_>>(),
+        "{name}: no gaps"
+    );
+    let by_seq: BTreeMap<u64, &str> = got.iter().map(|(s, f, _)| (*s, f.as_str())).collect();
+    for (sender, acks) in [(name.as_str(), &own_acks[..]), (killed_name, killed_acks)] {
+        for seq in acks {
+            let found = by_seq.get(seq);
+            assert_eq!(
+                found,
+                Some(&sender),
+                "{name}: {sender}'s acknowledged {seq}"
+            );
+        }
+    }
+    for n in survivors.iter().map(String::as_str).chain([killed_name]) {
+        let said = got.iter().filter(|(_, f, _)| f == n).count();
+        assert!(said >= rounds, "{name}: {n} said {said} < {rounds}");
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_runs_over_tls_through_migrations_and_a_host_kill() {
+    let dir = temp_dir("tls-chat");
+    let relay = Relay::start_tls(&dir, 3, Duration::from_millis(300)).await;
+    let mut members = start_tls_chat(&relay, &["alice", "bob", "carol"]).await;
+    assert_nodes_serve_tls(&relay, &members).await;
+    let rounds = chat_through_moves(&relay, &mut members, 3).await;
 
     // Kill the host with messages in flight; the successor takes over.
     let host = current_host(&relay).await;
@@ -124,68 +183,18 @@ async fn the_chat_runs_over_tls_through_migrations_and_a_host_kill() {
     // Every survivor holds every acknowledged message exactly once, in one
     // order, with nothing missing in between.
     let killed_acks = acked_seqs(&mut killed);
+    let survivors: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
     let mut reference: Option<Vec<(u64, String, String)>> = None;
-    let everyone: Vec<String> = members
-        .iter()
-        .map(|m| m.name.clone())
-        .chain([killed.name.clone()])
-        .collect();
     for member in members.iter_mut() {
-        let own = format!("{} after the kill", member.name);
-        member.wait_event("message", &[("text", &own)]).await;
-        let acked: Vec<u64> = acked_seqs(member);
-        let names = everyone.clone();
-        member
-            .wait_until("the survivors' messages of every phase", |seen| {
-                names.iter().all(|n| {
-                    let during = format!("{n} during the kill");
-                    let after = format!("{n} after the kill");
-                    n == &killed.name
-                        || [during, after]
-                            .iter()
-                            .all(|t| seen.iter().any(|e| e["text"] == t.as_str()))
-                })
-            })
-            .await;
-        let got = member.messages();
-        let texts: HashSet<&str> = got.iter().map(|(_, _, t)| t.as_str()).collect();
-        assert_eq!(texts.len(), got.len(), "{}: no message twice", member.name);
-        let seqs: Vec<u64> = got.iter().map(|(s, _, _)| *s).collect();
-        let expected: Vec<u64> = (1..=got.len() as u64).collect();
-        assert_eq!(seqs, expected, "{}: no gaps, in order", member.name);
-        let by_seq: BTreeMap<u64, &str> = got.iter().map(|(s, f, _)| (*s, f.as_str())).collect();
-        for seq in &acked {
-            assert_eq!(
-                by_seq.get(seq),
-                Some(&member.name.as_str()),
-                "{}",
-                member.name
-            );
-        }
-        for seq in &killed_acks {
-            assert_eq!(
-                by_seq.get(seq),
-                Some(&killed.name.as_str()),
-                "{}: {}'s acknowledged message {seq} survived",
-                member.name,
-                killed.name
-            );
-        }
-        for n in &everyone {
-            let said = got.iter().filter(|(_, f, _)| f == n).count();
-            assert!(
-                said >= planned,
-                "{}: {n} said {said} < {planned}",
-                member.name
-            );
-        }
+        let killed = (killed.name.as_str(), &killed_acks[..]);
+        let got = survivor_log(member, killed, &survivors, rounds).await;
         match &reference {
             None => reference = Some(got),
             Some(r) => assert_eq!(&got, r, "{}: the same order as the others", member.name),
         }
     }
     eprintln!(
-        "{planned} rounds over epochs {first}..={}; {} killed; {} promoted at epoch {}",
+        "{rounds} rounds until epoch {}; {} killed; {} promoted at epoch {}",
         host.epoch, killed.name, promoted.name, promoted.epoch
     );
     assert_chat_intact(&mut members).await;
