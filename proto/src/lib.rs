@@ -61,6 +61,7 @@ pub fn host_from_metadata(status: &tonic::Status) -> Option<pb::relay::HostRecor
         address: text(HOST_ADDRESS_METADATA)?,
         name: text(HOST_NAME_METADATA).unwrap_or_default(),
         certificate,
+        no_host_reason: String::new(),
     })
 }
 

@@ -102,6 +102,8 @@ pub struct Registration {
     pub name_claimed_at: Option<i64>,
     /// Head of the node's room replica.
     pub replica_head: u64,
+    /// The node serves nothing: it may not host and has no address.
+    pub client_only: bool,
 }
 
 impl Registration {
@@ -217,6 +219,8 @@ impl Registry {
                 address: reg.address.clone(),
                 public_key: reg.public_key.clone(),
                 certificate: Some(self.key.issue_name(&grant)),
+                reachable: false,
+                client_only: reg.client_only,
             },
             session_token: token,
             claimed_at,
@@ -313,6 +317,7 @@ impl Registry {
             address: member.address.clone(),
             name: member.name.clone(),
             certificate: Some(self.key.issue_host_term(&term)),
+            no_host_reason: String::new(),
         });
         // A new host gets a full lease to start renewing.
         self.lease = Some(Lease {

@@ -238,6 +238,7 @@ impl RelayService for Relay {
         })?;
         Ok(Response::new(RenewLeaseResponse {
             lease_ms: self.0.config.lease.as_millis() as u64,
+            hostable_node_ids: Vec::new(),
         }))
     }
 
@@ -344,6 +345,7 @@ fn verify_registration(
         hosting: req.hosting,
         name_claimed_at,
         replica_head: req.replica_head,
+        client_only: req.client_only,
     };
     Ok((registration, tls_request))
 }

@@ -261,5 +261,6 @@ pub(crate) fn record_of(term: &HostTerm, cert: HostTermCertificate) -> HostRecor
         address: term.address.clone(),
         name: term.name.clone(),
         certificate: Some(cert),
+        no_host_reason: String::new(),
     }
 }

@@ -179,8 +179,7 @@ pub async fn subscribe(
                                 epoch: m.epoch,
                                 node_id: m.node_id,
                                 address: m.address,
-                                name: String::new(),
-                                certificate: None,
+                                ..Default::default()
                             });
                             true
                         }
