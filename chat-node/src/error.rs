@@ -224,7 +224,7 @@ mod tests {
             node_id: "n2".into(),
             address: "127.0.0.1:2".into(),
             name: "bob".into(),
-            certificate: None,
+            ..Default::default()
         }))
     }
 
