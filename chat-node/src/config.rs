@@ -133,12 +133,12 @@ pub enum NodeCommand {
     /// Prints the status. The default service "" is the node process as a
     /// whole, SERVING on a dormant node too; its `chat.v1.ChatService` is
     /// SERVING only while the node hosts the chat.
-    Health(chat_proto::health_check::HealthArgs),
+    Health(chat_proto::cli::HealthArgs),
 }
 
 /// Parses a bot interval: a duration that is not zero.
 fn parse_bot_interval(text: &str) -> Result<Duration, String> {
-    match chat_proto::parse_duration(text)? {
+    match chat_proto::cli::parse_duration(text)? {
         d if d.is_zero() => Err("the bot interval must be longer than zero".into()),
         d => Ok(d),
     }
