@@ -127,8 +127,12 @@ pub struct RelayConfig {
 }
 
 /// The admin secret of [`RelayConfig::for_tests`].
+#[cfg(any(test, feature = "test-util"))]
 pub const TEST_ADMIN_SECRET: &str = "test-admin-secret";
 
+/// Configurations for tests and benchmarks (feature `test-util`): never
+/// part of the relay's own program.
+#[cfg(any(test, feature = "test-util"))]
 impl RelayConfig {
     /// A configuration for tests: listen address comes from the caller's listener.
     pub fn for_tests(min_users: u32, migration_interval: Duration) -> Self {
@@ -163,7 +167,9 @@ impl RelayConfig {
             ..Self::for_tests(min_users, migration_interval)
         }
     }
+}
 
+impl RelayConfig {
     /// The relay's certificate authority, unless it serves plaintext: kept
     /// in the data directory, or ephemeral without one.
     pub fn load_authority(&self) -> Result<Option<Authority>, TlsError> {

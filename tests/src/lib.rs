@@ -2,6 +2,7 @@
 //! (the same libraries the binaries run) or as real `relay-svc` and
 //! `chat-node --mode json` processes. Both kinds of member expose the same
 //! interface: send a line as a user would type it, wait for JSON events.
+#![forbid(unsafe_code)]
 
 pub mod chaos;
 pub mod docker;
