@@ -3,7 +3,7 @@
 use chat_proto::tls::{Authority, Credentials, TlsError};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// relay-svc: the stable entry point of the migrating chat. It only knows the
@@ -160,7 +160,11 @@ impl RelayConfig {
     /// certificate authority in `data_dir` (so the test can read
     /// `ca.pem`) and serves TLS with a certificate for `localhost`,
     /// `127.0.0.1` and `::1`.
-    pub fn for_tls_tests(min_users: u32, migration_interval: Duration, data_dir: &Path) -> Self {
+    pub fn for_tls_tests(
+        min_users: u32,
+        migration_interval: Duration,
+        data_dir: &std::path::Path,
+    ) -> Self {
         Self {
             data_dir: Some(data_dir.to_path_buf()),
             plaintext: false,
