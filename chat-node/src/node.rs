@@ -81,6 +81,9 @@ pub struct Settings {
     pub migration_interval: Duration,
     /// How long a host lease lasts without renewal.
     pub lease: Duration,
+    /// How long a room member may be without a session before the host
+    /// counts it as gone (the relay's `--away-grace`).
+    pub away_grace: Duration,
     /// Chat messages a member may send per second (0: no limit).
     pub messages_per_second: u32,
     /// Messages a member may send at once before the rate applies.
@@ -324,6 +327,11 @@ impl BoundNode {
         let settings = Settings {
             min_users: resp.min_users.max(1),
             migration_interval: Duration::from_millis(resp.migration_interval_ms.max(1)),
+            // A relay from before --away-grace sends 0: keep its old 10 s.
+            away_grace: match resp.away_grace_ms {
+                0 => Duration::from_secs(10),
+                ms => Duration::from_millis(ms),
+            },
             lease: Duration::from_millis(resp.lease_ms.max(10)),
             messages_per_second: resp.messages_per_second,
             message_burst: resp.message_burst.max(1),

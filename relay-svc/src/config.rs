@@ -57,6 +57,12 @@ pub struct RelayConfig {
           value_parser = chat_proto::cli::parse_duration)]
     pub member_grace: Duration,
 
+    /// How long a room member may be without a session before the host
+    /// counts it as gone from the room (told to every node), e.g. `10s`.
+    #[arg(long, env = "RELAY_AWAY_GRACE", default_value = "10s",
+          value_parser = chat_proto::cli::parse_duration)]
+    pub away_grace: Duration,
+
     /// How long the host's lease lasts without renewal; a host silent for
     /// longer is replaced by its successor, e.g. `500ms`.
     #[arg(long, env = "RELAY_LEASE", default_value = "500ms",
@@ -141,6 +147,7 @@ impl RelayConfig {
             min_users,
             migration_interval,
             member_grace: Duration::from_secs(3),
+            away_grace: Duration::from_secs(10),
             lease: Duration::from_millis(500),
             admin_secret: Some(TEST_ADMIN_SECRET.to_string()),
             // An ephemeral key: tests that restart a relay choose a directory.

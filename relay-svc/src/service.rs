@@ -207,6 +207,7 @@ impl RelayService for Relay {
             host,
             min_users: config.min_users,
             migration_interval_ms: millis(config.migration_interval),
+            away_grace_ms: millis(config.away_grace),
             lease_ms: millis(config.lease),
             relay_public_key: self.0.relay_key.to_bytes().to_vec(),
             name_certificate: member.record.certificate,

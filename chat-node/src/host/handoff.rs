@@ -13,8 +13,6 @@ use thiserror::Error;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-/// A member without a session for this long has left.
-pub const MEMBER_GRACE: Duration = Duration::from_secs(10);
 /// How often away members are looked for.
 const AWAY_CHECK: Duration = Duration::from_secs(1);
 
@@ -180,13 +178,14 @@ impl NodeShared {
         Ok(record)
     }
 
-    /// Removes members whose sessions have been gone longer than the grace.
+    /// Removes members whose sessions have been gone longer than the
+    /// relay's away grace.
     fn forget_away_members(&self) {
         let gone: Vec<String> = {
             let core = self.core();
             core.away_since
                 .iter()
-                .filter(|(_, since)| since.elapsed() > MEMBER_GRACE)
+                .filter(|(_, since)| since.elapsed() > self.settings.away_grace)
                 .map(|(name, _)| name.clone())
                 .collect()
         };
