@@ -130,6 +130,8 @@ pub struct NodeShared {
     pub(crate) host_events: broadcast::Sender<HostEvent>,
     /// The latest host record known (from the relay or a handoff).
     pub(crate) host_tx: watch::Sender<Option<HostRecord>>,
+    /// Why the relay says the chat has no host right now, if it does.
+    pub(crate) no_host_tx: watch::Sender<Option<String>>,
     pub(crate) health: HealthReporter,
     pub(crate) inbox: PrivateInbox,
     /// This node's signing key.
@@ -156,9 +158,21 @@ impl NodeShared {
         self.core().tenure.role()
     }
 
+    /// While hosting: the node id of the member named successor, if any.
+    pub fn successor(&self) -> Option<String> {
+        let core = self.core();
+        core.tenure.role().hosting_epoch()?;
+        core.successor.clone()
+    }
+
     /// Watch the latest known host record.
     pub fn host_watch(&self) -> watch::Receiver<Option<HostRecord>> {
         self.host_tx.subscribe()
+    }
+
+    /// Watch why the chat has no host (`None` while it has one).
+    pub fn no_host_watch(&self) -> watch::Receiver<Option<String>> {
+        self.no_host_tx.subscribe()
     }
 
     /// The relay's current certificate of our name.
@@ -374,6 +388,7 @@ impl Node {
             log_tx: watch::channel(0).0,
             host_events: broadcast::channel(HOST_EVENTS_CAPACITY).0,
             host_tx: watch::channel(None).0,
+            no_host_tx: watch::channel(None).0,
             health,
             inbox: PrivateInbox::new(events_tx.clone(), bound.store.dir())?,
             key,

@@ -131,14 +131,16 @@ impl RelayLink {
             .into_inner())
     }
 
-    /// Renews the host lease for `epoch`, naming the successor.
+    /// Renews the host lease for `epoch`, naming the successor. Returns the
+    /// members the relay will not take as successor (client-only or
+    /// unreachable from the relay).
     pub async fn renew_lease(
         &self,
         me: &Identity,
         epoch: u64,
         successor_node_id: &str,
         timeout: Duration,
-    ) -> Result<(), Status> {
+    ) -> Result<Vec<String>, Status> {
         let mut req = tonic::Request::new(RenewLeaseRequest {
             epoch,
             node_id: me.node_id.clone(),
@@ -146,8 +148,8 @@ impl RelayLink {
             successor_node_id: successor_node_id.to_string(),
         });
         req.set_timeout(timeout);
-        self.client.clone().renew_lease(req).await?;
-        Ok(())
+        let resp = self.client.clone().renew_lease(req).await?.into_inner();
+        Ok(resp.unhostable_node_ids)
     }
 
     /// Asks the relay whether `admin_secret` allows a reset.

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 use tonic::transport::Endpoint;
-use tonic_health::pb::health_check_response::ServingStatus;
+pub use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod reach;
 pub mod registry;
 pub mod service;
 
@@ -67,12 +68,14 @@ pub async fn run(
         .await;
     routes.add_service(RelayServiceServer::new(service::Relay(shared.clone())));
     let liveness = tokio::spawn(watch_liveness(shared.clone()));
+    let checks = tokio::spawn(reach::check_members(shared.clone()));
     // On shutdown: promote nobody any more (members cannot reach a relay
     // that is going away) and end the members' watch streams, which would
     // otherwise hold the graceful stop open for ever.
     let stopping = async move {
         shutdown.await;
         liveness.abort();
+        checks.abort();
         shared.close_watches();
     };
     let router = tonic::transport::Server::builder().add_routes(routes.routes());

@@ -57,8 +57,20 @@ pub enum RegistryError {
         current: u64,
     },
     /// No node has registered yet.
-    #[error("no host yet: no node has registered")]
+    #[error("no host yet: no member has registered, or the relay is still checking that it can reach them")]
     NoHost,
+    /// No member can host right now (the reason says why).
+    #[error("no host: {0}")]
+    NoHostable(String),
+    /// The member may not host: the relay cannot reach it, or it is a
+    /// client only.
+    #[error("member {name:?} cannot host: {why}")]
+    CannotHost {
+        /// The member's name.
+        name: String,
+        /// Why.
+        why: &'static str,
+    },
 }
 
 impl From<RegistryError> for tonic::Status {
@@ -74,8 +86,10 @@ impl From<RegistryError> for tonic::Status {
             RegistryError::BadToken(_) | RegistryError::NotHost(_) => {
                 Status::permission_denied(msg)
             }
-            RegistryError::StaleEpoch { .. } => Status::failed_precondition(msg),
-            RegistryError::NoHost => Status::unavailable(msg),
+            RegistryError::StaleEpoch { .. } | RegistryError::CannotHost { .. } => {
+                Status::failed_precondition(msg)
+            }
+            RegistryError::NoHost | RegistryError::NoHostable(_) => Status::unavailable(msg),
         }
     }
 }
@@ -125,6 +139,100 @@ pub struct Member {
     replica_head: u64,
     watchers: u32,
     last_seen: Instant,
+    reach: Reach,
+}
+
+impl Member {
+    /// Whether the relay may make this member host (or keep it as the
+    /// successor it promotes): it serves, and the last check reached it.
+    pub fn can_host(&self) -> bool {
+        self.cannot_host().is_none()
+    }
+
+    /// Why this member may not host now, if so.
+    fn cannot_host(&self) -> Option<&'static str> {
+        if self.record.client_only {
+            Some("it is a client-only member")
+        } else if self.reach.reachable != Some(true) {
+            Some(match self.reach.reachable {
+                None => "the relay has not reached its address yet",
+                _ => "the relay cannot reach its address",
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Whether a host may name this member its successor: it serves, and
+    /// no check found its address unreachable (one not checked yet may be
+    /// named; it is promoted only once reached).
+    fn may_succeed(&self) -> bool {
+        !self.record.client_only && self.reach.reachable != Some(false)
+    }
+}
+
+/// How long a reachable member's address goes between checks.
+pub const CHECK_PERIOD: Duration = Duration::from_secs(3);
+/// First retry of a member not reached yet (doubling up to [`CHECK_PERIOD`]):
+/// a node starts serving right after it registers.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// Failed checks in a row that make a reachable member unreachable (one
+/// slow answer on a loaded machine does not).
+const FAILURES_TO_LOSE: u32 = 2;
+/// Failed checks in a row that make a member never reached unreachable.
+const FAILURES_NEVER_REACHED: u32 = 3;
+
+/// What the relay knows about reaching a member's address.
+#[derive(Debug, Clone, Default)]
+struct Reach {
+    /// `None` until decided; then whether the relay reaches it.
+    reachable: Option<bool>,
+    /// Failed checks in a row.
+    failures: u32,
+    /// When the last check ended.
+    checked: Option<Instant>,
+    /// A check is under way.
+    in_flight: bool,
+}
+
+impl Reach {
+    /// Whether a check is due at `now`.
+    fn due(&self, now: Instant) -> bool {
+        let wait = match self.reachable {
+            Some(true) if self.failures == 0 => CHECK_PERIOD,
+            // Unsure: look again soon.
+            _ => (FIRST_RETRY * 2u32.saturating_pow(self.failures)).min(CHECK_PERIOD),
+        };
+        !self.in_flight && self.checked.is_none_or(|t| now.duration_since(t) >= wait)
+    }
+
+    /// Takes the result of a check.
+    fn record(&mut self, reached: bool, now: Instant) {
+        self.in_flight = false;
+        self.checked = Some(now);
+        if reached {
+            self.failures = 0;
+            self.reachable = Some(true);
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        let limit = match self.reachable {
+            Some(true) => FAILURES_TO_LOSE,
+            _ => FAILURES_NEVER_REACHED,
+        };
+        if self.failures >= limit {
+            self.reachable = Some(false);
+        }
+    }
+}
+
+/// A member address to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReachCheck {
+    /// The member.
+    pub node_id: String,
+    /// The address it registered.
+    pub address: String,
 }
 
 /// The host's right to serve, renewed by the host.
@@ -145,6 +253,10 @@ pub struct Registry {
     /// Since when nodes that knew a host are waiting for it to re-assert
     /// itself (after a relay restart).
     vacant_since: Option<Instant>,
+    /// Why the room has no host although it needs one: set when a host is
+    /// wanted (a lease ran out, a vacancy) but every member was checked and
+    /// none can host.
+    no_host: Option<String>,
     /// Signs host terms and name grants.
     key: Keypair,
 }
@@ -160,6 +272,7 @@ impl Registry {
             lease_duration,
             lease: None,
             vacant_since: None,
+            no_host: None,
             key,
         }
     }
@@ -179,9 +292,27 @@ impl Registry {
         self.highest_epoch
     }
 
-    /// The current host record, if any node has registered.
-    pub fn host(&self) -> Option<&HostRecord> {
-        self.host.as_ref()
+    /// The host record to publish: the host's, or, when the room needs a
+    /// host and no member can be one, a record without certificate that
+    /// says why (`no_host_reason`). `None` before any host.
+    pub fn host(&self) -> Option<HostRecord> {
+        match &self.no_host {
+            Some(reason) => Some(HostRecord {
+                epoch: self.highest_epoch,
+                no_host_reason: reason.clone(),
+                ..HostRecord::default()
+            }),
+            None => self.host.clone(),
+        }
+    }
+
+    /// The current host, or why there is none.
+    pub fn current_host(&self) -> Result<HostRecord, RegistryError> {
+        match (&self.no_host, &self.host) {
+            (Some(reason), _) => Err(RegistryError::NoHostable(reason.clone())),
+            (None, Some(host)) => Ok(host.clone()),
+            (None, None) => Err(RegistryError::NoHost),
+        }
     }
 
     /// Registers (or re-registers) a node; returns it and the host record
@@ -228,9 +359,19 @@ impl Registry {
             replica_head: reg.replica_head,
             watchers: 0,
             last_seen: now,
+            reach: Reach::default(),
         };
-        // The same node registering again keeps its open watch streams.
-        let watchers = self.members.get(&node_id).map_or(0, |m| m.watchers);
+        // The same node registering again keeps its open watch streams, and
+        // what the relay knows of its address if that did not change.
+        let previous = self.members.get(&node_id);
+        let watchers = previous.map_or(0, |m| m.watchers);
+        let reach = previous
+            .filter(|m| m.record.address == reg.address)
+            .map(|m| m.reach.clone())
+            .unwrap_or_default();
+        let mut member = member;
+        member.record.reachable = reach.reachable == Some(true);
+        member.reach = reach;
         self.members.insert(
             node_id,
             Member {
@@ -271,10 +412,12 @@ impl Registry {
         }
     }
 
-    /// Makes the registrant host when there is none, or when it re-asserts a
-    /// newer epoch than the relay knows (after a relay restart). A node that
-    /// knew an earlier host does not take over at once: the host gets a lease
-    /// period to re-assert itself first.
+    /// Makes the registrant host when it re-asserts a newer epoch than the
+    /// relay knows (after a relay restart). A node that knew an earlier
+    /// host starts a vacancy: the host gets a lease period to re-assert
+    /// itself before anyone else is made host. Otherwise a room without a
+    /// host gets one at the next [`Registry::check_lease`], once the relay
+    /// has reached a member's address.
     fn settle_host(
         &mut self,
         member: &MemberRecord,
@@ -288,16 +431,10 @@ impl Registry {
             .filter(|t| reg.hosting && t.epoch > current);
         if let Some(term) = reasserted {
             self.set_host(term.epoch, member, now);
-        } else if self.host.is_none() {
-            if reg.known_epoch() == 0 && self.vacant_since.is_none() {
-                if let Some(epoch) = self.highest_epoch.checked_add(1) {
-                    self.set_host(epoch, member, now);
-                }
-            } else {
-                self.vacant_since.get_or_insert(now);
-            }
+        } else if self.host.is_none() && reg.known_epoch() > 0 {
+            self.vacant_since.get_or_insert(now);
         }
-        self.host.clone()
+        self.host()
     }
 
     fn set_host(&mut self, epoch: u64, member: &MemberRecord, now: Instant) {
@@ -325,9 +462,12 @@ impl Registry {
             successor: None,
         });
         self.vacant_since = None;
+        self.no_host = None;
     }
 
     /// The host renews its lease for `epoch` and names its successor.
+    /// Returns the members it may not name (see [`Member::may_succeed`]);
+    /// naming one of them keeps the successor named before.
     pub fn renew_lease(
         &mut self,
         caller: &str,
@@ -335,16 +475,25 @@ impl Registry {
         epoch: u64,
         successor: &str,
         now: Instant,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Vec<String>, RegistryError> {
         self.check_host(caller, token, epoch)?;
-        // An empty successor keeps the one named before.
-        let named = (!successor.is_empty()).then(|| successor.to_string());
+        // An empty (or refused) successor keeps the one named before.
+        let named = Some(successor)
+            .filter(|id| self.members.get(*id).is_some_and(Member::may_succeed))
+            .map(str::to_string);
         let successor = named.or_else(|| self.lease.take().and_then(|l| l.successor));
         self.lease = Some(Lease {
             deadline: now + self.lease_duration,
             successor,
         });
-        Ok(())
+        // The host is back in time: the room needs nobody else.
+        self.no_host = None;
+        Ok(self
+            .members
+            .values()
+            .filter(|m| !m.may_succeed())
+            .map(|m| m.record.node_id.clone())
+            .collect())
     }
 
     /// Promotes a new host if the lease ran out (or fills a vacancy nobody
@@ -356,6 +505,8 @@ impl Registry {
             // covers clock rate differences.
             (Some(_), Some(lease), _) => now > lease.deadline + self.lease_margin(),
             (None, _, Some(since)) => now.duration_since(since) > self.vacancy_wait(),
+            // A new room: its first host as soon as one can be.
+            (None, _, None) => !self.members.is_empty(),
             _ => false,
         };
         if !expired {
@@ -365,13 +516,11 @@ impl Registry {
         let preferred = self.lease.as_ref().and_then(|l| l.successor.clone());
         let next = self.promotion_candidate(dead.as_deref(), preferred.as_deref());
         let Some(next) = next else {
-            // Nobody alive to promote: look again one lease later.
-            self.lease = self.lease.take().map(|l| Lease {
-                deadline: now + self.lease_duration,
-                ..l
-            });
-            self.vacant_since = self.vacant_since.map(|_| now);
-            return None;
+            // Nobody can take the room: say why, once every member was
+            // checked (and look again at the next call).
+            let before = self.no_host.take();
+            self.no_host = self.no_host_reason(dead.as_deref());
+            return (self.no_host != before).then(|| self.host()).flatten();
         };
         let Some(epoch) = self.highest_epoch.checked_add(1) else {
             tracing::error!("epochs are exhausted; no host can be promoted");
@@ -400,7 +549,8 @@ impl Registry {
         dead: Option<&str>,
         preferred: Option<&str>,
     ) -> Option<MemberRecord> {
-        let alive = |m: &&Member| m.watchers > 0 && Some(m.record.node_id.as_str()) != dead;
+        let alive =
+            |m: &&Member| m.watchers > 0 && m.can_host() && Some(m.record.node_id.as_str()) != dead;
         if let Some(m) = preferred
             .and_then(|id| self.members.get(id))
             .filter(|m| alive(m))
@@ -416,6 +566,31 @@ impl Registry {
                     .then(b.record.name.cmp(&a.record.name))
             })
             .map(|m| m.record.clone())
+    }
+
+    /// Why no member but `dead` can host, once every member's address was
+    /// checked; `None` while a check is still to decide.
+    fn no_host_reason(&self, dead: Option<&str>) -> Option<String> {
+        let others = || {
+            self.members
+                .values()
+                .filter(move |m| Some(m.record.node_id.as_str()) != dead)
+        };
+        if others().any(|m| !m.record.client_only && m.reach.reachable.is_none()) {
+            return None;
+        }
+        let count = |f: fn(&Member) -> bool| others().filter(|m| f(m)).count();
+        let unreachable = count(|m| !m.record.client_only && m.reach.reachable == Some(false));
+        let client_only = count(|m| m.record.client_only);
+        let away = count(|m| m.can_host() && m.watchers == 0);
+        let lost = match dead {
+            Some(_) => "the host stopped renewing its lease and ",
+            None => "",
+        };
+        Some(format!(
+            "{lost}no member can host: {unreachable} cannot be reached by the relay, \
+             {client_only} are client-only, {away} are disconnected"
+        ))
     }
 
     fn check_host(&self, caller: &str, token: &str, epoch: u64) -> Result<(), RegistryError> {
@@ -462,9 +637,14 @@ impl Registry {
         let target = self
             .members
             .get(to_node_id)
-            .ok_or_else(|| RegistryError::UnknownNode(to_node_id.to_string()))?
-            .record
-            .clone();
+            .ok_or_else(|| RegistryError::UnknownNode(to_node_id.to_string()))?;
+        if let Some(why) = target.cannot_host() {
+            return Err(RegistryError::CannotHost {
+                name: target.record.name.clone(),
+                why,
+            });
+        }
+        let target = target.record.clone();
         self.set_host(epoch, &target, now);
         // Until the new host names its own successor, the old host holds the
         // whole room: promote it back if the new host dies at once.
@@ -503,6 +683,41 @@ impl Registry {
         if let Some(m) = self.members.get_mut(node_id) {
             m.watchers = m.watchers.saturating_sub(1);
             m.last_seen = now;
+        }
+    }
+
+    /// The member addresses due for a check at `now`, marked as under way:
+    /// a member not reached yet is retried soon, a reachable one every
+    /// [`CHECK_PERIOD`]. Client-only members serve nothing to check.
+    pub fn due_checks(&mut self, now: Instant) -> Vec<ReachCheck> {
+        self.members
+            .values_mut()
+            .filter(|m| !m.record.client_only && m.reach.due(now))
+            .map(|m| {
+                m.reach.in_flight = true;
+                ReachCheck {
+                    node_id: m.record.node_id.clone(),
+                    address: m.record.address.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Takes the result of `check`: whether the relay `reached` the
+    /// member's address. Ignored if the member left or moved meanwhile.
+    pub fn record_check(&mut self, check: &ReachCheck, reached: bool, now: Instant) {
+        let Some(member) = self.members.get_mut(&check.node_id) else {
+            return;
+        };
+        if member.record.address != check.address {
+            return;
+        }
+        let before = member.reach.reachable;
+        member.reach.record(reached, now);
+        member.record.reachable = member.reach.reachable == Some(true);
+        if member.reach.reachable != before {
+            tracing::info!(name = %member.record.name, address = %check.address,
+                           reachable = member.record.reachable, "member reachability changed");
         }
     }
 

@@ -2,7 +2,8 @@
 
 use crate::admin::AdminGate;
 use crate::config::RelayConfig;
-use crate::registry::{Registration, Registry, RegistryError};
+use crate::registry::{ReachCheck, Registration, Registry};
+use chat_proto::health_check::TlsCheck;
 use chat_proto::pb::relay::relay_service_server::RelayService;
 use chat_proto::pb::relay::*;
 use chat_proto::tls::{self, Authority};
@@ -87,7 +88,7 @@ impl Shared {
     fn update<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
         let mut registry = self.registry();
         let out = f(&mut registry);
-        let host = registry.host().cloned();
+        let host = registry.host();
         self.epochs.record(registry.highest_epoch());
         drop(registry);
         self.host_tx.send_if_modified(|cur| {
@@ -105,9 +106,32 @@ impl Shared {
 
     /// Promotes a successor if the host's lease ran out.
     pub fn check_lease(&self) {
-        if let Some(host) = self.update(|r| r.check_lease(Instant::now())) {
-            tracing::warn!(epoch = host.epoch, to = %host.name, "host lease expired; promoted a new host");
+        match self.update(|r| r.check_lease(Instant::now())) {
+            Some(host) if host.no_host_reason.is_empty() => {
+                tracing::warn!(epoch = host.epoch, to = %host.name, "made a new host");
+            }
+            Some(host) => tracing::warn!(reason = %host.no_host_reason, "the chat has no host"),
+            None => {}
         }
+    }
+
+    /// The member addresses due for a reachability check (marked under way).
+    pub fn due_checks(&self) -> Vec<ReachCheck> {
+        self.registry().due_checks(Instant::now())
+    }
+
+    /// Takes a reachability check's result (which may make a host).
+    pub fn record_check(&self, check: &ReachCheck, reached: bool) {
+        self.update(|r| r.record_check(check, reached, Instant::now()));
+    }
+
+    /// How to check a member's address: over TLS with the relay's
+    /// authority, expecting the member's certificate, when serving TLS.
+    pub fn check_tls(&self, node_id: &str) -> Option<TlsCheck> {
+        self.authority.as_ref().map(|authority| TlsCheck {
+            ca_pem: authority.certificate_pem(),
+            server_name: Some(tls::node_domain(node_id)),
+        })
     }
 
     /// Forgets members silent for longer than the grace period.
@@ -197,8 +221,8 @@ impl RelayService for Relay {
         &self,
         _req: Request<CurrentHostRequest>,
     ) -> Result<Response<HostRecord>, Status> {
-        let host = self.0.registry().host().cloned();
-        Ok(Response::new(host.ok_or(RegistryError::NoHost)?))
+        let host = self.0.registry().current_host();
+        Ok(Response::new(host?))
     }
 
     async fn report_migration(
@@ -227,7 +251,7 @@ impl RelayService for Relay {
         req: Request<RenewLeaseRequest>,
     ) -> Result<Response<RenewLeaseResponse>, Status> {
         let r = req.into_inner();
-        self.0.update(|reg| {
+        let unhostable_node_ids = self.0.update(|reg| {
             reg.renew_lease(
                 &r.node_id,
                 &r.session_token,
@@ -238,7 +262,7 @@ impl RelayService for Relay {
         })?;
         Ok(Response::new(RenewLeaseResponse {
             lease_ms: self.0.config.lease.as_millis() as u64,
-            hostable_node_ids: Vec::new(),
+            unhostable_node_ids,
         }))
     }
 

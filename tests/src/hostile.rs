@@ -406,3 +406,66 @@ pub async fn next_frame(
         Err(_) => panic!("no frame from the host within {DEADLINE:?}"),
     }
 }
+
+/// A stranger's node that looks healthy (its health service answers
+/// SERVING, so the relay reaches it) but never answers a chat call. Returns
+/// its address and a count of the sessions opened to it so far.
+pub async fn serve_silent_host() -> (String, mpsc::UnboundedReceiver<usize>) {
+    use chat_proto::pb::chat::chat_service_server::{ChatService, ChatServiceServer};
+    use chat_proto::pb::chat::{ReplicateResponse, TakeOverResponse};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tonic::{Request, Response};
+
+    struct Silent {
+        sessions: AtomicUsize,
+        opened: mpsc::UnboundedSender<usize>,
+    }
+
+    #[tonic::async_trait]
+    impl ChatService for Silent {
+        type SessionStream = ReceiverStream<Result<ServerFrame, Status>>;
+
+        async fn session(
+            &self,
+            _req: Request<Streaming<ClientFrame>>,
+        ) -> Result<Response<Self::SessionStream>, Status> {
+            let n = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+            let _ = self.opened.send(n);
+            std::future::pending().await
+        }
+
+        async fn replicate(
+            &self,
+            _req: Request<ReplicateRequest>,
+        ) -> Result<Response<ReplicateResponse>, Status> {
+            std::future::pending().await
+        }
+
+        async fn take_over(
+            &self,
+            _req: Request<TakeOverRequest>,
+        ) -> Result<Response<TakeOverResponse>, Status> {
+            std::future::pending().await
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let (opened, sessions) = mpsc::unbounded_channel();
+    let mut routes = tonic::service::RoutesBuilder::default();
+    chat_proto::serve::add_inspection(&mut routes, &[]).expect("inspection services");
+    routes.add_service(ChatServiceServer::new(Silent {
+        sessions: AtomicUsize::new(0),
+        opened,
+    }));
+    let router = tonic::transport::Server::builder().add_routes(routes.routes());
+    tokio::spawn(chat_proto::serve::serve_router(
+        router,
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    (address, sessions)
+}

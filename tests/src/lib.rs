@@ -164,6 +164,21 @@ pub async fn join(relay_uri: &str, name: &str) -> Result<Member, chat_node::Star
     join_with(relay_uri, name, None).await
 }
 
+/// Starts an in-process member that listens on 127.0.0.1 but tells
+/// everyone it is at `advertise` (a member behind a router that names an
+/// address nobody can reach).
+pub async fn join_advertising(
+    relay_uri: &str,
+    name: &str,
+    advertise: &str,
+) -> Result<Member, chat_node::StartError> {
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let transport = TransportOptions::default();
+    let bound =
+        BoundNode::bind_with(relay_uri, listen, Some(advertise.to_string()), transport).await?;
+    Ok(Member::in_process(name, bound.join(name).await?))
+}
+
 /// Starts an in-process member that holds the test relay's admin secret.
 pub async fn join_admin(relay_uri: &str, name: &str) -> Result<Member, chat_node::StartError> {
     join_with(

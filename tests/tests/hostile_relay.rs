@@ -104,19 +104,9 @@ async fn registering_with_a_claimed_host_term_never_moves_the_host() {
 async fn a_host_that_never_answers_does_not_hold_its_clients() {
     let relay = Relay::start(2, NO_MIGRATION).await;
     let uri = relay.uri();
-    // A server that accepts every connection and never says a word.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let silent_addr = silent.local_addr().expect("addr").to_string();
-    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            held.push(socket);
-            let _ = accepted_tx.send(held.len());
-        }
-    });
+    // A node that the relay reaches (its health service answers) but that
+    // never answers a chat session.
+    let (silent_addr, mut accepted) = serve_silent_host().await;
 
     // The stranger registers first, so the relay makes it host, and keeps
     // its lease alive.
@@ -128,7 +118,7 @@ async fn a_host_that_never_answers_does_not_hold_its_clients() {
         .expect("anyone may register")
         .into_inner();
     keep_watching(&mut rc, &reg).await;
-    let host = current_host(&uri).await;
+    let host = wait_for_host(&uri, "the first to register hosts", |h| h.epoch > 0).await;
     assert_eq!(host.node_id, reg.node_id, "the first to register hosts");
     let renewing = tokio::spawn({
         let mut rc = rc.clone();
@@ -156,7 +146,7 @@ async fn a_host_that_never_answers_does_not_hold_its_clients() {
         while accepted.recv().await.is_some_and(|n| n < 4) {}
     })
     .await
-    .expect("both members dialled the silent host again after giving up");
+    .expect("both members opened a session with the silent host again after giving up");
 
     // The stranger goes quiet at the relay too: a member takes over and
     // the chat works.

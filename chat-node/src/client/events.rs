@@ -51,6 +51,12 @@ pub enum ClientEvent {
         /// Sequence number.
         seq: u64,
     },
+    /// The chat has no host and none can be chosen yet: the relay says
+    /// why (for example, it reaches no member that could host).
+    NoHost {
+        /// The relay's words.
+        reason: String,
+    },
     /// A new host term began.
     Host {
         /// Epoch.

@@ -37,6 +37,8 @@ struct View {
     activated: bool,
     /// Epoch last announced to the user.
     announced_epoch: u64,
+    /// Why there is no host, as last told to the user (until a session).
+    no_host: Option<String>,
     host_name: String,
 }
 
@@ -140,12 +142,16 @@ impl Client {
         cancel: &CancellationToken,
     ) -> Option<NodeAddr> {
         let mut host_rx = self.shared.host_watch();
+        let mut no_host_rx = self.shared.no_host_watch();
         loop {
             if let Some(host) = host_rx.borrow_and_update().as_ref() {
                 return Some(node_of(host));
             }
+            let reason = no_host_rx.borrow_and_update().clone();
+            self.announce_no_host(reason).await;
             tokio::select! {
                 changed = host_rx.changed() => changed.ok()?,
+                changed = no_host_rx.changed() => changed.ok()?,
                 cmd = commands.recv() => if !self.offline_command(cmd?).await { return None },
                 _ = cancel.cancelled() => return None,
             }
@@ -175,16 +181,29 @@ impl Client {
         if moved {
             return true;
         }
+        let mut no_host_rx = self.shared.no_host_watch();
         loop {
+            let reason = no_host_rx.borrow_and_update().clone();
+            self.announce_no_host(reason).await;
             tokio::select! {
                 _ = &mut sleep => return true,
                 changed = host_rx.changed() => return changed.is_ok(),
+                changed = no_host_rx.changed() => if changed.is_err() { return false },
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => if !self.offline_command(cmd).await { return false },
                     None => return false,
                 },
                 _ = cancel.cancelled() => return false,
             }
+        }
+    }
+
+    /// Tells the user why the chat has no host, once per reason.
+    async fn announce_no_host(&mut self, reason: Option<String>) {
+        let Some(reason) = reason else { return };
+        if self.view.no_host.as_ref() != Some(&reason) {
+            self.view.no_host = Some(reason.clone());
+            self.emit(ClientEvent::NoHost { reason }).await;
         }
     }
 

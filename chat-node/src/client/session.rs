@@ -305,6 +305,7 @@ impl Client {
         })
         .await;
         self.view.host_name = w.host_name.clone();
+        self.view.no_host = None;
         if w.epoch > self.view.announced_epoch {
             self.view.announced_epoch = w.epoch;
             self.emit(ClientEvent::Host {

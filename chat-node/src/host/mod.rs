@@ -17,7 +17,7 @@ use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
 use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
 use chat_proto::serve::ServingStatus;
 use room::Room;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 use term::{Tenure, TermChange};
 
@@ -80,6 +80,9 @@ pub struct HostCore {
     pub successor: Option<String>,
     /// Members whose node refused or missed replication, and since when.
     pub unreachable: HashMap<String, Instant>,
+    /// Node ids of the members the relay will not make host: client-only,
+    /// or unreachable from the relay (as of the last lease renewal).
+    pub unhostable: HashSet<String>,
     /// After a planned handoff: the previous host's node id and the head it
     /// holds, to keep as successor.
     pub seed_successor: Option<(String, u64)>,
@@ -97,18 +100,25 @@ impl HostCore {
             away_since: HashMap::new(),
             successor: None,
             unreachable: HashMap::new(),
+            unhostable: HashSet::new(),
             seed_successor: None,
         }
     }
 
-    /// Members with an open session, except `me`: candidate successors, in
-    /// name order starting after `me` so the role goes round.
+    /// Whether `m` could ever take the room from `me`: another member, that
+    /// serves, and that the relay does not refuse as host.
+    pub fn may_host(&self, m: &Member, me: &str) -> bool {
+        m.name != me && !m.address.is_empty() && !self.unhostable.contains(&m.node_id)
+    }
+
+    /// Members with an open session that may host: candidate successors,
+    /// in name order starting after `me` so the role goes round.
     pub fn successors(&self, me: &str) -> Vec<Member> {
         let Some(room) = &self.room else {
             return Vec::new();
         };
         let connected = |m: &&Member| {
-            m.name != me
+            self.may_host(m, me)
                 && self.sessions.get(&m.name).is_some_and(|n| *n > 0)
                 && self
                     .unreachable
@@ -163,10 +173,22 @@ impl NodeShared {
     /// its relay-signed certificate counts; a record without one is ignored.
     pub async fn on_host_record(&self, record: HostRecord) {
         let Some(cert) = record.certificate.clone() else {
+            // The relay says why nobody hosts (nobody it can reach).
+            if !record.no_host_reason.is_empty() {
+                let reason = Some(record.no_host_reason);
+                self.no_host_tx.send_if_modified(|cur| {
+                    let changed = *cur != reason;
+                    *cur = reason;
+                    changed
+                });
+            }
             return;
         };
         match self.verify_term(&cert) {
-            Ok(term) => self.on_term(term, cert).await,
+            Ok(term) => {
+                self.no_host_tx.send_if_modified(|cur| cur.take().is_some());
+                self.on_term(term, cert).await
+            }
             Err(error) => tracing::warn!(%error, "ignored a host record"),
         }
     }

@@ -67,7 +67,8 @@ pub async fn replicate_while_hosting(
         successor = match shared.choose_successor(successor.take()) {
             None if !shared.alone() => None, // members are reconnecting: wait for one
             None => {
-                // Alone: nobody could hold a copy, so the head is the commit.
+                // Nobody could hold a copy (alone, or with members that
+                // cannot host), so the head is the commit.
                 if shared.name_successor(epoch, None).await {
                     let head = shared.core().room.as_ref().map_or(0, |r| r.head_seq());
                     shared.advance_commit(epoch, head);
@@ -125,8 +126,10 @@ impl NodeShared {
     /// picks the next connected member after this one.
     fn choose_successor(&self, current: Option<Successor>) -> Option<Successor> {
         let mut core = self.core();
-        let still_member =
-            |m: &Member| core.room.as_ref().and_then(|r| r.member(&m.name)) == Some(m);
+        let me = &self.identity.name;
+        let still_member = |m: &Member| {
+            core.room.as_ref().and_then(|r| r.member(&m.name)) == Some(m) && core.may_host(m, me)
+        };
         if let Some(s) = current.filter(|s| still_member(&s.member)) {
             return Some(s);
         }
@@ -171,6 +174,15 @@ impl NodeShared {
         }
         let id = node_id.clone().unwrap_or_default();
         match self.renew_lease(epoch, &id).await {
+            Ok(()) if self.core().unhostable.contains(&id) => {
+                // The relay kept the successor named before: this one
+                // would not be promoted, so its copy does not count.
+                tracing::info!(successor = %id, "the relay refuses this successor; choosing another");
+                if let Some(m) = member {
+                    self.mark_unreachable(&m.name);
+                }
+                false
+            }
             Ok(()) => {
                 self.core().successor = node_id;
                 true
@@ -190,10 +202,13 @@ impl NodeShared {
     pub(crate) async fn renew_lease(&self, epoch: u64, successor: &str) -> Result<(), Status> {
         let sent = Instant::now();
         let lease = self.settings.lease;
-        self.relay
+        let unhostable = self
+            .relay
             .renew_lease(&self.identity, epoch, successor, lease)
             .await?;
-        self.core().tenure.confirm_lease(epoch, sent + lease);
+        let mut core = self.core();
+        core.tenure.confirm_lease(epoch, sent + lease);
+        core.unhostable = unhostable.into_iter().collect();
         Ok(())
     }
 
@@ -205,13 +220,15 @@ impl NodeShared {
             .advance_commit(epoch, seq, Instant::now());
     }
 
-    /// Whether the room has no member but this node's user.
+    /// Whether no other member of the room could ever hold a copy: alone,
+    /// or with members the relay would not make host (client-only or
+    /// unreachable), whose copy would never be promoted.
     fn alone(&self) -> bool {
         let core = self.core();
         let me = &self.identity.name;
         core.room
             .as_ref()
-            .is_none_or(|r| r.members().all(|m| &m.name == me))
+            .is_none_or(|r| r.members().all(|m| !core.may_host(m, me)))
     }
 
     /// A member that cannot take the replica is skipped for a while.

@@ -35,6 +35,7 @@ pub fn format_event(event: &ClientEvent) -> Option<String> {
             esc(name),
             esc(address)
         ),
+        ClientEvent::NoHost { reason } => format!("* no host: {}", esc(reason)),
         ClientEvent::Activated => "* the chat is active".to_string(),
         ClientEvent::Waiting { members, min_users } => {
             format!("* waiting for members: {members} of {min_users}; messages are held until then")

@@ -43,22 +43,138 @@ impl Registry {
     ) -> Result<(Member, Option<HostRecord>), RegistryError> {
         self.register(reg, now, WALL_MS)
     }
+
+    /// Registers `reg` as a running node does: it opens its watch stream,
+    /// and the relay checks its address (`reached` or not). Then the lease
+    /// check that makes a first host.
+    fn join_with(&mut self, reg: Registration, reached: bool, now: Instant) -> Member {
+        let (member, _) = self.register_now(reg, now).unwrap();
+        self.watch_started(&member.record.node_id, &member.session_token)
+            .unwrap();
+        self.check_all(reached, now);
+        self.check_lease(now);
+        member
+    }
+
+    /// A running node the relay reaches.
+    fn join(&mut self, name: &str, port: u16, now: Instant) -> Member {
+        self.join_with(reg(name, port), true, now)
+    }
+
+    /// Answers a check of `m`'s address with `reached`.
+    fn check_member(&mut self, m: &Member, reached: bool, now: Instant) {
+        let check = ReachCheck {
+            node_id: m.record.node_id.clone(),
+            address: m.record.address.clone(),
+        };
+        self.record_check(&check, reached, now);
+    }
+
+    /// Answers every due address check with `reached`.
+    fn check_all(&mut self, reached: bool, now: Instant) {
+        for check in self.due_checks(now) {
+            self.record_check(&check, reached, now);
+        }
+    }
 }
 
 #[test]
-fn first_node_hosts_at_epoch_one() {
+fn first_node_hosts_at_epoch_one_once_the_relay_reaches_it() {
     let mut r = registry();
     let now = Instant::now();
     let (alice, host) = r.register_now(reg("alice", 1), now).unwrap();
-    let host = host.unwrap();
+    assert!(host.is_none(), "not before its address was checked");
+    r.watch_started(&alice.record.node_id, &alice.session_token)
+        .unwrap();
+    assert!(r.check_lease(now).is_none());
+    r.check_all(true, now);
+    let host = r.check_lease(now).unwrap();
     assert_eq!(host.epoch, 1);
     assert_eq!(host.node_id, alice.record.node_id);
-    let (_, host) = r.register_now(reg("bob", 2), now).unwrap();
+    r.join("bob", 2, now);
     assert_eq!(
-        host.unwrap().node_id,
+        r.host().unwrap().node_id,
         alice.record.node_id,
         "second node does not take over"
     );
+}
+
+#[test]
+fn a_member_the_relay_cannot_reach_never_hosts_and_the_room_says_so() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let hidden = r.join_with(reg("alice", 1), false, t0);
+    // Retried soon, a few times, before it counts as unreachable.
+    let mut now = t0;
+    for _ in 0..4 {
+        now += CHECK_PERIOD;
+        r.check_all(false, now);
+    }
+    assert!(!r.members[&hidden.record.node_id].record.reachable);
+    let said = r.check_lease(now).unwrap();
+    assert!(said.certificate.is_none() && said.node_id.is_empty());
+    assert!(
+        said.no_host_reason.contains("1 cannot be reached"),
+        "{}",
+        said.no_host_reason
+    );
+    assert!(matches!(
+        r.current_host(),
+        Err(RegistryError::NoHostable(_))
+    ));
+    // A member it reaches takes the room at once.
+    let bob = r.join("bob", 2, now);
+    let host = r.current_host().unwrap();
+    assert_eq!((host.epoch, &host.node_id), (1, &bob.record.node_id));
+    assert!(host.no_host_reason.is_empty());
+}
+
+#[test]
+fn one_failed_check_does_not_make_a_member_unreachable() {
+    let mut r = registry();
+    let mut now = Instant::now();
+    let alice = r.join("alice", 1, now);
+    let reachable = |r: &Registry| r.members[&alice.record.node_id].can_host();
+    now += CHECK_PERIOD;
+    r.check_all(false, now);
+    assert!(reachable(&r), "one slow answer is not enough");
+    now += CHECK_PERIOD;
+    r.check_all(true, now);
+    now += CHECK_PERIOD;
+    r.check_all(false, now);
+    assert!(reachable(&r), "the count starts again after a success");
+    now += CHECK_PERIOD;
+    r.check_all(false, now);
+    assert!(!reachable(&r));
+    assert!(!r.members[&alice.record.node_id].record.reachable);
+}
+
+#[test]
+fn an_unreachable_member_is_neither_successor_nor_migration_target() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let a = r.join("alice", 1, t0);
+    let b = r.join("bob", 2, t0);
+    let c = r.join_with(reg("carol", 3), false, t0);
+    let (aid, atok) = (&a.record.node_id, &a.session_token);
+    let unhostable = r.renew_lease(aid, atok, 1, &b.record.node_id, t0).unwrap();
+    assert!(unhostable.is_empty(), "carol is not decided yet");
+    let now = t0 + CHECK_PERIOD;
+    for _ in 0..3 {
+        r.check_member(&c, false, now);
+    }
+    let unhostable = r.renew_lease(aid, atok, 1, &c.record.node_id, now).unwrap();
+    assert_eq!(unhostable, vec![c.record.node_id.clone()]);
+    assert_eq!(
+        r.report_migration(aid, atok, 1, &c.record.node_id, now),
+        Err(RegistryError::CannotHost {
+            name: "carol".into(),
+            why: "the relay cannot reach its address"
+        })
+    );
+    // Naming carol kept bob, who is promoted when alice goes silent.
+    let promoted = r.check_lease(now + LEASE * 2).unwrap();
+    assert_eq!((promoted.epoch, promoted.name.as_str()), (2, "bob"));
 }
 
 #[test]
@@ -101,8 +217,8 @@ fn re_registration_with_token_keeps_identity() {
 fn migration_is_compare_and_set() {
     let mut r = registry();
     let now = Instant::now();
-    let (a, _) = r.register_now(reg("alice", 1), now).unwrap();
-    let (b, _) = r.register_now(reg("bob", 2), now).unwrap();
+    let a = r.join("alice", 1, now);
+    let b = r.join("bob", 2, now);
     let (aid, atok, bid) = (&a.record.node_id, &a.session_token, &b.record.node_id);
     // Forged: bob is not host.
     assert!(matches!(
@@ -183,18 +299,12 @@ fn a_vacancy_nobody_claims_is_filled_after_a_lease() {
         .unwrap();
     assert!(r.check_lease(t0 + LEASE / 2).is_none());
     // The freshest replica wins.
-    let (c, _) = r
-        .register_now(
-            Registration {
-                latest_term: Some(term(7, "alice")),
-                replica_head: 40,
-                ..reg("carol", 3)
-            },
-            t0,
-        )
-        .unwrap();
-    r.watch_started(&c.record.node_id, &c.session_token)
-        .unwrap();
+    let carol = Registration {
+        latest_term: Some(term(7, "alice")),
+        replica_head: 40,
+        ..reg("carol", 3)
+    };
+    r.join_with(carol, true, t0);
     assert!(
         r.check_lease(t0 + LEASE * 2).is_none(),
         "waits for the host to re-assert"
@@ -209,10 +319,7 @@ fn an_expired_lease_promotes_the_successor() {
     let t0 = Instant::now();
     let mut ids = Vec::new();
     for (i, name) in ["alice", "bob", "carol"].iter().enumerate() {
-        let (m, _) = r.register_now(reg(name, i as u16 + 1), t0).unwrap();
-        r.watch_started(&m.record.node_id, &m.session_token)
-            .unwrap();
-        ids.push(m);
+        ids.push(r.join(name, i as u16 + 1, t0));
     }
     let (a, c) = (&ids[0], &ids[2]);
     r.renew_lease(
@@ -244,11 +351,10 @@ fn an_expired_lease_promotes_the_successor() {
 fn a_dead_successor_is_skipped_for_a_live_member() {
     let mut r = registry();
     let t0 = Instant::now();
-    let (a, _) = r.register_now(reg("alice", 1), t0).unwrap();
+    let a = r.join("alice", 1, t0);
     let (b, _) = r.register_now(reg("bob", 2), t0).unwrap();
-    let (c, _) = r.register_now(reg("carol", 3), t0).unwrap();
-    r.watch_started(&c.record.node_id, &c.session_token)
-        .unwrap();
+    r.check_all(true, t0);
+    r.join("carol", 3, t0);
     // bob is named successor but has no watch stream: not alive.
     r.renew_lease(
         &a.record.node_id,

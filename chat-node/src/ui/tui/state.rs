@@ -81,6 +81,8 @@ pub struct TuiState {
     pub member_count: Option<u32>,
     /// Current host's name.
     pub host: Option<String>,
+    /// The relay said nobody can host (until the next host).
+    pub no_host: bool,
     /// Current host term.
     pub epoch: Option<u64>,
     /// Whether the chat is active.
@@ -120,6 +122,7 @@ impl TuiState {
             members: Vec::new(),
             member_count: None,
             host: None,
+            no_host: false,
             epoch: None,
             room: RoomState::Unknown,
             connection: None,
@@ -165,8 +168,13 @@ impl TuiState {
             }
             ClientEvent::Ack { id, seq } => return self.on_ack(id, *seq),
             ClientEvent::Host { epoch, name, .. } => {
+                self.no_host = false;
                 self.host = Some(shown(name));
                 self.epoch = Some(*epoch);
+            }
+            ClientEvent::NoHost { .. } => {
+                self.host = None;
+                self.no_host = true;
             }
             ClientEvent::Activated => self.room = RoomState::Active,
             ClientEvent::Waiting { members, min_users } => {

@@ -121,6 +121,7 @@ fn draw_status(frame: &mut Frame, state: &TuiState, area: Rect) {
     let host = match (&state.host, state.epoch) {
         (Some(name), Some(epoch)) => format!(" │ host: {name} (epoch {epoch})"),
         (Some(name), None) => format!(" │ host: {name}"),
+        (None, _) if state.no_host => " │ no host: nobody can host (see the log)".to_string(),
         (None, _) => " │ host: none yet".to_string(),
     };
     let connection = match state.connection {
