@@ -139,7 +139,7 @@ pub enum NodeCommand {
 
 /// Parses a bot interval: a duration that is not zero.
 fn parse_bot_interval(text: &str) -> Result<Duration, String> {
-    match chat_proto::parse_duration(text)? {
+    match chat_proto::cli::parse_duration(text)? {
         d if d.is_zero() => Err("the bot interval must be longer than zero".into()),
         d => Ok(d),
     }

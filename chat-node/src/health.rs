@@ -4,7 +4,7 @@
 //! node's key: a container's healthcheck knows its key file (e.g.
 //! `/data/NAME.key`) but not, in advance, its node id.
 
-use chat_proto::health_check::HealthArgs;
+use chat_proto::cli::HealthArgs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

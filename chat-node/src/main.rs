@@ -9,9 +9,9 @@ async fn main() -> ExitCode {
     let mut config = NodeConfig::parse();
     if config.full_screen() {
         // Log lines would scribble over the screen: only to a file, on demand.
-        chat_proto::serve::init_tracing_to_file("chat-node.log");
+        chat_proto::cli::init_tracing_to_file("chat-node.log");
     } else {
-        chat_proto::serve::init_tracing();
+        chat_proto::cli::init_tracing();
     }
     if let Some(NodeCommand::Health(health)) = config.command.take() {
         return health.run().await;
@@ -75,7 +75,7 @@ async fn run(config: NodeConfig) -> Result<(), StartError> {
         };
         tokio::select! {
             r = ui => r?,
-            _ = chat_proto::serve::shutdown_signal() => {}
+            _ = chat_proto::cli::shutdown_signal() => {}
         }
     }
     node.shutdown().await;

@@ -1,6 +1,7 @@
-//! A small `grpc.health.v1` client, for the `health` subcommand of both
-//! binaries: container images built `FROM scratch` have no shell or curl, so
-//! their healthchecks run the binary itself.
+//! A small `grpc.health.v1` client: the `health` subcommand of both
+//! binaries (container images built `FROM scratch` have no shell or curl,
+//! so their healthchecks run the binary itself) and the relay's checks of
+//! members' addresses.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,58 +12,6 @@ use tonic_health::pb::HealthCheckRequest;
 
 /// How long a health check may take by default, connection included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Arguments of the `health` subcommand of both binaries.
-#[derive(Debug, Clone, clap::Args)]
-pub struct HealthArgs {
-    /// Address of the server, `host:port`, `http://host:port` or
-    /// `https://host:port` (a bare `host:port` is https with `--ca`).
-    #[arg(value_name = "ADDR")]
-    pub address: String,
-
-    /// Check over TLS, trusting this authority's certificate (PEM), e.g.
-    /// the relay's `DATA_DIR/ca.pem`.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<std::path::PathBuf>,
-
-    /// With --ca: the name the server's certificate must carry, if not the
-    /// address's host (a node's is `NODE_ID.node.invalid`).
-    #[arg(long, value_name = "NAME", requires = "ca")]
-    pub server_name: Option<String>,
-
-    /// Service to ask about; "" (the default) is the whole server.
-    #[arg(long, value_name = "NAME", default_value = "")]
-    pub service: String,
-
-    /// How long to wait for an answer, connection included.
-    #[arg(long, value_name = "DURATION", default_value = "3s",
-          value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-}
-
-impl HealthArgs {
-    /// Runs the check for `program`: prints the status, exit 0 only if SERVING.
-    pub async fn run(&self, program: &str) -> ExitCode {
-        let tls = match self.ca.as_deref().map(std::fs::read_to_string).transpose() {
-            Ok(ca) => ca.map(|ca_pem| TlsCheck {
-                ca_pem,
-                server_name: self.server_name.clone(),
-            }),
-            Err(e) => {
-                eprintln!("{program}: health check failed: --ca: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        run_command(
-            program,
-            &self.address,
-            &self.service,
-            self.timeout,
-            tls.as_ref(),
-        )
-        .await
-    }
-}
 
 /// How a health check verifies a TLS server.
 #[derive(Debug, Clone, Default)]

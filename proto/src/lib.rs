@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod health_check;
 pub mod rules;
 pub mod serve;
@@ -87,9 +89,4 @@ pub fn add_host_metadata(status: &mut tonic::Status, host: &pb::relay::HostRecor
             tonic::metadata::BinaryMetadataValue::from_bytes(&cert.encode_to_vec()),
         );
     }
-}
-
-/// Parses a duration such as `30s`, `250ms` or `1m 30s` (for clap).
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text).map_err(|e| e.to_string())
 }

@@ -30,7 +30,7 @@ pub struct RelayCli {
 #[derive(Debug, Clone, Subcommand)]
 pub enum RelayCommand {
     /// Check a running relay's health (grpc.health.v1); exit 0 only if SERVING.
-    Health(chat_proto::health_check::HealthArgs),
+    Health(chat_proto::cli::HealthArgs),
 }
 
 /// How the relay serves.
@@ -48,19 +48,19 @@ pub struct RelayConfig {
 
     /// How often the host role moves to another member, e.g. `30s`, `250ms`.
     #[arg(long, env = "RELAY_MIGRATION_INTERVAL", default_value = "30s",
-          value_parser = chat_proto::parse_duration)]
+          value_parser = chat_proto::cli::parse_duration)]
     pub migration_interval: Duration,
 
     /// How long a member whose watch stream closed keeps its name before the
     /// relay forgets it, e.g. `3s`.
     #[arg(long, env = "RELAY_MEMBER_GRACE", default_value = "3s",
-          value_parser = chat_proto::parse_duration)]
+          value_parser = chat_proto::cli::parse_duration)]
     pub member_grace: Duration,
 
     /// How long the host's lease lasts without renewal; a host silent for
     /// longer is replaced by its successor, e.g. `500ms`.
     #[arg(long, env = "RELAY_LEASE", default_value = "500ms",
-          value_parser = chat_proto::parse_duration)]
+          value_parser = chat_proto::cli::parse_duration)]
     pub lease: Duration,
 
     /// Secret a member must present to `$reset` the chat. Without it nobody

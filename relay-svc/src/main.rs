@@ -9,7 +9,7 @@ async fn main() -> ExitCode {
         return health.run("relay-svc").await;
     }
     let config = cli.config;
-    chat_proto::serve::init_tracing();
+    chat_proto::cli::init_tracing();
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     };
     tracing::info!(listen = %config.listen, min_users = config.min_users,
                    migration_interval = ?config.migration_interval, "relay-svc starting");
-    match relay_svc::run(listener, config, chat_proto::serve::shutdown_signal()).await {
+    match relay_svc::run(listener, config, chat_proto::cli::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("relay-svc: {e}");

@@ -40,6 +40,19 @@ async fn a_crashed_host_is_replaced_and_no_acknowledged_message_is_lost() {
         assert_eq!(texts, expected, "{}: everything once, in order", m.name);
         let seqs: Vec<u64> = got.iter().map(|(s, _, _)| *s).collect();
         assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "{}: no gaps", m.name);
+        // The outage is told once, however many attempts it took.
+        let states: Vec<&str> = m
+            .seen
+            .iter()
+            .filter(|e| e["type"] == "connection")
+            .filter_map(|e| e["state"].as_str())
+            .collect();
+        assert!(
+            states.windows(2).all(|w| w[0] != w[1]),
+            "{}: {states:?}",
+            m.name
+        );
+        assert!(states.contains(&"reconnecting"), "{}: {states:?}", m.name);
     }
 }
 

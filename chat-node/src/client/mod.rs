@@ -37,6 +37,8 @@ struct View {
     activated: bool,
     /// Epoch last announced to the user.
     announced_epoch: u64,
+    /// The connection state last told to the user.
+    connection: Option<Connection>,
     /// Why there is no host, as last told to the user (until a session).
     no_host: Option<String>,
     host_name: String,
@@ -102,20 +104,12 @@ pub async fn run(
         match client.session(&host, &mut commands, &cancel).await {
             SessionEnd::Exit => return,
             SessionEnd::Redirect(host) => {
-                client
-                    .emit(ClientEvent::Connection {
-                        state: Connection::Moving,
-                    })
-                    .await;
+                client.connection(Connection::Moving).await;
                 next = Some(host);
             }
             SessionEnd::Lost(why) => {
                 tracing::info!(%why, "lost the host; reconnecting");
-                client
-                    .emit(ClientEvent::Connection {
-                        state: Connection::Reconnecting,
-                    })
-                    .await;
+                client.connection(Connection::Reconnecting).await;
                 let delay = client.backoff.next_delay();
                 if !client
                     .offline(&host.address, delay, &mut commands, &cancel)
@@ -132,6 +126,15 @@ impl Client {
     async fn emit(&self, event: ClientEvent) {
         // The UI is gone only when the node is shutting down.
         let _ = self.events.send(event).await;
+    }
+
+    /// Tells the user the connection changed, once per change: every
+    /// failed attempt of one outage is the same "reconnecting".
+    async fn connection(&mut self, state: Connection) {
+        if self.view.connection != Some(state) {
+            self.view.connection = Some(state);
+            self.emit(ClientEvent::Connection { state }).await;
+        }
     }
 
     /// Waits until a host is known, handling commands meanwhile. `None`

@@ -300,10 +300,7 @@ impl Client {
             self.emit(ClientEvent::error(lost)).await;
             self.view.last_seq = w.head_seq;
         }
-        self.emit(ClientEvent::Connection {
-            state: Connection::Connected,
-        })
-        .await;
+        self.connection(Connection::Connected).await;
         self.view.host_name = w.host_name.clone();
         self.view.no_host = None;
         if w.epoch > self.view.announced_epoch {

@@ -73,10 +73,10 @@ pub enum Internal {
     #[command(hide = true)]
     Relay {
         /// Planned migration interval.
-        #[arg(long, value_parser = chat_proto::parse_duration)]
+        #[arg(long, value_parser = chat_proto::cli::parse_duration)]
         migration_interval: Duration,
         /// Host lease.
-        #[arg(long, value_parser = chat_proto::parse_duration, default_value = "500ms")]
+        #[arg(long, value_parser = chat_proto::cli::parse_duration, default_value = "500ms")]
         lease: Duration,
     },
     /// A chat node whose user only reads.

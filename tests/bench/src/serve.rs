@@ -25,7 +25,7 @@ pub async fn stdin_closed() {
 /// (a benchmark's server processes are quiet by default).
 pub(crate) fn init_logs() {
     if std::env::var_os("RUST_LOG").is_some() {
-        chat_proto::serve::init_tracing();
+        chat_proto::cli::init_tracing();
     }
 }
 
