@@ -132,8 +132,9 @@ pub enum NodeCommand {
     ///
     /// Prints the status. The default service "" is the node process as a
     /// whole, SERVING on a dormant node too; its `chat.v1.ChatService` is
-    /// SERVING only while the node hosts the chat.
-    Health(chat_proto::cli::HealthArgs),
+    /// SERVING only while the node hosts the chat. A node's certificate
+    /// names `<node_id>.node.invalid`: give --server-name, or --node-key.
+    Health(crate::health::NodeHealthArgs),
 }
 
 /// Parses a bot interval: a duration that is not zero.

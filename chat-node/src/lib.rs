@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod dial;
 pub mod error;
+pub mod health;
 pub mod host;
 pub mod identity;
 pub mod node;

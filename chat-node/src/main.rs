@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         chat_proto::cli::init_tracing();
     }
     if let Some(NodeCommand::Health(health)) = config.command.take() {
-        return health.run("chat-node").await;
+        return health.run().await;
     }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,

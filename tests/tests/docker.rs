@@ -1,6 +1,7 @@
 //! The demo's container images across a private Docker network: a relay and
 //! three bot nodes, each in its own container built `FROM scratch` around a
-//! statically linked binary, as `docker-compose.yml` runs them. With chat
+//! statically linked binary, as `docker-compose.yml` runs them, every
+//! connection over TLS with the relay's own authority. With chat
 //! traffic flowing, a restart of the relay container lets the chat go on,
 //! and a rolling restart of every node keeps the full history; every node's
 //! log shows each message once, in order, with the same content everywhere.
@@ -10,7 +11,8 @@
 //! static release binaries itself (minutes on a fresh target directory).
 
 use chat_tests::docker::{
-    docker, docker_or_skip, docker_result, eventually, runs, Cluster, ClusterConfig,
+    docker, docker_or_skip, docker_result, eventually, runs, Cluster, ClusterConfig, NODE_PORT,
+    NODE_RELAY_CA, RELAY_PORT,
 };
 use std::collections::BTreeMap;
 
@@ -35,24 +37,31 @@ fn containers_survive_relay_restart_and_rolling_node_restarts() {
             min_users: 2,
         },
     );
-    // The image's own HEALTHCHECK runs `relay-svc health`.
+    // The image's own HEALTHCHECK runs `relay-svc health` over TLS.
     let relay = cluster.relay();
     eventually("the relay container healthy", || {
         docker_result(&["inspect", "-f", "{{.State.Health.Status}}", &relay])
             .is_ok_and(|s| s.trim() == "healthy")
     });
 
-    // The health subcommand works in a scratch image, by DNS name (the
-    // relay's container name) and through /etc/hosts (the own hostname).
+    // The health subcommand works in a scratch image, over TLS with the
+    // relay's authority: the node's own server by its key (its certificate
+    // names its node id), by address and through /etc/hosts (the own
+    // hostname), and the relay by its DNS name (the container name, which
+    // its certificate carries).
     let n1 = cluster.node("n1");
+    assert_eq!(cluster.node_health("n1", ""), "SERVING", "n1's own health");
     let hostname = docker(&["inspect", "-f", "{{.Config.Hostname}}", &n1]);
     let hostname = hostname.trim();
-    for address in [
-        "127.0.0.1:7000".to_string(),
-        format!("{hostname}:7000"),
-        format!("{}:5000", cluster.relay()),
+    for (address, expect) in [
+        (
+            format!("{hostname}:{NODE_PORT}"),
+            vec!["--node-key", "/data/n1.key"],
+        ),
+        (format!("{relay}:{RELAY_PORT}"), vec![]),
     ] {
-        let out = docker(&["exec", &n1, "/chat-node", "health", &address]);
+        let check = ["exec", &n1, "/chat-node", "health", "--ca", NODE_RELAY_CA];
+        let out = docker(&[&check[..], &expect, &[&address]].concat());
         assert_eq!(out.trim(), "SERVING", "health of {address} from {n1}");
     }
 

@@ -1,6 +1,6 @@
 //! Faults across containers, with chat traffic flowing: a relay and three
 //! bot nodes (`--mode json`), each in its own `FROM scratch` container on a
-//! network of the test's own, as in `tests/tests/docker.rs`.
+//! network of the test's own, over TLS, as in `tests/tests/docker.rs`.
 //!
 //! - `docker kill` of the host container: the relay promotes the successor
 //!   when the lease runs out and the others chat on under it; the measured
@@ -23,9 +23,9 @@
 //! and passes, except with `CI=true`, where that is a failure.
 
 use chat_tests::docker::{
-    docker, docker_or_skip, docker_stdout, millis_between, Cluster, ClusterConfig, View,
+    chatting_under_new_host, check_history, docker, docker_or_skip, first_ack_after,
+    millis_between, new_host_at, wait_for_acked, Cluster, ClusterConfig, View,
 };
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 /// The nodes' chat names; the first to start is the first host.
@@ -44,8 +44,8 @@ const FAILOVER_BOUND: Duration = Duration::from_secs(10);
 /// still show up in its output: slack for messages committed just before
 /// the cut and for log timestamps.
 const ACK_SLACK: Duration = Duration::from_millis(1500);
-/// The relay's log line when it promotes a new host.
-const PROMOTED: &str = "host lease expired; promoted a new host";
+/// The relay's log line when it makes a new host (the lease ran out).
+const PROMOTED: &str = "made a new host";
 
 fn start(test: &str) -> Cluster {
     Cluster::start(
@@ -63,129 +63,6 @@ fn start(test: &str) -> Cluster {
 /// Whether every node shows messages of every bot and printed acks.
 fn traffic_flowing(view: &View) -> bool {
     view.all_nodes_saw_every_bot_after(0) && NODES.iter().all(|n| view.acks(n).len() >= 3)
-}
-
-/// Whether each of `nodes` reached a host other than `not` of an epoch
-/// above `epoch`, and printed an ack after that.
-fn chatting_under_new_host(view: &View, nodes: &[&str], epoch: u64, not: &str) -> bool {
-    nodes.iter().all(|n| {
-        new_host_at(view, n, epoch, not)
-            .is_some_and(|at| view.acks(n).iter().any(|(acked, ..)| *acked > at))
-    })
-}
-
-/// When `node` first reached a host other than `not` of an epoch above `epoch`.
-fn new_host_at(view: &View, node: &str, epoch: u64, not: &str) -> Option<SystemTime> {
-    view.hosts(node)
-        .into_iter()
-        .find(|(_, e, name)| *e > epoch && name != not)
-        .map(|(at, ..)| at)
-}
-
-/// When `node` printed its first ack after `since`.
-fn first_ack_after(view: &View, node: &str, since: SystemTime) -> Option<SystemTime> {
-    view.acks(node)
-        .into_iter()
-        .map(|(at, ..)| at)
-        .find(|at| *at > since)
-}
-
-/// Waits until each of `shown_by` shows every message acknowledged in
-/// `acked`; returns that view.
-fn wait_for_acked(cluster: &Cluster, acked: &View, shown_by: &[&str]) -> View {
-    let top = NODES
-        .iter()
-        .flat_map(|n| acked.acks(n))
-        .map(|(_, _, seq)| seq)
-        .max()
-        .unwrap_or(0);
-    cluster.wait_for("every acknowledged message shown everywhere", |view| {
-        shown_by.iter().all(|n| view.max_seq_of(n) >= top)
-    })
-}
-
-/// What [`check_history`] found.
-#[derive(Debug)]
-struct Checked {
-    messages: u64,
-    acks: usize,
-}
-
-/// Nothing acknowledged lost, nothing twice, one history: see the module
-/// documentation. `acked` holds the acks to check (every node's, the dead
-/// one's too), `last` a later view in which `shown_by` show them all.
-fn check_history(acked: &View, last: &View, shown_by: &[&str]) -> Checked {
-    // One history: numbered 1, 2, 3, ... on every node, the same everywhere.
-    let mut history: BTreeMap<u64, (String, String)> = BTreeMap::new();
-    for node in shown_by {
-        let shown = last.messages(node);
-        for (i, m) in shown.iter().enumerate() {
-            assert_eq!(
-                m.seq,
-                i as u64 + 1,
-                "{node}: gap or repeat in the history at {m:?}"
-            );
-            let entry = history
-                .entry(m.seq)
-                .or_insert_with(|| (m.from.clone(), m.text.clone()));
-            assert_eq!(
-                entry,
-                &(m.from.clone(), m.text.clone()),
-                "{node}: message {} differs between nodes",
-                m.seq
-            );
-        }
-    }
-    // No text twice; each bot's messages are its own, #1..#k, all there.
-    let mut texts = BTreeSet::new();
-    let mut numbers: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for (seq, (from, text)) in &history {
-        assert!(texts.insert(text), "message {seq}: {text:?} shown twice");
-        let k = text
-            .strip_prefix(&format!("bot {from} message #"))
-            .and_then(|k| k.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("message {seq}: {text:?} is not a message of bot {from}"));
-        numbers.entry(from).or_default().push(k);
-    }
-    for (bot, mut ks) in numbers {
-        ks.sort_unstable();
-        let top = ks.len() as u64;
-        assert!(
-            ks.iter().copied().eq(1..=top),
-            "bot {bot}: messages missing between #1 and #{}: shown {ks:?}",
-            ks.last().unwrap_or(&0)
-        );
-    }
-    // Every ack any node printed is in the history, under its name.
-    let mut acks = 0;
-    for node in NODES {
-        let mut ids = BTreeSet::new();
-        let mut seqs = BTreeSet::new();
-        for (_, id, seq) in acked.acks(node) {
-            assert!(ids.insert(id.clone()), "{node}: message {id} acked twice");
-            assert!(seqs.insert(seq), "{node}: two acks for message {seq}");
-            match history.get(&seq) {
-                Some((from, _)) => assert_eq!(
-                    from, node,
-                    "{node} saw message {seq} acknowledged, but it is {from}'s"
-                ),
-                None => panic!(
-                    "LOST: {node} saw message {seq} (id {id}) acknowledged, \
-                     but {shown_by:?} do not show it (history ends at {})",
-                    history.len()
-                ),
-            }
-            acks += 1;
-        }
-    }
-    for node in shown_by {
-        let errors = last.errors(node);
-        assert!(errors.is_empty(), "{node} printed errors: {errors:?}");
-    }
-    Checked {
-        messages: history.len() as u64,
-        acks,
-    }
 }
 
 #[test]
@@ -262,16 +139,8 @@ fn a_partitioned_host_stops_acknowledging_and_rejoins_as_a_member() {
     let (epoch, host) = before.current_host().expect("a host");
     let others: Vec<&str> = NODES.into_iter().filter(|n| *n != host).collect();
     let container = cluster.node(&host);
-    let chat_health = [
-        "exec",
-        container.as_str(),
-        "/chat-node",
-        "health",
-        "127.0.0.1:7000",
-        "--service",
-        "chat.v1.ChatService",
-    ];
-    assert_eq!(docker_stdout(&chat_health), "SERVING", "{host} hosts");
+    let chat_health = || cluster.node_health(&host, "chat.v1.ChatService");
+    assert_eq!(chat_health(), "SERVING", "{host} hosts");
     let seq = before.max_seq();
 
     // Cut the host off: the others elect a new host and go on.
@@ -305,7 +174,7 @@ fn a_partitioned_host_stops_acknowledging_and_rejoins_as_a_member() {
         }) && view.saw_bots_after(&others, &others, during.max_seq())
     });
     let seq = partitioned.max_seq();
-    let cut_off = docker_stdout(&chat_health);
+    let cut_off = chat_health();
 
     // Cut off, the old host acknowledged nothing once its lease was gone.
     let host_acks = partitioned.acks(&host);
@@ -349,7 +218,7 @@ fn a_partitioned_host_stops_acknowledging_and_rejoins_as_a_member() {
             format!("{} ms after the heal", millis_between(healed_at, at))
         });
     println!("{host}'s replication refused for its stale epoch after the heal: {refused}");
-    let dormant = docker_stdout(&chat_health);
+    let dormant = chat_health();
     assert_eq!(
         dormant, "NOT_SERVING",
         "{host}'s ChatService after rejoining"
