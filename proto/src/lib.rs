@@ -5,6 +5,7 @@
 
 pub mod health_check;
 pub mod rules;
+pub mod sealed;
 pub mod serve;
 pub mod tls;
 pub mod trust;

@@ -17,9 +17,13 @@ pub const MAX_ADDRESS_BYTES: usize = 255;
 
 /// Checks what a registrant calls itself and where it listens: a valid
 /// name, and an address `host:port`, printable, at most
-/// [`MAX_ADDRESS_BYTES`].
-pub fn check_fields(name: &str, address: &str) -> Result<(), RegistryError> {
+/// [`MAX_ADDRESS_BYTES`]. A client-only node listens nowhere: its address
+/// may be empty.
+pub fn check_fields(name: &str, address: &str, client_only: bool) -> Result<(), RegistryError> {
     rules::validate_name(name)?;
+    if client_only && address.is_empty() {
+        return Ok(());
+    }
     let printable = || address.bytes().all(|b| b.is_ascii_graphic());
     if address.len() > MAX_ADDRESS_BYTES || !address.contains(':') || !printable() {
         return Err(RegistryError::InvalidAddress);
@@ -33,6 +37,9 @@ pub enum RegistryError {
     /// The name breaks a naming rule.
     #[error(transparent)]
     InvalidName(#[from] RuleError),
+    /// The node cannot host (it is client-only).
+    #[error("node {0:?} cannot host the chat (it is client-only)")]
+    CannotHost(String),
     /// The node gave no usable address to reach it.
     #[error("address must be host:port, printable, at most 255 bytes")]
     InvalidAddress,
@@ -74,7 +81,9 @@ impl From<RegistryError> for tonic::Status {
             RegistryError::BadToken(_) | RegistryError::NotHost(_) => {
                 Status::permission_denied(msg)
             }
-            RegistryError::StaleEpoch { .. } => Status::failed_precondition(msg),
+            RegistryError::StaleEpoch { .. } | RegistryError::CannotHost(_) => {
+                Status::failed_precondition(msg)
+            }
             RegistryError::NoHost => Status::unavailable(msg),
         }
     }
@@ -132,6 +141,14 @@ pub struct Member {
 struct Lease {
     deadline: Instant,
     successor: Option<String>,
+}
+
+impl Member {
+    /// Whether the relay may make this member host (or promote it): a
+    /// client-only member serves nothing.
+    pub fn can_host(&self) -> bool {
+        !self.record.client_only
+    }
 }
 
 /// Members and the host record.
@@ -193,7 +210,7 @@ impl Registry {
         now: Instant,
         unix_ms: i64,
     ) -> Result<(Member, Option<HostRecord>), RegistryError> {
-        check_fields(&reg.name, &reg.address)?;
+        check_fields(&reg.name, &reg.address, reg.client_only)?;
         let node_id = trust::node_id_of(&reg.public_key);
         if let Some(term) = &reg.latest_term {
             if reg.hosting && term.node_id != node_id {
@@ -239,7 +256,7 @@ impl Registry {
             },
         );
         self.highest_epoch = self.highest_epoch.max(reg.known_epoch());
-        let host = self.settle_host(&member.record, &reg, now);
+        let host = self.settle_host(&member, &reg, now);
         Ok((member, host))
     }
 
@@ -277,10 +294,14 @@ impl Registry {
     /// period to re-assert itself first.
     fn settle_host(
         &mut self,
-        member: &MemberRecord,
+        member: &Member,
         reg: &Registration,
         now: Instant,
     ) -> Option<HostRecord> {
+        if !member.can_host() {
+            return self.host.clone();
+        }
+        let member = &member.record;
         let current = self.host.as_ref().map_or(0, |h| h.epoch);
         let reasserted = reg
             .latest_term
@@ -400,7 +421,8 @@ impl Registry {
         dead: Option<&str>,
         preferred: Option<&str>,
     ) -> Option<MemberRecord> {
-        let alive = |m: &&Member| m.watchers > 0 && Some(m.record.node_id.as_str()) != dead;
+        let alive =
+            |m: &&Member| m.watchers > 0 && m.can_host() && Some(m.record.node_id.as_str()) != dead;
         if let Some(m) = preferred
             .and_then(|id| self.members.get(id))
             .filter(|m| alive(m))
@@ -462,9 +484,11 @@ impl Registry {
         let target = self
             .members
             .get(to_node_id)
-            .ok_or_else(|| RegistryError::UnknownNode(to_node_id.to_string()))?
-            .record
-            .clone();
+            .ok_or_else(|| RegistryError::UnknownNode(to_node_id.to_string()))?;
+        if !target.can_host() {
+            return Err(RegistryError::CannotHost(to_node_id.to_string()));
+        }
+        let target = target.record.clone();
         self.set_host(epoch, &target, now);
         // Until the new host names its own successor, the old host holds the
         // whole room: promote it back if the new host dies at once.

@@ -363,3 +363,87 @@ fn epochs_never_wrap() {
         )
         .is_err());
 }
+
+/// A client-only registration: no address.
+fn client_only(name: &str) -> Registration {
+    Registration {
+        address: String::new(),
+        client_only: true,
+        ..reg(name, 0)
+    }
+}
+
+#[test]
+fn a_client_only_node_registers_without_an_address() {
+    let mut r = registry();
+    let now = Instant::now();
+    let (dave, host) = r.register_now(client_only("dave"), now).unwrap();
+    assert!(dave.record.client_only && dave.record.address.is_empty());
+    assert!(!dave.can_host());
+    assert!(
+        host.is_none(),
+        "a client-only first member is not made host"
+    );
+    let record = r.lookup("dave").unwrap();
+    assert!(record.client_only && record.address.is_empty());
+    // Everyone else still needs an address.
+    let mut no_address = reg("erin", 0);
+    no_address.address.clear();
+    assert_eq!(
+        r.register_now(no_address, now).unwrap_err(),
+        RegistryError::InvalidAddress
+    );
+    assert_eq!(check_fields("dave", "", true), Ok(()));
+    assert_eq!(
+        check_fields("dave", "", false),
+        Err(RegistryError::InvalidAddress)
+    );
+    // The next member that can host becomes host.
+    let (alice, host) = r.register_now(reg("alice", 1), now).unwrap();
+    assert_eq!(host.unwrap().node_id, alice.record.node_id);
+}
+
+#[test]
+fn a_client_only_node_is_never_made_host() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let (a, _) = r.register_now(reg("alice", 1), t0).unwrap();
+    let (d, _) = r.register_now(client_only("dave"), t0).unwrap();
+    let (b, _) = r.register_now(reg("bob", 2), t0).unwrap();
+    for m in [&a, &d, &b] {
+        r.watch_started(&m.record.node_id, &m.session_token)
+            .unwrap();
+    }
+    // Not as a migration target...
+    assert_eq!(
+        r.report_migration(
+            &a.record.node_id,
+            &a.session_token,
+            1,
+            &d.record.node_id,
+            t0
+        ),
+        Err(RegistryError::CannotHost(d.record.node_id.clone()))
+    );
+    assert_eq!(
+        r.host().unwrap().epoch,
+        1,
+        "a refused migration changes nothing"
+    );
+    // ...nor promoted, even when named successor and the freshest replica.
+    r.renew_lease(
+        &a.record.node_id,
+        &a.session_token,
+        1,
+        &d.record.node_id,
+        t0,
+    )
+    .unwrap();
+    let promoted = r.check_lease(t0 + LEASE * 2).unwrap();
+    assert_eq!(promoted.name, "bob");
+    // With only the client-only member left, nobody is promoted.
+    r.unregister(&a.record.node_id, &a.session_token).unwrap();
+    r.unregister(&b.record.node_id, &b.session_token).unwrap();
+    assert!(r.check_lease(t0 + LEASE * 10).is_none());
+    assert_eq!(r.host().unwrap().name, "bob");
+}
