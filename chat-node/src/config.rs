@@ -48,6 +48,13 @@ pub struct NodeConfig {
     #[arg(long, env = "CHAT_ADVERTISE")]
     pub advertise: Option<String>,
 
+    /// Take part as a pure client: open no port and serve nothing, so this
+    /// node is never host (for a machine behind a router or firewall).
+    /// Private messages to it travel sealed to its key through the host.
+    /// --listen and --advertise are then ignored.
+    #[arg(long, env = "CHAT_CLIENT_ONLY")]
+    pub client_only: bool,
+
     /// User interface: full-screen `tui`, plain `line` text, or `json` (one
     /// object per event). Default: tui in a terminal, line otherwise.
     #[arg(long, env = "CHAT_MODE", value_enum)]

@@ -57,6 +57,14 @@ impl Role {
 pub enum HostEvent {
     /// Forward this frame.
     Frame(ServerFrame),
+    /// Forward this frame to the sessions of the node `to_node_id` only (a
+    /// sealed private message).
+    To {
+        /// The recipient's node id.
+        to_node_id: String,
+        /// The frame.
+        frame: ServerFrame,
+    },
     /// The role moved on: tell the client where, then end the session.
     Moved(Migrate),
     /// The node is stopping: end the session.
@@ -101,14 +109,17 @@ impl HostCore {
         }
     }
 
-    /// Members with an open session, except `me`: candidate successors, in
-    /// name order starting after `me` so the role goes round.
+    /// Members with an open session that can host, except `me`: candidate
+    /// successors, in name order starting after `me` so the role goes
+    /// round. A member without an address (client-only) serves nothing, so
+    /// it can neither hold the replica nor take the room.
     pub fn successors(&self, me: &str) -> Vec<Member> {
         let Some(room) = &self.room else {
             return Vec::new();
         };
         let connected = |m: &&Member| {
             m.name != me
+                && can_host(m)
                 && self.sessions.get(&m.name).is_some_and(|n| *n > 0)
                 && self
                     .unreachable
@@ -122,6 +133,12 @@ impl HostCore {
             .partition(|m| m.name.as_str() > me);
         after.into_iter().chain(before).collect()
     }
+}
+
+/// Whether `member` could hold the replica and host: it gave an address
+/// (a client-only member gives none).
+pub fn can_host(member: &Member) -> bool {
+    !member.address.is_empty()
 }
 
 impl NodeShared {

@@ -205,13 +205,14 @@ impl NodeShared {
             .advance_commit(epoch, seq, Instant::now());
     }
 
-    /// Whether the room has no member but this node's user.
+    /// Whether no member but this node's user could hold a copy of the
+    /// room (the others, if any, are client-only).
     fn alone(&self) -> bool {
         let core = self.core();
         let me = &self.identity.name;
         core.room
             .as_ref()
-            .is_none_or(|r| r.members().all(|m| &m.name == me))
+            .is_none_or(|r| r.members().all(|m| &m.name == me || !super::can_host(m)))
     }
 
     /// A member that cannot take the replica is skipped for a while.
