@@ -152,6 +152,25 @@ mod tests {
         );
     }
 
+    /// A box sealed by libsodium itself (PyNaCl's `SealedBox`, to the
+    /// Ed25519 key of seed [7; 32] converted with
+    /// `crypto_sign_ed25519_pk_to_curve25519`): the scheme is libsodium's.
+    #[test]
+    fn opens_a_box_libsodium_sealed() {
+        let me = Keypair::from_secret([7; 32]);
+        assert_eq!(
+            crate::trust::hex(&me.public_key()),
+            "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"
+        );
+        let sealed = "9c31edd72730ac1cee45abfe022a5ba6199bf47e9b9a8000c08704ab986dc232\
+                      a0ceeb641576376178bf88e16b479dcc2675c39fe7205b14a3b11615ec4ed6f6fbab39";
+        let bytes: Vec<u8> = (0..sealed.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&sealed[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(open(&me, &bytes).unwrap(), b"sealed by libsodium");
+    }
+
     #[test]
     fn garbage_inside_a_valid_box_is_malformed() {
         let bob = Keypair::generate();

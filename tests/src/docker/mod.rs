@@ -253,6 +253,8 @@ pub struct ClusterConfig {
     pub migration_interval: &'static str,
     /// Members needed to activate the chat.
     pub min_users: u32,
+    /// Which of `nodes` run `--client-only` (no port, never host).
+    pub client_only: Vec<&'static str>,
 }
 
 /// A relay and bot nodes, each in a container on a network of their own;
@@ -311,7 +313,17 @@ impl Cluster {
         for name in config.nodes.clone() {
             let container = cluster.node(name);
             cluster.containers.push(container.clone());
-            docker(&[
+            // A client-only node listens nowhere and gives no address.
+            let serving = [
+                format!("--listen=0.0.0.0:{NODE_PORT}"),
+                format!("--advertise={container}:{NODE_PORT}"),
+            ];
+            let reach: &[String] = if config.client_only.contains(&name) {
+                &["--client-only".to_string()]
+            } else {
+                &serving
+            };
+            let mut args: Vec<String> = [
                 "run",
                 "-d",
                 "--name",
@@ -321,14 +333,18 @@ impl Cluster {
                 "-e",
                 "RUST_LOG=info",
                 &cluster.images.node,
-                &format!("http://{relay}:{RELAY_PORT}"),
-                &format!("--name={name}"),
-                &format!("--listen=0.0.0.0:{NODE_PORT}"),
-                "--allow-plaintext",
-                &format!("--advertise={container}:{NODE_PORT}"),
-                &format!("--mode={}", config.mode),
-                &format!("--bot-interval={}", config.bot_interval),
+            ]
+            .map(str::to_string)
+            .to_vec();
+            args.extend([
+                format!("http://{relay}:{RELAY_PORT}"),
+                format!("--name={name}"),
+                "--allow-plaintext".to_string(),
+                format!("--mode={}", config.mode),
+                format!("--bot-interval={}", config.bot_interval),
             ]);
+            args.extend(reach.iter().cloned());
+            docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
             eventually(&format!("{name} registered"), || {
                 cluster
                     .events(name)

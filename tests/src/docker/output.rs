@@ -282,6 +282,32 @@ impl View {
         })
     }
 
+    /// Checks that in every run of every node the messages are numbered 1,
+    /// 2, 3, ... (nothing lost, nothing twice) and that each number carries
+    /// the same sender and text on every node; returns the messages by
+    /// number.
+    pub fn assert_one_log(&self) -> BTreeMap<u64, (String, String)> {
+        let mut canonical: BTreeMap<u64, (String, String)> = BTreeMap::new();
+        for name in self.nodes.keys() {
+            let shown = self.messages(name);
+            for run in runs(&shown) {
+                for (i, m) in run.iter().enumerate() {
+                    assert_eq!(m.seq, i as u64 + 1, "{name}: gap or repeat at {m:?}");
+                    let entry = canonical
+                        .entry(m.seq)
+                        .or_insert_with(|| (m.from.clone(), m.text.clone()));
+                    assert_eq!(
+                        entry,
+                        &(m.from.clone(), m.text.clone()),
+                        "{name}: message {} differs between nodes",
+                        m.seq
+                    );
+                }
+            }
+        }
+        canonical
+    }
+
     /// Whether every node has shown a message of every node numbered above `seq`.
     pub fn all_nodes_saw_every_bot_after(&self, seq: u64) -> bool {
         let names: Vec<&str> = self.nodes.keys().map(String::as_str).collect();
