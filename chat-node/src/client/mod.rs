@@ -312,12 +312,11 @@ impl Client {
                 Ok(Delivery::Direct) => ClientEvent::PrivateSent { to, text },
                 // Told once the session sent it.
                 Ok(Delivery::Sealed(sealed)) => {
-                    match outbox.try_send(SealedOut { to, text, sealed }) {
-                        Ok(()) => return,
-                        Err(_) => ClientEvent::error(format!(
-                        "{SEALED_OUTBOX} private messages are still waiting for the host; not sent"
-                    )),
+                    if outbox.try_send(SealedOut { to, text, sealed }).is_ok() {
+                        return;
                     }
+                    let why = "private messages are still waiting for the host; not sent";
+                    ClientEvent::error(format!("{SEALED_OUTBOX} {why}"))
                 }
                 Err(e) => ClientEvent::error(e),
             };
