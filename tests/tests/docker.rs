@@ -101,7 +101,7 @@ fn containers_survive_relay_restart_and_rolling_node_restarts() {
         let runs = runs(&shown);
         assert_eq!(runs.len(), 2, "{name} ran twice: {runs:?}");
     }
-    view.assert_one_log();
+    view.assert_one_history_per_run();
     println!(
         "docker test: {} messages, host epoch {}, through a relay restart and a rolling restart",
         view.max_seq(),
@@ -153,7 +153,7 @@ fn a_client_only_member_chats_through_five_migrations() {
         .find(|(_, line)| line.contains("now the chat host"));
     assert!(hosted.is_none(), "c1 hosted: {hosted:?}");
     assert!(view.errors("c1").is_empty(), "{:?}", view.errors("c1"));
-    let log = view.assert_one_log();
+    let log = view.assert_one_history(cluster.nodes());
     let from_c1 = log.values().filter(|(from, _)| from == "c1").count();
     println!(
         "docker client-only test: {} messages ({from_c1} from c1), host epoch {}, c1 followed {} terms",
