@@ -1,5 +1,6 @@
 //! Command line and environment configuration of a node.
 
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,7 +30,7 @@ pub struct NodeConfig {
 
     /// Allow plaintext (an `http://` relay URI) to addresses that are not
     /// loopback: anyone on the way can then read the chat. Deliberate.
-    #[arg(long, env = "CHAT_ALLOW_PLAINTEXT")]
+    #[arg(long, env = "CHAT_ALLOW_PLAINTEXT", value_parser = BoolishValueParser::new())]
     pub allow_plaintext: bool,
 
     /// Your chat name: non-empty, at most 32 characters, no ':' or
@@ -47,6 +48,13 @@ pub struct NodeConfig {
     /// `host:port` (default: 127.0.0.1 and the bound port).
     #[arg(long, env = "CHAT_ADVERTISE")]
     pub advertise: Option<String>,
+
+    /// Take part as a pure client: open no port and serve nothing, so this
+    /// node is never host (for a machine behind a router or firewall).
+    /// Private messages to it travel sealed to its key through the host.
+    /// --listen and --advertise are then ignored.
+    #[arg(long, env = "CHAT_CLIENT_ONLY", value_parser = BoolishValueParser::new())]
+    pub client_only: bool,
 
     /// User interface: full-screen `tui`, plain `line` text, or `json` (one
     /// object per event). Default: tui in a terminal, line otherwise.
@@ -154,4 +162,17 @@ pub enum Mode {
     Line,
     /// One JSON object per event on stdout; input as in line mode.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_only_is_a_flag_or_a_boolish_env_value() {
+        let parse = |args: &[&str]| NodeConfig::try_parse_from(args).map(|c| c.client_only);
+        assert_eq!(parse(&["chat-node"]).ok(), Some(false));
+        assert_eq!(parse(&["chat-node", "--client-only"]).ok(), Some(true));
+        assert!(parse(&["chat-node", "--client-only=maybe"]).is_err());
+    }
 }

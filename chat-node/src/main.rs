@@ -29,15 +29,20 @@ async fn run(config: NodeConfig) -> Result<(), StartError> {
     let interactive = std::io::stdin().is_terminal();
     let mode = config.ui_mode();
     let transport = config.transport()?;
-    let bound = BoundNode::bind_with(
-        &config.relay_uri,
-        config.listen,
-        config.advertise.clone(),
-        transport,
-    )
-    .await?
-    .with_store(config.store())
-    .with_admin_secret(config.admin_secret.clone());
+    let bound = if config.client_only {
+        BoundNode::client_only(&config.relay_uri, transport)?
+    } else {
+        BoundNode::bind_with(
+            &config.relay_uri,
+            config.listen,
+            config.advertise.clone(),
+            transport,
+        )
+        .await?
+    };
+    let bound = bound
+        .with_store(config.store())
+        .with_admin_secret(config.admin_secret.clone());
     let mut node = loop {
         let name = match &config.name {
             Some(name) => name.clone(),

@@ -68,8 +68,16 @@ pub struct Identity {
     pub node_id: String,
     /// Relay-issued secret.
     pub session_token: String,
-    /// Address others reach this node at, `host:port`.
+    /// Address others reach this node at, `host:port`; empty for a
+    /// client-only node, which nobody can reach.
     pub address: String,
+}
+
+impl Identity {
+    /// Whether this node serves nothing (registered as a pure client).
+    pub fn client_only(&self) -> bool {
+        self.address.is_empty()
+    }
 }
 
 /// Settings handed out by the relay.
@@ -108,7 +116,8 @@ impl Stats {
     pub fn chat_frames(&self) -> u64 {
         self.chat_frames.load(Ordering::Relaxed)
     }
-    /// Private messages this node's PeerService accepted.
+    /// Private messages this node accepted (delivered to its PeerService,
+    /// or sealed and passed on by the host).
     pub fn private_received(&self) -> u64 {
         self.private_received.load(Ordering::Relaxed)
     }
@@ -187,9 +196,11 @@ impl NodeShared {
     }
 }
 
-/// A node bound to its port, not yet registered.
+/// A node bound to its port (or a client-only node, bound to none), not
+/// yet registered.
 pub struct BoundNode {
-    listener: TcpListener,
+    /// `None` for a client-only node: it serves nothing.
+    listener: Option<TcpListener>,
     address: String,
     relay_uri: String,
     relay: RelayLink,
@@ -230,7 +241,27 @@ impl BoundNode {
             };
             SocketAddr::new(ip, local.port()).to_string()
         });
-        Ok(Self {
+        Ok(Self::new(relay_uri, Some(listener), address, relay, dialer))
+    }
+
+    /// A client-only node: it opens no port and serves nothing (no chat
+    /// server, no PeerService, no health), so it is never asked to host.
+    /// It registers with an empty address; private messages reach it
+    /// sealed to its key through the room's host.
+    pub fn client_only(relay_uri: &str, transport: TransportOptions) -> Result<Self, StartError> {
+        let dialer = Dialer::new(relay_uri, &transport)?;
+        let relay = RelayLink::new(&dialer, relay_uri)?;
+        Ok(Self::new(relay_uri, None, String::new(), relay, dialer))
+    }
+
+    fn new(
+        relay_uri: &str,
+        listener: Option<TcpListener>,
+        address: String,
+        relay: RelayLink,
+        dialer: Dialer,
+    ) -> Self {
+        Self {
             listener,
             address,
             relay_uri: relay_uri.to_string(),
@@ -238,7 +269,7 @@ impl BoundNode {
             dialer,
             store: Arc::new(NodeStore::in_memory()),
             admin_secret: None,
-        })
+        }
     }
 
     /// Keeps the node's keys, pins and certificates in `store`.
@@ -253,7 +284,7 @@ impl BoundNode {
         self
     }
 
-    /// The address others reach this node at.
+    /// The address others reach this node at (empty when client-only).
     pub fn address(&self) -> &str {
         &self.address
     }
@@ -296,7 +327,10 @@ impl BoundNode {
         let key = self.store.key_for(name)?;
         let claim = relay_link::Claim {
             name_certificate: self.store.name_certificate(name),
+            // A client-only node needs its certificate too: the nodes it
+            // dials for private messages check who is calling.
             certificate_request: self.dialer.certificate_request(&key, name)?,
+            client_only: self.listener.is_none(),
             ..Default::default()
         };
         let resp = self
@@ -375,7 +409,6 @@ impl Node {
             tls,
         } = registration;
         let dialer = bound.dialer.registered(&key, tls)?;
-        let server_tls = dialer.server_tls()?;
         let (events_tx, events) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
         let mut routes = tonic::service::RoutesBuilder::default();
@@ -408,18 +441,21 @@ impl Node {
         routes.add_service(ChatServiceServer::new(ChatHost(shared.clone())));
         routes.add_service(PeerServiceServer::new(PeerEndpoint(shared.clone())));
         let cancel = CancellationToken::new();
-        let router = tonic::transport::Server::builder().add_routes(routes.routes());
-        let server = chat_proto::serve::serve_router(
-            router,
-            bound.listener,
-            server_tls,
-            cancel.clone().cancelled_owned(),
-        );
-        let mut tasks = vec![tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "node server stopped");
-            }
-        })];
+        let mut tasks = Vec::new();
+        if let Some(listener) = bound.listener {
+            let router = tonic::transport::Server::builder().add_routes(routes.routes());
+            let server = chat_proto::serve::serve_router(
+                router,
+                listener,
+                shared.dialer.server_tls()?,
+                cancel.clone().cancelled_owned(),
+            );
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "node server stopped");
+                }
+            }));
+        }
         if let Some(host) = host {
             shared.on_host_record(host).await;
         }

@@ -1,5 +1,8 @@
 //! Private messages, node to node: the PeerService every node serves, and
-//! the sending side. The chat host never sees them.
+//! the sending side. The chat host never sees them, except those for a
+//! client-only member, which nobody can dial: they travel sealed to the
+//! recipient's key through the host ([`chat_proto::sealed`]), and are
+//! checked on arrival by the same [`accept_private`] as delivered ones.
 
 use crate::client::ClientEvent;
 use crate::dial::NodeAddr;
@@ -9,24 +12,29 @@ use crate::node::NodeShared;
 use crate::replay::ReplayGuard;
 use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
 use chat_proto::pb::chat::peer_service_server::PeerService;
-use chat_proto::pb::chat::{DeliverPrivateResponse, PrivateMessage};
+use chat_proto::pb::chat::{DeliverPrivateResponse, PrivateMessage, SealedPrivate};
 use chat_proto::pb::relay::MemberRecord;
 use chat_proto::rules;
 use chat_proto::trust::{self, PublicKey};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tonic::{Request, Response, Status};
 
 /// Bound on delivering a private message.
 const PRIVATE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Sealed private messages checked at once (each asks the relay); more
+/// arriving meanwhile are refused.
+const SEALED_CHECKS: usize = 16;
 
 /// Where incoming private messages go, and the ids already delivered
 /// (kept in the data directory, so a replay is refused after a restart).
 pub struct PrivateInbox {
     events: mpsc::Sender<ClientEvent>,
     replays: ReplayGuard,
+    /// Bounds the sealed messages being checked at once.
+    sealed_checks: Arc<Semaphore>,
 }
 
 impl PrivateInbox {
@@ -41,7 +49,11 @@ impl PrivateInbox {
             }
             None => ReplayGuard::in_memory(),
         };
-        Ok(Self { events, replays })
+        Ok(Self {
+            events,
+            replays,
+            sealed_checks: Arc::new(Semaphore::new(SEALED_CHECKS)),
+        })
     }
 }
 
@@ -57,32 +69,70 @@ impl PeerService for PeerEndpoint {
         let shared = &self.0;
         let from = &req.get_ref().from_node_id;
         shared.authenticate(&req.peer_certs(), from, "DeliverPrivate")?;
-        let msg = req.into_inner();
-        let me = &shared.identity;
-        if msg.to != me.name || msg.to_node_id != me.node_id {
-            return Err(NodeError::NotRecipient {
-                me: me.name.clone(),
-                my_node_id: me.node_id.clone(),
-                to: msg.to,
-                to_node_id: msg.to_node_id,
-            }
-            .into());
-        }
-        rules::validate_text(&msg.text)?;
-        verify_sender(shared, &msg).await?;
-        shared.stats.count_private();
-        let event = ClientEvent::Private {
-            from: msg.from,
-            text: msg.text,
-        };
-        shared
-            .inbox
-            .events
-            .send(event)
-            .await
-            .map_err(|_| NodeError::ShuttingDown)?;
+        accept_private(shared, req.into_inner()).await?;
         Ok(Response::new(DeliverPrivateResponse {}))
     }
+}
+
+/// Accepts a private message for this node, however it came (delivered by
+/// its sender, or sealed and passed on by the host), and shows it: it must
+/// be addressed to this node, signed by the key the relay knows for its
+/// sender, fresh, and not seen before.
+pub async fn accept_private(shared: &NodeShared, msg: PrivateMessage) -> Result<(), Status> {
+    let me = &shared.identity;
+    if msg.to != me.name || msg.to_node_id != me.node_id {
+        return Err(NodeError::NotRecipient {
+            me: me.name.clone(),
+            my_node_id: me.node_id.clone(),
+            to: msg.to,
+            to_node_id: msg.to_node_id,
+        }
+        .into());
+    }
+    rules::validate_text(&msg.text)?;
+    verify_sender(shared, &msg).await?;
+    shared.stats.count_private();
+    let event = ClientEvent::Private {
+        from: msg.from,
+        text: msg.text,
+    };
+    shared
+        .inbox
+        .events
+        .send(event)
+        .await
+        .map_err(|_| NodeError::ShuttingDown)?;
+    Ok(())
+}
+
+/// Opens and checks a sealed private message the host passed on, in a task
+/// of its own (the check asks the relay); a refused one is reported to the
+/// user as an error, never shown as a message.
+pub(crate) fn accept_sealed(shared: Arc<NodeShared>, sealed: SealedPrivate) {
+    let Ok(permit) = shared.inbox.sealed_checks.clone().try_acquire_owned() else {
+        let why = "too many sealed private messages at once; one was dropped";
+        let _ = shared.inbox.events.try_send(ClientEvent::error(why));
+        return;
+    };
+    tokio::spawn(async move {
+        let checked = async {
+            if sealed.to_node_id != shared.identity.node_id {
+                return Err(Status::not_found("it is for another node"));
+            }
+            let msg = chat_proto::sealed::open_private(&shared.key, &sealed)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            accept_private(&shared, msg).await
+        };
+        if let Err(status) = checked.await {
+            tracing::warn!(%status, "refused a sealed private message");
+            let why = format!(
+                "refused a sealed private message the host passed on: {}",
+                status.message()
+            );
+            let _ = shared.inbox.events.send(ClientEvent::error(why)).await;
+        }
+        drop(permit);
+    });
 }
 
 /// The message must be signed by the key the relay knows under the
@@ -114,23 +164,25 @@ async fn verify_sender(shared: &NodeShared, msg: &PrivateMessage) -> Result<(), 
     Ok(())
 }
 
-/// Delivers `text` to `to`'s node directly, at the address the relay knows.
-pub async fn send_private(shared: &NodeShared, to: &str, text: &str) -> Result<(), String> {
+/// How a private message goes to its recipient.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Delivered to the recipient's node, which accepted it.
+    Direct,
+    /// The recipient is client-only: this sealed message is for the host
+    /// to pass on.
+    Sealed(SealedPrivate),
+}
+
+/// Sends `text` to `to`: straight to its node at the address the relay
+/// knows, or, for a client-only member nobody can dial, sealed to its key
+/// for the host to carry.
+pub async fn send_private(shared: &NodeShared, to: &str, text: &str) -> Result<Delivery, String> {
     let to = shared
         .relay
         .lookup_member(to)
         .await
         .map_err(|status| format!("cannot find {to:?} at the relay: {}", status.message()))?;
-    let node = NodeAddr {
-        address: to.address.clone(),
-        node_id: to.node_id.clone(),
-    };
-    let endpoint = shared
-        .dialer
-        .node(&node, PRIVATE_TIMEOUT)
-        .map_err(|e| format!("cannot reach {}: {e}", to.name))?
-        .timeout(PRIVATE_TIMEOUT);
-    let mut peer = PeerServiceClient::new(endpoint.connect_lazy());
     let me = &shared.identity;
     let mut msg = PrivateMessage {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -142,6 +194,41 @@ pub async fn send_private(shared: &NodeShared, to: &str, text: &str) -> Result<(
         ..Default::default()
     };
     shared.key.sign_private(&mut msg);
+    if to.client_only || to.address.is_empty() {
+        return seal_for(&to, &msg).map(Delivery::Sealed);
+    }
+    match deliver(shared, &to, msg.clone()).await {
+        Ok(()) => Ok(Delivery::Direct),
+        // Nobody can dial it (the relay could not reach it either): the
+        // host carries it, sealed, as for a client-only member.
+        Err(_) if !to.reachable => seal_for(&to, &msg).map(Delivery::Sealed),
+        Err(e) => Err(e),
+    }
+}
+
+/// Seals `msg` to the key the relay knows for `to`.
+fn seal_for(to: &MemberRecord, msg: &PrivateMessage) -> Result<SealedPrivate, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("private message to {}: {e}", to.name);
+    let key = PublicKey::from_bytes(&to.public_key).map_err(|e| fail(&e))?;
+    chat_proto::sealed::seal_private(&key, msg).map_err(|e| fail(&e))
+}
+
+/// Delivers `msg` to `to`'s PeerService.
+async fn deliver(
+    shared: &NodeShared,
+    to: &MemberRecord,
+    msg: PrivateMessage,
+) -> Result<(), String> {
+    let node = NodeAddr {
+        address: to.address.clone(),
+        node_id: to.node_id.clone(),
+    };
+    let endpoint = shared
+        .dialer
+        .node(&node, PRIVATE_TIMEOUT)
+        .map_err(|e| format!("cannot reach {}: {e}", to.name))?
+        .timeout(PRIVATE_TIMEOUT);
+    let mut peer = PeerServiceClient::new(endpoint.connect_lazy());
     peer.deliver_private(msg)
         .await
         .map(|_| ())

@@ -30,6 +30,8 @@ pub struct Claim {
     pub replica_head: u64,
     /// A TLS certificate signing request for our key (empty: none).
     pub certificate_request: Vec<u8>,
+    /// We serve nothing (and give no address): never make us host.
+    pub client_only: bool,
 }
 
 /// The name certificate of a registration, checked against the relay's key:
@@ -93,6 +95,7 @@ impl RelayLink {
             hosting: claim.hosting,
             name_certificate: claim.name_certificate,
             certificate_request: claim.certificate_request,
+            client_only: claim.client_only,
             ..Default::default()
         };
         key.sign_register(&mut req);
@@ -229,6 +232,7 @@ impl NodeShared {
                 // The TLS certificate issued at first registration stays
                 // valid (the relay keeps its authority across restarts).
                 certificate_request: Vec::new(),
+                client_only: self.identity.client_only(),
             }
         };
         let me = &self.identity;

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod health_check;
 pub mod rules;
+pub mod sealed;
 pub mod serve;
 pub mod tls;
 pub mod trust;

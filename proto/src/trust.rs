@@ -127,6 +127,12 @@ impl Keypair {
         PublicKey(self.0.verifying_key())
     }
 
+    /// The X25519 secret of this key (libsodium's
+    /// `crypto_sign_ed25519_sk_to_curve25519`), for opening sealed boxes.
+    pub(crate) fn x25519_secret(&self) -> [u8; 32] {
+        self.0.to_scalar_bytes()
+    }
+
     /// The public half, 32 bytes.
     pub fn public_key(&self) -> Vec<u8> {
         self.0.verifying_key().to_bytes().to_vec()
@@ -266,6 +272,12 @@ impl PublicKey {
     /// The 32 key bytes.
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()
+    }
+
+    /// The X25519 public key of this key (libsodium's
+    /// `crypto_sign_ed25519_pk_to_curve25519`), for sealing boxes to it.
+    pub(crate) fn x25519_public(&self) -> [u8; 32] {
+        self.0.to_montgomery().to_bytes()
     }
 
     /// Checks `signature` over `payload` (strict RFC 8032 verification).

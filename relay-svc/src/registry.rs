@@ -17,9 +17,13 @@ pub const MAX_ADDRESS_BYTES: usize = 255;
 
 /// Checks what a registrant calls itself and where it listens: a valid
 /// name, and an address `host:port`, printable, at most
-/// [`MAX_ADDRESS_BYTES`].
-pub fn check_fields(name: &str, address: &str) -> Result<(), RegistryError> {
+/// [`MAX_ADDRESS_BYTES`]. A client-only node listens nowhere: its address
+/// may be empty.
+pub fn check_fields(name: &str, address: &str, client_only: bool) -> Result<(), RegistryError> {
     rules::validate_name(name)?;
+    if client_only && address.is_empty() {
+        return Ok(());
+    }
     let printable = || address.bytes().all(|b| b.is_ascii_graphic());
     if address.len() > MAX_ADDRESS_BYTES || !address.contains(':') || !printable() {
         return Err(RegistryError::InvalidAddress);
@@ -140,6 +144,9 @@ pub struct Member {
     watchers: u32,
     last_seen: Instant,
     reach: Reach,
+    /// Registration order (kept when the node registers again): a new
+    /// chat's first host is the first member to register that can host.
+    joined: u64,
 }
 
 impl Member {
@@ -226,6 +233,10 @@ impl Reach {
     }
 }
 
+/// A member's address was not checked yet.
+#[derive(Debug)]
+struct Undecided;
+
 /// A member address to check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReachCheck {
@@ -248,6 +259,8 @@ pub struct Registry {
     members: HashMap<String, Member>,
     host: Option<HostRecord>,
     highest_epoch: u64,
+    /// Members registered so far (orders them).
+    joined: u64,
     lease_duration: Duration,
     lease: Option<Lease>,
     /// Since when nodes that knew a host are waiting for it to re-assert
@@ -269,6 +282,7 @@ impl Registry {
             members: HashMap::new(),
             host: None,
             highest_epoch: 0,
+            joined: 0,
             lease_duration,
             lease: None,
             vacant_since: None,
@@ -324,7 +338,7 @@ impl Registry {
         now: Instant,
         unix_ms: i64,
     ) -> Result<(Member, Option<HostRecord>), RegistryError> {
-        check_fields(&reg.name, &reg.address)?;
+        check_fields(&reg.name, &reg.address, reg.client_only)?;
         let node_id = trust::node_id_of(&reg.public_key);
         if let Some(term) = &reg.latest_term {
             if reg.hosting && term.node_id != node_id {
@@ -360,6 +374,7 @@ impl Registry {
             watchers: 0,
             last_seen: now,
             reach: Reach::default(),
+            joined: self.joined,
         };
         // The same node registering again keeps its open watch streams, and
         // what the relay knows of its address if that did not change.
@@ -372,6 +387,10 @@ impl Registry {
         let mut member = member;
         member.record.reachable = reach.reachable == Some(true);
         member.reach = reach;
+        match previous {
+            Some(p) => member.joined = p.joined,
+            None => self.joined += 1,
+        }
         self.members.insert(
             node_id,
             Member {
@@ -380,7 +399,7 @@ impl Registry {
             },
         );
         self.highest_epoch = self.highest_epoch.max(reg.known_epoch());
-        let host = self.settle_host(&member.record, &reg, now);
+        let host = self.settle_host(&member, &reg, now);
         Ok((member, host))
     }
 
@@ -420,10 +439,16 @@ impl Registry {
     /// has reached a member's address.
     fn settle_host(
         &mut self,
-        member: &MemberRecord,
+        member: &Member,
         reg: &Registration,
         now: Instant,
     ) -> Option<HostRecord> {
+        // A client-only member serves nothing: it cannot hold a term.
+        // (Others re-assert a term before the relay reached them again.)
+        if member.record.client_only {
+            return self.host();
+        }
+        let member = &member.record;
         let current = self.host.as_ref().map_or(0, |h| h.epoch);
         let reasserted = reg
             .latest_term
@@ -514,7 +539,14 @@ impl Registry {
         }
         let dead = self.host.as_ref().map(|h| h.node_id.clone());
         let preferred = self.lease.as_ref().and_then(|l| l.successor.clone());
-        let next = self.promotion_candidate(dead.as_deref(), preferred.as_deref());
+        let next = match &self.host {
+            None if self.vacant_since.is_none() => match self.first_host() {
+                Ok(first) => first,
+                // An earlier member is still being checked: wait for it.
+                Err(Undecided) => return None,
+            },
+            _ => self.promotion_candidate(dead.as_deref(), preferred.as_deref()),
+        };
         let Some(next) = next else {
             // Nobody can take the room: say why, once every member was
             // checked (and look again at the next call).
@@ -540,6 +572,23 @@ impl Registry {
     /// enough for every node's re-registration backoff.
     fn vacancy_wait(&self) -> Duration {
         (self.lease_duration * 2).max(MIN_VACANCY_WAIT)
+    }
+
+    /// A new chat's first host: the first member to register that can
+    /// host, once every member that registered before it was checked (so
+    /// the order of the checks does not decide).
+    fn first_host(&self) -> Result<Option<MemberRecord>, Undecided> {
+        let mut members: Vec<&Member> = self.members.values().collect();
+        members.sort_by_key(|m| m.joined);
+        for m in members {
+            if m.watchers > 0 && m.can_host() {
+                return Ok(Some(m.record.clone()));
+            }
+            if !m.record.client_only && m.reach.reachable.is_none() {
+                return Err(Undecided);
+            }
+        }
+        Ok(None)
     }
 
     /// The designated successor if it is alive, else the live member that
@@ -588,8 +637,8 @@ impl Registry {
             None => "",
         };
         Some(format!(
-            "{lost}no member can host: {unreachable} cannot be reached by the relay, \
-             {client_only} are client-only, {away} are disconnected"
+            "{lost}no member can host (unreachable from the relay: {unreachable}, \
+             client-only: {client_only}, disconnected: {away})"
         ))
     }
 

@@ -342,7 +342,7 @@ fn verify_registration(
         .map_err(|_| Status::invalid_argument("public_key must be a 32-byte Ed25519 key"))?;
     let now = trust::now_unix_ms();
     // Fields first: the payload below must not be built from huge ones.
-    crate::registry::check_fields(&req.name, &req.address)?;
+    crate::registry::check_fields(&req.name, &req.address, req.client_only)?;
     key.verify(&trust::register_payload(&req), &req.signature)
         .and_then(|()| trust::check_fresh(req.signed_at_unix_ms, now))
         .map_err(|e| Status::unauthenticated(format!("registration not signed by its key: {e}")))?;

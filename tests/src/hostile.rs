@@ -299,16 +299,33 @@ pub struct Stranger {
     pub key: Keypair,
     /// The name it registered.
     pub name: String,
+    /// The address it registered (empty when client-only).
+    pub address: String,
     /// What the relay answered.
     pub reg: RegisterResponse,
 }
 
 impl Stranger {
+    /// Registers `name` with an address where nothing listens.
     pub async fn register(uri: &str, name: &str) -> Stranger {
+        Self::register_at(uri, name, NOWHERE, false).await
+    }
+
+    /// Registers `name` as a client-only member (no address): private
+    /// messages to it come sealed through the host.
+    pub async fn register_client_only(uri: &str, name: &str) -> Stranger {
+        Self::register_at(uri, name, "", true).await
+    }
+
+    async fn register_at(uri: &str, name: &str, address: &str, client_only: bool) -> Stranger {
         let key = Keypair::generate();
         let mut rc = relay_client(uri).await;
+        let req = RegisterRequest {
+            client_only,
+            ..signed_register(&key, name, address)
+        };
         let reg = rc
-            .register(signed_register(&key, name, NOWHERE))
+            .register(req)
             .await
             .expect("anyone may register")
             .into_inner();
@@ -316,6 +333,7 @@ impl Stranger {
         Stranger {
             key,
             name: name.into(),
+            address: address.into(),
             reg,
         }
     }
@@ -332,7 +350,7 @@ impl Stranger {
         let mut hello = Hello {
             name: self.name.clone(),
             node_id: self.reg.node_id.clone(),
-            address: NOWHERE.into(),
+            address: self.address.clone(),
             certificate: Some(self.certificate()),
             ..Default::default()
         };

@@ -8,6 +8,7 @@ pub mod chaos;
 pub mod docker;
 pub mod hostile;
 pub mod member;
+pub mod phases;
 pub mod procs;
 pub mod tmux;
 
@@ -223,6 +224,20 @@ pub async fn join_relay(relay: &Relay, name: &str) -> Result<Member, chat_node::
     join_with_transport(&relay.uri(), name, transport).await
 }
 
+/// Starts an in-process client-only member of `relay` (`--client-only`:
+/// no port, nothing served), over TLS when the relay serves TLS.
+pub async fn join_relay_client_only(
+    relay: &Relay,
+    name: &str,
+) -> Result<Member, chat_node::StartError> {
+    let transport = TransportOptions {
+        relay_ca_pem: relay.ca_pem.clone(),
+        allow_plaintext: false,
+    };
+    let bound = BoundNode::client_only(&relay.uri(), transport)?;
+    start_member(bound, name, None, NodeStore::in_memory()).await
+}
+
 /// Starts an in-process member of the relay at `relay_uri` with these
 /// TLS options.
 pub async fn join_with_transport(
@@ -257,10 +272,17 @@ async fn join_with_store(
     transport: TransportOptions,
 ) -> Result<Member, chat_node::StartError> {
     let listen = "127.0.0.1:0".parse().expect("addr");
-    let bound = BoundNode::bind_with(relay_uri, listen, None, transport)
-        .await?
-        .with_store(store)
-        .with_admin_secret(admin_secret);
+    let bound = BoundNode::bind_with(relay_uri, listen, None, transport).await?;
+    start_member(bound, name, admin_secret, store).await
+}
+
+async fn start_member(
+    bound: BoundNode,
+    name: &str,
+    admin_secret: Option<String>,
+    store: NodeStore,
+) -> Result<Member, chat_node::StartError> {
+    let bound = bound.with_store(store).with_admin_secret(admin_secret);
     let node = bound.join(name).await?;
     Ok(Member::in_process(name, node))
 }

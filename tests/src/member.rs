@@ -65,6 +65,14 @@ impl Member {
         }
     }
 
+    /// The process id (process members only, while running).
+    pub fn pid(&self) -> Option<u32> {
+        match &self.kind {
+            Kind::Process(p) => p.pid(),
+            Kind::InProcess(_) => None,
+        }
+    }
+
     /// Types one line, as the user would.
     pub async fn say(&mut self, line: &str) {
         match &mut self.kind {

@@ -148,6 +148,42 @@ impl NodeProcess {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// How many TCP sockets the process `pid` holds in the LISTEN state (read
+/// from /proc: its open sockets against the kernel's TCP tables).
+pub fn listening_sockets(pid: u32) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the process's open files");
+    let inodes: std::collections::HashSet<String> = fds
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+            Some(inode.to_string())
+        })
+        .collect();
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .map(|line| {
+                    line.split_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        // Columns: sl local remote state ... uid timeout inode.
+        .filter(|cols| cols.get(3).map(String::as_str) == Some("0A"))
+        .filter(|cols| cols.get(9).is_some_and(|inode| inodes.contains(inode)))
+        .count()
 }
 
 /// Starts `chat-node --mode json` as member `name`; its stdout events feed

@@ -14,7 +14,6 @@ use chat_tests::docker::{
     docker, docker_or_skip, docker_result, eventually, runs, Cluster, ClusterConfig, NODE_PORT,
     NODE_RELAY_CA, RELAY_PORT,
 };
-use std::collections::BTreeMap;
 
 /// How often the bots post, and how often the host moves, in this test.
 const BOT_INTERVAL: &str = "500ms";
@@ -35,6 +34,7 @@ fn containers_survive_relay_restart_and_rolling_node_restarts() {
             bot_interval: BOT_INTERVAL,
             migration_interval: MIGRATION_INTERVAL,
             min_users: 2,
+            client_only: Vec::new(),
         },
     );
     // The image's own HEALTHCHECK runs `relay-svc health` over TLS.
@@ -105,29 +105,69 @@ fn containers_survive_relay_restart_and_rolling_node_restarts() {
     // node, messages are numbered 1, 2, 3, ... and each number carries the
     // same sender and text on every node.
     let view = cluster.view();
-    let mut canonical: BTreeMap<u64, (String, String)> = BTreeMap::new();
     for name in NODES {
         let shown = view.messages(name);
         let runs = runs(&shown);
         assert_eq!(runs.len(), 2, "{name} ran twice: {runs:?}");
-        for run in runs {
-            for (i, m) in run.iter().enumerate() {
-                assert_eq!(m.seq, i as u64 + 1, "{name}: gap or repeat at {m:?}");
-                let entry = canonical
-                    .entry(m.seq)
-                    .or_insert_with(|| (m.from.clone(), m.text.clone()));
-                assert_eq!(
-                    entry,
-                    &(m.from.clone(), m.text.clone()),
-                    "{name}: message {} differs between nodes",
-                    m.seq
-                );
-            }
-        }
     }
+    view.assert_one_history_per_run();
     println!(
         "docker test: {} messages, host epoch {}, through a relay restart and a rolling restart",
         view.max_seq(),
         view.max_epoch()
+    );
+}
+
+#[test]
+fn a_client_only_member_chats_through_five_migrations() {
+    if !docker_or_skip("docker client-only test") {
+        return;
+    }
+    // c1 runs --client-only: no port, no address, never host.
+    let cluster = Cluster::start(
+        "clientonly",
+        &ClusterConfig {
+            nodes: vec!["n1", "n2", "n3", "c1"],
+            mode: "json",
+            bot_interval: "300ms",
+            migration_interval: "2s",
+            min_users: 4,
+            client_only: vec!["c1"],
+        },
+    );
+    let moved = cluster.wait_for("five moves of the host, every bot heard", |view| {
+        view.max_epoch() >= 6 && view.all_nodes_saw_every_bot_after(0)
+    });
+    let seq = moved.max_seq();
+    let view = cluster.wait_for("every bot heard after the fifth move", |view| {
+        view.all_nodes_saw_every_bot_after(seq)
+    });
+    // c1 followed the host through every move and never hosted.
+    let terms: Vec<(u64, String)> = view
+        .hosts("c1")
+        .into_iter()
+        .map(|(_, epoch, name)| (epoch, name))
+        .collect();
+    assert!(terms.len() >= 5, "c1 followed each move: {terms:?}");
+    for name in cluster.nodes() {
+        let hosts = view.hosts(name);
+        assert!(
+            hosts.iter().all(|(_, _, host)| host != "c1"),
+            "{name} saw c1 host: {hosts:?}"
+        );
+    }
+    let hosted = cluster
+        .stderr(&cluster.node("c1"))
+        .into_iter()
+        .find(|(_, line)| line.contains("now the chat host"));
+    assert!(hosted.is_none(), "c1 hosted: {hosted:?}");
+    assert!(view.errors("c1").is_empty(), "{:?}", view.errors("c1"));
+    let log = view.assert_one_history(cluster.nodes());
+    let from_c1 = log.values().filter(|(from, _)| from == "c1").count();
+    println!(
+        "docker client-only test: {} messages ({from_c1} from c1), host epoch {}, c1 followed {} terms",
+        log.len(),
+        view.max_epoch(),
+        terms.len()
     );
 }

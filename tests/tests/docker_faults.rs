@@ -56,6 +56,7 @@ fn start(test: &str) -> Cluster {
             bot_interval: BOT_INTERVAL,
             migration_interval: MIGRATION_INTERVAL,
             min_users: 2,
+            client_only: Vec::new(),
         },
     )
 }

@@ -65,6 +65,7 @@ fn a_member_nobody_can_reach_chats_but_never_hosts() {
             bot_interval: BOT_INTERVAL,
             migration_interval: MIGRATION_INTERVAL,
             min_users: 2,
+            client_only: Vec::new(),
         },
     );
     // Alone at first: the first member registered is the first host,

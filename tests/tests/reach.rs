@@ -95,6 +95,23 @@ async fn a_member_the_relay_cannot_reach_chats_but_never_hosts() {
     .await;
     assert_chat_intact(&mut members).await;
 
+    // Nobody can dial hidden: a private message reaches it sealed,
+    // through the host; its own to others go direct.
+    let hidden_at = members
+        .iter()
+        .position(|m| m.name == "hidden")
+        .expect("hidden is still there");
+    let other_at = (hidden_at + 1) % members.len();
+    let other = members[other_at].name.clone();
+    members[other_at].say("/msg hidden psst").await;
+    members[hidden_at]
+        .wait_event("private", &[("from", &other), ("text", "psst")])
+        .await;
+    members[hidden_at].say(&format!("/msg {other} hi")).await;
+    members[other_at]
+        .wait_event("private", &[("from", "hidden"), ("text", "hi")])
+        .await;
+
     sampler.abort();
     let seen = seen.lock().expect("lock");
     assert!(seen.hosts.len() >= 6, "{:?}", seen.hosts);
@@ -118,14 +135,14 @@ async fn when_nobody_can_host_the_room_says_so_until_someone_can() {
         .expect("joins");
     let said = hidden.wait_event("no_host", &[]).await;
     let reason = said["reason"].as_str().unwrap_or_default().to_string();
-    assert!(reason.contains("1 cannot be reached"), "{said}");
+    assert!(reason.contains("unreachable from the relay: 1,"), "{said}");
     let status = relay
         .client()
         .current_host(CurrentHostRequest {})
         .await
         .expect_err("no host");
     assert_eq!(status.code(), Code::Unavailable, "{status}");
-    assert!(status.message().contains("cannot be reached"), "{status}");
+    assert!(status.message().contains("no member can host"), "{status}");
     hidden.say("sent while nobody hosts").await;
 
     // Someone the relay reaches joins: it hosts, and the held message goes

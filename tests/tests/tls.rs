@@ -10,51 +10,18 @@ use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
 use chat_proto::pb::chat::{PrivateMessage, ReplicateBody};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
-use chat_proto::pb::relay::{CurrentHostRequest, HostRecord};
+use chat_proto::pb::relay::CurrentHostRequest;
 use chat_proto::tls::{self, Authority, Credentials};
 use chat_proto::trust::{self, Keypair};
 use chat_tests::hostile::{assert_chat_intact, replicate, signed_register, NOWHERE};
+use chat_tests::phases::{chat_through_moves, current_host, start_tls_chat, survive_a_host_kill};
 use chat_tests::{join, join_relay, join_with_transport, temp_dir, Member, Relay, DEADLINE};
-use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 /// How long a refused connection may take to say so.
 const QUICK: Duration = Duration::from_secs(5);
-
-/// Joins `names` to the TLS relay and waits until the chat is active.
-async fn start_tls_chat(relay: &Relay, names: &[&str]) -> Vec<Member> {
-    let mut members = Vec::new();
-    for name in names {
-        let member = join_relay(relay, name).await.expect("joins over TLS");
-        members.push(member);
-    }
-    for member in members.iter_mut() {
-        member.wait_event("activated", &[]).await;
-    }
-    members
-}
-
-async fn current_host(relay: &Relay) -> HostRecord {
-    relay
-        .client()
-        .current_host(CurrentHostRequest {})
-        .await
-        .expect("CurrentHost over TLS")
-        .into_inner()
-}
-
-/// Sequence numbers of the acks `member` received.
-fn acked_seqs(member: &mut Member) -> Vec<u64> {
-    member.drain();
-    member
-        .seen
-        .iter()
-        .filter(|e| e["type"] == "ack")
-        .filter_map(|e| e["seq"].as_u64())
-        .collect()
-}
 
 /// Each node serves TLS with the certificate the relay issued for its node
 /// id (what grpcurl `-cacert` with `-servername` sees).
@@ -71,85 +38,6 @@ async fn assert_nodes_serve_tls(relay: &Relay, members: &[Member]) {
     }
 }
 
-/// Rounds of messages from everyone until the host moved `moves` times
-/// (and at least five rounds), each acknowledged; returns the rounds.
-async fn chat_through_moves(relay: &Relay, members: &mut [Member], moves: u64) -> usize {
-    let first = current_host(relay).await.epoch;
-    let mut rounds = 0;
-    loop {
-        for member in members.iter_mut() {
-            let line = format!("{} says {rounds}", member.name);
-            member.say(&line).await;
-        }
-        rounds += 1;
-        if current_host(relay).await.epoch >= first + moves && rounds >= 5 {
-            break;
-        }
-        assert!(rounds < 200, "{moves} planned migrations within 200 rounds");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for member in members.iter_mut() {
-        member
-            .wait_until("every message of the planned part acknowledged", |seen| {
-                seen.iter().filter(|e| e["type"] == "ack").count() >= rounds
-            })
-            .await;
-    }
-    rounds
-}
-
-/// A survivor's log once it shows every survivor's `during` and `after`
-/// messages: each message once, gapless, with every acknowledged message
-/// (its own and `killed`'s, by sequence number) where it was acknowledged,
-/// and `rounds` messages at least from each of `everyone`.
-async fn survivor_log(
-    member: &mut Member,
-    killed: (&str, &[u64]),
-    survivors: &[String],
-    rounds: usize,
-) -> Vec<(u64, String, String)> {
-    let (killed_name, killed_acks) = killed;
-    member
-        .wait_until("the survivors' messages of every phase", |seen| {
-            survivors.iter().all(|n| {
-                [
-                    format!("{n} during the kill"),
-                    format!("{n} after the kill"),
-                ]
-                .iter()
-                .all(|t| seen.iter().any(|e| e["text"] == t.as_str()))
-            })
-        })
-        .await;
-    let own_acks = acked_seqs(member);
-    let name = member.name.clone();
-    let got = member.messages();
-    let texts: HashSet<&str> = got.iter().map(|(_, _, t)| t.as_str()).collect();
-    assert_eq!(texts.len(), got.len(), "{name}: no message twice");
-    let seqs: Vec<u64> = got.iter().map(|(s, _, _)| *s).collect();
-    assert_eq!(
-        seqs,
-        (1..=got.len() as u64).collect::<Vec<_>>(),
-        "{name}: no gaps"
-    );
-    let by_seq: BTreeMap<u64, &str> = got.iter().map(|(s, f, _)| (*s, f.as_str())).collect();
-    for (sender, acks) in [(name.as_str(), &own_acks[..]), (killed_name, killed_acks)] {
-        for seq in acks {
-            let found = by_seq.get(seq);
-            assert_eq!(
-                found,
-                Some(&sender),
-                "{name}: {sender}'s acknowledged {seq}"
-            );
-        }
-    }
-    for n in survivors.iter().map(String::as_str).chain([killed_name]) {
-        let said = got.iter().filter(|(_, f, _)| f == n).count();
-        assert!(said >= rounds, "{name}: {n} said {said} < {rounds}");
-    }
-    got
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_runs_over_tls_through_migrations_and_a_host_kill() {
     let dir = temp_dir("tls-chat");
@@ -158,44 +46,10 @@ async fn the_chat_runs_over_tls_through_migrations_and_a_host_kill() {
     assert_nodes_serve_tls(&relay, &members).await;
     let rounds = chat_through_moves(&relay, &mut members, 3).await;
 
-    // Kill the host with messages in flight; the successor takes over.
-    let host = current_host(&relay).await;
-    let index = members
-        .iter()
-        .position(|m| m.name == host.name)
-        .expect("the host is a member");
-    let mut killed = members.remove(index);
-    for member in members.iter_mut() {
-        member
-            .say(&format!("{} during the kill", member.name))
-            .await;
-    }
-    killed.kill().await;
-    let promoted = relay
-        .wait_for_host("the relay promotes a survivor", |h| {
-            h.epoch > host.epoch && h.name != killed.name
-        })
-        .await;
-    for member in members.iter_mut() {
-        member.say(&format!("{} after the kill", member.name)).await;
-    }
-
-    // Every survivor holds every acknowledged message exactly once, in one
-    // order, with nothing missing in between.
-    let killed_acks = acked_seqs(&mut killed);
-    let survivors: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
-    let mut reference: Option<Vec<(u64, String, String)>> = None;
-    for member in members.iter_mut() {
-        let killed = (killed.name.as_str(), &killed_acks[..]);
-        let got = survivor_log(member, killed, &survivors, rounds).await;
-        match &reference {
-            None => reference = Some(got),
-            Some(r) => assert_eq!(&got, r, "{}: the same order as the others", member.name),
-        }
-    }
+    let kill = survive_a_host_kill(&relay, &mut members, rounds).await;
     eprintln!(
         "{rounds} rounds until epoch {}; {} killed; {} promoted at epoch {}",
-        host.epoch, killed.name, promoted.name, promoted.epoch
+        kill.killed.epoch, kill.killed.name, kill.promoted.name, kill.promoted.epoch
     );
     assert_chat_intact(&mut members).await;
 }

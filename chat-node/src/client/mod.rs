@@ -13,7 +13,8 @@ pub use events::{ClientEvent, Connection};
 use crate::backoff::Backoff;
 use crate::dial::NodeAddr;
 use crate::node::NodeShared;
-use chat_proto::pb::chat::SendMessage;
+use crate::peer::Delivery;
+use chat_proto::pb::chat::{SealedPrivate, SendMessage};
 use chat_proto::pb::relay::HostRecord;
 use chat_proto::rules;
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -24,6 +25,17 @@ use tokio_util::sync::CancellationToken;
 
 /// Messages sent but not yet acknowledged, at most.
 pub const MAX_PENDING: usize = 1000;
+/// Sealed private messages waiting for a session with the host, at most.
+const SEALED_OUTBOX: usize = 64;
+
+/// A sealed private message for the host to pass on, with what to tell the
+/// user once it went.
+#[derive(Debug)]
+struct SealedOut {
+    to: String,
+    text: String,
+    sealed: SealedPrivate,
+}
 
 /// The client's view of the chat.
 #[derive(Debug, Default)]
@@ -56,6 +68,8 @@ struct Client {
     /// Ids of pending messages the host refused as too fast (a subset of
     /// the pending queue, so bounded by it).
     refused: HashSet<String>,
+    /// Sealed private messages for the next session to send.
+    outbox: mpsc::Sender<SealedOut>,
 }
 
 /// How a session with a host ended.
@@ -83,6 +97,7 @@ pub async fn run(
     events: mpsc::Sender<ClientEvent>,
     cancel: CancellationToken,
 ) {
+    let (outbox_tx, mut outbox) = mpsc::channel(SEALED_OUTBOX);
     let mut client = Client {
         shared,
         events,
@@ -91,6 +106,7 @@ pub async fn run(
         verifier: verify::Verifier::default(),
         retry_at: None,
         refused: HashSet::new(),
+        outbox: outbox_tx,
     };
     let mut next: Option<NodeAddr> = None;
     loop {
@@ -101,7 +117,10 @@ pub async fn run(
                 None => return,
             },
         };
-        match client.session(&host, &mut commands, &cancel).await {
+        match client
+            .session(&host, &mut commands, &mut outbox, &cancel)
+            .await
+        {
             SessionEnd::Exit => return,
             SessionEnd::Redirect(host) => {
                 client.connection(Connection::Moving).await;
@@ -290,7 +309,8 @@ impl Client {
         }
     }
 
-    /// Sends a private message straight to the recipient's node.
+    /// Sends a private message straight to the recipient's node, or sealed
+    /// through the host to a client-only member.
     fn send_private(&self, to: String, text: String) {
         let me = &self.shared.identity;
         let check = if to == me.name {
@@ -304,13 +324,22 @@ impl Client {
         };
         let events = self.events.clone();
         let shared = self.shared.clone();
+        let outbox = self.outbox.clone();
         tokio::spawn(async move {
             let result = match check {
                 Ok(()) => crate::peer::send_private(&shared, &to, &text).await,
                 Err(e) => Err(e),
             };
             let event = match result {
-                Ok(()) => ClientEvent::PrivateSent { to, text },
+                Ok(Delivery::Direct) => ClientEvent::PrivateSent { to, text },
+                // Told once the session sent it.
+                Ok(Delivery::Sealed(sealed)) => {
+                    if outbox.try_send(SealedOut { to, text, sealed }).is_ok() {
+                        return;
+                    }
+                    let why = "private messages are still waiting for the host; not sent";
+                    ClientEvent::error(format!("{SEALED_OUTBOX} {why}"))
+                }
                 Err(e) => ClientEvent::error(e),
             };
             let _ = events.send(event).await;

@@ -1,6 +1,6 @@
 //! One session of the client with one host.
 
-use super::{Client, ClientEvent, Connection, SessionEnd, UserCommand};
+use super::{Client, ClientEvent, Connection, SealedOut, SessionEnd, UserCommand};
 use crate::dial::NodeAddr;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::*;
@@ -44,6 +44,7 @@ impl Client {
         &mut self,
         to: &NodeAddr,
         commands: &mut mpsc::Receiver<UserCommand>,
+        outbox: &mut mpsc::Receiver<SealedOut>,
         cancel: &CancellationToken,
     ) -> SessionEnd {
         let address = to.address.as_str();
@@ -79,6 +80,13 @@ impl Client {
                     Some(cmd) => self.online_command(cmd, &tx).await,
                     None => return SessionEnd::Exit,
                 },
+                Some(out) = outbox.recv() => {
+                    let frame = client_frame(client_frame::Frame::SealedPrivate(out.sealed));
+                    if tx.send(frame).await.is_err() {
+                        return SessionEnd::Lost("stream closed while sending a private message".into());
+                    }
+                    self.emit(ClientEvent::PrivateSent { to: out.to, text: out.text }).await;
+                }
                 changed = host_rx.changed() => {
                     // The relay fenced this host: follow the newer epoch.
                     let newer = host_rx.borrow_and_update().clone().filter(|h| h.epoch > epoch && epoch > 0);
@@ -268,6 +276,7 @@ impl Client {
                 }))
             }
             Frame::Challenge(_) => {} // only first
+            Frame::SealedPrivate(p) => crate::peer::accept_sealed(self.shared.clone(), p),
             Frame::Rejected(r) if r.retry_after_ms > 0 => {
                 // Too fast: the message stays pending and goes again later.
                 if self.view.pending.iter().any(|p| p.id == r.id) {

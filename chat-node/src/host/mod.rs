@@ -57,6 +57,14 @@ impl Role {
 pub enum HostEvent {
     /// Forward this frame.
     Frame(ServerFrame),
+    /// Forward this frame to the sessions of the node `to_node_id` only (a
+    /// sealed private message).
+    To {
+        /// The recipient's node id.
+        to_node_id: String,
+        /// The frame.
+        frame: ServerFrame,
+    },
     /// The role moved on: tell the client where, then end the session.
     Moved(Migrate),
     /// The node is stopping: end the session.
@@ -284,5 +292,44 @@ pub(crate) fn record_of(term: &HostTerm, cert: HostTermCertificate) -> HostRecor
         name: term.name.clone(),
         certificate: Some(cert),
         no_host_reason: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, address: &str) -> Member {
+        Member {
+            name: name.into(),
+            node_id: format!("id-{name}"),
+            address: address.into(),
+            public_key: vec![1; 32],
+        }
+    }
+
+    #[test]
+    fn a_member_without_an_address_is_never_a_successor() {
+        let mut core = HostCore::new();
+        let mut room = Room::new("room".into(), 1);
+        for (name, address) in [
+            ("alice", "127.0.0.1:1"),
+            ("bob", "127.0.0.1:2"),
+            ("dave", ""),
+            ("carol", "127.0.0.1:3"),
+        ] {
+            room.join(member(name, address)).unwrap();
+            core.sessions.insert(name.into(), 1);
+        }
+        core.room = Some(room);
+        let names = |core: &HostCore, me: &str| -> Vec<String> {
+            core.successors(me).into_iter().map(|m| m.name).collect()
+        };
+        assert_eq!(names(&core, "alice"), ["bob", "carol"]);
+        assert_eq!(names(&core, "carol"), ["alice", "bob"]);
+        // Only client-only members besides the host: nobody.
+        core.sessions
+            .retain(|name, _| name == "alice" || name == "dave");
+        assert!(names(&core, "alice").is_empty());
     }
 }

@@ -167,6 +167,7 @@ async fn open_session(
     let ctx = session::Session {
         shared: shared.clone(),
         name: hello.name,
+        node_id: hello.node_id,
         key: member_key,
         certificate: hello.certificate.unwrap_or_default(),
         rate: TokenBucket::new(

@@ -10,6 +10,7 @@ use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::*;
 use chat_proto::pb::relay::NameCertificate;
+use chat_proto::sealed;
 use chat_proto::trust::{self, PublicKey};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use tonic::Streaming;
 pub(super) struct Session {
     pub shared: Arc<NodeShared>,
     pub name: String,
+    /// The member's node id.
+    pub node_id: String,
     /// The member's key, as its name certificate binds it.
     pub key: PublicKey,
     /// The member's name certificate, stored with each of its messages.
@@ -71,6 +74,10 @@ impl Session {
                     Ok(HostEvent::Frame(f)) => {
                         if self.tx.send(vec![Ok(f)]).await.is_err() { break End::Gone }
                     }
+                    Ok(HostEvent::To { to_node_id, frame }) if to_node_id == self.node_id => {
+                        if self.tx.send(vec![Ok(frame)]).await.is_err() { break End::Gone }
+                    }
+                    Ok(HostEvent::To { .. }) => {}
                     Ok(HostEvent::Moved(m)) => {
                         let _ = self.tx.frame(server_frame::Frame::Migrate(m)).await;
                         break End::Moved;
@@ -113,6 +120,7 @@ impl Session {
         match f.frame {
             Some(client_frame::Frame::Send(m)) => self.send(m),
             Some(client_frame::Frame::Reset(r)) => Step::Reset(r),
+            Some(client_frame::Frame::SealedPrivate(p)) => self.pass_on(p),
             Some(client_frame::Frame::Leave(_)) => {
                 self.shared.leave_room(&self.name);
                 Step::Left
@@ -157,6 +165,37 @@ impl Session {
         self.shared.sequence(message)
     }
 
+    /// Passes a sealed private message on to the sessions of its
+    /// recipient, a member of the room with a session open. The host
+    /// cannot open it; it counts against the sender's rate like a message.
+    fn pass_on(&mut self, p: SealedPrivate) -> Step {
+        let refused = |why: String| rejected("", format!("private message not passed on: {why}"));
+        if p.sealed.len() > sealed::MAX_SEALED_BYTES {
+            return refused(format!(
+                "a sealed private message is at most {} bytes; this one is {}",
+                sealed::MAX_SEALED_BYTES,
+                p.sealed.len()
+            ));
+        }
+        if self.rate.try_take(tokio::time::Instant::now()).is_err() {
+            return refused(format!(
+                "sending too fast: at most {} messages per second",
+                self.shared.settings.messages_per_second
+            ));
+        }
+        if let Err(why) = self.shared.recipient_here(&p.to_node_id) {
+            return refused(why);
+        }
+        let to_node_id = p.to_node_id.clone();
+        let frame = frame(server_frame::Frame::SealedPrivate(p));
+        // No receivers simply means no sessions.
+        let _ = self
+            .shared
+            .host_events
+            .send(HostEvent::To { to_node_id, frame });
+        Step::Continue
+    }
+
     /// Keeps an acknowledgement, in sequence order, until its commit. New
     /// messages come last; a re-sent one may go further in.
     fn hold_ack(&mut self, ack: Ack) {
@@ -195,6 +234,23 @@ fn rejected(id: &str, reason: impl Into<String>) -> Step {
 }
 
 impl NodeShared {
+    /// Whether the live room has the member `node_id` with a session open
+    /// here; says why not.
+    fn recipient_here(&self, node_id: &str) -> Result<(), String> {
+        let core = self.core();
+        let room = match (core.tenure.role(), core.room.as_ref()) {
+            (Role::Live { .. }, Some(room)) => room,
+            _ => return Err("the host is moving; try again".into()),
+        };
+        let Some(member) = room.members().find(|m| m.node_id == node_id) else {
+            return Err("the recipient is not a member of this chat".into());
+        };
+        if core.sessions.get(&member.name).is_none_or(|n| *n == 0) {
+            return Err(format!("{} is not connected to the host", member.name));
+        }
+        Ok(())
+    }
+
     /// The sequence number of `from`'s message `id`, if the live room holds it.
     fn sequenced(&self, from: &str, id: &str) -> Option<u64> {
         let core = self.core();

@@ -100,6 +100,34 @@ fn first_node_hosts_at_epoch_one_once_the_relay_reaches_it() {
 }
 
 #[test]
+fn the_first_member_to_register_hosts_whichever_check_ends_first() {
+    let mut r = registry();
+    let now = Instant::now();
+    let (alice, _) = r.register_now(reg("alice", 1), now).unwrap();
+    let (bob, _) = r.register_now(reg("bob", 2), now).unwrap();
+    for m in [&alice, &bob] {
+        r.watch_started(&m.record.node_id, &m.session_token)
+            .unwrap();
+    }
+    let _ = r.due_checks(now);
+    r.check_member(&bob, true, now);
+    assert!(r.check_lease(now).is_none(), "waits for alice's check");
+    r.check_member(&alice, true, now);
+    let host = r.check_lease(now).unwrap();
+    assert_eq!((host.epoch, host.name.as_str()), (1, "alice"));
+    // Had alice been unreachable, bob would host.
+    let mut r = registry();
+    let (alice, _) = r.register_now(reg("alice", 1), now).unwrap();
+    r.watch_started(&alice.record.node_id, &alice.session_token)
+        .unwrap();
+    for _ in 0..3 {
+        r.check_member(&alice, false, now);
+    }
+    let bob = r.join("bob", 2, now);
+    assert_eq!(r.current_host().unwrap().node_id, bob.record.node_id);
+}
+
+#[test]
 fn a_member_the_relay_cannot_reach_never_hosts_and_the_room_says_so() {
     let mut r = registry();
     let t0 = Instant::now();
@@ -114,7 +142,8 @@ fn a_member_the_relay_cannot_reach_never_hosts_and_the_room_says_so() {
     let said = r.check_lease(now).unwrap();
     assert!(said.certificate.is_none() && said.node_id.is_empty());
     assert!(
-        said.no_host_reason.contains("1 cannot be reached"),
+        said.no_host_reason
+            .contains("unreachable from the relay: 1,"),
         "{}",
         said.no_host_reason
     );
@@ -468,4 +497,90 @@ fn epochs_never_wrap() {
             t0
         )
         .is_err());
+}
+
+/// A client-only registration: no address.
+fn client_only(name: &str) -> Registration {
+    Registration {
+        address: String::new(),
+        client_only: true,
+        ..reg(name, 0)
+    }
+}
+
+#[test]
+fn a_client_only_node_registers_without_an_address() {
+    let mut r = registry();
+    let now = Instant::now();
+    let dave = r.join_with(client_only("dave"), true, now);
+    assert!(dave.record.client_only && dave.record.address.is_empty());
+    assert!(!r.members[&dave.record.node_id].can_host());
+    assert!(
+        r.host().is_some_and(|h| h.certificate.is_none()),
+        "a client-only first member is not made host: {:?}",
+        r.host()
+    );
+    let record = r.lookup("dave").unwrap();
+    assert!(record.client_only && record.address.is_empty());
+    // Everyone else still needs an address.
+    let mut no_address = reg("erin", 0);
+    no_address.address.clear();
+    assert_eq!(
+        r.register_now(no_address, now).unwrap_err(),
+        RegistryError::InvalidAddress
+    );
+    assert_eq!(check_fields("dave", "", true), Ok(()));
+    assert_eq!(
+        check_fields("dave", "", false),
+        Err(RegistryError::InvalidAddress)
+    );
+    // The next member that can host becomes host.
+    let alice = r.join("alice", 1, now);
+    assert_eq!(r.current_host().unwrap().node_id, alice.record.node_id);
+}
+
+#[test]
+fn a_client_only_node_is_never_made_host() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let a = r.join("alice", 1, t0);
+    let d = r.join_with(client_only("dave"), true, t0);
+    let b = r.join("bob", 2, t0);
+    // Not as a migration target...
+    assert_eq!(
+        r.report_migration(
+            &a.record.node_id,
+            &a.session_token,
+            1,
+            &d.record.node_id,
+            t0
+        ),
+        Err(RegistryError::CannotHost {
+            name: "dave".into(),
+            why: "it is a client-only member"
+        })
+    );
+    assert_eq!(
+        r.host().unwrap().epoch,
+        1,
+        "a refused migration changes nothing"
+    );
+    // ...nor successor (the relay says so), nor promoted.
+    let unhostable = r
+        .renew_lease(
+            &a.record.node_id,
+            &a.session_token,
+            1,
+            &d.record.node_id,
+            t0,
+        )
+        .unwrap();
+    assert_eq!(unhostable, vec![d.record.node_id.clone()]);
+    let promoted = r.check_lease(t0 + LEASE * 2).unwrap();
+    assert_eq!(promoted.name, "bob");
+    // With only the client-only member left, nobody is promoted.
+    r.unregister(&a.record.node_id, &a.session_token).unwrap();
+    r.unregister(&b.record.node_id, &b.session_token).unwrap();
+    let said = r.check_lease(t0 + LEASE * 10).unwrap();
+    assert!(said.no_host_reason.contains("client-only: 1,"), "{said:?}");
 }

@@ -35,6 +35,8 @@ pub struct ClusterConfig {
     pub migration_interval: &'static str,
     /// Members needed to activate the chat.
     pub min_users: u32,
+    /// Which of `nodes` run `--client-only` (no port, never host).
+    pub client_only: Vec<&'static str>,
 }
 
 /// A relay and bot nodes, each in a container on a network of their own;
@@ -191,18 +193,24 @@ impl Cluster {
         .to_vec()
     }
 
-    /// The image and command line of bot node `name`.
+    /// The image and command line of bot node `name` (a client-only one
+    /// listens nowhere and gives no address).
     fn node_args(&self, name: &str, listen_ip: &str, advertise: &str) -> Vec<String> {
-        vec![
+        let mut args = vec![
             self.images.node.clone(),
             format!("https://{}:{RELAY_PORT}", self.relay()),
             format!("--relay-ca={NODE_RELAY_CA}"),
             format!("--name={name}"),
-            format!("--listen={listen_ip}:{NODE_PORT}"),
-            format!("--advertise={advertise}"),
             format!("--mode={}", self.config.mode),
             format!("--bot-interval={}", self.config.bot_interval),
-        ]
+        ];
+        if self.config.client_only.contains(&name) {
+            args.push("--client-only".into());
+        } else {
+            args.push(format!("--listen={listen_ip}:{NODE_PORT}"));
+            args.push(format!("--advertise={advertise}"));
+        }
+        args
     }
 
     /// The network's name.

@@ -63,26 +63,7 @@ pub struct Checked {
 /// later view in which `shown_by` show them all.
 pub fn check_history(acked: &View, last: &View, shown_by: &[&str]) -> Checked {
     // One history: numbered 1, 2, 3, ... on every node, the same everywhere.
-    let mut history: BTreeMap<u64, (String, String)> = BTreeMap::new();
-    for node in shown_by {
-        let shown = last.messages(node);
-        for (i, m) in shown.iter().enumerate() {
-            assert_eq!(
-                m.seq,
-                i as u64 + 1,
-                "{node}: gap or repeat in the history at {m:?}"
-            );
-            let entry = history
-                .entry(m.seq)
-                .or_insert_with(|| (m.from.clone(), m.text.clone()));
-            assert_eq!(
-                entry,
-                &(m.from.clone(), m.text.clone()),
-                "{node}: message {} differs between nodes",
-                m.seq
-            );
-        }
-    }
+    let history = last.assert_one_history(shown_by);
     // No text twice; each bot's messages are its own, #1..#k, all there.
     let mut texts = BTreeSet::new();
     let mut numbers: BTreeMap<&str, Vec<u64>> = BTreeMap::new();

@@ -282,9 +282,58 @@ impl View {
         })
     }
 
+    /// Checks that `nodes`, none of them restarted, show one history:
+    /// messages numbered 1, 2, 3, ... (nothing lost, nothing twice), each
+    /// number with the same sender and text on every node; returns that
+    /// history by number.
+    pub fn assert_one_history(&self, nodes: &[&str]) -> History {
+        let mut history = History::new();
+        for node in nodes {
+            add_to_history(node, &self.messages(node), &mut history);
+        }
+        history
+    }
+
+    /// The same for every node, each run of a restarted node (which shows
+    /// the history again from 1) checked on its own.
+    pub fn assert_one_history_per_run(&self) -> History {
+        let mut history = History::new();
+        for node in self.nodes.keys() {
+            let shown = self.messages(node);
+            for run in runs(&shown) {
+                add_to_history(node, run, &mut history);
+            }
+        }
+        history
+    }
+
     /// Whether every node has shown a message of every node numbered above `seq`.
     pub fn all_nodes_saw_every_bot_after(&self, seq: u64) -> bool {
         let names: Vec<&str> = self.nodes.keys().map(String::as_str).collect();
         self.saw_bots_after(&names, &names, seq)
+    }
+}
+
+/// Chat messages by sequence number: sender and text.
+pub type History = BTreeMap<u64, (String, String)>;
+
+/// Checks that `shown` (what `node` showed) is numbered 1, 2, 3, ... and
+/// agrees with `history`, which it extends.
+fn add_to_history(node: &str, shown: &[Message], history: &mut History) {
+    for (i, m) in shown.iter().enumerate() {
+        assert_eq!(
+            m.seq,
+            i as u64 + 1,
+            "{node}: gap or repeat in the history at {m:?}"
+        );
+        let entry = history
+            .entry(m.seq)
+            .or_insert_with(|| (m.from.clone(), m.text.clone()));
+        assert_eq!(
+            entry,
+            &(m.from.clone(), m.text.clone()),
+            "{node}: message {} differs between nodes",
+            m.seq
+        );
     }
 }
