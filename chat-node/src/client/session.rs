@@ -286,10 +286,12 @@ impl Client {
                 self.retry_at = Some(self.retry_at.map_or(at, |t| t.max(at)));
             }
             Frame::Rejected(r) => {
-                if !r.id.is_empty() {
-                    self.view.pending.retain(|p| p.id != r.id);
-                }
+                let queued = !r.id.is_empty() && self.view.pending.iter().any(|p| p.id == r.id);
                 self.emit(ClientEvent::error(r.reason)).await;
+                if queued {
+                    self.view.pending.retain(|p| p.id != r.id);
+                    self.emit(ClientEvent::Refused { id: r.id }).await;
+                }
             }
         }
         None

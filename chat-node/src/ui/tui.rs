@@ -44,8 +44,9 @@ const EVENT_BATCH: usize = 256;
 /// Whether this process has the terminal in raw mode on the alternate screen.
 static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// Runs the full-screen interface until the user quits. The caller then
-/// shuts the node down; this does not send [`UserCommand::Exit`].
+/// Runs the full-screen interface for the user `name` until the user
+/// quits. The caller then shuts the node down; this does not send
+/// [`UserCommand::Exit`].
 pub async fn run_tui(
     name: &str,
     commands: mpsc::Sender<UserCommand>,
@@ -58,8 +59,7 @@ pub async fn run_tui(
     let reader = std::thread::Builder::new()
         .name("tui-input".into())
         .spawn(move || read_terminal(term_tx))?;
-    let mut state = TuiState::new();
-    state.my_name = Some(name.to_string());
+    let mut state = TuiState::new(name);
     let result = loop {
         if let Err(e) = terminal.draw(|frame| draw(frame, &state)) {
             break Err(e);

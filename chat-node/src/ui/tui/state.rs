@@ -89,8 +89,8 @@ pub struct TuiState {
     pub room: RoomState,
     /// Connection to the host, once known.
     pub connection: Option<Connection>,
-    /// This user's name, once learned from an acknowledged message.
-    pub my_name: Option<String>,
+    /// This user's name, as shown.
+    pub my_name: String,
     /// Whether the member pane is shown.
     pub show_members: bool,
     /// Rows scrolled up from the bottom of the message pane.
@@ -102,19 +102,11 @@ pub struct TuiState {
     pub(super) shown_scroll: Cell<usize>,
     /// Height of the message pane at the last draw.
     pub(super) page_rows: Cell<usize>,
-    pub(super) acked_ids: VecDeque<String>,
-    pub(super) acked_seqs: VecDeque<u64>,
-}
-
-impl Default for TuiState {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl TuiState {
-    /// An empty interface state.
-    pub fn new() -> Self {
+    /// An empty interface state for the user `my_name`.
+    pub fn new(my_name: &str) -> Self {
         TuiState {
             lines: VecDeque::new(),
             pending: VecDeque::new(),
@@ -126,14 +118,12 @@ impl TuiState {
             epoch: None,
             room: RoomState::Unknown,
             connection: None,
-            my_name: None,
+            my_name: shown(my_name),
             show_members: false,
             scroll: 0,
             quiet_who: 0,
             shown_scroll: Cell::new(0),
             page_rows: Cell::new(10),
-            acked_ids: VecDeque::new(),
-            acked_seqs: VecDeque::new(),
         }
     }
 
@@ -144,6 +134,9 @@ impl TuiState {
 
     /// Applies one client event that arrived at `now_ms`.
     pub fn apply_at(&mut self, event: &ClientEvent, now_ms: i64) {
+        if self.apply_pending(event, now_ms) {
+            return;
+        }
         match event {
             ClientEvent::Message {
                 seq,
@@ -151,7 +144,7 @@ impl TuiState {
                 text,
                 sent_at_unix_ms,
             } => {
-                self.on_message(*seq, from);
+                self.on_message(*seq);
                 let kind = LineKind::Chat {
                     seq: *seq,
                     from: shown(from),
@@ -166,7 +159,6 @@ impl TuiState {
                 let kind = LineKind::PrivateOut { to: shown(to) };
                 return self.push(now_ms, kind, &shown(text));
             }
-            ClientEvent::Ack { id, seq } => return self.on_ack(id, *seq),
             ClientEvent::Host { epoch, name, .. } => {
                 self.no_host = false;
                 self.host = Some(shown(name));
@@ -216,6 +208,10 @@ impl TuiState {
             ClientEvent::Connection { state } => self.connection = Some(*state),
             ClientEvent::Info { message } => return self.push(now_ms, LineKind::Info, message),
             ClientEvent::Error { message } => return self.push(now_ms, LineKind::Error, message),
+            // Settled above.
+            ClientEvent::Queued { .. } | ClientEvent::Ack { .. } | ClientEvent::Refused { .. } => {
+                return
+            }
         }
         if let Some(text) = format_event(event) {
             let text = text.strip_prefix("* ").unwrap_or(&text).to_string();
@@ -272,7 +268,7 @@ mod tests {
 
     #[test]
     fn members_joins_and_quiet_who() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         s.apply(&ClientEvent::Waiting {
             members: 1,
             min_users: 3,
@@ -298,7 +294,7 @@ mod tests {
 
     #[test]
     fn lines_are_bounded_and_escaped() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         for i in 0..MAX_LINES + 5 {
             s.apply(&message(i as u64, "a", "x\u{1b}[2J\ty"));
         }
@@ -308,7 +304,7 @@ mod tests {
 
     #[test]
     fn other_peoples_text_never_spans_two_lines() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         s.apply(&message(1, "bob\u{202E}", "hi\n[999] alice: fake"));
         s.apply(&ClientEvent::Private {
             from: "eve\r".into(),
@@ -333,7 +329,7 @@ mod tests {
 
     #[test]
     fn own_help_keeps_its_lines() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         s.apply(&ClientEvent::Info {
             message: "one\ntwo".into(),
         });
