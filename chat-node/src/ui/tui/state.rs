@@ -134,31 +134,27 @@ impl TuiState {
 
     /// Applies one client event that arrived at `now_ms`.
     pub fn apply_at(&mut self, event: &ClientEvent, now_ms: i64) {
+        if let ClientEvent::Message { seq, .. } = event {
+            self.on_message(*seq);
+        }
         if self.apply_pending(event, now_ms) {
             return;
         }
+        if let Some((at_ms, kind, text)) = pane_line(event, now_ms) {
+            return self.push(at_ms, kind, &text);
+        }
+        if self.apply_status(event) {
+            if let Some(text) = format_event(event) {
+                let text = text.strip_prefix("* ").unwrap_or(&text).to_string();
+                self.push(now_ms, LineKind::System, &text);
+            }
+        }
+    }
+
+    /// Applies an event about the chat's state (host, activation,
+    /// connection, members); true if it also gets a line in the pane.
+    fn apply_status(&mut self, event: &ClientEvent) -> bool {
         match event {
-            ClientEvent::Message {
-                seq,
-                from,
-                text,
-                sent_at_unix_ms,
-            } => {
-                self.on_message(*seq);
-                let kind = LineKind::Chat {
-                    seq: *seq,
-                    from: shown(from),
-                };
-                return self.push(*sent_at_unix_ms, kind, &shown(text));
-            }
-            ClientEvent::Private { from, text } => {
-                let kind = LineKind::PrivateIn { from: shown(from) };
-                return self.push(now_ms, kind, &shown(text));
-            }
-            ClientEvent::PrivateSent { to, text } => {
-                let kind = LineKind::PrivateOut { to: shown(to) };
-                return self.push(now_ms, kind, &shown(text));
-            }
             ClientEvent::Host { epoch, name, .. } => {
                 self.no_host = false;
                 self.host = Some(shown(name));
@@ -170,11 +166,26 @@ impl TuiState {
             }
             ClientEvent::Activated => self.room = RoomState::Active,
             ClientEvent::Waiting { members, min_users } => {
-                self.room = RoomState::Waiting {
-                    min_users: *min_users,
-                };
+                let min_users = *min_users;
+                self.room = RoomState::Waiting { min_users };
                 self.member_count = Some(*members);
             }
+            ClientEvent::Reset { min_users, .. } => {
+                let min_users = *min_users;
+                self.room = RoomState::Waiting { min_users };
+                // Held messages went with the history.
+                self.pending.retain(|p| p.held_seq.is_none());
+            }
+            ClientEvent::Connection { state } => self.connection = Some(*state),
+            _ => return self.apply_membership(event),
+        }
+        true
+    }
+
+    /// Applies joins, leaves and member lists; true if the event also gets
+    /// a line in the pane (a member list the interface asked for does not).
+    fn apply_membership(&mut self, event: &ClientEvent) -> bool {
+        match event {
             ClientEvent::Joined { name } => {
                 let name = shown(name);
                 if !self.members.contains(&name) {
@@ -195,28 +206,12 @@ impl TuiState {
                 }
                 if self.quiet_who > 0 {
                     self.quiet_who -= 1;
-                    return;
+                    return false;
                 }
             }
-            ClientEvent::Reset { min_users, .. } => {
-                self.room = RoomState::Waiting {
-                    min_users: *min_users,
-                };
-                // Held messages went with the history.
-                self.pending.retain(|p| p.held_seq.is_none());
-            }
-            ClientEvent::Connection { state } => self.connection = Some(*state),
-            ClientEvent::Info { message } => return self.push(now_ms, LineKind::Info, message),
-            ClientEvent::Error { message } => return self.push(now_ms, LineKind::Error, message),
-            // Settled above.
-            ClientEvent::Queued { .. } | ClientEvent::Ack { .. } | ClientEvent::Refused { .. } => {
-                return
-            }
+            _ => {}
         }
-        if let Some(text) = format_event(event) {
-            let text = text.strip_prefix("* ").unwrap_or(&text).to_string();
-            self.push(now_ms, LineKind::System, &text);
-        }
+        true
     }
 
     /// Adds a line to the pane, dropping the oldest beyond [`MAX_LINES`].
@@ -239,6 +234,37 @@ impl TuiState {
     pub fn push_error(&mut self, message: &str) {
         self.push(now_unix_ms(), LineKind::Error, message);
     }
+}
+
+/// The pane line an event shows as it is (messages, private messages, the
+/// client's info and errors): when, what kind, and the text.
+fn pane_line(event: &ClientEvent, now_ms: i64) -> Option<(i64, LineKind, String)> {
+    let line = match event {
+        ClientEvent::Message {
+            seq,
+            from,
+            text,
+            sent_at_unix_ms,
+        } => {
+            let kind = LineKind::Chat {
+                seq: *seq,
+                from: shown(from),
+            };
+            (*sent_at_unix_ms, kind, shown(text))
+        }
+        ClientEvent::Private { from, text } => (
+            now_ms,
+            LineKind::PrivateIn { from: shown(from) },
+            shown(text),
+        ),
+        ClientEvent::PrivateSent { to, text } => {
+            (now_ms, LineKind::PrivateOut { to: shown(to) }, shown(text))
+        }
+        ClientEvent::Info { message } => (now_ms, LineKind::Info, message.clone()),
+        ClientEvent::Error { message } => (now_ms, LineKind::Error, message.clone()),
+        _ => return None,
+    };
+    Some(line)
 }
 
 /// Someone else's name or text as the pane shows it: on one line, with
