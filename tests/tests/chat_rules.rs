@@ -204,3 +204,30 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let got = alice.wait_messages(1).await;
     assert_eq!(got[0].0, 1, "the refused message took no sequence number");
 }
+
+#[tokio::test]
+async fn each_message_is_queued_under_the_id_its_ack_carries() {
+    let relay = Relay::start(1, NO_MIGRATION).await;
+    let mut alice = join(&relay.uri(), "alice").await.unwrap();
+    alice.wait_event("activated", &[]).await;
+    alice.say("same").await;
+    alice.say(&"x".repeat(4097)).await;
+    alice.say("same").await;
+    alice.wait_event("error", &[("message", "~4 KiB")]).await;
+    alice
+        .wait_until("two acks", |seen| {
+            seen.iter().filter(|e| e["type"] == "ack").count() >= 2
+        })
+        .await;
+    let ids = |kind: &str| -> Vec<String> {
+        let of_kind = alice.seen.iter().filter(|e| e["type"] == kind);
+        of_kind.map(|e| e["id"].to_string()).collect()
+    };
+    let queued = ids("queued");
+    assert_eq!(queued.len(), 2, "the over-long text was never queued");
+    assert_ne!(queued[0], queued[1], "identical texts get their own ids");
+    let (mut queued, mut acked) = (queued, ids("ack"));
+    queued.sort();
+    acked.sort();
+    assert_eq!(acked, queued, "each ack names a queued message");
+}

@@ -44,12 +44,28 @@ pub enum ClientEvent {
         /// Text.
         text: String,
     },
+    /// The client took a message of this user and will send it, again
+    /// after a reconnect, until the host acknowledges (`Ack`) or refuses
+    /// (`Refused`) it under this id. A message the client refuses at once
+    /// (empty, too long, too many waiting) gets an `Error` instead.
+    Queued {
+        /// Client-chosen id, the same in the `Ack` or `Refused` that ends it.
+        id: String,
+        /// Text, as sent.
+        text: String,
+    },
     /// The host acknowledged a message of this user.
     Ack {
         /// Client-chosen id.
         id: String,
         /// Sequence number.
         seq: u64,
+    },
+    /// The host refused a queued message for good: it will not be sent
+    /// again. The `Error` event just before says why.
+    Refused {
+        /// Client-chosen id, as in `Queued`.
+        id: String,
     },
     /// The chat has no host and none can be chosen yet: the relay says
     /// why (for example, it reaches no member that could host).

@@ -253,7 +253,8 @@ impl Client {
         true
     }
 
-    /// Adds a message to the pending queue; `None` if refused.
+    /// Adds a message to the pending queue and tells the user its id;
+    /// `None` if refused (the user is told why).
     async fn queue(&mut self, text: String) -> Option<SendMessage> {
         if let Err(e) = rules::validate_text(&text) {
             self.emit(ClientEvent::error(e.to_string())).await;
@@ -275,6 +276,11 @@ impl Client {
             .key
             .sign_message(&self.shared.identity.name, &mut msg);
         self.view.pending.push_back(msg.clone());
+        self.emit(ClientEvent::Queued {
+            id: msg.id.clone(),
+            text: msg.text.clone(),
+        })
+        .await;
         Some(msg)
     }
 

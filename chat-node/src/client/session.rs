@@ -23,6 +23,25 @@ fn client_frame(f: client_frame::Frame) -> ClientFrame {
     ClientFrame { frame: Some(f) }
 }
 
+/// Sleeps until `at` (never called without one: the branch is disabled).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    tokio::time::sleep_until(at.unwrap_or_else(tokio::time::Instant::now)).await
+}
+
+/// After the relay fenced this session's host (a newer epoch elsewhere),
+/// where to follow; `None` while the session's host is still current.
+fn fenced(
+    host_rx: &mut tokio::sync::watch::Receiver<Option<chat_proto::pb::relay::HostRecord>>,
+    epoch: u64,
+    address: &str,
+) -> Option<SessionEnd> {
+    let newer = host_rx
+        .borrow_and_update()
+        .clone()
+        .filter(|h| h.epoch > epoch && epoch > 0 && h.address != address)?;
+    Some(SessionEnd::Redirect(super::node_of(&newer)))
+}
+
 impl Client {
     /// Where a dormant node says the host is, if it said: the host term
     /// certificate in its metadata, which the relay signed, names it.
@@ -55,59 +74,100 @@ impl Client {
         let mut host_rx = self.shared.host_watch();
         let mut epoch = 0;
         loop {
-            tokio::select! {
-                frame = inbound.message() => match frame {
-                    Ok(Some(ServerFrame { frame: Some(f) })) => {
-                        if let server_frame::Frame::Welcome(w) = &f {
-                            epoch = w.epoch;
-                        }
-                        if let Some(end) = self.on_frame(f, address).await {
-                            return end;
-                        }
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => return SessionEnd::Lost("the host closed the session".into()),
-                    Err(status) => return SessionEnd::Lost(status.to_string()),
+            let retry_at = self.retry_at;
+            let end = tokio::select! {
+                frame = inbound.message() => self.on_inbound(frame, &mut epoch, address).await,
+                cmd = commands.recv() => self.on_command(cmd, &tx, &mut inbound).await,
+                Some(out) = outbox.recv() => self.pass_sealed(out, &tx).await,
+                changed = host_rx.changed() => match changed {
+                    Ok(()) => fenced(&mut host_rx, epoch, address),
+                    Err(_) => Some(SessionEnd::Exit),
                 },
-                cmd = commands.recv() => match cmd {
-                    Some(UserCommand::Exit(done)) => {
-                        self.leave(&tx, &mut inbound).await;
-                        if let Some(done) = done {
-                            let _ = done.send(());
-                        }
-                        return SessionEnd::Exit;
-                    }
-                    Some(cmd) => self.online_command(cmd, &tx).await,
-                    None => return SessionEnd::Exit,
-                },
-                Some(out) = outbox.recv() => {
-                    let frame = client_frame(client_frame::Frame::SealedPrivate(out.sealed));
-                    if tx.send(frame).await.is_err() {
-                        return SessionEnd::Lost("stream closed while sending a private message".into());
-                    }
-                    self.emit(ClientEvent::PrivateSent { to: out.to, text: out.text }).await;
-                }
-                changed = host_rx.changed() => {
-                    // The relay fenced this host: follow the newer epoch.
-                    let newer = host_rx.borrow_and_update().clone().filter(|h| h.epoch > epoch && epoch > 0);
-                    if changed.is_err() { return SessionEnd::Exit }
-                    if let Some(host) = newer.filter(|h| h.address != address) {
-                        return SessionEnd::Redirect(super::node_of(&host));
-                    }
-                }
-                _ = tokio::time::sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_at.is_some() => {
-                    // Refused as too fast: those messages go again.
-                    self.retry_at = None;
-                    let refused = std::mem::take(&mut self.refused);
-                    if self.send_pending(&tx, |m| refused.contains(&m.id)).await.is_err() {
-                        return SessionEnd::Lost("stream closed while re-sending".into());
-                    }
-                }
-                _ = cancel.cancelled() => return SessionEnd::Exit,
+                _ = sleep_until(retry_at), if retry_at.is_some() => self.retry_refused(&tx).await,
+                _ = cancel.cancelled() => Some(SessionEnd::Exit),
+            };
+            if let Some(end) = end {
+                return end;
             }
         }
     }
 
+    /// Handles what the host's stream yielded; `Some` ends the session.
+    /// Notes the epoch the host welcomed us with.
+    async fn on_inbound(
+        &mut self,
+        frame: Result<Option<ServerFrame>, Status>,
+        epoch: &mut u64,
+        address: &str,
+    ) -> Option<SessionEnd> {
+        match frame {
+            Ok(Some(ServerFrame { frame: Some(f) })) => {
+                if let server_frame::Frame::Welcome(w) = &f {
+                    *epoch = w.epoch;
+                }
+                self.on_frame(f, address).await
+            }
+            Ok(Some(_)) => None,
+            Ok(None) => Some(SessionEnd::Lost("the host closed the session".into())),
+            Err(status) => Some(SessionEnd::Lost(status.to_string())),
+        }
+    }
+
+    /// Handles a user command during a session; `Some` ends the session.
+    async fn on_command(
+        &mut self,
+        cmd: Option<UserCommand>,
+        tx: &mpsc::Sender<ClientFrame>,
+        inbound: &mut Streaming<ServerFrame>,
+    ) -> Option<SessionEnd> {
+        match cmd {
+            Some(UserCommand::Exit(done)) => {
+                self.leave(tx, inbound).await;
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+                Some(SessionEnd::Exit)
+            }
+            Some(cmd) => {
+                self.online_command(cmd, tx).await;
+                None
+            }
+            None => Some(SessionEnd::Exit),
+        }
+    }
+
+    /// Hands a sealed private message to the host and tells the user.
+    async fn pass_sealed(
+        &mut self,
+        out: SealedOut,
+        tx: &mpsc::Sender<ClientFrame>,
+    ) -> Option<SessionEnd> {
+        let frame = client_frame(client_frame::Frame::SealedPrivate(out.sealed));
+        if tx.send(frame).await.is_err() {
+            let why = "stream closed while sending a private message";
+            return Some(SessionEnd::Lost(why.into()));
+        }
+        let (to, text) = (out.to, out.text);
+        self.emit(ClientEvent::PrivateSent { to, text }).await;
+        None
+    }
+
+    /// Sends again the messages the host refused as too fast.
+    async fn retry_refused(&mut self, tx: &mpsc::Sender<ClientFrame>) -> Option<SessionEnd> {
+        self.retry_at = None;
+        let refused = std::mem::take(&mut self.refused);
+        if self
+            .send_pending(tx, |m| refused.contains(&m.id))
+            .await
+            .is_err()
+        {
+            return Some(SessionEnd::Lost("stream closed while re-sending".into()));
+        }
+        None
+    }
+
+    /// Connects to `to`, checks its host term, says Hello and re-sends what
+    /// is pending.
     async fn open(
         &mut self,
         to: &NodeAddr,
@@ -121,32 +181,56 @@ impl Client {
             .map_err(|e| lost(&e))?;
         let channel = endpoint.connect().await.map_err(|e| lost(&e))?;
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
-            let response = ChatServiceClient::new(channel)
-                .session(ReceiverStream::new(rx))
-                .await;
-            let mut inbound = match response {
-                Ok(r) => r.into_inner(),
-                Err(status) => {
-                    return Err(match self.redirect_of(&status, address) {
-                        Some(next) => SessionEnd::Redirect(next),
-                        None => lost(&status),
-                    })
-                }
-            };
-            let challenge = match inbound.message().await {
-                Ok(Some(ServerFrame {
-                    frame: Some(server_frame::Frame::Challenge(c)),
-                })) => c,
-                Ok(_) => return Err(lost(&"the host sent no Challenge")),
-                Err(status) => return Err(lost(&status)),
-            };
-            Ok((inbound, challenge))
-        })
-        .await
-        .map_err(|_| lost(&format!("no answer within {OPEN_TIMEOUT:?}")))?;
-        let (inbound, challenge) = opened?;
+        let (inbound, challenge) =
+            tokio::time::timeout(OPEN_TIMEOUT, self.challenged(channel, rx, address))
+                .await
+                .map_err(|_| lost(&format!("no answer within {OPEN_TIMEOUT:?}")))??;
         self.check_host_term(&challenge, address)?;
+        // Fresh channel: room for the first frame.
+        let _ = tx.try_send(client_frame(client_frame::Frame::Hello(
+            self.hello(&challenge),
+        )));
+        self.retry_at = None;
+        self.refused.clear();
+        if self.send_pending(&tx, |_| true).await.is_err() {
+            return Err(lost(&"stream closed while re-sending"));
+        }
+        Ok((tx, inbound))
+    }
+
+    /// Opens the session stream and reads the host's Challenge. A dormant
+    /// node's refusal that names the host redirects there.
+    async fn challenged(
+        &self,
+        channel: tonic::transport::Channel,
+        rx: mpsc::Receiver<ClientFrame>,
+        address: &str,
+    ) -> Result<(Streaming<ServerFrame>, Challenge), SessionEnd> {
+        let lost = |e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{address}: {e}"));
+        let response = ChatServiceClient::new(channel)
+            .session(ReceiverStream::new(rx))
+            .await;
+        let mut inbound = match response {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                return Err(match self.redirect_of(&status, address) {
+                    Some(next) => SessionEnd::Redirect(next),
+                    None => lost(&status),
+                })
+            }
+        };
+        match inbound.message().await {
+            Ok(Some(ServerFrame {
+                frame: Some(server_frame::Frame::Challenge(c)),
+            })) => Ok((inbound, c)),
+            Ok(_) => Err(lost(&"the host sent no Challenge")),
+            Err(status) => Err(lost(&status)),
+        }
+    }
+
+    /// This member's signed Hello for `challenge`, resuming after the last
+    /// message shown.
+    fn hello(&self, challenge: &Challenge) -> Hello {
         let me = &self.shared.identity;
         let mut hello = Hello {
             name: me.name.clone(),
@@ -159,14 +243,7 @@ impl Client {
         self.shared
             .key
             .sign_hello(&mut hello, &challenge.nonce, &challenge.host_node_id);
-        // Fresh channel: room for the first frame.
-        let _ = tx.try_send(client_frame(client_frame::Frame::Hello(hello)));
-        self.retry_at = None;
-        self.refused.clear();
-        if self.send_pending(&tx, |_| true).await.is_err() {
-            return Err(lost(&"stream closed while re-sending"));
-        }
-        Ok((tx, inbound))
+        hello
     }
 
     /// Sends the pending messages `which` selects (again) on this session.
@@ -218,33 +295,11 @@ impl Client {
         use server_frame::Frame;
         match f {
             Frame::Welcome(w) => self.welcomed(w, address).await,
-            Frame::Message(m) if m.seq > self.view.last_seq => {
-                self.view.last_seq = m.seq;
-                if let Err(e) = self.verifier.check(&self.shared.relay_key, &m) {
-                    let host = &self.view.host_name;
-                    let why = format!(
-                        "message {} claiming to be from {:?} failed verification ({e}); served by host {host} at {address}",
-                        m.seq, m.from
-                    );
-                    self.emit(ClientEvent::error(why)).await;
-                    return None;
-                }
-                self.emit(ClientEvent::Message {
-                    seq: m.seq,
-                    from: m.from,
-                    text: m.text,
-                    sent_at_unix_ms: m.sent_at_unix_ms,
-                })
-                .await;
-            }
-            Frame::Message(_) => {} // already shown
+            Frame::Message(m) => self.on_message(m, address).await,
             Frame::Ack(a) => {
                 self.view.pending.retain(|p| p.id != a.id);
-                self.emit(ClientEvent::Ack {
-                    id: a.id,
-                    seq: a.seq,
-                })
-                .await;
+                let (id, seq) = (a.id, a.seq);
+                self.emit(ClientEvent::Ack { id, seq }).await;
             }
             Frame::Members(m) => self.view.members.extend(m.names),
             Frame::Joined(j) => {
@@ -263,11 +318,8 @@ impl Client {
             Frame::Reset(r) => {
                 self.view.last_seq = self.view.last_seq.max(r.seq);
                 self.view.activated = false;
-                self.emit(ClientEvent::Reset {
-                    by: r.by,
-                    min_users: r.min_users,
-                })
-                .await;
+                let (by, min_users) = (r.by, r.min_users);
+                self.emit(ClientEvent::Reset { by, min_users }).await;
             }
             Frame::Migrate(m) => {
                 return Some(SessionEnd::Redirect(NodeAddr {
@@ -277,22 +329,52 @@ impl Client {
             }
             Frame::Challenge(_) => {} // only first
             Frame::SealedPrivate(p) => crate::peer::accept_sealed(self.shared.clone(), p),
-            Frame::Rejected(r) if r.retry_after_ms > 0 => {
-                // Too fast: the message stays pending and goes again later.
-                if self.view.pending.iter().any(|p| p.id == r.id) {
-                    self.refused.insert(r.id);
-                }
-                let at = tokio::time::Instant::now() + Duration::from_millis(r.retry_after_ms);
-                self.retry_at = Some(self.retry_at.map_or(at, |t| t.max(at)));
-            }
-            Frame::Rejected(r) => {
-                if !r.id.is_empty() {
-                    self.view.pending.retain(|p| p.id != r.id);
-                }
-                self.emit(ClientEvent::error(r.reason)).await;
-            }
+            Frame::Rejected(r) => self.on_rejected(r).await,
         }
         None
+    }
+
+    /// Shows a chat message once, if its signatures check out.
+    async fn on_message(&mut self, m: ChatMessage, address: &str) {
+        if m.seq <= self.view.last_seq {
+            return; // already shown
+        }
+        self.view.last_seq = m.seq;
+        if let Err(e) = self.verifier.check(&self.shared.relay_key, &m) {
+            let host = &self.view.host_name;
+            let why = format!(
+                "message {} claiming to be from {:?} failed verification ({e}); served by host {host} at {address}",
+                m.seq, m.from
+            );
+            self.emit(ClientEvent::error(why)).await;
+            return;
+        }
+        self.emit(ClientEvent::Message {
+            seq: m.seq,
+            from: m.from,
+            text: m.text,
+            sent_at_unix_ms: m.sent_at_unix_ms,
+        })
+        .await;
+    }
+
+    /// A refusal from the host: a message refused as too fast stays pending
+    /// and goes again later; any other refusal is final.
+    async fn on_rejected(&mut self, r: Rejected) {
+        let queued = !r.id.is_empty() && self.view.pending.iter().any(|p| p.id == r.id);
+        if r.retry_after_ms > 0 {
+            if queued {
+                self.refused.insert(r.id);
+            }
+            let at = tokio::time::Instant::now() + Duration::from_millis(r.retry_after_ms);
+            self.retry_at = Some(self.retry_at.map_or(at, |t| t.max(at)));
+            return;
+        }
+        self.emit(ClientEvent::error(r.reason)).await;
+        if queued {
+            self.view.pending.retain(|p| p.id != r.id);
+            self.emit(ClientEvent::Refused { id: r.id }).await;
+        }
     }
 
     async fn welcomed(&mut self, w: Welcome, address: &str) {

@@ -25,7 +25,10 @@ pub fn format_event(event: &ClientEvent) -> Option<String> {
         ClientEvent::PrivateSent { to, text } => {
             format!("(private to {}) {}", esc(to), esc(text))
         }
-        ClientEvent::Ack { .. } => return None,
+        // Own messages' bookkeeping: the chat line itself is what shows.
+        ClientEvent::Queued { .. } | ClientEvent::Ack { .. } | ClientEvent::Refused { .. } => {
+            return None
+        }
         ClientEvent::Host {
             epoch,
             address,
@@ -185,6 +188,23 @@ mod tests {
         assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line}");
         let back: serde_json::Value = serde_json::from_str(&line).expect("valid json");
         assert_eq!(back["text"], "a\nb\u{1b}[2J");
+    }
+
+    #[test]
+    fn queued_messages_carry_their_id_in_json_only() {
+        let queued = ClientEvent::Queued {
+            id: "4f2a".into(),
+            text: "hi".into(),
+        };
+        let line = render_event(&queued, true).expect("json");
+        let back: serde_json::Value = serde_json::from_str(&line).expect("valid json");
+        assert_eq!(back["type"], "queued");
+        assert_eq!((&back["id"], &back["text"]), (&"4f2a".into(), &"hi".into()));
+        let refused = ClientEvent::Refused { id: "4f2a".into() };
+        let line = render_event(&refused, true).expect("json");
+        assert_eq!(line, r#"{"type":"refused","id":"4f2a"}"#);
+        assert_eq!(render_event(&queued, false), None);
+        assert_eq!(render_event(&refused, false), None);
     }
 
     #[test]

@@ -44,12 +44,13 @@ const EVENT_BATCH: usize = 256;
 /// Whether this process has the terminal in raw mode on the alternate screen.
 static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// Runs the full-screen interface until the user quits. The caller then
-/// shuts the node down; this does not send [`UserCommand::Exit`].
+/// Runs the full-screen interface for the user `name` until the user
+/// quits. The caller then shuts the node down; this does not send
+/// [`UserCommand::Exit`].
 pub async fn run_tui(
     name: &str,
     commands: mpsc::Sender<UserCommand>,
-    mut events: mpsc::Receiver<ClientEvent>,
+    events: mpsc::Receiver<ClientEvent>,
 ) -> io::Result<()> {
     let guard = TerminalGuard::take()?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
@@ -58,41 +59,8 @@ pub async fn run_tui(
     let reader = std::thread::Builder::new()
         .name("tui-input".into())
         .spawn(move || read_terminal(term_tx))?;
-    let mut state = TuiState::new();
-    state.my_name = Some(name.to_string());
-    let result = loop {
-        if let Err(e) = terminal.draw(|frame| draw(frame, &state)) {
-            break Err(e);
-        }
-        tokio::select! {
-            input = term_rx.recv() => match input {
-                Some(Ok(event)) => {
-                    let end = match state.handle_event(event) {
-                        Some(action) => perform(action, &commands, &mut terminal).await,
-                        None => None,
-                    };
-                    if let Some(end) = end {
-                        break end;
-                    }
-                }
-                Some(Err(e)) => break Err(e),
-                None => break Err(io::Error::other("the terminal input reader stopped")),
-            },
-            event = events.recv() => match event {
-                Some(event) => {
-                    state.apply(&event);
-                    // Catch up on a burst before paying for a redraw.
-                    for _ in 0..EVENT_BATCH {
-                        match events.try_recv() {
-                            Ok(event) => state.apply(&event),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                None => break Ok(()), // the node is shutting down
-            },
-        }
-    };
+    let mut state = TuiState::new(name);
+    let result = interact(&mut terminal, &mut state, &mut term_rx, &commands, events).await;
     // The reader notices the closed channel within one poll interval; wait
     // for it so it does not swallow keys meant for whatever runs next.
     drop(term_rx);
@@ -100,6 +68,66 @@ pub async fn run_tui(
     drop(terminal);
     drop(guard);
     result
+}
+
+/// Draws, then waits for a terminal event or client events, until the
+/// user quits or the node stops.
+async fn interact<B: Backend<Error = io::Error>>(
+    terminal: &mut Terminal<B>,
+    state: &mut TuiState,
+    input: &mut mpsc::Receiver<io::Result<Event>>,
+    commands: &mpsc::Sender<UserCommand>,
+    mut events: mpsc::Receiver<ClientEvent>,
+) -> io::Result<()> {
+    loop {
+        terminal.draw(|frame| draw(frame, state))?;
+        let end = tokio::select! {
+            input = input.recv() => on_input(input, state, commands, terminal).await,
+            event = events.recv() => match event {
+                Some(event) => {
+                    apply_burst(state, &event, &mut events);
+                    None
+                }
+                None => Some(Ok(())), // the node is shutting down
+            },
+        };
+        if let Some(end) = end {
+            return end;
+        }
+    }
+}
+
+/// Handles what the terminal reader sent; `Some` ends the interface.
+async fn on_input<B: Backend<Error = io::Error>>(
+    input: Option<io::Result<Event>>,
+    state: &mut TuiState,
+    commands: &mpsc::Sender<UserCommand>,
+    terminal: &mut Terminal<B>,
+) -> Option<io::Result<()>> {
+    match input {
+        Some(Ok(event)) => match state.handle_event(event) {
+            Some(action) => perform(action, commands, terminal).await,
+            None => None,
+        },
+        Some(Err(e)) => Some(Err(e)),
+        None => Some(Err(io::Error::other("the terminal input reader stopped"))),
+    }
+}
+
+/// Applies `first` and whatever else already arrived (up to
+/// [`EVENT_BATCH`]), so a burst costs one redraw.
+fn apply_burst(
+    state: &mut TuiState,
+    first: &ClientEvent,
+    events: &mut mpsc::Receiver<ClientEvent>,
+) {
+    state.apply(first);
+    for _ in 0..EVENT_BATCH {
+        match events.try_recv() {
+            Ok(event) => state.apply(&event),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Carries out an action; `Some` ends the interface with that result.

@@ -114,10 +114,6 @@ impl TuiState {
         match parse_line(&line) {
             Ok(None) => None,
             Ok(Some(UserCommand::Exit(_))) => Some(Action::Quit),
-            Ok(Some(UserCommand::Say(text))) => {
-                self.add_pending(&text, now_unix_ms());
-                Some(Action::Send(UserCommand::Say(text)))
-            }
             Ok(Some(cmd)) => Some(Action::Send(cmd)),
             Err(message) => {
                 self.push_error(&message);
@@ -143,7 +139,7 @@ mod tests {
 
     #[test]
     fn editing_keys() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         typed(&mut s, "helo");
         s.handle_key(key(KeyCode::Left));
         typed(&mut s, "l");
@@ -163,7 +159,7 @@ mod tests {
 
     #[test]
     fn enter_sends_and_history_recalls() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         typed(&mut s, "first");
         assert!(
             matches!(s.handle_key(key(KeyCode::Enter)), Some(Action::Send(UserCommand::Say(t))) if t == "first")
@@ -186,7 +182,7 @@ mod tests {
 
     #[test]
     fn quitting_and_errors() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
         assert!(matches!(s.handle_key(ctrl('c')), Some(Action::Quit)));
         assert!(matches!(s.handle_key(ctrl('d')), Some(Action::Quit)));

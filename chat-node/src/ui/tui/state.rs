@@ -89,8 +89,8 @@ pub struct TuiState {
     pub room: RoomState,
     /// Connection to the host, once known.
     pub connection: Option<Connection>,
-    /// This user's name, once learned from an acknowledged message.
-    pub my_name: Option<String>,
+    /// This user's name, as shown.
+    pub my_name: String,
     /// Whether the member pane is shown.
     pub show_members: bool,
     /// Rows scrolled up from the bottom of the message pane.
@@ -102,19 +102,11 @@ pub struct TuiState {
     pub(super) shown_scroll: Cell<usize>,
     /// Height of the message pane at the last draw.
     pub(super) page_rows: Cell<usize>,
-    pub(super) acked_ids: VecDeque<String>,
-    pub(super) acked_seqs: VecDeque<u64>,
-}
-
-impl Default for TuiState {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl TuiState {
-    /// An empty interface state.
-    pub fn new() -> Self {
+    /// An empty interface state for the user `my_name`.
+    pub fn new(my_name: &str) -> Self {
         TuiState {
             lines: VecDeque::new(),
             pending: VecDeque::new(),
@@ -126,14 +118,12 @@ impl TuiState {
             epoch: None,
             room: RoomState::Unknown,
             connection: None,
-            my_name: None,
+            my_name: shown(my_name),
             show_members: false,
             scroll: 0,
             quiet_who: 0,
             shown_scroll: Cell::new(0),
             page_rows: Cell::new(10),
-            acked_ids: VecDeque::new(),
-            acked_seqs: VecDeque::new(),
         }
     }
 
@@ -144,29 +134,27 @@ impl TuiState {
 
     /// Applies one client event that arrived at `now_ms`.
     pub fn apply_at(&mut self, event: &ClientEvent, now_ms: i64) {
+        if let ClientEvent::Message { seq, .. } = event {
+            self.on_message(*seq);
+        }
+        if self.apply_pending(event, now_ms) {
+            return;
+        }
+        if let Some((at_ms, kind, text)) = pane_line(event, now_ms) {
+            return self.push(at_ms, kind, &text);
+        }
+        if self.apply_status(event) {
+            if let Some(text) = format_event(event) {
+                let text = text.strip_prefix("* ").unwrap_or(&text).to_string();
+                self.push(now_ms, LineKind::System, &text);
+            }
+        }
+    }
+
+    /// Applies an event about the chat's state (host, activation,
+    /// connection, members); true if it also gets a line in the pane.
+    fn apply_status(&mut self, event: &ClientEvent) -> bool {
         match event {
-            ClientEvent::Message {
-                seq,
-                from,
-                text,
-                sent_at_unix_ms,
-            } => {
-                self.on_message(*seq, from);
-                let kind = LineKind::Chat {
-                    seq: *seq,
-                    from: shown(from),
-                };
-                return self.push(*sent_at_unix_ms, kind, &shown(text));
-            }
-            ClientEvent::Private { from, text } => {
-                let kind = LineKind::PrivateIn { from: shown(from) };
-                return self.push(now_ms, kind, &shown(text));
-            }
-            ClientEvent::PrivateSent { to, text } => {
-                let kind = LineKind::PrivateOut { to: shown(to) };
-                return self.push(now_ms, kind, &shown(text));
-            }
-            ClientEvent::Ack { id, seq } => return self.on_ack(id, *seq),
             ClientEvent::Host { epoch, name, .. } => {
                 self.no_host = false;
                 self.host = Some(shown(name));
@@ -178,11 +166,26 @@ impl TuiState {
             }
             ClientEvent::Activated => self.room = RoomState::Active,
             ClientEvent::Waiting { members, min_users } => {
-                self.room = RoomState::Waiting {
-                    min_users: *min_users,
-                };
+                let min_users = *min_users;
+                self.room = RoomState::Waiting { min_users };
                 self.member_count = Some(*members);
             }
+            ClientEvent::Reset { min_users, .. } => {
+                let min_users = *min_users;
+                self.room = RoomState::Waiting { min_users };
+                // Held messages went with the history.
+                self.pending.retain(|p| p.held_seq.is_none());
+            }
+            ClientEvent::Connection { state } => self.connection = Some(*state),
+            _ => return self.apply_membership(event),
+        }
+        true
+    }
+
+    /// Applies joins, leaves and member lists; true if the event also gets
+    /// a line in the pane (a member list the interface asked for does not).
+    fn apply_membership(&mut self, event: &ClientEvent) -> bool {
+        match event {
             ClientEvent::Joined { name } => {
                 let name = shown(name);
                 if !self.members.contains(&name) {
@@ -203,24 +206,12 @@ impl TuiState {
                 }
                 if self.quiet_who > 0 {
                     self.quiet_who -= 1;
-                    return;
+                    return false;
                 }
             }
-            ClientEvent::Reset { min_users, .. } => {
-                self.room = RoomState::Waiting {
-                    min_users: *min_users,
-                };
-                // Held messages went with the history.
-                self.pending.retain(|p| p.held_seq.is_none());
-            }
-            ClientEvent::Connection { state } => self.connection = Some(*state),
-            ClientEvent::Info { message } => return self.push(now_ms, LineKind::Info, message),
-            ClientEvent::Error { message } => return self.push(now_ms, LineKind::Error, message),
+            _ => {}
         }
-        if let Some(text) = format_event(event) {
-            let text = text.strip_prefix("* ").unwrap_or(&text).to_string();
-            self.push(now_ms, LineKind::System, &text);
-        }
+        true
     }
 
     /// Adds a line to the pane, dropping the oldest beyond [`MAX_LINES`].
@@ -243,6 +234,37 @@ impl TuiState {
     pub fn push_error(&mut self, message: &str) {
         self.push(now_unix_ms(), LineKind::Error, message);
     }
+}
+
+/// The pane line an event shows as it is (messages, private messages, the
+/// client's info and errors): when, what kind, and the text.
+fn pane_line(event: &ClientEvent, now_ms: i64) -> Option<(i64, LineKind, String)> {
+    let line = match event {
+        ClientEvent::Message {
+            seq,
+            from,
+            text,
+            sent_at_unix_ms,
+        } => {
+            let kind = LineKind::Chat {
+                seq: *seq,
+                from: shown(from),
+            };
+            (*sent_at_unix_ms, kind, shown(text))
+        }
+        ClientEvent::Private { from, text } => (
+            now_ms,
+            LineKind::PrivateIn { from: shown(from) },
+            shown(text),
+        ),
+        ClientEvent::PrivateSent { to, text } => {
+            (now_ms, LineKind::PrivateOut { to: shown(to) }, shown(text))
+        }
+        ClientEvent::Info { message } => (now_ms, LineKind::Info, message.clone()),
+        ClientEvent::Error { message } => (now_ms, LineKind::Error, message.clone()),
+        _ => return None,
+    };
+    Some(line)
 }
 
 /// Someone else's name or text as the pane shows it: on one line, with
@@ -272,7 +294,7 @@ mod tests {
 
     #[test]
     fn members_joins_and_quiet_who() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         s.apply(&ClientEvent::Waiting {
             members: 1,
             min_users: 3,
@@ -298,7 +320,7 @@ mod tests {
 
     #[test]
     fn lines_are_bounded_and_escaped() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         for i in 0..MAX_LINES + 5 {
             s.apply(&message(i as u64, "a", "x\u{1b}[2J\ty"));
         }
@@ -308,7 +330,7 @@ mod tests {
 
     #[test]
     fn other_peoples_text_never_spans_two_lines() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         s.apply(&message(1, "bob\u{202E}", "hi\n[999] alice: fake"));
         s.apply(&ClientEvent::Private {
             from: "eve\r".into(),
@@ -333,7 +355,7 @@ mod tests {
 
     #[test]
     fn own_help_keeps_its_lines() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         s.apply(&ClientEvent::Info {
             message: "one\ntwo".into(),
         });

@@ -79,13 +79,13 @@ pub(super) fn line_spans(line: &PaneLine) -> Vec<Span<'static>> {
     spans
 }
 
-pub(super) fn pending_spans(pending: &Pending, me: Option<&str>) -> Vec<Span<'static>> {
+pub(super) fn pending_spans(pending: &Pending, me: &str) -> Vec<Span<'static>> {
     let style = DIM.add_modifier(Modifier::ITALIC);
     let note = match pending.held_seq {
         None => " (sending…)",
         Some(_) => " (held until the chat is active)",
     };
-    let text = format!("{}: {}{note}", me.unwrap_or("you"), pending.text);
+    let text = format!("{me}: {}{note}", pending.text);
     vec![
         Span::styled(format!("{} ", hhmmss(pending.at_ms)), DIM),
         Span::styled(text, style),

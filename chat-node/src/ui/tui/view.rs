@@ -40,7 +40,7 @@ fn draw_messages(frame: &mut Frame, state: &TuiState, area: Rect) {
     state.page_rows.set(height.max(1));
     // Wrap from the newest line back, only as far as the view needs.
     let want = state.scroll.saturating_add(height);
-    let me = state.my_name.as_deref();
+    let me = state.my_name.as_str();
     let newest_first = state
         .pending
         .iter()
@@ -86,7 +86,7 @@ fn draw_members(frame: &mut Frame, state: &TuiState, area: Rect) {
                 "  "
             };
             let mut spans = vec![Span::raw(mark), name_span(name)];
-            if Some(name.as_str()) == state.my_name.as_deref() {
+            if *name == state.my_name {
                 spans.push(Span::styled(" (you)", DIM));
             }
             Line::from(spans)
@@ -136,11 +136,8 @@ fn draw_status(frame: &mut Frame, state: &TuiState, area: Rect) {
             Span::styled(" │ reconnecting", Style::new().fg(Color::LightRed))
         }
     };
-    let mut spans = vec![room, Span::raw(host), connection];
-    if let Some(me) = &state.my_name {
-        spans.push(Span::raw(format!(" │ you: {me}")));
-    }
-    let left = Line::from(spans);
+    let you = Span::raw(format!(" │ you: {}", state.my_name));
+    let left = Line::from(vec![room, Span::raw(host), connection, you]);
     let hints = Line::from(" F2 members · PgUp/PgDn · /help ");
     let fits = left.width() + hints.width() <= usize::from(area.width);
     frame.render_widget(Paragraph::new(left).style(bar), area);
@@ -210,7 +207,7 @@ mod tests {
 
     #[test]
     fn messages_show_time_sender_and_colour() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         s.apply(&message(1, "alice", "hello there"));
         s.apply(&ClientEvent::Private {
             from: "bob".into(),
@@ -231,7 +228,7 @@ mod tests {
 
     #[test]
     fn status_bar_shows_room_host_and_connection() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         s.apply(&ClientEvent::Host {
             epoch: 4,
             address: "h:1".into(),
@@ -269,26 +266,60 @@ mod tests {
 
     #[test]
     fn pending_message_shows_until_acknowledged() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("alice");
         s.apply(&ClientEvent::Activated);
         assert!(matches!(type_line(&mut s, "on my way"),
             Some(super::super::input::Action::Send(crate::client::UserCommand::Say(t))) if t == "on my way"));
-        let (rows, _) = render(&s, 60, 6);
+        s.apply(&ClientEvent::Queued {
+            id: "x".into(),
+            text: "on my way".into(),
+        });
+        let (rows, _) = render(&s, 70, 6);
         assert!(
-            rows.iter().any(|r| r.contains("you: on my way (sending…)")),
+            rows.iter()
+                .any(|r| r.contains("alice: on my way (sending…)")),
             "{rows:?}"
         );
+        assert!(rows[4].contains("you: alice"), "{rows:?}");
         s.apply(&ClientEvent::Ack {
             id: "x".into(),
             seq: 9,
         });
-        let (rows, _) = render(&s, 60, 6);
+        let (rows, _) = render(&s, 70, 6);
         assert!(!rows.iter().any(|r| r.contains("on my way")), "{rows:?}");
     }
 
     #[test]
+    fn a_held_message_says_so_until_it_arrives() {
+        let mut s = TuiState::new("alice");
+        s.apply(&ClientEvent::Waiting {
+            members: 1,
+            min_users: 2,
+        });
+        s.apply(&ClientEvent::Queued {
+            id: "x".into(),
+            text: "early".into(),
+        });
+        s.apply(&ClientEvent::Ack {
+            id: "x".into(),
+            seq: 1,
+        });
+        let (rows, _) = render(&s, 70, 6);
+        assert!(
+            rows.iter()
+                .any(|r| r.contains("alice: early (held until the chat is active)")),
+            "{rows:?}"
+        );
+        s.apply(&ClientEvent::Activated);
+        s.apply(&message(1, "alice", "early"));
+        let (rows, _) = render(&s, 70, 6);
+        assert!(!rows.iter().any(|r| r.contains("(held until")), "{rows:?}");
+        assert!(rows.iter().any(|r| r.contains("alice: early")), "{rows:?}");
+    }
+
+    #[test]
     fn member_pane_toggles_and_marks_the_host() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         assert!(matches!(
             s.toggle_members(),
             Some(super::super::input::Action::Send(
@@ -317,7 +348,7 @@ mod tests {
 
     #[test]
     fn input_stays_at_the_bottom() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         for i in 0..50 {
             s.apply(&message(i, "al", &format!("line {i}")));
         }
@@ -339,7 +370,7 @@ mod tests {
 
     #[test]
     fn tab_completion_is_drawn() {
-        let mut s = TuiState::new();
+        let mut s = TuiState::new("me");
         s.apply(&ClientEvent::Members {
             names: vec!["zoe".into()],
             host: "zoe".into(),
