@@ -46,6 +46,9 @@ struct View {
     pending: VecDeque<SendMessage>,
     /// Members' names, as the host lists them.
     members: BTreeSet<String>,
+    /// A new session began: its first Members frame replaces the list
+    /// (until then the old one answers, e.g. for a private message).
+    members_stale: bool,
     activated: bool,
     /// Epoch last announced to the user.
     announced_epoch: u64,

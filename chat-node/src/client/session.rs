@@ -301,7 +301,12 @@ impl Client {
                 let (id, seq) = (a.id, a.seq);
                 self.emit(ClientEvent::Ack { id, seq }).await;
             }
-            Frame::Members(m) => self.view.members.extend(m.names),
+            Frame::Members(m) => {
+                if std::mem::take(&mut self.view.members_stale) {
+                    self.view.members.clear();
+                }
+                self.view.members.extend(m.names)
+            }
             Frame::Joined(j) => {
                 self.view.members.insert(j.name.clone());
                 self.emit(ClientEvent::Joined { name: j.name }).await
@@ -379,8 +384,8 @@ impl Client {
 
     async fn welcomed(&mut self, w: Welcome, address: &str) {
         self.backoff.reset();
-        // The member list follows, in Members frames.
-        self.view.members.clear();
+        // The member list follows, in Members frames: the first replaces it.
+        self.view.members_stale = true;
         if w.head_seq < self.view.last_seq {
             // Only crashed nodes held these: say so, and follow the new log.
             let lost = format!(
