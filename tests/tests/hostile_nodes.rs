@@ -5,8 +5,10 @@
 //! exactly once.
 
 use chat_node::host::Role;
+use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{
-    client_frame, server_frame, ClientFrame, Hello, PrivateMessage, ReplicateBody, ServerFrame,
+    client_frame, server_frame, ClientFrame, Hello, PrivateMessage, ReplicateBody,
+    ReplicateRequest, ServerFrame,
 };
 use chat_proto::trust::Keypair;
 use chat_tests::hostile::*;
@@ -15,6 +17,7 @@ use prost::Message;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 const NO_MIGRATION: Duration = Duration::from_secs(3600);
@@ -122,26 +125,20 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
         entries: forged_entries(&stranger, alice_cert.clone(), 1, host.epoch, 3, 16, true),
         base_seq: 0,
     };
-    let err = to_bob
-        .replicate(replicate(&stranger, &ahead, &body))
-        .await
-        .expect_err("a self-signed term");
-    assert_eq!(
-        err.code(),
-        Code::PermissionDenied,
-        "self-signed term: {err}"
-    );
+    refused_replicate(
+        &mut to_bob,
+        replicate(&stranger, &ahead, &body),
+        "a self-signed term",
+    )
+    .await;
 
     // The real host's certificate, signed with the stranger's key: a probe...
     let probe = ReplicateBody {
         counter: u64::MAX,
         ..Default::default()
     };
-    let err = to_bob
-        .replicate(replicate(&stranger, &real, &probe))
-        .await
-        .expect_err("a probe under a copied term");
-    assert_eq!(err.code(), Code::PermissionDenied, "copied term: {err}");
+    let request = replicate(&stranger, &real, &probe);
+    refused_replicate(&mut to_bob, request, "a probe under a copied term").await;
     // ...and crafted entries that would follow bob's head.
     let crafted = ReplicateBody {
         counter: u64::MAX,
@@ -149,11 +146,8 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
         entries: forged_entries(&stranger, alice_cert, head + 1, host.epoch, 2, 16, true),
         base_seq: head,
     };
-    let err = to_bob
-        .replicate(replicate(&stranger, &real, &crafted))
-        .await
-        .expect_err("crafted entries under a copied term");
-    assert_eq!(err.code(), Code::PermissionDenied, "crafted entries: {err}");
+    let request = replicate(&stranger, &real, &crafted);
+    refused_replicate(&mut to_bob, request, "crafted entries under a copied term").await;
 
     // Twenty requests of ~3.6 MB at once: each refused, nothing grows.
     let huge = ReplicateBody {
@@ -482,4 +476,14 @@ async fn read_flood_answers(mut frames: Streaming<ServerFrame>, answers: Arc<Mut
             return;
         }
     }
+}
+
+/// Sends a forged Replicate to a node and expects PERMISSION_DENIED.
+async fn refused_replicate(
+    to: &mut ChatServiceClient<Channel>,
+    request: ReplicateRequest,
+    what: &str,
+) {
+    let err = to.replicate(request).await.expect_err(what);
+    assert_eq!(err.code(), Code::PermissionDenied, "{what}: {err}");
 }
