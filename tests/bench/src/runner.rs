@@ -109,11 +109,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let (mut rows, failures) =
         run_scenarios(&scenarios, &systems, &skipped, &plan, &mut series).await;
     if let Some(cost) = signatures {
-        for row in rows.iter_mut().filter(|r| {
-            r.scenario == ScenarioId::A && r.system == SystemKind::Ours && r.skipped.is_none()
-        }) {
-            signatures::annotate(row, cost);
-        }
+        annotate_signatures(&mut rows, cost);
     }
     report::judge(&mut rows);
     println!("{}", report::markdown(&rows));
@@ -232,6 +228,15 @@ async fn run_scenarios(
         }
     }
     (rows, failures)
+}
+
+/// Sets the signature cost beside ours' CPU in A.
+fn annotate_signatures(rows: &mut [Row], cost: SignatureCost) {
+    for row in rows.iter_mut().filter(|r| {
+        r.scenario == ScenarioId::A && r.system == SystemKind::Ours && r.skipped.is_none()
+    }) {
+        signatures::annotate(row, cost);
+    }
 }
 
 /// Draws the plots into the output folder; a failure is only reported.

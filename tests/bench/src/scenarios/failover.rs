@@ -10,7 +10,7 @@ use super::tracker::total_lost_and_dup;
 use super::{incomplete_note, FailoverSpec};
 use crate::member::unix_ns;
 use crate::report::{Row, ScenarioId, Series};
-use crate::stats::percentiles;
+use crate::stats::{percentiles, Percentiles};
 use crate::systems::ours::{current_host, OursCluster};
 use crate::systems::{SystemKind, DEFAULT_LEASE, NO_MIGRATION};
 use crate::Result;
@@ -88,8 +88,37 @@ async fn measure(
             .map(|o| &o.tracker),
         &expected,
     );
-    let all = percentiles(&mut all_members);
-    let each = percentiles(&mut each);
+    let tally = Tally {
+        kills: kills.len(),
+        timeouts,
+        all: percentiles(&mut all_members),
+        each: percentiles(&mut each),
+        expected: expected.iter().sum(),
+        lost,
+        dup,
+        complete,
+    };
+    Ok(row(&spec, &tally))
+}
+
+/// What E counted, for its row.
+struct Tally {
+    kills: usize,
+    /// Kills after which some member was not receiving by the deadline.
+    timeouts: u32,
+    /// Per kill, until the last member received again.
+    all: Percentiles,
+    /// Per kill and member, until it received again.
+    each: Percentiles,
+    /// Messages every survivor must have.
+    expected: u64,
+    lost: u64,
+    dup: u64,
+    /// Whether delivery completed by the deadline.
+    complete: bool,
+}
+
+fn row(spec: &FailoverSpec, t: &Tally) -> Row {
     let mut row = Row::new(
         ScenarioId::E,
         SystemKind::Ours,
@@ -98,23 +127,25 @@ async fn measure(
             spec.members, spec.pubs, spec.rate
         ),
     );
-    row.set("kills", kills.len() as f64);
-    row.set("recovery_timeouts", f64::from(timeouts));
-    row.set("failover_p50_ms", all.p50_ms);
-    row.set("failover_max_ms", all.max_ms);
-    row.set("per_member_p50_ms", each.p50_ms);
-    row.set("per_member_p99_ms", each.p99_ms);
-    row.set("expected_messages", expected.iter().sum::<u64>() as f64);
-    row.set("lost", lost as f64);
-    row.set("dup", dup as f64);
+    row.set("kills", t.kills as f64);
+    row.set("recovery_timeouts", f64::from(t.timeouts));
+    row.set("failover_p50_ms", t.all.p50_ms);
+    row.set("failover_max_ms", t.all.max_ms);
+    row.set("per_member_p50_ms", t.each.p50_ms);
+    row.set("per_member_p99_ms", t.each.p99_ms);
+    row.set("expected_messages", t.expected as f64);
+    row.set("lost", t.lost as f64);
+    row.set("dup", t.dup as f64);
     row.result = format!(
-        "{} kill -9 of the host: every member receiving again after p50 {:.0} ms, max {:.0} ms; lost {lost}, dup {dup}{}",
-        kills.len(),
-        all.p50_ms,
-        all.max_ms,
-        incomplete_note(complete)
+        "{} kill -9 of the host: every member receiving again after p50 {:.0} ms, max {:.0} ms; lost {}, dup {}{}",
+        t.kills,
+        t.all.p50_ms,
+        t.all.max_ms,
+        t.lost,
+        t.dup,
+        incomplete_note(t.complete)
     );
-    Ok(row)
+    row
 }
 
 /// Kill number `k`: kills whichever member hosts, replaces it as a

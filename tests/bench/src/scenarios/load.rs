@@ -78,11 +78,7 @@ async fn measure(
     spec: LoadSpec,
     series: &mut Series,
 ) -> Result<Row> {
-    let thin = spec.thin && dep.kind == SystemKind::Ours;
-    let spec = match spec.ours_subs {
-        Some(n) if dep.kind == SystemKind::Ours => LoadSpec { subs: n, ..spec },
-        _ => spec,
-    };
+    let (spec, thin) = sized_for(dep.kind, spec);
     let mut publishers = Vec::new();
     for i in 0..spec.pubs {
         publishers.push(dep.publisher(i).await?);
@@ -123,24 +119,34 @@ async fn measure(
     );
     set_delivery(&mut row, &spec, &summary, &delivery, cpu_ticks);
     row.set("attach_s", attach_s);
-    row.result = format!(
-        "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
-        summary.p50_ms, summary.p99_ms, summary.p999_ms
-    );
     if spec.memory {
         set_memory(&mut row, &spec, &summary, &memory);
     }
-    row.set("host_changes", (epoch_after - epoch_before) as f64);
-    if epoch_after > epoch_before {
-        row.result += &format!(
-            "; the host changed {} time(s) (lease lost under load)",
-            epoch_after - epoch_before
-        );
+    note_trouble(&mut row, epoch_after - epoch_before, &delivery);
+    Ok(row)
+}
+
+/// The sizes for `kind` (ours may run fewer subscribers), and whether its
+/// subscribers are thin.
+fn sized_for(kind: SystemKind, spec: LoadSpec) -> (LoadSpec, bool) {
+    let thin = spec.thin && kind == SystemKind::Ours;
+    let spec = match spec.ours_subs {
+        Some(n) if kind == SystemKind::Ours => LoadSpec { subs: n, ..spec },
+        _ => spec,
+    };
+    (spec, thin)
+}
+
+/// Adds to the result what went wrong beside the numbers: host changes
+/// during the run, and messages not delivered.
+fn note_trouble(row: &mut Row, host_changes: u64, delivery: &Delivery) {
+    row.set("host_changes", host_changes as f64);
+    if host_changes > 0 {
+        row.result += &format!("; the host changed {host_changes} time(s) (lease lost under load)");
     }
     if delivery.received < delivery.expected {
         row.result += &format!("; delivered {} of {}", delivery.received, delivery.expected);
     }
-    Ok(row)
 }
 
 /// The memory of whichever process serves the sessions now (ours may have
@@ -226,7 +232,7 @@ async fn drain(subs: Vec<Subscription>, expected: u64) -> Delivery {
     }
 }
 
-/// Latency, delivery and CPU columns.
+/// Latency, delivery and CPU columns, and the result in latency.
 fn set_delivery(
     row: &mut Row,
     spec: &LoadSpec,
@@ -253,6 +259,10 @@ fn set_delivery(
     row.set(
         "server_cpu_us_per_msg",
         cpu_ticks as f64 / tps * 1e6 / delivery.counted.max(1) as f64,
+    );
+    row.result = format!(
+        "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+        summary.p50_ms, summary.p99_ms, summary.p999_ms
     );
 }
 

@@ -6,7 +6,7 @@
 use super::tracker::{total_lost_and_dup, Crowd, Tracker};
 use super::{incomplete_note, ms, MigrationSpec};
 use crate::report::{Row, ScenarioId, Series};
-use crate::stats::percentiles;
+use crate::stats::{percentiles, Percentiles};
 use crate::systems::ours::{current_host, OursCluster};
 use crate::systems::{SystemKind, DEFAULT_LEASE};
 use crate::Result;
@@ -70,6 +70,26 @@ impl Gaps {
         }
         gaps
     }
+
+    /// The pause columns of D's row; the pause percentiles.
+    fn set_columns(&mut self, row: &mut Row) -> Percentiles {
+        let pause = percentiles(&mut self.pause);
+        row.set("hosts_visited", self.hosts.len() as f64);
+        row.set("pause_p50_ms", pause.p50_ms);
+        row.set("pause_p99_ms", pause.p99_ms);
+        row.set("pause_max_ms", pause.max_ms);
+        row.set("pause_samples", pause.count as f64);
+        let (welcome, first) = (
+            percentiles(&mut self.to_welcome),
+            percentiles(&mut self.welcome_to_message),
+        );
+        row.set("until_welcome_p50_ms", welcome.p50_ms);
+        row.set("until_welcome_p99_ms", welcome.p99_ms);
+        row.set("welcome_to_message_p50_ms", first.p50_ms);
+        row.set("welcome_to_message_p99_ms", first.p99_ms);
+        row.set("switches_without_message_after", f64::from(self.unfinished));
+        pause
+    }
 }
 
 async fn measure(cluster: &OursCluster, spec: MigrationSpec, series: &mut Series) -> Result<Row> {
@@ -91,7 +111,6 @@ async fn measure(cluster: &OursCluster, spec: MigrationSpec, series: &mut Series
     let errors: usize = trackers.iter().map(|t| t.errors.len()).sum();
     let mut gaps = Gaps::of(&trackers, start_epoch, series);
     let migrations = epoch.saturating_sub(start_epoch);
-    let pause = percentiles(&mut gaps.pause);
     let mut row = Row::new(
         ScenarioId::D,
         SystemKind::Ours,
@@ -104,20 +123,7 @@ async fn measure(cluster: &OursCluster, spec: MigrationSpec, series: &mut Series
         ),
     );
     row.set("migrations", migrations as f64);
-    row.set("hosts_visited", gaps.hosts.len() as f64);
-    row.set("pause_p50_ms", pause.p50_ms);
-    row.set("pause_p99_ms", pause.p99_ms);
-    row.set("pause_max_ms", pause.max_ms);
-    row.set("pause_samples", pause.count as f64);
-    let (welcome, first) = (
-        percentiles(&mut gaps.to_welcome),
-        percentiles(&mut gaps.welcome_to_message),
-    );
-    row.set("until_welcome_p50_ms", welcome.p50_ms);
-    row.set("until_welcome_p99_ms", welcome.p99_ms);
-    row.set("welcome_to_message_p50_ms", first.p50_ms);
-    row.set("welcome_to_message_p99_ms", first.p99_ms);
-    row.set("switches_without_message_after", f64::from(gaps.unfinished));
+    let pause = gaps.set_columns(&mut row);
     row.set("sent", sent.iter().sum::<u64>() as f64);
     row.set("lost", lost as f64);
     row.set("dup", dup as f64);
