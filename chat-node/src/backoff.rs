@@ -40,3 +40,37 @@ impl Backoff {
         tokio::time::sleep(self.next_delay()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn waits_double_up_to_the_cap_with_at_most_half_taken_off() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_millis(1000));
+        let mut backoff = Backoff::new(initial, max);
+        for base in [100, 200, 400, 800, 1000, 1000, 1000] {
+            let base = Duration::from_millis(base);
+            let delay = backoff.next_delay();
+            assert!(
+                delay >= base / 2 && delay <= base,
+                "{delay:?} outside {base:?} less up to half"
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= initial);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_sleeps_for_the_next_delay() {
+        let mut backoff = Backoff::new(Duration::from_secs(4), Duration::from_secs(60));
+        for base in [4, 8, 16] {
+            let base = Duration::from_secs(base);
+            let t0 = Instant::now();
+            backoff.wait().await;
+            let waited = t0.elapsed();
+            assert!(waited >= base / 2 && waited <= base, "{waited:?}");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 
 use crate::report::Series;
 use crate::{BenchError, Result};
+use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,49 @@ fn nines_label(x: f64) -> String {
     format!("p{}", (q * 100.0).round() / 100.0)
 }
 
+/// The chart every plot is: a white canvas of [`SIZE`] at `path` with
+/// `title`, axes over `x` and `y`, what `draw` puts on it (the mesh and
+/// the series), and the series' legend at `legend`.
+fn chart<X, Y, F>(
+    path: &Path,
+    title: &str,
+    (x, y): (X, Y),
+    legend: SeriesLabelPosition,
+    draw: F,
+) -> Result<()>
+where
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+    F: FnOnce(&mut Chart<'_, '_, X, Y>) -> Result<()>,
+{
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(pe)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(pe)?;
+    draw(&mut chart)?;
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(pe)?;
+    drop(chart);
+    root.present().map_err(pe)
+}
+
+/// What [`chart`] hands its drawing.
+type Chart<'a, 'b, X, Y> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
 /// Latency by percentile of every system in `scenario` ("B", "C").
 fn latency(dir: &Path, series: &Series, scenario: &str, title: &str) -> Result<Option<PathBuf>> {
     let curves: Vec<(&str, &Vec<(f64, f64)>)> = series
@@ -51,46 +95,37 @@ fn latency(dir: &Path, series: &Series, scenario: &str, title: &str) -> Result<O
     let y_min = all.clone().map(|p| p.1).fold(f64::MAX, f64::min).max(0.005) / 1.5;
     let y_max = all.map(|p| p.1).fold(0.0, f64::max).max(y_min * 2.0) * 1.5;
     let path = dir.join(format!("latency_{scenario}.png"));
-    let root = BitMapBackend::new(&path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(pe)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())
-        .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .x_desc("percentile")
-        .y_desc("send to receive (ms, log scale)")
-        .x_labels(x_max as usize + 1)
-        .x_label_formatter(&|x| nines_label(*x))
-        .draw()
-        .map_err(pe)?;
-    for (i, (name, points)) in curves.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(pe)?
-            .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(pe)?;
-    root.present().map_err(pe)?;
-    drop(chart);
-    drop(root);
+    let axes = (0f64..x_max, (y_min..y_max).log_scale());
+    chart(
+        &path,
+        title,
+        axes,
+        SeriesLabelPosition::UpperLeft,
+        |chart| {
+            chart
+                .configure_mesh()
+                .x_desc("percentile")
+                .y_desc("send to receive (ms, log scale)")
+                .x_labels(x_max as usize + 1)
+                .x_label_formatter(&|x| nines_label(*x))
+                .draw()
+                .map_err(pe)?;
+            for (i, (name, points)) in curves.iter().enumerate() {
+                let color = COLORS[i % COLORS.len()];
+                chart
+                    .draw_series(LineSeries::new(
+                        points.iter().copied(),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(pe)?
+                    .label(*name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
+                    });
+            }
+            Ok(())
+        },
+    )?;
     Ok(Some(path))
 }
 
@@ -107,46 +142,39 @@ fn scatter(
     }
     let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max) + 1.0;
     let y_max = points.iter().map(|p| p.1).fold(target_ms, f64::max) * 1.15;
-    let root = BitMapBackend::new(&path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(pe)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
-        .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc("ms")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(pe)?;
-    let dot = COLORS[1].mix(0.35).filled();
-    chart
-        .draw_series(points.iter().map(|&p| Circle::new(p, 3, dot)))
-        .map_err(pe)?
-        .label("one client or member")
-        .legend(move |(x, y)| Circle::new((x + 12, y), 3, dot));
-    chart
-        .draw_series(LineSeries::new(
-            [(0.0, target_ms), (x_max, target_ms)],
-            COLORS[0].stroke_width(2),
-        ))
-        .map_err(pe)?
-        .label(format!("target {target_ms:.0} ms"))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], COLORS[0].stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(pe)?;
-    root.present().map_err(pe)?;
-    drop(chart);
-    drop(root);
+    let axes = (0f64..x_max, 0f64..y_max);
+    chart(
+        &path,
+        title,
+        axes,
+        SeriesLabelPosition::UpperRight,
+        |chart| {
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc("ms")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .draw()
+                .map_err(pe)?;
+            let dot = COLORS[1].mix(0.35).filled();
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, dot)))
+                .map_err(pe)?
+                .label("one client or member")
+                .legend(move |(x, y)| Circle::new((x + 12, y), 3, dot));
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, target_ms), (x_max, target_ms)],
+                    COLORS[0].stroke_width(2),
+                ))
+                .map_err(pe)?
+                .label(format!("target {target_ms:.0} ms"))
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], COLORS[0].stroke_width(2))
+                });
+            Ok(())
+        },
+    )?;
     Ok(Some(path))
 }
 

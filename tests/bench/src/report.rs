@@ -142,86 +142,94 @@ fn times(r: Option<f64>) -> String {
 
 /// Fills targets and verdicts, comparing with the other systems' rows.
 pub fn judge(rows: &mut [Row]) {
-    let find = |rows: &[Row], s: ScenarioId, k: SystemKind, m: &str| {
-        rows.iter()
-            .find(|r| r.scenario == s && r.system == k && r.skipped.is_none())
-            .and_then(|r| r.get(m))
-    };
     let snapshot = rows.to_vec();
     for row in rows.iter_mut().filter(|r| r.skipped.is_none()) {
-        let peer = |k, m| find(&snapshot, row.scenario, k, m);
-        let mine = |m: &str| row.get(m);
-        let ours = row.system == SystemKind::Ours;
-        let (target, verdict) = match row.scenario {
-            ScenarioId::A => {
-                let m = "delivered_per_s";
-                let vs_tonic = ratio(mine(m), peer(SystemKind::Tonic, m));
-                let vs_nats = ratio(mine(m), peer(SystemKind::Nats, m));
-                let vs_redis = ratio(mine(m), peer(SystemKind::Redis, m));
-                let met = vs_tonic.is_some_and(|r| r >= 0.8)
-                    && vs_nats.is_none_or(|r| r > 1.0)
-                    && vs_redis.is_none_or(|r| r > 1.0);
-                let verdict = format!(
-                    "{} bare tonic, {} NATS, {} Redis",
-                    times(vs_tonic),
-                    times(vs_nats),
-                    times(vs_redis)
-                );
-                target_verdict(
-                    ours,
-                    ">= 0.8x bare tonic, ahead of NATS and Redis",
-                    met,
-                    verdict,
-                )
-            }
-            ScenarioId::B | ScenarioId::C => {
-                let vs_tonic = ratio(mine("p99_ms"), peer(SystemKind::Tonic, "p99_ms"));
-                let mut verdict = format!("p99 {} bare tonic", times(vs_tonic));
-                let (subs, tonic_subs) = (mine("subs"), peer(SystemKind::Tonic, "subs"));
-                if let (Some(a), Some(b)) = (subs, tonic_subs) {
-                    if a != b {
-                        let _ = write!(verdict, " (with {a:.0} vs {b:.0} subscribers)");
-                    }
-                }
-                if row.scenario == ScenarioId::B {
-                    let met = vs_tonic.is_some_and(|r| r <= 1.2);
-                    target_verdict(ours, "p99 <= 1.2x bare tonic", met, verdict)
-                } else {
-                    let kb = mine("idle_kb_per_conn");
-                    if let Some(kb) = kb {
-                        let _ = write!(verdict, "; {kb:.1} KB/conn");
-                    }
-                    let met = kb.is_some_and(|kb| kb < 40.0);
-                    target_verdict(ours, "< 40 KB server memory per connection", met, verdict)
-                }
-            }
-            ScenarioId::D => {
-                let met = mine("pause_p99_ms").is_some_and(|p| p < 50.0)
-                    && mine("lost") == Some(0.0)
-                    && mine("dup") == Some(0.0);
-                let verdict = format!(
-                    "p99 pause {:.1} ms, lost {}, dup {}",
-                    mine("pause_p99_ms").unwrap_or(f64::NAN),
-                    mine("lost").unwrap_or(f64::NAN),
-                    mine("dup").unwrap_or(f64::NAN)
-                );
-                target_verdict(ours, "p99 pause < 50 ms, lost = dup = 0", met, verdict)
-            }
-            ScenarioId::E => {
-                let max = mine("failover_max_ms");
-                let met = max.is_some_and(|m| m < 1000.0);
-                let verdict = format!("max {:.0} ms", max.unwrap_or(f64::NAN));
-                target_verdict(
-                    ours,
-                    "every member receiving again < 1 s after the kill",
-                    met,
-                    verdict,
-                )
-            }
+        let scenario = row.scenario;
+        let peer = |k: SystemKind, m: &str| {
+            snapshot
+                .iter()
+                .find(|r| r.scenario == scenario && r.system == k && r.skipped.is_none())
+                .and_then(|r| r.get(m))
         };
-        row.target = target;
-        row.verdict = verdict;
+        let (target, met, detail) = match scenario {
+            ScenarioId::A => judge_fanout(row, &peer),
+            ScenarioId::B | ScenarioId::C => judge_load(row, &peer),
+            ScenarioId::D => judge_migration(row),
+            ScenarioId::E => judge_failover(row),
+        };
+        (row.target, row.verdict) =
+            target_verdict(row.system == SystemKind::Ours, target, met, detail);
     }
+}
+
+/// A metric of another system's row in the same scenario.
+type Peer<'a> = dyn Fn(SystemKind, &str) -> Option<f64> + 'a;
+
+/// A scenario's target, whether `row` met it, and the comparison in words.
+type Judged = (&'static str, bool, String);
+
+fn judge_fanout(row: &Row, peer: &Peer) -> Judged {
+    let m = "delivered_per_s";
+    let vs_tonic = ratio(row.get(m), peer(SystemKind::Tonic, m));
+    let vs_nats = ratio(row.get(m), peer(SystemKind::Nats, m));
+    let vs_redis = ratio(row.get(m), peer(SystemKind::Redis, m));
+    let met = vs_tonic.is_some_and(|r| r >= 0.8)
+        && vs_nats.is_none_or(|r| r > 1.0)
+        && vs_redis.is_none_or(|r| r > 1.0);
+    let verdict = format!(
+        "{} bare tonic, {} NATS, {} Redis",
+        times(vs_tonic),
+        times(vs_nats),
+        times(vs_redis)
+    );
+    (">= 0.8x bare tonic, ahead of NATS and Redis", met, verdict)
+}
+
+/// B against bare tonic's p99; C against the memory target.
+fn judge_load(row: &Row, peer: &Peer) -> Judged {
+    let vs_tonic = ratio(row.get("p99_ms"), peer(SystemKind::Tonic, "p99_ms"));
+    let mut verdict = format!("p99 {} bare tonic", times(vs_tonic));
+    let (subs, tonic_subs) = (row.get("subs"), peer(SystemKind::Tonic, "subs"));
+    if let (Some(a), Some(b)) = (subs, tonic_subs) {
+        if a != b {
+            let _ = write!(verdict, " (with {a:.0} vs {b:.0} subscribers)");
+        }
+    }
+    if row.scenario == ScenarioId::B {
+        let met = vs_tonic.is_some_and(|r| r <= 1.2);
+        ("p99 <= 1.2x bare tonic", met, verdict)
+    } else {
+        let kb = row.get("idle_kb_per_conn");
+        if let Some(kb) = kb {
+            let _ = write!(verdict, "; {kb:.1} KB/conn");
+        }
+        let met = kb.is_some_and(|kb| kb < 40.0);
+        ("< 40 KB server memory per connection", met, verdict)
+    }
+}
+
+fn judge_migration(row: &Row) -> Judged {
+    let met = row.get("pause_p99_ms").is_some_and(|p| p < 50.0)
+        && row.get("lost") == Some(0.0)
+        && row.get("dup") == Some(0.0);
+    let verdict = format!(
+        "p99 pause {:.1} ms, lost {}, dup {}",
+        row.get("pause_p99_ms").unwrap_or(f64::NAN),
+        row.get("lost").unwrap_or(f64::NAN),
+        row.get("dup").unwrap_or(f64::NAN)
+    );
+    ("p99 pause < 50 ms, lost = dup = 0", met, verdict)
+}
+
+fn judge_failover(row: &Row) -> Judged {
+    let max = row.get("failover_max_ms");
+    let met = max.is_some_and(|m| m < 1000.0);
+    let verdict = format!("max {:.0} ms", max.unwrap_or(f64::NAN));
+    (
+        "every member receiving again < 1 s after the kill",
+        met,
+        verdict,
+    )
 }
 
 fn target_verdict(ours: bool, target: &str, met: bool, detail: String) -> (String, String) {
@@ -279,4 +287,78 @@ pub fn write(dir: &Path, results: &Results, notes: &str) -> Result<()> {
     );
     std::fs::write(dir.join("results.md"), md)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(scenario: ScenarioId, system: SystemKind, metrics: &[(&str, f64)]) -> Row {
+        let mut row = Row::new(scenario, system, String::new());
+        for &(name, value) in metrics {
+            row.set(name, value);
+        }
+        row
+    }
+
+    #[test]
+    fn ours_is_judged_against_the_peers_and_the_peers_are_references() {
+        let m = "delivered_per_s";
+        let mut rows = vec![
+            row(ScenarioId::A, SystemKind::Ours, &[(m, 900.0)]),
+            row(ScenarioId::A, SystemKind::Tonic, &[(m, 1000.0)]),
+            row(ScenarioId::A, SystemKind::Nats, &[(m, 750.0)]),
+            row(
+                ScenarioId::B,
+                SystemKind::Ours,
+                &[("p99_ms", 3.0), ("subs", 20.0)],
+            ),
+            row(
+                ScenarioId::B,
+                SystemKind::Tonic,
+                &[("p99_ms", 2.0), ("subs", 10.0)],
+            ),
+            row(
+                ScenarioId::D,
+                SystemKind::Ours,
+                &[("pause_p99_ms", 12.5), ("lost", 0.0), ("dup", 0.0)],
+            ),
+            row(
+                ScenarioId::E,
+                SystemKind::Ours,
+                &[("failover_max_ms", 1200.0)],
+            ),
+            Row::skipped(ScenarioId::A, SystemKind::Redis, "not here".into()),
+        ];
+        judge(&mut rows);
+        let verdicts: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.target.as_str(), r.verdict.as_str()))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                (
+                    ">= 0.8x bare tonic, ahead of NATS and Redis",
+                    "MET: 0.90x bare tonic, 1.20x NATS, n/a Redis"
+                ),
+                ("(reference)", "1.00x bare tonic, 1.33x NATS, n/a Redis"),
+                ("(reference)", "0.75x bare tonic, 1.00x NATS, n/a Redis"),
+                (
+                    "p99 <= 1.2x bare tonic",
+                    "BEHIND: p99 1.50x bare tonic (with 20 vs 10 subscribers)"
+                ),
+                ("(reference)", "p99 1.00x bare tonic"),
+                (
+                    "p99 pause < 50 ms, lost = dup = 0",
+                    "MET: p99 pause 12.5 ms, lost 0, dup 0"
+                ),
+                (
+                    "every member receiving again < 1 s after the kill",
+                    "BEHIND: max 1200 ms"
+                ),
+                ("", ""),
+            ]
+        );
+    }
 }

@@ -5,6 +5,7 @@ use crate::children::find_program;
 use crate::cli::RunArgs;
 use crate::report::{self, Results, Row, ScenarioId, Series};
 use crate::scenarios::{failover, fanout, load, migration, Plan};
+use crate::signatures::SignatureCost;
 use crate::systems::SystemKind;
 use crate::{plot, procstat, signatures, BenchError, Result};
 use std::time::Duration;
@@ -93,80 +94,22 @@ async fn one(
 pub async fn run(args: RunArgs) -> Result<()> {
     // The in-process members (scenario D) log too when RUST_LOG is set.
     crate::serve::init_logs();
-    let mut plan = if args.quick { Plan::QUICK } else { Plan::FULL };
-    if let Some(n) = args.c_subs {
-        plan.many.subs = n;
-    }
-    if let Some(n) = args.c_ours_subs {
-        plan.many.ours_subs = Some(n);
-    }
-    let strict = args.require_peers || std::env::var("CI").is_ok_and(|v| v == "true");
-    let mut scenarios = args.scenarios.clone();
-    scenarios.sort();
-    scenarios.dedup();
-    let mut systems = Vec::new();
-    let mut skipped = Vec::new();
-    for kind in SystemKind::ALL
-        .into_iter()
-        .filter(|k| args.systems.contains(k))
-    {
-        match available(kind) {
-            Ok(()) => systems.push(kind),
-            Err(why) if strict => return Err(BenchError::Missing(why)),
-            Err(why) => {
-                eprintln!("chat-bench: skipping {}: {why}", kind.label());
-                skipped.push((kind, why));
-            }
-        }
-    }
+    let plan = plan_of(&args);
+    let (systems, skipped) = systems_to_run(&args)?;
     let load_before = procstat::load_average();
     let signatures = if systems.contains(&SystemKind::Ours) {
-        let cost = tokio::task::spawn_blocking(|| signatures::measure(SIGNATURE_BUDGET))
-            .await
-            .map_err(|e| BenchError::Setup(format!("signature measurement: {e}")))??;
-        eprintln!(
-            "chat-bench: Ed25519 sign {:.1} us, verify {:.1} us per message",
-            cost.sign_us, cost.verify_us
-        );
-        Some(cost)
+        Some(signature_cost().await?)
     } else {
         None
     };
-    let mut rows = Vec::new();
+    let mut scenarios = args.scenarios.clone();
+    scenarios.sort();
+    scenarios.dedup();
     let mut series = Series::default();
-    let mut failures = 0;
-    for &scenario in &scenarios {
-        let peers_apply = matches!(scenario, ScenarioId::A | ScenarioId::B | ScenarioId::C);
-        for &kind in systems
-            .iter()
-            .filter(|&&k| peers_apply || k == SystemKind::Ours)
-        {
-            eprintln!("chat-bench: {} / {} ...", scenario.title(), kind.label());
-            let started = std::time::Instant::now();
-            let row = one(scenario, kind, &plan, &mut series)
-                .await
-                .unwrap_or_else(|row| {
-                    failures += 1;
-                    row
-                });
-            let took = started.elapsed().as_secs_f64();
-            eprintln!("chat-bench:   {} [{took:.1} s]", row.result);
-            rows.push(row);
-            // Let sockets and memory settle between runs.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        if peers_apply {
-            for (kind, why) in &skipped {
-                rows.push(Row::skipped(scenario, *kind, why.clone()));
-            }
-        }
-    }
+    let (mut rows, failures) =
+        run_scenarios(&scenarios, &systems, &skipped, &plan, &mut series).await;
     if let Some(cost) = signatures {
-        for row in rows.iter_mut().filter(|r| {
-            r.scenario == ScenarioId::A && r.system == SystemKind::Ours && r.skipped.is_none()
-        }) {
-            signatures::annotate(row, cost);
-        }
+        annotate_signatures(&mut rows, cost);
     }
     report::judge(&mut rows);
     println!("{}", report::markdown(&rows));
@@ -187,14 +130,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         args.out.join("results.json").display()
     );
     if !args.no_plots {
-        match plot::draw_all(&args.out, &args.font, &results.series) {
-            Ok(files) => {
-                for f in files {
-                    eprintln!("chat-bench: drew {}", f.display());
-                }
-            }
-            Err(e) => eprintln!("chat-bench: no plots: {e}"),
-        }
+        draw_plots(&args, &results.series);
     }
     if failures > 0 {
         return Err(BenchError::Setup(format!(
@@ -202,4 +138,115 @@ pub async fn run(args: RunArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A system that cannot run here, and why.
+type Skipped = (SystemKind, String);
+
+/// The plan asked for, with the command line's sizes of C.
+fn plan_of(args: &RunArgs) -> Plan {
+    let mut plan = if args.quick { Plan::QUICK } else { Plan::FULL };
+    if let Some(n) = args.c_subs {
+        plan.many.subs = n;
+    }
+    if let Some(n) = args.c_ours_subs {
+        plan.many.ours_subs = Some(n);
+    }
+    plan
+}
+
+/// The systems asked for that can run here, and those skipped with why; a
+/// missing one is an error in strict runs (`--require-peers`, or CI).
+fn systems_to_run(args: &RunArgs) -> Result<(Vec<SystemKind>, Vec<Skipped>)> {
+    let strict = args.require_peers || std::env::var("CI").is_ok_and(|v| v == "true");
+    let mut systems = Vec::new();
+    let mut skipped = Vec::new();
+    for kind in SystemKind::ALL
+        .into_iter()
+        .filter(|k| args.systems.contains(k))
+    {
+        match available(kind) {
+            Ok(()) => systems.push(kind),
+            Err(why) if strict => return Err(BenchError::Missing(why)),
+            Err(why) => {
+                eprintln!("chat-bench: skipping {}: {why}", kind.label());
+                skipped.push((kind, why));
+            }
+        }
+    }
+    Ok((systems, skipped))
+}
+
+/// Times Ed25519 signing and checking with the product's code.
+async fn signature_cost() -> Result<SignatureCost> {
+    let cost = tokio::task::spawn_blocking(|| signatures::measure(SIGNATURE_BUDGET))
+        .await
+        .map_err(|e| BenchError::Setup(format!("signature measurement: {e}")))??;
+    eprintln!(
+        "chat-bench: Ed25519 sign {:.1} us, verify {:.1} us per message",
+        cost.sign_us, cost.verify_us
+    );
+    Ok(cost)
+}
+
+/// Every scenario, the systems alternating within each (the peers only in
+/// A-C), with a row for each skipped system; the rows and how many runs
+/// failed.
+async fn run_scenarios(
+    scenarios: &[ScenarioId],
+    systems: &[SystemKind],
+    skipped: &[Skipped],
+    plan: &Plan,
+    series: &mut Series,
+) -> (Vec<Row>, usize) {
+    let mut rows = Vec::new();
+    let mut failures = 0;
+    for &scenario in scenarios {
+        let peers_apply = matches!(scenario, ScenarioId::A | ScenarioId::B | ScenarioId::C);
+        for &kind in systems
+            .iter()
+            .filter(|&&k| peers_apply || k == SystemKind::Ours)
+        {
+            eprintln!("chat-bench: {} / {} ...", scenario.title(), kind.label());
+            let started = std::time::Instant::now();
+            let row = one(scenario, kind, plan, series)
+                .await
+                .unwrap_or_else(|row| {
+                    failures += 1;
+                    row
+                });
+            let took = started.elapsed().as_secs_f64();
+            eprintln!("chat-bench:   {} [{took:.1} s]", row.result);
+            rows.push(row);
+            // Let sockets and memory settle between runs.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if peers_apply {
+            for (kind, why) in skipped {
+                rows.push(Row::skipped(scenario, *kind, why.clone()));
+            }
+        }
+    }
+    (rows, failures)
+}
+
+/// Sets the signature cost beside ours' CPU in A.
+fn annotate_signatures(rows: &mut [Row], cost: SignatureCost) {
+    for row in rows.iter_mut().filter(|r| {
+        r.scenario == ScenarioId::A && r.system == SystemKind::Ours && r.skipped.is_none()
+    }) {
+        signatures::annotate(row, cost);
+    }
+}
+
+/// Draws the plots into the output folder; a failure is only reported.
+fn draw_plots(args: &RunArgs, series: &Series) {
+    match plot::draw_all(&args.out, &args.font, series) {
+        Ok(files) => {
+            for f in files {
+                eprintln!("chat-bench: drew {}", f.display());
+            }
+        }
+        Err(e) => eprintln!("chat-bench: no plots: {e}"),
+    }
 }

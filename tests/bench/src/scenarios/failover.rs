@@ -4,11 +4,13 @@
 //! messages again, and at the end every acknowledged message delivered
 //! exactly once to every survivor.
 
-use super::proc_crowd::ProcCrowd;
-use super::FailoverSpec;
+use super::proc_crowd::{Outcome, ProcCrowd};
+use super::timing::wait_until;
+use super::tracker::total_lost_and_dup;
+use super::{incomplete_note, FailoverSpec};
 use crate::member::unix_ns;
 use crate::report::{Row, ScenarioId, Series};
-use crate::stats::percentiles;
+use crate::stats::{percentiles, Percentiles};
 use crate::systems::ours::{current_host, OursCluster};
 use crate::systems::{SystemKind, DEFAULT_LEASE, NO_MIGRATION};
 use crate::Result;
@@ -42,17 +44,14 @@ pub async fn run(spec: FailoverSpec, series: &mut Series) -> Result<Row> {
 /// Waits until every running member receives through a host newer than
 /// `epoch`; the number still waiting at the deadline.
 async fn recovered(crowd: &ProcCrowd, epoch: u64) -> usize {
-    let deadline = tokio::time::Instant::now() + RECOVERY_LIMIT;
-    loop {
-        let waiting = crowd
+    let waiting = || {
+        crowd
             .live()
             .filter(|l| l.receiving_epoch.load(Ordering::Acquire) <= epoch)
-            .count();
-        if waiting == 0 || tokio::time::Instant::now() >= deadline {
-            return waiting;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+            .count()
+    };
+    wait_until(RECOVERY_LIMIT, Duration::from_millis(5), || waiting() == 0).await;
+    waiting()
 }
 
 async fn measure(
@@ -69,32 +68,11 @@ async fn measure(
     let mut kills = Vec::new();
     let mut timeouts = 0;
     for k in 0..spec.kills {
-        let host = current_host(uri).await?;
-        let at_ns = unix_ns();
-        crowd.kill(&host.name, k)?;
-        kills.push(Kill {
-            epoch: host.epoch,
-            at_ns,
-        });
-        // Keep the message flow up: a killed publisher is replaced.
-        while crowd.publishing() < spec.pubs {
-            crowd.add_publisher(rate_each).await?;
-        }
-        let waiting = recovered(&crowd, host.epoch).await;
-        let took = (unix_ns() - at_ns) as f64 / 1e6;
+        let (kill, waiting) = kill_host(uri, &mut crowd, k, spec.pubs, rate_each).await?;
+        kills.push(kill);
         if waiting > 0 {
             timeouts += 1;
         }
-        eprintln!(
-            "chat-bench:   kill {}: host {} (epoch {}): {}",
-            k + 1,
-            host.name,
-            host.epoch,
-            match waiting {
-                0 => format!("every member receiving again after {took:.0} ms"),
-                n => format!("{n} members not receiving after {took:.0} ms"),
-            }
-        );
         tokio::time::sleep(spec.settle).await;
     }
     crowd.stop_publishing().await?;
@@ -102,8 +80,119 @@ async fn measure(
     let expected = crowd.expected();
     let outcomes = crowd.finish().await;
 
-    // Per kill: when each member alive then (the killed host aside) first
-    // received through a newer host.
+    let (mut all_members, mut each) = recovery_times(&kills, &outcomes, series);
+    let (lost, dup) = total_lost_and_dup(
+        outcomes
+            .iter()
+            .filter(|o| o.killed_at.is_none())
+            .map(|o| &o.tracker),
+        &expected,
+    );
+    let tally = Tally {
+        kills: kills.len(),
+        timeouts,
+        all: percentiles(&mut all_members),
+        each: percentiles(&mut each),
+        expected: expected.iter().sum(),
+        lost,
+        dup,
+        complete,
+    };
+    Ok(row(&spec, &tally))
+}
+
+/// What E counted, for its row.
+struct Tally {
+    kills: usize,
+    /// Kills after which some member was not receiving by the deadline.
+    timeouts: u32,
+    /// Per kill, until the last member received again.
+    all: Percentiles,
+    /// Per kill and member, until it received again.
+    each: Percentiles,
+    /// Messages every survivor must have.
+    expected: u64,
+    lost: u64,
+    dup: u64,
+    /// Whether delivery completed by the deadline.
+    complete: bool,
+}
+
+fn row(spec: &FailoverSpec, t: &Tally) -> Row {
+    let mut row = Row::new(
+        ScenarioId::E,
+        SystemKind::Ours,
+        format!(
+            "{} member processes ({} publish), {} msg/s",
+            spec.members, spec.pubs, spec.rate
+        ),
+    );
+    row.set("kills", t.kills as f64);
+    row.set("recovery_timeouts", f64::from(t.timeouts));
+    row.set("failover_p50_ms", t.all.p50_ms);
+    row.set("failover_max_ms", t.all.max_ms);
+    row.set("per_member_p50_ms", t.each.p50_ms);
+    row.set("per_member_p99_ms", t.each.p99_ms);
+    row.set("expected_messages", t.expected as f64);
+    row.set("lost", t.lost as f64);
+    row.set("dup", t.dup as f64);
+    row.result = format!(
+        "{} kill -9 of the host: every member receiving again after p50 {:.0} ms, max {:.0} ms; lost {}, dup {}{}",
+        t.kills,
+        t.all.p50_ms,
+        t.all.max_ms,
+        t.lost,
+        t.dup,
+        incomplete_note(t.complete)
+    );
+    row
+}
+
+/// Kill number `k`: kills whichever member hosts, replaces it as a
+/// publisher if it was one (keeping `pubs` publishing `rate_each`), and
+/// waits until the others receive again; the kill and how many members
+/// were still waiting at the deadline.
+async fn kill_host(
+    uri: &str,
+    crowd: &mut ProcCrowd,
+    k: usize,
+    pubs: usize,
+    rate_each: f64,
+) -> Result<(Kill, usize)> {
+    let host = current_host(uri).await?;
+    let at_ns = unix_ns();
+    crowd.kill(&host.name, k)?;
+    // Keep the message flow up: a killed publisher is replaced.
+    while crowd.publishing() < pubs {
+        crowd.add_publisher(rate_each).await?;
+    }
+    let waiting = recovered(crowd, host.epoch).await;
+    let took = (unix_ns() - at_ns) as f64 / 1e6;
+    eprintln!(
+        "chat-bench:   kill {}: host {} (epoch {}): {}",
+        k + 1,
+        host.name,
+        host.epoch,
+        match waiting {
+            0 => format!("every member receiving again after {took:.0} ms"),
+            n => format!("{n} members not receiving after {took:.0} ms"),
+        }
+    );
+    let kill = Kill {
+        epoch: host.epoch,
+        at_ns,
+    };
+    Ok((kill, waiting))
+}
+
+/// Per kill, when each member alive then (the killed host aside) first
+/// received through a newer host (each added to `series`); the slowest
+/// member's time per kill, and every member's.
+fn recovery_times(
+    kills: &[Kill],
+    outcomes: &[Outcome],
+    series: &mut Series,
+) -> (Vec<u64>, Vec<u64>) {
     let (mut all_members, mut each) = (Vec::new(), Vec::new());
     for (k, kill) in kills.iter().enumerate() {
         let mut times: Vec<u64> = outcomes
@@ -121,37 +210,5 @@ async fn measure(
         times.sort_unstable();
         all_members.extend(times.last());
     }
-    let (mut lost, mut dup) = (0, 0);
-    for o in outcomes.iter().filter(|o| o.killed_at.is_none()) {
-        let (l, d) = o.tracker.lost_and_dup(&expected);
-        lost += l;
-        dup += d;
-    }
-    let all = percentiles(&mut all_members);
-    let each = percentiles(&mut each);
-    let mut row = Row::new(
-        ScenarioId::E,
-        SystemKind::Ours,
-        format!(
-            "{} member processes ({} publish), {} msg/s",
-            spec.members, spec.pubs, spec.rate
-        ),
-    );
-    row.set("kills", kills.len() as f64);
-    row.set("recovery_timeouts", f64::from(timeouts));
-    row.set("failover_p50_ms", all.p50_ms);
-    row.set("failover_max_ms", all.max_ms);
-    row.set("per_member_p50_ms", each.p50_ms);
-    row.set("per_member_p99_ms", each.p99_ms);
-    row.set("expected_messages", expected.iter().sum::<u64>() as f64);
-    row.set("lost", lost as f64);
-    row.set("dup", dup as f64);
-    row.result = format!(
-        "{} kill -9 of the host: every member receiving again after p50 {:.0} ms, max {:.0} ms; lost {lost}, dup {dup}{}",
-        kills.len(),
-        all.p50_ms,
-        all.max_ms,
-        if complete { "" } else { " (delivery incomplete at the deadline)" }
-    );
-    Ok(row)
+    (all_members, each)
 }

@@ -6,11 +6,11 @@
 //! subscriber, so what is measured is the rate every subscriber sustains
 //! with nothing dropped, not how fast a buffer fills.
 
-use super::{attach, FanoutSpec};
+use super::{attach, join_publisher, FanoutSpec};
 use crate::payload;
 use crate::procstat;
 use crate::report::{Row, ScenarioId};
-use crate::stats::{percentiles, Phase, Progress};
+use crate::stats::{percentiles, Phase, Probe, Progress};
 use crate::systems::{finish_all, Deployment, Publisher, SystemKind};
 use crate::Result;
 use std::sync::Arc;
@@ -52,6 +52,34 @@ pub async fn run(kind: SystemKind, spec: FanoutSpec) -> Result<Row> {
     outcome
 }
 
+/// CPU ticks so far: every server process, the host alone, and this
+/// (the clients') process.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    servers: u64,
+    host: u64,
+    clients: u64,
+}
+
+impl Cpu {
+    fn read(dep: &Deployment, pids: &[u32]) -> Result<Self> {
+        Ok(Self {
+            servers: procstat::cpu_ticks_all(pids)?,
+            host: procstat::cpu_ticks(dep.main_pid())?,
+            clients: procstat::cpu_ticks(std::process::id())?,
+        })
+    }
+
+    /// The ticks spent since `before`.
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            servers: self.servers - before.servers,
+            host: self.host - before.host,
+            clients: self.clients - before.clients,
+        }
+    }
+}
+
 async fn measure(dep: &Deployment, spec: FanoutSpec) -> Result<Row> {
     let phase = Arc::new(Phase::default());
     let subs = attach(dep, spec.subs, &phase, false).await?;
@@ -62,27 +90,28 @@ async fn measure(dep: &Deployment, spec: FanoutSpec) -> Result<Row> {
 
     tokio::time::sleep(spec.warmup).await;
     let pids = dep.pids();
-    let (cpu0, host0, me0) = (
-        procstat::cpu_ticks_all(&pids)?,
-        procstat::cpu_ticks(dep.main_pid())?,
-        procstat::cpu_ticks(std::process::id())?,
-    );
+    let cpu0 = Cpu::read(dep, &pids)?;
     let start = Instant::now();
     phase.measure();
     tokio::time::sleep(spec.measure).await;
     phase.finish();
     let elapsed = start.elapsed().as_secs_f64();
-    let (cpu1, host1, me1) = (
-        procstat::cpu_ticks_all(&pids)?,
-        procstat::cpu_ticks(dep.main_pid())?,
-        procstat::cpu_ticks(std::process::id())?,
-    );
+    let cpu = Cpu::read(dep, &pids)?.since(cpu0);
     stop.cancel();
-    let sent = publishing
-        .await
-        .map_err(|e| crate::BenchError::Setup(format!("publisher task: {e}")))??;
+    let sent = join_publisher(publishing).await??;
     let probes = finish_all(subs).await;
+    Ok(row(dep.kind, spec, elapsed, cpu, sent, probes))
+}
 
+/// A's row from the measured window of `elapsed` seconds.
+fn row(
+    kind: SystemKind,
+    spec: FanoutSpec,
+    elapsed: f64,
+    cpu: Cpu,
+    sent: u64,
+    probes: Vec<Probe>,
+) -> Row {
     let delivered: u64 = probes.iter().map(|p| p.counted).sum();
     let mut lat: Vec<u64> = probes.into_iter().flat_map(|p| p.latencies_ns).collect();
     let lat = percentiles(&mut lat);
@@ -90,23 +119,19 @@ async fn measure(dep: &Deployment, spec: FanoutSpec) -> Result<Row> {
     let per_msg_us = |ticks: u64| ticks as f64 / tps * 1e6 / delivered.max(1) as f64;
     let rate = delivered as f64 / elapsed;
 
-    let mut row = Row::new(
-        ScenarioId::A,
-        dep.kind,
-        format!("{} subs, 1 pub", spec.subs),
-    );
+    let mut row = Row::new(ScenarioId::A, kind, format!("{} subs, 1 pub", spec.subs));
     row.set("subs", spec.subs as f64);
     row.set("delivered_per_s", rate);
-    row.set("server_cpu_us_per_msg", per_msg_us(cpu1 - cpu0));
-    row.set("host_cpu_us_per_msg", per_msg_us(host1 - host0));
-    row.set("client_cpu_us_per_msg", per_msg_us(me1 - me0));
+    row.set("server_cpu_us_per_msg", per_msg_us(cpu.servers));
+    row.set("host_cpu_us_per_msg", per_msg_us(cpu.host));
+    row.set("client_cpu_us_per_msg", per_msg_us(cpu.clients));
     row.set("published", sent as f64);
     row.set("latency_p50_ms", lat.p50_ms);
     row.set("latency_p99_ms", lat.p99_ms);
     row.result = format!(
         "{:.0}k msg/s delivered; server CPU {:.2} us/msg",
         rate / 1e3,
-        per_msg_us(cpu1 - cpu0)
+        per_msg_us(cpu.servers)
     );
-    Ok(row)
+    row
 }

@@ -10,14 +10,16 @@ pub mod fanout;
 pub mod load;
 pub mod migration;
 pub mod proc_crowd;
+pub mod timing;
 pub mod tracker;
 
 use crate::stats::Phase;
 use crate::systems::{Deployment, Subscription};
-use crate::Result;
+use crate::{BenchError, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 /// Sizes of A.
 #[derive(Debug, Clone, Copy)]
@@ -206,6 +208,22 @@ pub async fn attach(
         .buffered(16)
         .try_collect()
         .await
+}
+
+/// A publisher task's own result; its panic a setup error.
+pub async fn join_publisher<T>(task: JoinHandle<T>) -> Result<T> {
+    task.await
+        .map_err(|e| BenchError::Setup(format!("publisher task: {e}")))
+}
+
+/// What a result says after its numbers when delivery had not completed
+/// by the deadline.
+pub fn incomplete_note(complete: bool) -> &'static str {
+    if complete {
+        ""
+    } else {
+        " (delivery incomplete at the deadline)"
+    }
 }
 
 /// Milliseconds in a duration, as a float.

@@ -2,6 +2,7 @@
 //! one hosts can be killed with SIGKILL), reporting what its client sees
 //! on stdout (see [`crate::member`]), each line feeding a [`Tracker`].
 
+use super::timing::wait_until;
 use super::tracker::{Live, Seen, Tracker};
 use crate::children::Server;
 use crate::member::{unix_ns, Report};
@@ -166,17 +167,18 @@ impl ProcCrowd {
                 self.members[i].server.send_line("stop").await?;
             }
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.publishers.iter().any(|&i| {
-            let m = &self.members[i];
-            m.killed_at.is_none() && !m.sent_known.load(Ordering::Acquire)
-        }) {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(BenchError::Timeout("publishers to stop".into()));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let stopped = wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
+            self.publishers.iter().all(|&i| {
+                let m = &self.members[i];
+                m.killed_at.is_some() || m.sent_known.load(Ordering::Acquire)
+            })
+        })
+        .await;
+        if stopped {
+            Ok(())
+        } else {
+            Err(BenchError::Timeout("publishers to stop".into()))
         }
-        Ok(())
     }
 
     /// Messages every survivor must have, per publisher: all it sent if it
@@ -199,17 +201,11 @@ impl ProcCrowd {
     /// many distinct messages as expected; false on timeout.
     pub async fn wait_delivered(&self, limit: Duration) -> bool {
         let total: u64 = self.expected().iter().sum();
-        let deadline = tokio::time::Instant::now() + limit;
-        while !self
-            .live()
-            .all(|l| l.distinct.load(Ordering::Relaxed) >= total)
-        {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
+        wait_until(limit, Duration::from_millis(20), || {
+            self.live()
+                .all(|l| l.distinct.load(Ordering::Relaxed) >= total)
+        })
+        .await
     }
 
     /// Process ids of running members.

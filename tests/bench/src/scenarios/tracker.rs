@@ -3,6 +3,7 @@
 //! records every message id (for lost and duplicated messages) and every
 //! switch to a new host epoch with its timing.
 
+use super::timing::{wait_until, Pace};
 use crate::payload::{self, now_ns};
 use crate::systems::ours;
 use crate::Result;
@@ -13,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 /// One switch of a client to a new host epoch.
@@ -242,28 +242,18 @@ impl Crowd {
     pub fn start_publishing(&mut self, pubs: usize, rate: u32) {
         let pubs = pubs.min(self.nodes.len());
         self.sent = Arc::new((0..pubs).map(|_| AtomicU64::new(0)).collect());
-        let period = Duration::from_secs_f64(pubs as f64 / f64::from(rate));
         let t0 = tokio::time::Instant::now();
         for (i, (_, node)) in self.nodes.iter().take(pubs).enumerate() {
             let commands = node.commands.clone();
-            let stop = self.publishing.clone();
             let sent = self.sent.clone();
-            let start = t0 + period.mul_f64(i as f64 / pubs as f64);
+            let mut pace = Pace::new(t0, i, pubs, rate, self.publishing.clone());
             self.publishers.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval_at(start, period);
-                tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-                let mut n = 0;
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = stop.cancelled() => return,
-                    }
+                while let Some(n) = pace.next().await {
                     let text = payload::make(i as u32, n);
                     if commands.send(UserCommand::Say(text)).await.is_err() {
                         return;
                     }
                     sent[i].fetch_add(1, Ordering::Relaxed);
-                    n += 1;
                 }
             }));
         }
@@ -289,20 +279,12 @@ impl Crowd {
     /// false on timeout.
     pub async fn wait_delivered(&self, limit: Duration) -> bool {
         let total: u64 = self.sent_counts().iter().sum();
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let done = self
-                .live
+        wait_until(limit, Duration::from_millis(20), || {
+            self.live
                 .iter()
-                .all(|l| l.distinct.load(Ordering::Relaxed) >= total);
-            if done {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                .all(|l| l.distinct.load(Ordering::Relaxed) >= total)
+        })
+        .await
     }
 
     /// Stops every client; returns their trackers.
@@ -313,6 +295,18 @@ impl Crowd {
         ours::stop_nodes(self.nodes.into_iter().map(|(_, n)| n).collect()).await;
         trackers.into_iter().filter_map(|t| t.ok()).collect()
     }
+}
+
+/// Lost and duplicated messages of every tracker in `trackers` together,
+/// against the messages each publisher sent (`expected`).
+pub fn total_lost_and_dup<'a>(
+    trackers: impl IntoIterator<Item = &'a Tracker>,
+    expected: &[u64],
+) -> (u64, u64) {
+    trackers
+        .into_iter()
+        .map(|t| t.lost_and_dup(expected))
+        .fold((0, 0), |(lost, dup), (l, d)| (lost + l, dup + d))
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@
 use crate::stats::Probe;
 use crate::{BenchError, Result};
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
-use chat_proto::pb::chat::{client_frame, server_frame, ClientFrame, Hello, ServerFrame};
+use chat_proto::pb::chat::{
+    client_frame, server_frame, Challenge, ClientFrame, Hello, ServerFrame,
+};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::NameCertificate;
 use chat_proto::pb::relay::{HostRecord, RegisterRequest, WatchHostRequest};
@@ -24,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use tonic::Streaming;
+use tonic::{Status, Streaming};
 
 /// The address a thin subscriber advertises (the discard port: refused).
 const THIN_ADDRESS: &str = "127.0.0.1:9";
@@ -63,30 +65,45 @@ impl Member {
     /// returns once welcomed.
     async fn open_once(&mut self, last_seq: u64) -> Result<Session> {
         let (tx, rx) = mpsc::channel(1);
-        let address = format!("http://{}", self.host.address);
-        let mut chat = ChatServiceClient::new(channel(address).await?);
-        let opened = chat.session(ReceiverStream::new(rx)).await;
-        let mut inbound = match opened {
-            Ok(r) => r.into_inner(),
-            Err(status) => {
-                // A dormant node names the host: go there next.
-                if let Some(host) = chat_proto::host_from_metadata(&status) {
-                    self.learn(host);
-                }
-                return Err(status.into());
-            }
-        };
+        let mut inbound = self.start_session(rx).await?;
         let challenge = match inbound.message().await? {
             Some(ServerFrame {
                 frame: Some(server_frame::Frame::Challenge(c)),
             }) => c,
-            other => {
-                return Err(BenchError::Setup(format!(
-                    "{}: expected Challenge, got {other:?}",
-                    self.name
-                )))
-            }
+            other => return Err(self.unexpected("Challenge", other)),
         };
+        tx.send(self.hello(last_seq, &challenge))
+            .await
+            .map_err(|_| BenchError::Setup("session channel closed".into()))?;
+        match inbound.message().await? {
+            Some(ServerFrame {
+                frame: Some(server_frame::Frame::Welcome(_)),
+            }) => Ok((tx, inbound)),
+            other => Err(self.unexpected("Welcome", other)),
+        }
+    }
+
+    /// Calls `Session` at the host it knows, sending `outbound`; a dormant
+    /// node's refusal names the host, to go to next.
+    async fn start_session(
+        &mut self,
+        outbound: mpsc::Receiver<ClientFrame>,
+    ) -> Result<Streaming<ServerFrame>> {
+        let address = format!("http://{}", self.host.address);
+        let mut chat = ChatServiceClient::new(channel(address).await?);
+        match chat.session(ReceiverStream::new(outbound)).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(status) => {
+                if let Some(host) = chat_proto::host_from_metadata(&status) {
+                    self.learn(host);
+                }
+                Err(status.into())
+            }
+        }
+    }
+
+    /// The signed Hello answering `challenge`.
+    fn hello(&self, last_seq: u64, challenge: &Challenge) -> ClientFrame {
         let mut hello = Hello {
             name: self.name.clone(),
             node_id: self.node_id.clone(),
@@ -97,20 +114,45 @@ impl Member {
         };
         self.key
             .sign_hello(&mut hello, &challenge.nonce, &challenge.host_node_id);
-        let hello = ClientFrame {
+        ClientFrame {
             frame: Some(client_frame::Frame::Hello(hello)),
-        };
-        tx.send(hello)
-            .await
-            .map_err(|_| BenchError::Setup("session channel closed".into()))?;
-        match inbound.message().await? {
-            Some(ServerFrame {
-                frame: Some(server_frame::Frame::Welcome(_)),
-            }) => Ok((tx, inbound)),
-            other => Err(BenchError::Setup(format!(
-                "{}: expected Welcome, got {other:?}",
-                self.name
-            ))),
+        }
+    }
+
+    fn unexpected(&self, expected: &str, got: Option<ServerFrame>) -> BenchError {
+        BenchError::Setup(format!("{}: expected {expected}, got {got:?}", self.name))
+    }
+
+    /// Takes one answer from the session: counts a chat message, learns
+    /// from a move; whether the session is over (moved, dropped, or the
+    /// host died).
+    fn take(
+        &mut self,
+        frame: std::result::Result<Option<ServerFrame>, Status>,
+        probe: &mut Probe,
+        last_seq: &mut u64,
+    ) -> bool {
+        match frame {
+            Ok(Some(ServerFrame {
+                frame: Some(server_frame::Frame::Message(m)),
+            })) => {
+                *last_seq = (*last_seq).max(m.seq);
+                probe.on_payload(m.text.as_bytes());
+                false
+            }
+            Ok(Some(ServerFrame {
+                frame: Some(server_frame::Frame::Migrate(m)),
+            })) => {
+                self.learn(HostRecord {
+                    epoch: m.epoch,
+                    node_id: m.node_id,
+                    address: m.address,
+                    ..Default::default()
+                });
+                true
+            }
+            Ok(Some(_)) => false,
+            Ok(None) | Err(_) => true,
         }
     }
 
@@ -134,9 +176,17 @@ impl Member {
 pub async fn subscribe(
     uri: &str,
     name: &str,
-    mut probe: Probe,
+    probe: Probe,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<Probe>> {
+    let (mut member, watch) = register(uri, name).await?;
+    let session = member.open(0).await?;
+    Ok(tokio::spawn(follow(member, session, watch, probe, cancel)))
+}
+
+/// Registers `name` with a new key and starts watching the host; the
+/// member, and the watch that keeps it one.
+async fn register(uri: &str, name: &str) -> Result<(Member, Streaming<HostRecord>)> {
     let key = Keypair::generate();
     let mut relay = RelayServiceClient::new(channel(uri.to_string()).await?);
     let mut register = RegisterRequest {
@@ -146,14 +196,14 @@ pub async fn subscribe(
     };
     key.sign_register(&mut register);
     let reg = relay.register(register).await?.into_inner();
-    let mut watch = relay
+    let watch = relay
         .watch_host(WatchHostRequest {
             node_id: reg.node_id.clone(),
             session_token: reg.session_token.clone(),
         })
         .await?
         .into_inner();
-    let mut member = Member {
+    let member = Member {
         key,
         certificate: reg.name_certificate,
         name: name.to_string(),
@@ -162,48 +212,38 @@ pub async fn subscribe(
             .host
             .ok_or_else(|| BenchError::Setup("the relay knows no host".into()))?,
     };
-    let (mut tx, mut inbound) = member.open(0).await?;
-    Ok(tokio::spawn(async move {
-        let mut last_seq = 0;
-        loop {
-            tokio::select! {
-                m = inbound.message() => {
-                    let lost = match m {
-                        Ok(Some(ServerFrame { frame: Some(server_frame::Frame::Message(m)) })) => {
-                            last_seq = last_seq.max(m.seq);
-                            probe.on_payload(m.text.as_bytes());
-                            false
-                        }
-                        Ok(Some(ServerFrame { frame: Some(server_frame::Frame::Migrate(m)) })) => {
-                            member.learn(HostRecord {
-                                epoch: m.epoch,
-                                node_id: m.node_id,
-                                address: m.address,
-                                ..Default::default()
-                            });
-                            true
-                        }
-                        Ok(Some(_)) => false,
-                        Ok(None) | Err(_) => true,
-                    };
-                    if lost {
-                        // Moved, dropped (too slow, say) or the host died:
-                        // resume like a real client.
-                        probe.reconnects += 1;
-                        match member.open(last_seq).await {
-                            Ok(open) => (tx, inbound) = open,
-                            Err(_) => break,
-                        }
+    Ok((member, watch))
+}
+
+/// Receives until cancelled, resuming like a real client whenever the
+/// session ends, and learning of new hosts from the watch.
+async fn follow(
+    mut member: Member,
+    session: Session,
+    mut watch: Streaming<HostRecord>,
+    mut probe: Probe,
+    cancel: CancellationToken,
+) -> Probe {
+    let (mut tx, mut inbound) = session;
+    let mut last_seq = 0;
+    loop {
+        tokio::select! {
+            m = inbound.message() => {
+                if member.take(m, &mut probe, &mut last_seq) {
+                    probe.reconnects += 1;
+                    match member.open(last_seq).await {
+                        Ok(open) => (tx, inbound) = open,
+                        Err(_) => break,
                     }
                 }
-                w = watch.message() => match w {
-                    Ok(Some(host)) => member.learn(host),
-                    _ => break,
-                },
-                _ = cancel.cancelled() => break,
             }
+            w = watch.message() => match w {
+                Ok(Some(host)) => member.learn(host),
+                _ => break,
+            },
+            _ = cancel.cancelled() => break,
         }
-        drop(tx);
-        probe
-    }))
+    }
+    drop(tx);
+    probe
 }
