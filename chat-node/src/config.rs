@@ -95,9 +95,14 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// The interface to run: `--mode`, else tui in a terminal, else line.
     pub fn ui_mode(&self) -> Mode {
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+        self.ui_mode_for(std::io::IsTerminal::is_terminal(&std::io::stdin()))
+    }
+
+    /// The interface to run: `--mode`, else tui when a person types at
+    /// the terminal (`interactive`), else line.
+    pub fn ui_mode_for(&self, interactive: bool) -> Mode {
         self.mode
-            .unwrap_or(if terminal { Mode::Tui } else { Mode::Line })
+            .unwrap_or(if interactive { Mode::Tui } else { Mode::Line })
     }
 
     /// The store of this node's identity, in the data directory.

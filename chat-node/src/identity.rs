@@ -106,19 +106,30 @@ impl NodeStore {
     pub fn pin_relay(&self, uri: &str, key: &[u8]) -> Result<PublicKey, IdentityError> {
         let parsed = PublicKey::from_bytes(key).map_err(|_| IdentityError::BadRelayKey)?;
         let got = hex(key);
-        let Some(dir) = &self.dir else {
-            let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
-            let pinned = pins.entry(uri.to_string()).or_insert_with(|| got.clone());
-            return match *pinned == got || self.accept_relay_key {
-                true => Ok(parsed),
-                false => Err(IdentityError::RelayKeyChanged {
-                    uri: uri.into(),
-                    pinned: pinned.clone(),
-                    got,
-                    file: PathBuf::from("(memory)"),
-                }),
-            };
-        };
+        match &self.dir {
+            None => self.pin_in_memory(uri, got)?,
+            Some(dir) => self.pin_in_file(dir, uri, got)?,
+        }
+        Ok(parsed)
+    }
+
+    /// [`Self::pin_relay`] for a store without a directory (tests).
+    fn pin_in_memory(&self, uri: &str, got: String) -> Result<(), IdentityError> {
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        let pinned = pins.entry(uri.to_string()).or_insert_with(|| got.clone());
+        match *pinned == got || self.accept_relay_key {
+            true => Ok(()),
+            false => Err(IdentityError::RelayKeyChanged {
+                uri: uri.into(),
+                pinned: pinned.clone(),
+                got,
+                file: PathBuf::from("(memory)"),
+            }),
+        }
+    }
+
+    /// [`Self::pin_relay`] in `DIR/known_relays`, one `URI KEY` per line.
+    fn pin_in_file(&self, dir: &Path, uri: &str, got: String) -> Result<(), IdentityError> {
         let file = dir.join("known_relays");
         let io = |source| IdentityError::Io {
             path: file.clone(),
@@ -134,7 +145,7 @@ impl NodeStore {
             (u == uri).then(|| k.trim().to_string())
         });
         match pinned {
-            Some(pinned) if pinned == got => Ok(parsed),
+            Some(pinned) if pinned == got => Ok(()),
             Some(pinned) if !self.accept_relay_key => Err(IdentityError::RelayKeyChanged {
                 uri: uri.into(),
                 pinned,
@@ -151,7 +162,7 @@ impl NodeStore {
                 std::fs::create_dir_all(dir).map_err(io)?;
                 std::fs::write(&file, lines.join("\n") + "\n").map_err(io)?;
                 tracing::info!(%uri, key = %got, "pinned the relay's key");
-                Ok(parsed)
+                Ok(())
             }
         }
     }

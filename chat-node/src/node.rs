@@ -10,7 +10,7 @@ use crate::peer::{PeerEndpoint, PrivateInbox};
 use crate::relay_link::{self, RelayLink};
 use chat_proto::pb::chat::chat_service_server::ChatServiceServer;
 use chat_proto::pb::chat::peer_service_server::PeerServiceServer;
-use chat_proto::pb::relay::{HostRecord, NameCertificate};
+use chat_proto::pb::relay::{HostRecord, NameCertificate, RegisterResponse};
 use chat_proto::serve::{HealthReporter, ServingStatus};
 use chat_proto::trust::{Keypair, PublicKey};
 use std::net::SocketAddr;
@@ -96,6 +96,25 @@ pub struct Settings {
     pub messages_per_second: u32,
     /// Messages a member may send at once before the rate applies.
     pub message_burst: u32,
+}
+
+impl Settings {
+    /// The relay's settings from its registration answer, raising to a
+    /// floor those that cannot be zero.
+    fn from_registration(resp: &RegisterResponse) -> Settings {
+        Settings {
+            min_users: resp.min_users.max(1),
+            migration_interval: Duration::from_millis(resp.migration_interval_ms.max(1)),
+            // A relay from before --away-grace sends 0: keep its old 10 s.
+            away_grace: match resp.away_grace_ms {
+                0 => Duration::from_secs(10),
+                ms => Duration::from_millis(ms),
+            },
+            lease: Duration::from_millis(resp.lease_ms.max(10)),
+            messages_per_second: resp.messages_per_second,
+            message_burst: resp.message_burst.max(1),
+        }
+    }
 }
 
 /// Counters tests and operators can read.
@@ -337,38 +356,19 @@ impl BoundNode {
             .relay
             .register(&key, name, &self.address, claim)
             .await
-            .map_err(|status| match status.code() {
-                Code::AlreadyExists | Code::InvalidArgument => {
-                    StartError::NameRefused(status.message().to_string())
-                }
-                _ => match self.dialer.unreachable(&self.relay_uri, &status) {
-                    Some(why) => StartError::RelayUnreachable(why),
-                    None => StartError::Relay(status),
-                },
-            })?;
+            .map_err(|status| self.registration_refused(status))?;
         let relay_key = self
             .store
             .pin_relay(&self.relay_uri, &resp.relay_public_key)?;
         let name_cert = relay_link::check_name_certificate(&relay_key, &key, name, &resp)
             .map_err(StartError::Relay)?;
         self.store.save_name_certificate(name, &name_cert);
+        let settings = Settings::from_registration(&resp);
         let identity = Identity {
             name: name.to_string(),
             node_id: resp.node_id,
             session_token: resp.session_token,
             address: self.address.clone(),
-        };
-        let settings = Settings {
-            min_users: resp.min_users.max(1),
-            migration_interval: Duration::from_millis(resp.migration_interval_ms.max(1)),
-            // A relay from before --away-grace sends 0: keep its old 10 s.
-            away_grace: match resp.away_grace_ms {
-                0 => Duration::from_secs(10),
-                ms => Duration::from_millis(ms),
-            },
-            lease: Duration::from_millis(resp.lease_ms.max(10)),
-            messages_per_second: resp.messages_per_second,
-            message_burst: resp.message_burst.max(1),
         };
         let tls = self.dialer.is_tls().then_some(IssuedCertificate {
             authority: resp.tls_authority,
@@ -383,6 +383,20 @@ impl BoundNode {
             name_cert,
             tls,
         })
+    }
+
+    /// Why the relay did not register us: a refused name the user may
+    /// replace, an unreachable relay (with what may fix it), or another refusal.
+    fn registration_refused(&self, status: tonic::Status) -> StartError {
+        match status.code() {
+            Code::AlreadyExists | Code::InvalidArgument => {
+                StartError::NameRefused(status.message().to_string())
+            }
+            _ => match self.dialer.unreachable(&self.relay_uri, &status) {
+                Some(why) => StartError::RelayUnreachable(why),
+                None => StartError::Relay(status),
+            },
+        }
     }
 
     /// Starts every part of the node under a registration.
@@ -411,14 +425,7 @@ impl Node {
         let dialer = bound.dialer.registered(&key, tls)?;
         let (events_tx, events) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
-        let mut routes = tonic::service::RoutesBuilder::default();
-        let health = chat_proto::serve::add_inspection(
-            &mut routes,
-            &[CHAT_SERVICE_NAME, "chat.v1.PeerService"],
-        )?;
-        health
-            .set_service_status(CHAT_SERVICE_NAME, ServingStatus::NotServing)
-            .await;
+        let (routes, health) = inspection().await?;
         let shared = Arc::new(NodeShared {
             identity,
             settings,
@@ -438,41 +445,15 @@ impl Node {
             store: bound.store,
             admin_secret: bound.admin_secret,
         });
-        routes.add_service(ChatServiceServer::new(ChatHost(shared.clone())));
-        routes.add_service(PeerServiceServer::new(PeerEndpoint(shared.clone())));
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
         if let Some(listener) = bound.listener {
-            let router = tonic::transport::Server::builder().add_routes(routes.routes());
-            let server = chat_proto::serve::serve_router(
-                router,
-                listener,
-                shared.dialer.server_tls()?,
-                cancel.clone().cancelled_owned(),
-            );
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!(error = %e, "node server stopped");
-                }
-            }));
+            tasks.push(serve(&shared, routes, listener, &cancel)?);
         }
         if let Some(host) = host {
             shared.on_host_record(host).await;
         }
-        tasks.push(tokio::spawn(relay_link::follow_relay(
-            shared.clone(),
-            cancel.clone(),
-        )));
-        tasks.push(tokio::spawn(handoff::run_host_duties(
-            shared.clone(),
-            cancel.clone(),
-        )));
-        tasks.push(tokio::spawn(client::run(
-            shared.clone(),
-            commands_rx,
-            events_tx,
-            cancel.clone(),
-        )));
+        tasks.extend(spawn_duties(&shared, commands_rx, events_tx, &cancel));
         Ok(Node {
             shared,
             commands,
@@ -524,4 +505,62 @@ impl Node {
             }
         }
     }
+}
+
+/// The inspection services (reflection and health), with the chat service
+/// reported not serving until this node hosts.
+async fn inspection() -> Result<(tonic::service::RoutesBuilder, HealthReporter), StartError> {
+    let mut routes = tonic::service::RoutesBuilder::default();
+    let health = chat_proto::serve::add_inspection(
+        &mut routes,
+        &[CHAT_SERVICE_NAME, "chat.v1.PeerService"],
+    )?;
+    health
+        .set_service_status(CHAT_SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+    Ok((routes, health))
+}
+
+/// Starts the node's standing duties until `cancel`: following the relay,
+/// the host duties, and the chat client between the user and the host.
+fn spawn_duties(
+    shared: &Arc<NodeShared>,
+    commands: mpsc::Receiver<UserCommand>,
+    events: mpsc::Sender<ClientEvent>,
+    cancel: &CancellationToken,
+) -> [JoinHandle<()>; 3] {
+    [
+        tokio::spawn(relay_link::follow_relay(shared.clone(), cancel.clone())),
+        tokio::spawn(handoff::run_host_duties(shared.clone(), cancel.clone())),
+        tokio::spawn(client::run(
+            shared.clone(),
+            commands,
+            events,
+            cancel.clone(),
+        )),
+    ]
+}
+
+/// Serves the dormant ChatService, the PeerService and the inspection
+/// services in `routes` on `listener` until `cancel`.
+fn serve(
+    shared: &Arc<NodeShared>,
+    mut routes: tonic::service::RoutesBuilder,
+    listener: TcpListener,
+    cancel: &CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    routes.add_service(ChatServiceServer::new(ChatHost(shared.clone())));
+    routes.add_service(PeerServiceServer::new(PeerEndpoint(shared.clone())));
+    let router = tonic::transport::Server::builder().add_routes(routes.routes());
+    let server = chat_proto::serve::serve_router(
+        router,
+        listener,
+        shared.dialer.server_tls()?,
+        cancel.clone().cancelled_owned(),
+    );
+    Ok(tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "node server stopped");
+        }
+    }))
 }

@@ -15,6 +15,15 @@ const NAME_GRANT_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// Longest accepted node address, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 255;
 
+/// The session token `reg` presented, if it is this node's and well
+/// formed; else a new one.
+fn session_token_for(reg: &Registration, node_id: &str) -> String {
+    match reg.session_token.split_once('.') {
+        Some((id, secret)) if id == node_id && secret.len() <= 64 => reg.session_token.clone(),
+        _ => format!("{node_id}.{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
 /// Checks what a registrant calls itself and where it listens: a valid
 /// name, and an address `host:port`, printable, at most
 /// [`MAX_ADDRESS_BYTES`]. A client-only node listens nowhere: its address
@@ -346,10 +355,23 @@ impl Registry {
             }
         }
         let claimed_at = self.settle_name(&reg, &node_id, unix_ms)?;
-        let token = match reg.session_token.split_once('.') {
-            Some((id, secret)) if id == node_id && secret.len() <= 64 => reg.session_token.clone(),
-            _ => format!("{node_id}.{}", uuid::Uuid::new_v4().simple()),
-        };
+        let member = self.new_member(&reg, node_id, claimed_at, now, unix_ms);
+        let member = self.store_member(member);
+        self.highest_epoch = self.highest_epoch.max(reg.known_epoch());
+        let host = self.settle_host(&member, &reg, now);
+        Ok((member, host))
+    }
+
+    /// The member `reg` makes of `node_id`, holding its name since
+    /// `claimed_at`, with a name certificate issued at `unix_ms`.
+    fn new_member(
+        &self,
+        reg: &Registration,
+        node_id: String,
+        claimed_at: i64,
+        now: Instant,
+        unix_ms: i64,
+    ) -> Member {
         let grant = NameGrant {
             name: reg.name.clone(),
             node_id: node_id.clone(),
@@ -357,9 +379,10 @@ impl Registry {
             issued_at_unix_ms: unix_ms,
             expires_at_unix_ms: unix_ms.saturating_add(NAME_GRANT_TTL_MS),
         };
-        let member = Member {
+        Member {
+            session_token: session_token_for(reg, &node_id),
             record: MemberRecord {
-                node_id: node_id.clone(),
+                node_id,
                 name: reg.name.clone(),
                 address: reg.address.clone(),
                 public_key: reg.public_key.clone(),
@@ -367,7 +390,6 @@ impl Registry {
                 reachable: false,
                 client_only: reg.client_only,
             },
-            session_token: token,
             claimed_at,
             known_epoch: reg.known_epoch(),
             replica_head: reg.replica_head,
@@ -375,16 +397,20 @@ impl Registry {
             last_seen: now,
             reach: Reach::default(),
             joined: self.joined,
-        };
+        }
+    }
+
+    /// Stores a newly registered member and returns it (without the watch
+    /// streams, which stay with the stored copy).
+    fn store_member(&mut self, mut member: Member) -> Member {
         // The same node registering again keeps its open watch streams, and
         // what the relay knows of its address if that did not change.
-        let previous = self.members.get(&node_id);
+        let previous = self.members.get(&member.record.node_id);
         let watchers = previous.map_or(0, |m| m.watchers);
         let reach = previous
-            .filter(|m| m.record.address == reg.address)
+            .filter(|m| m.record.address == member.record.address)
             .map(|m| m.reach.clone())
             .unwrap_or_default();
-        let mut member = member;
         member.record.reachable = reach.reachable == Some(true);
         member.reach = reach;
         match previous {
@@ -392,15 +418,13 @@ impl Registry {
             None => self.joined += 1,
         }
         self.members.insert(
-            node_id,
+            member.record.node_id.clone(),
             Member {
                 watchers,
                 ..member.clone()
             },
         );
-        self.highest_epoch = self.highest_epoch.max(reg.known_epoch());
-        let host = self.settle_host(&member, &reg, now);
-        Ok((member, host))
+        member
     }
 
     /// Decides who holds `reg.name`: the same key keeps it (a restarted

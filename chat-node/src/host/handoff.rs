@@ -5,6 +5,7 @@ use super::replica::{peer_client, replicate_while_hosting, ReplicaCursor};
 use super::Role;
 use crate::error::NodeError;
 use crate::node::NodeShared;
+use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::Member;
 use chat_proto::pb::relay::HostRecord;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 
 /// How often away members are looked for.
 const AWAY_CHECK: Duration = Duration::from_secs(1);
@@ -122,32 +124,21 @@ impl NodeShared {
     }
 
     async fn hand_off_to(&self, epoch: u64, to: &Member) -> Result<HostRecord, HandoffError> {
-        let fail = |status| HandoffError::Successor {
-            name: to.name.clone(),
-            status,
-        };
-        let mut peer = peer_client(&self.dialer, to).map_err(|e| fail(e.into()))?;
+        let mut peer = peer_client(&self.dialer, to).map_err(|e| successor_failed(to, e.into()))?;
         let started = Instant::now();
         // Make: ship the room while still serving, so the frozen part is short.
         let mut cursor = ReplicaCursor::default();
         self.sync_replica(&mut peer, epoch, &mut cursor)
             .await
-            .map_err(fail)?;
+            .map_err(|status| successor_failed(to, status))?;
         if !self.core().tenure.freeze(epoch) {
             return Err(HandoffError::NotHost);
         }
         let frozen = Instant::now();
-        let moved = async {
-            self.sync_replica(&mut peer, epoch, &mut cursor)
-                .await
-                .map_err(fail)?;
-            self.relay
-                .report_migration(&self.identity, epoch, &to.node_id)
-                .await
-                .map_err(HandoffError::Relay)
-        }
-        .await;
-        let record = match moved {
+        let record = self
+            .move_while_frozen(&mut peer, epoch, &mut cursor, to)
+            .await;
+        let record = match record {
             Ok(record) => record,
             Err(e) => {
                 self.core().tenure.unfreeze(epoch);
@@ -156,6 +147,43 @@ impl NodeShared {
         };
         // Break: the relay points at the successor; tell it, then our clients.
         let reported = frozen.elapsed();
+        self.tell_successor(&mut peer, epoch, &record).await;
+        self.on_host_record(record.clone()).await;
+        tracing::debug!(
+            presync_ms = (frozen - started).as_secs_f64() * 1e3,
+            delta_and_relay_ms = reported.as_secs_f64() * 1e3,
+            frozen_ms = frozen.elapsed().as_secs_f64() * 1e3,
+            "handoff timings"
+        );
+        Ok(record)
+    }
+
+    /// With sequencing frozen: ships what came in since the first sync,
+    /// then reports the move to the relay, which answers the new host record.
+    async fn move_while_frozen(
+        &self,
+        peer: &mut ChatServiceClient<Channel>,
+        epoch: u64,
+        cursor: &mut ReplicaCursor,
+        to: &Member,
+    ) -> Result<HostRecord, HandoffError> {
+        self.sync_replica(peer, epoch, cursor)
+            .await
+            .map_err(|status| successor_failed(to, status))?;
+        self.relay
+            .report_migration(&self.identity, epoch, &to.node_id)
+            .await
+            .map_err(HandoffError::Relay)
+    }
+
+    /// Tells the successor it hosts now, with the relay's signed record.
+    /// A successor that does not confirm learns it from the relay.
+    async fn tell_successor(
+        &self,
+        peer: &mut ChatServiceClient<Channel>,
+        epoch: u64,
+        record: &HostRecord,
+    ) {
         let take_over = record
             .certificate
             .clone()
@@ -168,14 +196,6 @@ impl NodeShared {
         if let Err(status) = confirmed {
             tracing::warn!(%status, "successor did not confirm takeover; it will learn from the relay");
         }
-        self.on_host_record(record.clone()).await;
-        tracing::debug!(
-            presync_ms = (frozen - started).as_secs_f64() * 1e3,
-            delta_and_relay_ms = reported.as_secs_f64() * 1e3,
-            frozen_ms = frozen.elapsed().as_secs_f64() * 1e3,
-            "handoff timings"
-        );
-        Ok(record)
     }
 
     /// Removes members whose sessions have been gone longer than the
@@ -192,5 +212,13 @@ impl NodeShared {
         for name in gone {
             self.leave_room(&name);
         }
+    }
+}
+
+/// The successor `to` refused or failed a step of the handoff.
+fn successor_failed(to: &Member, status: tonic::Status) -> HandoffError {
+    HandoffError::Successor {
+        name: to.name.clone(),
+        status,
     }
 }

@@ -67,44 +67,13 @@ pub async fn replicate_while_hosting(
         successor = match shared.choose_successor(successor.take()) {
             None if !shared.alone() => None, // members are reconnecting: wait for one
             None => {
-                // Nobody could hold a copy (alone, or with members that
-                // cannot host), so the head is the commit.
-                if shared.name_successor(epoch, None).await {
-                    let head = shared.core().room.as_ref().map_or(0, |r| r.head_seq());
-                    shared.advance_commit(epoch, head);
-                }
+                shared.commit_alone(epoch).await;
                 None
             }
-            Some(mut s) => match shared
-                .sync_replica(&mut s.client, epoch, &mut s.cursor)
-                .await
-            {
-                Ok(have) => {
-                    if shared.name_successor(epoch, Some(&s.member)).await {
-                        shared.advance_commit(epoch, have);
-                    }
-                    Some(s)
-                }
-                Err(status) => {
-                    if let Some(newer) = fenced_by(&status, epoch) {
-                        // A newer host exists: this one must stop at once
-                        // (if the relay signed its term).
-                        tracing::warn!(epoch = newer.epoch, host = %newer.name, "fenced by a newer epoch; stepping down");
-                        shared.on_host_record(newer).await;
-                        if shared.role().hosting_epoch() != Some(epoch) {
-                            return;
-                        }
-                    }
-                    if s.cursor.have.is_none() {
-                        tracing::warn!(successor = %s.member.name, %status, "replication failed; choosing another successor");
-                        shared.mark_unreachable(&s.member.name);
-                        continue;
-                    }
-                    // Maybe only our idea of its head was wrong: probe again.
-                    tracing::debug!(successor = %s.member.name, %status, "replication failed; probing");
-                    s.cursor = ReplicaCursor::default();
-                    Some(s)
-                }
+            Some(mut s) => match shared.replicate_to(&mut s, epoch).await {
+                Replicated::Keep => Some(s),
+                Replicated::ChooseAnother => continue,
+                Replicated::SteppedDown => return,
             },
         };
         tokio::select! {
@@ -115,6 +84,16 @@ pub async fn replicate_while_hosting(
     }
 }
 
+/// What became of the successor after one round of replication.
+enum Replicated {
+    /// Still the successor (its replica current, or to be probed again).
+    Keep,
+    /// It could not take the replica: choose another at once.
+    ChooseAnother,
+    /// A newer host fenced this one, which no longer hosts the epoch.
+    SteppedDown,
+}
+
 /// The newer host record a successor answered with, if it fenced `epoch`.
 fn fenced_by(status: &Status, epoch: u64) -> Option<chat_proto::pb::relay::HostRecord> {
     let newer = chat_proto::host_from_metadata(status)?;
@@ -122,6 +101,57 @@ fn fenced_by(status: &Status, epoch: u64) -> Option<chat_proto::pb::relay::HostR
 }
 
 impl NodeShared {
+    /// Commits the head when nobody could hold a copy (alone, or with
+    /// members that cannot host), once the relay knows there is no successor.
+    async fn commit_alone(&self, epoch: u64) {
+        if self.name_successor(epoch, None).await {
+            let head = self.core().room.as_ref().map_or(0, |r| r.head_seq());
+            self.advance_commit(epoch, head);
+        }
+    }
+
+    /// Brings the successor's replica up to the head and moves the commit
+    /// point to what it holds, once the relay names it successor.
+    async fn replicate_to(&self, s: &mut Successor, epoch: u64) -> Replicated {
+        match self.sync_replica(&mut s.client, epoch, &mut s.cursor).await {
+            Ok(have) => {
+                if self.name_successor(epoch, Some(&s.member)).await {
+                    self.advance_commit(epoch, have);
+                }
+                Replicated::Keep
+            }
+            Err(status) => self.replication_failed(s, status, epoch).await,
+        }
+    }
+
+    /// After the successor refused or failed a Replicate: step down if a
+    /// newer host fenced us, else probe it again or choose another.
+    async fn replication_failed(
+        &self,
+        s: &mut Successor,
+        status: Status,
+        epoch: u64,
+    ) -> Replicated {
+        if let Some(newer) = fenced_by(&status, epoch) {
+            // A newer host exists: this one must stop at once
+            // (if the relay signed its term).
+            tracing::warn!(epoch = newer.epoch, host = %newer.name, "fenced by a newer epoch; stepping down");
+            self.on_host_record(newer).await;
+            if self.role().hosting_epoch() != Some(epoch) {
+                return Replicated::SteppedDown;
+            }
+        }
+        if s.cursor.have.is_none() {
+            tracing::warn!(successor = %s.member.name, %status, "replication failed; choosing another successor");
+            self.mark_unreachable(&s.member.name);
+            return Replicated::ChooseAnother;
+        }
+        // Maybe only our idea of its head was wrong: probe again.
+        tracing::debug!(successor = %s.member.name, %status, "replication failed; probing");
+        s.cursor = ReplicaCursor::default();
+        Replicated::Keep
+    }
+
     /// Keeps the current successor if it is still the first choice, else
     /// picks the next connected member after this one.
     fn choose_successor(&self, current: Option<Successor>) -> Option<Successor> {
@@ -252,43 +282,11 @@ impl NodeShared {
             Some(have) => have,
             None => {
                 cursor.members = None;
-                let probe = self.signed_replicate(epoch, ReplicateBody::default())?;
-                let probe = peer.replicate(probe).await?.into_inner();
-                let core = self.core();
-                let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
-                // Its log is ours up to `have_seq` only if our entry there
-                // was sequenced in the same epoch; otherwise resend it all.
-                let same = probe.room_id == room.room_id()
-                    && room.epoch_at(probe.have_seq) == Some(probe.have_epoch);
-                if same {
-                    probe.have_seq
-                } else {
-                    0
-                }
+                self.probe_replica(peer, epoch).await?
             }
         };
         loop {
-            let (meta, entries, head, members) = {
-                let core = self.core();
-                if core.tenure.role().hosting_epoch() != Some(epoch) {
-                    return Err(NodeError::NoLongerHosting.into());
-                }
-                let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
-                let members = room.members_version();
-                (
-                    // base_seq 0 makes the receiver start over: it needs the list.
-                    room.meta(have == 0 || cursor.members != Some(members)),
-                    room.entries_after(have, u64::MAX, REPLICATION_CHUNK),
-                    room.head_seq(),
-                    members,
-                )
-            };
-            let body = ReplicateBody {
-                counter: 0,
-                meta: Some(meta),
-                entries,
-                base_seq: have,
-            };
+            let (body, head, members) = self.next_chunk(epoch, have, cursor)?;
             let req = self.signed_replicate(epoch, body)?;
             have = peer.replicate(req).await?.into_inner().have_seq;
             *cursor = ReplicaCursor {
@@ -299,5 +297,48 @@ impl NodeShared {
                 return Ok(have);
             }
         }
+    }
+
+    /// Asks `peer` what its replica holds; returns the sequence number up
+    /// to which its log is ours (0: resend it all).
+    async fn probe_replica(
+        &self,
+        peer: &mut ChatServiceClient<Channel>,
+        epoch: u64,
+    ) -> Result<u64, Status> {
+        let probe = self.signed_replicate(epoch, ReplicateBody::default())?;
+        let probe = peer.replicate(probe).await?.into_inner();
+        let core = self.core();
+        let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
+        // Its log is ours up to `have_seq` only if our entry there
+        // was sequenced in the same epoch; otherwise resend it all.
+        let same = probe.room_id == room.room_id()
+            && room.epoch_at(probe.have_seq) == Some(probe.have_epoch);
+        Ok(if same { probe.have_seq } else { 0 })
+    }
+
+    /// The next Replicate body after `have` (with the member list when the
+    /// replica's copy is not known current), our head, and the member
+    /// list's version; an error once this node no longer hosts `epoch`.
+    fn next_chunk(
+        &self,
+        epoch: u64,
+        have: u64,
+        cursor: &ReplicaCursor,
+    ) -> Result<(ReplicateBody, u64, u64), Status> {
+        let core = self.core();
+        if core.tenure.role().hosting_epoch() != Some(epoch) {
+            return Err(NodeError::NoLongerHosting.into());
+        }
+        let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
+        let members = room.members_version();
+        let body = ReplicateBody {
+            counter: 0,
+            // base_seq 0 makes the receiver start over: it needs the list.
+            meta: Some(room.meta(have == 0 || cursor.members != Some(members))),
+            entries: room.entries_after(have, u64::MAX, REPLICATION_CHUNK),
+            base_seq: have,
+        };
+        Ok((body, room.head_seq(), members))
     }
 }

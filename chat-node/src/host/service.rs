@@ -2,7 +2,7 @@
 //! between hosts, and a redirect to the host when dormant.
 
 use super::rate::TokenBucket;
-use super::room::Room;
+use super::room::{Joined, Room};
 use super::{outbound, session, HostEvent, Role};
 use crate::dial::PeerCerts;
 use crate::error::NodeError;
@@ -26,48 +26,7 @@ impl NodeShared {
     /// Joins the member to the live room; returns the frames that open its
     /// session (welcome and member list).
     fn admit(&self, hello: &Hello) -> Result<(Vec<ServerFrame>, u64), NodeError> {
-        let member = Member {
-            name: hello.name.clone(),
-            node_id: hello.node_id.clone(),
-            address: hello.address.clone(),
-            public_key: hello.public_key.clone(),
-        };
-        let (joined, welcome, members) = {
-            let mut core = self.core();
-            let Role::Live { epoch } = core.tenure.role() else {
-                return Err(self.not_host());
-            };
-            // A node that came back under its name with another key (a
-            // lost key file) has a new node id; the relay certified it only
-            // once the old one was gone, so an old member without a session
-            // gives way. (With its key kept, a node keeps its id.)
-            let stale = core.sessions.get(&hello.name).is_none_or(|n| *n == 0);
-            let room = core.room.as_mut().ok_or_else(|| self.not_host())?;
-            if stale
-                && room
-                    .member(&hello.name)
-                    .is_some_and(|m| m.node_id != hello.node_id)
-            {
-                room.leave(&hello.name);
-            }
-            let joined = room.join(member)?;
-            let welcome = Welcome {
-                epoch,
-                activated: room.activated(),
-                min_users: room.min_users(),
-                member_count: room.members().count() as u32,
-                head_seq: room.head_seq(),
-                host_name: self.identity.name.clone(),
-            };
-            let members = members_frames(room);
-            *core.sessions.entry(hello.name.clone()).or_default() += 1;
-            core.away_since.remove(&hello.name);
-            if joined.activated_now {
-                // Sessions wake on the commit point: held messages go out now.
-                core.tenure.commit().tick();
-            }
-            (joined, welcome, members)
-        };
+        let (joined, welcome, members) = self.join_room(hello)?;
         if joined.new_member {
             tracing::info!(name = %hello.name, "member joined");
             // A delta, not the whole list: joins stay linear in the members.
@@ -84,6 +43,54 @@ impl NodeShared {
             .map(frame)
             .collect();
         Ok((opening, head))
+    }
+
+    /// Under the lock: joins the member to the live room and counts its
+    /// session; returns the join, the welcome and the member list frames.
+    fn join_room(
+        &self,
+        hello: &Hello,
+    ) -> Result<(Joined, Welcome, Vec<server_frame::Frame>), NodeError> {
+        let member = Member {
+            name: hello.name.clone(),
+            node_id: hello.node_id.clone(),
+            address: hello.address.clone(),
+            public_key: hello.public_key.clone(),
+        };
+        let mut core = self.core();
+        let Role::Live { epoch } = core.tenure.role() else {
+            return Err(self.not_host());
+        };
+        // A node that came back under its name with another key (a
+        // lost key file) has a new node id; the relay certified it only
+        // once the old one was gone, so an old member without a session
+        // gives way. (With its key kept, a node keeps its id.)
+        let stale = core.sessions.get(&hello.name).is_none_or(|n| *n == 0);
+        let room = core.room.as_mut().ok_or_else(|| self.not_host())?;
+        if stale
+            && room
+                .member(&hello.name)
+                .is_some_and(|m| m.node_id != hello.node_id)
+        {
+            room.leave(&hello.name);
+        }
+        let joined = room.join(member)?;
+        let welcome = Welcome {
+            epoch,
+            activated: room.activated(),
+            min_users: room.min_users(),
+            member_count: room.members().count() as u32,
+            head_seq: room.head_seq(),
+            host_name: self.identity.name.clone(),
+        };
+        let members = members_frames(room);
+        *core.sessions.entry(hello.name.clone()).or_default() += 1;
+        core.away_since.remove(&hello.name);
+        if joined.activated_now {
+            // Sessions wake on the commit point: held messages go out now.
+            core.tenure.commit().tick();
+        }
+        Ok((joined, welcome, members))
     }
 
     /// Sends a frame to every session of this host.
@@ -132,20 +139,14 @@ async fn open_session(
     tx: outbound::Outbound,
     start: outbound::StartLog,
 ) {
-    let opened = async {
-        let hello = read_hello(&mut inbound).await?;
-        shared.authenticate(&peer, &hello.node_id, "Session")?;
-        shared.stats.count_chat_frame();
-        let member_key =
-            trust::verify_hello(&shared.relay_key, &hello, &nonce, &shared.identity.node_id)
-                .map_err(NodeError::BadHello)?;
-        // Subscribe before admitting, so no event after the welcome is missed.
-        let events = shared.host_events.subscribe();
-        let (opening, head) = shared.admit(&hello)?;
-        Ok::<_, Status>((hello, member_key, events, opening, head))
-    }
-    .await;
-    let (hello, member_key, events, opening, head) = match opened {
+    let opened = check_hello_and_admit(&shared, &mut inbound, &nonce, &peer).await;
+    let Admitted {
+        hello,
+        member_key,
+        events,
+        opening,
+        head,
+    } = match opened {
         Ok(opened) => opened,
         Err(status) => {
             let _ = tx.send(vec![Err(status)]).await;
@@ -179,6 +180,46 @@ async fn open_session(
         unacked: Default::default(),
     };
     ctx.run(inbound, events).await;
+}
+
+/// A member admitted to the live room, its session not yet running.
+struct Admitted {
+    /// Its checked Hello.
+    hello: Hello,
+    /// Its key, as its name certificate binds it.
+    member_key: trust::PublicKey,
+    /// Host events from before the admission on.
+    events: tokio::sync::broadcast::Receiver<HostEvent>,
+    /// The frames that open its session.
+    opening: Vec<ServerFrame>,
+    /// The log head the welcome shows.
+    head: u64,
+}
+
+/// Reads the Hello, checks it answers the challenge `nonce` from the node
+/// whose certificates are `peer`, and admits the member.
+async fn check_hello_and_admit(
+    shared: &NodeShared,
+    inbound: &mut Streaming<ClientFrame>,
+    nonce: &[u8],
+    peer: &PeerCerts,
+) -> Result<Admitted, Status> {
+    let hello = read_hello(inbound).await?;
+    shared.authenticate(peer, &hello.node_id, "Session")?;
+    shared.stats.count_chat_frame();
+    let member_key =
+        trust::verify_hello(&shared.relay_key, &hello, nonce, &shared.identity.node_id)
+            .map_err(NodeError::BadHello)?;
+    // Subscribe before admitting, so no event after the welcome is missed.
+    let events = shared.host_events.subscribe();
+    let (opening, head) = shared.admit(&hello)?;
+    Ok(Admitted {
+        hello,
+        member_key,
+        events,
+        opening,
+        head,
+    })
 }
 
 #[tonic::async_trait]

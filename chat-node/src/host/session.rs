@@ -13,6 +13,7 @@ use chat_proto::pb::relay::NameCertificate;
 use chat_proto::sealed;
 use chat_proto::trust::{self, PublicKey};
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 use tonic::Streaming;
@@ -56,6 +57,15 @@ enum End {
     Moved,
 }
 
+/// Goes on while the client's stream is open; ends the session once the
+/// client has gone.
+fn gone_if_closed(sent: Result<(), ()>) -> ControlFlow<End> {
+    match sent {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(()) => ControlFlow::Break(End::Gone),
+    }
+}
+
 impl Session {
     pub(super) async fn run(
         mut self,
@@ -70,40 +80,14 @@ impl Session {
         let end = loop {
             tokio::select! {
                 biased;
-                event = events.recv() => match event {
-                    Ok(HostEvent::Frame(f)) => {
-                        if self.tx.send(vec![Ok(f)]).await.is_err() { break End::Gone }
-                    }
-                    Ok(HostEvent::To { to_node_id, frame }) if to_node_id == self.node_id => {
-                        if self.tx.send(vec![Ok(frame)]).await.is_err() { break End::Gone }
-                    }
-                    Ok(HostEvent::To { .. }) => {}
-                    Ok(HostEvent::Moved(m)) => {
-                        let _ = self.tx.frame(server_frame::Frame::Migrate(m)).await;
-                        break End::Moved;
-                    }
-                    Ok(HostEvent::Closing) => break End::Gone,
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = self.tx.send(vec![Err(NodeError::TooSlow.into())]).await;
-                        break End::Gone;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break End::Gone,
-                },
+                event = events.recv() => {
+                    if let ControlFlow::Break(end) = self.forward(event).await { break end }
+                }
                 incoming = inbound.message() => match incoming {
-                    Ok(Some(f)) => match self.handle(after_handoff(&mut role_rx, f).await) {
-                        Step::Continue => {}
-                        Step::Reply(f) => if self.tx.frame(f).await.is_err() { break End::Gone },
-                        Step::AckWhenCommitted(ack) => {
-                            self.hold_ack(ack);
-                            if self.flush_acks(&commit_rx).await.is_err() { break End::Gone }
-                        }
-                        Step::Reset(r) => {
-                            if let Step::Reply(f) = self.shared.reset_room(&self.name, r).await {
-                                if self.tx.frame(f).await.is_err() { break End::Gone }
-                            }
-                        }
-                        Step::Left => break End::Left,
-                    },
+                    Ok(Some(f)) => {
+                        let f = after_handoff(&mut role_rx, f).await;
+                        if let ControlFlow::Break(end) = self.answer(f, &commit_rx).await { break end }
+                    }
                     Ok(None) | Err(_) => break End::Gone,
                 },
                 changed = commit_rx.changed(), if !self.unacked.is_empty() => {
@@ -112,6 +96,53 @@ impl Session {
             }
         };
         self.shared.session_closed(&self.name, end == End::Left);
+    }
+
+    /// Passes a host event on to the client, if it concerns it.
+    async fn forward(
+        &mut self,
+        event: Result<HostEvent, broadcast::error::RecvError>,
+    ) -> ControlFlow<End> {
+        match event {
+            Ok(HostEvent::Frame(f)) => gone_if_closed(self.tx.send(vec![Ok(f)]).await),
+            Ok(HostEvent::To { to_node_id, frame }) if to_node_id == self.node_id => {
+                gone_if_closed(self.tx.send(vec![Ok(frame)]).await)
+            }
+            Ok(HostEvent::To { .. }) => ControlFlow::Continue(()),
+            Ok(HostEvent::Moved(m)) => {
+                let _ = self.tx.frame(server_frame::Frame::Migrate(m)).await;
+                ControlFlow::Break(End::Moved)
+            }
+            Ok(HostEvent::Closing) => ControlFlow::Break(End::Gone),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let _ = self.tx.send(vec![Err(NodeError::TooSlow.into())]).await;
+                ControlFlow::Break(End::Gone)
+            }
+            Err(broadcast::error::RecvError::Closed) => ControlFlow::Break(End::Gone),
+        }
+    }
+
+    /// Handles one client frame and sends what it asks for: a reply, its
+    /// ack once committed, or the outcome of a reset.
+    async fn answer(
+        &mut self,
+        f: ClientFrame,
+        commit_rx: &watch::Receiver<u64>,
+    ) -> ControlFlow<End> {
+        let sent = match self.handle(f) {
+            Step::Continue => Ok(()),
+            Step::Reply(f) => self.tx.frame(f).await,
+            Step::AckWhenCommitted(ack) => {
+                self.hold_ack(ack);
+                self.flush_acks(commit_rx).await
+            }
+            Step::Reset(r) => match self.shared.reset_room(&self.name, r).await {
+                Step::Reply(f) => self.tx.frame(f).await,
+                _ => Ok(()),
+            },
+            Step::Left => return ControlFlow::Break(End::Left),
+        };
+        gone_if_closed(sent)
     }
 
     /// Handles one client frame.
