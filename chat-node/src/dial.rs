@@ -127,8 +127,10 @@ struct NodeTls {
     authority_pem: String,
     /// Verifies clients' certificates.
     clients: ClientAuthority,
-    /// What we present, as server and as client.
-    credentials: Credentials,
+    /// What we present as a client (replaced when renewed).
+    credentials: std::sync::RwLock<Credentials>,
+    /// What our server presents (replaced when renewed).
+    server: Arc<tls::ServerCertificate>,
 }
 
 impl Dialer {
@@ -185,10 +187,12 @@ impl Dialer {
         let issued = issued
             .filter(|i| !i.certificate.is_empty() && !i.authority.is_empty())
             .ok_or(DialError::NoCertificate)?;
+        let credentials = Credentials::for_node(key, &issued.certificate)?;
         let node = NodeTls {
             authority_pem: tls::certificate_pem(&issued.authority),
             clients: ClientAuthority::new(&issued.authority)?,
-            credentials: Credentials::for_node(key, &issued.certificate)?,
+            server: Arc::new(tls::ServerCertificate::new(&credentials)?),
+            credentials: std::sync::RwLock::new(credentials),
         };
         Ok(Self(Arc::new(Security::Tls {
             relay_ca_pem: relay_ca_pem.clone(),
@@ -242,8 +246,9 @@ impl Dialer {
                     return Err(DialError::UnknownNode(to.address.clone()).into());
                 }
                 let domain = tls::node_domain(&to.node_id);
+                let credentials = node.credentials.read().unwrap_or_else(|p| p.into_inner());
                 let config =
-                    tls::client_config(&node.authority_pem, Some(&domain), Some(&node.credentials));
+                    tls::client_config(&node.authority_pem, Some(&domain), Some(&credentials));
                 Endpoint::from_shared(format!("https://{}", to.address))
                     .map_err(|e| bad(&e))?
                     .tls_config(config)
@@ -261,11 +266,28 @@ impl Dialer {
             Security::Tls { node: None, .. } => Err(DialError::NoCertificate),
             Security::Tls {
                 node: Some(node), ..
-            } => Ok(Some(tls::server_config(
-                &node.credentials,
+            } => Ok(Some(tls::server_config_with(
+                node.server.clone(),
                 Some(&node.clients),
             )?)),
         }
+    }
+
+    /// Presents `certificate` (DER, newly issued by the relay for `key`)
+    /// from now on, as client and as server: connections made from now on
+    /// use it, open ones keep the one they were made with. Nothing to do
+    /// in plaintext.
+    pub fn renew(&self, key: &Keypair, certificate: &[u8]) -> Result<(), DialError> {
+        let Security::Tls {
+            node: Some(node), ..
+        } = &*self.0
+        else {
+            return Ok(());
+        };
+        let credentials = Credentials::for_node(key, certificate)?;
+        node.server.replace(&credentials)?;
+        *node.credentials.write().unwrap_or_else(|p| p.into_inner()) = credentials;
+        Ok(())
     }
 
     /// Why the relay at `uri` could not be reached, if `status` is a

@@ -522,15 +522,20 @@ async fn inspection() -> Result<(tonic::service::RoutesBuilder, HealthReporter),
 }
 
 /// Starts the node's standing duties until `cancel`: following the relay,
-/// the host duties, and the chat client between the user and the host.
+/// the host duties, and the chat client between the user and the host;
+/// and keeps the node's certificates fresh.
 fn spawn_duties(
     shared: &Arc<NodeShared>,
     commands: mpsc::Receiver<UserCommand>,
     events: mpsc::Sender<ClientEvent>,
     cancel: &CancellationToken,
-) -> [JoinHandle<()>; 3] {
+) -> [JoinHandle<()>; 4] {
     [
         tokio::spawn(relay_link::follow_relay(shared.clone(), cancel.clone())),
+        tokio::spawn(relay_link::keep_certificates_fresh(
+            shared.clone(),
+            cancel.clone(),
+        )),
         tokio::spawn(handoff::run_host_duties(shared.clone(), cancel.clone())),
         tokio::spawn(client::run(
             shared.clone(),

@@ -23,7 +23,9 @@ mod authority;
 mod server;
 
 pub use authority::{certificate_request, check_certificate_request, Authority, NodeRequest};
-pub use server::{incoming, server_config, ClientAuthority, TlsIncoming};
+pub use server::{
+    incoming, server_config, server_config_with, ClientAuthority, ServerCertificate, TlsIncoming,
+};
 
 /// Suffix of the one DNS name in a node certificate, `<node_id>.node.invalid`:
 /// `.invalid` is reserved (RFC 2606), so it never names a real host.

@@ -63,6 +63,12 @@ pub struct RelayConfig {
           value_parser = chat_proto::cli::parse_duration)]
     pub away_grace: Duration,
 
+    /// How long the name and TLS certificates the relay issues stay valid;
+    /// nodes renew theirs when two thirds have passed, e.g. `24h`.
+    #[arg(long, env = "RELAY_CERTIFICATE_TTL", default_value = "24h",
+          value_parser = chat_proto::cli::parse_duration)]
+    pub certificate_ttl: Duration,
+
     /// How long the host's lease lasts without renewal; a host silent for
     /// longer is replaced by its successor, e.g. `500ms`.
     #[arg(long, env = "RELAY_LEASE", default_value = "500ms",
@@ -148,6 +154,7 @@ impl RelayConfig {
             migration_interval,
             member_grace: Duration::from_secs(3),
             away_grace: Duration::from_secs(10),
+            certificate_ttl: Duration::from_secs(24 * 60 * 60),
             lease: Duration::from_millis(500),
             admin_secret: Some(TEST_ADMIN_SECRET.to_string()),
             // An ephemeral key: tests that restart a relay choose a directory.

@@ -10,8 +10,8 @@ use thiserror::Error;
 
 /// Shortest wait for a host to re-assert itself after a relay restart.
 const MIN_VACANCY_WAIT: Duration = Duration::from_secs(1);
-/// How long a name grant proves its binding.
-const NAME_GRANT_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long a name grant proves its binding, unless configured.
+const NAME_GRANT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted node address, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 255;
 
@@ -281,6 +281,9 @@ pub struct Registry {
     no_host: Option<String>,
     /// Signs host terms and name grants.
     key: Keypair,
+    /// How long the name grants (and the TLS certificates, which expire
+    /// with them) the relay issues stay valid.
+    grant_ttl: Duration,
 }
 
 impl Registry {
@@ -297,7 +300,14 @@ impl Registry {
             vacant_since: None,
             no_host: None,
             key,
+            grant_ttl: NAME_GRANT_TTL,
         }
+    }
+
+    /// Issues name grants valid for `ttl` (nodes renew them at two thirds).
+    pub fn with_grant_ttl(mut self, ttl: Duration) -> Self {
+        self.grant_ttl = ttl;
+        self
     }
 
     /// After a restart: the highest epoch an earlier relay process issued.
@@ -377,7 +387,8 @@ impl Registry {
             node_id: node_id.clone(),
             public_key: reg.public_key.clone(),
             issued_at_unix_ms: unix_ms,
-            expires_at_unix_ms: unix_ms.saturating_add(NAME_GRANT_TTL_MS),
+            expires_at_unix_ms: unix_ms
+                .saturating_add(i64::try_from(self.grant_ttl.as_millis()).unwrap_or(i64::MAX)),
         };
         Member {
             session_token: session_token_for(reg, &node_id),

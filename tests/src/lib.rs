@@ -87,10 +87,20 @@ impl Relay {
         min_users: u32,
         migration_interval: Duration,
     ) -> Relay {
-        // The relay loads the same authority when it starts.
-        let authority = chat_proto::tls::Authority::load_or_create(data_dir)
-            .expect("the relay's certificate authority");
         let config = RelayConfig::for_tls_tests(min_users, migration_interval, data_dir);
+        Self::start_tls_with(addr, config).await
+    }
+
+    /// Starts a relay serving TLS on `addr` with `config`, whose data
+    /// directory holds its key and certificate authority.
+    pub async fn start_tls_with(addr: SocketAddr, config: RelayConfig) -> Relay {
+        // The relay loads the same authority when it starts.
+        let data_dir = config
+            .data_dir
+            .clone()
+            .expect("a TLS test relay keeps a data directory");
+        let authority = chat_proto::tls::Authority::load_or_create(&data_dir)
+            .expect("the relay's certificate authority");
         let mut relay = Self::start_with(addr, config).await;
         relay.ca_pem = Some(authority.certificate_pem());
         relay

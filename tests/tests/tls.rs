@@ -373,3 +373,44 @@ async fn a_restarted_relay_keeps_its_authority_and_its_nodes() {
     members.push(carol);
     assert_chat_intact(&mut members).await;
 }
+
+/// When the name certificate `member` holds now was issued (Unix ms).
+fn name_issued_at(member: &Member) -> i64 {
+    use prost::Message;
+    let cert = member.shared().name_certificate();
+    chat_proto::pb::relay::NameGrant::decode(cert.grant.as_slice())
+        .map(|g| g.issued_at_unix_ms)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_renew_their_certificates_and_the_chat_goes_on() {
+    const TTL: Duration = Duration::from_secs(3);
+    let dir = temp_dir("tls-renew");
+    let mut config = relay_svc::RelayConfig::for_tls_tests(2, Duration::from_millis(700), &dir);
+    config.certificate_ttl = TTL;
+    let relay = Relay::start_tls_with("127.0.0.1:0".parse().expect("addr"), config).await;
+    let mut members = start_tls_chat(&relay, &["alice", "bob", "carol"]).await;
+    let start = trust::now_unix_ms();
+
+    // Three lifetimes pass: every certificate the nodes started with has
+    // expired, so the chat goes on only if each node renewed its name
+    // certificate and the TLS certificate that expires with it (the host
+    // moves every 700 ms, node to node over TLS, and the relay checks
+    // each node's address over TLS).
+    let lifetime = i64::try_from(TTL.as_millis()).expect("ms");
+    chat_tests::eventually("every node renewed twice", || {
+        let renewed = members
+            .iter()
+            .all(|m| name_issued_at(m) >= start + lifetime * 4 / 3);
+        async move { renewed }
+    })
+    .await;
+    // By now (4 s after the start) the first certificates have expired.
+    assert_nodes_serve_tls(&relay, &members).await;
+    assert_chat_intact(&mut members).await;
+    let moved = relay
+        .wait_for_host("the host still moves", |h| h.epoch >= 6)
+        .await;
+    assert!(moved.no_host_reason.is_empty(), "{moved:?}");
+}

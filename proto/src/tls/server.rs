@@ -137,11 +137,16 @@ pub fn server_config(
     identity: &Credentials,
     clients: Option<&ClientAuthority>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Certificate(format!("the certificate file: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
-        .map_err(|e| TlsError::Certificate(format!("the key file: {e}")))?;
+    let certificate = ServerCertificate::new(identity)?;
+    server_config_with(Arc::new(certificate), clients)
+}
+
+/// The server configuration presenting whatever `certificate` holds at
+/// each handshake (a node swaps in its renewed certificate).
+pub fn server_config_with(
+    certificate: Arc<ServerCertificate>,
+    clients: Option<&ClientAuthority>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()
         .map_err(cert_err)?;
@@ -150,9 +155,53 @@ pub fn server_config(
             .with_client_cert_verifier(Arc::new(DeferredClientAuth(clients.verifier.clone()))),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(cert_err)?;
+    let mut config = builder.with_cert_resolver(certificate);
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The certificate a server presents, replaceable while it serves: new
+/// handshakes get the new one, open connections keep theirs.
+#[derive(Debug)]
+pub struct ServerCertificate(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl ServerCertificate {
+    /// Presents `identity`.
+    pub fn new(identity: &Credentials) -> Result<Self, TlsError> {
+        Ok(Self(std::sync::RwLock::new(certified_key(identity)?)))
+    }
+
+    /// Presents `identity` from the next handshake on.
+    pub fn replace(&self, identity: &Credentials) -> Result<(), TlsError> {
+        let key = certified_key(identity)?;
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = key;
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// The chain and signing key of `identity`, checked to belong together.
+fn certified_key(identity: &Credentials) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Certificate(format!("the certificate file: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .map_err(|e| TlsError::Certificate(format!("the key file: {e}")))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(cert_err)?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(cert_err)?;
+    Ok(Arc::new(certified))
 }
 
 /// Handshakes in progress at once, at most; more connections wait.
