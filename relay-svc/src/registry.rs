@@ -486,7 +486,11 @@ impl Registry {
                 // An earlier member is still being checked: wait for it.
                 Err(Undecided) => return None,
             },
-            _ => self.promotion_candidate(dead.as_deref(), preferred.as_deref()),
+            _ => match self.promotion_candidate(dead.as_deref(), preferred.as_deref()) {
+                Ok(next) => next,
+                // The successor holding the room is still being checked.
+                Err(Undecided) => return None,
+            },
         };
         let Some(next) = next else {
             // Nobody can take the room: say why, once every member was
@@ -516,21 +520,29 @@ impl Registry {
     }
 
     /// The designated successor if it is alive, else the live member that
-    /// knew the newest epoch and holds the freshest replica.
+    /// knew the newest epoch and holds the freshest replica. A successor
+    /// the relay has not checked yet is waited for (it holds what the host
+    /// acknowledged; another member may not).
     fn promotion_candidate(
         &self,
         dead: Option<&str>,
         preferred: Option<&str>,
-    ) -> Option<MemberRecord> {
-        let alive =
-            |m: &&Member| m.watchers > 0 && m.can_host() && Some(m.record.node_id.as_str()) != dead;
+    ) -> Result<Option<MemberRecord>, Undecided> {
+        let live = |m: &&Member| m.watchers > 0 && Some(m.record.node_id.as_str()) != dead;
+        let alive = |m: &&Member| live(m) && m.can_host();
         if let Some(m) = preferred
             .and_then(|id| self.members.get(id))
-            .filter(|m| alive(m))
+            .filter(live)
         {
-            return Some(m.record.clone());
+            if m.may_take_over_as_successor() {
+                return Ok(Some(m.record.clone()));
+            }
+            if m.undecided() {
+                return Err(Undecided);
+            }
         }
-        self.members
+        Ok(self
+            .members
             .values()
             .filter(alive)
             .max_by(|a, b| {
@@ -538,7 +550,7 @@ impl Registry {
                     .cmp(&(b.known_epoch, b.replica_head))
                     .then(b.record.name.cmp(&a.record.name))
             })
-            .map(|m| m.record.clone())
+            .map(|m| m.record.clone()))
     }
 
     fn check_host(&self, caller: &str, token: &str, epoch: u64) -> Result<(), RegistryError> {

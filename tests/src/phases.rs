@@ -88,7 +88,10 @@ pub async fn survivor_log(
                     format!("{n} after the kill"),
                 ]
                 .iter()
-                .all(|t| seen.iter().any(|e| e["text"] == t.as_str()))
+                .all(|t| {
+                    seen.iter()
+                        .any(|e| e["type"] == "message" && e["text"] == t.as_str())
+                })
             })
         })
         .await;

@@ -27,11 +27,27 @@ impl Member {
         }
     }
 
+    /// Whether the relay has yet to decide if it reaches this member (a
+    /// client-only one has nothing to decide).
+    pub(super) fn undecided(&self) -> bool {
+        !self.record.client_only && self.reach.reachable.is_none()
+    }
+
     /// Whether a host may name this member its successor: it serves, and
-    /// no check found its address unreachable (one not checked yet may be
-    /// named; it is promoted only once reached).
+    /// the relay reached it once or has not decided yet (it is promoted
+    /// only once reached). A member the relay reached before keeps its
+    /// place while its checks fail: the host reaches it, since it
+    /// replicates to it, and it holds what the host acknowledged.
     pub(super) fn may_succeed(&self) -> bool {
-        !self.record.client_only && self.reach.reachable != Some(false)
+        !self.record.client_only && (self.reach.reachable != Some(false) || self.reach.ever_reached)
+    }
+
+    /// Whether failover may promote this member as the successor the host
+    /// named: it serves and the relay reached it at least once (the last
+    /// checks may have failed under load; promoting another member could
+    /// lose what the host acknowledged).
+    pub(super) fn may_take_over_as_successor(&self) -> bool {
+        !self.record.client_only && self.reach.ever_reached
     }
 }
 
@@ -57,6 +73,8 @@ pub(super) struct Reach {
     pub(super) checked: Option<Instant>,
     /// A check is under way.
     pub(super) in_flight: bool,
+    /// Some check reached it (since it registered at this address).
+    pub(super) ever_reached: bool,
 }
 
 impl Reach {
@@ -77,6 +95,7 @@ impl Reach {
         if reached {
             self.failures = 0;
             self.reachable = Some(true);
+            self.ever_reached = true;
             return;
         }
         self.failures = self.failures.saturating_add(1);
@@ -114,7 +133,7 @@ impl Registry {
             if m.watchers > 0 && m.can_host() {
                 return Ok(Some(m.record.clone()));
             }
-            if !m.record.client_only && m.reach.reachable.is_none() {
+            if m.undecided() {
                 return Err(Undecided);
             }
         }
@@ -129,7 +148,7 @@ impl Registry {
                 .values()
                 .filter(move |m| Some(m.record.node_id.as_str()) != dead)
         };
-        if others().any(|m| !m.record.client_only && m.reach.reachable.is_none()) {
+        if others().any(Member::undecided) {
             return None;
         }
         let count = |f: fn(&Member) -> bool| others().filter(|m| f(m)).count();

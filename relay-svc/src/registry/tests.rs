@@ -128,6 +128,56 @@ fn the_first_member_to_register_hosts_whichever_check_ends_first() {
 }
 
 #[test]
+fn failover_waits_for_the_check_of_a_successor_not_checked_yet() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let a = r.join("alice", 1, t0);
+    // bob holds the freshest replica, but carol is the named successor.
+    let bob = Registration {
+        replica_head: 99,
+        ..reg("bob", 2)
+    };
+    r.join_with(bob, true, t0);
+    let (c, _) = r.register_now(reg("carol", 3), t0).unwrap();
+    r.watch_started(&c.record.node_id, &c.session_token)
+        .unwrap();
+    let (aid, atok) = (&a.record.node_id, &a.session_token);
+    let unhostable = r.renew_lease(aid, atok, 1, &c.record.node_id, t0).unwrap();
+    assert!(unhostable.is_empty(), "not decided yet: it may be named");
+    let later = t0 + LEASE * 2;
+    assert!(r.check_lease(later).is_none(), "waits for carol's check");
+    r.check_member(&c, true, later);
+    let promoted = r.check_lease(later).unwrap();
+    assert_eq!((promoted.epoch, promoted.name.as_str()), (2, "carol"));
+}
+
+#[test]
+fn a_successor_whose_checks_fail_for_a_while_still_takes_over() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let a = r.join("alice", 1, t0);
+    let b = r.join("bob", 2, t0);
+    // carol looks fresher, but bob is the successor that holds the room.
+    let carol = Registration {
+        replica_head: 99,
+        ..reg("carol", 3)
+    };
+    r.join_with(carol, true, t0);
+    let (aid, atok) = (&a.record.node_id, &a.session_token);
+    r.renew_lease(aid, atok, 1, &b.record.node_id, t0).unwrap();
+    // The relay's checks of bob fail (a loaded machine): he may not be
+    // made host by a move, but he stays the successor.
+    let now = t0 + CHECK_PERIOD;
+    r.check_member(&b, false, now);
+    r.check_member(&b, false, now);
+    assert!(!r.members[&b.record.node_id].can_host());
+    let unhostable = r.renew_lease(aid, atok, 1, &b.record.node_id, now).unwrap();
+    assert!(unhostable.is_empty(), "{unhostable:?}");
+    let promoted = r.check_lease(now + LEASE * 2).unwrap();
+    assert_eq!(promoted.name, "bob");
+}
+
+#[test]
 fn a_member_the_relay_cannot_reach_never_hosts_and_the_room_says_so() {
     let mut r = registry();
     let t0 = Instant::now();
