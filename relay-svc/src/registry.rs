@@ -530,10 +530,7 @@ impl Registry {
     ) -> Result<Option<MemberRecord>, Undecided> {
         let live = |m: &&Member| m.watchers > 0 && Some(m.record.node_id.as_str()) != dead;
         let alive = |m: &&Member| live(m) && m.can_host();
-        if let Some(m) = preferred
-            .and_then(|id| self.members.get(id))
-            .filter(live)
-        {
+        if let Some(m) = preferred.and_then(|id| self.members.get(id)).filter(live) {
             if m.may_take_over_as_successor() {
                 return Ok(Some(m.record.clone()));
             }
