@@ -127,17 +127,17 @@ impl Registry {
     /// host, once every member that registered before it was checked (so
     /// the order of the checks does not decide).
     pub(super) fn first_host(&self) -> Result<Option<MemberRecord>, Undecided> {
-        let mut members: Vec<&Member> = self.members.values().collect();
-        members.sort_by_key(|m| m.joined);
-        for m in members {
-            if m.watchers > 0 && m.can_host() {
-                return Ok(Some(m.record.clone()));
-            }
-            if m.undecided() {
-                return Err(Undecided);
-            }
+        // The earliest member that either could host or is not decided yet
+        // decides (one pass: this runs at every lease check).
+        let first = self
+            .members
+            .values()
+            .filter(|m| (m.watchers > 0 && m.can_host()) || m.undecided())
+            .min_by_key(|m| m.joined);
+        match first {
+            Some(m) if m.undecided() => Err(Undecided),
+            first => Ok(first.map(|m| m.record.clone())),
         }
-        Ok(None)
     }
 
     /// Why no member but `dead` can host, once every member's address was
