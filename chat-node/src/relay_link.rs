@@ -110,7 +110,7 @@ impl RelayLink {
 
     /// The relay's current host record.
     pub async fn current_host(&self) -> Result<HostRecord, Status> {
-        let req = Self::unary(CurrentHostRequest {});
+        let req = Self::unary(CurrentHostRequest::default());
         Ok(self.client.clone().current_host(req).await?.into_inner())
     }
 
@@ -126,6 +126,7 @@ impl RelayLink {
             to_node_id: to_node_id.to_string(),
             node_id: me.node_id.clone(),
             session_token: me.session_token.clone(),
+            ..Default::default()
         });
         Ok(self
             .client
@@ -150,6 +151,7 @@ impl RelayLink {
             node_id: me.node_id.clone(),
             session_token: me.session_token.clone(),
             successor_node_id: successor_node_id.to_string(),
+            ..Default::default()
         });
         req.set_timeout(timeout);
         let resp = self.client.clone().renew_lease(req).await?.into_inner();

@@ -44,6 +44,10 @@ pub const HOST_EPOCH_METADATA: &str = "x-chat-epoch";
 pub const HOST_NODE_METADATA: &str = "x-chat-host-node";
 /// Metadata key under which a dormant ChatService names the host's user.
 pub const HOST_NAME_METADATA: &str = "x-chat-host-name";
+/// Metadata key naming the room: in a Session request, the room the
+/// client wants (absent: [`rules::DEFAULT_ROOM`]); in a refusal, the room
+/// of the host named.
+pub const ROOM_METADATA: &str = "x-chat-room";
 /// Binary metadata key carrying the encoded `relay.v1.HostTermCertificate`
 /// of the host named in the other keys.
 pub const HOST_TERM_METADATA: &str = "x-chat-term-bin";
@@ -65,6 +69,7 @@ pub fn host_from_metadata(status: &tonic::Status) -> Option<pb::relay::HostRecor
         name: text(HOST_NAME_METADATA).unwrap_or_default(),
         certificate,
         no_host_reason: String::new(),
+        room: text(ROOM_METADATA).unwrap_or_else(|| rules::DEFAULT_ROOM.to_string()),
     })
 }
 
@@ -78,6 +83,7 @@ pub fn add_host_metadata(status: &mut tonic::Status, host: &pb::relay::HostRecor
         (HOST_ADDRESS_METADATA, host.address.clone()),
         (HOST_EPOCH_METADATA, host.epoch.to_string()),
         (HOST_NODE_METADATA, host.node_id.clone()),
+        (ROOM_METADATA, host.room.clone()),
         (HOST_NAME_METADATA, host.name.clone()),
     ] {
         if let Ok(v) = value.parse() {

@@ -52,6 +52,31 @@ pub fn validate_name(name: &str) -> Result<(), RuleError> {
     Ok(())
 }
 
+/// The room of a request or an interface that names none.
+pub const DEFAULT_ROOM: &str = "lobby";
+
+/// The room a request names: [`DEFAULT_ROOM`] when it names none.
+pub fn room_or_default(room: &str) -> &str {
+    if room.is_empty() {
+        DEFAULT_ROOM
+    } else {
+        room
+    }
+}
+
+/// Checks a room name: the rules of member names ([`validate_name`]).
+pub fn validate_room(room: &str) -> Result<(), RuleError> {
+    validate_name(room)
+}
+
+/// A room name as a user types it, with or without the leading `#` the
+/// interfaces show: the name without it, if valid.
+pub fn parse_room(input: &str) -> Result<String, RuleError> {
+    let room = input.strip_prefix('#').unwrap_or(input);
+    validate_room(room)?;
+    Ok(room.to_string())
+}
+
 /// True for characters that drive a terminal or hide on screen: control
 /// characters, plus the format, bidi and zero-width characters that let one
 /// text look like another (soft hyphen, zero-width space/joiners, LRM/RLM,

@@ -16,8 +16,8 @@ use thiserror::Error;
 
 /// How far a signed timestamp may be from the verifier's clock.
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
-/// The room every chat message is signed for (rooms come later).
-pub const ROOM: &str = "lobby";
+/// The room a request that names none is about.
+pub const ROOM: &str = crate::rules::DEFAULT_ROOM;
 /// Largest certificate accepted anywhere, in bytes.
 pub const MAX_CERTIFICATE_BYTES: usize = 2048;
 
@@ -183,10 +183,10 @@ impl Keypair {
         req.signature = self.sign(&register_payload(req));
     }
 
-    /// Signs a chat message from `from` in place.
-    pub fn sign_message(&self, from: &str, msg: &mut SendMessage) {
+    /// Signs a chat message from `from` to `room` in place.
+    pub fn sign_message(&self, room: &str, from: &str, msg: &mut SendMessage) {
         msg.sent_at_unix_ms = now_unix_ms();
-        let payload = message_payload(ROOM, &msg.id, from, &msg.text, msg.sent_at_unix_ms);
+        let payload = message_payload(room, &msg.id, from, &msg.text, msg.sent_at_unix_ms);
         msg.signature = self.sign(&payload);
     }
 

@@ -413,6 +413,7 @@ impl Registry {
             name: member.name.clone(),
             public_key: member.public_key.clone(),
             issued_at_unix_ms: trust::now_unix_ms(),
+            previous_epoch: self.host.as_ref().map_or(0, |h| h.epoch),
         };
         self.host = Some(HostRecord {
             epoch,
@@ -421,6 +422,7 @@ impl Registry {
             name: member.name.clone(),
             certificate: Some(self.key.issue_host_term(&term)),
             no_host_reason: String::new(),
+            room: trust::ROOM.to_string(),
         });
         // A new host gets a full lease to start renewing.
         self.lease = Some(Lease {

@@ -215,6 +215,7 @@ impl RelayService for Relay {
             message_burst: config.message_burst,
             tls_certificate,
             tls_authority,
+            hosts: Vec::new(),
         }))
     }
 
@@ -264,6 +265,7 @@ impl RelayService for Relay {
         Ok(Response::new(RenewLeaseResponse {
             lease_ms: self.0.config.lease.as_millis() as u64,
             unhostable_node_ids,
+            rooms_hosted: Default::default(),
         }))
     }
 
@@ -299,6 +301,27 @@ impl RelayService for Relay {
             .update(|r| r.unregister(&req.node_id, &req.session_token))?;
         tracing::info!(node = %req.node_id, "unregistered");
         Ok(Response::new(UnregisterResponse {}))
+    }
+
+    async fn join_room(
+        &self,
+        _req: Request<JoinRoomRequest>,
+    ) -> Result<Response<JoinRoomResponse>, Status> {
+        Err(Status::unimplemented("rooms are not served yet"))
+    }
+
+    async fn leave_room(
+        &self,
+        _req: Request<LeaveRoomRequest>,
+    ) -> Result<Response<LeaveRoomResponse>, Status> {
+        Err(Status::unimplemented("rooms are not served yet"))
+    }
+
+    async fn list_rooms(
+        &self,
+        _req: Request<ListRoomsRequest>,
+    ) -> Result<Response<ListRoomsResponse>, Status> {
+        Err(Status::unimplemented("rooms are not served yet"))
     }
 
     async fn lookup_member(

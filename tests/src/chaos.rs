@@ -173,7 +173,7 @@ impl Run {
     async fn host_epoch(&self) -> Option<(u64, String)> {
         let mut rc = self.rc.clone();
         let host = rc
-            .current_host(CurrentHostRequest {})
+            .current_host(CurrentHostRequest::default())
             .await
             .ok()?
             .into_inner();

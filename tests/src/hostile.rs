@@ -82,7 +82,7 @@ pub async fn relay_client(uri: &str) -> RelayServiceClient<Channel> {
 pub async fn current_host(uri: &str) -> HostRecord {
     relay_client(uri)
         .await
-        .current_host(CurrentHostRequest {})
+        .current_host(CurrentHostRequest::default())
         .await
         .expect("CurrentHost")
         .into_inner()
@@ -166,6 +166,7 @@ pub fn forged_term(
         name: name.into(),
         public_key: key.public_key(),
         issued_at_unix_ms: trust::now_unix_ms(),
+        previous_epoch: epoch.saturating_sub(1),
     })
 }
 
@@ -265,7 +266,7 @@ pub fn signed_message(key: &Keypair, from: &str, id: &str, text: &str) -> SendMe
         text: text.into(),
         ..Default::default()
     };
-    key.sign_message(from, &mut msg);
+    key.sign_message(trust::ROOM, from, &mut msg);
     msg
 }
 

@@ -348,7 +348,10 @@ async fn wait_for_host_via(
 ) -> HostRecord {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let host = client.clone().current_host(CurrentHostRequest {}).await;
+        let host = client
+            .clone()
+            .current_host(CurrentHostRequest::default())
+            .await;
         match host.map(|h| h.into_inner()) {
             Ok(host) if pred(&host) => return host,
             _ => assert!(

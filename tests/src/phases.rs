@@ -25,7 +25,7 @@ pub async fn start_tls_chat(relay: &Relay, names: &[&str]) -> Vec<Member> {
 pub async fn current_host(relay: &Relay) -> HostRecord {
     relay
         .client()
-        .current_host(CurrentHostRequest {})
+        .current_host(CurrentHostRequest::default())
         .await
         .expect("CurrentHost over TLS")
         .into_inner()

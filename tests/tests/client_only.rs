@@ -37,7 +37,7 @@ impl NeverHosts {
             while !stopped.load(Ordering::Relaxed) {
                 let host = relay
                     .clone()
-                    .current_host(chat_proto::pb::relay::CurrentHostRequest {})
+                    .current_host(chat_proto::pb::relay::CurrentHostRequest::default())
                     .await;
                 if let Ok(host) = host.map(|h| h.into_inner()) {
                     if host.node_id == id || host.name == name {

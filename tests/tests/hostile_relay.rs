@@ -127,6 +127,7 @@ async fn a_host_that_never_answers_does_not_hold_its_clients() {
             node_id: reg.node_id.clone(),
             session_token: reg.session_token.clone(),
             successor_node_id: String::new(),
+            ..Default::default()
         };
         async move {
             loop {

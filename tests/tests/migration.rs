@@ -26,7 +26,7 @@ async fn every_member_gets_every_message_once_in_one_order_across_20_migrations(
     // Three members send concurrently, paced so the run spans many moves.
     let mut relay_client = RelayServiceClient::connect(relay.uri()).await.unwrap();
     let start_epoch = relay_client
-        .current_host(CurrentHostRequest {})
+        .current_host(CurrentHostRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -39,7 +39,7 @@ async fn every_member_gets_every_message_once_in_one_order_across_20_migrations(
         }
         tokio::time::sleep(Duration::from_millis(80)).await;
         let host = relay_client
-            .current_host(CurrentHostRequest {})
+            .current_host(CurrentHostRequest::default())
             .await
             .unwrap()
             .into_inner();
@@ -82,7 +82,7 @@ async fn every_member_gets_every_message_once_in_one_order_across_20_migrations(
         }
     }
     let end_epoch = relay_client
-        .current_host(CurrentHostRequest {})
+        .current_host(CurrentHostRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -107,7 +107,7 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
     bob.wait_event("activated", &[]).await;
     let mut rc = RelayServiceClient::connect(relay.uri()).await.unwrap();
     let host = rc
-        .current_host(CurrentHostRequest {})
+        .current_host(CurrentHostRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -121,6 +121,7 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
         to_node_id: bob_id.node_id.clone(),
         node_id: alice_id.node_id.clone(),
         session_token: alice_id.session_token.clone(),
+        ..Default::default()
     };
     let err = rc.report_migration(stale).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
@@ -130,6 +131,7 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
         to_node_id: bob_id.node_id.clone(),
         node_id: bob_id.node_id.clone(),
         session_token: bob_id.session_token.clone(),
+        ..Default::default()
     };
     assert_eq!(
         rc.report_migration(forged).await.unwrap_err().code(),
@@ -141,6 +143,7 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
         to_node_id: bob_id.node_id.clone(),
         node_id: alice_id.node_id.clone(),
         session_token: format!("{}.guess", alice_id.node_id),
+        ..Default::default()
     };
     assert_eq!(
         rc.report_migration(stolen).await.unwrap_err().code(),
@@ -148,7 +151,7 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
     );
     // Nothing changed, and the chat goes on.
     assert_eq!(
-        rc.current_host(CurrentHostRequest {})
+        rc.current_host(CurrentHostRequest::default())
             .await
             .unwrap()
             .into_inner(),
@@ -228,7 +231,7 @@ async fn the_relay_pointer_follows_each_move_and_clients_are_told() {
         .wait_event("host", &[("name", "alice"), ("epoch", "3")])
         .await;
     let now = rc
-        .current_host(CurrentHostRequest {})
+        .current_host(CurrentHostRequest::default())
         .await
         .unwrap()
         .into_inner();

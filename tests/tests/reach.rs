@@ -31,7 +31,10 @@ fn watch_roles(
         let seen = seen.clone();
         async move {
             loop {
-                let host = client.clone().current_host(CurrentHostRequest {}).await;
+                let host = client
+                    .clone()
+                    .current_host(CurrentHostRequest::default())
+                    .await;
                 {
                     let mut seen = seen.lock().expect("lock");
                     if let Ok(host) = host.map(|h| h.into_inner()) {
@@ -138,7 +141,7 @@ async fn when_nobody_can_host_the_room_says_so_until_someone_can() {
     assert!(reason.contains("unreachable from the relay: 1,"), "{said}");
     let status = relay
         .client()
-        .current_host(CurrentHostRequest {})
+        .current_host(CurrentHostRequest::default())
         .await
         .expect_err("no host");
     assert_eq!(status.code(), Code::Unavailable, "{status}");

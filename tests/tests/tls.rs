@@ -293,7 +293,7 @@ async fn plaintext_against_tls_is_a_quick_clear_error() {
     let relay_addr = relay.addr.to_string();
     let _ = fails_quickly(
         "a plaintext client of the TLS relay",
-        RelayServiceClient::new(plain(&relay_addr)).current_host(CurrentHostRequest {}),
+        RelayServiceClient::new(plain(&relay_addr)).current_host(CurrentHostRequest::default()),
     )
     .await;
     let _ = fails_quickly(

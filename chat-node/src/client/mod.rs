@@ -275,9 +275,11 @@ impl Client {
             text,
             ..Default::default()
         };
-        self.shared
-            .key
-            .sign_message(&self.shared.identity.name, &mut msg);
+        self.shared.key.sign_message(
+            chat_proto::trust::ROOM,
+            &self.shared.identity.name,
+            &mut msg,
+        );
         self.view.pending.push_back(msg.clone());
         self.emit(ClientEvent::Queued {
             id: msg.id.clone(),

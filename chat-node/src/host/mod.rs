@@ -292,6 +292,7 @@ pub(crate) fn record_of(term: &HostTerm, cert: HostTermCertificate) -> HostRecor
         name: term.name.clone(),
         certificate: Some(cert),
         no_host_reason: String::new(),
+        room: term.room.clone(),
     }
 }
 

@@ -82,6 +82,7 @@ impl NodeShared {
             member_count: room.members().count() as u32,
             head_seq: room.head_seq(),
             host_name: self.identity.name.clone(),
+            room: chat_proto::trust::ROOM.to_string(),
         };
         let members = members_frames(room);
         *core.sessions.entry(hello.name.clone()).or_default() += 1;

@@ -30,7 +30,7 @@ pub fn measure(budget: Duration) -> crate::Result<SignatureCost> {
     };
     let sign_us = per_op_us(budget, |i| {
         msg.id = format!("bench-{i}");
-        key.sign_message("bench", &mut msg);
+        key.sign_message(trust::ROOM, "bench", &mut msg);
     });
     let payload = trust::message_payload(
         trust::ROOM,

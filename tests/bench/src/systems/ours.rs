@@ -89,7 +89,7 @@ impl OursCluster {
 pub async fn current_host(uri: &str) -> Result<HostRecord> {
     let mut relay = RelayServiceClient::connect(uri.to_string()).await?;
     Ok(relay
-        .current_host(CurrentHostRequest {})
+        .current_host(CurrentHostRequest::default())
         .await?
         .into_inner())
 }
