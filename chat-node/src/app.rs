@@ -136,7 +136,7 @@ async fn run_interface(
     mode: Mode,
     node: &Node,
     input: impl AsyncBufRead + Unpin,
-    events: tokio::sync::mpsc::Receiver<crate::client::ClientEvent>,
+    events: tokio::sync::mpsc::Receiver<crate::client::RoomEvent>,
 ) -> std::io::Result<()> {
     let name = &node.shared.identity.name;
     let commands = node.commands.clone();

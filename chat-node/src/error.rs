@@ -21,6 +21,9 @@ pub enum NodeError {
         /// The newest host known, for the caller to follow.
         host: Option<Box<HostRecord>>,
     },
+    /// A call for a room this node is not in.
+    #[error("this node is not in room {0:?}")]
+    NotInRoom(String),
     /// The term the work was for is no longer hosted here.
     #[error("no longer hosting")]
     NoLongerHosting,
@@ -164,7 +167,7 @@ impl NodeError {
     pub fn code(&self) -> Code {
         use NodeError::*;
         match self {
-            NotHost { .. } | ShuttingDown => Code::Unavailable,
+            NotHost { .. } | ShuttingDown | NotInRoom(_) => Code::Unavailable,
             NoLongerHosting
             | LiveHost
             | CannotTakeOver { .. }

@@ -2,30 +2,30 @@
 //! PeerService), the relay link, host duties and the chat client, wired
 //! together. Tests start the same [`Node`] in-process.
 
-use crate::client::{self, ClientEvent, UserCommand};
+use crate::client::{self, RoomEvent, UserCommand};
 use crate::dial::{DialError, Dialer, IssuedCertificate, TransportOptions};
-use crate::host::{handoff, service::ChatHost, HostCore, HostEvent, Role, CHAT_SERVICE_NAME};
+use crate::host::{handoff, service::ChatHost, RoomHost, CHAT_SERVICE_NAME};
 use crate::identity::{IdentityError, NodeStore};
 use crate::peer::{PeerEndpoint, PrivateInbox};
 use crate::relay_link::{self, RelayLink};
 use chat_proto::pb::chat::chat_service_server::ChatServiceServer;
 use chat_proto::pb::chat::peer_service_server::PeerServiceServer;
-use chat_proto::pb::relay::{HostRecord, NameCertificate, RegisterResponse};
+use chat_proto::pb::relay::{HostRecord, NameCertificate, RegisterResponse, RoomClaim};
+use chat_proto::rules;
 use chat_proto::serve::{HealthReporter, ServingStatus};
 use chat_proto::trust::{Keypair, PublicKey};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-/// Host broadcasts buffered per session before a session counts as too slow.
-const HOST_EVENTS_CAPACITY: usize = 1024;
 /// Events buffered towards the user interface.
 const CLIENT_EVENTS_CAPACITY: usize = 1024;
 /// How long a stopping node waits for its tasks before cutting them.
@@ -142,8 +142,9 @@ impl Stats {
     }
 }
 
-/// State shared by every part of a node. The mutex is never held across
-/// an `.await`.
+/// What the whole node shares: who it is, its links to the relay and to
+/// other nodes, its keys, and the rooms it is in (each a [`RoomHost`]).
+/// No mutex is held across an `.await`.
 pub struct NodeShared {
     /// Who we are.
     pub identity: Identity,
@@ -155,14 +156,12 @@ pub struct NodeShared {
     pub(crate) dialer: Dialer,
     /// Counters.
     pub stats: Stats,
-    core: Mutex<HostCore>,
-    /// Bumped whenever the room's log changes (wakes the replicator).
-    pub(crate) log_tx: watch::Sender<u64>,
-    pub(crate) host_events: broadcast::Sender<HostEvent>,
-    /// The latest host record known (from the relay or a handoff).
-    pub(crate) host_tx: watch::Sender<Option<HostRecord>>,
-    /// Why the relay says the chat has no host right now, if it does.
-    pub(crate) no_host_tx: watch::Sender<Option<String>>,
+    /// The rooms this node is in, by name.
+    rooms: Mutex<BTreeMap<String, RoomEntry>>,
+    /// The first room the node joined at its start.
+    first_room: String,
+    /// Stops the node's tasks, the rooms' host duties included.
+    cancel: CancellationToken,
     pub(crate) health: HealthReporter,
     pub(crate) inbox: PrivateInbox,
     /// This node's signing key.
@@ -177,33 +176,149 @@ pub struct NodeShared {
     pub(crate) admin_secret: Option<String>,
 }
 
+/// A room this node is in, and what stops its host duties.
+struct RoomEntry {
+    host: Arc<RoomHost>,
+    duties: CancellationToken,
+}
+
+/// Most rooms one node may be in.
+pub const MAX_ROOMS: usize = 1000;
+
 impl NodeShared {
-    pub(crate) fn core(&self) -> MutexGuard<'_, HostCore> {
-        // Every mutation validates before it changes anything, so a panic
-        // elsewhere cannot leave the core half-updated.
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    fn room_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RoomEntry>> {
+        // Inserts and removals are single steps: nothing half-done to see.
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// This node's current role.
-    pub fn role(&self) -> Role {
-        self.core().tenure.role()
+    /// The room `name` ("lobby" when empty), if this node is in it.
+    pub fn room(&self, name: &str) -> Option<Arc<RoomHost>> {
+        let name = rules::room_or_default(name);
+        self.room_map().get(name).map(|e| e.host.clone())
     }
 
-    /// While hosting: the node id of the member named successor, if any.
-    pub fn successor(&self) -> Option<String> {
-        let core = self.core();
-        core.tenure.role().hosting_epoch()?;
-        core.successor.clone()
+    /// The rooms this node is in, by name.
+    pub fn rooms(&self) -> Vec<Arc<RoomHost>> {
+        self.room_map().values().map(|e| e.host.clone()).collect()
     }
 
-    /// Watch the latest known host record.
-    pub fn host_watch(&self) -> watch::Receiver<Option<HostRecord>> {
-        self.host_tx.subscribe()
+    /// What this node holds of each of its rooms, for the relay.
+    pub(crate) fn claims(&self) -> Vec<RoomClaim> {
+        self.rooms().iter().map(|r| r.claim()).collect()
     }
 
-    /// Watch why the chat has no host (`None` while it has one).
-    pub fn no_host_watch(&self) -> watch::Receiver<Option<String>> {
-        self.no_host_tx.subscribe()
+    /// Adds `name` to the node's rooms (dormant) and starts its host
+    /// duties; the room already there if it is.
+    pub(crate) fn add_room(self: &Arc<Self>, name: &str) -> Arc<RoomHost> {
+        let mut rooms = self.room_map();
+        if let Some(entry) = rooms.get(name) {
+            return entry.host.clone();
+        }
+        let host = RoomHost::new(name, self.clone());
+        let duties = self.cancel.child_token();
+        tokio::spawn(handoff::run_host_duties(host.clone(), duties.clone()));
+        rooms.insert(
+            name.to_string(),
+            RoomEntry {
+                host: host.clone(),
+                duties,
+            },
+        );
+        host
+    }
+
+    /// Removes `name` from the node's rooms and stops its host duties.
+    pub(crate) fn remove_room(&self, name: &str) -> Option<Arc<RoomHost>> {
+        let entry = self.room_map().remove(name)?;
+        entry.duties.cancel();
+        Some(entry.host)
+    }
+
+    /// The first room the node joined at its start, if it is still in it.
+    pub fn first_room(&self) -> Option<String> {
+        let rooms = self.room_map();
+        rooms
+            .contains_key(&self.first_room)
+            .then(|| self.first_room.clone())
+            .or_else(|| rooms.keys().next().cloned())
+    }
+
+    /// Joins `room` at the relay (showing what we hold of it, nothing for
+    /// a new room) and starts its host duties.
+    pub async fn join_room(self: &Arc<Self>, room: &str) -> Result<Arc<RoomHost>, tonic::Status> {
+        if let Some(host) = self.room(room) {
+            return Ok(host);
+        }
+        if self.room_map().len() >= MAX_ROOMS {
+            let why = format!("a node may be in at most {MAX_ROOMS} rooms");
+            return Err(tonic::Status::resource_exhausted(why));
+        }
+        // In the map first, so the relay's watch finds the room at once.
+        let host = self.add_room(room);
+        match self.relay.join_room(&self.identity, host.claim()).await {
+            Ok(record) => {
+                if let Some(record) = record {
+                    host.on_host_record(record).await;
+                }
+                Ok(host)
+            }
+            Err(status) => {
+                self.remove_room(room);
+                Err(status)
+            }
+        }
+    }
+
+    /// Leaves `room` for good: hands it on first if this node hosts it,
+    /// then leaves it at the relay and stops its host duties.
+    pub async fn part_room(&self, room: &str) -> Result<(), tonic::Status> {
+        let Some(host) = self.room(room) else {
+            return Err(tonic::Status::not_found(format!("not in room {room:?}")));
+        };
+        if host.role().hosting_epoch().is_some() {
+            if let Err(e) = host.hand_off().await {
+                tracing::info!(%room, error = %e, "no handoff before leaving the room");
+            }
+        }
+        let left = self.relay.leave_room(&self.identity, room).await;
+        self.remove_room(room);
+        if host.role().hosting_epoch().is_some() {
+            let _ = host.host_events.send(crate::host::HostEvent::Closing);
+        }
+        self.refresh_health().await;
+        left
+    }
+
+    /// Forgets every room (the node stopped).
+    fn clear_rooms(&self) {
+        let rooms = std::mem::take(&mut *self.room_map());
+        for entry in rooms.into_values() {
+            entry.duties.cancel();
+        }
+    }
+
+    /// Applies a host record from the relay to the room it names.
+    pub async fn on_host_record(&self, record: HostRecord) {
+        match self.room(&record.room) {
+            Some(room) => room.on_host_record(record).await,
+            None => tracing::debug!(room = %record.room, "a record of a room we are not in"),
+        }
+    }
+
+    /// Reports the ChatService serving while this node hosts any room.
+    pub(crate) async fn refresh_health(&self) {
+        let hosting = self
+            .rooms()
+            .iter()
+            .any(|r| r.role().hosting_epoch().is_some());
+        let status = if hosting {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.health
+            .set_service_status(CHAT_SERVICE_NAME, status)
+            .await;
     }
 
     /// The relay's current certificate of our name.
@@ -226,6 +341,7 @@ pub struct BoundNode {
     dialer: Dialer,
     store: Arc<NodeStore>,
     admin_secret: Option<String>,
+    rooms: Vec<String>,
 }
 
 impl BoundNode {
@@ -288,6 +404,7 @@ impl BoundNode {
             dialer,
             store: Arc::new(NodeStore::in_memory()),
             admin_secret: None,
+            rooms: vec![rules::DEFAULT_ROOM.to_string()],
         }
     }
 
@@ -300,6 +417,15 @@ impl BoundNode {
     /// Presents `secret` to the relay when this user resets the chat.
     pub fn with_admin_secret(mut self, secret: Option<String>) -> Self {
         self.admin_secret = secret;
+        self
+    }
+
+    /// Joins `rooms` (names without `#`) when the node starts, rather than
+    /// only "lobby". An empty list keeps "lobby".
+    pub fn with_rooms(mut self, rooms: Vec<String>) -> Self {
+        if !rooms.is_empty() {
+            self.rooms = rooms;
+        }
         self
     }
 
@@ -316,8 +442,10 @@ pub struct Registration {
     pub identity: Identity,
     /// The relay's settings.
     pub settings: Settings,
-    /// The host at registration time.
-    pub host: Option<HostRecord>,
+    /// The rooms the node is in.
+    pub rooms: Vec<String>,
+    /// The rooms' hosts at registration time (those that had one).
+    pub hosts: Vec<HostRecord>,
     /// Our key.
     pub key: Keypair,
     /// The relay's (pinned) key.
@@ -334,7 +462,7 @@ pub struct Node {
     pub shared: Arc<NodeShared>,
     /// Commands from the user.
     pub commands: mpsc::Sender<UserCommand>,
-    events: Option<mpsc::Receiver<ClientEvent>>,
+    events: Option<mpsc::Receiver<RoomEvent>>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -350,6 +478,14 @@ impl BoundNode {
             // dials for private messages check who is calling.
             certificate_request: self.dialer.certificate_request(&key, name)?,
             client_only: self.listener.is_none(),
+            rooms: self
+                .rooms
+                .iter()
+                .map(|room| RoomClaim {
+                    room: room.clone(),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         };
         let resp = self
@@ -377,7 +513,8 @@ impl BoundNode {
         Ok(Registration {
             identity,
             settings,
-            host: resp.host,
+            rooms: self.rooms.clone(),
+            hosts: resp.hosts,
             key,
             relay_key,
             name_cert,
@@ -416,7 +553,8 @@ impl Node {
         let Registration {
             identity,
             settings,
-            host,
+            rooms,
+            hosts,
             key,
             relay_key,
             name_cert,
@@ -432,11 +570,9 @@ impl Node {
             relay: bound.relay,
             dialer,
             stats: Stats::default(),
-            core: Mutex::new(HostCore::new()),
-            log_tx: watch::channel(0).0,
-            host_events: broadcast::channel(HOST_EVENTS_CAPACITY).0,
-            host_tx: watch::channel(None).0,
-            no_host_tx: watch::channel(None).0,
+            rooms: Mutex::new(BTreeMap::new()),
+            first_room: rooms.first().cloned().unwrap_or_default(),
+            cancel: CancellationToken::new(),
             health,
             inbox: PrivateInbox::new(events_tx.clone(), bound.store.dir())?,
             key,
@@ -445,12 +581,15 @@ impl Node {
             store: bound.store,
             admin_secret: bound.admin_secret,
         });
-        let cancel = CancellationToken::new();
+        let cancel = shared.cancel.clone();
         let mut tasks = Vec::new();
         if let Some(listener) = bound.listener {
             tasks.push(serve(&shared, routes, listener, &cancel)?);
         }
-        if let Some(host) = host {
+        for room in &rooms {
+            shared.add_room(room);
+        }
+        for host in hosts {
             shared.on_host_record(host).await;
         }
         tasks.extend(spawn_duties(&shared, commands_rx, events_tx, &cancel));
@@ -464,7 +603,7 @@ impl Node {
     }
 
     /// Takes the stream of events for the user (once).
-    pub fn take_events(&mut self) -> Option<mpsc::Receiver<ClientEvent>> {
+    pub fn take_events(&mut self) -> Option<mpsc::Receiver<RoomEvent>> {
         self.events.take()
     }
 
@@ -480,9 +619,11 @@ impl Node {
         {
             let _ = tokio::time::timeout(Duration::from_secs(3), done_rx).await;
         }
-        if self.shared.role().hosting_epoch().is_some() {
-            if let Err(e) = self.shared.hand_off().await {
-                tracing::info!(error = %e, "no handoff on exit");
+        for room in self.shared.rooms() {
+            if room.role().hosting_epoch().is_some() {
+                if let Err(e) = room.hand_off().await {
+                    tracing::info!(room = %room.room, error = %e, "no handoff on exit");
+                }
             }
         }
         if let Err(e) = self.shared.relay.unregister(&self.shared.identity).await {
@@ -494,7 +635,9 @@ impl Node {
     /// Stops every task at once, like a crash but in-process (no goodbye).
     pub async fn stop(&mut self) {
         self.cancel.cancel();
-        let _ = self.shared.host_events.send(HostEvent::Closing);
+        for room in self.shared.rooms() {
+            let _ = room.host_events.send(crate::host::HostEvent::Closing);
+        }
         // Open client streams may hold the server's graceful stop; cut what
         // has not stopped within the grace.
         let deadline = tokio::time::Instant::now() + STOP_GRACE;
@@ -504,6 +647,14 @@ impl Node {
                 abort.abort();
             }
         }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Each room holds the node's shared state: let both go.
+        self.cancel.cancel();
+        self.shared.clear_rooms();
     }
 }
 
@@ -527,16 +678,15 @@ async fn inspection() -> Result<(tonic::service::RoutesBuilder, HealthReporter),
 fn spawn_duties(
     shared: &Arc<NodeShared>,
     commands: mpsc::Receiver<UserCommand>,
-    events: mpsc::Sender<ClientEvent>,
+    events: mpsc::Sender<RoomEvent>,
     cancel: &CancellationToken,
-) -> [JoinHandle<()>; 4] {
+) -> [JoinHandle<()>; 3] {
     [
         tokio::spawn(relay_link::follow_relay(shared.clone(), cancel.clone())),
         tokio::spawn(relay_link::keep_certificates_fresh(
             shared.clone(),
             cancel.clone(),
         )),
-        tokio::spawn(handoff::run_host_duties(shared.clone(), cancel.clone())),
         tokio::spawn(client::run(
             shared.clone(),
             commands,

@@ -4,7 +4,7 @@
 //! recipient's key through the host ([`chat_proto::sealed`]), and are
 //! checked on arrival by the same [`accept_private`] as delivered ones.
 
-use crate::client::ClientEvent;
+use crate::client::{ClientEvent, RoomEvent};
 use crate::dial::NodeAddr;
 use crate::error::NodeError;
 use crate::identity::IdentityError;
@@ -31,7 +31,7 @@ const SEALED_CHECKS: usize = 16;
 /// Where incoming private messages go, and the ids already delivered
 /// (kept in the data directory, so a replay is refused after a restart).
 pub struct PrivateInbox {
-    events: mpsc::Sender<ClientEvent>,
+    events: mpsc::Sender<RoomEvent>,
     replays: ReplayGuard,
     /// Bounds the sealed messages being checked at once.
     sealed_checks: Arc<Semaphore>,
@@ -39,7 +39,7 @@ pub struct PrivateInbox {
 
 impl PrivateInbox {
     pub(crate) fn new(
-        events: mpsc::Sender<ClientEvent>,
+        events: mpsc::Sender<RoomEvent>,
         dir: Option<&Path>,
     ) -> Result<Self, IdentityError> {
         let replays = match dir {
@@ -99,7 +99,7 @@ pub async fn accept_private(shared: &NodeShared, msg: PrivateMessage) -> Result<
     shared
         .inbox
         .events
-        .send(event)
+        .send(RoomEvent::global(event))
         .await
         .map_err(|_| NodeError::ShuttingDown)?;
     Ok(())
@@ -111,7 +111,10 @@ pub async fn accept_private(shared: &NodeShared, msg: PrivateMessage) -> Result<
 pub(crate) fn accept_sealed(shared: Arc<NodeShared>, sealed: SealedPrivate) {
     let Ok(permit) = shared.inbox.sealed_checks.clone().try_acquire_owned() else {
         let why = "too many sealed private messages at once; one was dropped";
-        let _ = shared.inbox.events.try_send(ClientEvent::error(why));
+        let _ = shared
+            .inbox
+            .events
+            .try_send(RoomEvent::global(ClientEvent::error(why)));
         return;
     };
     tokio::spawn(async move {
@@ -129,7 +132,11 @@ pub(crate) fn accept_sealed(shared: Arc<NodeShared>, sealed: SealedPrivate) {
                 "refused a sealed private message the host passed on: {}",
                 status.message()
             );
-            let _ = shared.inbox.events.send(ClientEvent::error(why)).await;
+            let _ = shared
+                .inbox
+                .events
+                .send(RoomEvent::global(ClientEvent::error(why)))
+                .await;
         }
         drop(permit);
     });

@@ -21,14 +21,10 @@ const RELAY_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Claim {
     /// Token of the earlier registration.
     pub session_token: String,
-    /// The newest host term seen.
-    pub latest_term: Option<HostTermCertificate>,
-    /// Whether we host `latest_term` right now.
-    pub hosting: bool,
     /// Our earlier name certificate.
     pub name_certificate: Option<NameCertificate>,
-    /// Head of our room replica.
-    pub replica_head: u64,
+    /// The rooms we are in, with what we hold of each.
+    pub rooms: Vec<RoomClaim>,
     /// A TLS certificate signing request for our key (empty: none).
     pub certificate_request: Vec<u8>,
     /// We serve nothing (and give no address): never make us host.
@@ -91,9 +87,7 @@ impl RelayLink {
             name: name.to_string(),
             address: address.to_string(),
             session_token: claim.session_token,
-            replica_head: claim.replica_head,
-            latest_term: claim.latest_term,
-            hosting: claim.hosting,
+            rooms: claim.rooms,
             name_certificate: claim.name_certificate,
             certificate_request: claim.certificate_request,
             client_only: claim.client_only,
@@ -108,16 +102,56 @@ impl RelayLink {
             .into_inner())
     }
 
-    /// The relay's current host record.
-    pub async fn current_host(&self) -> Result<HostRecord, Status> {
-        let req = Self::unary(CurrentHostRequest::default());
+    /// The relay's current host record of `room`.
+    pub async fn current_host(&self, room: &str) -> Result<HostRecord, Status> {
+        let req = Self::unary(CurrentHostRequest {
+            room: room.to_string(),
+        });
         Ok(self.client.clone().current_host(req).await?.into_inner())
     }
 
-    /// Asks the relay to move the host pointer from `from_epoch` to `to_node_id`.
+    /// Puts us in a room, showing what we hold of it; the room's host
+    /// record, if it has one.
+    pub async fn join_room(
+        &self,
+        me: &Identity,
+        claim: RoomClaim,
+    ) -> Result<Option<HostRecord>, Status> {
+        let req = Self::unary(JoinRoomRequest {
+            node_id: me.node_id.clone(),
+            session_token: me.session_token.clone(),
+            claim: Some(claim),
+        });
+        Ok(self.client.clone().join_room(req).await?.into_inner().host)
+    }
+
+    /// Takes us out of `room`.
+    pub async fn leave_room(&self, me: &Identity, room: &str) -> Result<(), Status> {
+        let req = Self::unary(LeaveRoomRequest {
+            node_id: me.node_id.clone(),
+            session_token: me.session_token.clone(),
+            room: room.to_string(),
+        });
+        self.client.clone().leave_room(req).await?;
+        Ok(())
+    }
+
+    /// The rooms whose names sort after `after`, at most `limit` (0: the
+    /// relay's default page).
+    pub async fn list_rooms(&self, after: &str, limit: u32) -> Result<ListRoomsResponse, Status> {
+        let req = Self::unary(ListRoomsRequest {
+            after: after.to_string(),
+            limit,
+        });
+        Ok(self.client.clone().list_rooms(req).await?.into_inner())
+    }
+
+    /// Asks the relay to move `room`'s host pointer from `from_epoch` to
+    /// `to_node_id`.
     pub async fn report_migration(
         &self,
         me: &Identity,
+        room: &str,
         from_epoch: u64,
         to_node_id: &str,
     ) -> Result<HostRecord, Status> {
@@ -126,7 +160,7 @@ impl RelayLink {
             to_node_id: to_node_id.to_string(),
             node_id: me.node_id.clone(),
             session_token: me.session_token.clone(),
-            ..Default::default()
+            room: room.to_string(),
         });
         Ok(self
             .client
@@ -136,26 +170,23 @@ impl RelayLink {
             .into_inner())
     }
 
-    /// Renews the host lease for `epoch`, naming the successor. Returns the
-    /// members the relay will not take as successor (client-only or
-    /// unreachable from the relay).
+    /// Renews the host lease of `lease.room` for `epoch`, naming the
+    /// successor. Answers whom the relay will not take as successor
+    /// (client-only or unreachable from the relay) and how many rooms the
+    /// others host.
     pub async fn renew_lease(
         &self,
         me: &Identity,
-        epoch: u64,
-        successor_node_id: &str,
+        lease: RenewLeaseRequest,
         timeout: Duration,
-    ) -> Result<Vec<String>, Status> {
+    ) -> Result<RenewLeaseResponse, Status> {
         let mut req = tonic::Request::new(RenewLeaseRequest {
-            epoch,
             node_id: me.node_id.clone(),
             session_token: me.session_token.clone(),
-            successor_node_id: successor_node_id.to_string(),
-            ..Default::default()
+            ..lease
         });
         req.set_timeout(timeout);
-        let resp = self.client.clone().renew_lease(req).await?.into_inner();
-        Ok(resp.unhostable_node_ids)
+        Ok(self.client.clone().renew_lease(req).await?.into_inner())
     }
 
     /// Asks the relay whether `admin_secret` allows a reset.
@@ -235,17 +266,12 @@ impl NodeShared {
         &self,
         certificate_request: Vec<u8>,
     ) -> Result<RegisterResponse, Status> {
-        let claim = {
-            let core = self.core();
-            Claim {
-                session_token: self.identity.session_token.clone(),
-                latest_term: core.tenure.latest_cert().cloned(),
-                hosting: core.tenure.role().hosting_epoch().is_some(),
-                name_certificate: Some(self.name_certificate()),
-                replica_head: core.room.as_ref().map_or(0, |r| r.head_seq()),
-                certificate_request,
-                client_only: self.identity.client_only(),
-            }
+        let claim = Claim {
+            session_token: self.identity.session_token.clone(),
+            name_certificate: Some(self.name_certificate()),
+            rooms: self.claims(),
+            certificate_request,
+            client_only: self.identity.client_only(),
         };
         let me = &self.identity;
         let mut resp = self
@@ -255,7 +281,7 @@ impl NodeShared {
         let cert = check_name_certificate(&self.relay_key, &self.key, &me.name, &resp)?;
         self.store.save_name_certificate(&me.name, &cert);
         *self.name_cert.lock().unwrap_or_else(|p| p.into_inner()) = cert;
-        if let Some(host) = resp.host.take() {
+        for host in std::mem::take(&mut resp.hosts) {
             self.on_host_record(host).await;
         }
         Ok(resp)

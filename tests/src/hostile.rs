@@ -122,7 +122,12 @@ pub async fn peer_client(address: &str) -> PeerServiceClient<Channel> {
 /// The member's node does not host: its role, and what its health says.
 pub async fn assert_dormant(member: &Member, after: &str) {
     let shared = member.shared();
-    assert_eq!(shared.role(), Role::Dormant, "{}: {after}", member.name);
+    assert_eq!(
+        member.lobby().role(),
+        Role::Dormant,
+        "{}: {after}",
+        member.name
+    );
     let status = chat_proto::health_check::check(
         &shared.identity.address,
         "chat.v1.ChatService",

@@ -65,6 +65,18 @@ impl Member {
         }
     }
 
+    /// The node's side of the room "lobby" (in-process members only).
+    pub fn lobby(&self) -> Arc<chat_node::host::RoomHost> {
+        self.room(chat_proto::rules::DEFAULT_ROOM)
+    }
+
+    /// The node's side of `room` (in-process members in that room only).
+    pub fn room(&self, room: &str) -> Arc<chat_node::host::RoomHost> {
+        self.shared()
+            .room(room)
+            .unwrap_or_else(|| panic!("{} is not in room {room}", self.name))
+    }
+
     /// The process id (process members only, while running).
     pub fn pid(&self) -> Option<u32> {
         match &self.kind {

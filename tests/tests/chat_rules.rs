@@ -98,7 +98,10 @@ async fn private_messages_go_node_to_node_and_never_through_the_host() {
     bob.say("/who").await;
     bob.wait_event("members", &[]).await;
     let host = alice.shared();
-    assert!(host.role().hosting_epoch().is_some(), "alice hosts");
+    assert!(
+        alice.lobby().role().hosting_epoch().is_some(),
+        "alice hosts"
+    );
     let frames_before = host.stats.chat_frames();
 
     bob.say("$private carol psst carol").await;

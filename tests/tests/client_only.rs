@@ -45,13 +45,14 @@ impl NeverHosts {
                     }
                 }
                 for node in &nodes {
-                    if node.successor().as_deref() == Some(id.as_str()) {
+                    if node.room("").and_then(|r| r.successor()).as_deref() == Some(id.as_str()) {
                         let by = &node.identity.name;
                         seen.push(format!("{by} names it successor"));
                     }
                 }
-                if lurker.role() != Role::Dormant {
-                    seen.push(format!("its role is {:?}", lurker.role()));
+                let role = lurker.room("").map_or(Role::Dormant, |r| r.role());
+                if role != Role::Dormant {
+                    seen.push(format!("its role is {role:?}"));
                 }
                 samples += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -83,7 +83,7 @@ async fn a_stranger_cannot_make_a_dormant_node_take_over() {
         .expect_err("a self-signed huge epoch");
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     assert_same_host(&uri, &host).await;
-    assert_eq!(members[0].shared().role(), Role::Live { epoch: host.epoch });
+    assert_eq!(members[0].lobby().role(), Role::Live { epoch: host.epoch });
     assert_chat_intact(&mut members).await;
 }
 
@@ -181,7 +181,7 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
 
     // A planned migration, then a newcomer: it gets the real history only.
     let moved = members[0]
-        .shared()
+        .lobby()
         .hand_off()
         .await
         .expect("a planned migration");

@@ -189,8 +189,8 @@ async fn a_dormant_chat_service_redirects_to_the_host() {
     let host_addr = alice.shared().identity.address.clone();
     let bob_addr = bob.shared().identity.address.clone();
     chat_tests::eventually("bob knows the host", || {
-        let shared = bob.shared();
-        async move { shared.host_watch().borrow().is_some() }
+        let lobby = bob.lobby();
+        async move { lobby.host_watch().borrow().is_some() }
     })
     .await;
     let mut client = ChatServiceClient::connect(format!("http://{bob_addr}"))

@@ -41,7 +41,8 @@ fn watch_roles(
                         seen.hosts.insert((host.epoch, host.node_id));
                     }
                     for node in &nodes {
-                        seen.successors.extend(node.successor());
+                        seen.successors
+                            .extend(node.room("").and_then(|r| r.successor()));
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;

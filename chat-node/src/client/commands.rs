@@ -22,6 +22,14 @@ pub enum UserCommand {
     Host,
     /// List commands.
     Help,
+    /// Join a room (name without `#`) and make it the current room.
+    Join(String),
+    /// Leave a room for good (`None`: the current room).
+    Part(Option<String>),
+    /// List the rooms this node is in (and the relay's other rooms).
+    Rooms,
+    /// Make a room this node is in the current room.
+    Switch(String),
     /// Leave the chat; the sender (if any) is told when the goodbye is done.
     Exit(Option<oneshot::Sender<()>>),
 }
@@ -29,7 +37,11 @@ pub enum UserCommand {
 /// The help text shown by `/help`.
 pub const HELP: &str = "\
 commands:
-  TEXT                     send TEXT to everyone
+  TEXT                     send TEXT to everyone in the current room
+  /join #ROOM              join ROOM (created if new) and make it current
+  /part [#ROOM]            leave ROOM (default: the current room)
+  /rooms                   list your rooms, their hosts and unread counts, and other rooms
+  /room #ROOM              make ROOM (one you are in) the current room
   $private USER MSG        private message to USER, node to node (alias /msg)
   /who                     list members
   /host                    show the current host and epoch
@@ -56,6 +68,11 @@ pub fn parse_line(line: &str) -> Result<Option<UserCommand>, String> {
         "who" => UserCommand::Who,
         "host" => UserCommand::Host,
         "help" => UserCommand::Help,
+        "join" => UserCommand::Join(parse_room_arg(args, "/join #ROOM")?),
+        "room" | "switch" => UserCommand::Switch(parse_room_arg(args, "/room #ROOM")?),
+        "part" | "leave" if args.is_empty() => UserCommand::Part(None),
+        "part" | "leave" => UserCommand::Part(Some(parse_room_arg(args, "/part [#ROOM]")?)),
+        "rooms" => UserCommand::Rooms,
         _ => {
             return Err(format!(
                 "unknown command {:?}; /help lists the commands",
@@ -64,6 +81,14 @@ pub fn parse_line(line: &str) -> Result<Option<UserCommand>, String> {
         }
     };
     Ok(Some(cmd))
+}
+
+/// A room name argument (with or without `#`), or the usage.
+fn parse_room_arg(args: &str, usage: &str) -> Result<String, String> {
+    if args.is_empty() || args.contains(char::is_whitespace) {
+        return Err(format!("usage: {usage}"));
+    }
+    chat_proto::rules::parse_room(args).map_err(|e| format!("room {args:?}: {e}"))
 }
 
 fn parse_private(args: &str) -> Result<UserCommand, String> {
@@ -108,6 +133,20 @@ mod tests {
         assert!(matches!(parse("/who"), UserCommand::Who));
         assert!(matches!(parse("/host"), UserCommand::Host));
         assert!(matches!(parse("/help"), UserCommand::Help));
+        assert!(matches!(parse("/join #ops"), UserCommand::Join(r) if r == "ops"));
+        assert!(matches!(parse("/join ops"), UserCommand::Join(r) if r == "ops"));
+        assert!(matches!(parse("/part"), UserCommand::Part(None)));
+        assert!(matches!(parse("/part #ops"), UserCommand::Part(Some(r)) if r == "ops"));
+        assert!(matches!(parse("/room #ops"), UserCommand::Switch(r) if r == "ops"));
+        assert!(matches!(parse("/rooms"), UserCommand::Rooms));
+    }
+
+    #[test]
+    fn room_commands_check_the_name() {
+        assert!(parse_line("/join").unwrap_err().contains("usage"));
+        assert!(parse_line("/join #a b").unwrap_err().contains("usage"));
+        assert!(parse_line("/join #a:b").unwrap_err().contains("room"));
+        assert!(parse_line("/room").unwrap_err().contains("usage"));
     }
 
     #[test]

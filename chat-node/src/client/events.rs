@@ -125,11 +125,67 @@ pub enum ClientEvent {
         /// Text.
         message: String,
     },
+    /// This node is now in the room (the event's room) and it is the
+    /// current room.
+    RoomJoined,
+    /// This node left the room (the event's room) for good.
+    RoomLeft,
+    /// The current room is now the event's room.
+    CurrentRoom,
+    /// The rooms this node is in (on `/rooms`), and how many rooms the
+    /// relay has in all.
+    Rooms {
+        /// This node's rooms, by name.
+        rooms: Vec<RoomSummary>,
+        /// Other rooms at the relay (names, at most a page).
+        others: Vec<String>,
+    },
     /// Something the user asked for failed, or the client lost something.
     Error {
         /// What went wrong.
         message: String,
     },
+}
+
+/// An event and the room it is about (empty for what concerns no room:
+/// private messages, errors of commands outside rooms). In `--mode json`
+/// the room is a `room` field beside `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomEvent {
+    /// The room's name (without `#`), or empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub room: String,
+    /// The event.
+    #[serde(flatten)]
+    pub event: ClientEvent,
+}
+
+impl RoomEvent {
+    /// `event` about `room`.
+    pub fn new(room: impl Into<String>, event: ClientEvent) -> Self {
+        Self {
+            room: room.into(),
+            event,
+        }
+    }
+
+    /// `event` about no room.
+    pub fn global(event: ClientEvent) -> Self {
+        Self::new(String::new(), event)
+    }
+}
+
+/// One room this node is in, as `/rooms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomSummary {
+    /// The room's name (without `#`).
+    pub name: String,
+    /// Its host's name (empty while unknown).
+    pub host: String,
+    /// The host's epoch.
+    pub epoch: u64,
+    /// This is the current room.
+    pub current: bool,
 }
 
 impl ClientEvent {

@@ -4,14 +4,17 @@
 
 mod commands;
 mod events;
+mod rooms;
 mod session;
 mod verify;
 
 pub use commands::{parse_line, UserCommand, HELP};
-pub use events::{ClientEvent, Connection};
+pub use events::{ClientEvent, Connection, RoomEvent, RoomSummary};
+pub use rooms::run;
 
 use crate::backoff::Backoff;
 use crate::dial::NodeAddr;
+use crate::host::RoomHost;
 use crate::node::NodeShared;
 use crate::peer::Delivery;
 use chat_proto::pb::chat::{SealedPrivate, SendMessage};
@@ -59,10 +62,12 @@ struct View {
     host_name: String,
 }
 
-/// The client task state.
+/// The client of one room: its task state.
 struct Client {
     shared: Arc<NodeShared>,
-    events: mpsc::Sender<ClientEvent>,
+    /// The room this client chats in.
+    room: Arc<RoomHost>,
+    events: mpsc::Sender<RoomEvent>,
     view: View,
     backoff: Backoff,
     verifier: verify::Verifier,
@@ -93,16 +98,19 @@ fn node_of(record: &HostRecord) -> NodeAddr {
     }
 }
 
-/// Runs the client until the user exits or the node stops.
-pub async fn run(
+/// Runs the client of `room` until the user exits or leaves the room, or
+/// the node stops.
+async fn run_room(
     shared: Arc<NodeShared>,
+    room: Arc<RoomHost>,
     mut commands: mpsc::Receiver<UserCommand>,
-    events: mpsc::Sender<ClientEvent>,
+    events: mpsc::Sender<RoomEvent>,
     cancel: CancellationToken,
 ) {
     let (outbox_tx, mut outbox) = mpsc::channel(SEALED_OUTBOX);
     let mut client = Client {
         shared,
+        room,
         events,
         view: View::default(),
         backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
@@ -147,7 +155,10 @@ pub async fn run(
 impl Client {
     async fn emit(&self, event: ClientEvent) {
         // The UI is gone only when the node is shutting down.
-        let _ = self.events.send(event).await;
+        let _ = self
+            .events
+            .send(RoomEvent::new(&self.room.room, event))
+            .await;
     }
 
     /// Tells the user the connection changed, once per change: every
@@ -166,8 +177,8 @@ impl Client {
         commands: &mut mpsc::Receiver<UserCommand>,
         cancel: &CancellationToken,
     ) -> Option<NodeAddr> {
-        let mut host_rx = self.shared.host_watch();
-        let mut no_host_rx = self.shared.no_host_watch();
+        let mut host_rx = self.room.host_watch();
+        let mut no_host_rx = self.room.no_host_watch();
         loop {
             if let Some(host) = host_rx.borrow_and_update().as_ref() {
                 return Some(node_of(host));
@@ -196,7 +207,7 @@ impl Client {
         let sleep = tokio::time::sleep(delay);
         tokio::pin!(sleep);
         // A new host (failover, relay restart) ends the wait early.
-        let mut host_rx = self.shared.host_watch();
+        let mut host_rx = self.room.host_watch();
         // The record may have changed while the failed connect was under way
         // (the failover it reports is why the old host was unreachable).
         let moved = host_rx
@@ -206,7 +217,7 @@ impl Client {
         if moved {
             return true;
         }
-        let mut no_host_rx = self.shared.no_host_watch();
+        let mut no_host_rx = self.room.no_host_watch();
         loop {
             let reason = no_host_rx.borrow_and_update().clone();
             self.announce_no_host(reason).await;
@@ -275,11 +286,9 @@ impl Client {
             text,
             ..Default::default()
         };
-        self.shared.key.sign_message(
-            chat_proto::trust::ROOM,
-            &self.shared.identity.name,
-            &mut msg,
-        );
+        self.shared
+            .key
+            .sign_message(&self.room.room, &self.shared.identity.name, &mut msg);
         self.view.pending.push_back(msg.clone());
         self.emit(ClientEvent::Queued {
             id: msg.id.clone(),
@@ -299,7 +308,7 @@ impl Client {
                 self.emit(ClientEvent::Members { names, host }).await;
             }
             UserCommand::Host => {
-                let message = match self.shared.host_watch().borrow().clone() {
+                let message = match self.room.host_watch().borrow().clone() {
                     Some(h) => format!(
                         "host: {} at {} (epoch {})",
                         rules::escape_for_display(&h.name),
@@ -316,7 +325,14 @@ impl Client {
                 })
                 .await
             }
-            UserCommand::Say(_) | UserCommand::Reset(_) | UserCommand::Exit(_) => {}
+            // Handled by the session, or by the rooms above this client.
+            UserCommand::Say(_)
+            | UserCommand::Reset(_)
+            | UserCommand::Exit(_)
+            | UserCommand::Join(_)
+            | UserCommand::Part(_)
+            | UserCommand::Rooms
+            | UserCommand::Switch(_) => {}
         }
     }
 
@@ -328,12 +344,11 @@ impl Client {
             Err("you cannot send a private message to yourself".to_string())
         } else if let Err(e) = rules::validate_text(&text) {
             Err(e.to_string())
-        } else if !self.view.members.contains(&to) {
-            Err(format!("no member named {to:?}; /who lists members"))
         } else {
             Ok(())
         };
         let events = self.events.clone();
+        let room = self.room.room.clone();
         let shared = self.shared.clone();
         let outbox = self.outbox.clone();
         tokio::spawn(async move {
@@ -353,7 +368,7 @@ impl Client {
                 }
                 Err(e) => ClientEvent::error(e),
             };
-            let _ = events.send(event).await;
+            let _ = events.send(RoomEvent::new(room, event)).await;
         });
     }
 }

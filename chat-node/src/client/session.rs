@@ -51,7 +51,7 @@ impl Client {
         }
         let record = chat_proto::host_from_metadata(status)?;
         let term = self.shared.verify_term(record.certificate.as_ref()?).ok()?;
-        (term.address != tried).then_some(NodeAddr {
+        (term.address != tried && term.room == self.room.room).then_some(NodeAddr {
             address: term.address,
             node_id: term.node_id,
         })
@@ -71,7 +71,7 @@ impl Client {
             Ok(open) => open,
             Err(end) => return end,
         };
-        let mut host_rx = self.shared.host_watch();
+        let mut host_rx = self.room.host_watch();
         let mut epoch = 0;
         loop {
             let retry_at = self.retry_at;
@@ -207,9 +207,13 @@ impl Client {
         address: &str,
     ) -> Result<(Streaming<ServerFrame>, Challenge), SessionEnd> {
         let lost = |e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{address}: {e}"));
-        let response = ChatServiceClient::new(channel)
-            .session(ReceiverStream::new(rx))
-            .await;
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Ok(room) = self.room.room.parse() {
+            request
+                .metadata_mut()
+                .insert(chat_proto::ROOM_METADATA, room);
+        }
+        let response = ChatServiceClient::new(channel).session(request).await;
         let mut inbound = match response {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -281,7 +285,10 @@ impl Client {
         if term.node_id != challenge.host_node_id {
             return Err(lost("the host's term names another node".into()));
         }
-        let newest = self.shared.host_watch().borrow().clone();
+        if term.room != self.room.room {
+            return Err(lost(format!("the host's term is for room {:?}", term.room)));
+        }
+        let newest = self.room.host_watch().borrow().clone();
         match newest {
             Some(h) if h.epoch > term.epoch && h.address != address => {
                 Err(SessionEnd::Redirect(super::node_of(&h)))
@@ -345,7 +352,10 @@ impl Client {
             return; // already shown
         }
         self.view.last_seq = m.seq;
-        if let Err(e) = self.verifier.check(&self.shared.relay_key, &m) {
+        if let Err(e) = self
+            .verifier
+            .check(&self.shared.relay_key, &self.room.room, &m)
+        {
             let host = &self.view.host_name;
             let why = format!(
                 "message {} claiming to be from {:?} failed verification ({e}); served by host {host} at {address}",

@@ -19,8 +19,13 @@ pub(super) struct Verifier {
 }
 
 impl Verifier {
-    /// Checks `m` against the relay's key.
-    pub(super) fn check(&mut self, relay: &PublicKey, m: &ChatMessage) -> Result<(), TrustError> {
+    /// Checks `m`, served in `room`, against the relay's key.
+    pub(super) fn check(
+        &mut self,
+        relay: &PublicKey,
+        room: &str,
+        m: &ChatMessage,
+    ) -> Result<(), TrustError> {
         let cert = m.sender.as_ref().ok_or(TrustError::Malformed)?;
         let (name, key) = match self.senders.get(&cert.signature) {
             Some(known) => known.clone(),
@@ -38,8 +43,7 @@ impl Verifier {
         if name != m.from {
             return Err(TrustError::Mismatch("sender name"));
         }
-        let payload =
-            trust::message_payload(trust::ROOM, &m.id, &m.from, &m.text, m.sent_at_unix_ms);
+        let payload = trust::message_payload(room, &m.id, &m.from, &m.text, m.sent_at_unix_ms);
         key.verify(&payload, &m.signature)
     }
 }

@@ -6,7 +6,7 @@
 use super::room::{Room, RoomError};
 use super::Role;
 use crate::error::NodeError;
-use crate::node::NodeShared;
+use crate::host::RoomHost;
 use chat_proto::pb::chat::*;
 use chat_proto::pb::relay::{HostTerm, HostTermCertificate};
 use chat_proto::trust::{self, PublicKey};
@@ -44,7 +44,7 @@ pub(crate) fn claimed_host(term: Option<&HostTermCertificate>) -> Option<String>
         .map(|term| term.node_id)
 }
 
-impl NodeShared {
+impl RoomHost {
     /// The certificate of the term this node hosts as `epoch`.
     fn own_term(&self, epoch: u64) -> Result<HostTermCertificate, NodeError> {
         self.core()
@@ -63,7 +63,10 @@ impl NodeShared {
         let term = self.own_term(epoch)?;
         body.counter = next_counter();
         let body = body.encode_to_vec();
-        let signature = self.key.sign(&trust::replicate_payload(&term.term, &body));
+        let signature = self
+            .node
+            .key
+            .sign(&trust::replicate_payload(&term.term, &body));
         Ok(ReplicateRequest {
             term: Some(term),
             body,
@@ -82,7 +85,7 @@ impl NodeShared {
         let payload =
             trust::take_over_payload(&new_term.term, &sender_term.term, signed_at_unix_ms);
         Ok(TakeOverRequest {
-            signature: self.key.sign(&payload),
+            signature: self.node.key.sign(&payload),
             new_term: Some(new_term),
             sender_term: Some(sender_term),
             signed_at_unix_ms,
@@ -97,7 +100,7 @@ impl NodeShared {
         req: ReplicateRequest,
     ) -> Result<(HostTerm, HostTermCertificate, ReplicateBody), NodeError> {
         let cert = req.term.ok_or(NodeError::ReplicateWithoutTerm)?;
-        let term = self.verify_term(&cert)?;
+        let term = self.node.verify_term(&cert)?;
         let payload = trust::replicate_payload(&cert.term, &req.body);
         PublicKey::from_bytes(&term.public_key)
             .and_then(|key| key.verify(&payload, &req.signature))
@@ -171,12 +174,14 @@ impl NodeShared {
     ) -> Result<(HostTerm, HostTermCertificate, String), NodeError> {
         let new_cert = req.new_term.ok_or(NodeError::TakeOverWithoutTerms)?;
         let sender_cert = req.sender_term.ok_or(NodeError::TakeOverWithoutTerms)?;
-        let new_term = self.verify_term(&new_cert)?;
-        let sender_term = self.verify_term(&sender_cert)?;
-        if new_term.node_id != self.identity.node_id {
+        let new_term = self.node.verify_term(&new_cert)?;
+        let sender_term = self.node.verify_term(&sender_cert)?;
+        if new_term.node_id != self.node.identity.node_id {
             return Err(NodeError::TakeOverForAnotherNode);
         }
-        if new_term.epoch.checked_sub(1) != Some(sender_term.epoch) {
+        // The relay names the term each term follows (epochs come from one
+        // counter for all rooms, so they are not consecutive in a room).
+        if new_term.room != sender_term.room || new_term.previous_epoch != sender_term.epoch {
             return Err(NodeError::TakeOverNotFromPreviousTerm);
         }
         let payload =

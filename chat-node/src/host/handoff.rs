@@ -4,7 +4,7 @@
 use super::replica::{peer_client, replicate_while_hosting, ReplicaCursor};
 use super::Role;
 use crate::error::NodeError;
-use crate::node::NodeShared;
+use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::Member;
 use chat_proto::pb::relay::HostRecord;
@@ -44,8 +44,8 @@ pub enum HandoffError {
 /// replication to the successor and lease renewal (each in its own task, so
 /// a slow handoff never starves the lease), planned migration on a fixed
 /// schedule, and forgetting members that stayed away.
-pub async fn run_host_duties(shared: Arc<NodeShared>, cancel: CancellationToken) {
-    let mut role_rx = shared.core().tenure.watch_role();
+pub async fn run_host_duties(host: Arc<RoomHost>, cancel: CancellationToken) {
+    let mut role_rx = host.core().tenure.watch_role();
     loop {
         let epoch = tokio::select! {
             r = role_rx.wait_for(|r| matches!(r, Role::Live { .. })) => match r {
@@ -55,24 +55,20 @@ pub async fn run_host_duties(shared: Arc<NodeShared>, cancel: CancellationToken)
             _ = cancel.cancelled() => return,
         };
         let term = cancel.child_token();
-        tokio::spawn(replicate_while_hosting(shared.clone(), epoch, term.clone()));
-        tokio::spawn(renew_lease_while_hosting(
-            shared.clone(),
-            epoch,
-            term.clone(),
-        ));
-        let period = shared.settings.migration_interval;
+        tokio::spawn(replicate_while_hosting(host.clone(), epoch, term.clone()));
+        tokio::spawn(renew_lease_while_hosting(host.clone(), epoch, term.clone()));
+        let period = host.node.settings.migration_interval;
         let mut migrate = tokio::time::interval_at((Instant::now() + period).into(), period);
         migrate.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut away = tokio::time::interval(AWAY_CHECK);
-        while shared.role().hosting_epoch() == Some(epoch) {
+        while host.role().hosting_epoch() == Some(epoch) {
             tokio::select! {
-                _ = migrate.tick() => match shared.hand_off().await {
+                _ = migrate.tick() => match host.hand_off().await {
                     Ok(to) => tracing::info!(epoch = to.epoch, to = %to.name, "handed the chat off"),
                     Err(HandoffError::NoSuccessor) => tracing::debug!("alone: the chat stays here"),
                     Err(e) => tracing::warn!(error = %e, "planned migration failed; still hosting"),
                 },
-                _ = away.tick() => shared.forget_away_members(),
+                _ = away.tick() => host.forget_away_members(),
                 changed = role_rx.changed() => if changed.is_err() { break },
                 _ = cancel.cancelled() => break,
             }
@@ -83,16 +79,16 @@ pub async fn run_host_duties(shared: Arc<NodeShared>, cancel: CancellationToken)
 
 /// Renews the host lease at the relay, naming the successor, four times per
 /// lease period while this node hosts `epoch`.
-async fn renew_lease_while_hosting(shared: Arc<NodeShared>, epoch: u64, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(shared.settings.lease / 4);
+async fn renew_lease_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(host.node.settings.lease / 4);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    while shared.role().hosting_epoch() == Some(epoch) {
+    while host.role().hosting_epoch() == Some(epoch) {
         tokio::select! {
             _ = tick.tick() => {}
             _ = cancel.cancelled() => return,
         }
-        let successor = shared.core().successor.clone().unwrap_or_default();
-        if let Err(status) = shared.renew_lease(epoch, &successor).await {
+        let successor = host.core().successor.clone().unwrap_or_default();
+        if let Err(status) = host.renew_lease(epoch, &successor).await {
             // A newer epoch reaches us on the relay watch; an outage is
             // ridden out (clients still chat through this host).
             tracing::debug!(%status, epoch, "lease renewal failed");
@@ -100,7 +96,7 @@ async fn renew_lease_while_hosting(shared: Arc<NodeShared>, epoch: u64, cancel: 
     }
 }
 
-impl NodeShared {
+impl RoomHost {
     /// Moves the host role to the next connected member, make-before-break.
     pub async fn hand_off(&self) -> Result<HostRecord, HandoffError> {
         let (epoch, successors) = {
@@ -108,7 +104,7 @@ impl NodeShared {
             let Role::Live { epoch } = core.tenure.role() else {
                 return Err(HandoffError::NotHost);
             };
-            (epoch, core.successors(&self.identity.name))
+            (epoch, core.successors(&self.node.identity.name))
         };
         let mut last = HandoffError::NoSuccessor;
         for successor in successors {
@@ -124,7 +120,8 @@ impl NodeShared {
     }
 
     async fn hand_off_to(&self, epoch: u64, to: &Member) -> Result<HostRecord, HandoffError> {
-        let mut peer = peer_client(&self.dialer, to).map_err(|e| successor_failed(to, e.into()))?;
+        let mut peer =
+            peer_client(&self.node.dialer, to).map_err(|e| successor_failed(to, e.into()))?;
         let started = Instant::now();
         // Make: ship the room while still serving, so the frozen part is short.
         let mut cursor = ReplicaCursor::default();
@@ -170,8 +167,9 @@ impl NodeShared {
         self.sync_replica(peer, epoch, cursor)
             .await
             .map_err(|status| successor_failed(to, status))?;
-        self.relay
-            .report_migration(&self.identity, epoch, &to.node_id)
+        self.node
+            .relay
+            .report_migration(&self.node.identity, &self.room, epoch, &to.node_id)
             .await
             .map_err(HandoffError::Relay)
     }
@@ -205,7 +203,7 @@ impl NodeShared {
             let core = self.core();
             core.away_since
                 .iter()
-                .filter(|(_, since)| since.elapsed() > self.settings.away_grace)
+                .filter(|(_, since)| since.elapsed() > self.node.settings.away_grace)
                 .map(|(name, _)| name.clone())
                 .collect()
         };

@@ -15,11 +15,12 @@ use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
 use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
-use chat_proto::serve::ServingStatus;
 use room::Room;
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use term::{Tenure, TermChange};
+use tokio::sync::{broadcast, watch};
 
 /// Name of the chat service for `grpc.health.v1`.
 pub const CHAT_SERVICE_NAME: &str = "chat.v1.ChatService";
@@ -71,7 +72,90 @@ pub enum HostEvent {
     Closing,
 }
 
-/// The host-side state of a node, guarded by one mutex in [`NodeShared`].
+/// Host broadcasts buffered per session before a session counts as too slow.
+const HOST_EVENTS_CAPACITY: usize = 1024;
+
+/// One room's host side on this node: its term, its log (live) or replica
+/// (dormant), its sessions and successor. Every part of the node that acts
+/// for a room holds its `RoomHost`; its state changes only through it.
+pub struct RoomHost {
+    /// The room's name.
+    pub room: String,
+    /// What the whole node shares: identity, relay link, dialer, keys.
+    pub(crate) node: Arc<NodeShared>,
+    core: Mutex<HostCore>,
+    /// Bumped whenever the room's log changes (wakes the replicator).
+    pub(crate) log_tx: watch::Sender<u64>,
+    pub(crate) host_events: broadcast::Sender<HostEvent>,
+    /// The latest host record of the room known (relay or handoff).
+    pub(crate) host_tx: watch::Sender<Option<HostRecord>>,
+    /// Why the relay says the room has no host right now, if it does.
+    pub(crate) no_host_tx: watch::Sender<Option<String>>,
+}
+
+impl std::fmt::Debug for RoomHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomHost")
+            .field("room", &self.room)
+            .finish()
+    }
+}
+
+impl RoomHost {
+    /// A dormant host side for `room` on `node`.
+    pub(crate) fn new(room: &str, node: Arc<NodeShared>) -> Arc<Self> {
+        Arc::new(Self {
+            room: room.to_string(),
+            node,
+            core: Mutex::new(HostCore::new()),
+            log_tx: watch::channel(0).0,
+            host_events: broadcast::channel(HOST_EVENTS_CAPACITY).0,
+            host_tx: watch::channel(None).0,
+            no_host_tx: watch::channel(None).0,
+        })
+    }
+
+    pub(crate) fn core(&self) -> MutexGuard<'_, HostCore> {
+        // Every mutation validates before it changes anything, so a panic
+        // elsewhere cannot leave the core half-updated.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node's role in the room.
+    pub fn role(&self) -> Role {
+        self.core().tenure.role()
+    }
+
+    /// While hosting: the node id of the member named successor, if any.
+    pub fn successor(&self) -> Option<String> {
+        let core = self.core();
+        core.tenure.role().hosting_epoch()?;
+        core.successor.clone()
+    }
+
+    /// Watch the latest known host record of the room.
+    pub fn host_watch(&self) -> watch::Receiver<Option<HostRecord>> {
+        self.host_tx.subscribe()
+    }
+
+    /// Watch why the room has no host (`None` while it has one).
+    pub fn no_host_watch(&self) -> watch::Receiver<Option<String>> {
+        self.no_host_tx.subscribe()
+    }
+
+    /// What this node holds of the room, to show the relay.
+    pub(crate) fn claim(&self) -> chat_proto::pb::relay::RoomClaim {
+        let core = self.core();
+        chat_proto::pb::relay::RoomClaim {
+            room: self.room.clone(),
+            latest_term: core.tenure.latest_cert().cloned(),
+            hosting: core.tenure.role().hosting_epoch().is_some(),
+            replica_head: core.room.as_ref().map_or(0, |r| r.head_seq()),
+        }
+    }
+}
+
+/// The host-side state of one room, guarded by the mutex in [`RoomHost`].
 #[derive(Debug)]
 pub struct HostCore {
     /// The room's host term: the only way to read or change the role, the
@@ -91,6 +175,9 @@ pub struct HostCore {
     /// Node ids of the members the relay will not make host: client-only,
     /// or unreachable from the relay (as of the last lease renewal).
     pub unhostable: HashSet<String>,
+    /// How many rooms each other member hosts (as of the last lease
+    /// renewal): the member hosting fewest is the first candidate.
+    pub rooms_hosted: HashMap<String, u32>,
     /// After a planned handoff: the previous host's node id and the head it
     /// holds, to keep as successor.
     pub seed_successor: Option<(String, u64)>,
@@ -109,6 +196,7 @@ impl HostCore {
             successor: None,
             unreachable: HashMap::new(),
             unhostable: HashSet::new(),
+            rooms_hosted: HashMap::new(),
             seed_successor: None,
         }
     }
@@ -120,7 +208,8 @@ impl HostCore {
     }
 
     /// Members with an open session that may host: candidate successors,
-    /// in name order starting after `me` so the role goes round.
+    /// those hosting fewest rooms first (the relay's placement), then in
+    /// name order starting after `me` so the role goes round.
     pub fn successors(&self, me: &str) -> Vec<Member> {
         let Some(room) = &self.room else {
             return Vec::new();
@@ -138,7 +227,10 @@ impl HostCore {
             .filter(connected)
             .cloned()
             .partition(|m| m.name.as_str() > me);
-        after.into_iter().chain(before).collect()
+        let mut order: Vec<Member> = after.into_iter().chain(before).collect();
+        // Stable: equal loads keep the round.
+        order.sort_by_key(|m| self.rooms_hosted.get(&m.node_id).copied().unwrap_or(0));
+        order
     }
 }
 
@@ -149,7 +241,9 @@ impl NodeShared {
             .verify_host_term(cert)
             .map_err(NodeError::TermCertificate)
     }
+}
 
+impl RoomHost {
     /// Refuses work under `epoch` if this node knows a newer one (`known`),
     /// naming the newest host so the caller learns it was fenced.
     pub(crate) fn refuse_stale(&self, epoch: u64, known: u64) -> Result<(), NodeError> {
@@ -192,7 +286,7 @@ impl NodeShared {
             }
             return;
         };
-        match self.verify_term(&cert) {
+        match self.node.verify_term(&cert) {
             Ok(term) => {
                 self.no_host_tx.send_if_modified(|cur| cur.take().is_some());
                 self.on_term(term, cert).await
@@ -203,10 +297,14 @@ impl NodeShared {
 
     /// Applies a verified host term.
     pub(crate) async fn on_term(&self, term: HostTerm, cert: HostTermCertificate) {
+        if term.room != self.room {
+            tracing::warn!(room = %self.room, other = %term.room, "ignored a term of another room");
+            return;
+        }
         let change = self
             .core()
             .tenure
-            .observe(&term, cert.clone(), &self.identity.node_id);
+            .observe(&term, cert.clone(), &self.node.identity.node_id);
         if change == TermChange::Stale {
             return;
         }
@@ -242,7 +340,7 @@ impl NodeShared {
             if !core.tenure.begin(epoch, cert) {
                 return;
             }
-            let min_users = self.settings.min_users;
+            let min_users = self.node.settings.min_users;
             let room = core.room.get_or_insert_with(|| {
                 Room::new(uuid::Uuid::new_v4().simple().to_string(), min_users)
             });
@@ -254,10 +352,8 @@ impl NodeShared {
             core.seed_successor = None;
             core.unreachable.clear();
         }
-        tracing::info!(epoch, "this node is now the chat host");
-        self.health
-            .set_service_status(CHAT_SERVICE_NAME, ServingStatus::Serving)
-            .await;
+        tracing::info!(room = %self.room, epoch, "this node is now the room's host");
+        self.node.refresh_health().await;
     }
 
     /// Stops hosting because `next` holds a newer epoch; tells every session
@@ -271,15 +367,13 @@ impl NodeShared {
             core.sessions.clear();
             core.away_since.clear();
         }
-        tracing::info!(epoch = next.epoch, to = %next.name, "host role moved on; now dormant");
+        tracing::info!(room = %self.room, epoch = next.epoch, to = %next.name, "host role moved on; now dormant");
         let _ = self.host_events.send(HostEvent::Moved(Migrate {
             epoch: next.epoch,
             address: next.address.clone(),
             node_id: next.node_id.clone(),
         }));
-        self.health
-            .set_service_status(CHAT_SERVICE_NAME, ServingStatus::NotServing)
-            .await;
+        self.node.refresh_health().await;
     }
 }
 

@@ -7,7 +7,7 @@
 
 use super::service::frame;
 use super::Role;
-use crate::node::NodeShared;
+use crate::host::RoomHost;
 use chat_proto::pb::chat::*;
 use std::future::Future;
 use std::pin::Pin;
@@ -69,17 +69,17 @@ impl StartLog {
 /// Opens a session's outbound path: `first` goes out at once, then what is
 /// queued; the log follows once [`StartLog::from`] says from where.
 pub(super) fn outbound(
-    shared: Arc<NodeShared>,
+    host: Arc<RoomHost>,
     first: ServerFrame,
 ) -> (Outbound, StartLog, OutboundFrames) {
     let (tx, queued) = mpsc::channel(QUEUED_BATCHES);
     let (start_tx, start) = oneshot::channel();
-    let commit = WatchStream::new(shared.core().tenure.commit().subscribe());
+    let commit = WatchStream::new(host.core().tenure.commit().subscribe());
     let frames = OutboundFrames {
         queued,
         current: vec![Ok(first)].into_iter(),
         log: LogCursor {
-            shared,
+            host,
             start: Some(start),
             cursor: 0,
             activated_sent: false,
@@ -139,7 +139,7 @@ impl Stream for OutboundFrames {
 
 /// Where one client is in the log.
 struct LogCursor {
-    shared: Arc<NodeShared>,
+    host: Arc<RoomHost>,
     /// Says where to start, once the session is open.
     start: Option<oneshot::Receiver<u64>>,
     /// Last sequence number delivered to (or already held by) the client.
@@ -155,7 +155,7 @@ impl LogCursor {
     /// sets `more` if a full batch was read.
     fn next_batch(&mut self) -> Batch {
         let (committed, activated, members) = {
-            let core = self.shared.core();
+            let core = self.host.core();
             let commit = core.tenure.commit().get();
             match (core.tenure.role(), &core.room) {
                 (Role::Dormant, _) | (_, None) => {

@@ -5,9 +5,10 @@
 
 use crate::dial::{Dialer, NodeAddr};
 use crate::error::NodeError;
-use crate::node::NodeShared;
+use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{Member, ReplicateBody};
+use chat_proto::pb::relay::RenewLeaseRequest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -56,21 +57,17 @@ pub(crate) struct ReplicaCursor {
 /// Keeps a successor current and publishes the commit point (the highest
 /// sequence number the successor holds, or the head when alone) while this
 /// node hosts `epoch`.
-pub async fn replicate_while_hosting(
-    shared: Arc<NodeShared>,
-    epoch: u64,
-    cancel: CancellationToken,
-) {
-    let mut log_rx = shared.log_tx.subscribe();
+pub async fn replicate_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: CancellationToken) {
+    let mut log_rx = host.log_tx.subscribe();
     let mut successor: Option<Successor> = None;
-    while shared.role().hosting_epoch() == Some(epoch) {
-        successor = match shared.choose_successor(successor.take()) {
-            None if !shared.alone() => None, // members are reconnecting: wait for one
+    while host.role().hosting_epoch() == Some(epoch) {
+        successor = match host.choose_successor(successor.take()) {
+            None if !host.alone() => None, // members are reconnecting: wait for one
             None => {
-                shared.commit_alone(epoch).await;
+                host.commit_alone(epoch).await;
                 None
             }
-            Some(mut s) => match shared.replicate_to(&mut s, epoch).await {
+            Some(mut s) => match host.replicate_to(&mut s, epoch).await {
                 Replicated::Keep => Some(s),
                 Replicated::ChooseAnother => continue,
                 Replicated::SteppedDown => return,
@@ -100,7 +97,7 @@ fn fenced_by(status: &Status, epoch: u64) -> Option<chat_proto::pb::relay::HostR
     (status.code() == tonic::Code::FailedPrecondition && newer.epoch > epoch).then_some(newer)
 }
 
-impl NodeShared {
+impl RoomHost {
     /// Commits the head when nobody could hold a copy (alone, or with
     /// members that cannot host), once the relay knows there is no successor.
     async fn commit_alone(&self, epoch: u64) {
@@ -156,7 +153,7 @@ impl NodeShared {
     /// picks the next connected member after this one.
     fn choose_successor(&self, current: Option<Successor>) -> Option<Successor> {
         let mut core = self.core();
-        let me = &self.identity.name;
+        let me = &self.node.identity.name;
         let still_member = |m: &Member| {
             core.room.as_ref().and_then(|r| r.member(&m.name)) == Some(m) && core.may_host(m, me)
         };
@@ -177,12 +174,14 @@ impl NodeShared {
         let (member, have) = match seeded {
             Some(seed) => seed,
             None => (
-                core.successors(&self.identity.name).into_iter().next()?,
+                core.successors(&self.node.identity.name)
+                    .into_iter()
+                    .next()?,
                 None,
             ),
         };
         drop(core);
-        let client = peer_client(&self.dialer, &member).ok()?;
+        let client = peer_client(&self.node.dialer, &member).ok()?;
         Some(Successor {
             member,
             client,
@@ -231,14 +230,23 @@ impl NodeShared {
     /// promotes anyone.
     pub(crate) async fn renew_lease(&self, epoch: u64, successor: &str) -> Result<(), Status> {
         let sent = Instant::now();
-        let lease = self.settings.lease;
-        let unhostable = self
+        let lease = self.node.settings.lease;
+        let request = RenewLeaseRequest {
+            room: self.room.clone(),
+            epoch,
+            successor_node_id: successor.to_string(),
+            activated: self.core().room.as_ref().is_some_and(|r| r.activated()),
+            ..Default::default()
+        };
+        let answer = self
+            .node
             .relay
-            .renew_lease(&self.identity, epoch, successor, lease)
+            .renew_lease(&self.node.identity, request, lease)
             .await?;
         let mut core = self.core();
         core.tenure.confirm_lease(epoch, sent + lease);
-        core.unhostable = unhostable.into_iter().collect();
+        core.unhostable = answer.unhostable_node_ids.into_iter().collect();
+        core.rooms_hosted = answer.rooms_hosted;
         Ok(())
     }
 
@@ -255,7 +263,7 @@ impl NodeShared {
     /// unreachable), whose copy would never be promoted.
     fn alone(&self) -> bool {
         let core = self.core();
-        let me = &self.identity.name;
+        let me = &self.node.identity.name;
         core.room
             .as_ref()
             .is_none_or(|r| r.members().all(|m| !core.may_host(m, me)))

@@ -6,6 +6,7 @@ use super::room::{Joined, Room};
 use super::{outbound, session, HostEvent, Role};
 use crate::dial::PeerCerts;
 use crate::error::NodeError;
+use crate::host::RoomHost;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_server::ChatService;
 use chat_proto::pb::chat::*;
@@ -19,10 +20,36 @@ const MEMBERS_PER_FRAME: usize = 256;
 /// How long a new session may take to say Hello.
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The gRPC service, over the node's shared state.
+/// The gRPC service: hands each call to the room it names.
 pub struct ChatHost(pub Arc<NodeShared>);
 
-impl NodeShared {
+impl ChatHost {
+    /// The room a call names, if this node is in it.
+    fn room(&self, room: &str) -> Result<Arc<RoomHost>, Status> {
+        self.0
+            .room(room)
+            .ok_or_else(|| NodeError::NotInRoom(room.to_string()).into())
+    }
+}
+
+/// The room a Session asks for (its `x-chat-room` metadata; "lobby" if none).
+fn session_room<T>(req: &Request<T>) -> String {
+    req.metadata()
+        .get(chat_proto::ROOM_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(chat_proto::rules::DEFAULT_ROOM)
+        .to_string()
+}
+
+/// The room of the host term a call carries.
+fn term_room(term: Option<&chat_proto::pb::relay::HostTermCertificate>) -> String {
+    use prost::Message;
+    term.and_then(|cert| chat_proto::pb::relay::HostTerm::decode(cert.term.as_slice()).ok())
+        .map(|t| t.room)
+        .unwrap_or_default()
+}
+
+impl RoomHost {
     /// Joins the member to the live room; returns the frames that open its
     /// session (welcome and member list).
     fn admit(&self, hello: &Hello) -> Result<(Vec<ServerFrame>, u64), NodeError> {
@@ -81,8 +108,8 @@ impl NodeShared {
             min_users: room.min_users(),
             member_count: room.members().count() as u32,
             head_seq: room.head_seq(),
-            host_name: self.identity.name.clone(),
-            room: chat_proto::trust::ROOM.to_string(),
+            host_name: self.node.identity.name.clone(),
+            room: self.room.clone(),
         };
         let members = members_frames(room);
         *core.sessions.entry(hello.name.clone()).or_default() += 1;
@@ -133,14 +160,14 @@ async fn read_hello(inbound: &mut Streaming<ClientFrame>) -> Result<Hello, Statu
 /// that presented the TLS certificates `peer`: reads and checks the Hello,
 /// admits the member, then runs the session. Refusals end the stream.
 async fn open_session(
-    shared: Arc<NodeShared>,
+    host: Arc<RoomHost>,
     mut inbound: Streaming<ClientFrame>,
     nonce: Vec<u8>,
     peer: PeerCerts,
     tx: outbound::Outbound,
     start: outbound::StartLog,
 ) {
-    let opened = check_hello_and_admit(&shared, &mut inbound, &nonce, &peer).await;
+    let opened = check_hello_and_admit(&host, &mut inbound, &nonce, &peer).await;
     let Admitted {
         hello,
         member_key,
@@ -159,15 +186,15 @@ async fn open_session(
         .await
         .is_err()
     {
-        shared.session_closed(&hello.name, false);
+        host.session_closed(&hello.name, false);
         return;
     }
     // A client ahead of this host's log saw entries only crashed nodes
     // held; it is told, and follows this log from its head.
     start.from(hello.resume_from_seq.min(head));
-    let settings = &shared.settings;
+    let settings = &host.node.settings;
     let ctx = session::Session {
-        shared: shared.clone(),
+        host: host.clone(),
         name: hello.name,
         node_id: hello.node_id,
         key: member_key,
@@ -200,20 +227,24 @@ struct Admitted {
 /// Reads the Hello, checks it answers the challenge `nonce` from the node
 /// whose certificates are `peer`, and admits the member.
 async fn check_hello_and_admit(
-    shared: &NodeShared,
+    host: &RoomHost,
     inbound: &mut Streaming<ClientFrame>,
     nonce: &[u8],
     peer: &PeerCerts,
 ) -> Result<Admitted, Status> {
     let hello = read_hello(inbound).await?;
-    shared.authenticate(peer, &hello.node_id, "Session")?;
-    shared.stats.count_chat_frame();
-    let member_key =
-        trust::verify_hello(&shared.relay_key, &hello, nonce, &shared.identity.node_id)
-            .map_err(NodeError::BadHello)?;
+    host.node.authenticate(peer, &hello.node_id, "Session")?;
+    host.node.stats.count_chat_frame();
+    let member_key = trust::verify_hello(
+        &host.node.relay_key,
+        &hello,
+        nonce,
+        &host.node.identity.node_id,
+    )
+    .map_err(NodeError::BadHello)?;
     // Subscribe before admitting, so no event after the welcome is missed.
-    let events = shared.host_events.subscribe();
-    let (opening, head) = shared.admit(&hello)?;
+    let events = host.host_events.subscribe();
+    let (opening, head) = host.admit(&hello)?;
     Ok(Admitted {
         hello,
         member_key,
@@ -231,21 +262,21 @@ impl ChatService for ChatHost {
         &self,
         req: Request<Streaming<ClientFrame>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let shared = &self.0;
-        let term = shared.core().tenure.hosted_cert().cloned();
+        let host = &self.room(&session_room(&req))?;
+        let term = host.core().tenure.hosted_cert().cloned();
         let Some(term) = term else {
-            return Err(shared.not_host().into());
+            return Err(host.not_host().into());
         };
         let nonce = rand::random::<[u8; 32]>().to_vec();
         let challenge = frame(server_frame::Frame::Challenge(Challenge {
             nonce: nonce.clone(),
-            host_node_id: shared.identity.node_id.clone(),
+            host_node_id: host.node.identity.node_id.clone(),
             term: Some(term),
         }));
-        let (tx, start, frames) = outbound::outbound(shared.clone(), challenge);
+        let (tx, start, frames) = outbound::outbound(host.clone(), challenge);
         let peer = req.peer_certs();
         tokio::spawn(open_session(
-            shared.clone(),
+            host.clone(),
             req.into_inner(),
             nonce,
             peer,
@@ -259,16 +290,17 @@ impl ChatService for ChatHost {
         &self,
         req: Request<ReplicateRequest>,
     ) -> Result<Response<ReplicateResponse>, Status> {
-        let shared = &self.0;
+        let host = &self.room(&term_room(req.get_ref().term.as_ref()))?;
         let sender = super::fencing::claimed_host(req.get_ref().term.as_ref())
             .ok_or(NodeError::ReplicateWithoutTerm)?;
-        shared.authenticate(&req.peer_certs(), &sender, "Replicate")?;
-        let (term, cert, body) = shared.verify_replicate(req.into_inner())?;
-        if term.epoch > shared.core().tenure.known_epoch() {
+        host.node
+            .authenticate(&req.peer_certs(), &sender, "Replicate")?;
+        let (term, cert, body) = host.verify_replicate(req.into_inner())?;
+        if term.epoch > host.core().tenure.known_epoch() {
             // A newer host we had not heard of yet: the relay signed it.
-            shared.on_term(term.clone(), cert).await;
+            host.on_term(term.clone(), cert).await;
         }
-        let response = shared.apply_replicate(&term, body)?;
+        let response = host.apply_replicate(&term, body)?;
         Ok(Response::new(response))
     }
 
@@ -276,14 +308,15 @@ impl ChatService for ChatHost {
         &self,
         req: Request<TakeOverRequest>,
     ) -> Result<Response<TakeOverResponse>, Status> {
-        let shared = &self.0;
+        let host = &self.room(&term_room(req.get_ref().new_term.as_ref()))?;
         let claimed = super::fencing::claimed_host(req.get_ref().sender_term.as_ref())
             .ok_or(NodeError::TakeOverWithoutTerms)?;
-        shared.authenticate(&req.peer_certs(), &claimed, "TakeOver")?;
-        let (new_term, new_cert, sender) = shared.verify_take_over(req.into_inner())?;
+        host.node
+            .authenticate(&req.peer_certs(), &claimed, "TakeOver")?;
+        let (new_term, new_cert, sender) = host.verify_take_over(req.into_inner())?;
         let epoch = new_term.epoch;
-        shared.on_term(new_term, new_cert).await;
-        let mut core = shared.core();
+        host.on_term(new_term, new_cert).await;
+        let mut core = host.core();
         if core.tenure.role().hosting_epoch() != Some(epoch) {
             let known = core.tenure.known_epoch();
             return Err(NodeError::CannotTakeOver { epoch, known }.into());

@@ -7,7 +7,7 @@ use super::rate::TokenBucket;
 use super::service::frame;
 use super::{HostEvent, Role};
 use crate::error::NodeError;
-use crate::node::NodeShared;
+use crate::host::RoomHost;
 use chat_proto::pb::chat::*;
 use chat_proto::pb::relay::NameCertificate;
 use chat_proto::sealed;
@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, watch};
 use tonic::Streaming;
 
 pub(super) struct Session {
-    pub shared: Arc<NodeShared>,
+    pub host: Arc<RoomHost>,
     pub name: String,
     /// The member's node id.
     pub node_id: String,
@@ -74,7 +74,7 @@ impl Session {
     ) {
         // Acks wait for the commit point; sessions with none do not wake.
         let (mut commit_rx, mut role_rx) = {
-            let core = self.shared.core();
+            let core = self.host.core();
             (core.tenure.commit().subscribe(), core.tenure.watch_role())
         };
         let end = loop {
@@ -95,7 +95,7 @@ impl Session {
                 }
             }
         };
-        self.shared.session_closed(&self.name, end == End::Left);
+        self.host.session_closed(&self.name, end == End::Left);
     }
 
     /// Passes a host event on to the client, if it concerns it.
@@ -136,7 +136,7 @@ impl Session {
                 self.hold_ack(ack);
                 self.flush_acks(commit_rx).await
             }
-            Step::Reset(r) => match self.shared.reset_room(&self.name, r).await {
+            Step::Reset(r) => match self.host.reset_room(&self.name, r).await {
                 Step::Reply(f) => self.tx.frame(f).await,
                 _ => Ok(()),
             },
@@ -147,13 +147,13 @@ impl Session {
 
     /// Handles one client frame.
     fn handle(&mut self, f: ClientFrame) -> Step {
-        self.shared.stats.count_chat_frame();
+        self.host.node.stats.count_chat_frame();
         match f.frame {
             Some(client_frame::Frame::Send(m)) => self.send(m),
             Some(client_frame::Frame::Reset(r)) => Step::Reset(r),
             Some(client_frame::Frame::SealedPrivate(p)) => self.pass_on(p),
             Some(client_frame::Frame::Leave(_)) => {
-                self.shared.leave_room(&self.name);
+                self.host.leave_room(&self.name);
                 Step::Left
             }
             Some(client_frame::Frame::Hello(_)) => rejected("", "this session already said Hello"),
@@ -165,7 +165,7 @@ impl Session {
     /// A message the host already holds (a re-send) is acknowledged again
     /// without spending the sender's rate.
     fn send(&mut self, m: SendMessage) -> Step {
-        if let Some(seq) = self.shared.sequenced(&self.name, &m.id) {
+        if let Some(seq) = self.host.sequenced(&self.name, &m.id) {
             return Step::AckWhenCommitted(Ack { id: m.id, seq });
         }
         if let Err(wait) = self.rate.try_take(tokio::time::Instant::now()) {
@@ -174,13 +174,18 @@ impl Session {
                 id: m.id,
                 reason: format!(
                     "sending too fast: at most {} messages per second",
-                    self.shared.settings.messages_per_second
+                    self.host.node.settings.messages_per_second
                 ),
                 retry_after_ms,
             }));
         }
-        let payload =
-            trust::message_payload(trust::ROOM, &m.id, &self.name, &m.text, m.sent_at_unix_ms);
+        let payload = trust::message_payload(
+            &self.host.room,
+            &m.id,
+            &self.name,
+            &m.text,
+            m.sent_at_unix_ms,
+        );
         if let Err(e) = self.key.verify(&payload, &m.signature) {
             return rejected(&m.id, format!("message not signed by you: {e}"));
         }
@@ -193,7 +198,7 @@ impl Session {
             sender: Some(self.certificate.clone()),
             ..Default::default()
         };
-        self.shared.sequence(message)
+        self.host.sequence(message)
     }
 
     /// Passes a sealed private message on to the sessions of its
@@ -211,17 +216,17 @@ impl Session {
         if self.rate.try_take(tokio::time::Instant::now()).is_err() {
             return refused(format!(
                 "sending too fast: at most {} messages per second",
-                self.shared.settings.messages_per_second
+                self.host.node.settings.messages_per_second
             ));
         }
-        if let Err(why) = self.shared.recipient_here(&p.to_node_id) {
+        if let Err(why) = self.host.recipient_here(&p.to_node_id) {
             return refused(why);
         }
         let to_node_id = p.to_node_id.clone();
         let frame = frame(server_frame::Frame::SealedPrivate(p));
         // No receivers simply means no sessions.
         let _ = self
-            .shared
+            .host
             .host_events
             .send(HostEvent::To { to_node_id, frame });
         Step::Continue
@@ -264,7 +269,7 @@ fn rejected(id: &str, reason: impl Into<String>) -> Step {
     }))
 }
 
-impl NodeShared {
+impl RoomHost {
     /// Whether the live room has the member `node_id` with a session open
     /// here; says why not.
     fn recipient_here(&self, node_id: &str) -> Result<(), String> {
@@ -320,7 +325,7 @@ impl NodeShared {
 
     /// Wipes the room if the relay accepts the admin secret.
     async fn reset_room(&self, by: &str, r: ResetRoom) -> Step {
-        if let Err(status) = self.relay.authorize_reset(&r.admin_secret).await {
+        if let Err(status) = self.node.relay.authorize_reset(&r.admin_secret).await {
             return rejected("", format!("reset refused: {}", status.message()));
         }
         let min_users = r.min_users;

@@ -3,7 +3,7 @@
 //! (or one JSON object, as `json` mode does). It reads no input, so it runs
 //! unattended, e.g. in a container whose stdin is closed.
 
-use crate::client::{ClientEvent, UserCommand};
+use crate::client::{RoomEvent, UserCommand};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -21,7 +21,7 @@ pub async fn run_bot(
     interval: Duration,
     json: bool,
     commands: mpsc::Sender<UserCommand>,
-    mut events: mpsc::Receiver<ClientEvent>,
+    mut events: mpsc::Receiver<RoomEvent>,
 ) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -82,7 +82,10 @@ mod tests {
         for _ in 0..5 {
             tokio::time::timeout(
                 Duration::from_secs(1),
-                events_tx.send(ClientEvent::Activated),
+                events_tx.send(RoomEvent::new(
+                    "lobby",
+                    crate::client::ClientEvent::Activated,
+                )),
             )
             .await
             .expect("the bot still reads events")

@@ -1,7 +1,7 @@
 //! `line` and `json` modes: each stdin line is a message or command; each
 //! event is one line on stdout. EOF on stdin leaves like `$exit`.
 
-use crate::client::{parse_line, ClientEvent, Connection, UserCommand};
+use crate::client::{parse_line, ClientEvent, Connection, RoomEvent, RoomSummary, UserCommand};
 use chat_proto::rules::escape_for_display;
 use std::borrow::Cow;
 use std::io::Write;
@@ -61,8 +61,38 @@ pub fn format_event(event: &ClientEvent) -> Option<String> {
         } => "* lost the host; reconnecting...".to_string(),
         ClientEvent::Info { message } => message.clone(),
         ClientEvent::Error { message } => format!("! {message}"),
+        ClientEvent::RoomJoined => "* you are in this room; it is the current room".to_string(),
+        ClientEvent::RoomLeft => "* you left this room".to_string(),
+        ClientEvent::CurrentRoom => "* this is now the current room".to_string(),
+        ClientEvent::Rooms { rooms, others } => format_rooms(rooms, others),
     };
     Some(line)
+}
+
+/// `* rooms: #a (host: x) current, #b (host: y); other rooms: #c`.
+fn format_rooms(rooms: &[RoomSummary], others: &[String]) -> String {
+    let mine: Vec<String> = rooms
+        .iter()
+        .map(|r| {
+            let current = if r.current { " current" } else { "" };
+            format!("#{} (host: {}){current}", esc(&r.name), esc(&r.host))
+        })
+        .collect();
+    let mut line = format!("* rooms: {}", mine.join(", "));
+    if !others.is_empty() {
+        let others: Vec<String> = others.iter().map(|n| format!("#{}", esc(n))).collect();
+        line.push_str(&format!("; other rooms: {}", others.join(", ")));
+    }
+    line
+}
+
+/// [`format_event`] with the event's room in front (`#room `), if any.
+pub fn format_room_event(event: &RoomEvent) -> Option<String> {
+    let line = format_event(&event.event)?;
+    Some(match event.room.as_str() {
+        "" => line,
+        room => format!("#{} {line}", esc(room)),
+    })
 }
 
 /// `* members: a, b (host: a)`, each name escaped.
@@ -79,16 +109,16 @@ fn esc(text: &str) -> Cow<'_, str> {
 /// The line printed for `event`: a JSON object in `json` mode (serde_json
 /// escapes control characters, so it stays one line), otherwise
 /// [`format_event`]. `None` for events line mode keeps quiet about.
-pub fn render_event(event: &ClientEvent, json: bool) -> Option<String> {
+pub fn render_event(event: &RoomEvent, json: bool) -> Option<String> {
     if json {
         serde_json::to_string(event).ok()
     } else {
-        format_event(event)
+        format_room_event(event)
     }
 }
 
 /// Prints [`render_event`] on stdout, if there is a line to print.
-pub(crate) fn print_event(event: &ClientEvent, json: bool) {
+pub(crate) fn print_event(event: &RoomEvent, json: bool) {
     if let Some(line) = render_event(event, json) {
         let mut out = std::io::stdout().lock();
         // A closed stdout leaves nothing to tell; the chat goes on.
@@ -102,7 +132,7 @@ pub(crate) fn print_event(event: &ClientEvent, json: bool) {
 pub async fn run_lines(
     input: impl AsyncBufRead + Unpin,
     commands: mpsc::Sender<UserCommand>,
-    mut events: mpsc::Receiver<ClientEvent>,
+    mut events: mpsc::Receiver<RoomEvent>,
     json: bool,
 ) {
     let mut lines = input.lines();
@@ -114,7 +144,7 @@ pub async fn run_lines(
                     Ok(Some(UserCommand::Exit(_))) => break,
                     Ok(Some(cmd)) => if commands.send(cmd).await.is_err() { break },
                     Ok(None) => {}
-                    Err(message) => print_event(&ClientEvent::Error { message }, json),
+                    Err(message) => print_event(&RoomEvent::global(ClientEvent::Error { message }), json),
                 },
                 Ok(None) | Err(_) => input_open = false,
             },
@@ -148,8 +178,11 @@ mod tests {
 
     #[test]
     fn an_injected_newline_prints_one_line() {
-        let line = render_event(&message("bob", "hi\n[999] alice: fake"), false)
-            .expect("a message prints");
+        let line = render_event(
+            &RoomEvent::global(message("bob", "hi\n[999] alice: fake").clone()),
+            false,
+        )
+        .expect("a message prints");
         assert_eq!(line, "[7] bob: hi\\n[999] alice: fake");
         assert_eq!(line.lines().count(), 1);
     }
@@ -173,7 +206,7 @@ mod tests {
             },
         ];
         for event in &events {
-            let line = render_event(event, false).expect("prints");
+            let line = render_event(&RoomEvent::global(event.clone()), false).expect("prints");
             assert!(
                 !line.chars().any(chat_proto::rules::is_unprintable),
                 "{line:?}"
@@ -183,7 +216,11 @@ mod tests {
 
     #[test]
     fn a_json_line_stays_one_line_without_raw_escapes() {
-        let line = render_event(&message("bob", "a\nb\u{1b}[2J"), true).expect("json");
+        let line = render_event(
+            &RoomEvent::global(message("bob", "a\nb\u{1b}[2J").clone()),
+            true,
+        )
+        .expect("json");
         assert_eq!(line.lines().count(), 1);
         assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line}");
         let back: serde_json::Value = serde_json::from_str(&line).expect("valid json");
@@ -196,20 +233,51 @@ mod tests {
             id: "4f2a".into(),
             text: "hi".into(),
         };
-        let line = render_event(&queued, true).expect("json");
+        let line = render_event(&RoomEvent::global(queued.clone()), true).expect("json");
         let back: serde_json::Value = serde_json::from_str(&line).expect("valid json");
         assert_eq!(back["type"], "queued");
         assert_eq!((&back["id"], &back["text"]), (&"4f2a".into(), &"hi".into()));
         let refused = ClientEvent::Refused { id: "4f2a".into() };
-        let line = render_event(&refused, true).expect("json");
+        let line = render_event(&RoomEvent::global(refused.clone()), true).expect("json");
         assert_eq!(line, r#"{"type":"refused","id":"4f2a"}"#);
-        assert_eq!(render_event(&queued, false), None);
-        assert_eq!(render_event(&refused, false), None);
+        assert_eq!(
+            render_event(&RoomEvent::global(queued.clone()), false),
+            None
+        );
+        assert_eq!(
+            render_event(&RoomEvent::global(refused.clone()), false),
+            None
+        );
+    }
+
+    #[test]
+    fn every_room_event_names_its_room() {
+        let event = RoomEvent::new("ops", message("bob", "hi"));
+        assert_eq!(
+            render_event(&event, false).as_deref(),
+            Some("#ops [7] bob: hi")
+        );
+        let json = render_event(&event, true).expect("json");
+        let back: serde_json::Value = serde_json::from_str(&json).expect("valid json");
+        assert_eq!(
+            (&back["room"], &back["type"]),
+            (&"ops".into(), &"message".into())
+        );
+        // A private message is about no room: no room field.
+        let private = RoomEvent::global(ClientEvent::Private {
+            from: "bob".into(),
+            text: "psst".into(),
+        });
+        let json = render_event(&private, true).expect("json");
+        assert!(!json.contains("\"room\""), "{json}");
     }
 
     #[test]
     fn plain_events_are_unchanged() {
-        let line = render_event(&message("Zoë", "hello \\o/"), false);
+        let line = render_event(
+            &RoomEvent::global(message("Zoë", "hello \\o/").clone()),
+            false,
+        );
         assert_eq!(line.as_deref(), Some("[7] Zoë: hello \\o/"));
     }
 }

@@ -25,7 +25,7 @@ pub use input::Action;
 pub use state::TuiState;
 pub use view::draw;
 
-use crate::client::{ClientEvent, UserCommand};
+use crate::client::{RoomEvent, UserCommand};
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event};
 use crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
@@ -50,7 +50,7 @@ static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
 pub async fn run_tui(
     name: &str,
     commands: mpsc::Sender<UserCommand>,
-    events: mpsc::Receiver<ClientEvent>,
+    events: mpsc::Receiver<RoomEvent>,
 ) -> io::Result<()> {
     let guard = TerminalGuard::take()?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
@@ -77,7 +77,7 @@ async fn interact<B: Backend<Error = io::Error>>(
     state: &mut TuiState,
     input: &mut mpsc::Receiver<io::Result<Event>>,
     commands: &mpsc::Sender<UserCommand>,
-    mut events: mpsc::Receiver<ClientEvent>,
+    mut events: mpsc::Receiver<RoomEvent>,
 ) -> io::Result<()> {
     loop {
         terminal.draw(|frame| draw(frame, state))?;
@@ -116,15 +116,11 @@ async fn on_input<B: Backend<Error = io::Error>>(
 
 /// Applies `first` and whatever else already arrived (up to
 /// [`EVENT_BATCH`]), so a burst costs one redraw.
-fn apply_burst(
-    state: &mut TuiState,
-    first: &ClientEvent,
-    events: &mut mpsc::Receiver<ClientEvent>,
-) {
-    state.apply(first);
+fn apply_burst(state: &mut TuiState, first: &RoomEvent, events: &mut mpsc::Receiver<RoomEvent>) {
+    state.apply(&first.event);
     for _ in 0..EVENT_BATCH {
         match events.try_recv() {
-            Ok(event) => state.apply(&event),
+            Ok(event) => state.apply(&event.event),
             Err(_) => break,
         }
     }

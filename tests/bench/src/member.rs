@@ -203,7 +203,7 @@ pub async fn run(relay_uri: &str, name: &str, report: bool) -> Result<()> {
     let drain = async {
         let mut ready = false;
         let mut acked = HashSet::new();
-        while let Some(event) = events.recv().await {
+        while let Some(chat_node::client::RoomEvent { event, .. }) = events.recv().await {
             if verbose && !matches!(event, ClientEvent::Message { .. } | ClientEvent::Ack { .. }) {
                 log_event(name, &event);
             }

@@ -222,7 +222,7 @@ impl Crowd {
             crowd.tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        event = events.recv() => match event {
+                        event = events.recv() => match event.map(|e| e.event) {
                             Some(event) => tracker.on_event(event),
                             None => break,
                         },

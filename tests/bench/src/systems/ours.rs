@@ -95,14 +95,17 @@ pub async fn current_host(uri: &str) -> Result<HostRecord> {
 }
 
 /// Starts an in-process member node and waits until its chat is active.
-pub async fn join(uri: &str, name: &str) -> Result<(Node, mpsc::Receiver<ClientEvent>)> {
+pub async fn join(
+    uri: &str,
+    name: &str,
+) -> Result<(Node, mpsc::Receiver<chat_node::client::RoomEvent>)> {
     within(JOIN_TIMEOUT, &format!("{name} to join"), async {
         let bound = BoundNode::bind(uri, "127.0.0.1:0".parse().expect("addr"), None).await?;
         let mut node = bound.join(name).await?;
         let mut events = node
             .take_events()
             .ok_or_else(|| BenchError::Setup("no event stream".into()))?;
-        while let Some(event) = events.recv().await {
+        while let Some(chat_node::client::RoomEvent { event, .. }) = events.recv().await {
             if matches!(event, ClientEvent::Activated) {
                 return Ok((node, events));
             }
@@ -130,7 +133,7 @@ pub async fn subscribe(
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
-                event = events.recv() => match event {
+                event = events.recv() => match event.map(|e| e.event) {
                     Some(ClientEvent::Message { text, .. }) => probe.on_payload(text.as_bytes()),
                     Some(_) => {}
                     None => break,
@@ -163,7 +166,7 @@ impl OursPublisher {
         let errors = Arc::new(AtomicU64::new(0));
         let (w, e) = (window.clone(), errors.clone());
         let drain = tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
+            while let Some(chat_node::client::RoomEvent { event, .. }) = events.recv().await {
                 match event {
                     ClientEvent::Ack { .. } => w.add_permits(1),
                     ClientEvent::Error { .. } => {
