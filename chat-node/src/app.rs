@@ -76,7 +76,8 @@ async fn bind(config: &NodeConfig) -> Result<BoundNode, StartError> {
     };
     Ok(bound
         .with_store(config.store())
-        .with_admin_secret(config.admin_secret.clone()))
+        .with_admin_secret(config.admin_secret.clone())
+        .with_rooms(config.rooms.clone()))
 }
 
 /// Registers under `--name`, or asks on the terminal until the relay takes

@@ -56,6 +56,13 @@ pub struct NodeConfig {
     #[arg(long, env = "CHAT_CLIENT_ONLY", value_parser = BoolishValueParser::new())]
     pub client_only: bool,
 
+    /// A room to join at the start, with or without its `#` (repeat the
+    /// flag for several; the first is the current room). Default: `lobby`.
+    /// In the environment: names separated by commas.
+    #[arg(long = "room", env = "CHAT_ROOMS", value_name = "ROOM",
+          value_delimiter = ',', value_parser = parse_room)]
+    pub rooms: Vec<String>,
+
     /// User interface: full-screen `tui`, plain `line` text, or `json` (one
     /// object per event). Default: tui in a terminal, line otherwise.
     #[arg(long, env = "CHAT_MODE", value_enum)]
@@ -169,6 +176,11 @@ pub enum Mode {
     Json,
 }
 
+/// A room name as typed (`#ops` or `ops`), checked.
+fn parse_room(input: &str) -> Result<String, String> {
+    chat_proto::rules::parse_room(input).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +191,14 @@ mod tests {
         assert_eq!(parse(&["chat-node"]).ok(), Some(false));
         assert_eq!(parse(&["chat-node", "--client-only"]).ok(), Some(true));
         assert!(parse(&["chat-node", "--client-only=maybe"]).is_err());
+    }
+
+    #[test]
+    fn rooms_repeat_take_a_hash_and_are_checked() {
+        let parse = |args: &[&str]| NodeConfig::try_parse_from(args).map(|c| c.rooms);
+        assert_eq!(parse(&["chat-node"]).ok(), Some(vec![]));
+        let two = parse(&["chat-node", "--room", "#ops", "--room", "random"]).ok();
+        assert_eq!(two, Some(vec!["ops".to_string(), "random".to_string()]));
+        assert!(parse(&["chat-node", "--room", "a:b"]).is_err());
     }
 }
