@@ -58,7 +58,7 @@ pub async fn run_host_duties(host: Arc<RoomHost>, cancel: CancellationToken) {
         tokio::spawn(replicate_while_hosting(host.clone(), epoch, term.clone()));
         tokio::spawn(renew_lease_while_hosting(host.clone(), epoch, term.clone()));
         let period = host.node.settings.migration_interval;
-        let mut migrate = tokio::time::interval_at((Instant::now() + period).into(), period);
+        let mut migrate = tokio::time::interval_at((Instant::now() + first_move(period)).into(), period);
         migrate.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut away = tokio::time::interval(AWAY_CHECK);
         while host.role().hosting_epoch() == Some(epoch) {
@@ -75,6 +75,13 @@ pub async fn run_host_duties(host: Arc<RoomHost>, cancel: CancellationToken) {
         }
         term.cancel();
     }
+}
+
+/// When a new term's first planned move is due: the migration period,
+/// give or take a quarter at random, so rooms that began together (or a
+/// node's many rooms) drift apart instead of moving all at once.
+fn first_move(period: Duration) -> Duration {
+    period.mul_f64(rand::random_range(0.75..1.25))
 }
 
 /// Renews the host lease at the relay, naming the successor, four times per
