@@ -299,7 +299,6 @@ impl Run {
         node.member.say_in(&room, &text).await;
     }
 
-
     async fn kill_host(&mut self) {
         let room = room_name(self.rng.random_range(0..self.plan.rooms));
         let Some((epoch, name)) = self.host_epoch(&room).await else {
@@ -471,7 +470,11 @@ struct MemberLog {
 impl MemberLog {
     fn of(member: &mut Member, room: &str) -> Self {
         member.drain();
-        for e in member.seen.iter().filter(|e| e["type"] == "error" && e["room"] == room) {
+        for e in member
+            .seen
+            .iter()
+            .filter(|e| e["type"] == "error" && e["room"] == room)
+        {
             tracing_line(&format!("{}: error event {e}", member.name));
         }
         let mut log = Log::new();

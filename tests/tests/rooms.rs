@@ -114,7 +114,12 @@ async fn check_rooms(nodes: &mut [Option<Member>], sent: &[(usize, String)]) {
             let got = node.room_messages(&room);
             let texts: Vec<&String> = got.iter().map(|(_, _, t)| t).collect();
             let unique: BTreeSet<&String> = texts.iter().copied().collect();
-            assert_eq!(unique.len(), texts.len(), "{}: doubled in #{room}", node.name);
+            assert_eq!(
+                unique.len(),
+                texts.len(),
+                "{}: doubled in #{room}",
+                node.name
+            );
             assert!(
                 texts.iter().all(|t| t.starts_with(&format!("{room}-"))),
                 "{}: another room's message in #{room}: {texts:?}",

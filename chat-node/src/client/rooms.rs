@@ -3,7 +3,8 @@
 //! join, leave, list and switch rooms.
 
 use super::events::{ClientEvent, RoomEvent, RoomSummary};
-use super::{run_room, UserCommand};
+use super::reconnect::run_room;
+use super::UserCommand;
 use crate::host::RoomHost;
 use crate::node::NodeShared;
 use std::collections::BTreeMap;
@@ -109,13 +110,13 @@ impl Rooms {
             }
             UserCommand::Switch(room) => self.switch(room).await,
             UserCommand::Rooms => self.list().await,
-            other => self.to_current(other).await,
+            other => self.pass_to_current(other).await,
         }
         true
     }
 
     /// Passes a command to the current room's client.
-    async fn to_current(&mut self, cmd: UserCommand) {
+    async fn pass_to_current(&mut self, cmd: UserCommand) {
         let Some(client) = self.clients.get(&self.current) else {
             let why = "you are in no room; /join #ROOM joins one";
             return self.emit("", ClientEvent::error(why)).await;

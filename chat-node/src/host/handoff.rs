@@ -58,7 +58,8 @@ pub async fn run_host_duties(host: Arc<RoomHost>, cancel: CancellationToken) {
         tokio::spawn(replicate_while_hosting(host.clone(), epoch, term.clone()));
         tokio::spawn(renew_lease_while_hosting(host.clone(), epoch, term.clone()));
         let period = host.node.settings.migration_interval;
-        let mut migrate = tokio::time::interval_at((Instant::now() + first_move(period)).into(), period);
+        let mut migrate =
+            tokio::time::interval_at((Instant::now() + first_move(period)).into(), period);
         migrate.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut away = tokio::time::interval(AWAY_CHECK);
         while host.role().hosting_epoch() == Some(epoch) {

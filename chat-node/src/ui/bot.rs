@@ -85,7 +85,15 @@ mod tests {
         let (events_tx, events) = mpsc::channel(8);
         let rooms = ["lobby".to_string(), "ops".to_string()];
         let bot = tokio::spawn(async move {
-            run_bot("b3", &rooms, Duration::from_secs(1), false, commands, events).await
+            run_bot(
+                "b3",
+                &rooms,
+                Duration::from_secs(1),
+                false,
+                commands,
+                events,
+            )
+            .await
         });
         for (k, room) in [(1, "lobby"), (2, "ops"), (3, "lobby")] {
             match commands_rx.recv().await {
