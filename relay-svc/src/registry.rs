@@ -14,8 +14,8 @@ use room::RoomState;
 use sweep::Schedule;
 
 pub use error::RegistryError;
-pub use reach::{ReachCheck, CHECK_PERIOD};
 pub use lease::{LeaseGrant, Renewal};
+pub use reach::{ReachCheck, CHECK_PERIOD};
 
 /// How long a name grant proves its binding, unless configured.
 const NAME_GRANT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -228,7 +228,10 @@ impl Registry {
     fn set_rooms(&mut self, node_id: &str, claims: &[Claim], now: Instant) {
         let keep: BTreeSet<&str> = claims.iter().map(|c| c.room.as_str()).collect();
         let leaving: Vec<String> = self.members.get(node_id).map_or_else(Vec::new, |m| {
-            m.rooms().filter(|r| !keep.contains(r)).map(str::to_string).collect()
+            m.rooms()
+                .filter(|r| !keep.contains(r))
+                .map(str::to_string)
+                .collect()
         });
         for room in leaving {
             self.exit_room(node_id, &room);
@@ -455,3 +458,5 @@ mod reach;
 mod room;
 mod sweep;
 
+#[cfg(test)]
+mod tests;

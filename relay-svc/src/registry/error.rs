@@ -5,7 +5,7 @@ use chat_proto::rules::RuleError;
 use thiserror::Error;
 
 /// Why the registry refused a request. Converted to a gRPC status in one place.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum RegistryError {
     /// The name breaks a naming rule.
     #[error(transparent)]

@@ -88,7 +88,9 @@ impl Registry {
                 grant.unhostable.push(m.record.node_id.clone());
             }
             if m.record.node_id != caller {
-                grant.rooms_hosted.insert(m.record.node_id.clone(), m.hosted);
+                grant
+                    .rooms_hosted
+                    .insert(m.record.node_id.clone(), m.hosted);
             }
         }
         grant
@@ -156,7 +158,12 @@ impl Registry {
     }
 
     /// Checks that `caller` may act as the host of `room` at `epoch`.
-    pub(super) fn check_host(&self, room: &str, caller: &str, epoch: u64) -> Result<(), RegistryError> {
+    pub(super) fn check_host(
+        &self,
+        room: &str,
+        caller: &str,
+        epoch: u64,
+    ) -> Result<(), RegistryError> {
         let state = self.room(room)?;
         if !state.members.contains_key(caller) {
             return Err(RegistryError::NotInRoom {

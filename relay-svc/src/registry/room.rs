@@ -151,7 +151,12 @@ impl Registry {
     /// Takes a node out of a room; the room is forgotten with its last
     /// member. A host that leaves keeps its term until its lease runs out
     /// (it may not renew it any more): then its successor takes over.
-    pub fn leave_room(&mut self, node_id: &str, token: &str, room: &str) -> Result<(), RegistryError> {
+    pub fn leave_room(
+        &mut self,
+        node_id: &str,
+        token: &str,
+        room: &str,
+    ) -> Result<(), RegistryError> {
         self.authenticate(node_id, token)?;
         let room = self.room(room)?.name.clone();
         if !self.is_in_room(node_id, &room) {
@@ -197,7 +202,11 @@ impl Registry {
         };
         let range = (Bound::Excluded(after), Bound::Unbounded);
         let mut page = self.rooms.range::<str, _>(range);
-        let rooms = page.by_ref().take(limit).map(|(_, r)| self.info(r)).collect();
+        let rooms = page
+            .by_ref()
+            .take(limit)
+            .map(|(_, r)| self.info(r))
+            .collect();
         (rooms, page.next().is_some())
     }
 

@@ -91,9 +91,9 @@ impl RelayService for Relay {
             successor: r.successor_node_id,
             activated: r.activated,
         };
-        let grant = self
-            .0
-            .update(|reg| reg.renew_lease(&r.node_id, &r.session_token, &renewal, Instant::now()))?;
+        let grant = self.0.update(|reg| {
+            reg.renew_lease(&r.node_id, &r.session_token, &renewal, Instant::now())
+        })?;
         Ok(Response::new(RenewLeaseResponse {
             lease_ms: millis(self.0.config.lease),
             unhostable_node_ids: grant.unhostable,
@@ -124,7 +124,13 @@ impl RelayService for Relay {
         })?;
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         let shared = self.0.clone();
-        tokio::spawn(forward_host_changes(shared, req.node_id, changes, first, tx));
+        tokio::spawn(forward_host_changes(
+            shared,
+            req.node_id,
+            changes,
+            first,
+            tx,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -135,9 +141,9 @@ impl RelayService for Relay {
         let req = req.into_inner();
         // No claim: the room "lobby", holding nothing.
         let claim = verify_claim(&self.0.relay_key, &req.claim.unwrap_or_default())?;
-        let host = self.0.update(|r| {
-            r.join_room(&req.node_id, &req.session_token, &claim, Instant::now())
-        })?;
+        let host = self
+            .0
+            .update(|r| r.join_room(&req.node_id, &req.session_token, &claim, Instant::now()))?;
         tracing::info!(node = %req.node_id, room = %claim.room, "joined a room");
         Ok(Response::new(JoinRoomResponse { host }))
     }

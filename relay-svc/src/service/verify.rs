@@ -88,7 +88,10 @@ pub(super) fn verify_claim(relay: &PublicKey, claim: &RoomClaim) -> Result<Claim
         .map(|cert: &HostTermCertificate| relay.verify_host_term(cert))
         .transpose()
         .map_err(|e| {
-            Status::permission_denied(format!("host term certificate of room {:?}: {e}", claim.room))
+            Status::permission_denied(format!(
+                "host term certificate of room {:?}: {e}",
+                claim.room
+            ))
         })?;
     Ok(Claim {
         room: claim.room.clone(),
