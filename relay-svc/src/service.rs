@@ -200,3 +200,6 @@ impl EpochFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

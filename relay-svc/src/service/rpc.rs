@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 /// The gRPC service.
 pub struct Relay(pub Arc<Shared>);
 
-type WatchStream = ReceiverStream<Result<HostRecord, Status>>;
+pub(super) type WatchStream = ReceiverStream<Result<HostRecord, Status>>;
 
 #[tonic::async_trait]
 impl RelayService for Relay {
