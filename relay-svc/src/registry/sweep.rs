@@ -31,7 +31,7 @@ impl Schedule {
         self.timer_of.insert(room.to_string(), at);
     }
 
-    /// `room` needs a host now.
+    /// `room` needs a host now: look at it at the next sweep.
     fn set_pending(&mut self, room: &str) {
         self.forget(room);
         self.pending.insert(room.to_string());
@@ -60,7 +60,10 @@ impl Schedule {
                 break;
             }
             let room = room.clone();
-            self.set_pending(&room);
+            // Pending from now on; looked at in this sweep (no need to
+            // look at every other pending room for it).
+            self.forget(&room);
+            self.pending.insert(room.clone());
             fired.push(room);
         }
         if std::mem::take(&mut self.stirred) {
