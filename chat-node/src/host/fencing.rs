@@ -46,7 +46,7 @@ pub(crate) fn claimed_host(term: Option<&HostTermCertificate>) -> Option<String>
 
 impl RoomHost {
     /// The certificate of the term this node hosts as `epoch`.
-    fn own_term(&self, epoch: u64) -> Result<HostTermCertificate, NodeError> {
+    pub(super) fn own_term(&self, epoch: u64) -> Result<HostTermCertificate, NodeError> {
         self.core()
             .tenure
             .hosting_cert(epoch)
@@ -74,22 +74,23 @@ impl RoomHost {
         })
     }
 
-    /// A TakeOver handing `new_term` over, signed as the host of `epoch`.
+    /// A TakeOver handing `new_term` over, signed as the host of
+    /// `sender_term` (which this node hosted: it may have stepped down
+    /// already, the relay's watch being quicker than its answer).
     pub(crate) fn signed_take_over(
         &self,
-        epoch: u64,
+        sender_term: HostTermCertificate,
         new_term: HostTermCertificate,
-    ) -> Result<TakeOverRequest, NodeError> {
-        let sender_term = self.own_term(epoch)?;
+    ) -> TakeOverRequest {
         let signed_at_unix_ms = trust::now_unix_ms();
         let payload =
             trust::take_over_payload(&new_term.term, &sender_term.term, signed_at_unix_ms);
-        Ok(TakeOverRequest {
+        TakeOverRequest {
             signature: self.node.key.sign(&payload),
             new_term: Some(new_term),
             sender_term: Some(sender_term),
             signed_at_unix_ms,
-        })
+        }
     }
 
     /// Checks a Replicate: a relay-signed term not older than ours, signed

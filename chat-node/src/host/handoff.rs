@@ -8,7 +8,7 @@ use crate::error::NodeError;
 use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::Member;
-use chat_proto::pb::relay::HostRecord;
+use chat_proto::pb::relay::{HostRecord, HostTermCertificate};
 use std::time::Instant;
 use thiserror::Error;
 use tonic::transport::Channel;
@@ -70,6 +70,9 @@ impl RoomHost {
         if !self.core().tenure.freeze(epoch) {
             return Err(HandoffError::NotHost);
         }
+        // Kept to sign the TakeOver: the relay's watch may end our term
+        // before its answer to the move arrives.
+        let own = self.own_term(epoch).map_err(|_| HandoffError::NotHost)?;
         let frozen = Instant::now();
         let record = self
             .move_while_frozen(&mut peer, epoch, &mut cursor, to)
@@ -83,7 +86,7 @@ impl RoomHost {
         };
         // Break: the relay points at the successor; tell it, then our clients.
         let reported = frozen.elapsed();
-        self.tell_successor(&mut peer, epoch, &record).await;
+        self.tell_successor(&mut peer, own, &record).await;
         self.on_host_record(record.clone()).await;
         tracing::debug!(
             presync_ms = (frozen - started).as_secs_f64() * 1e3,
@@ -118,14 +121,14 @@ impl RoomHost {
     async fn tell_successor(
         &self,
         peer: &mut ChatServiceClient<Channel>,
-        epoch: u64,
+        own: HostTermCertificate,
         record: &HostRecord,
     ) {
         let take_over = record
             .certificate
             .clone()
             .ok_or(NodeError::UncertifiedRecord)
-            .and_then(|cert| self.signed_take_over(epoch, cert));
+            .map(|cert| self.signed_take_over(own, cert));
         let confirmed = match take_over {
             Ok(req) => peer.take_over(req).await.map(|_| ()),
             Err(error) => Err(error.into()),

@@ -153,7 +153,7 @@ impl Registry {
                 why,
             });
         }
-        self.check_fair_share(room, caller, target)?;
+        self.check_fair_share(target)?;
         Ok(target.record.clone())
     }
 

@@ -1,8 +1,8 @@
 //! Placement: which member hosts a room. The relay counts the rooms each
 //! member hosts and spreads them: a room's first host is the live member
 //! hosting fewest, failover prefers (after data safety) the freshest
-//! member hosting fewest, and a migration to a member above its fair
-//! share is refused while another member of the room hosts fewer.
+//! member hosting fewest, and a migration that would put a member above
+//! its fair share plus one is refused.
 
 use super::reach::Undecided;
 use super::room::{Holding, RoomState};
@@ -39,39 +39,27 @@ impl Registry {
         u32::try_from(count).unwrap_or(u32::MAX)
     }
 
-    /// Rooms with a host per live member that can host, rounded up.
+    /// Rooms with a host per live member that serves, rounded up. A
+    /// member counts once the relay reached it: a check failing for a
+    /// moment on a loaded machine does not raise everyone's share.
     pub fn fair_share(&self) -> u32 {
         let (hosted, hosts) = self
             .members
             .values()
             .fold((0u64, 0u64), |(rooms, hosts), m| {
-                let live = u64::from(m.live_and_hostable());
+                let live = u64::from(m.watchers > 0 && m.may_take_over_as_successor());
                 (rooms + u64::from(m.hosted), hosts + live)
             });
         let fair = hosted.div_ceil(hosts.max(1));
         u32::try_from(fair).unwrap_or(u32::MAX)
     }
 
-    /// Refuses `target` for `room` when it hosts more than its fair share
-    /// (so after the move it would be above the share plus one) while
-    /// another live member of the room that can host, not `caller`,
-    /// hosts fewer.
-    pub(super) fn check_fair_share(
-        &self,
-        room: &str,
-        caller: &str,
-        target: &Member,
-    ) -> Result<(), RegistryError> {
+    /// Refuses `target` when it hosts more than its fair share already:
+    /// the move would put it above the share plus one. A refused host
+    /// keeps the room, or tries another member (the lightest first).
+    pub(super) fn check_fair_share(&self, target: &Member) -> Result<(), RegistryError> {
         let fair = self.fair_share();
         if target.hosted <= fair {
-            return Ok(());
-        }
-        let id = target.record.node_id.as_str();
-        let lighter = self.room_members(room).any(|(m, _)| {
-            let other = m.record.node_id != caller && m.record.node_id != id;
-            other && m.live_and_hostable() && m.hosted < target.hosted
-        });
-        if !lighter {
             return Ok(());
         }
         Err(RegistryError::Overloaded {

@@ -119,12 +119,16 @@ fn a_migration_to_an_overloaded_member_is_refused_while_another_could_take_it() 
         r.migrate(&c, "main", moved.epoch, bob, t0),
         Err(RegistryError::Overloaded { .. })
     ));
-    // With nobody lighter left in the room, bob may take it.
+    // Even with nobody else left in the room, bob is not put above his
+    // share plus one: carol keeps the room.
     r.leave_room(&a.record.node_id, &a.session_token, "main")
         .unwrap();
-    let moved = r.migrate(&c, "main", moved.epoch, bob, t0).unwrap();
-    assert_eq!(moved.name, "bob");
-    assert_eq!(r.member("bob").hosted(), 5);
+    assert!(matches!(
+        r.migrate(&c, "main", moved.epoch, bob, t0),
+        Err(RegistryError::Overloaded { .. })
+    ));
+    assert_eq!(r.current_host("main").unwrap().name, "carol");
+    assert_eq!(r.member("bob").hosted(), 4);
 }
 
 #[test]
