@@ -51,11 +51,14 @@ pub async fn run(
         clients: BTreeMap::new(),
         current: String::new(),
     };
-    for room in shared.rooms() {
-        rooms.start(room);
-    }
     if let Some(first) = shared.first_room() {
         rooms.current = first;
+        // Said before any room's client starts, so interfaces know which
+        // room is current before the first event of any room arrives.
+        rooms.emit(&rooms.current, ClientEvent::CurrentRoom).await;
+    }
+    for room in shared.rooms() {
+        rooms.start(room);
     }
     loop {
         let cmd = tokio::select! {
@@ -109,13 +112,13 @@ impl Rooms {
             }
             UserCommand::Switch(room) => self.switch(room).await,
             UserCommand::Rooms => self.list().await,
-            other => self.to_current(other).await,
+            other => self.pass_to_current(other).await,
         }
         true
     }
 
     /// Passes a command to the current room's client.
-    async fn to_current(&mut self, cmd: UserCommand) {
+    async fn pass_to_current(&mut self, cmd: UserCommand) {
         let Some(client) = self.clients.get(&self.current) else {
             let why = "you are in no room; /join #ROOM joins one";
             return self.emit("", ClientEvent::error(why)).await;
