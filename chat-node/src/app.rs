@@ -143,7 +143,8 @@ async fn run_interface(
     let commands = node.commands.clone();
     match (config.bot_interval, mode) {
         (Some(interval), _) => {
-            ui::bot::run_bot(name, interval, mode == Mode::Json, commands, events).await
+            let rooms = &config.rooms;
+            ui::bot::run_bot(name, rooms, interval, mode == Mode::Json, commands, events).await
         }
         (None, Mode::Tui) => ui::tui::run_tui(name, commands, events).await?,
         (None, Mode::Line | Mode::Json) => {

@@ -4,7 +4,7 @@
 
 use crate::client::{self, RoomEvent, UserCommand};
 use crate::dial::{DialError, Dialer, IssuedCertificate, TransportOptions};
-use crate::host::{handoff, service::ChatHost, RoomHost, CHAT_SERVICE_NAME};
+use crate::host::{duties, service::ChatHost, RoomHost, CHAT_SERVICE_NAME};
 use crate::identity::{IdentityError, NodeStore};
 use crate::peer::{PeerEndpoint, PrivateInbox};
 use crate::relay_link::{self, RelayLink};
@@ -216,7 +216,7 @@ impl NodeShared {
         }
         let host = RoomHost::new(name, self.clone());
         let duties = self.cancel.child_token();
-        tokio::spawn(handoff::run_host_duties(host.clone(), duties.clone()));
+        tokio::spawn(duties::run_host_duties(host.clone(), duties.clone()));
         rooms.insert(
             name.to_string(),
             RoomEntry {

@@ -1,7 +1,8 @@
-//! The chaos run: real `relay-svc` and `chat-node` processes with concurrent
-//! senders, planned migrations at a short interval, repeated `kill -9` of the
-//! host (restarted under the same name) and `kill -9` plus restart of the
-//! relay. It then checks every surviving member's log.
+//! The chaos run: real `relay-svc` and `chat-node` processes, every node in
+//! every room, with concurrent senders in each room, planned migrations at a
+//! short interval, repeated `kill -9` of a room's host (restarted under the
+//! same name) and `kill -9` plus restart of the relay. It then checks every
+//! surviving member's log of each room.
 
 use crate::member::Member;
 use crate::procs::{spawn_node, RelayProcess};
@@ -28,6 +29,8 @@ pub struct ChaosPlan {
     pub relay_restarts: usize,
     /// Planned migration interval.
     pub interval: Duration,
+    /// Rooms, each with its own host.
+    pub rooms: usize,
 }
 
 impl ChaosPlan {
@@ -46,6 +49,7 @@ impl ChaosPlan {
             host_kills: var("CHAOS_HOST_KILLS", 3) as usize,
             relay_restarts: var("CHAOS_RELAY_RESTARTS", 1) as usize,
             interval: Duration::from_millis(var("CHAOS_INTERVAL_MS", 150)),
+            rooms: var("CHAOS_ROOMS", 3).max(1) as usize,
         }
     }
 }
@@ -71,6 +75,21 @@ pub struct ChaosReport {
     pub reordered: usize,
     /// Kill-to-everyone-chatting-again times, in ms.
     pub failover_ms: Vec<u64>,
+    /// The same counts, room by room.
+    pub rooms: BTreeMap<String, RoomTally>,
+}
+
+/// What the run saw in one room.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RoomTally {
+    /// Messages acknowledged.
+    pub acked: usize,
+    /// Acknowledged messages missing from a survivor's log.
+    pub lost: usize,
+    /// Messages shown twice.
+    pub dup: usize,
+    /// Survivors whose log differs from the first one's, or has gaps.
+    pub reordered: usize,
 }
 
 impl ChaosReport {
@@ -80,9 +99,20 @@ impl ChaosReport {
         f.sort_unstable();
         let p50 = f.get(f.len() / 2).copied().unwrap_or(0);
         let max = f.last().copied().unwrap_or(0);
+        let rooms: Vec<String> = self
+            .rooms
+            .iter()
+            .map(|(room, t)| {
+                format!(
+                    "#{room}: acked={} lost={} dup={} reordered={}",
+                    t.acked, t.lost, t.dup, t.reordered
+                )
+            })
+            .collect();
         format!(
-            "migrations={} host_kills={} relay_restarts={} sent={} acked={} lost={} dup={} reordered={} failover_p50_ms={p50} failover_max_ms={max}",
-            self.migrations, self.host_kills, self.relay_restarts, self.sent, self.acked, self.lost, self.dup, self.reordered
+            "migrations={} host_kills={} relay_restarts={} sent={} acked={} lost={} dup={} reordered={} failover_p50_ms={p50} failover_max_ms={max}\n{}",
+            self.migrations, self.host_kills, self.relay_restarts, self.sent, self.acked, self.lost, self.dup, self.reordered,
+            rooms.join("\n")
         )
     }
 }
@@ -94,17 +124,34 @@ struct Node {
     sent: usize,
 }
 
-/// The acknowledgements one incarnation of a node received: id to seq.
+/// The acknowledgements one incarnation of a node received in a room: id
+/// to seq.
 type Acks = HashMap<String, u64>;
 
-fn acks_of(member: &mut Member) -> Acks {
+fn acks_of(member: &mut Member, room: &str) -> Acks {
     member.drain();
     member
         .seen
         .iter()
-        .filter(|e| e["type"] == "ack")
+        .filter(|e| e["type"] == "ack" && e["room"] == room)
         .filter_map(|e| Some((e["id"].as_str()?.to_string(), e["seq"].as_u64()?)))
         .collect()
+}
+
+/// The acknowledgements `member` (node `name`) received, room by room.
+fn acks_by_room(rooms: usize, name: &str, member: &mut Member) -> Vec<(String, String, Acks)> {
+    (0..rooms)
+        .map(room_name)
+        .map(|room| {
+            let acks = acks_of(member, &room);
+            (room, name.to_string(), acks)
+        })
+        .collect()
+}
+
+/// The name of room `i`.
+fn room_name(i: usize) -> String {
+    format!("room{i}")
 }
 
 struct Run {
@@ -115,8 +162,10 @@ struct Run {
     /// Reconnects by itself across relay restarts.
     rc: RelayServiceClient<tonic::transport::Channel>,
     nodes: Vec<Node>,
-    /// (sender name, acks) of every incarnation, finished or live.
-    acked: Vec<(String, Acks)>,
+    /// The `--room` arguments of every node.
+    room_args: Vec<String>,
+    /// (room, sender name, acks) of every incarnation, finished or live.
+    acked: Vec<(String, String, Acks)>,
     report: ChaosReport,
 }
 
@@ -141,7 +190,11 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
             .expect("relay uri")
             .connect_lazy(),
     );
+    let room_args = (0..plan.rooms)
+        .flat_map(|i| ["--room".to_string(), room_name(i)])
+        .collect();
     let mut run = Run {
+        room_args,
         rc,
         rng: StdRng::seed_from_u64(plan.seed),
         relay,
@@ -153,7 +206,7 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
     };
     for i in 0..run.plan.nodes {
         let name = format!("n{i}");
-        let member = spawn_node(&run.relay.uri(), &name, &[]).await;
+        let member = spawn_node(&run.relay.uri(), &name, &run.args()).await;
         run.nodes.push(Node {
             name,
             incarnation: 0,
@@ -162,7 +215,11 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
         });
     }
     for n in run.nodes.iter_mut() {
-        n.member.wait_event("activated", &[]).await;
+        for i in 0..run.plan.rooms {
+            n.member
+                .wait_event("activated", &[("room", &room_name(i))])
+                .await;
+        }
     }
     run.drive().await;
     run.settle_and_check().await;
@@ -170,14 +227,32 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
 }
 
 impl Run {
-    async fn host_epoch(&self) -> Option<(u64, String)> {
+    fn args(&self) -> Vec<&str> {
+        self.room_args.iter().map(String::as_str).collect()
+    }
+
+    async fn host_epoch(&self, room: &str) -> Option<(u64, String)> {
         let mut rc = self.rc.clone();
         let host = rc
-            .current_host(CurrentHostRequest::default())
+            .current_host(CurrentHostRequest {
+                room: room.to_string(),
+            })
             .await
             .ok()?
             .into_inner();
         Some((host.epoch, host.name))
+    }
+
+    /// The highest epoch any room's host holds (epochs come from one
+    /// counter: every host term of every room took one).
+    async fn highest_epoch(&self) -> u64 {
+        let mut highest = 0;
+        for i in 0..self.plan.rooms {
+            if let Some((epoch, _)) = self.host_epoch(&room_name(i)).await {
+                highest = highest.max(epoch);
+            }
+        }
+        highest
     }
 
     /// Sends traffic and interleaves kills and relay restarts until the plan
@@ -189,10 +264,11 @@ impl Run {
         let mut last_epoch = 0;
         loop {
             self.send_some().await;
-            if let Some((epoch, _)) = self.host_epoch().await {
-                last_epoch = last_epoch.max(epoch);
-            }
-            self.report.migrations = last_epoch.saturating_sub(1 + self.report.host_kills as u64);
+            last_epoch = last_epoch.max(self.highest_epoch().await);
+            // Every room's first term and every kill's failover took an
+            // epoch too (relay restarts usually none: hosts re-assert).
+            let others = (self.plan.rooms + self.report.host_kills) as u64;
+            self.report.migrations = last_epoch.saturating_sub(others);
             let faults_done =
                 self.report.host_kills >= kills && self.report.relay_restarts >= restarts;
             if faults_done && self.report.migrations >= self.plan.migrations {
@@ -215,15 +291,17 @@ impl Run {
 
     async fn send_some(&mut self) {
         let i = self.rng.random_range(0..self.nodes.len());
+        let room = room_name(self.rng.random_range(0..self.plan.rooms));
         let node = &mut self.nodes[i];
-        let text = format!("{}.{}#{}", node.name, node.incarnation, node.sent);
+        let text = format!("{room}:{}.{}#{}", node.name, node.incarnation, node.sent);
         node.sent += 1;
         self.report.sent += 1;
-        node.member.say(&text).await;
+        node.member.say_in(&room, &text).await;
     }
 
     async fn kill_host(&mut self) {
-        let Some((epoch, name)) = self.host_epoch().await else {
+        let room = room_name(self.rng.random_range(0..self.plan.rooms));
+        let Some((epoch, name)) = self.host_epoch(&room).await else {
             return;
         };
         let Some(idx) = self.nodes.iter().position(|n| n.name == name) else {
@@ -233,23 +311,26 @@ impl Run {
         let killed_at = Instant::now();
         dead.member.kill().await;
         dead.member.finish().await;
-        self.acked
-            .push((dead.name.clone(), acks_of(&mut dead.member)));
+        let acks = acks_by_room(self.plan.rooms, &dead.name, &mut dead.member);
+        self.acked.extend(acks);
         self.report.host_kills += 1;
-        // Failover time: until every survivor shows a message sent after the kill.
+        // Failover time: until every survivor shows a message sent after
+        // the kill in the room whose host died.
         let probe = format!("probe-after-kill-{}", self.report.host_kills);
         if let Some(first) = self.nodes.first_mut() {
-            first.member.say(&probe).await;
+            first.member.say_in(&room, &probe).await;
             self.report.sent += 1;
         }
         for n in self.nodes.iter_mut() {
-            n.member.wait_event("message", &[("text", &probe)]).await;
+            n.member
+                .wait_event("message", &[("text", &probe), ("room", &room)])
+                .await;
         }
         self.report
             .failover_ms
             .push(killed_at.elapsed().as_millis() as u64);
         tracing_line(&format!(
-            "killed host {name} at epoch {epoch}; chat back after {:?}",
+            "killed host {name} of #{room} at epoch {epoch}; chat back after {:?}",
             killed_at.elapsed()
         ));
         self.restart_node(dead.name, dead.incarnation + 1).await;
@@ -259,7 +340,7 @@ impl Run {
         // The relay frees the name once the dead node's watch stream is gone.
         let deadline = Instant::now() + crate::DEADLINE;
         loop {
-            let mut member = spawn_node(&self.relay.uri(), &name, &[]).await;
+            let mut member = spawn_node(&self.relay.uri(), &name, &self.args()).await;
             if member.wait_or_end(|e| e["type"] == "host").await.is_some() {
                 self.nodes.push(Node {
                     name,
@@ -287,37 +368,61 @@ impl Run {
     }
 
     /// Waits until every survivor holds every acknowledged message, then
-    /// compares the logs.
+    /// compares the logs, room by room.
     async fn settle_and_check(&mut self) {
-        // A final marker from every survivor flushes what is in flight.
+        let rooms: Vec<String> = (0..self.plan.rooms).map(room_name).collect();
+        // A final marker from every survivor in every room flushes what is
+        // in flight.
+        let mut markers = Vec::new();
         for n in self.nodes.iter_mut() {
-            let marker = format!("final-{}", n.name);
-            n.member.say(&marker).await;
-            self.report.sent += 1;
+            for room in &rooms {
+                let marker = format!("final-{room}-{}", n.name);
+                n.member.say_in(room, &marker).await;
+                self.report.sent += 1;
+                markers.push((room.clone(), marker));
+            }
         }
-        let markers: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("final-{}", n.name))
-            .collect();
         for n in self.nodes.iter_mut() {
             n.member
                 .wait_until("every final marker", |seen| {
-                    markers.iter().all(|m| {
-                        seen.iter()
-                            .any(|e| e["type"] == "message" && e["text"] == *m)
+                    markers.iter().all(|(room, m)| {
+                        seen.iter().any(|e| {
+                            e["type"] == "message" && e["text"] == *m && e["room"] == *room
+                        })
                     })
                 })
                 .await;
         }
         for n in self.nodes.iter_mut() {
-            self.acked.push((n.name.clone(), acks_of(&mut n.member)));
+            let acks = acks_by_room(self.plan.rooms, &n.name, &mut n.member);
+            self.acked.extend(acks);
         }
-        self.report.acked = self.acked.iter().map(|(_, a)| a.len()).sum();
+        for room in &rooms {
+            let tally = self.check_room(room);
+            self.report.acked += tally.acked;
+            self.report.lost += tally.lost;
+            self.report.dup += tally.dup;
+            self.report.reordered += tally.reordered;
+            self.report.rooms.insert(room.clone(), tally);
+        }
+    }
+
+    /// Compares the survivors' logs of `room` with each other and with
+    /// every acknowledgement received in it.
+    fn check_room(&mut self, room: &str) -> RoomTally {
+        let mut tally = RoomTally {
+            acked: self
+                .acked
+                .iter()
+                .filter(|(r, _, _)| r == room)
+                .map(|(_, _, a)| a.len())
+                .sum(),
+            ..RoomTally::default()
+        };
         let logs: Vec<MemberLog> = self
             .nodes
             .iter_mut()
-            .map(|n| MemberLog::of(&mut n.member))
+            .map(|n| MemberLog::of(&mut n.member, room))
             .collect();
         let reference = logs.first().map(|l| l.log.clone()).unwrap_or_default();
         for MemberLog {
@@ -327,24 +432,25 @@ impl Run {
             gaps,
         } in &logs
         {
-            self.report.dup += dup_seqs + duplicate_texts(log);
+            tally.dup += dup_seqs + duplicate_texts(log);
             if log != &reference || *gaps > 0 {
-                self.report.reordered += 1;
+                tally.reordered += 1;
                 let first = log.iter().zip(reference.iter()).find(|(a, b)| a != b);
                 tracing_line(&format!(
-                    "{name}: log differs from the first survivor's (gaps {gaps}, len {} vs {}): first difference {first:?}",
+                    "{name}: #{room} log differs from the first survivor's (gaps {gaps}, len {} vs {}): first difference {first:?}",
                     log.len(),
                     reference.len()
                 ));
             }
-            for (sender, acks) in &self.acked {
+            for (_, sender, acks) in self.acked.iter().filter(|(r, _, _)| r == room) {
                 for seq in acks.values() {
                     if log.get(seq).is_none_or(|(from, _)| from != sender) {
-                        self.report.lost += 1;
+                        tally.lost += 1;
                     }
                 }
             }
         }
+        tally
     }
 }
 
@@ -362,14 +468,19 @@ struct MemberLog {
 }
 
 impl MemberLog {
-    fn of(member: &mut Member) -> Self {
+    fn of(member: &mut Member, room: &str) -> Self {
         member.drain();
-        for e in member.seen.iter().filter(|e| e["type"] == "error") {
+        for e in member
+            .seen
+            .iter()
+            .filter(|e| e["type"] == "error" && e["room"] == room)
+        {
             tracing_line(&format!("{}: error event {e}", member.name));
         }
         let mut log = Log::new();
         let mut dup_seqs = 0;
-        for e in member.seen.iter().filter(|e| e["type"] == "message") {
+        let in_room = |e: &&Value| e["type"] == "message" && e["room"] == room;
+        for e in member.seen.iter().filter(in_room) {
             let seq = e["seq"].as_u64().unwrap_or(0);
             if log
                 .insert(seq, (str_of(e, "from"), str_of(e, "text")))

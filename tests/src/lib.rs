@@ -248,6 +248,23 @@ pub async fn join_relay_client_only(
     start_member(bound, name, None, NodeStore::in_memory()).await
 }
 
+/// Starts an in-process member in `rooms` (the first is its current
+/// room), keeping its key in `data_dir` (joining again with the same
+/// directory is the same user restarting).
+pub async fn join_rooms(
+    relay_uri: &str,
+    name: &str,
+    rooms: &[String],
+    data_dir: &Path,
+) -> Result<Member, chat_node::StartError> {
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let bound = BoundNode::bind(relay_uri, listen, None)
+        .await?
+        .with_rooms(rooms.to_vec());
+    let store = NodeStore::new(Some(data_dir.to_path_buf()), None, false);
+    start_member(bound, name, None, store).await
+}
+
 /// Starts an in-process member of the relay at `relay_uri` with these
 /// TLS options.
 pub async fn join_with_transport(

@@ -245,6 +245,29 @@ impl Member {
             .collect()
     }
 
+    /// Chat messages seen so far in `room`: `(seq, from, text)` in
+    /// arrival order.
+    pub fn room_messages(&mut self, room: &str) -> Vec<(u64, String, String)> {
+        self.drain();
+        self.seen
+            .iter()
+            .filter(|e| e["type"] == "message" && e["room"] == room)
+            .map(|e| {
+                (
+                    e["seq"].as_u64().unwrap_or(0),
+                    e["from"].as_str().unwrap_or("").to_string(),
+                    e["text"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Says `text` in `room` (making it the current room first).
+    pub async fn say_in(&mut self, room: &str, text: &str) {
+        self.say(&format!("/room #{room}")).await;
+        self.say(text).await;
+    }
+
     /// Texts of the chat messages seen so far.
     pub fn texts(&mut self) -> Vec<String> {
         self.messages().into_iter().map(|(_, _, t)| t).collect()

@@ -14,6 +14,16 @@ async fn nothing_acknowledged_is_lost_through_migrations_host_kills_and_relay_re
     assert_eq!(report.relay_restarts, plan.relay_restarts);
     assert!(report.migrations >= plan.migrations, "{}", report.summary());
     assert!(report.acked > 0, "{}", report.summary());
+    assert_eq!(report.rooms.len(), plan.rooms, "{}", report.summary());
+    for (room, tally) in &report.rooms {
+        assert!(tally.acked > 0, "#{room}: {}", report.summary());
+        assert_eq!(
+            (tally.lost, tally.dup, tally.reordered),
+            (0, 0, 0),
+            "#{room}: {}",
+            report.summary()
+        );
+    }
     assert_eq!(
         (report.lost, report.dup, report.reordered),
         (0, 0, 0),

@@ -4,6 +4,7 @@
 
 mod commands;
 mod events;
+mod reconnect;
 mod rooms;
 mod session;
 mod verify;
@@ -22,9 +23,7 @@ use chat_proto::pb::relay::HostRecord;
 use chat_proto::rules;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Messages sent but not yet acknowledged, at most.
 pub const MAX_PENDING: usize = 1000;
@@ -98,60 +97,6 @@ fn node_of(record: &HostRecord) -> NodeAddr {
     }
 }
 
-/// Runs the client of `room` until the user exits or leaves the room, or
-/// the node stops.
-async fn run_room(
-    shared: Arc<NodeShared>,
-    room: Arc<RoomHost>,
-    mut commands: mpsc::Receiver<UserCommand>,
-    events: mpsc::Sender<RoomEvent>,
-    cancel: CancellationToken,
-) {
-    let (outbox_tx, mut outbox) = mpsc::channel(SEALED_OUTBOX);
-    let mut client = Client {
-        shared,
-        room,
-        events,
-        view: View::default(),
-        backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
-        verifier: verify::Verifier::default(),
-        retry_at: None,
-        refused: HashSet::new(),
-        outbox: outbox_tx,
-    };
-    let mut next: Option<NodeAddr> = None;
-    loop {
-        let host = match next.take() {
-            Some(host) => host,
-            None => match client.wait_for_host(&mut commands, &cancel).await {
-                Some(host) => host,
-                None => return,
-            },
-        };
-        match client
-            .session(&host, &mut commands, &mut outbox, &cancel)
-            .await
-        {
-            SessionEnd::Exit => return,
-            SessionEnd::Redirect(host) => {
-                client.connection(Connection::Moving).await;
-                next = Some(host);
-            }
-            SessionEnd::Lost(why) => {
-                tracing::info!(%why, "lost the host; reconnecting");
-                client.connection(Connection::Reconnecting).await;
-                let delay = client.backoff.next_delay();
-                if !client
-                    .offline(&host.address, delay, &mut commands, &cancel)
-                    .await
-                {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 impl Client {
     async fn emit(&self, event: ClientEvent) {
         // The UI is gone only when the node is shutting down.
@@ -167,79 +112,6 @@ impl Client {
         if self.view.connection != Some(state) {
             self.view.connection = Some(state);
             self.emit(ClientEvent::Connection { state }).await;
-        }
-    }
-
-    /// Waits until a host is known, handling commands meanwhile. `None`
-    /// when the user exits.
-    async fn wait_for_host(
-        &mut self,
-        commands: &mut mpsc::Receiver<UserCommand>,
-        cancel: &CancellationToken,
-    ) -> Option<NodeAddr> {
-        let mut host_rx = self.room.host_watch();
-        let mut no_host_rx = self.room.no_host_watch();
-        loop {
-            if let Some(host) = host_rx.borrow_and_update().as_ref() {
-                return Some(node_of(host));
-            }
-            let reason = no_host_rx.borrow_and_update().clone();
-            self.announce_no_host(reason).await;
-            tokio::select! {
-                changed = host_rx.changed() => changed.ok()?,
-                changed = no_host_rx.changed() => changed.ok()?,
-                cmd = commands.recv() => if !self.offline_command(cmd?).await { return None },
-                _ = cancel.cancelled() => return None,
-            }
-        }
-    }
-
-    /// Spends `delay` without a host after `tried` failed, handling
-    /// commands; false on exit. Returns at once if the relay already names
-    /// another host, and as soon as it names a new one.
-    async fn offline(
-        &mut self,
-        tried: &str,
-        delay: Duration,
-        commands: &mut mpsc::Receiver<UserCommand>,
-        cancel: &CancellationToken,
-    ) -> bool {
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        // A new host (failover, relay restart) ends the wait early.
-        let mut host_rx = self.room.host_watch();
-        // The record may have changed while the failed connect was under way
-        // (the failover it reports is why the old host was unreachable).
-        let moved = host_rx
-            .borrow_and_update()
-            .as_ref()
-            .is_some_and(|h| h.address != tried);
-        if moved {
-            return true;
-        }
-        let mut no_host_rx = self.room.no_host_watch();
-        loop {
-            let reason = no_host_rx.borrow_and_update().clone();
-            self.announce_no_host(reason).await;
-            tokio::select! {
-                _ = &mut sleep => return true,
-                changed = host_rx.changed() => return changed.is_ok(),
-                changed = no_host_rx.changed() => if changed.is_err() { return false },
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => if !self.offline_command(cmd).await { return false },
-                    None => return false,
-                },
-                _ = cancel.cancelled() => return false,
-            }
-        }
-    }
-
-    /// Tells the user why the chat has no host, once per reason.
-    async fn announce_no_host(&mut self, reason: Option<String>) {
-        let Some(reason) = reason else { return };
-        if self.view.no_host.as_ref() != Some(&reason) {
-            self.view.no_host = Some(reason.clone());
-            self.emit(ClientEvent::NoHost { reason }).await;
         }
     }
 

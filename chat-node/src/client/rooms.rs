@@ -3,7 +3,8 @@
 //! join, leave, list and switch rooms.
 
 use super::events::{ClientEvent, RoomEvent, RoomSummary};
-use super::{run_room, UserCommand};
+use super::reconnect::run_room;
+use super::UserCommand;
 use crate::host::RoomHost;
 use crate::node::NodeShared;
 use std::collections::BTreeMap;

@@ -1,22 +1,17 @@
-//! Host duties over time: planned migration (make-before-break handoff) on
-//! a fixed schedule, and forgetting members that stayed away.
+//! The planned migration of a room, make-before-break: ship the room to the
+//! member chosen while still serving, freeze, ship the rest, move the
+//! relay's pointer, then tell the successor and the clients.
 
-use super::replica::{peer_client, replicate_while_hosting, ReplicaCursor};
+use super::replica::{peer_client, ReplicaCursor};
 use super::Role;
 use crate::error::NodeError;
 use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::Member;
 use chat_proto::pb::relay::HostRecord;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use thiserror::Error;
-use tokio::time::MissedTickBehavior;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-
-/// How often away members are looked for.
-const AWAY_CHECK: Duration = Duration::from_secs(1);
 
 /// Why a handoff did not happen; the host keeps the role.
 #[derive(Debug, Error)]
@@ -38,62 +33,6 @@ pub enum HandoffError {
     /// The relay refused the move.
     #[error("relay refused the move: {0}")]
     Relay(tonic::Status),
-}
-
-/// Runs the host duties whenever this node is live, until cancelled:
-/// replication to the successor and lease renewal (each in its own task, so
-/// a slow handoff never starves the lease), planned migration on a fixed
-/// schedule, and forgetting members that stayed away.
-pub async fn run_host_duties(host: Arc<RoomHost>, cancel: CancellationToken) {
-    let mut role_rx = host.core().tenure.watch_role();
-    loop {
-        let epoch = tokio::select! {
-            r = role_rx.wait_for(|r| matches!(r, Role::Live { .. })) => match r {
-                Ok(role) => role.hosting_epoch().unwrap_or(0),
-                Err(_) => return,
-            },
-            _ = cancel.cancelled() => return,
-        };
-        let term = cancel.child_token();
-        tokio::spawn(replicate_while_hosting(host.clone(), epoch, term.clone()));
-        tokio::spawn(renew_lease_while_hosting(host.clone(), epoch, term.clone()));
-        let period = host.node.settings.migration_interval;
-        let mut migrate = tokio::time::interval_at((Instant::now() + period).into(), period);
-        migrate.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut away = tokio::time::interval(AWAY_CHECK);
-        while host.role().hosting_epoch() == Some(epoch) {
-            tokio::select! {
-                _ = migrate.tick() => match host.hand_off().await {
-                    Ok(to) => tracing::info!(epoch = to.epoch, to = %to.name, "handed the chat off"),
-                    Err(HandoffError::NoSuccessor) => tracing::debug!("alone: the chat stays here"),
-                    Err(e) => tracing::warn!(error = %e, "planned migration failed; still hosting"),
-                },
-                _ = away.tick() => host.forget_away_members(),
-                changed = role_rx.changed() => if changed.is_err() { break },
-                _ = cancel.cancelled() => break,
-            }
-        }
-        term.cancel();
-    }
-}
-
-/// Renews the host lease at the relay, naming the successor, four times per
-/// lease period while this node hosts `epoch`.
-async fn renew_lease_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(host.node.settings.lease / 4);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    while host.role().hosting_epoch() == Some(epoch) {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = cancel.cancelled() => return,
-        }
-        let successor = host.core().successor.clone().unwrap_or_default();
-        if let Err(status) = host.renew_lease(epoch, &successor).await {
-            // A newer epoch reaches us on the relay watch; an outage is
-            // ridden out (clients still chat through this host).
-            tracing::debug!(%status, epoch, "lease renewal failed");
-        }
-    }
 }
 
 impl RoomHost {
@@ -193,22 +132,6 @@ impl RoomHost {
         };
         if let Err(status) = confirmed {
             tracing::warn!(%status, "successor did not confirm takeover; it will learn from the relay");
-        }
-    }
-
-    /// Removes members whose sessions have been gone longer than the
-    /// relay's away grace.
-    fn forget_away_members(&self) {
-        let gone: Vec<String> = {
-            let core = self.core();
-            core.away_since
-                .iter()
-                .filter(|(_, since)| since.elapsed() > self.node.settings.away_grace)
-                .map(|(name, _)| name.clone())
-                .collect()
-        };
-        for name in gone {
-            self.leave_room(&name);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The dormant chat server every node carries, and the host role it takes
 //! when the relay points at this node.
 
+pub mod duties;
 pub mod fencing;
 pub mod handoff;
 mod outbound;
