@@ -140,7 +140,8 @@ async fn assert_quit_cleanly(tmux: &Tmux, name: &str) {
 }
 
 /// Starts `chat-node --mode tui` for alice and bob, each in its own tmux
-/// terminal, and waits until both show the chat active (the relay activates
+/// terminal and data directory (so tests running at once do not share
+/// keys), and waits until both show the chat active (the relay activates
 /// it at two members).
 async fn alice_and_bob_in_tmux(label: &str, relay: &RelayProcess) -> Tmux {
     let node = binary("chat-node");
@@ -149,7 +150,7 @@ async fn alice_and_bob_in_tmux(label: &str, relay: &RelayProcess) -> Tmux {
     let mut tmux = Tmux::new(label);
     for name in ["alice", "bob"] {
         let command = format!(
-            "RUST_LOG={} {node} {} --name {name} --mode tui --listen 127.0.0.1:0; \
+            "RUST_LOG={} {node} {} --name {name} --mode tui --listen 127.0.0.1:0 --data-dir .; \
              echo \"chat-node exited: $?\"; stty -a",
             sh_quote(&log),
             sh_quote(&relay.uri()),
