@@ -118,6 +118,13 @@ impl Tmux {
         self.tmux(&["send-keys", "-t", name, "Enter"]);
     }
 
+    /// Presses keys in session `name`, in tmux's names (`C-p`, `M-Down`).
+    pub fn keys(&self, name: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", name];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
     /// The visible screen of session `name`, as text.
     pub fn screen(&self, name: &str) -> String {
         self.tmux(&["capture-pane", "-p", "-t", name])

@@ -2,9 +2,10 @@
 //! `chat-node --mode tui` processes, each in its own tmux terminal on a
 //! private tmux server. Keys are typed with `send-keys`, screens are read
 //! with `capture-pane`: a message typed in one terminal shows up in the
-//! other, the status bar follows the host as it moves every 2 s, and `/quit`
-//! ends the program and gives the terminal back (main screen, cooked mode,
-//! no mouse reporting).
+//! other, the status bar follows the host as it moves every 2 s, a room
+//! joined with `/join` has its own transcript and unread count in the room
+//! list, Ctrl-P and `/room` switch rooms, and `/quit` ends the program and
+//! gives the terminal back (main screen, cooked mode, no mouse reporting).
 
 use chat_tests::procs::{binary, RelayProcess};
 use chat_tests::tmux::Tmux;
@@ -41,6 +42,58 @@ fn status_line(screen: &str) -> &str {
 fn active_and_connected(screen: &str) -> bool {
     let status = status_line(screen);
     status.contains(" active") && status.contains(" connected") && status_host(screen).is_some()
+}
+
+/// Whether the status bar names `room` as the current room.
+fn current_room(screen: &str, room: &str) -> bool {
+    status_line(screen).starts_with(&format!(" #{room} │"))
+}
+
+/// The unread count the room list shows for `room` (0 if none), if it
+/// lists the room: its row is `│#room      N│`.
+fn unread(screen: &str, room: &str) -> Option<u32> {
+    let row = screen
+        .lines()
+        .filter_map(|l| l.strip_prefix('│')?.split('│').next())
+        .find(|cell| cell.split_whitespace().next() == Some(&format!("#{room}")))?;
+    row.split_whitespace()
+        .nth(1)
+        .map_or(Some(0), |n| n.parse().ok())
+}
+
+/// Both join `#ops`; a message there shows on its screens only; Ctrl-P
+/// goes back to `#lobby`, where the room list counts what arrives in
+/// `#ops`; `/room #ops` shows it and clears the count.
+async fn rooms_keep_their_own_transcripts(tmux: &Tmux) {
+    for name in ["alice", "bob"] {
+        tmux.type_line(name, "/join #ops");
+    }
+    for name in ["alice", "bob"] {
+        tmux.wait_screen(name, "#ops current and active", |s| {
+            current_room(s, "ops") && active_and_connected(s) && unread(s, "lobby") == Some(0)
+        })
+        .await;
+    }
+    tmux.type_line("alice", "only in ops");
+    tmux.wait_screen("bob", "alice's message in #ops", |s| {
+        s.contains("alice: only in ops")
+    })
+    .await;
+    tmux.keys("bob", &["C-p"]);
+    tmux.wait_screen("bob", "#lobby without the #ops message", |s| {
+        current_room(s, "lobby") && !s.contains("only in ops") && s.contains("hi alice, bob here")
+    })
+    .await;
+    tmux.type_line("alice", "unread in ops");
+    tmux.wait_screen("bob", "one unread message in #ops", |s| {
+        unread(s, "ops") == Some(1) && !s.contains("unread in ops")
+    })
+    .await;
+    tmux.type_line("bob", "/room #ops");
+    tmux.wait_screen("bob", "#ops with the message read", |s| {
+        current_room(s, "ops") && s.contains("alice: unread in ops") && unread(s, "ops") == Some(0)
+    })
+    .await;
 }
 
 /// Waits until session `name`'s program ended, then checks it exited with
@@ -86,31 +139,59 @@ async fn assert_quit_cleanly(tmux: &Tmux, name: &str) {
     }
 }
 
-#[tokio::test]
-async fn two_terminals_chat_watch_the_host_move_and_quit() {
-    if !Tmux::available_or_skip("the terminal interface test drives chat-node in tmux") {
-        return;
-    }
-    let relay = RelayProcess::start(&["--min-users", "2", "--migration-interval", "2s"]).await;
+/// Starts `chat-node --mode tui` for alice and bob, each in its own tmux
+/// terminal and data directory (so tests running at once do not share
+/// keys), and waits until both show the chat active (the relay activates
+/// it at two members).
+async fn alice_and_bob_in_tmux(label: &str, relay: &RelayProcess) -> Tmux {
     let node = binary("chat-node");
     let node = sh_quote(node.to_str().expect("UTF-8 binary path"));
     let log = std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into());
-    let mut tmux = Tmux::new("tui-e2e");
+    let mut tmux = Tmux::new(label);
     for name in ["alice", "bob"] {
         let command = format!(
-            "RUST_LOG={} {node} {} --name {name} --mode tui --listen 127.0.0.1:0; \
+            "RUST_LOG={} {node} {} --name {name} --mode tui --listen 127.0.0.1:0 --data-dir .; \
              echo \"chat-node exited: $?\"; stty -a",
             sh_quote(&log),
             sh_quote(&relay.uri()),
         );
         tmux.start(name, &command, COLS, ROWS);
     }
-
-    // Both see the chat activate once the second member is in.
     for name in ["alice", "bob"] {
         tmux.wait_screen(name, "an active chat with a host", active_and_connected)
             .await;
     }
+    tmux
+}
+
+#[tokio::test]
+async fn rooms_keep_their_own_transcripts_and_unread_counts() {
+    if !Tmux::available_or_skip("the terminal interface test drives chat-node in tmux") {
+        return;
+    }
+    let relay = RelayProcess::start(&["--min-users", "2"]).await;
+    let tmux = alice_and_bob_in_tmux("tui-rooms", &relay).await;
+    tmux.type_line("bob", "hi alice, bob here");
+    tmux.wait_screen("alice", "bob's message", |s| {
+        s.contains("bob: hi alice, bob here")
+    })
+    .await;
+    rooms_keep_their_own_transcripts(&tmux).await;
+    tmux.type_line("alice", "/quit");
+    assert_quit_cleanly(&tmux, "alice").await;
+    tmux.type_line("bob", "/quit");
+    assert_quit_cleanly(&tmux, "bob").await;
+    drop(tmux);
+    drop(relay);
+}
+
+#[tokio::test]
+async fn two_terminals_chat_watch_the_host_move_and_quit() {
+    if !Tmux::available_or_skip("the terminal interface test drives chat-node in tmux") {
+        return;
+    }
+    let relay = RelayProcess::start(&["--min-users", "2", "--migration-interval", "2s"]).await;
+    let tmux = alice_and_bob_in_tmux("tui-e2e", &relay).await;
 
     // A message typed by alice shows up on bob's screen, and on alice's as
     // acknowledged (no longer "sending…"); and the other way round.

@@ -52,11 +52,14 @@ pub async fn run(
         clients: BTreeMap::new(),
         current: String::new(),
     };
-    for room in shared.rooms() {
-        rooms.start(room);
-    }
     if let Some(first) = shared.first_room() {
         rooms.current = first;
+        // Said before any room's client starts, so interfaces know which
+        // room is current before the first event of any room arrives.
+        rooms.emit(&rooms.current, ClientEvent::CurrentRoom).await;
+    }
+    for room in shared.rooms() {
+        rooms.start(room);
     }
     loop {
         let cmd = tokio::select! {

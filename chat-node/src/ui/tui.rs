@@ -1,27 +1,39 @@
-//! Full-screen terminal interface: a scrolling message pane, an optional
-//! member pane (F2), a status bar and an input line that incoming messages
-//! never overwrite.
+//! Full-screen terminal interface: a room list (left: each room this node
+//! is in, its unread count, the current room highlighted), the current
+//! room's scrolling message pane, an optional member pane (F2, right), a
+//! status bar (current room, its activation, host, connection) and an input
+//! line that incoming messages never overwrite. Each room has its own
+//! messages, members, host and scroll position; private messages show in
+//! the room that is current when they arrive.
 //!
 //! Keys: Enter sends; Left/Right/Home/End, Backspace/Delete, Ctrl-A/E/U/K/W
-//! edit; Up/Down browse the history; Tab completes commands and member names;
-//! PageUp/PageDown and the mouse wheel scroll, Esc returns to the bottom;
-//! F2 shows the members; Ctrl-L repaints; Ctrl-C, Ctrl-D on an empty line,
-//! `$exit` and `/quit` leave.
+//! edit; Up/Down browse the history; Tab completes commands, member names
+//! and `#rooms`; Ctrl-N/Ctrl-P (or Alt-Down/Alt-Up) go to the next/previous
+//! room, Alt-1..Alt-9 to the room at that place in the list; `/room #NAME`
+//! too; PageUp/PageDown and the mouse wheel scroll, Esc returns to the
+//! bottom; F2 shows the members; Ctrl-L repaints; Ctrl-C, Ctrl-D on an empty
+//! line, `$exit` and `/quit` leave.
 //!
 //! The state ([`TuiState`]) and the drawing ([`draw`]) are separate so the
 //! view can be tested against ratatui's `TestBackend`.
 
 pub mod editor;
 pub mod input;
+pub mod panes;
 pub mod pending;
+pub mod room;
 pub mod state;
+pub mod status;
 pub mod text;
 pub mod view;
 
 #[cfg(test)]
+mod rooms_tests;
+#[cfg(test)]
 mod test_support;
 
 pub use input::Action;
+pub use room::RoomView;
 pub use state::TuiState;
 pub use view::draw;
 
@@ -117,10 +129,10 @@ async fn on_input<B: Backend<Error = io::Error>>(
 /// Applies `first` and whatever else already arrived (up to
 /// [`EVENT_BATCH`]), so a burst costs one redraw.
 fn apply_burst(state: &mut TuiState, first: &RoomEvent, events: &mut mpsc::Receiver<RoomEvent>) {
-    state.apply(&first.event);
+    state.apply(first);
     for _ in 0..EVENT_BATCH {
         match events.try_recv() {
-            Ok(event) => state.apply(&event.event),
+            Ok(event) => state.apply(&event),
             Err(_) => break,
         }
     }
@@ -136,6 +148,14 @@ async fn perform<B: Backend<Error = io::Error>>(
         Action::Quit => Some(Ok(())),
         // The client is gone: nothing is left to drive.
         Action::Send(cmd) => commands.send(cmd).await.is_err().then_some(Ok(())),
+        Action::SendAll(cmds) => {
+            for cmd in cmds {
+                if commands.send(cmd).await.is_err() {
+                    return Some(Ok(()));
+                }
+            }
+            None
+        }
         Action::Repaint => terminal.clear().err().map(Err),
     }
 }

@@ -1,5 +1,8 @@
 //! What the nodes print, read back from `docker logs --timestamps`: chat
-//! messages, acks and host changes, in `json` or `line` mode.
+//! messages, acks and host changes, in `json` or `line` mode, each with the
+//! room it is about (`line` mode puts `#room ` in front, `json` mode has a
+//! `room` field; neither for events about no room, such as private
+//! messages).
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -48,11 +51,23 @@ pub enum Event {
 
 impl Event {
     /// Parses one line of a node's output: a JSON object in `json` mode,
-    /// else the `line` mode format.
+    /// else the `line` mode format. The room, if any, is dropped.
     pub fn parse(line: &str) -> Event {
+        Self::parse_in_room(line).1
+    }
+
+    /// Parses one line of a node's output into the room it is about (""
+    /// for none) and the event.
+    pub fn parse_in_room(line: &str) -> (String, Event) {
         match serde_json::from_str::<Value>(line) {
-            Ok(v) if v.is_object() => Self::from_json(&v),
-            _ => Self::from_line(line),
+            Ok(v) if v.is_object() => {
+                let room = v["room"].as_str().unwrap_or_default().to_string();
+                (room, Self::from_json(&v))
+            }
+            _ => {
+                let (room, rest) = split_room(line);
+                (room.to_string(), Self::from_line(rest))
+            }
         }
     }
 
@@ -117,11 +132,22 @@ impl Event {
     }
 }
 
+/// Splits a `line`-mode line into the room named in front of it (`#room `)
+/// and the rest; `("", line)` if it names none.
+pub fn split_room(line: &str) -> (&str, &str) {
+    match line.strip_prefix('#').and_then(|rest| rest.split_once(' ')) {
+        Some((room, rest)) if !room.is_empty() => (room, rest),
+        _ => ("", line),
+    }
+}
+
 /// An event and when `docker logs` saw it printed.
 #[derive(Debug, Clone)]
 pub struct Logged {
     /// The docker daemon's timestamp of the line.
     pub at: SystemTime,
+    /// The room the event is about ("" for none).
+    pub room: String,
     /// The event.
     pub event: Event,
 }
@@ -130,9 +156,11 @@ impl Logged {
     /// Parses a line of `docker logs --timestamps`.
     pub fn parse(line: &str) -> Option<Logged> {
         let (at, text) = line.split_once(' ')?;
+        let (room, event) = Event::parse_in_room(text);
         Some(Logged {
             at: parse_timestamp(at)?,
-            event: Event::parse(text),
+            room,
+            event,
         })
     }
 }
@@ -188,6 +216,19 @@ pub struct View {
 }
 
 impl View {
+    /// The events about `room` only, of every node.
+    pub fn in_room(&self, room: &str) -> View {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|(node, events)| {
+                let events = events.iter().filter(|e| e.room == room).cloned();
+                (node.clone(), events.collect())
+            })
+            .collect();
+        View { nodes }
+    }
+
     /// A node's events.
     pub fn events(&self, node: &str) -> &[Logged] {
         self.nodes.get(node).map_or(&[], Vec::as_slice)
@@ -335,5 +376,53 @@ fn add_to_history(node: &str, shown: &[Message], history: &mut History) {
             "{node}: message {} differs between nodes",
             m.seq
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_mode_events_with_and_without_a_room() {
+        let parsed = Event::parse_in_room("#ops [3] bob: hi there");
+        let hi = Event::Message(Message {
+            seq: 3,
+            from: "bob".into(),
+            text: "hi there".into(),
+        });
+        assert_eq!(parsed, ("ops".to_string(), hi.clone()));
+        assert_eq!(Event::parse("[3] bob: hi there"), hi);
+        assert_eq!(
+            Event::parse_in_room("#lobby * host is now al at h:1 (epoch 4)"),
+            (
+                "lobby".to_string(),
+                Event::Host {
+                    epoch: 4,
+                    name: "al".into()
+                }
+            )
+        );
+        assert_eq!(
+            Event::parse("#lobby ! it broke"),
+            Event::Error("it broke".into())
+        );
+        assert_eq!(Event::parse("#ops * cy joined"), Event::Joined("cy".into()));
+        assert_eq!(
+            Event::parse_in_room("(private) bob: psst"),
+            (String::new(), Event::Other("(private) bob: psst".into()))
+        );
+    }
+
+    #[test]
+    fn json_events_carry_their_room() {
+        let line = r#"{"room":"ops","type":"ack","id":"x","seq":2}"#;
+        let ack = Event::Ack {
+            id: "x".into(),
+            seq: 2,
+        };
+        assert_eq!(Event::parse_in_room(line), ("ops".to_string(), ack));
+        let logged = Logged::parse(&format!("2026-11-25T10:28:31.9Z {line}")).expect("parses");
+        assert_eq!(logged.room, "ops");
     }
 }

@@ -2,7 +2,8 @@
 
 /// Commands that Tab completes at the start of the line.
 pub const COMMANDS: &[&str] = &[
-    "/who", "/host", "/help", "/msg", "/quit", "/reset", "$private", "$exit", "$reset",
+    "/who", "/host", "/help", "/msg", "/quit", "/reset", "/join", "/part", "/rooms", "/room",
+    "$private", "$exit", "$reset",
 ];
 
 /// Input lines remembered for Up/Down.
@@ -152,7 +153,7 @@ impl InputLine {
     }
 
     /// Completes the word before the cursor: a command at the start of the
-    /// line, else a member name. A single match is completed with a space
+    /// line, else a member name or `#room` from `members`. A single match is completed with a space
     /// after it; several are completed to their common prefix, or returned
     /// when that adds nothing.
     pub fn complete(&mut self, members: &[String]) -> Option<Vec<String>> {

@@ -1,6 +1,7 @@
 //! What keys, the mouse and pasted text do to the interface state.
 
-use super::state::{LineKind, TuiState};
+use super::room::LineKind;
+use super::state::TuiState;
 use crate::client::{parse_line, UserCommand};
 use chat_proto::trust::now_unix_ms;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
@@ -13,6 +14,8 @@ const WHEEL_ROWS: usize = 3;
 pub enum Action {
     /// Hand this command to the client.
     Send(UserCommand),
+    /// Hand these commands to the client, in order.
+    SendAll(Vec<UserCommand>),
     /// Leave the interface.
     Quit,
     /// Repaint the whole screen (Ctrl-L).
@@ -44,8 +47,12 @@ impl TuiState {
     /// Handles one key press.
     pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
         // AltGr arrives as Ctrl+Alt on some systems: it types a character.
-        let alt_gr = ctrl && key.modifiers.contains(KeyModifiers::ALT);
+        let alt_gr = ctrl && alt;
+        if let Some(action) = self.room_key(key.code, ctrl && !alt_gr, alt && !alt_gr) {
+            return action;
+        }
         let input = &mut self.input;
         match key.code {
             KeyCode::Char(c) if ctrl && !alt_gr => match c.to_ascii_lowercase() {
@@ -60,7 +67,7 @@ impl TuiState {
                 'l' => return Some(Action::Repaint),
                 _ => {}
             },
-            KeyCode::Char(_) if key.modifiers.contains(KeyModifiers::ALT) && !alt_gr => {}
+            KeyCode::Char(_) if alt && !alt_gr => {}
             KeyCode::Char(c) => input.insert(c),
             KeyCode::Backspace => input.backspace(),
             KeyCode::Delete => input.delete(),
@@ -72,17 +79,79 @@ impl TuiState {
             KeyCode::Down => input.history_next(),
             KeyCode::PageUp => self.scroll_up(self.page_rows.get().saturating_sub(1).max(1)),
             KeyCode::PageDown => self.scroll_down(self.page_rows.get().saturating_sub(1).max(1)),
-            KeyCode::Esc => self.scroll = 0,
-            KeyCode::Tab => {
-                if let Some(found) = input.complete(&self.members) {
-                    self.push(now_unix_ms(), LineKind::Info, &found.join("  "));
-                }
-            }
+            KeyCode::Esc => self.view_mut().scroll = 0,
+            KeyCode::Tab => self.complete(),
             KeyCode::F(2) => return self.toggle_members(),
             KeyCode::Enter => return self.submit(),
             _ => {}
         }
         None
+    }
+
+    /// The keys that change rooms: Ctrl-N / Alt-Down the next room, Ctrl-P /
+    /// Alt-Up the previous one, Alt-1 to Alt-9 the room at that place in
+    /// the room list. `Some` if the key is one of them.
+    fn room_key(&mut self, code: KeyCode, ctrl: bool, alt: bool) -> Option<Option<Action>> {
+        let action = match code {
+            KeyCode::Char('n' | 'N') if ctrl => self.next_room(true),
+            KeyCode::Char('p' | 'P') if ctrl => self.next_room(false),
+            KeyCode::Down if alt => self.next_room(true),
+            KeyCode::Up if alt => self.next_room(false),
+            KeyCode::Char(c @ '1'..='9') if alt => {
+                let place = c as usize - '1' as usize;
+                let room = self
+                    .room_list()
+                    .nth(place)
+                    .map(|(name, _)| name.to_string());
+                room.and_then(|room| self.switch_to(&room))
+            }
+            _ => return None,
+        };
+        Some(action)
+    }
+
+    /// Switches to the next (or previous) room of the list, round it.
+    fn next_room(&mut self, forward: bool) -> Option<Action> {
+        let names: Vec<String> = self.room_list().map(|(n, _)| n.to_string()).collect();
+        let count = names.len();
+        let at = names.iter().position(|n| n == self.current_room());
+        let next = match (at, forward) {
+            (_, _) if count == 0 => return None,
+            (None, true) => 0,
+            (None, false) => count - 1,
+            (Some(i), true) => (i + 1) % count,
+            (Some(i), false) => (i + count - 1) % count,
+        };
+        self.switch_to(&names[next])
+    }
+
+    /// Shows `room` at once and tells the client to make it current (it
+    /// answers `CurrentRoom`, or an error for a room this node is not
+    /// in). With the member pane open, also asks for the room's members.
+    pub fn switch_to(&mut self, room: &str) -> Option<Action> {
+        let switch = UserCommand::Switch(room.to_string());
+        if room == self.current_room() {
+            return None;
+        }
+        if self.room(room).is_none() {
+            return Some(Action::Send(switch));
+        }
+        self.make_current(room);
+        if !self.show_members {
+            return Some(Action::Send(switch));
+        }
+        self.view_mut().quiet_who += 1;
+        Some(Action::SendAll(vec![switch, UserCommand::Who]))
+    }
+
+    /// Tab: completes a command, a member of the current room or `#room`.
+    fn complete(&mut self) {
+        let mut pool = self.view().members.clone();
+        pool.extend(self.room_list().map(|(name, _)| format!("#{name}")));
+        if let Some(found) = self.input.complete(&pool) {
+            self.view_mut()
+                .push(now_unix_ms(), LineKind::Info, &found.join("  "));
+        }
     }
 
     /// Shows or hides the member pane; showing it asks the client for a
@@ -92,28 +161,33 @@ impl TuiState {
         if !self.show_members {
             return None;
         }
-        self.quiet_who += 1;
+        self.view_mut().quiet_who += 1;
         Some(Action::Send(UserCommand::Who))
     }
 
     fn scroll_up(&mut self, rows: usize) {
-        self.scroll = self.shown_scroll.get().saturating_add(rows);
+        let shown = self.shown_scroll.get();
+        self.view_mut().scroll = shown.saturating_add(rows);
     }
 
     fn scroll_down(&mut self, rows: usize) {
-        self.scroll = self
-            .shown_scroll
-            .get()
-            .min(self.scroll)
-            .saturating_sub(rows);
+        let shown = self.shown_scroll.get();
+        let view = self.view_mut();
+        view.scroll = shown.min(view.scroll).saturating_sub(rows);
     }
 
     fn submit(&mut self) -> Option<Action> {
         let line = self.input.take();
-        self.scroll = 0;
+        self.view_mut().scroll = 0;
         match parse_line(&line) {
             Ok(None) => None,
             Ok(Some(UserCommand::Exit(_))) => Some(Action::Quit),
+            Ok(Some(UserCommand::Switch(room))) if room == self.current_room() => {
+                let line = format!("#{room} is the current room");
+                self.view_mut().push(now_unix_ms(), LineKind::Info, &line);
+                None
+            }
+            Ok(Some(UserCommand::Switch(room))) => self.switch_to(&room),
             Ok(Some(cmd)) => Some(Action::Send(cmd)),
             Err(message) => {
                 self.push_error(&message);
@@ -198,6 +272,9 @@ mod tests {
         ));
         s.input.set("/frob");
         assert!(s.handle_key(key(KeyCode::Enter)).is_none());
-        assert_eq!(s.lines.back().map(|l| &l.kind), Some(&LineKind::Error));
+        assert_eq!(
+            s.view().lines.back().map(|l| &l.kind),
+            Some(&LineKind::Error)
+        );
     }
 }

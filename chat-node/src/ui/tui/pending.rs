@@ -1,7 +1,8 @@
 //! Own messages between sending and showing up in the log, keyed by the id
 //! the client gave each one when it queued it.
 
-use super::state::{shown, LineKind, RoomState, TuiState};
+use super::room::{LineKind, RoomState, RoomView};
+use super::state::shown;
 use crate::client::{ClientEvent, MAX_PENDING};
 
 /// Own messages shown as pending, at most: the client's queue, plus as many
@@ -23,7 +24,7 @@ pub struct Pending {
     pub held_seq: Option<u64>,
 }
 
-impl TuiState {
+impl RoomView {
     /// Applies an event about this user's own messages; false for other
     /// events.
     ///
@@ -58,7 +59,7 @@ impl TuiState {
         let Some(i) = self.pending.iter().position(|p| p.id == id) else {
             return; // a re-sent message acknowledged again, after it showed
         };
-        if self.room == RoomState::Active || self.logged(seq) {
+        if self.state == RoomState::Active || self.logged(seq) {
             self.pending.remove(i);
         } else if let Some(p) = self.pending.get_mut(i) {
             p.held_seq = Some(seq);
@@ -96,13 +97,13 @@ mod tests {
         ClientEvent::Ack { id: id.into(), seq }
     }
 
-    fn pending_ids(s: &TuiState) -> Vec<&str> {
+    fn pending_ids(s: &RoomView) -> Vec<&str> {
         s.pending.iter().map(|p| p.id.as_str()).collect()
     }
 
     #[test]
     fn an_ack_settles_the_message_with_its_id() {
-        let mut s = TuiState::new("me");
+        let mut s = RoomView::default();
         s.apply(&ClientEvent::Activated);
         s.apply(&queued("a", "one"));
         s.apply(&queued("b", "two"));
@@ -121,7 +122,7 @@ mod tests {
 
     #[test]
     fn identical_texts_acked_out_of_order_settle_the_right_entries() {
-        let mut s = TuiState::new("me");
+        let mut s = RoomView::default();
         s.apply(&ClientEvent::Waiting {
             members: 1,
             min_users: 2,
@@ -143,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_refused_message_leaves_and_the_other_stays_pending() {
-        let mut s = TuiState::new("me");
+        let mut s = RoomView::default();
         s.apply(&ClientEvent::Activated);
         s.apply(&queued("first", "same"));
         s.apply(&queued("second", "same"));
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn held_messages_stay_until_delivered_or_reset() {
-        let mut s = TuiState::new("me");
+        let mut s = RoomView::default();
         s.apply(&ClientEvent::Waiting {
             members: 1,
             min_users: 3,
@@ -184,12 +185,12 @@ mod tests {
             ["b"],
             "held messages go with the history; unacknowledged ones are re-sent, not wiped"
         );
-        assert_eq!(s.room, RoomState::Waiting { min_users: 2 });
+        assert_eq!(s.state, RoomState::Waiting { min_users: 2 });
     }
 
     #[test]
     fn pending_lines_are_bounded() {
-        let mut s = TuiState::new("me");
+        let mut s = RoomView::default();
         for i in 0..MAX_SHOWN + 3 {
             s.apply(&queued(&i.to_string(), "x"));
         }

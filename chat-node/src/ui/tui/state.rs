@@ -1,103 +1,35 @@
 //! What the full-screen interface shows, kept apart from drawing so the view
-//! can be tested: the message log, pending messages, members and status.
+//! can be tested: a view per room (see [`RoomView`]), which room is current,
+//! and the input line.
+//!
+//! Each event goes to the view of its room. Events about no room (private
+//! messages, errors of the interface) and errors about rooms this node is
+//! not in (a failed `/join`) go to the current room's view. A chat message
+//! from someone else in a room that is not current counts as unread there.
 
 use super::editor::InputLine;
-use super::pending::Pending;
-use crate::client::{ClientEvent, Connection};
-use crate::ui::format_event;
+use super::room::{LineKind, RoomView};
+use crate::client::{ClientEvent, RoomEvent, RoomSummary};
 use chat_proto::rules::escape_for_display;
 use chat_proto::trust::now_unix_ms;
 use std::cell::Cell;
-use std::collections::VecDeque;
-
-/// Lines kept in the message pane; older ones are dropped.
-pub const MAX_LINES: usize = 10_000;
-
-/// What kind of line the pane shows, which decides its look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LineKind {
-    /// A chat message.
-    Chat {
-        /// Sequence number.
-        seq: u64,
-        /// Sender.
-        from: String,
-    },
-    /// A private message to this user.
-    PrivateIn {
-        /// Sender.
-        from: String,
-    },
-    /// A private message this user sent.
-    PrivateOut {
-        /// Recipient.
-        to: String,
-    },
-    /// Something that happened to the chat (joins, host changes...).
-    System,
-    /// Text the user asked for (help, host details, completions).
-    Info,
-    /// Something went wrong.
-    Error,
-}
-
-/// One entry of the message pane.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaneLine {
-    /// Unix milliseconds shown as the time stamp.
-    pub at_ms: i64,
-    /// Kind of line.
-    pub kind: LineKind,
-    /// Text, free of control characters except newlines.
-    pub text: String,
-}
-
-/// Whether the chat is active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoomState {
-    /// Not told yet.
-    Unknown,
-    /// Waiting until this many members are here.
-    Waiting {
-        /// Members needed.
-        min_users: u32,
-    },
-    /// Messages flow.
-    Active,
-}
+use std::collections::BTreeMap;
 
 /// The whole state of the interface.
 #[derive(Debug)]
 pub struct TuiState {
-    /// The message pane, oldest first, at most [`MAX_LINES`].
-    pub lines: VecDeque<PaneLine>,
-    /// Own messages not yet acknowledged, oldest first.
-    pub pending: VecDeque<Pending>,
+    /// Each room's view, by name. The view of `""` holds what was said
+    /// while in no room; it is never listed, and moves into the next room
+    /// that becomes current.
+    rooms: BTreeMap<String, RoomView>,
+    /// The room shown and typed into (`""`: in no room).
+    current: String,
     /// The line being typed.
     pub input: InputLine,
-    /// Known members, in order.
-    pub members: Vec<String>,
-    /// Member count as far as known (from `Waiting`, `Members`, joins and leaves).
-    pub member_count: Option<u32>,
-    /// Current host's name.
-    pub host: Option<String>,
-    /// The relay said nobody can host (until the next host).
-    pub no_host: bool,
-    /// Current host term.
-    pub epoch: Option<u64>,
-    /// Whether the chat is active.
-    pub room: RoomState,
-    /// Connection to the host, once known.
-    pub connection: Option<Connection>,
     /// This user's name, as shown.
     pub my_name: String,
     /// Whether the member pane is shown.
     pub show_members: bool,
-    /// Rows scrolled up from the bottom of the message pane.
-    pub scroll: usize,
-    /// `/who` requests sent by the interface itself, whose answer only
-    /// refreshes the member pane.
-    pub(super) quiet_who: u32,
     /// Scroll offset the last draw actually used (clamped to the content).
     pub(super) shown_scroll: Cell<usize>,
     /// Height of the message pane at the last draw.
@@ -105,166 +37,168 @@ pub struct TuiState {
 }
 
 impl TuiState {
-    /// An empty interface state for the user `my_name`.
+    /// An empty interface state for the user `my_name`, in no room yet.
     pub fn new(my_name: &str) -> Self {
         TuiState {
-            lines: VecDeque::new(),
-            pending: VecDeque::new(),
+            rooms: BTreeMap::from([(String::new(), RoomView::default())]),
+            current: String::new(),
             input: InputLine::default(),
-            members: Vec::new(),
-            member_count: None,
-            host: None,
-            no_host: false,
-            epoch: None,
-            room: RoomState::Unknown,
-            connection: None,
             my_name: shown(my_name),
             show_members: false,
-            scroll: 0,
-            quiet_who: 0,
             shown_scroll: Cell::new(0),
             page_rows: Cell::new(10),
         }
     }
 
+    /// The current room's name (`""` while in no room).
+    pub fn current_room(&self) -> &str {
+        &self.current
+    }
+
+    /// The current room's view.
+    pub fn view(&self) -> &RoomView {
+        static NOTHING_YET: RoomView = RoomView::new();
+        self.rooms.get(&self.current).unwrap_or(&NOTHING_YET)
+    }
+
+    /// The current room's view, to change.
+    pub fn view_mut(&mut self) -> &mut RoomView {
+        self.rooms.entry(self.current.clone()).or_default()
+    }
+
+    /// A room's view, if the interface knows the room.
+    pub fn room(&self, name: &str) -> Option<&RoomView> {
+        self.rooms.get(name).filter(|_| !name.is_empty())
+    }
+
+    /// The rooms this node is in, by name, with their views.
+    pub fn room_list(&self) -> impl Iterator<Item = (&str, &RoomView)> {
+        self.rooms
+            .iter()
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, view)| (name.as_str(), view))
+    }
+
     /// Applies one client event, stamping non-message lines with the current time.
-    pub fn apply(&mut self, event: &ClientEvent) {
+    pub fn apply(&mut self, event: &RoomEvent) {
         self.apply_at(event, now_unix_ms());
     }
 
     /// Applies one client event that arrived at `now_ms`.
-    pub fn apply_at(&mut self, event: &ClientEvent, now_ms: i64) {
-        if let ClientEvent::Message { seq, .. } = event {
-            self.on_message(*seq);
+    pub fn apply_at(&mut self, event: &RoomEvent, now_ms: i64) {
+        let room = event.room.as_str();
+        match &event.event {
+            ClientEvent::CurrentRoom => self.make_current(room),
+            ClientEvent::RoomJoined => {
+                self.make_current(room);
+                let line = format!("you are in #{} now", shown(room));
+                self.view_mut().push(now_ms, LineKind::System, &line);
+            }
+            ClientEvent::RoomLeft => self.left(room, now_ms),
+            ClientEvent::Rooms { rooms, others } => self.listed(rooms, others, now_ms),
+            other => self.route(room, other, now_ms),
         }
-        if self.apply_pending(event, now_ms) {
+    }
+
+    /// Applies an event to its room's view (see the module's words on
+    /// where events about no room go), counting unread messages.
+    fn route(&mut self, room: &str, event: &ClientEvent, now_ms: i64) {
+        let about_no_room = room.is_empty()
+            || (!self.rooms.contains_key(room)
+                && matches!(event, ClientEvent::Error { .. } | ClientEvent::Info { .. }));
+        if self.current.is_empty() && !about_no_room {
+            // Until the client says which room is current, the first
+            // room heard of is.
+            self.make_current(room);
+        }
+        let target = if about_no_room { &self.current } else { room };
+        let unread = target != self.current
+            && matches!(event, ClientEvent::Message { from, .. } if shown(from) != self.my_name);
+        let view = self.rooms.entry(target.to_string()).or_default();
+        if unread {
+            view.unread = view.unread.saturating_add(1);
+        }
+        view.apply_at(event, now_ms);
+    }
+
+    /// Shows `room` from now on: its unread messages count as read.
+    pub(super) fn make_current(&mut self, room: &str) {
+        if room == self.current {
             return;
         }
-        if let Some((at_ms, kind, text)) = pane_line(event, now_ms) {
-            return self.push(at_ms, kind, &text);
+        let previous = std::mem::replace(&mut self.current, room.to_string());
+        let orphans = if previous.is_empty() {
+            self.rooms.remove("")
+        } else {
+            None
+        };
+        let view = self.rooms.entry(room.to_string()).or_default();
+        if let Some(orphans) = orphans {
+            view.adopt_lines(orphans);
         }
-        if self.apply_status(event) {
-            if let Some(text) = format_event(event) {
-                let text = text.strip_prefix("* ").unwrap_or(&text).to_string();
-                self.push(now_ms, LineKind::System, &text);
-            }
-        }
+        view.unread = 0;
+        self.shown_scroll.set(view.scroll);
     }
 
-    /// Applies an event about the chat's state (host, activation,
-    /// connection, members); true if it also gets a line in the pane.
-    fn apply_status(&mut self, event: &ClientEvent) -> bool {
-        match event {
-            ClientEvent::Host { epoch, name, .. } => {
-                self.no_host = false;
-                self.host = Some(shown(name));
-                self.epoch = Some(*epoch);
-            }
-            ClientEvent::NoHost { .. } => {
-                self.host = None;
-                self.no_host = true;
-            }
-            ClientEvent::Activated => self.room = RoomState::Active,
-            ClientEvent::Waiting { members, min_users } => {
-                let min_users = *min_users;
-                self.room = RoomState::Waiting { min_users };
-                self.member_count = Some(*members);
-            }
-            ClientEvent::Reset { min_users, .. } => {
-                let min_users = *min_users;
-                self.room = RoomState::Waiting { min_users };
-                // Held messages went with the history.
-                self.pending.retain(|p| p.held_seq.is_none());
-            }
-            ClientEvent::Connection { state } => self.connection = Some(*state),
-            _ => return self.apply_membership(event),
+    /// This node left `room`: its view goes; if it was current, the next
+    /// `CurrentRoom` (if any room is left) says which room is.
+    fn left(&mut self, room: &str, now_ms: i64) {
+        self.rooms.remove(room);
+        if room == self.current {
+            self.current.clear();
         }
-        true
+        let line = format!("you left #{}", shown(room));
+        self.view_mut().push(now_ms, LineKind::System, &line);
     }
 
-    /// Applies joins, leaves and member lists; true if the event also gets
-    /// a line in the pane (a member list the interface asked for does not).
-    fn apply_membership(&mut self, event: &ClientEvent) -> bool {
-        match event {
-            ClientEvent::Joined { name } => {
-                let name = shown(name);
-                if !self.members.contains(&name) {
-                    self.members.push(name);
-                    self.member_count = self.member_count.map(|n| n.saturating_add(1));
+    /// Shows the answer to `/rooms`, with the unread counts only the
+    /// interface knows; rooms not heard of yet get a view.
+    fn listed(&mut self, rooms: &[RoomSummary], others: &[String], now_ms: i64) {
+        for summary in rooms.iter().filter(|r| !r.name.is_empty()) {
+            let view = self.rooms.entry(summary.name.clone()).or_default();
+            if view.host.is_none() && !summary.host.is_empty() {
+                view.host = Some(shown(&summary.host));
+                view.epoch = Some(summary.epoch);
+            }
+        }
+        let line = self.rooms_line(rooms, others);
+        self.view_mut().push(now_ms, LineKind::Info, &line);
+    }
+
+    /// `rooms: #a (host: x, current), #b (host: y, 2 unread); other rooms: #c`.
+    fn rooms_line(&self, rooms: &[RoomSummary], others: &[String]) -> String {
+        let mine: Vec<String> = rooms
+            .iter()
+            .map(|r| {
+                let host = if r.host.is_empty() {
+                    "none yet"
+                } else {
+                    &r.host
+                };
+                let mut text = format!("#{} (host: {}", shown(&r.name), shown(host));
+                if r.name == self.current {
+                    text.push_str(", current");
                 }
-            }
-            ClientEvent::Left { name } => {
-                let name = shown(name);
-                self.members.retain(|m| *m != name);
-                self.member_count = self.member_count.map(|n| n.saturating_sub(1));
-            }
-            ClientEvent::Members { names, host } => {
-                self.members = names.iter().map(|n| shown(n)).collect();
-                self.member_count = u32::try_from(names.len()).ok();
-                if !host.is_empty() {
-                    self.host = Some(shown(host));
+                match self.rooms.get(&r.name).map_or(0, |v| v.unread) {
+                    0 => {}
+                    n => text.push_str(&format!(", {n} unread")),
                 }
-                if self.quiet_who > 0 {
-                    self.quiet_who -= 1;
-                    return false;
-                }
-            }
-            _ => {}
+                text + ")"
+            })
+            .collect();
+        let mut line = format!("rooms: {}", mine.join(", "));
+        if !others.is_empty() {
+            let others: Vec<String> = others.iter().map(|n| format!("#{}", shown(n))).collect();
+            line.push_str(&format!("; other rooms: {}", others.join(", ")));
         }
-        true
+        line
     }
 
-    /// Adds a line to the pane, dropping the oldest beyond [`MAX_LINES`].
-    pub fn push(&mut self, at_ms: i64, kind: LineKind, text: &str) {
-        if self.lines.len() >= MAX_LINES {
-            self.lines.pop_front();
-        }
-        self.lines.push_back(PaneLine {
-            at_ms,
-            kind,
-            text: clean(text),
-        });
-        if self.scroll > 0 {
-            // Keep the view where the user scrolled it (one row per line, roughly).
-            self.scroll += 1;
-        }
-    }
-
-    /// Shows an error in the pane.
+    /// Shows an error in the current room's pane.
     pub fn push_error(&mut self, message: &str) {
-        self.push(now_unix_ms(), LineKind::Error, message);
+        self.view_mut()
+            .push(now_unix_ms(), LineKind::Error, message);
     }
-}
-
-/// The pane line an event shows as it is (messages, private messages, the
-/// client's info and errors): when, what kind, and the text.
-fn pane_line(event: &ClientEvent, now_ms: i64) -> Option<(i64, LineKind, String)> {
-    let line = match event {
-        ClientEvent::Message {
-            seq,
-            from,
-            text,
-            sent_at_unix_ms,
-        } => {
-            let kind = LineKind::Chat {
-                seq: *seq,
-                from: shown(from),
-            };
-            (*sent_at_unix_ms, kind, shown(text))
-        }
-        ClientEvent::Private { from, text } => (
-            now_ms,
-            LineKind::PrivateIn { from: shown(from) },
-            shown(text),
-        ),
-        ClientEvent::PrivateSent { to, text } => {
-            (now_ms, LineKind::PrivateOut { to: shown(to) }, shown(text))
-        }
-        ClientEvent::Info { message } => (now_ms, LineKind::Info, message.clone()),
-        ClientEvent::Error { message } => (now_ms, LineKind::Error, message.clone()),
-        _ => return None,
-    };
-    Some(line)
 }
 
 /// Someone else's name or text as the pane shows it: on one line, with
@@ -285,80 +219,4 @@ pub fn clean(text: &str) -> String {
             c => c,
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ui::tui::test_support::message;
-
-    #[test]
-    fn members_joins_and_quiet_who() {
-        let mut s = TuiState::new("me");
-        s.apply(&ClientEvent::Waiting {
-            members: 1,
-            min_users: 3,
-        });
-        s.apply(&ClientEvent::Joined { name: "bob".into() });
-        assert_eq!(s.member_count, Some(2));
-        s.quiet_who = 1;
-        let lines = s.lines.len();
-        s.apply(&ClientEvent::Members {
-            names: vec!["al".into(), "bob".into()],
-            host: "al".into(),
-        });
-        assert_eq!(s.lines.len(), lines, "an interface /who is not printed");
-        s.apply(&ClientEvent::Members {
-            names: vec!["al".into()],
-            host: "al".into(),
-        });
-        assert_eq!(s.lines.len(), lines + 1, "a user /who is printed");
-        s.apply(&ClientEvent::Left { name: "al".into() });
-        assert!(s.members.is_empty());
-        assert_eq!(s.host.as_deref(), Some("al"));
-    }
-
-    #[test]
-    fn lines_are_bounded_and_escaped() {
-        let mut s = TuiState::new("me");
-        for i in 0..MAX_LINES + 5 {
-            s.apply(&message(i as u64, "a", "x\u{1b}[2J\ty"));
-        }
-        assert_eq!(s.lines.len(), MAX_LINES);
-        assert_eq!(s.lines[0].text, "x\\u{001B}[2J\\ty");
-    }
-
-    #[test]
-    fn other_peoples_text_never_spans_two_lines() {
-        let mut s = TuiState::new("me");
-        s.apply(&message(1, "bob\u{202E}", "hi\n[999] alice: fake"));
-        s.apply(&ClientEvent::Private {
-            from: "eve\r".into(),
-            text: "a\nb".into(),
-        });
-        s.apply(&ClientEvent::Joined {
-            name: "x\ny".into(),
-        });
-        for line in &s.lines {
-            assert!(!line.text.contains('\n'), "{line:?}");
-        }
-        assert_eq!(s.lines[0].text, "hi\\n[999] alice: fake");
-        assert_eq!(
-            s.lines[0].kind,
-            LineKind::Chat {
-                seq: 1,
-                from: "bob\\u{202E}".into()
-            }
-        );
-        assert_eq!(s.members, ["x\\ny"]);
-    }
-
-    #[test]
-    fn own_help_keeps_its_lines() {
-        let mut s = TuiState::new("me");
-        s.apply(&ClientEvent::Info {
-            message: "one\ntwo".into(),
-        });
-        assert_eq!(s.lines[0].text, "one\ntwo");
-    }
 }

@@ -1,7 +1,7 @@
 //! How each pane line looks: time stamp, sender colour, wrapping.
 
 use super::pending::Pending;
-use super::state::{LineKind, PaneLine};
+use super::room::{LineKind, PaneLine};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 

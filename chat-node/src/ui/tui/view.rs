@@ -1,18 +1,23 @@
-//! Drawing the interface state: message pane, member pane, status bar and
-//! input line. Nothing here changes the state except the scroll position the
-//! draw clamps to, which it notes for the next scroll.
+//! Drawing the interface state: room list, message pane, member pane,
+//! status bar and input line. Nothing here changes the state except the
+//! scroll position the draw clamps to, which it notes for the next scroll.
 
-use super::state::{RoomState, TuiState};
-use super::text::{char_width, line_spans, name_span, pending_spans, wrap, DIM, STAMP};
-use crate::client::Connection;
+use super::panes::{draw_members, draw_rooms};
+use super::state::TuiState;
+use super::status::draw_status;
+use super::text::{char_width, line_spans, pending_spans, wrap, STAMP};
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph};
+use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 /// Width of the member pane, borders included.
 const MEMBER_PANE: u16 = 24;
+/// Width of the room list, borders included.
+const ROOM_PANE: u16 = 20;
+/// Columns the message pane keeps at least before the room list is shown.
+const MIN_MESSAGES: u16 = 40;
 
 /// Draws the whole interface.
 pub fn draw(frame: &mut Frame, state: &TuiState) {
@@ -22,10 +27,18 @@ pub fn draw(frame: &mut Frame, state: &TuiState) {
         Constraint::Length(1),
     ])
     .areas(frame.area());
+    let body = if body.width >= ROOM_PANE + MIN_MESSAGES {
+        let [rooms, rest] =
+            Layout::horizontal([Constraint::Length(ROOM_PANE), Constraint::Min(16)]).areas(body);
+        draw_rooms(frame, state, rooms);
+        rest
+    } else {
+        body
+    };
     let messages = if state.show_members && body.width >= MEMBER_PANE + 16 {
         let [messages, members] =
             Layout::horizontal([Constraint::Min(16), Constraint::Length(MEMBER_PANE)]).areas(body);
-        draw_members(frame, state, members);
+        draw_members(frame, state.view(), &state.my_name, members);
         messages
     } else {
         body
@@ -36,17 +49,18 @@ pub fn draw(frame: &mut Frame, state: &TuiState) {
 }
 
 fn draw_messages(frame: &mut Frame, state: &TuiState, area: Rect) {
+    let view = state.view();
     let (width, height) = (usize::from(area.width), usize::from(area.height));
     state.page_rows.set(height.max(1));
     // Wrap from the newest line back, only as far as the view needs.
-    let want = state.scroll.saturating_add(height);
+    let want = view.scroll.saturating_add(height);
     let me = state.my_name.as_str();
-    let newest_first = state
+    let newest_first = view
         .pending
         .iter()
         .rev()
         .map(|p| pending_spans(p, me))
-        .chain(state.lines.iter().rev().map(line_spans));
+        .chain(view.lines.iter().rev().map(line_spans));
     let mut rows: Vec<Line<'static>> = Vec::new(); // bottom row first
     for spans in newest_first {
         rows.extend(wrap(spans, width, STAMP).into_iter().rev());
@@ -54,7 +68,7 @@ fn draw_messages(frame: &mut Frame, state: &TuiState, area: Rect) {
             break;
         }
     }
-    let scroll = state.scroll.min(rows.len().saturating_sub(height));
+    let scroll = view.scroll.min(rows.len().saturating_sub(height));
     state.shown_scroll.set(scroll);
     let end = (scroll + height).min(rows.len());
     let visible: Vec<Line<'static>> = rows.drain(scroll..end).rev().collect();
@@ -71,78 +85,6 @@ fn draw_messages(frame: &mut Frame, state: &TuiState, area: Rect) {
             Paragraph::new(Span::styled(note, style)).alignment(Alignment::Right),
             bottom,
         );
-    }
-}
-
-fn draw_members(frame: &mut Frame, state: &TuiState, area: Rect) {
-    let host = state.host.as_deref();
-    let mut lines: Vec<Line> = state
-        .members
-        .iter()
-        .map(|name| {
-            let mark = if Some(name.as_str()) == host {
-                "★ "
-            } else {
-                "  "
-            };
-            let mut spans = vec![Span::raw(mark), name_span(name)];
-            if *name == state.my_name {
-                spans.push(Span::styled(" (you)", DIM));
-            }
-            Line::from(spans)
-        })
-        .collect();
-    if lines.is_empty() {
-        lines.push(Line::styled("none known yet", DIM));
-    }
-    let title = format!(" members ({}) ", state.members.len());
-    let block = Block::bordered()
-        .title(title)
-        .title_bottom(Line::styled(" ★ host ", DIM));
-    frame.render_widget(Paragraph::new(lines).block(block), area);
-}
-
-fn draw_status(frame: &mut Frame, state: &TuiState, area: Rect) {
-    let bar = Style::new().bg(Color::DarkGray).fg(Color::White);
-    let room = match state.room {
-        RoomState::Unknown => Span::raw(" joining…"),
-        RoomState::Active => Span::styled(" ● active", Style::new().fg(Color::LightGreen)),
-        RoomState::Waiting { min_users } => {
-            let text = match state.member_count {
-                Some(n) if n < min_users => {
-                    format!(" ◌ waiting for {} more ({n}/{min_users})", min_users - n)
-                }
-                Some(_) => " ◌ waiting (activating…)".to_string(),
-                None => format!(" ◌ waiting (activates at {min_users} members)"),
-            };
-            Span::styled(text, Style::new().fg(Color::LightYellow))
-        }
-    };
-    let host = match (&state.host, state.epoch) {
-        (Some(name), Some(epoch)) => format!(" │ host: {name} (epoch {epoch})"),
-        (Some(name), None) => format!(" │ host: {name}"),
-        (None, _) if state.no_host => " │ no host: nobody can host (see the log)".to_string(),
-        (None, _) => " │ host: none yet".to_string(),
-    };
-    let connection = match state.connection {
-        None => Span::raw(" │ connecting…"),
-        Some(Connection::Connected) => {
-            Span::styled(" │ connected", Style::new().fg(Color::LightGreen))
-        }
-        Some(Connection::Moving) => {
-            Span::styled(" │ moving to new host", Style::new().fg(Color::LightYellow))
-        }
-        Some(Connection::Reconnecting) => {
-            Span::styled(" │ reconnecting", Style::new().fg(Color::LightRed))
-        }
-    };
-    let you = Span::raw(format!(" │ you: {}", state.my_name));
-    let left = Line::from(vec![room, Span::raw(host), connection, you]);
-    let hints = Line::from(" F2 members · PgUp/PgDn · /help ");
-    let fits = left.width() + hints.width() <= usize::from(area.width);
-    frame.render_widget(Paragraph::new(left).style(bar), area);
-    if fits {
-        frame.render_widget(Paragraph::new(hints).alignment(Alignment::Right), area);
     }
 }
 
@@ -174,20 +116,10 @@ fn draw_input(frame: &mut Frame, state: &TuiState, area: Rect) {
 mod tests {
     use super::super::text::sender_colour;
     use super::*;
-    use crate::client::ClientEvent;
+    use crate::client::{ClientEvent, Connection};
+    use crate::ui::tui::test_support::render;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-    use ratatui::backend::TestBackend;
-    use ratatui::Terminal;
-
-    fn render(state: &TuiState, width: u16, height: u16) -> (Vec<String>, Terminal<TestBackend>) {
-        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-        terminal.draw(|f| draw(f, state)).expect("draw");
-        let buffer = terminal.backend().buffer();
-        let rows = (0..height)
-            .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
-            .collect();
-        (rows, terminal)
-    }
+    use ratatui::style::Color;
 
     fn message(seq: u64, from: &str, text: &str) -> ClientEvent {
         ClientEvent::Message {
@@ -208,45 +140,47 @@ mod tests {
     #[test]
     fn messages_show_time_sender_and_colour() {
         let mut s = TuiState::new("me");
-        s.apply(&message(1, "alice", "hello there"));
-        s.apply(&ClientEvent::Private {
+        s.apply_lobby(&message(1, "alice", "hello there"));
+        s.apply_lobby(&ClientEvent::Private {
             from: "bob".into(),
             text: "psst".into(),
         });
-        s.apply(&ClientEvent::Error {
+        s.apply_lobby(&ClientEvent::Error {
             message: "it broke".into(),
         });
         let (rows, terminal) = render(&s, 60, 8);
-        assert_eq!(rows[0].trim_end(), "01:02:03 alice: hello there");
+        // The room list takes the first 20 columns.
+        let pane = |row: &String| row.chars().skip(20).collect::<String>();
+        assert_eq!(pane(&rows[0]).trim_end(), "01:02:03 alice: hello there");
         assert!(rows[1].contains("[private] bob: psst"), "{rows:?}");
         assert!(rows[2].contains("! it broke"), "{rows:?}");
         let buffer = terminal.backend().buffer();
-        assert_eq!(buffer[(9, 0)].fg, sender_colour("alice"));
-        assert_eq!(buffer[(12, 2)].fg, Color::Red);
+        assert_eq!(buffer[(29, 0)].fg, sender_colour("alice"));
+        assert_eq!(buffer[(32, 2)].fg, Color::Red);
         assert_eq!(sender_colour("alice"), sender_colour("alice"));
     }
 
     #[test]
     fn status_bar_shows_room_host_and_connection() {
         let mut s = TuiState::new("me");
-        s.apply(&ClientEvent::Host {
+        s.apply_lobby(&ClientEvent::Host {
             epoch: 4,
             address: "h:1".into(),
             name: "carol".into(),
         });
-        s.apply(&ClientEvent::Waiting {
+        s.apply_lobby(&ClientEvent::Waiting {
             members: 1,
             min_users: 3,
         });
-        s.apply(&ClientEvent::Connection {
+        s.apply_lobby(&ClientEvent::Connection {
             state: Connection::Connected,
         });
         let (rows, _) = render(&s, 100, 5);
         assert!(rows[3].contains("waiting for 2 more (1/3)"), "{}", rows[3]);
         assert!(rows[3].contains("host: carol (epoch 4)"));
         assert!(rows[3].contains("connected"));
-        s.apply(&ClientEvent::Activated);
-        s.apply(&ClientEvent::Connection {
+        s.apply_lobby(&ClientEvent::Activated);
+        s.apply_lobby(&ClientEvent::Connection {
             state: Connection::Moving,
         });
         let (rows, _) = render(&s, 100, 5);
@@ -256,7 +190,7 @@ mod tests {
             rows[3]
         );
         assert!(rows[3].contains("moving to new host"));
-        s.apply(&ClientEvent::Reset {
+        s.apply_lobby(&ClientEvent::Reset {
             by: "dan".into(),
             min_users: 5,
         });
@@ -267,10 +201,10 @@ mod tests {
     #[test]
     fn pending_message_shows_until_acknowledged() {
         let mut s = TuiState::new("alice");
-        s.apply(&ClientEvent::Activated);
+        s.apply_lobby(&ClientEvent::Activated);
         assert!(matches!(type_line(&mut s, "on my way"),
             Some(super::super::input::Action::Send(crate::client::UserCommand::Say(t))) if t == "on my way"));
-        s.apply(&ClientEvent::Queued {
+        s.apply_lobby(&ClientEvent::Queued {
             id: "x".into(),
             text: "on my way".into(),
         });
@@ -281,7 +215,7 @@ mod tests {
             "{rows:?}"
         );
         assert!(rows[4].contains("you: alice"), "{rows:?}");
-        s.apply(&ClientEvent::Ack {
+        s.apply_lobby(&ClientEvent::Ack {
             id: "x".into(),
             seq: 9,
         });
@@ -292,26 +226,26 @@ mod tests {
     #[test]
     fn a_held_message_says_so_until_it_arrives() {
         let mut s = TuiState::new("alice");
-        s.apply(&ClientEvent::Waiting {
+        s.apply_lobby(&ClientEvent::Waiting {
             members: 1,
             min_users: 2,
         });
-        s.apply(&ClientEvent::Queued {
+        s.apply_lobby(&ClientEvent::Queued {
             id: "x".into(),
             text: "early".into(),
         });
-        s.apply(&ClientEvent::Ack {
+        s.apply_lobby(&ClientEvent::Ack {
             id: "x".into(),
             seq: 1,
         });
-        let (rows, _) = render(&s, 70, 6);
+        let (rows, _) = render(&s, 90, 6);
         assert!(
             rows.iter()
                 .any(|r| r.contains("alice: early (held until the chat is active)")),
             "{rows:?}"
         );
-        s.apply(&ClientEvent::Activated);
-        s.apply(&message(1, "alice", "early"));
+        s.apply_lobby(&ClientEvent::Activated);
+        s.apply_lobby(&message(1, "alice", "early"));
         let (rows, _) = render(&s, 70, 6);
         assert!(!rows.iter().any(|r| r.contains("(held until")), "{rows:?}");
         assert!(rows.iter().any(|r| r.contains("alice: early")), "{rows:?}");
@@ -326,11 +260,11 @@ mod tests {
                 crate::client::UserCommand::Who
             ))
         ));
-        s.apply(&ClientEvent::Members {
+        s.apply_lobby(&ClientEvent::Members {
             names: vec!["alice".into(), "bob".into()],
             host: "bob".into(),
         });
-        s.apply(&ClientEvent::Joined { name: "cy".into() });
+        s.apply_lobby(&ClientEvent::Joined { name: "cy".into() });
         let (rows, _) = render(&s, 60, 8);
         assert!(rows[0].contains("members (3)"), "{rows:?}");
         assert!(
@@ -350,7 +284,7 @@ mod tests {
     fn input_stays_at_the_bottom() {
         let mut s = TuiState::new("me");
         for i in 0..50 {
-            s.apply(&message(i, "al", &format!("line {i}")));
+            s.apply_lobby(&message(i, "al", &format!("line {i}")));
         }
         s.input.set("draft text");
         let (rows, mut terminal) = render(&s, 40, 6);
@@ -371,7 +305,7 @@ mod tests {
     #[test]
     fn tab_completion_is_drawn() {
         let mut s = TuiState::new("me");
-        s.apply(&ClientEvent::Members {
+        s.apply_lobby(&ClientEvent::Members {
             names: vec!["zoe".into()],
             host: "zoe".into(),
         });
