@@ -112,7 +112,7 @@ impl Registry {
         self.authenticate(caller, token)?;
         let name = room_name(room)?;
         self.check_host(&name, caller, from_epoch)?;
-        let target = self.migration_target(&name, caller, to_node_id)?;
+        let target = self.migration_target(&name, to_node_id)?;
         let epoch = self
             .highest_epoch
             .checked_add(1)
@@ -130,11 +130,10 @@ impl Registry {
         self.current_host(&name)
     }
 
-    /// The member `to_node_id` if it may take `room` over from `caller`.
+    /// The member `to_node_id` if it may take `room` over.
     fn migration_target(
         &self,
         room: &str,
-        caller: &str,
         to_node_id: &str,
     ) -> Result<MemberRecord, RegistryError> {
         let target = self
