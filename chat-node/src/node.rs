@@ -160,6 +160,10 @@ pub struct NodeShared {
     rooms: Mutex<BTreeMap<String, RoomEntry>>,
     /// The first room the node joined at its start.
     first_room: String,
+    /// When the relay registered this run of the node (its first name
+    /// certificate's issue time, by the relay's clock): a host term issued
+    /// before belongs to an earlier run.
+    pub(crate) started_at_unix_ms: i64,
     /// Stops the node's tasks, the rooms' host duties included.
     cancel: CancellationToken,
     pub(crate) health: HealthReporter,
@@ -572,6 +576,7 @@ impl Node {
             stats: Stats::default(),
             rooms: Mutex::new(BTreeMap::new()),
             first_room: rooms.first().cloned().unwrap_or_default(),
+            started_at_unix_ms: issued_at(&name_cert),
             cancel: CancellationToken::new(),
             health,
             inbox: PrivateInbox::new(events_tx.clone(), bound.store.dir())?,
@@ -648,6 +653,13 @@ impl Node {
             }
         }
     }
+}
+
+/// When the relay issued `cert` (Unix ms; 0 if unreadable).
+fn issued_at(cert: &NameCertificate) -> i64 {
+    use prost::Message;
+    chat_proto::pb::relay::NameGrant::decode(cert.grant.as_slice())
+        .map_or(0, |g| g.issued_at_unix_ms)
 }
 
 impl Drop for Node {

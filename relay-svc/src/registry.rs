@@ -70,6 +70,9 @@ pub struct Claim {
     pub hosting: bool,
     /// Head of the node's replica of the room.
     pub replica_head: u64,
+    /// The host term whose log the replica follows (see
+    /// `RoomClaim.replica_term`).
+    pub replica_term: u64,
 }
 
 impl Claim {

@@ -2,7 +2,7 @@
 //! the successor, which holds every acknowledged message.
 
 use chat_tests::procs::RelayProcess;
-use chat_tests::{join, Relay};
+use chat_tests::{join, join_in, temp_dir, Relay};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,4 +82,31 @@ async fn the_chat_survives_a_relay_restart_and_goes_on_during_the_outage() {
     assert!(!bob.has_seen("host", &[("epoch", "2")]));
     let host = chat_tests::wait_for_host(&relay.uri(), "the host record", |_| true).await;
     assert_eq!((host.epoch, host.name.as_str()), (1, "alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_back_under_its_key_before_the_failover_does_not_serve_an_empty_room() {
+    let relay = Relay::start(2, Duration::from_secs(3600)).await;
+    let dir = temp_dir("alice");
+    let mut alice = join_in(&relay.uri(), "alice", &dir).await.unwrap();
+    let mut bob = join(&relay.uri(), "bob").await.unwrap();
+    bob.wait_event("activated", &[]).await;
+    chat_tests::wait_for_host(&relay.uri(), "alice hosts", |h| h.name == "alice").await;
+    for text in ["one", "two"] {
+        bob.say(text).await;
+        bob.wait_event("message", &[("text", text)]).await;
+    }
+    // alice crashes and comes back at once, under her key (the same node
+    // id): the relay's record still names her host, but her log is gone.
+    alice.kill().await;
+    let mut alice = join_in(&relay.uri(), "alice", &dir).await.unwrap();
+    bob.say("three").await;
+    let texts = |m: &mut chat_tests::member::Member| m.texts();
+    alice.wait_messages(3).await;
+    bob.wait_messages(3).await;
+    assert_eq!(texts(&mut alice), ["one", "two", "three"]);
+    assert_eq!(texts(&mut bob), ["one", "two", "three"]);
+    let host = chat_tests::wait_for_host(&relay.uri(), "bob took over", |h| h.epoch > 1).await;
+    assert_eq!(host.name, "bob", "the successor holding the log took over");
+    assert!(!bob.has_seen("error", &[]), "{:?}", bob.seen);
 }

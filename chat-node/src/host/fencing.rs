@@ -154,6 +154,8 @@ impl RoomHost {
                 }
                 room.apply_replica(meta, body.entries)?;
             }
+            // The replica now follows this term's log.
+            core.replica_term = term.epoch;
         }
         Ok(core
             .room

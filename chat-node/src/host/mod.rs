@@ -152,6 +152,7 @@ impl RoomHost {
             latest_term: core.tenure.latest_cert().cloned(),
             hosting: core.tenure.role().hosting_epoch().is_some(),
             replica_head: core.room.as_ref().map_or(0, |r| r.head_seq()),
+            replica_term: core.replica_term,
         }
     }
 }
@@ -182,6 +183,11 @@ pub struct HostCore {
     /// After a planned handoff: the previous host's node id and the head it
     /// holds, to keep as successor.
     pub seed_successor: Option<(String, u64)>,
+    /// The host term whose log `room` follows: the last term that
+    /// replicated to this node, or the last this node hosted (shown to the
+    /// relay after its restart, so it waits for the newest term's
+    /// successor).
+    pub replica_term: u64,
 }
 
 /// How long a member that failed to take the replica is passed over.
@@ -199,6 +205,7 @@ impl HostCore {
             unhostable: HashSet::new(),
             rooms_hosted: HashMap::new(),
             seed_successor: None,
+            replica_term: 0,
         }
     }
 
@@ -312,6 +319,15 @@ impl RoomHost {
         let record = record_of(&term, cert.clone());
         self.publish_host(record.clone());
         match change {
+            TermChange::BecomeHost if term.issued_at_unix_ms < self.node.started_at_unix_ms => {
+                // Issued to this node's previous run (it crashed and came
+                // back under its key before the relay failed the room
+                // over): that run's log is gone with it, so serving would
+                // pass an empty room off as this one. Stay dormant: the
+                // lease runs out and the relay promotes the successor.
+                tracing::warn!(room = %self.room, epoch = term.epoch,
+                               "named host by a term of this node's previous run; leaving it to failover");
+            }
             TermChange::BecomeHost => self.become_host(term.epoch, cert).await,
             TermChange::StepDown => self.step_down(&record).await,
             TermChange::Stale | TermChange::Noted => {}
@@ -352,6 +368,7 @@ impl RoomHost {
             core.successor = None;
             core.seed_successor = None;
             core.unreachable.clear();
+            core.replica_term = epoch;
         }
         tracing::info!(room = %self.room, epoch, "this node is now the room's host");
         self.node.refresh_health().await;

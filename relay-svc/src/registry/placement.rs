@@ -9,6 +9,7 @@ use super::room::{Holding, RoomState};
 use super::{Member, Registry, RegistryError};
 use chat_proto::pb::relay::MemberRecord;
 use std::cmp::Ordering;
+use std::time::Instant;
 
 impl Member {
     /// Connected (its watch stream is open) and may host.
@@ -80,14 +81,62 @@ impl Registry {
 
     /// Who should host `room` now that it needs a host: its first host,
     /// or the one taking over from a host that is gone.
-    pub(super) fn choose_host(&self, room: &str) -> Result<Option<MemberRecord>, Undecided> {
+    pub(super) fn choose_host(
+        &self,
+        room: &str,
+        now: Instant,
+    ) -> Result<Option<MemberRecord>, Undecided> {
         let Some(state) = self.rooms.get(room) else {
             return Ok(None);
         };
         if state.host.is_none() && state.vacant_since.is_none() {
             return self.first_host(room);
         }
+        if state.host.is_none() {
+            return self.fill_vacancy(state, now);
+        }
         self.promotion_candidate(state)
+    }
+
+    /// Who takes a room whose host did not come back after a relay
+    /// restart: a live member whose replica follows the room's newest
+    /// term (that term's successor, which holds what its host
+    /// acknowledged), the freshest first. Until one registers, the room
+    /// waits, up to [`Registry::successor_wait_ends`]; then the freshest
+    /// member takes it.
+    fn fill_vacancy(
+        &self,
+        room: &RoomState,
+        now: Instant,
+    ) -> Result<Option<MemberRecord>, Undecided> {
+        let newest = room.members.values().map(|h| h.known_epoch).max();
+        let newest = newest.unwrap_or(0);
+        if newest == 0 {
+            // Nobody saw a term of this room: no successor to wait for.
+            return self.promotion_candidate(room);
+        }
+        let follows_newest = self
+            .room_members(&room.name)
+            .filter(|(m, h)| m.live_and_hostable() && h.replica_term >= newest)
+            .max_by(fresher)
+            .map(|(m, _)| m.record.clone());
+        if follows_newest.is_some() {
+            return Ok(follows_newest);
+        }
+        if self
+            .successor_wait_ends(&room.name)
+            .is_some_and(|end| now <= end)
+        {
+            return Err(Undecided);
+        }
+        self.promotion_candidate(room)
+    }
+
+    /// Until when a vacant room waits for the successor of its newest
+    /// term: four vacancy waits from the start of the vacancy.
+    pub(super) fn successor_wait_ends(&self, room: &str) -> Option<Instant> {
+        let since = self.rooms.get(room)?.vacant_since?;
+        Some(since + self.vacancy_wait() * 4)
     }
 
     /// A room's first host: once every member of the room was checked

@@ -21,6 +21,8 @@ pub(super) struct Holding {
     pub(super) known_epoch: u64,
     /// Head of its replica of the room.
     pub(super) replica_head: u64,
+    /// The host term its replica follows.
+    pub(super) replica_term: u64,
 }
 
 /// The host's right to serve, renewed by the host.
@@ -247,6 +249,7 @@ impl Registry {
         let holding = Holding {
             known_epoch: claim.known_epoch(),
             replica_head: claim.replica_head,
+            replica_term: claim.replica_term,
         };
         room.members.insert(node_id.to_string(), holding);
         self.highest_epoch = self.highest_epoch.max(holding.known_epoch);

@@ -38,6 +38,14 @@ impl Schedule {
         self.stirred = true;
     }
 
+    /// Looks at pending `room` again once `now` is past `at` too.
+    fn also_at(&mut self, room: &str, at: Instant) {
+        if let Some(old) = self.timer_of.insert(room.to_string(), at) {
+            self.timers.remove(&(old, room.to_string()));
+        }
+        self.timers.insert((at, room.to_string()));
+    }
+
     /// Stops looking at `room`.
     pub(super) fn forget(&mut self, room: &str) {
         if let Some(at) = self.timer_of.remove(room) {
@@ -118,10 +126,17 @@ impl Registry {
         let state = self.rooms.get(room)?;
         let before = state.record();
         let dead = state.host.as_ref().map(|h| h.node_id.clone());
-        let next = match self.choose_host(room) {
+        let next = match self.choose_host(room, now) {
             Ok(next) => next,
-            // A member that decides is still being checked: wait for it.
-            Err(Undecided) => return None,
+            // A member that decides is still being checked, or the
+            // successor of a vacant room is still to come back: wait for
+            // it (and look again when its wait ends).
+            Err(Undecided) => {
+                if let Some(at) = self.successor_wait_ends(room) {
+                    self.schedule.also_at(room, at);
+                }
+                return None;
+            }
         };
         match next {
             Some(next) => self.promote(room, &next, now),

@@ -61,6 +61,7 @@ fn with_lobby(reg: Registration, term: Option<HostTerm>, hosting: bool, head: u6
             latest_term: term,
             hosting,
             replica_head: head,
+            replica_term: 0,
         }],
         ..reg
     }

@@ -74,6 +74,7 @@ fn claims_of(relay: &PublicKey, req: &RegisterRequest) -> Result<Vec<Claim>, Sta
             latest_term: req.latest_term.clone(),
             hosting: req.hosting,
             replica_head: req.replica_head,
+            replica_term: 0,
         };
         return Ok(vec![verify_claim(relay, &lobby)?]);
     }
@@ -98,5 +99,6 @@ pub(super) fn verify_claim(relay: &PublicKey, claim: &RoomClaim) -> Result<Claim
         latest_term,
         hosting: claim.hosting,
         replica_head: claim.replica_head,
+        replica_term: claim.replica_term,
     })
 }

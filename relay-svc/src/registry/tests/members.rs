@@ -73,10 +73,10 @@ fn host_reasserts_epoch_after_relay_restart() {
     assert!(r.check_one(now + LEASE / 2).is_none());
 }
 
-#[test]
-fn a_vacancy_nobody_claims_is_filled_after_a_lease() {
+/// A vacant "lobby" after a relay restart: alice hosted term 7 and does
+/// not come back; bob saw term 7 and holds nothing.
+fn vacant_lobby(t0: Instant) -> Registry {
     let mut r = registry();
-    let t0 = Instant::now();
     let (b, host) = r
         .register_now(
             with_lobby(reg("bob", 2), Some(term(7, "alice")), false, 0),
@@ -87,15 +87,44 @@ fn a_vacancy_nobody_claims_is_filled_after_a_lease() {
     r.watch_started(&b.record.node_id, &b.session_token)
         .unwrap();
     assert!(r.check_one(t0 + LEASE / 2).is_none());
-    // The freshest replica wins.
-    let carol = with_lobby(reg("carol", 3), Some(term(7, "alice")), false, 40);
-    r.join_with(carol, true, t0);
+    r
+}
+
+/// `name` claiming "lobby" at term 7 with a replica of `head` entries that
+/// follows term `replica_term`.
+fn holder(name: &str, port: u16, head: u64, replica_term: u64) -> Registration {
+    let mut reg = with_lobby(reg(name, port), Some(term(7, "alice")), false, head);
+    reg.rooms[0].replica_term = replica_term;
+    reg
+}
+
+#[test]
+fn a_vacancy_waits_for_the_newest_terms_successor_then_takes_the_freshest() {
+    let t0 = Instant::now();
+    let mut r = vacant_lobby(t0);
+    // carol holds more, but from an older term: not what alice acknowledged.
+    r.join_with(holder("carol", 3, 40, 5), true, t0);
+    let wait = lease::MIN_VACANCY_WAIT;
+    assert!(r.check_one(t0 + LEASE * 2).is_none(), "waits for alice");
     assert!(
-        r.check_one(t0 + LEASE * 2).is_none(),
-        "waits for the host to re-assert"
+        r.check_one(t0 + wait * 2).is_none(),
+        "waits for term 7's successor"
     );
-    let promoted = r.check_one(t0 + lease::MIN_VACANCY_WAIT * 2).unwrap();
+    let promoted = r.check_one(t0 + wait * 4 + LEASE).unwrap();
     assert_eq!((promoted.epoch, promoted.name.as_str()), (8, "carol"));
+}
+
+#[test]
+fn a_vacancy_goes_to_the_newest_terms_successor_as_soon_as_it_is_back() {
+    let t0 = Instant::now();
+    let mut r = vacant_lobby(t0);
+    r.join_with(holder("carol", 3, 40, 5), true, t0);
+    let wait = lease::MIN_VACANCY_WAIT;
+    assert!(r.check_one(t0 + wait * 2).is_none());
+    // dave, term 7's successor, registers again: the room is his at once.
+    r.enter(holder("dave", 4, 35, 7), true, t0 + wait * 2);
+    let promoted = r.check_one(t0 + wait * 2).unwrap();
+    assert_eq!((promoted.epoch, promoted.name.as_str()), (8, "dave"));
 }
 
 #[test]
