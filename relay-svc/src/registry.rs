@@ -1,22 +1,28 @@
-//! The relay's soft state: registered member nodes and the host record.
-//! Pure and synchronous, so every rule is unit-tested without a network.
+//! The relay's soft state: registered member nodes (global identity:
+//! name, key, token, reachability, watch streams) and the rooms they are
+//! in, each with its own host, lease and successor (`room`). Pure and
+//! synchronous, so every rule is unit-tested without a network.
 
 use chat_proto::pb::relay::{HostRecord, HostTerm, MemberRecord, NameGrant};
-use chat_proto::rules::{self, RuleError};
+use chat_proto::rules;
 use chat_proto::trust::{self, Keypair};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-use thiserror::Error;
 
-use reach::{Reach, Undecided};
+use reach::Reach;
+use room::RoomState;
+use sweep::Schedule;
+
+pub use error::RegistryError;
+pub use lease::{LeaseGrant, Renewal};
 pub use reach::{ReachCheck, CHECK_PERIOD};
 
-/// Shortest wait for a host to re-assert itself after a relay restart.
-const MIN_VACANCY_WAIT: Duration = Duration::from_secs(1);
 /// How long a name grant proves its binding, unless configured.
 const NAME_GRANT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted node address, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 255;
+/// Most rooms one member may be in (and claim at once).
+pub const MAX_ROOMS_PER_MEMBER: usize = 1000;
 
 /// The session token `reg` presented, if it is this node's and well
 /// formed; else a new one.
@@ -43,76 +49,38 @@ pub fn check_fields(name: &str, address: &str, client_only: bool) -> Result<(), 
     Ok(())
 }
 
-/// Why the registry refused a request. Converted to a gRPC status in one place.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum RegistryError {
-    /// The name breaks a naming rule.
-    #[error(transparent)]
-    InvalidName(#[from] RuleError),
-    /// The node gave no usable address to reach it.
-    #[error("address must be host:port, printable, at most 255 bytes")]
-    InvalidAddress,
-    /// Another connected member holds the name.
-    #[error("name {0:?} is taken by a connected member")]
-    NameTaken(String),
-    /// No such node or member.
-    #[error("unknown node {0:?}")]
-    UnknownNode(String),
-    /// The caller's token does not match its node.
-    #[error("session token does not match node {0:?}")]
-    BadToken(String),
-    /// The caller is not the current host.
-    #[error("node {0:?} is not the current host")]
-    NotHost(String),
-    /// Compare-and-set on the epoch failed.
-    #[error("stale epoch {given}: the current epoch is {current}")]
-    StaleEpoch {
-        /// Epoch in the request.
-        given: u64,
-        /// The relay's current epoch.
-        current: u64,
-    },
-    /// No node has registered yet.
-    #[error("no host yet: no member has registered, or the relay is still checking that it can reach them")]
-    NoHost,
-    /// No member can host right now (the reason says why).
-    #[error("no host: {0}")]
-    NoHostable(String),
-    /// The member may not host: the relay cannot reach it, or it is a
-    /// client only.
-    #[error("member {name:?} cannot host: {why}")]
-    CannotHost {
-        /// The member's name.
-        name: String,
-        /// Why.
-        why: &'static str,
-    },
+/// The room `room` names ("lobby" for empty), if its name is valid.
+pub fn room_name(room: &str) -> Result<String, RegistryError> {
+    let room = rules::room_or_default(room);
+    rules::validate_room(room).map_err(|why| RegistryError::InvalidRoom {
+        room: room.to_string(),
+        why,
+    })?;
+    Ok(room.to_string())
 }
 
-impl From<RegistryError> for tonic::Status {
-    fn from(err: RegistryError) -> Self {
-        use tonic::Status;
-        let msg = err.to_string();
-        match err {
-            RegistryError::InvalidName(_) | RegistryError::InvalidAddress => {
-                Status::invalid_argument(msg)
-            }
-            RegistryError::NameTaken(_) => Status::already_exists(msg),
-            RegistryError::UnknownNode(_) => Status::not_found(msg),
-            RegistryError::BadToken(_) | RegistryError::NotHost(_) => {
-                Status::permission_denied(msg)
-            }
-            RegistryError::StaleEpoch { .. } | RegistryError::CannotHost { .. } => {
-                Status::failed_precondition(msg)
-            }
-            RegistryError::NoHost | RegistryError::NoHostable(_) => Status::unavailable(msg),
-        }
+/// What a node holds of one room, its certificate checked by the service.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claim {
+    /// The room (empty: "lobby").
+    pub room: String,
+    /// The newest host term of this room the node has seen (relay-signed).
+    pub latest_term: Option<HostTerm>,
+    /// The node hosts `latest_term` right now.
+    pub hosting: bool,
+    /// Head of the node's replica of the room.
+    pub replica_head: u64,
+}
+
+impl Claim {
+    fn known_epoch(&self) -> u64 {
+        self.latest_term.as_ref().map_or(0, |t| t.epoch)
     }
 }
 
 /// A registration whose signatures the service has checked: the
-/// registrant holds `public_key`, and `latest_term` and `name_claimed_at`
-/// come from certificates this relay signed.
+/// registrant holds `public_key`, and the terms in `rooms` and
+/// `name_claimed_at` come from certificates this relay signed.
 #[derive(Debug, Clone, Default)]
 pub struct Registration {
     /// Chat name.
@@ -123,23 +91,13 @@ pub struct Registration {
     pub session_token: String,
     /// The node's Ed25519 public key (proven held).
     pub public_key: Vec<u8>,
-    /// The newest host term the node has seen (relay-signed).
-    pub latest_term: Option<HostTerm>,
-    /// The node hosts `latest_term` right now.
-    pub hosting: bool,
     /// Since when this key holds the name, from a name certificate it
     /// showed (Unix ms): the earliest claim wins a contested name.
     pub name_claimed_at: Option<i64>,
-    /// Head of the node's room replica.
-    pub replica_head: u64,
     /// The node serves nothing: it may not host and has no address.
     pub client_only: bool,
-}
-
-impl Registration {
-    fn known_epoch(&self) -> u64 {
-        self.latest_term.as_ref().map_or(0, |t| t.epoch)
-    }
+    /// The rooms the node is in (empty: "lobby", holding nothing).
+    pub rooms: Vec<Claim>,
 }
 
 /// A registered node and its credentials.
@@ -151,40 +109,45 @@ pub struct Member {
     pub session_token: String,
     /// Since when this key holds the name (Unix ms).
     pub claimed_at: i64,
-    known_epoch: u64,
-    replica_head: u64,
     watchers: u32,
     last_seen: Instant,
     reach: Reach,
-    /// Registration order (kept when the node registers again): a new
-    /// chat's first host is the first member to register that can host.
+    /// Registration order (kept when the node registers again): breaks
+    /// ties in the choice of a room's first host.
     joined: u64,
+    /// The rooms it is in.
+    rooms: BTreeSet<String>,
+    /// How many rooms it hosts now (placement).
+    hosted: u32,
 }
 
-/// The host's right to serve, renewed by the host.
-#[derive(Debug, Clone)]
-struct Lease {
-    deadline: Instant,
-    successor: Option<String>,
+impl Member {
+    /// The rooms this member is in, by name.
+    pub fn rooms(&self) -> impl Iterator<Item = &str> {
+        self.rooms.iter().map(String::as_str)
+    }
 }
 
-/// Members and the host record.
+/// Members, rooms and the host record of each room.
 #[derive(Debug)]
 pub struct Registry {
     members: HashMap<String, Member>,
-    host: Option<HostRecord>,
+    /// Sorted, for ListRooms paging.
+    rooms: BTreeMap<String, RoomState>,
+    /// One counter for every room: each new term gets the next epoch.
     highest_epoch: u64,
     /// Members registered so far (orders them).
     joined: u64,
     lease_duration: Duration,
-    lease: Option<Lease>,
-    /// Since when nodes that knew a host are waiting for it to re-assert
-    /// itself (after a relay restart).
-    vacant_since: Option<Instant>,
-    /// Why the room has no host although it needs one: set when a host is
-    /// wanted (a lease ran out, a vacancy) but every member was checked and
-    /// none can host.
-    no_host: Option<String>,
+    /// When a relay restart restored the epoch: rooms created within the
+    /// vacancy wait after it wait for their hosts to re-assert.
+    restored_at: Option<Instant>,
+    /// When each room's lease or vacancy wait ends, and the rooms that
+    /// need a host now.
+    schedule: Schedule,
+    /// The last record published per room, and the rooms touched since.
+    published: HashMap<String, HostRecord>,
+    touched: BTreeSet<String>,
     /// Signs host terms and name grants.
     key: Keypair,
     /// How long the name grants (and the TLS certificates, which expire
@@ -198,13 +161,14 @@ impl Registry {
     pub fn new(lease_duration: Duration, key: Keypair) -> Self {
         Self {
             members: HashMap::new(),
-            host: None,
+            rooms: BTreeMap::new(),
             highest_epoch: 0,
             joined: 0,
             lease_duration,
-            lease: None,
-            vacant_since: None,
-            no_host: None,
+            restored_at: None,
+            schedule: Schedule::default(),
+            published: HashMap::new(),
+            touched: BTreeSet::new(),
             key,
             grant_ttl: NAME_GRANT_TTL,
         }
@@ -217,12 +181,12 @@ impl Registry {
     }
 
     /// After a restart: the highest epoch an earlier relay process issued.
-    /// No newcomer is made host until the host re-asserts its term (or the
-    /// vacancy wait runs out), so no epoch is issued twice.
+    /// No newcomer is made host of a room until its host re-asserts its
+    /// term (or the vacancy wait runs out), so no epoch is issued twice.
     pub fn restore_epoch(&mut self, epoch: u64, now: Instant) {
         if epoch > 0 {
             self.highest_epoch = self.highest_epoch.max(epoch);
-            self.vacant_since = Some(now);
+            self.restored_at = Some(now);
         }
     }
 
@@ -231,51 +195,50 @@ impl Registry {
         self.highest_epoch
     }
 
-    /// The host record to publish: the host's, or, when the room needs a
-    /// host and no member can be one, a record without certificate that
-    /// says why (`no_host_reason`). `None` before any host.
-    pub fn host(&self) -> Option<HostRecord> {
-        match &self.no_host {
-            Some(reason) => Some(HostRecord {
-                epoch: self.highest_epoch,
-                no_host_reason: reason.clone(),
-                ..HostRecord::default()
-            }),
-            None => self.host.clone(),
-        }
-    }
-
-    /// The current host, or why there is none.
-    pub fn current_host(&self) -> Result<HostRecord, RegistryError> {
-        match (&self.no_host, &self.host) {
-            (Some(reason), _) => Err(RegistryError::NoHostable(reason.clone())),
-            (None, Some(host)) => Ok(host.clone()),
-            (None, None) => Err(RegistryError::NoHost),
-        }
-    }
-
-    /// Registers (or re-registers) a node; returns it and the host record
-    /// (none while the relay waits for a known host to re-assert itself).
-    /// `unix_ms` is the wall clock, for the name grant.
+    /// Registers (or re-registers) a node and puts it in the rooms it
+    /// claims; returns it and each claimed room's record, in claim order
+    /// (none while a room has no host yet). `unix_ms` is the wall clock,
+    /// for the name grant.
+    ///
+    /// Registering again REPLACES the node's rooms with those claimed: a
+    /// node registers with everything it holds (after a relay restart,
+    /// or to renew its name certificate), so a room it no longer claims
+    /// is one it left.
     pub fn register(
         &mut self,
         reg: Registration,
         now: Instant,
         unix_ms: i64,
-    ) -> Result<(Member, Option<HostRecord>), RegistryError> {
+    ) -> Result<(Member, Vec<Option<HostRecord>>), RegistryError> {
         check_fields(&reg.name, &reg.address, reg.client_only)?;
         let node_id = trust::node_id_of(&reg.public_key);
-        if let Some(term) = &reg.latest_term {
-            if reg.hosting && term.node_id != node_id {
-                return Err(RegistryError::NotHost(node_id));
-            }
-        }
+        let claims = room::checked_claims(&reg.rooms, &node_id)?;
         let claimed_at = self.settle_name(&reg, &node_id, unix_ms)?;
-        let member = self.new_member(&reg, node_id, claimed_at, now, unix_ms);
-        let member = self.store_member(member);
-        self.highest_epoch = self.highest_epoch.max(reg.known_epoch());
-        let host = self.settle_host(&member, &reg, now);
-        Ok((member, host))
+        let member = self.new_member(&reg, node_id.clone(), claimed_at, now, unix_ms);
+        self.store_member(member);
+        self.set_rooms(&node_id, &claims, now);
+        let records = claims.iter().map(|c| self.record(&c.room)).collect();
+        let member = self.members.get(&node_id).cloned();
+        member
+            .map(|m| (m, records))
+            .ok_or(RegistryError::UnknownNode(node_id))
+    }
+
+    /// Puts `node_id` in exactly the rooms of `claims`.
+    fn set_rooms(&mut self, node_id: &str, claims: &[Claim], now: Instant) {
+        let keep: BTreeSet<&str> = claims.iter().map(|c| c.room.as_str()).collect();
+        let leaving: Vec<String> = self.members.get(node_id).map_or_else(Vec::new, |m| {
+            m.rooms()
+                .filter(|r| !keep.contains(r))
+                .map(str::to_string)
+                .collect()
+        });
+        for room in leaving {
+            self.exit_room(node_id, &room);
+        }
+        for claim in claims {
+            self.enter_room(node_id, claim, now);
+        }
     }
 
     /// The member `reg` makes of `node_id`, holding its name since
@@ -308,40 +271,39 @@ impl Registry {
                 client_only: reg.client_only,
             },
             claimed_at,
-            known_epoch: reg.known_epoch(),
-            replica_head: reg.replica_head,
             watchers: 0,
             last_seen: now,
             reach: Reach::default(),
             joined: self.joined,
+            rooms: BTreeSet::new(),
+            hosted: 0,
         }
     }
 
-    /// Stores a newly registered member and returns it (without the watch
-    /// streams, which stay with the stored copy).
-    fn store_member(&mut self, mut member: Member) -> Member {
-        // The same node registering again keeps its open watch streams, and
-        // what the relay knows of its address if that did not change.
-        let previous = self.members.get(&member.record.node_id);
-        let watchers = previous.map_or(0, |m| m.watchers);
-        let reach = previous
-            .filter(|m| m.record.address == member.record.address)
-            .map(|m| m.reach.clone())
-            .unwrap_or_default();
-        member.record.reachable = reach.reachable == Some(true);
-        member.reach = reach;
-        match previous {
-            Some(p) => member.joined = p.joined,
-            None => self.joined += 1,
+    /// Stores a newly registered member. The same node registering again
+    /// keeps its open watch streams, its rooms and place, and what the
+    /// relay knows of its address if that did not change.
+    fn store_member(&mut self, mut member: Member) {
+        let id = member.record.node_id.clone();
+        match self.members.get(&id) {
+            Some(previous) => {
+                if previous.record.address == member.record.address {
+                    member.reach = previous.reach.clone();
+                }
+                member.watchers = previous.watchers;
+                member.joined = previous.joined;
+                member.rooms = previous.rooms.clone();
+                member.hosted = previous.hosted;
+            }
+            None => {
+                self.joined += 1;
+                // Rooms it hosted before it was forgotten still name it.
+                member.hosted = self.rooms_hosted_by(&id);
+            }
         }
-        self.members.insert(
-            member.record.node_id.clone(),
-            Member {
-                watchers,
-                ..member.clone()
-            },
-        );
-        member
+        member.record.reachable = member.reach.reachable == Some(true);
+        self.members.insert(id, member);
+        self.schedule.stir();
     }
 
     /// Decides who holds `reg.name`: the same key keeps it (a restarted
@@ -364,207 +326,12 @@ impl Registry {
             Some((id, since)) if id == node_id => Ok(claim.min(since)),
             Some((id, since)) if claim < since => {
                 tracing::warn!(name = %reg.name, evicted = %id, "an earlier name certificate takes the name back");
-                self.members.remove(&id);
+                self.remove_member(&id);
                 Ok(claim)
             }
             Some(_) => Err(RegistryError::NameTaken(reg.name.clone())),
             None => Ok(claim),
         }
-    }
-
-    /// Makes the registrant host when it re-asserts a newer epoch than the
-    /// relay knows (after a relay restart). A node that knew an earlier
-    /// host starts a vacancy: the host gets a lease period to re-assert
-    /// itself before anyone else is made host. Otherwise a room without a
-    /// host gets one at the next [`Registry::check_lease`], once the relay
-    /// has reached a member's address.
-    fn settle_host(
-        &mut self,
-        member: &Member,
-        reg: &Registration,
-        now: Instant,
-    ) -> Option<HostRecord> {
-        // A client-only member serves nothing: it cannot hold a term.
-        // (Others re-assert a term before the relay reached them again.)
-        if member.record.client_only {
-            return self.host();
-        }
-        let member = &member.record;
-        let current = self.host.as_ref().map_or(0, |h| h.epoch);
-        let reasserted = reg
-            .latest_term
-            .as_ref()
-            .filter(|t| reg.hosting && t.epoch > current);
-        if let Some(term) = reasserted {
-            self.set_host(term.epoch, member, now);
-        } else if self.host.is_none() && reg.known_epoch() > 0 {
-            self.vacant_since.get_or_insert(now);
-        }
-        self.host()
-    }
-
-    fn set_host(&mut self, epoch: u64, member: &MemberRecord, now: Instant) {
-        self.highest_epoch = self.highest_epoch.max(epoch);
-        let term = HostTerm {
-            room: trust::ROOM.to_string(),
-            epoch,
-            node_id: member.node_id.clone(),
-            address: member.address.clone(),
-            name: member.name.clone(),
-            public_key: member.public_key.clone(),
-            issued_at_unix_ms: trust::now_unix_ms(),
-            previous_epoch: self.host.as_ref().map_or(0, |h| h.epoch),
-        };
-        self.host = Some(HostRecord {
-            epoch,
-            node_id: member.node_id.clone(),
-            address: member.address.clone(),
-            name: member.name.clone(),
-            certificate: Some(self.key.issue_host_term(&term)),
-            no_host_reason: String::new(),
-            room: trust::ROOM.to_string(),
-        });
-        // A new host gets a full lease to start renewing.
-        self.lease = Some(Lease {
-            deadline: now + self.lease_duration,
-            successor: None,
-        });
-        self.vacant_since = None;
-        self.no_host = None;
-    }
-
-    /// The host renews its lease for `epoch` and names its successor.
-    /// Returns the members it may not name (see [`Member::may_succeed`]);
-    /// naming one of them keeps the successor named before.
-    pub fn renew_lease(
-        &mut self,
-        caller: &str,
-        token: &str,
-        epoch: u64,
-        successor: &str,
-        now: Instant,
-    ) -> Result<Vec<String>, RegistryError> {
-        self.check_host(caller, token, epoch)?;
-        // An empty (or refused) successor keeps the one named before.
-        let named = Some(successor)
-            .filter(|id| self.members.get(*id).is_some_and(Member::may_succeed))
-            .map(str::to_string);
-        let successor = named.or_else(|| self.lease.take().and_then(|l| l.successor));
-        self.lease = Some(Lease {
-            deadline: now + self.lease_duration,
-            successor,
-        });
-        // The host is back in time: the room needs nobody else.
-        self.no_host = None;
-        Ok(self
-            .members
-            .values()
-            .filter(|m| !m.may_succeed())
-            .map(|m| m.record.node_id.clone())
-            .collect())
-    }
-
-    /// Promotes a new host if the lease ran out (or fills a vacancy nobody
-    /// re-asserted). Returns the new host record if it changed.
-    pub fn check_lease(&mut self, now: Instant) -> Option<HostRecord> {
-        let expired = match (&self.host, &self.lease, self.vacant_since) {
-            // The host stops acknowledging at the deadline by its own clock
-            // (measured from before its renewal reached us); the margin
-            // covers clock rate differences.
-            (Some(_), Some(lease), _) => now > lease.deadline + self.lease_margin(),
-            (None, _, Some(since)) => now.duration_since(since) > self.vacancy_wait(),
-            // A new room: its first host as soon as one can be.
-            (None, _, None) => !self.members.is_empty(),
-            _ => false,
-        };
-        if !expired {
-            return None;
-        }
-        let dead = self.host.as_ref().map(|h| h.node_id.clone());
-        let preferred = self.lease.as_ref().and_then(|l| l.successor.clone());
-        let next = match &self.host {
-            None if self.vacant_since.is_none() => match self.first_host() {
-                Ok(first) => first,
-                // An earlier member is still being checked: wait for it.
-                Err(Undecided) => return None,
-            },
-            _ => match self.promotion_candidate(dead.as_deref(), preferred.as_deref()) {
-                Ok(next) => next,
-                // The successor holding the room is still being checked.
-                Err(Undecided) => return None,
-            },
-        };
-        let Some(next) = next else {
-            // Nobody can take the room: say why, once every member was
-            // checked (and look again at the next call).
-            let before = self.no_host.take();
-            self.no_host = self.no_host_reason(dead.as_deref());
-            return (self.no_host != before).then(|| self.host()).flatten();
-        };
-        let Some(epoch) = self.highest_epoch.checked_add(1) else {
-            tracing::error!("epochs are exhausted; no host can be promoted");
-            return None;
-        };
-        self.set_host(epoch, &next, now);
-        self.host.clone()
-    }
-
-    /// How long past a lease's deadline the relay waits before promoting:
-    /// the host fences itself at the deadline.
-    pub fn lease_margin(&self) -> Duration {
-        self.lease_duration / 10
-    }
-
-    /// How long a vacancy waits for the old host to re-assert itself: long
-    /// enough for every node's re-registration backoff.
-    fn vacancy_wait(&self) -> Duration {
-        (self.lease_duration * 2).max(MIN_VACANCY_WAIT)
-    }
-
-    /// The designated successor if it is alive, else the live member that
-    /// knew the newest epoch and holds the freshest replica. A successor
-    /// the relay has not checked yet is waited for (it holds what the host
-    /// acknowledged; another member may not).
-    fn promotion_candidate(
-        &self,
-        dead: Option<&str>,
-        preferred: Option<&str>,
-    ) -> Result<Option<MemberRecord>, Undecided> {
-        let live = |m: &&Member| m.watchers > 0 && Some(m.record.node_id.as_str()) != dead;
-        let alive = |m: &&Member| live(m) && m.can_host();
-        if let Some(m) = preferred.and_then(|id| self.members.get(id)).filter(live) {
-            if m.may_take_over_as_successor() {
-                return Ok(Some(m.record.clone()));
-            }
-            if m.undecided() {
-                return Err(Undecided);
-            }
-        }
-        Ok(self
-            .members
-            .values()
-            .filter(alive)
-            .max_by(|a, b| {
-                (a.known_epoch, a.replica_head)
-                    .cmp(&(b.known_epoch, b.replica_head))
-                    .then(b.record.name.cmp(&a.record.name))
-            })
-            .map(|m| m.record.clone()))
-    }
-
-    fn check_host(&self, caller: &str, token: &str, epoch: u64) -> Result<(), RegistryError> {
-        self.authenticate(caller, token)?;
-        let host = self.host.as_ref().ok_or(RegistryError::NoHost)?;
-        if host.epoch != epoch {
-            return Err(RegistryError::StaleEpoch {
-                given: epoch,
-                current: host.epoch,
-            });
-        }
-        if host.node_id != caller {
-            return Err(RegistryError::NotHost(caller.to_string()));
-        }
-        Ok(())
     }
 
     /// Checks that `token` belongs to `node_id`.
@@ -579,45 +346,23 @@ impl Registry {
         Ok(member)
     }
 
-    /// Compare-and-set of the host pointer from `from_epoch` to `to_node_id`.
-    pub fn report_migration(
-        &mut self,
-        caller: &str,
-        token: &str,
-        from_epoch: u64,
-        to_node_id: &str,
-        now: Instant,
-    ) -> Result<HostRecord, RegistryError> {
-        self.check_host(caller, token, from_epoch)?;
-        let epoch = from_epoch.checked_add(1).ok_or(RegistryError::StaleEpoch {
-            given: from_epoch,
-            current: from_epoch,
-        })?;
-        let target = self
-            .members
-            .get(to_node_id)
-            .ok_or_else(|| RegistryError::UnknownNode(to_node_id.to_string()))?;
-        if let Some(why) = target.cannot_host() {
-            return Err(RegistryError::CannotHost {
-                name: target.record.name.clone(),
-                why,
-            });
-        }
-        let target = target.record.clone();
-        self.set_host(epoch, &target, now);
-        // Until the new host names its own successor, the old host holds the
-        // whole room: promote it back if the new host dies at once.
-        if let Some(lease) = self.lease.as_mut() {
-            lease.successor = Some(caller.to_string());
-        }
-        Ok(self.host.clone().unwrap_or_default())
-    }
-
-    /// Removes a node that leaves for good.
+    /// Removes a node that leaves for good (from all its rooms).
     pub fn unregister(&mut self, node_id: &str, token: &str) -> Result<(), RegistryError> {
         self.authenticate(node_id, token)?;
-        self.members.remove(node_id);
+        self.remove_member(node_id);
         Ok(())
+    }
+
+    /// Takes `node_id` out of its rooms (forgetting rooms left empty) and
+    /// out of the registry. The rooms it hosts keep it as host until their
+    /// leases run out, as when it crashes.
+    fn remove_member(&mut self, node_id: &str) -> Option<Member> {
+        let rooms: Vec<String> = self.members.get(node_id)?.rooms.iter().cloned().collect();
+        for room in rooms {
+            self.exit_room(node_id, &room);
+        }
+        self.schedule.stir();
+        self.members.remove(node_id)
     }
 
     /// Finds a registered member by name.
@@ -634,6 +379,7 @@ impl Registry {
         if let Some(m) = self.members.get_mut(node_id) {
             m.watchers += 1;
         }
+        self.schedule.stir();
         Ok(())
     }
 
@@ -643,10 +389,12 @@ impl Registry {
             m.watchers = m.watchers.saturating_sub(1);
             m.last_seen = now;
         }
+        self.schedule.stir();
     }
 
     /// Forgets members with no open watch stream for longer than `grace`,
-    /// freeing their names. Returns the names removed.
+    /// freeing their names and leaving their rooms. Returns the names
+    /// removed.
     pub fn reap(&mut self, now: Instant, grace: Duration) -> Vec<String> {
         let dead: Vec<String> = self
             .members
@@ -655,13 +403,60 @@ impl Registry {
             .map(|m| m.record.node_id.clone())
             .collect();
         dead.iter()
-            .filter_map(|id| self.members.remove(id))
+            .filter_map(|id| self.remove_member(id))
             .map(|m| m.record.name)
             .collect()
     }
+
+    /// Whether `node_id` is a member of `room` (a valid room name).
+    pub fn is_in_room(&self, node_id: &str, room: &str) -> bool {
+        self.members
+            .get(node_id)
+            .is_some_and(|m| m.rooms.contains(room))
+    }
+
+    /// The current records of every room `node_id` is in that has one.
+    pub fn records_of(&self, node_id: &str) -> Vec<HostRecord> {
+        let Some(member) = self.members.get(node_id) else {
+            return Vec::new();
+        };
+        member.rooms().filter_map(|r| self.record(r)).collect()
+    }
+
+    /// The records of the rooms touched since the last call whose
+    /// published record changed (each room at most once). A room that
+    /// vanished is forgotten, not reported.
+    pub fn take_changes(&mut self) -> Vec<HostRecord> {
+        let mut changed = Vec::new();
+        for name in std::mem::take(&mut self.touched) {
+            match self.record(&name) {
+                Some(record) if self.published.get(&name) != Some(&record) => {
+                    self.published.insert(name, record.clone());
+                    changed.push(record);
+                }
+                Some(_) => {}
+                None => {
+                    self.published.remove(&name);
+                }
+            }
+        }
+        changed
+    }
+
+    /// Notes that `room`'s record may have changed.
+    fn touch(&mut self, room: &str) {
+        if !self.touched.contains(room) {
+            self.touched.insert(room.to_string());
+        }
+    }
 }
 
+mod error;
+mod lease;
+mod placement;
 mod reach;
+mod room;
+mod sweep;
 
 #[cfg(test)]
 mod tests;

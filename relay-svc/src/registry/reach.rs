@@ -1,9 +1,8 @@
 //! Who may host: what the relay knows about reaching each member's
 //! address (checked by `crate::reach`), the rules that follow from it, and
-//! the choice of a new chat's first host.
+//! why a room has no host.
 
 use super::{Member, Registry};
-use chat_proto::pb::relay::MemberRecord;
 use std::time::{Duration, Instant};
 
 impl Member {
@@ -123,30 +122,17 @@ pub struct ReachCheck {
 }
 
 impl Registry {
-    /// A new chat's first host: the first member to register that can
-    /// host, once every member that registered before it was checked (so
-    /// the order of the checks does not decide).
-    pub(super) fn first_host(&self) -> Result<Option<MemberRecord>, Undecided> {
-        // The earliest member that either could host or is not decided yet
-        // decides (one pass: this runs at every lease check).
-        let first = self
-            .members
-            .values()
-            .filter(|m| (m.watchers > 0 && m.can_host()) || m.undecided())
-            .min_by_key(|m| m.joined);
-        match first {
-            Some(m) if m.undecided() => Err(Undecided),
-            first => Ok(first.map(|m| m.record.clone())),
-        }
-    }
-
-    /// Why no member but `dead` can host, once every member's address was
-    /// checked; `None` while a check is still to decide.
-    pub(super) fn no_host_reason(&self, dead: Option<&str>) -> Option<String> {
+    /// Why no member of `room` but `dead` can host, once every such
+    /// member's address was checked; `None` while a check is still to
+    /// decide.
+    pub(super) fn no_host_reason(&self, room: &str, dead: Option<&str>) -> Option<String> {
         let others = || {
-            self.members
-                .values()
-                .filter(move |m| Some(m.record.node_id.as_str()) != dead)
+            self.rooms
+                .get(room)
+                .into_iter()
+                .flat_map(|r| r.members.keys())
+                .filter(move |id| Some(id.as_str()) != dead)
+                .filter_map(|id| self.members.get(id))
         };
         if others().any(Member::undecided) {
             return None;
@@ -191,10 +177,12 @@ impl Registry {
         if member.record.address != check.address {
             return;
         }
-        let before = member.reach.reachable;
+        let before = (member.reach.reachable, member.reach.ever_reached);
         member.reach.record(reached, now);
         member.record.reachable = member.reach.reachable == Some(true);
-        if member.reach.reachable != before {
+        if (member.reach.reachable, member.reach.ever_reached) != before {
+            // Who may host changed: rooms waiting for a host look again.
+            self.schedule.stir();
             tracing::info!(name = %member.record.name, address = %check.address,
                            reachable = member.record.reachable, "member reachability changed");
         }

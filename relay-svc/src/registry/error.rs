@@ -1,0 +1,121 @@
+//! Why the registry refuses a request, and the gRPC status each reason
+//! becomes (in this one place).
+
+use chat_proto::rules::RuleError;
+use thiserror::Error;
+
+/// Why the registry refused a request. Converted to a gRPC status in one place.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum RegistryError {
+    /// The name breaks a naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] RuleError),
+    /// The node gave no usable address to reach it.
+    #[error("address must be host:port, printable, at most 255 bytes")]
+    InvalidAddress,
+    /// A room name breaks the naming rules.
+    #[error("room {room:?}: {why}")]
+    InvalidRoom {
+        /// The room as given.
+        room: String,
+        /// The rule it breaks.
+        why: RuleError,
+    },
+    /// A claim list names the same room twice.
+    #[error("room {0:?} is claimed twice")]
+    DuplicateRoom(String),
+    /// A member would be in more rooms than allowed.
+    #[error("a member may be in at most {0} rooms")]
+    TooManyRooms(usize),
+    /// A claim shows the term of another room.
+    #[error("the host term claimed for room {room:?} is a term of room {term_room:?}")]
+    TermOfOtherRoom {
+        /// The room claimed.
+        room: String,
+        /// The room the term is for.
+        term_room: String,
+    },
+    /// Another connected member holds the name.
+    #[error("name {0:?} is taken by a connected member")]
+    NameTaken(String),
+    /// No such node or member.
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
+    /// No member is in this room.
+    #[error("no room {0:?}: nobody is in it")]
+    UnknownRoom(String),
+    /// The node is not a member of the room.
+    #[error("node {node:?} is not in room {room:?}")]
+    NotInRoom {
+        /// The node.
+        node: String,
+        /// The room.
+        room: String,
+    },
+    /// The caller's token does not match its node.
+    #[error("session token does not match node {0:?}")]
+    BadToken(String),
+    /// The caller is not the room's current host.
+    #[error("node {0:?} is not the current host of the room")]
+    NotHost(String),
+    /// Compare-and-set on the room's epoch failed.
+    #[error("stale epoch {given}: the room's current epoch is {current}")]
+    StaleEpoch {
+        /// Epoch in the request.
+        given: u64,
+        /// The room's current epoch.
+        current: u64,
+    },
+    /// The room has no host yet.
+    #[error("no host yet: the relay is still checking that it can reach the room's members, or waits for its host to come back")]
+    NoHost,
+    /// No member can host right now (the reason says why).
+    #[error("no host: {0}")]
+    NoHostable(String),
+    /// The member may not host: the relay cannot reach it, or it is a
+    /// client only.
+    #[error("member {name:?} cannot host: {why}")]
+    CannotHost {
+        /// The member's name.
+        name: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// The migration target hosts more than its share of rooms while
+    /// another member of the room hosts fewer.
+    #[error("member {name:?} hosts {hosted} rooms already (fair share {fair}); hand the room to a member hosting fewer")]
+    Overloaded {
+        /// The target's name.
+        name: String,
+        /// Rooms it hosts now.
+        hosted: u32,
+        /// Rooms per live member that can host, rounded up.
+        fair: u32,
+    },
+}
+
+impl From<RegistryError> for tonic::Status {
+    fn from(err: RegistryError) -> Self {
+        use tonic::Status;
+        let msg = err.to_string();
+        match err {
+            RegistryError::InvalidName(_)
+            | RegistryError::InvalidAddress
+            | RegistryError::InvalidRoom { .. }
+            | RegistryError::DuplicateRoom(_)
+            | RegistryError::TooManyRooms(_)
+            | RegistryError::TermOfOtherRoom { .. } => Status::invalid_argument(msg),
+            RegistryError::NameTaken(_) => Status::already_exists(msg),
+            RegistryError::UnknownNode(_)
+            | RegistryError::UnknownRoom(_)
+            | RegistryError::NotInRoom { .. } => Status::not_found(msg),
+            RegistryError::BadToken(_) | RegistryError::NotHost(_) => {
+                Status::permission_denied(msg)
+            }
+            RegistryError::StaleEpoch { .. }
+            | RegistryError::CannotHost { .. }
+            | RegistryError::Overloaded { .. } => Status::failed_precondition(msg),
+            RegistryError::NoHost | RegistryError::NoHostable(_) => Status::unavailable(msg),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Placement: which member hosts a room. The relay counts the rooms each
+//! member hosts and spreads them: a room's first host is the live member
+//! hosting fewest, failover prefers (after data safety) the freshest
+//! member hosting fewest, and a migration to a member above its fair
+//! share is refused while another member of the room hosts fewer.
+
+use super::reach::Undecided;
+use super::room::{Holding, RoomState};
+use super::{Member, Registry, RegistryError};
+use chat_proto::pb::relay::MemberRecord;
+use std::cmp::Ordering;
+
+impl Member {
+    /// Connected (its watch stream is open) and may host.
+    fn live_and_hostable(&self) -> bool {
+        self.watchers > 0 && self.can_host()
+    }
+}
+
+impl Registry {
+    /// Moves one hosted room from `from` to `to` in the counts.
+    pub(super) fn count_hosting(&mut self, from: Option<&str>, to: Option<&str>) {
+        if let Some(m) = from.and_then(|id| self.members.get_mut(id)) {
+            m.hosted = m.hosted.saturating_sub(1);
+        }
+        if let Some(m) = to.and_then(|id| self.members.get_mut(id)) {
+            m.hosted = m.hosted.saturating_add(1);
+        }
+    }
+
+    /// How many rooms name `node_id` as host (for a member registering
+    /// anew while rooms it hosted before are still in their lease).
+    pub(super) fn rooms_hosted_by(&self, node_id: &str) -> u32 {
+        let count = self
+            .rooms
+            .values()
+            .filter(|r| r.host.as_ref().is_some_and(|h| h.node_id == node_id))
+            .count();
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    /// Rooms with a host per live member that can host, rounded up.
+    pub fn fair_share(&self) -> u32 {
+        let (hosted, hosts) = self
+            .members
+            .values()
+            .fold((0u64, 0u64), |(rooms, hosts), m| {
+                let live = u64::from(m.live_and_hostable());
+                (rooms + u64::from(m.hosted), hosts + live)
+            });
+        let fair = hosted.div_ceil(hosts.max(1));
+        u32::try_from(fair).unwrap_or(u32::MAX)
+    }
+
+    /// Refuses `target` for `room` when it hosts more than its fair share
+    /// (so after the move it would be above the share plus one) while
+    /// another live member of the room that can host, not `caller`,
+    /// hosts fewer.
+    pub(super) fn check_fair_share(
+        &self,
+        room: &str,
+        caller: &str,
+        target: &Member,
+    ) -> Result<(), RegistryError> {
+        let fair = self.fair_share();
+        if target.hosted <= fair {
+            return Ok(());
+        }
+        let id = target.record.node_id.as_str();
+        let lighter = self.room_members(room).any(|(m, _)| {
+            let other = m.record.node_id != caller && m.record.node_id != id;
+            other && m.live_and_hostable() && m.hosted < target.hosted
+        });
+        if !lighter {
+            return Ok(());
+        }
+        Err(RegistryError::Overloaded {
+            name: target.record.name.clone(),
+            hosted: target.hosted,
+            fair,
+        })
+    }
+
+    /// The room's members with what each holds of it.
+    fn room_members<'a>(&'a self, room: &str) -> impl Iterator<Item = (&'a Member, Holding)> + 'a {
+        self.rooms
+            .get(room)
+            .into_iter()
+            .flat_map(|r| r.members.iter())
+            .filter_map(|(id, holding)| self.members.get(id).map(|m| (m, *holding)))
+    }
+
+    /// Who should host `room` now that it needs a host: its first host,
+    /// or the one taking over from a host that is gone.
+    pub(super) fn choose_host(&self, room: &str) -> Result<Option<MemberRecord>, Undecided> {
+        let Some(state) = self.rooms.get(room) else {
+            return Ok(None);
+        };
+        if state.host.is_none() && state.vacant_since.is_none() {
+            return self.first_host(room);
+        }
+        self.promotion_candidate(state)
+    }
+
+    /// A room's first host: once every member of the room was checked
+    /// (so the order of the checks does not decide), the live member that
+    /// can host and hosts fewest rooms, the earliest registered first.
+    fn first_host(&self, room: &str) -> Result<Option<MemberRecord>, Undecided> {
+        if self.room_members(room).any(|(m, _)| m.undecided()) {
+            return Err(Undecided);
+        }
+        Ok(self
+            .room_members(room)
+            .filter(|(m, _)| m.live_and_hostable())
+            .min_by_key(|(m, _)| (m.hosted, m.joined))
+            .map(|(m, _)| m.record.clone()))
+    }
+
+    /// The successor the host named if it may take over, else the live
+    /// member that can host and holds the freshest (known epoch, replica),
+    /// hosting fewest, by name. A successor the relay has not checked yet
+    /// is waited for (it holds what the host acknowledged; another member
+    /// may not).
+    fn promotion_candidate(&self, room: &RoomState) -> Result<Option<MemberRecord>, Undecided> {
+        let dead = room.host.as_ref().map(|h| h.node_id.as_str());
+        let live = |m: &Member| m.watchers > 0 && Some(m.record.node_id.as_str()) != dead;
+        let preferred = room.lease.as_ref().and_then(|l| l.successor.as_deref());
+        let successor = preferred
+            .filter(|id| room.members.contains_key(*id))
+            .and_then(|id| self.members.get(id))
+            .filter(|m| live(m));
+        if let Some(m) = successor {
+            if m.may_take_over_as_successor() {
+                return Ok(Some(m.record.clone()));
+            }
+            if m.undecided() {
+                return Err(Undecided);
+            }
+        }
+        Ok(self
+            .room_members(&room.name)
+            .filter(|(m, _)| live(m) && m.can_host())
+            .max_by(fresher)
+            .map(|(m, _)| m.record.clone()))
+    }
+}
+
+/// Orders candidates for failover: the freshest holding first, then the
+/// one hosting fewer rooms, then the name sorting first.
+fn fresher(a: &(&Member, Holding), b: &(&Member, Holding)) -> Ordering {
+    let ((a, ha), (b, hb)) = (a, b);
+    ha.cmp(hb)
+        .then(b.hosted.cmp(&a.hosted))
+        .then(b.record.name.cmp(&a.record.name))
+}

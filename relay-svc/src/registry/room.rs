@@ -1,0 +1,322 @@
+//! One room's state: its members and what each claimed of it, its host
+//! record, lease and successor, its vacancy after a relay restart, and why
+//! it has no host. Rooms come into being with their first member and are
+//! forgotten with their last.
+
+use super::{room_name, Claim, Registry, RegistryError, MAX_ROOMS_PER_MEMBER};
+use chat_proto::pb::relay::{HostRecord, RoomInfo};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::time::Instant;
+
+/// Rooms per ListRooms page unless asked otherwise, and at most.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// What a member showed of a room when it joined (or registered again):
+/// failover promotes the freshest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Holding {
+    /// Epoch of the newest term of the room it has seen.
+    pub(super) known_epoch: u64,
+    /// Head of its replica of the room.
+    pub(super) replica_head: u64,
+}
+
+/// The host's right to serve, renewed by the host.
+#[derive(Debug, Clone)]
+pub(super) struct Lease {
+    pub(super) deadline: Instant,
+    pub(super) successor: Option<String>,
+}
+
+/// One room.
+#[derive(Debug)]
+pub(super) struct RoomState {
+    pub(super) name: String,
+    /// Node id -> what it holds of the room (sorted: ties break the same
+    /// way every time).
+    pub(super) members: BTreeMap<String, Holding>,
+    pub(super) host: Option<HostRecord>,
+    pub(super) lease: Option<Lease>,
+    /// Since when members that knew a host are waiting for it to
+    /// re-assert itself (after a relay restart).
+    pub(super) vacant_since: Option<Instant>,
+    /// Why the room has no host although it needs one: set when a host is
+    /// wanted (a lease ran out, a vacancy) but every member was checked and
+    /// none can host.
+    pub(super) no_host: Option<String>,
+    /// As the host last reported with its lease.
+    pub(super) activated: bool,
+}
+
+impl RoomState {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            members: BTreeMap::new(),
+            host: None,
+            lease: None,
+            vacant_since: None,
+            no_host: None,
+            activated: false,
+        }
+    }
+
+    /// The epoch of the room's current term (0 before its first).
+    pub(super) fn epoch(&self) -> u64 {
+        self.host.as_ref().map_or(0, |h| h.epoch)
+    }
+
+    /// The record to publish: the host's, or, when the room needs a host
+    /// and no member can be one, a record without certificate that says
+    /// why. `None` before any host.
+    pub(super) fn record(&self) -> Option<HostRecord> {
+        match &self.no_host {
+            Some(reason) => Some(HostRecord {
+                epoch: self.epoch(),
+                no_host_reason: reason.clone(),
+                room: self.name.clone(),
+                ..HostRecord::default()
+            }),
+            None => self.host.clone(),
+        }
+    }
+}
+
+/// Checks a claim list (an empty one claims "lobby", holding nothing):
+/// at most [`MAX_ROOMS_PER_MEMBER`], each room valid and named once, each
+/// term for its own room, and a hosting claim's term naming `node_id`.
+/// Returns the claims with their rooms' full names.
+pub(super) fn checked_claims(claims: &[Claim], node_id: &str) -> Result<Vec<Claim>, RegistryError> {
+    if claims.len() > MAX_ROOMS_PER_MEMBER {
+        return Err(RegistryError::TooManyRooms(MAX_ROOMS_PER_MEMBER));
+    }
+    if claims.is_empty() {
+        return Ok(vec![checked_claim(&Claim::default(), node_id)?]);
+    }
+    let mut seen = BTreeSet::new();
+    claims
+        .iter()
+        .map(|claim| {
+            let claim = checked_claim(claim, node_id)?;
+            if !seen.insert(claim.room.clone()) {
+                return Err(RegistryError::DuplicateRoom(claim.room));
+            }
+            Ok(claim)
+        })
+        .collect()
+}
+
+/// Checks one claim (see [`checked_claims`]).
+pub(super) fn checked_claim(claim: &Claim, node_id: &str) -> Result<Claim, RegistryError> {
+    let room = room_name(&claim.room)?;
+    if let Some(term) = &claim.latest_term {
+        let term_room = chat_proto::rules::room_or_default(&term.room);
+        if term_room != room {
+            return Err(RegistryError::TermOfOtherRoom {
+                room,
+                term_room: term_room.to_string(),
+            });
+        }
+        if claim.hosting && term.node_id != node_id {
+            return Err(RegistryError::NotHost(node_id.to_string()));
+        }
+    }
+    Ok(Claim {
+        room,
+        ..claim.clone()
+    })
+}
+
+impl Registry {
+    /// Puts a registered node in a room (creating it), or updates what it
+    /// claims of a room it is in; answers the room's record, if any.
+    pub fn join_room(
+        &mut self,
+        node_id: &str,
+        token: &str,
+        claim: &Claim,
+        now: Instant,
+    ) -> Result<Option<HostRecord>, RegistryError> {
+        let member = self.authenticate(node_id, token)?;
+        let claim = checked_claim(claim, node_id)?;
+        if !member.rooms.contains(&claim.room) && member.rooms.len() >= MAX_ROOMS_PER_MEMBER {
+            return Err(RegistryError::TooManyRooms(MAX_ROOMS_PER_MEMBER));
+        }
+        self.enter_room(node_id, &claim, now);
+        Ok(self.record(&claim.room))
+    }
+
+    /// Takes a node out of a room; the room is forgotten with its last
+    /// member. A host that leaves keeps its term until its lease runs out
+    /// (it may not renew it any more): then its successor takes over.
+    pub fn leave_room(
+        &mut self,
+        node_id: &str,
+        token: &str,
+        room: &str,
+    ) -> Result<(), RegistryError> {
+        self.authenticate(node_id, token)?;
+        let room = self.room(room)?.name.clone();
+        if !self.is_in_room(node_id, &room) {
+            return Err(RegistryError::NotInRoom {
+                node: node_id.to_string(),
+                room,
+            });
+        }
+        self.exit_room(node_id, &room);
+        Ok(())
+    }
+
+    /// The room `room` names, if someone is in it.
+    pub(super) fn room(&self, room: &str) -> Result<&RoomState, RegistryError> {
+        let name = room_name(room)?;
+        self.rooms
+            .get(&name)
+            .ok_or(RegistryError::UnknownRoom(name))
+    }
+
+    /// The published record of `room` (a valid name or empty): `None` for
+    /// a room nobody is in or that has no host yet.
+    pub fn record(&self, room: &str) -> Option<HostRecord> {
+        self.room(room).ok().and_then(RoomState::record)
+    }
+
+    /// The current host of `room`, or why there is none.
+    pub fn current_host(&self, room: &str) -> Result<HostRecord, RegistryError> {
+        let room = self.room(room)?;
+        match (&room.no_host, &room.host) {
+            (Some(reason), _) => Err(RegistryError::NoHostable(reason.clone())),
+            (None, Some(host)) => Ok(host.clone()),
+            (None, None) => Err(RegistryError::NoHost),
+        }
+    }
+
+    /// The rooms whose names sort after `after`, at most `limit` of them
+    /// (0: 100; at most 1000), and whether more follow.
+    pub fn list_rooms(&self, after: &str, limit: u32) -> (Vec<RoomInfo>, bool) {
+        let limit = match usize::try_from(limit).unwrap_or(MAX_PAGE) {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let range = (Bound::Excluded(after), Bound::Unbounded);
+        let mut page = self.rooms.range::<str, _>(range);
+        let rooms = page
+            .by_ref()
+            .take(limit)
+            .map(|(_, r)| self.info(r))
+            .collect();
+        (rooms, page.next().is_some())
+    }
+
+    fn info(&self, room: &RoomState) -> RoomInfo {
+        let mut members: Vec<String> = room
+            .members
+            .keys()
+            .filter_map(|id| self.members.get(id))
+            .map(|m| m.record.name.clone())
+            .collect();
+        members.sort();
+        let record = room.record().unwrap_or_default();
+        RoomInfo {
+            name: room.name.clone(),
+            members,
+            host: record.name,
+            epoch: record.epoch,
+            activated: room.activated,
+        }
+    }
+
+    /// Puts `node_id` in the claim's (checked) room, creating the room,
+    /// and settles the room's host with what the node claims.
+    pub(super) fn enter_room(&mut self, node_id: &str, claim: &Claim, now: Instant) {
+        let Some(member) = self.members.get_mut(node_id) else {
+            return;
+        };
+        member.rooms.insert(claim.room.clone());
+        let created = !self.rooms.contains_key(&claim.room);
+        let in_restore_wait = self.in_restore_wait(now);
+        let room = self
+            .rooms
+            .entry(claim.room.clone())
+            .or_insert_with(|| RoomState::new(claim.room.clone()));
+        if created {
+            room.vacant_since = in_restore_wait;
+        }
+        let holding = Holding {
+            known_epoch: claim.known_epoch(),
+            replica_head: claim.replica_head,
+        };
+        room.members.insert(node_id.to_string(), holding);
+        self.highest_epoch = self.highest_epoch.max(holding.known_epoch);
+        self.touch(&claim.room);
+        self.schedule.stir();
+        self.settle_claim(node_id, claim, now);
+        self.reschedule(&claim.room);
+    }
+
+    /// When the restore happened, if `now` is within the vacancy wait
+    /// after a relay restart.
+    fn in_restore_wait(&self, now: Instant) -> Option<Instant> {
+        self.restored_at
+            .filter(|&t| now.saturating_duration_since(t) <= self.vacancy_wait())
+    }
+
+    /// Makes the claimant host when it re-asserts a newer term of the
+    /// room than the relay knows (after a relay restart). A node that
+    /// knew an earlier host starts a vacancy: the host gets the vacancy
+    /// wait to re-assert itself before anyone else is made host.
+    /// Otherwise a room without a host gets one at the next
+    /// [`Registry::check_lease`], once the relay reached a member.
+    fn settle_claim(&mut self, node_id: &str, claim: &Claim, now: Instant) {
+        // A client-only member serves nothing: it cannot hold a term.
+        // (Others re-assert a term before the relay reached them again.)
+        let Some(member) = self.members.get(node_id).filter(|m| !m.record.client_only) else {
+            return;
+        };
+        let member = member.record.clone();
+        let Some(room) = self.rooms.get_mut(&claim.room) else {
+            return;
+        };
+        let current = room.epoch();
+        let reasserted = claim
+            .latest_term
+            .as_ref()
+            .filter(|t| claim.hosting && t.epoch > current);
+        if let Some(term) = reasserted {
+            let (epoch, previous) = (term.epoch, term.previous_epoch);
+            self.set_host(&claim.room, epoch, previous, &member, now);
+        } else if room.host.is_none() && claim.known_epoch() > 0 {
+            room.vacant_since.get_or_insert(now);
+        }
+    }
+
+    /// Takes `node_id` out of `room`, forgetting the room if it was the
+    /// last member.
+    pub(super) fn exit_room(&mut self, node_id: &str, room: &str) {
+        if let Some(member) = self.members.get_mut(node_id) {
+            member.rooms.remove(room);
+        }
+        let Some(state) = self.rooms.get_mut(room) else {
+            return;
+        };
+        state.members.remove(node_id);
+        self.schedule.stir();
+        if state.members.is_empty() {
+            self.drop_room(room);
+        }
+    }
+
+    /// Forgets a room nobody is in.
+    fn drop_room(&mut self, room: &str) {
+        let Some(state) = self.rooms.remove(room) else {
+            return;
+        };
+        if let Some(host) = &state.host {
+            self.count_hosting(Some(&host.node_id), None);
+        }
+        self.schedule.forget(room);
+        self.touch(room);
+    }
+}

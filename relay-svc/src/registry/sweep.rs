@@ -1,0 +1,151 @@
+//! The lease sweep: when each room's lease (or vacancy wait) ends, and
+//! which rooms need a host now. The service sweeps every few
+//! milliseconds, so a sweep touches only rooms whose time came, plus the
+//! rooms waiting for a host when something that could give them one
+//! changed (a member joined, left, connected or was checked).
+
+use super::reach::Undecided;
+use super::Registry;
+use chat_proto::pb::relay::{HostRecord, MemberRecord};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+/// When each room next needs a look.
+#[derive(Debug, Default)]
+pub(super) struct Schedule {
+    /// (time, room): the room needs a host once `now` is past the time.
+    timers: BTreeSet<(Instant, String)>,
+    /// Each timed room's entry in `timers`.
+    timer_of: HashMap<String, Instant>,
+    /// Rooms that need a host now (none could be chosen yet).
+    pending: BTreeSet<String>,
+    /// Something changed that could let a pending room get a host.
+    stirred: bool,
+}
+
+impl Schedule {
+    /// Looks at `room` once `now` is past `at`.
+    fn set_timer(&mut self, room: &str, at: Instant) {
+        self.forget(room);
+        self.timers.insert((at, room.to_string()));
+        self.timer_of.insert(room.to_string(), at);
+    }
+
+    /// `room` needs a host now: look at it at the next sweep.
+    fn set_pending(&mut self, room: &str) {
+        self.forget(room);
+        self.pending.insert(room.to_string());
+        self.stirred = true;
+    }
+
+    /// Stops looking at `room`.
+    pub(super) fn forget(&mut self, room: &str) {
+        if let Some(at) = self.timer_of.remove(room) {
+            self.timers.remove(&(at, room.to_string()));
+        }
+        self.pending.remove(room);
+    }
+
+    /// Something changed that could give a pending room a host.
+    pub(super) fn stir(&mut self) {
+        self.stirred = true;
+    }
+
+    /// The rooms to look at `now`: those whose time passed (now pending),
+    /// and every pending room if something changed.
+    fn due(&mut self, now: Instant) -> Vec<String> {
+        let mut fired = Vec::new();
+        while let Some((at, room)) = self.timers.first() {
+            if now <= *at {
+                break;
+            }
+            let room = room.clone();
+            // Pending from now on; looked at in this sweep (no need to
+            // look at every other pending room for it).
+            self.forget(&room);
+            self.pending.insert(room.clone());
+            fired.push(room);
+        }
+        if std::mem::take(&mut self.stirred) {
+            return self.pending.iter().cloned().collect();
+        }
+        fired
+    }
+
+    /// Rooms with a timer, and rooms pending (for tests).
+    #[cfg(test)]
+    pub(super) fn sizes(&self) -> (usize, usize) {
+        (self.timers.len(), self.pending.len())
+    }
+}
+
+impl Registry {
+    /// Promotes a new host in every room whose lease ran out, fills
+    /// vacancies nobody re-asserted, and gives new rooms their first
+    /// host. Returns the records that changed.
+    pub fn check_lease(&mut self, now: Instant) -> Vec<HostRecord> {
+        let due = self.schedule.due(now);
+        due.iter()
+            .filter_map(|room| self.settle_room(room, now))
+            .collect()
+    }
+
+    /// Sets when to look at `room` next, from its state: at its lease's
+    /// end (plus the margin), at its vacancy's end, or now (it needs a
+    /// host).
+    pub(super) fn reschedule(&mut self, room: &str) {
+        let Some(state) = self.rooms.get(room) else {
+            self.schedule.forget(room);
+            return;
+        };
+        let wake = match (&state.host, &state.lease, state.vacant_since) {
+            // The host stops acknowledging at the deadline by its own clock
+            // (measured from before its renewal reached us); the margin
+            // covers clock rate differences.
+            (Some(_), Some(lease), _) => Some(lease.deadline + self.lease_margin()),
+            (None, _, Some(since)) => Some(since + self.vacancy_wait()),
+            _ => None,
+        };
+        match wake {
+            Some(at) => self.schedule.set_timer(room, at),
+            None => self.schedule.set_pending(room),
+        }
+    }
+
+    /// Gives a room that needs a host one, or says why none can be.
+    /// Returns the room's record if it changed.
+    fn settle_room(&mut self, room: &str, now: Instant) -> Option<HostRecord> {
+        let state = self.rooms.get(room)?;
+        let before = state.record();
+        let dead = state.host.as_ref().map(|h| h.node_id.clone());
+        let next = match self.choose_host(room) {
+            Ok(next) => next,
+            // A member that decides is still being checked: wait for it.
+            Err(Undecided) => return None,
+        };
+        match next {
+            Some(next) => self.promote(room, &next, now),
+            None => {
+                // Nobody can take the room: say why, once every member was
+                // checked (and look again when something changes).
+                let reason = self.no_host_reason(room, dead.as_deref());
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.no_host = reason;
+                }
+                self.touch(room);
+            }
+        }
+        let after = self.rooms.get(room)?.record();
+        (after != before).then_some(after).flatten()
+    }
+
+    /// Makes `next` host of `room` at the next epoch.
+    fn promote(&mut self, room: &str, next: &MemberRecord, now: Instant) {
+        let Some(epoch) = self.highest_epoch.checked_add(1) else {
+            tracing::error!("epochs are exhausted; no host can be promoted");
+            return;
+        };
+        let previous = self.rooms.get(room).map_or(0, |r| r.epoch());
+        self.set_host(room, epoch, previous, next, now);
+    }
+}

@@ -1,0 +1,285 @@
+//! Members: names, keys, tokens, reaping, client-only nodes, and a
+//! relay restart.
+
+use super::*;
+
+#[test]
+fn names_are_unique_and_valid() {
+    let mut r = registry();
+    let now = Instant::now();
+    r.register_now(reg("alice", 1), now).unwrap();
+    let other_key = Registration {
+        public_key: key_of("mallory").public_key(),
+        ..reg("alice", 2)
+    };
+    assert_eq!(
+        r.register_now(other_key, now).unwrap_err(),
+        RegistryError::NameTaken("alice".into())
+    );
+    assert!(matches!(
+        r.register_now(reg("a:b", 2), now),
+        Err(RegistryError::InvalidName(_))
+    ));
+    assert!(matches!(
+        r.register_now(reg("", 2), now),
+        Err(RegistryError::InvalidName(_))
+    ));
+}
+
+#[test]
+fn re_registration_with_token_keeps_identity() {
+    let mut r = registry();
+    let now = Instant::now();
+    let (alice, _) = r.register_now(reg("alice", 1), now).unwrap();
+    let again = Registration {
+        session_token: alice.session_token.clone(),
+        ..reg("alice", 1)
+    };
+    let (same, _) = r.register_now(again, now).unwrap();
+    assert_eq!(same.record.node_id, alice.record.node_id);
+}
+
+#[test]
+fn host_reasserts_epoch_after_relay_restart() {
+    let mut r = registry();
+    let now = Instant::now();
+    let follower = with_lobby(reg("bob", 2), Some(term(7, "alice")), false, 0);
+    let (_, host) = r.register_now(follower, now).unwrap();
+    assert!(
+        host.is_none(),
+        "a member that knew a host waits for it to re-assert"
+    );
+    let alice_id = trust::node_id_of(&key_of("alice").public_key());
+    let hosting = with_lobby(
+        Registration {
+            session_token: format!("{alice_id}.secret"),
+            ..reg("alice", 1)
+        },
+        Some(term(9, "alice")),
+        true,
+        0,
+    );
+    let (a, host) = r.register_now(hosting, now).unwrap();
+    let host = host.unwrap();
+    assert_eq!((host.epoch, &host.node_id), (9, &a.record.node_id));
+    assert_eq!(a.session_token, format!("{alice_id}.secret"));
+    // A term naming another node cannot be re-asserted.
+    let bob_claims = with_lobby(reg("bob", 2), Some(term(10, "alice")), true, 0);
+    assert!(matches!(
+        r.register_now(bob_claims, now),
+        Err(RegistryError::NotHost(_))
+    ));
+    assert_eq!(r.host().unwrap().epoch, 9);
+    assert!(r.check_one(now + LEASE / 2).is_none());
+}
+
+#[test]
+fn a_vacancy_nobody_claims_is_filled_after_a_lease() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let (b, host) = r
+        .register_now(
+            with_lobby(reg("bob", 2), Some(term(7, "alice")), false, 0),
+            t0,
+        )
+        .unwrap();
+    assert!(host.is_none());
+    r.watch_started(&b.record.node_id, &b.session_token)
+        .unwrap();
+    assert!(r.check_one(t0 + LEASE / 2).is_none());
+    // The freshest replica wins.
+    let carol = with_lobby(reg("carol", 3), Some(term(7, "alice")), false, 40);
+    r.join_with(carol, true, t0);
+    assert!(
+        r.check_one(t0 + LEASE * 2).is_none(),
+        "waits for the host to re-assert"
+    );
+    let promoted = r.check_one(t0 + lease::MIN_VACANCY_WAIT * 2).unwrap();
+    assert_eq!((promoted.epoch, promoted.name.as_str()), (8, "carol"));
+}
+
+#[test]
+fn silent_members_are_reaped_after_grace() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let (a, _) = r.register_now(reg("alice", 1), t0).unwrap();
+    let (b, _) = r.register_now(reg("bob", 2), t0).unwrap();
+    r.watch_started(&a.record.node_id, &a.session_token)
+        .unwrap();
+    let grace = Duration::from_secs(2);
+    assert!(r.reap(t0 + Duration::from_secs(1), grace).is_empty());
+    assert_eq!(r.reap(t0 + Duration::from_secs(3), grace), vec!["bob"]);
+    assert!(r.lookup("alice").is_some());
+    assert!(r.lookup(&b.record.name).is_none());
+    // bob's name is free again, for anyone.
+    r.register_now(
+        Registration {
+            public_key: key_of("mallory").public_key(),
+            ..reg("bob", 3)
+        },
+        t0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_name_is_bound_to_its_key() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let (bob, _) = r.register_now(reg("bob", 1), t0).unwrap();
+    let stranger = Registration {
+        public_key: key_of("mallory").public_key(),
+        ..reg("bob", 2)
+    };
+    assert_eq!(
+        r.register_now(stranger.clone(), t0).unwrap_err(),
+        RegistryError::NameTaken("bob".into())
+    );
+    // The same key reclaims the name at once (a restarted node), same id.
+    let (again, _) = r.register_now(reg("bob", 3), t0).unwrap();
+    assert_eq!(again.record.node_id, bob.record.node_id);
+    assert_eq!(again.record.address, "127.0.0.1:3");
+    let cert = again.record.certificate.as_ref().unwrap();
+    let grant = r.key.verifying().verify_name(cert, WALL_MS).unwrap();
+    assert_eq!(grant.name, "bob");
+    assert_eq!(grant.public_key, key_of("bob").public_key());
+}
+
+#[test]
+fn an_earlier_name_certificate_takes_the_name_back() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    // After a relay restart a stranger registers bob's name first...
+    let stranger = Registration {
+        public_key: key_of("mallory").public_key(),
+        ..reg("bob", 2)
+    };
+    let (s, _) = r.register_now(stranger.clone(), t0).unwrap();
+    // ...then bob shows the certificate he got before the restart.
+    let bob = Registration {
+        name_claimed_at: Some(WALL_MS - 60_000),
+        ..reg("bob", 1)
+    };
+    let (b, _) = r.register_now(bob, t0).unwrap();
+    assert_eq!(r.lookup("bob").unwrap().node_id, b.record.node_id);
+    assert!(r.authenticate(&s.record.node_id, &s.session_token).is_err());
+    // The stranger's own (later) certificate does not win it back.
+    let comeback = Registration {
+        name_claimed_at: Some(WALL_MS),
+        ..stranger
+    };
+    assert_eq!(
+        r.register_now(comeback, t0).unwrap_err(),
+        RegistryError::NameTaken("bob".into())
+    );
+}
+
+#[test]
+fn epochs_never_wrap() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let top = with_lobby(reg("alice", 1), Some(term(u64::MAX, "alice")), true, 0);
+    let (a, host) = r.register_now(top, t0).unwrap();
+    assert_eq!(host.unwrap().epoch, u64::MAX);
+    let (b, _) = r.register_now(reg("bob", 2), t0).unwrap();
+    r.watch_started(&b.record.node_id, &b.session_token)
+        .unwrap();
+    assert!(r.check_one(t0 + LEASE * 3).is_none(), "no epoch 0");
+    assert!(r
+        .report_migration(
+            &a.record.node_id,
+            &a.session_token,
+            LOBBY,
+            u64::MAX,
+            &b.record.node_id,
+            t0
+        )
+        .is_err());
+}
+
+/// A client-only registration: no address.
+fn client_only(name: &str) -> Registration {
+    Registration {
+        address: String::new(),
+        client_only: true,
+        ..reg(name, 0)
+    }
+}
+
+#[test]
+fn a_client_only_node_registers_without_an_address() {
+    let mut r = registry();
+    let now = Instant::now();
+    let dave = r.join_with(client_only("dave"), true, now);
+    assert!(dave.record.client_only && dave.record.address.is_empty());
+    assert!(!r.members[&dave.record.node_id].can_host());
+    assert!(
+        r.host().is_some_and(|h| h.certificate.is_none()),
+        "a client-only first member is not made host: {:?}",
+        r.host()
+    );
+    let record = r.lookup("dave").unwrap();
+    assert!(record.client_only && record.address.is_empty());
+    // Everyone else still needs an address.
+    let mut no_address = reg("erin", 0);
+    no_address.address.clear();
+    assert_eq!(
+        r.register_now(no_address, now).unwrap_err(),
+        RegistryError::InvalidAddress
+    );
+    assert_eq!(check_fields("dave", "", true), Ok(()));
+    assert_eq!(
+        check_fields("dave", "", false),
+        Err(RegistryError::InvalidAddress)
+    );
+    // The next member that can host becomes host.
+    let alice = r.join("alice", 1, now);
+    assert_eq!(r.current_host(LOBBY).unwrap().node_id, alice.record.node_id);
+}
+
+#[test]
+fn a_client_only_node_is_never_made_host() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let a = r.join("alice", 1, t0);
+    let d = r.join_with(client_only("dave"), true, t0);
+    let b = r.join("bob", 2, t0);
+    // Not as a migration target...
+    assert_eq!(
+        r.report_migration(
+            &a.record.node_id,
+            &a.session_token,
+            LOBBY,
+            1,
+            &d.record.node_id,
+            t0
+        ),
+        Err(RegistryError::CannotHost {
+            name: "dave".into(),
+            why: "it is a client-only member"
+        })
+    );
+    assert_eq!(
+        r.host().unwrap().epoch,
+        1,
+        "a refused migration changes nothing"
+    );
+    // ...nor successor (the relay says so), nor promoted.
+    let unhostable = r
+        .renew_lease_lobby(
+            &a.record.node_id,
+            &a.session_token,
+            1,
+            &d.record.node_id,
+            t0,
+        )
+        .unwrap();
+    assert_eq!(unhostable, vec![d.record.node_id.clone()]);
+    let promoted = r.check_one(t0 + LEASE * 2).unwrap();
+    assert_eq!(promoted.name, "bob");
+    // With only the client-only member left, nobody is promoted.
+    r.unregister(&a.record.node_id, &a.session_token).unwrap();
+    r.unregister(&b.record.node_id, &b.session_token).unwrap();
+    let said = r.check_one(t0 + LEASE * 10).unwrap();
+    assert!(said.no_host_reason.contains("client-only: 1,"), "{said:?}");
+}

@@ -1,0 +1,197 @@
+//! The handlers of `relay.v1.RelayService`.
+
+use super::verify::{verify_claim, verify_registration};
+use super::watch::{forward_host_changes, WATCH_QUEUE};
+use super::Shared;
+use crate::registry::Renewal;
+use chat_proto::pb::relay::relay_service_server::RelayService;
+use chat_proto::pb::relay::*;
+use chat_proto::trust;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// The gRPC service.
+pub struct Relay(pub Arc<Shared>);
+
+pub(super) type WatchStream = ReceiverStream<Result<HostRecord, Status>>;
+
+#[tonic::async_trait]
+impl RelayService for Relay {
+    async fn register(
+        &self,
+        req: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let (reg, tls_request) = verify_registration(&self.0.relay_key, req.into_inner())?;
+        let now_ms = trust::now_unix_ms();
+        let (member, records) = self.0.update(|r| r.register(reg, Instant::now(), now_ms))?;
+        tracing::info!(name = %member.record.name, node = %member.record.node_id,
+                       address = %member.record.address, rooms = records.len(), "registered");
+        let (tls_certificate, tls_authority) = self.0.node_tls(&member.record, tls_request)?;
+        let config = &self.0.config;
+        Ok(Response::new(RegisterResponse {
+            node_id: member.record.node_id,
+            session_token: member.session_token,
+            host: records.first().cloned().flatten(),
+            hosts: records.into_iter().flatten().collect(),
+            min_users: config.min_users,
+            migration_interval_ms: millis(config.migration_interval),
+            away_grace_ms: millis(config.away_grace),
+            lease_ms: millis(config.lease),
+            relay_public_key: self.0.relay_key.to_bytes().to_vec(),
+            name_certificate: member.record.certificate,
+            messages_per_second: config.messages_per_second,
+            message_burst: config.message_burst,
+            tls_certificate,
+            tls_authority,
+        }))
+    }
+
+    async fn current_host(
+        &self,
+        req: Request<CurrentHostRequest>,
+    ) -> Result<Response<HostRecord>, Status> {
+        let room = req.into_inner().room;
+        let host = self.0.registry().current_host(&room);
+        Ok(Response::new(host?))
+    }
+
+    async fn report_migration(
+        &self,
+        req: Request<ReportMigrationRequest>,
+    ) -> Result<Response<HostRecord>, Status> {
+        let r = req.into_inner();
+        let host = self.0.update(|reg| {
+            reg.report_migration(
+                &r.node_id,
+                &r.session_token,
+                &r.room,
+                r.from_epoch,
+                &r.to_node_id,
+                Instant::now(),
+            )
+        });
+        match &host {
+            Ok(h) => tracing::info!(room = %h.room, epoch = h.epoch, to = %h.name, "host migrated"),
+            Err(e) => tracing::warn!(room = %r.room, error = %e, "migration report refused"),
+        }
+        Ok(Response::new(host?))
+    }
+
+    async fn renew_lease(
+        &self,
+        req: Request<RenewLeaseRequest>,
+    ) -> Result<Response<RenewLeaseResponse>, Status> {
+        let r = req.into_inner();
+        let renewal = Renewal {
+            room: r.room,
+            epoch: r.epoch,
+            successor: r.successor_node_id,
+            activated: r.activated,
+        };
+        let grant = self.0.update(|reg| {
+            reg.renew_lease(&r.node_id, &r.session_token, &renewal, Instant::now())
+        })?;
+        Ok(Response::new(RenewLeaseResponse {
+            lease_ms: millis(self.0.config.lease),
+            unhostable_node_ids: grant.unhostable,
+            rooms_hosted: grant.rooms_hosted,
+        }))
+    }
+
+    async fn authorize_reset(
+        &self,
+        req: Request<AuthorizeResetRequest>,
+    ) -> Result<Response<AuthorizeResetResponse>, Status> {
+        let given = req.into_inner().admin_secret;
+        self.0.admin.check(&given, Instant::now())?;
+        Ok(Response::new(AuthorizeResetResponse {}))
+    }
+
+    type WatchHostStream = WatchStream;
+
+    async fn watch_host(
+        &self,
+        req: Request<WatchHostRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let req = req.into_inner();
+        let (changes, first) = self.0.update(|r| {
+            r.watch_started(&req.node_id, &req.session_token)?;
+            // Under the same lock: no change falls between the two.
+            Ok::<_, Status>((self.0.host_tx.subscribe(), r.records_of(&req.node_id)))
+        })?;
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        let shared = self.0.clone();
+        tokio::spawn(forward_host_changes(
+            shared,
+            req.node_id,
+            changes,
+            first,
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn join_room(
+        &self,
+        req: Request<JoinRoomRequest>,
+    ) -> Result<Response<JoinRoomResponse>, Status> {
+        let req = req.into_inner();
+        // No claim: the room "lobby", holding nothing.
+        let claim = verify_claim(&self.0.relay_key, &req.claim.unwrap_or_default())?;
+        let host = self
+            .0
+            .update(|r| r.join_room(&req.node_id, &req.session_token, &claim, Instant::now()))?;
+        tracing::info!(node = %req.node_id, room = %claim.room, "joined a room");
+        Ok(Response::new(JoinRoomResponse { host }))
+    }
+
+    async fn leave_room(
+        &self,
+        req: Request<LeaveRoomRequest>,
+    ) -> Result<Response<LeaveRoomResponse>, Status> {
+        let req = req.into_inner();
+        self.0
+            .update(|r| r.leave_room(&req.node_id, &req.session_token, &req.room))?;
+        tracing::info!(node = %req.node_id, room = %req.room, "left a room");
+        Ok(Response::new(LeaveRoomResponse {}))
+    }
+
+    async fn list_rooms(
+        &self,
+        req: Request<ListRoomsRequest>,
+    ) -> Result<Response<ListRoomsResponse>, Status> {
+        let req = req.into_inner();
+        let (rooms, more) = self.0.registry().list_rooms(&req.after, req.limit);
+        Ok(Response::new(ListRoomsResponse { rooms, more }))
+    }
+
+    async fn unregister(
+        &self,
+        req: Request<UnregisterRequest>,
+    ) -> Result<Response<UnregisterResponse>, Status> {
+        let req = req.into_inner();
+        self.0
+            .update(|r| r.unregister(&req.node_id, &req.session_token))?;
+        tracing::info!(node = %req.node_id, "unregistered");
+        Ok(Response::new(UnregisterResponse {}))
+    }
+
+    async fn lookup_member(
+        &self,
+        req: Request<LookupMemberRequest>,
+    ) -> Result<Response<MemberRecord>, Status> {
+        let name = req.into_inner().name;
+        let found = self.0.registry().lookup(&name).cloned();
+        found
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("no member named {name:?}")))
+    }
+}
+
+/// Milliseconds of `d`, saturating.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

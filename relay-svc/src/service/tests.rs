@@ -1,0 +1,208 @@
+//! The service over a real registry, called through its trait methods.
+
+use super::rpc::WatchStream;
+use super::watch::WATCH_QUEUE;
+use super::*;
+use chat_proto::pb::relay::relay_service_server::RelayService;
+use chat_proto::pb::relay::*;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+use tonic::{Code, Request};
+
+/// How long a test waits for a record before it fails.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn relay() -> Relay {
+    let config = crate::RelayConfig::for_tests(2, Duration::from_secs(30));
+    Relay(Shared::new(config, Keypair::generate(), None))
+}
+
+fn key_of(name: &str) -> Keypair {
+    let mut secret = [9u8; 32];
+    for (i, b) in name.bytes().enumerate().take(32) {
+        secret[i] = b;
+    }
+    Keypair::from_secret(secret)
+}
+
+async fn register(relay: &Relay, name: &str, port: u16, rooms: &[&str]) -> RegisterResponse {
+    let mut req = RegisterRequest {
+        name: name.to_string(),
+        address: format!("127.0.0.1:{port}"),
+        rooms: rooms
+            .iter()
+            .map(|r| RoomClaim {
+                room: r.to_string(),
+                ..RoomClaim::default()
+            })
+            .collect(),
+        ..RegisterRequest::default()
+    };
+    key_of(name).sign_register(&mut req);
+    relay
+        .register(Request::new(req))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn watch(relay: &Relay, node: &RegisterResponse) -> WatchStream {
+    let req = WatchHostRequest {
+        node_id: node.node_id.clone(),
+        session_token: node.session_token.clone(),
+    };
+    relay
+        .watch_host(Request::new(req))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn next(stream: &mut WatchStream) -> HostRecord {
+    tokio::time::timeout(DEADLINE, stream.next())
+        .await
+        .expect("a record within the deadline")
+        .expect("the stream is open")
+        .expect("a record, not an error")
+}
+
+/// Every address reached, then a lease check (which makes first hosts).
+fn settle(relay: &Relay) {
+    relay.0.update(|r| {
+        let now = Instant::now();
+        for check in r.due_checks(now) {
+            r.record_check(&check, true, now);
+        }
+        r.check_lease(now)
+    });
+}
+
+#[tokio::test]
+async fn a_watch_streams_only_the_rooms_of_its_node_and_rooms_it_joins() {
+    let relay = relay();
+    let alice = register(&relay, "alice", 1, &["red"]).await;
+    let bob = register(&relay, "bob", 2, &["blue"]).await;
+    let mut alice_watch = watch(&relay, &alice).await;
+    let _bob_watch = watch(&relay, &bob).await;
+    settle(&relay);
+    let red = next(&mut alice_watch).await;
+    assert_eq!((red.room.as_str(), red.name.as_str()), ("red", "alice"));
+    // alice joins blue: the answer is blue's record...
+    let join = JoinRoomRequest {
+        node_id: alice.node_id.clone(),
+        session_token: alice.session_token.clone(),
+        claim: Some(RoomClaim {
+            room: "blue".into(),
+            ..RoomClaim::default()
+        }),
+    };
+    let joined = relay.join_room(Request::new(join)).await.unwrap();
+    let blue = joined.into_inner().host.expect("blue has a host");
+    assert_eq!(blue.name, "bob");
+    // ...and blue's changes reach her watch from now on (blue's first
+    // record, from before she joined, never did: it would come first).
+    let migrate = ReportMigrationRequest {
+        from_epoch: blue.epoch,
+        to_node_id: alice.node_id.clone(),
+        node_id: bob.node_id.clone(),
+        session_token: bob.session_token.clone(),
+        room: "blue".into(),
+    };
+    relay.report_migration(Request::new(migrate)).await.unwrap();
+    let moved = next(&mut alice_watch).await;
+    assert_eq!(
+        (moved.room.as_str(), moved.name.as_str()),
+        ("blue", "alice")
+    );
+    assert!(moved.epoch > blue.epoch);
+    // A new watch starts with the records of every room she is in.
+    let mut again = watch(&relay, &alice).await;
+    let mut rooms = vec![next(&mut again).await.room, next(&mut again).await.room];
+    rooms.sort();
+    assert_eq!(rooms, ["blue", "red"]);
+}
+
+#[tokio::test]
+async fn rooms_over_the_service() {
+    let relay = relay();
+    let alice = register(&relay, "alice", 1, &[]).await;
+    assert!(alice.host.is_none() && alice.hosts.is_empty());
+    let _watch = watch(&relay, &alice).await;
+    settle(&relay);
+    // No rooms claimed: the lobby. Registering again with rooms replaces
+    // them; the answer names the first room's host and every host.
+    let again = register(&relay, "alice", 1, &["lobby", "red"]).await;
+    assert_eq!(again.host.as_ref().map(|h| h.room.as_str()), Some("lobby"));
+    assert_eq!(again.hosts.len(), 1, "red has no host yet");
+    settle(&relay);
+    let list = ListRoomsRequest::default();
+    let listed = relay
+        .list_rooms(Request::new(list))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = listed.rooms.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!((names, listed.more), (vec!["lobby", "red"], false));
+    let ask = |room: &str| CurrentHostRequest { room: room.into() };
+    let red = relay.current_host(Request::new(ask("red"))).await.unwrap();
+    assert_eq!(red.into_inner().name, "alice");
+    let lobby = relay.current_host(Request::new(ask(""))).await.unwrap();
+    assert_eq!(lobby.into_inner().room, "lobby");
+    let unknown = relay.current_host(Request::new(ask("blue"))).await;
+    assert_eq!(unknown.unwrap_err().code(), Code::NotFound);
+    let renew = RenewLeaseRequest {
+        epoch: 1,
+        node_id: alice.node_id.clone(),
+        session_token: again.session_token.clone(),
+        room: String::new(),
+        activated: true,
+        ..RenewLeaseRequest::default()
+    };
+    let lease = relay.renew_lease(Request::new(renew)).await.unwrap();
+    assert!(
+        lease.into_inner().rooms_hosted.is_empty(),
+        "alone in the lobby"
+    );
+    let leave = LeaveRoomRequest {
+        node_id: alice.node_id.clone(),
+        session_token: again.session_token.clone(),
+        room: "red".into(),
+    };
+    relay.leave_room(Request::new(leave)).await.unwrap();
+    let gone = relay.current_host(Request::new(ask("red"))).await;
+    assert_eq!(gone.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_watcher_that_falls_behind_still_gets_the_latest_record() {
+    let relay = relay();
+    let alice = register(&relay, "alice", 1, &["red"]).await;
+    let bob = register(&relay, "bob", 2, &["red"]).await;
+    let mut alice_watch = watch(&relay, &alice).await;
+    let _bob_watch = watch(&relay, &bob).await;
+    settle(&relay);
+    // More changes than the broadcast keeps, while alice reads nothing.
+    let mut host = relay.0.registry().current_host("red").unwrap();
+    let nodes = [&alice, &bob];
+    for _ in 0..CHANGES_KEPT + WATCH_QUEUE * 2 {
+        let from = nodes.iter().find(|n| n.node_id == host.node_id).unwrap();
+        let to = nodes.iter().find(|n| n.node_id != host.node_id).unwrap();
+        let migrate = ReportMigrationRequest {
+            from_epoch: host.epoch,
+            to_node_id: to.node_id.clone(),
+            node_id: from.node_id.clone(),
+            session_token: from.session_token.clone(),
+            room: "red".into(),
+        };
+        host = relay
+            .report_migration(Request::new(migrate))
+            .await
+            .unwrap()
+            .into_inner();
+    }
+    let mut seen = 0;
+    while next(&mut alice_watch).await.epoch != host.epoch {
+        seen += 1;
+        assert!(seen <= CHANGES_KEPT * 2, "the latest record never came");
+    }
+}
