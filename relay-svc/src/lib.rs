@@ -1,7 +1,8 @@
 //! relay-svc: the stable entry point of the migrating chat.
 //!
-//! It holds only soft state (registered nodes and the host record) that the
-//! nodes rebuild after a restart, and never carries chat traffic.
+//! It holds only soft state (registered nodes, their rooms and each room's
+//! host record) that the nodes rebuild after a restart, and never carries
+//! chat traffic.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -18,7 +19,7 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// How often the host lease is checked.
+/// How often the rooms' host leases are checked.
 const LEASE_CHECK_PERIOD: Duration = Duration::from_millis(10);
 /// How often silent members are looked for.
 const REAP_PERIOD: Duration = Duration::from_millis(500);

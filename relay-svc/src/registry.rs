@@ -126,6 +126,11 @@ impl Member {
     pub fn rooms(&self) -> impl Iterator<Item = &str> {
         self.rooms.iter().map(String::as_str)
     }
+
+    /// How many rooms this member hosts now.
+    pub fn hosted(&self) -> u32 {
+        self.hosted
+    }
 }
 
 /// Members, rooms and the host record of each room.

@@ -4,7 +4,7 @@
 //! counter and names the room's term before it.
 
 use super::room::Lease;
-use super::{room_name, Member, Registry, RegistryError};
+use super::{room_name, Registry, RegistryError};
 use chat_proto::pb::relay::{HostRecord, HostTerm, MemberRecord};
 use chat_proto::trust;
 use std::collections::HashMap;
@@ -240,12 +240,5 @@ impl Registry {
     /// enough for every node's re-registration backoff.
     pub(super) fn vacancy_wait(&self) -> Duration {
         (self.lease_duration * 2).max(MIN_VACANCY_WAIT)
-    }
-}
-
-impl Member {
-    /// How many rooms this member hosts now.
-    pub fn hosted(&self) -> u32 {
-        self.hosted
     }
 }
