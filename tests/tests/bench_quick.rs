@@ -45,7 +45,7 @@ fn quick_benchmark_completes_and_migrations_lose_nothing() {
     let text = std::fs::read_to_string(out.join("results.json")).expect("results.json");
     let results: Value = serde_json::from_str(&text).expect("results.json is JSON");
     let rows = results["rows"].as_array().expect("rows");
-    for scenario in ["A", "B", "C", "D", "E"] {
+    for scenario in ["A", "B", "C", "D", "E", "F"] {
         assert!(
             rows.iter().any(|r| r["scenario"] == scenario
                 && r["system"] == "ours"
@@ -68,5 +68,11 @@ fn quick_benchmark_completes_and_migrations_lose_nothing() {
         0.0,
         "messages duplicated across migrations: {d}"
     );
+    let f = rows
+        .iter()
+        .find(|r| r["scenario"] == "F" && r["system"] == "ours")
+        .expect("row F");
+    assert!(metric(f, "moves") > 0.0, "no host moved in F: {f}");
+    assert_eq!(metric(f, "moves_failed"), 0.0, "moves failed in F: {f}");
     let _ = std::fs::remove_dir_all(&out);
 }

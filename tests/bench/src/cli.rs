@@ -34,10 +34,10 @@ pub struct RunArgs {
     pub out: PathBuf,
 
     /// Scenarios to run.
-    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E")]
+    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F")]
     pub scenarios: Vec<ScenarioId>,
 
-    /// Systems to run (D and E apply to ours only).
+    /// Systems to run (D, E and F apply to ours only).
     #[arg(long, value_delimiter = ',', default_value = "ours,tonic,nats,redis")]
     pub systems: Vec<SystemKind>,
 
@@ -57,6 +57,14 @@ pub struct RunArgs {
     /// Subscribers in C for ours only (default: as --c-subs).
     #[arg(long)]
     pub c_ours_subs: Option<usize>,
+
+    /// Members registered in F (default 1000; 200 with --quick).
+    #[arg(long)]
+    pub f_members: Option<usize>,
+
+    /// Rooms in F (default 10000; 1000 with --quick).
+    #[arg(long)]
+    pub f_rooms: Option<usize>,
 
     /// TrueType font for the plots' text (Debian: fonts-dejavu-core).
     #[arg(
@@ -78,6 +86,9 @@ pub enum Internal {
         /// Host lease.
         #[arg(long, value_parser = chat_proto::cli::parse_duration, default_value = "500ms")]
         lease: Duration,
+        /// How long a member whose watch stream closed keeps its name.
+        #[arg(long, value_parser = chat_proto::cli::parse_duration, default_value = "3s")]
+        member_grace: Duration,
     },
     /// A chat node whose user only reads.
     #[command(hide = true)]

@@ -13,7 +13,8 @@ async fn main() -> ExitCode {
         Some(Internal::Relay {
             migration_interval,
             lease,
-        }) => serve::relay(migration_interval, lease).await,
+            member_grace,
+        }) => serve::relay(migration_interval, lease, member_grace).await,
         Some(Internal::Node {
             relay,
             name,

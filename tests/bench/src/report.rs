@@ -26,6 +26,9 @@ pub enum ScenarioId {
     /// Crash failover.
     #[value(name = "E", alias = "e")]
     E,
+    /// What a room costs at the relay.
+    #[value(name = "F", alias = "f")]
+    F,
 }
 
 impl ScenarioId {
@@ -37,6 +40,7 @@ impl ScenarioId {
             ScenarioId::C => "C many clients",
             ScenarioId::D => "D migration pause",
             ScenarioId::E => "E crash failover",
+            ScenarioId::F => "F cost of a room (relay)",
         }
     }
 }
@@ -156,6 +160,10 @@ pub fn judge(rows: &mut [Row]) {
             ScenarioId::B | ScenarioId::C => judge_load(row, &peer),
             ScenarioId::D => judge_migration(row),
             ScenarioId::E => judge_failover(row),
+            ScenarioId::F => {
+                (row.target, row.verdict) = judge_rooms(row);
+                continue;
+            }
         };
         (row.target, row.verdict) =
             target_verdict(row.system == SystemKind::Ours, target, met, detail);
@@ -230,6 +238,17 @@ fn judge_failover(row: &Row) -> Judged {
         met,
         verdict,
     )
+}
+
+/// F has no target: it reports what rooms cost.
+fn judge_rooms(row: &Row) -> (String, String) {
+    let verdict = format!(
+        "{:.2} KB/room, {:.1} KB/member, {:.0} moves/s",
+        row.get("bytes_per_room").unwrap_or(f64::NAN) / 1024.0,
+        row.get("bytes_per_member").unwrap_or(f64::NAN) / 1024.0,
+        row.get("moves_per_s").unwrap_or(f64::NAN)
+    );
+    ("(none: measured)".into(), verdict)
 }
 
 fn target_verdict(ours: bool, target: &str, met: bool, detail: String) -> (String, String) {
@@ -328,6 +347,15 @@ mod tests {
                 SystemKind::Ours,
                 &[("failover_max_ms", 1200.0)],
             ),
+            row(
+                ScenarioId::F,
+                SystemKind::Ours,
+                &[
+                    ("bytes_per_room", 2048.0),
+                    ("bytes_per_member", 51200.0),
+                    ("moves_per_s", 1500.0),
+                ],
+            ),
             Row::skipped(ScenarioId::A, SystemKind::Redis, "not here".into()),
         ];
         judge(&mut rows);
@@ -356,6 +384,10 @@ mod tests {
                 (
                     "every member receiving again < 1 s after the kill",
                     "BEHIND: max 1200 ms"
+                ),
+                (
+                    "(none: measured)",
+                    "2.00 KB/room, 50.0 KB/member, 1500 moves/s"
                 ),
                 ("", ""),
             ]

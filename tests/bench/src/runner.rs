@@ -4,7 +4,7 @@
 use crate::children::find_program;
 use crate::cli::RunArgs;
 use crate::report::{self, Results, Row, ScenarioId, Series};
-use crate::scenarios::{failover, fanout, load, migration, Plan};
+use crate::scenarios::{failover, fanout, load, migration, rooms, Plan};
 use crate::signatures::SignatureCost;
 use crate::systems::SystemKind;
 use crate::{plot, procstat, signatures, BenchError, Result};
@@ -61,6 +61,20 @@ pub const METHOD: &str = "\
   promotes the successor. The time is from the kill until the last surviving
   member receives a message through the new host; lost counts acknowledged
   messages (all messages of publishers still alive) missing at a survivor.
+- **F** measures the relay alone, in a process of its own (leases,
+  migration interval and member grace of an hour, so nothing moves by
+  itself). Each member registers with its own Ed25519 key over its own
+  connection and keeps its watch stream open, as a node does; every member
+  advertises one health server in the benchmark process, so the relay's
+  reachability checks (every 3 s per member) pass. A registration without
+  rooms puts the member in the room `lobby` too. Memory per member is the
+  relay's RSS growth from idle until every member is registered and
+  reached, over the members; memory per room is its growth from then until
+  every room (3 members each, joined by JoinRoom) has its first host, over
+  the rooms. Then ReportMigration calls (32 in flight, each from the room's
+  host at its epoch, to the room's other member hosting fewest rooms) move
+  hosts for the measured time: moves/s, their latency at the caller, and
+  calls the relay refused (FAILED_PRECONDITION) apart.
 ";
 
 /// Whether a peer's server program can be found.
@@ -86,6 +100,7 @@ async fn one(
         ScenarioId::C => load::run(scenario, kind, plan.many, series).await,
         ScenarioId::D => migration::run(plan.migration, series).await,
         ScenarioId::E => failover::run(plan.failover, series).await,
+        ScenarioId::F => rooms::run(plan.rooms).await,
     };
     result.map_err(|e| Row::skipped(scenario, kind, format!("failed: {e}")))
 }
@@ -143,7 +158,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// A system that cannot run here, and why.
 type Skipped = (SystemKind, String);
 
-/// The plan asked for, with the command line's sizes of C.
+/// The plan asked for, with the command line's sizes of C and F.
 fn plan_of(args: &RunArgs) -> Plan {
     let mut plan = if args.quick { Plan::QUICK } else { Plan::FULL };
     if let Some(n) = args.c_subs {
@@ -151,6 +166,12 @@ fn plan_of(args: &RunArgs) -> Plan {
     }
     if let Some(n) = args.c_ours_subs {
         plan.many.ours_subs = Some(n);
+    }
+    if let Some(n) = args.f_members {
+        plan.rooms.members = n;
+    }
+    if let Some(n) = args.f_rooms {
+        plan.rooms.rooms = n;
     }
     plan
 }

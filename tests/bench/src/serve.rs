@@ -35,14 +35,19 @@ pub(crate) fn ready(addr: impl std::fmt::Display) {
 }
 
 /// Runs `relay-svc` (the library the binary runs) on an ephemeral port,
-/// N = 1, with the given migration interval and lease.
-pub async fn relay(migration_interval: Duration, lease: Duration) -> Result<()> {
+/// N = 1, with the given migration interval, lease and member grace.
+pub async fn relay(
+    migration_interval: Duration,
+    lease: Duration,
+    member_grace: Duration,
+) -> Result<()> {
     init_logs();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let mut config = RelayConfig::for_tests(1, migration_interval);
     config.listen = addr;
     config.lease = lease;
+    config.member_grace = member_grace;
     config.admin_secret = None;
     // The benchmark measures how fast the chat goes: no per-member limit
     // (the bare tonic, NATS and Redis peers have none either).

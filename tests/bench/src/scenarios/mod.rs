@@ -1,15 +1,19 @@
-//! The five scenarios and their sizes.
+//! The six scenarios and their sizes.
 //!
 //! - A, fan-out throughput: [`fanout`]
 //! - B, latency under load, and C, many clients: [`load`]
 //! - D, migration pause: [`migration`] (ours only)
 //! - E, crash failover: [`failover`] (ours only)
+//! - F, what a room costs at the relay: [`rooms`] (ours only)
 
 pub mod failover;
 pub mod fanout;
 pub mod load;
 pub mod migration;
 pub mod proc_crowd;
+pub mod room_members;
+pub mod room_moves;
+pub mod rooms;
 pub mod timing;
 pub mod tracker;
 
@@ -85,6 +89,21 @@ pub struct FailoverSpec {
     pub settle: Duration,
 }
 
+/// Sizes of F.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomsSpec {
+    /// Registered members.
+    pub members: usize,
+    /// Rooms.
+    pub rooms: usize,
+    /// Members of each room.
+    pub per_room: usize,
+    /// ReportMigration calls in flight at once.
+    pub in_flight: usize,
+    /// How long hosts are moved.
+    pub measure: Duration,
+}
+
 /// Sizes of every scenario.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
@@ -100,6 +119,8 @@ pub struct Plan {
     pub migration: MigrationSpec,
     /// E.
     pub failover: FailoverSpec,
+    /// F.
+    pub rooms: RoomsSpec,
 }
 
 const fn secs(s: f64) -> Duration {
@@ -149,6 +170,13 @@ impl Plan {
             kills: 10,
             settle: secs(1.5),
         },
+        rooms: RoomsSpec {
+            members: 1000,
+            rooms: 10_000,
+            per_room: 3,
+            in_flight: 32,
+            measure: secs(10.0),
+        },
     };
 
     /// Every scenario small, for CI.
@@ -192,6 +220,13 @@ impl Plan {
             rate: 200,
             kills: 2,
             settle: secs(0.8),
+        },
+        rooms: RoomsSpec {
+            members: 200,
+            rooms: 1000,
+            per_room: 3,
+            in_flight: 32,
+            measure: secs(2.0),
         },
     };
 }
