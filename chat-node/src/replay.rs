@@ -2,7 +2,7 @@
 //! message sent again is refused, even after this node restarts.
 //!
 //! A signed private message is accepted only within
-//! [`MAX_CLOCK_SKEW_MS`](chat_proto::trust::MAX_CLOCK_SKEW_MS) of its signed
+//! [`MAX_CLOCK_SKEW_MS`] of its signed
 //! time, so an id needs remembering only that long: older replays fail the
 //! signature's time check instead.
 
