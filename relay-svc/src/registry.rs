@@ -423,6 +423,14 @@ impl Registry {
             .is_some_and(|m| m.rooms.contains(room))
     }
 
+    /// The node ids of `room`'s members (none if there is no such room).
+    pub fn room_member_ids(&self, room: &str) -> std::collections::HashSet<String> {
+        self.rooms
+            .get(room)
+            .map(|r| r.members.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The current records of every room `node_id` is in that has one.
     pub fn records_of(&self, node_id: &str) -> Vec<HostRecord> {
         let Some(member) = self.members.get(node_id) else {

@@ -10,6 +10,7 @@ use chat_proto::pb::relay::{HostRecord, MemberRecord, NameGrant};
 use chat_proto::tls::{self, Authority};
 use chat_proto::trust::{Keypair, PublicKey};
 use prost::Message;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::broadcast;
@@ -26,6 +27,15 @@ mod watch;
 /// that falls further gets the current records of its rooms again).
 const CHANGES_KEPT: usize = 4096;
 
+/// A room's new host record and who was in the room then: each watcher
+/// keeps the changes of its node's rooms without taking the registry's
+/// lock, and shares the record instead of copying it.
+#[derive(Debug)]
+struct RoomChange {
+    record: HostRecord,
+    members: HashSet<String>,
+}
+
 /// State shared by the handlers. The mutex is never held across an `.await`.
 pub struct Shared {
     registry: Mutex<Registry>,
@@ -33,7 +43,7 @@ pub struct Shared {
     admin: AdminGate,
     epochs: EpochFile,
     /// Every change of a room's host record, to the watch streams.
-    host_tx: broadcast::Sender<HostRecord>,
+    host_tx: broadcast::Sender<Arc<RoomChange>>,
     config: RelayConfig,
     closing: CancellationToken,
     /// Issues the nodes' TLS certificates (none when serving plaintext).
@@ -102,8 +112,9 @@ impl Shared {
         let mut registry = self.registry();
         let out = f(&mut registry);
         for record in registry.take_changes() {
+            let members = registry.room_member_ids(&record.room);
             // No watcher at all is no error.
-            let _ = self.host_tx.send(record);
+            let _ = self.host_tx.send(Arc::new(RoomChange { record, members }));
         }
         self.epochs.record(registry.highest_epoch());
         out
@@ -111,7 +122,10 @@ impl Shared {
 
     /// The changes to come and the current records of `node_id`'s rooms,
     /// taken together (under the lock) so that none falls between.
-    fn watch_from_now(&self, node_id: &str) -> (broadcast::Receiver<HostRecord>, Vec<HostRecord>) {
+    fn watch_from_now(
+        &self,
+        node_id: &str,
+    ) -> (broadcast::Receiver<Arc<RoomChange>>, Vec<HostRecord>) {
         let registry = self.registry();
         (self.host_tx.subscribe(), registry.records_of(node_id))
     }

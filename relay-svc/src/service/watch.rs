@@ -2,7 +2,7 @@
 //! in, then every change of a room it is in at that moment. The node
 //! counts as alive for as long as the stream is open.
 
-use super::Shared;
+use super::{RoomChange, Shared};
 use chat_proto::pb::relay::HostRecord;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +22,7 @@ type Outbox = mpsc::Sender<Result<HostRecord, Status>>;
 pub(super) async fn forward_host_changes(
     shared: Arc<Shared>,
     node_id: String,
-    mut changes: broadcast::Receiver<HostRecord>,
+    mut changes: broadcast::Receiver<Arc<RoomChange>>,
     first: Vec<HostRecord>,
     tx: Outbox,
 ) {
@@ -39,8 +39,8 @@ pub(super) async fn forward_host_changes(
             _ = shared.closing.cancelled() => break,
         };
         match next {
-            Ok(record) if shared.registry().is_in_room(&node_id, &record.room) => {
-                batch.push(record);
+            Ok(change) if change.members.contains(&node_id) => {
+                batch.push(change.record.clone());
             }
             Ok(_) => {}
             Err(RecvError::Lagged(missed)) => {
