@@ -206,3 +206,81 @@ async fn a_watcher_that_falls_behind_still_gets_the_latest_record() {
         assert!(seen <= CHANGES_KEPT * 2, "the latest record never came");
     }
 }
+
+/// A JoinRoom from `node` with `token`, claiming `room` with `term`.
+fn join_request(
+    node: &RegisterResponse,
+    token: &str,
+    room: &str,
+    term: Option<HostTermCertificate>,
+    hosting: bool,
+) -> Request<JoinRoomRequest> {
+    Request::new(JoinRoomRequest {
+        node_id: node.node_id.clone(),
+        session_token: token.to_string(),
+        claim: Some(RoomClaim {
+            room: room.into(),
+            latest_term: term,
+            hosting,
+            ..RoomClaim::default()
+        }),
+    })
+}
+
+#[tokio::test]
+async fn strangers_are_refused_by_the_room_calls_and_change_nothing() {
+    let relay = relay();
+    let alice = register(&relay, "alice", 1, &["red"]).await;
+    let bob = register(&relay, "bob", 2, &["blue"]).await;
+    let _alice_watch = watch(&relay, &alice).await;
+    let _bob_watch = watch(&relay, &bob).await;
+    settle(&relay);
+    let red = relay.0.registry().current_host("red").unwrap();
+    let code = |r: Result<tonic::Response<JoinRoomResponse>, Status>| r.unwrap_err().code();
+    // Without bob's token.
+    let guessed = format!("{}.guess", bob.node_id);
+    let join = join_request(&bob, &guessed, "red", None, false);
+    assert_eq!(code(relay.join_room(join).await), Code::PermissionDenied);
+    // Claiming to host red with alice's real term.
+    let join = join_request(
+        &bob,
+        &bob.session_token,
+        "red",
+        red.certificate.clone(),
+        true,
+    );
+    assert_eq!(code(relay.join_room(join).await), Code::PermissionDenied);
+    // A term the relay never signed.
+    let forged = Keypair::generate().issue_host_term(&HostTerm {
+        room: "red".into(),
+        epoch: red.epoch + 100,
+        node_id: bob.node_id.clone(),
+        ..HostTerm::default()
+    });
+    let join = join_request(&bob, &bob.session_token, "red", Some(forged), true);
+    assert_eq!(code(relay.join_room(join).await), Code::PermissionDenied);
+    // A room name that breaks the rules.
+    let join = join_request(&bob, &bob.session_token, "a room", None, false);
+    assert_eq!(code(relay.join_room(join).await), Code::InvalidArgument);
+    // Leaving alice's room without her token.
+    let leave = LeaveRoomRequest {
+        node_id: alice.node_id.clone(),
+        session_token: guessed,
+        room: "red".into(),
+    };
+    let refused = relay.leave_room(Request::new(leave)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    // Nothing changed: red is alice's alone, at the same term.
+    assert_eq!(relay.0.registry().current_host("red").unwrap(), red);
+    let list = ListRoomsRequest {
+        after: String::new(),
+        limit: 0,
+    };
+    let rooms = relay.list_rooms(Request::new(list)).await.unwrap();
+    let red_info = rooms
+        .into_inner()
+        .rooms
+        .into_iter()
+        .find(|r| r.name == "red");
+    assert_eq!(red_info.map(|r| r.members), Some(vec!["alice".to_string()]));
+}
