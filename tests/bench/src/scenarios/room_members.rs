@@ -4,9 +4,10 @@
 //! health server this process runs, so the relay's reachability checks
 //! pass and rooms get hosts.
 
+use crate::systems::ours_thin::register_and_watch;
 use crate::{BenchError, Result};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
-use chat_proto::pb::relay::{HostRecord, LookupMemberRequest, RegisterRequest, WatchHostRequest};
+use chat_proto::pb::relay::{HostRecord, LookupMemberRequest};
 use chat_proto::serve::HealthReporter;
 use chat_proto::trust::Keypair;
 use futures_util::{StreamExt, TryStreamExt};
@@ -149,20 +150,7 @@ async fn register_one(
         .connect()
         .await?;
     let mut client = RelayServiceClient::new(channel);
-    let mut request = RegisterRequest {
-        name: name.clone(),
-        address: address.to_string(),
-        ..Default::default()
-    };
-    key.sign_register(&mut request);
-    let reg = client.register(request).await?.into_inner();
-    let watch = client
-        .watch_host(WatchHostRequest {
-            node_id: reg.node_id.clone(),
-            session_token: reg.session_token.clone(),
-        })
-        .await?
-        .into_inner();
+    let (reg, watch) = register_and_watch(&mut client, &key, &name, address).await?;
     let member = Member {
         name,
         node_id: reg.node_id,

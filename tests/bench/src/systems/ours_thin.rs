@@ -18,7 +18,7 @@ use chat_proto::pb::chat::{
 };
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::NameCertificate;
-use chat_proto::pb::relay::{HostRecord, RegisterRequest, WatchHostRequest};
+use chat_proto::pb::relay::{HostRecord, RegisterRequest, RegisterResponse, WatchHostRequest};
 use chat_proto::trust::Keypair;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -189,9 +189,30 @@ pub async fn subscribe(
 async fn register(uri: &str, name: &str) -> Result<(Member, Streaming<HostRecord>)> {
     let key = Keypair::generate();
     let mut relay = RelayServiceClient::new(channel(uri.to_string()).await?);
+    let (reg, watch) = register_and_watch(&mut relay, &key, name, THIN_ADDRESS).await?;
+    let member = Member {
+        key,
+        certificate: reg.name_certificate,
+        name: name.to_string(),
+        node_id: reg.node_id,
+        host: reg
+            .host
+            .ok_or_else(|| BenchError::Setup("the relay knows no host".into()))?,
+    };
+    Ok((member, watch))
+}
+
+/// Registers `name` at `address` with `key` (proving it holds it), then
+/// opens the watch stream that keeps it a live member.
+pub(crate) async fn register_and_watch(
+    relay: &mut RelayServiceClient<Channel>,
+    key: &Keypair,
+    name: &str,
+    address: &str,
+) -> Result<(RegisterResponse, Streaming<HostRecord>)> {
     let mut register = RegisterRequest {
         name: name.to_string(),
-        address: THIN_ADDRESS.to_string(),
+        address: address.to_string(),
         ..Default::default()
     };
     key.sign_register(&mut register);
@@ -203,16 +224,7 @@ async fn register(uri: &str, name: &str) -> Result<(Member, Streaming<HostRecord
         })
         .await?
         .into_inner();
-    let member = Member {
-        key,
-        certificate: reg.name_certificate,
-        name: name.to_string(),
-        node_id: reg.node_id,
-        host: reg
-            .host
-            .ok_or_else(|| BenchError::Setup("the relay knows no host".into()))?,
-    };
-    Ok((member, watch))
+    Ok((reg, watch))
 }
 
 /// Receives until cancelled, resuming like a real client whenever the
