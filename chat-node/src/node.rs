@@ -4,7 +4,7 @@
 
 use crate::client::{self, RoomEvent, UserCommand};
 use crate::dial::{DialError, Dialer, IssuedCertificate, TransportOptions};
-use crate::host::{duties, service::ChatHost, RoomHost, CHAT_SERVICE_NAME};
+use crate::host::{service::ChatHost, CHAT_SERVICE_NAME};
 use crate::identity::{IdentityError, NodeStore};
 use crate::peer::{PeerEndpoint, PrivateInbox};
 use crate::relay_link::{self, RelayLink};
@@ -14,6 +14,8 @@ use chat_proto::pb::relay::{HostRecord, NameCertificate, RegisterResponse, RoomC
 use chat_proto::rules;
 use chat_proto::serve::{HealthReporter, ServingStatus};
 use chat_proto::trust::{Keypair, PublicKey};
+use rooms::RoomEntry;
+pub use rooms::MAX_ROOMS;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -180,151 +182,7 @@ pub struct NodeShared {
     pub(crate) admin_secret: Option<String>,
 }
 
-/// A room this node is in, and what stops its host duties.
-struct RoomEntry {
-    host: Arc<RoomHost>,
-    duties: CancellationToken,
-}
-
-/// Most rooms one node may be in.
-pub const MAX_ROOMS: usize = 1000;
-
 impl NodeShared {
-    fn room_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RoomEntry>> {
-        // Inserts and removals are single steps: nothing half-done to see.
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The room `name` ("lobby" when empty), if this node is in it.
-    pub fn room(&self, name: &str) -> Option<Arc<RoomHost>> {
-        let name = rules::room_or_default(name);
-        self.room_map().get(name).map(|e| e.host.clone())
-    }
-
-    /// The rooms this node is in, by name.
-    pub fn rooms(&self) -> Vec<Arc<RoomHost>> {
-        self.room_map().values().map(|e| e.host.clone()).collect()
-    }
-
-    /// What this node holds of each of its rooms, for the relay.
-    pub(crate) fn claims(&self) -> Vec<RoomClaim> {
-        self.rooms().iter().map(|r| r.claim()).collect()
-    }
-
-    /// Adds `name` to the node's rooms (dormant) and starts its host
-    /// duties; the room already there if it is.
-    pub(crate) fn add_room(self: &Arc<Self>, name: &str) -> Arc<RoomHost> {
-        let mut rooms = self.room_map();
-        if let Some(entry) = rooms.get(name) {
-            return entry.host.clone();
-        }
-        let host = RoomHost::new(name, self.clone());
-        let duties = self.cancel.child_token();
-        tokio::spawn(duties::run_host_duties(host.clone(), duties.clone()));
-        rooms.insert(
-            name.to_string(),
-            RoomEntry {
-                host: host.clone(),
-                duties,
-            },
-        );
-        host
-    }
-
-    /// Removes `name` from the node's rooms and stops its host duties.
-    pub(crate) fn remove_room(&self, name: &str) -> Option<Arc<RoomHost>> {
-        let entry = self.room_map().remove(name)?;
-        entry.duties.cancel();
-        Some(entry.host)
-    }
-
-    /// The first room the node joined at its start, if it is still in it.
-    pub fn first_room(&self) -> Option<String> {
-        let rooms = self.room_map();
-        rooms
-            .contains_key(&self.first_room)
-            .then(|| self.first_room.clone())
-            .or_else(|| rooms.keys().next().cloned())
-    }
-
-    /// Joins `room` at the relay (showing what we hold of it, nothing for
-    /// a new room) and starts its host duties.
-    pub async fn join_room(self: &Arc<Self>, room: &str) -> Result<Arc<RoomHost>, tonic::Status> {
-        if let Some(host) = self.room(room) {
-            return Ok(host);
-        }
-        if self.room_map().len() >= MAX_ROOMS {
-            let why = format!("a node may be in at most {MAX_ROOMS} rooms");
-            return Err(tonic::Status::resource_exhausted(why));
-        }
-        // In the map first, so the relay's watch finds the room at once.
-        let host = self.add_room(room);
-        match self.relay.join_room(&self.identity, host.claim()).await {
-            Ok(record) => {
-                if let Some(record) = record {
-                    host.on_host_record(record).await;
-                }
-                Ok(host)
-            }
-            Err(status) => {
-                self.remove_room(room);
-                Err(status)
-            }
-        }
-    }
-
-    /// Leaves `room` for good: hands it on first if this node hosts it,
-    /// then leaves it at the relay and stops its host duties.
-    pub async fn part_room(&self, room: &str) -> Result<(), tonic::Status> {
-        let Some(host) = self.room(room) else {
-            return Err(tonic::Status::not_found(format!("not in room {room:?}")));
-        };
-        if host.role().hosting_epoch().is_some() {
-            if let Err(e) = host.hand_off().await {
-                tracing::info!(%room, error = %e, "no handoff before leaving the room");
-            }
-        }
-        let left = self.relay.leave_room(&self.identity, room).await;
-        self.remove_room(room);
-        if host.role().hosting_epoch().is_some() {
-            let _ = host.host_events.send(crate::host::HostEvent::Closing);
-        }
-        self.refresh_health().await;
-        left
-    }
-
-    /// Forgets every room (the node stopped).
-    fn clear_rooms(&self) {
-        let rooms = std::mem::take(&mut *self.room_map());
-        for entry in rooms.into_values() {
-            entry.duties.cancel();
-        }
-    }
-
-    /// Applies a host record from the relay to the room it names.
-    pub async fn on_host_record(&self, record: HostRecord) {
-        match self.room(&record.room) {
-            Some(room) => room.on_host_record(record).await,
-            None => tracing::debug!(room = %record.room, "a record of a room we are not in"),
-        }
-    }
-
-    /// Reports the ChatService serving while this node hosts any room.
-    pub(crate) async fn refresh_health(&self) {
-        let hosting = self
-            .rooms()
-            .iter()
-            .any(|r| r.role().hosting_epoch().is_some());
-        let status = if hosting {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        self.health
-            .set_service_status(CHAT_SERVICE_NAME, status)
-            .await;
-    }
-
     /// The relay's current certificate of our name.
     pub fn name_certificate(&self) -> NameCertificate {
         self.name_cert
@@ -731,3 +589,5 @@ fn serve(
         }
     }))
 }
+
+mod rooms;
