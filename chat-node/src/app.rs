@@ -75,7 +75,7 @@ async fn bind(config: &NodeConfig) -> Result<BoundNode, StartError> {
         .await?
     };
     Ok(bound
-        .with_store(config.store())
+        .with_store(config.store().exclusive())
         .with_admin_secret(config.admin_secret.clone())
         .with_rooms(config.rooms.clone()))
 }

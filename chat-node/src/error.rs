@@ -86,6 +86,9 @@ pub enum NodeError {
          {MAX_REPLICATED_MEMBERS} members"
     )]
     ReplicateTooLarge,
+    /// A replica that did not answer a Replicate in time.
+    #[error("the replica did not answer within {0:?}")]
+    ReplicaSilent(std::time::Duration),
     /// A Replicate whose counter was seen before in its term.
     #[error("a replayed Replicate")]
     ReplayedReplicate,
@@ -188,7 +191,7 @@ impl NodeError {
                 Code::InvalidArgument
             }
             ReplayedReplicate | ReplayedPrivate => Code::AlreadyExists,
-            HelloTimeout => Code::DeadlineExceeded,
+            HelloTimeout | ReplicaSilent(_) => Code::DeadlineExceeded,
             BadHello(_) | Unauthenticated { .. } => Code::Unauthenticated,
             TooSlow => Code::ResourceExhausted,
             NotRecipient { .. } => Code::NotFound,

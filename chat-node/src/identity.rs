@@ -42,7 +42,23 @@ pub enum IdentityError {
     /// The relay sent no valid key.
     #[error("the relay sent no valid public key")]
     BadRelayKey,
+    /// Another node runs as this user on this data directory (both would
+    /// run under one key).
+    #[error(
+        "{name:?} already runs on the data directory {} ({holder}); \
+         stop it, or give this node its own --data-dir",
+        dir.display()
+    )]
+    NameInUse {
+        /// The user.
+        name: String,
+        /// The data directory.
+        dir: PathBuf,
+        /// Who holds it, as it wrote in the lock file.
+        holder: String,
+    },
 }
+
 
 /// Where a node keeps its identity.
 #[derive(Debug)]
@@ -54,6 +70,10 @@ pub struct NodeStore {
     keys: Mutex<HashMap<String, [u8; 32]>>,
     /// Pinned relay keys by URI (in-memory stores only).
     pins: Mutex<HashMap<String, String>>,
+    /// Lock names (see [`NodeStore::lock_name`]).
+    exclusive: bool,
+    /// The lock files held, by name.
+    locks: Mutex<HashMap<String, std::fs::File>>,
 }
 
 impl NodeStore {
@@ -71,7 +91,61 @@ impl NodeStore {
             accept_relay_key,
             keys: Mutex::default(),
             pins: Mutex::default(),
+            exclusive: false,
+            locks: Mutex::default(),
         }
+    }
+
+    /// Makes [`NodeStore::lock_name`] lock for real: a node process owns
+    /// its names in the data directory (in-process test nodes do not lock).
+    pub fn exclusive(mut self) -> Self {
+        self.exclusive = true;
+        self
+    }
+
+    /// Locks the user `name` in the data directory for as long as this
+    /// store lives, so no second node runs under the same key (the same
+    /// node id: the relay would take it for this node). Nodes of other
+    /// names may share the directory. The lock file says which process
+    /// holds it; the lock goes with the process, however it ends.
+    pub fn lock_name(&self, name: &str) -> Result<(), IdentityError> {
+        let Some(dir) = self.dir.as_ref().filter(|_| self.exclusive) else {
+            return Ok(());
+        };
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.contains_key(name) {
+            return Ok(());
+        }
+        let path = dir.join(format!("{name}.lock"));
+        let io = |source| IdentityError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(IdentityError::NameInUse {
+                    name: name.to_string(),
+                    dir: dir.clone(),
+                    holder: holder.trim().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let holder = format!("process {}", std::process::id());
+        file.set_len(0).map_err(io)?;
+        std::io::Write::write_all(&mut file, holder.as_bytes()).map_err(io)?;
+        locks.insert(name.to_string(), file);
+        Ok(())
     }
 
     /// The data directory, if on disk.

@@ -333,6 +333,7 @@ impl BoundNode {
     /// Registers `name` and starts the node. On [`StartError::NameRefused`]
     /// the caller may try again with another name.
     pub async fn register(&self, name: &str) -> Result<Registration, StartError> {
+        self.store.lock_name(name)?;
         let key = self.store.key_for(name)?;
         let claim = relay_link::Claim {
             name_certificate: self.store.name_certificate(name),

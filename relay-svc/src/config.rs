@@ -188,6 +188,16 @@ impl RelayConfig {
 }
 
 impl RelayConfig {
+    /// How long one host may keep a room: twice the migration interval
+    /// plus the lease. An honest host moves the room on its schedule well
+    /// before; one that keeps renewing past it loses the room to its
+    /// successor, as when its lease runs out.
+    pub fn term_limit(&self) -> Duration {
+        self.migration_interval
+            .saturating_mul(2)
+            .saturating_add(self.lease)
+    }
+
     /// The relay's certificate authority, unless it serves plaintext: kept
     /// in the data directory, or ephemeral without one.
     pub fn load_authority(&self) -> Result<Option<Authority>, TlsError> {

@@ -161,6 +161,12 @@ pub struct Registry {
     /// How long the name grants (and the TLS certificates, which expire
     /// with them) the relay issues stay valid.
     grant_ttl: Duration,
+    /// How long a term may be renewed before the relay moves the room on
+    /// (`None`: for ever).
+    term_limit: Option<Duration>,
+    /// When this registry began (Unix ms): a term issued since was issued
+    /// by this relay process, so only this process's rooms can hold it.
+    started_unix_ms: i64,
 }
 
 impl Registry {
@@ -179,7 +185,17 @@ impl Registry {
             touched: BTreeSet::new(),
             key,
             grant_ttl: NAME_GRANT_TTL,
+            term_limit: None,
+            started_unix_ms: trust::now_unix_ms(),
         }
+    }
+
+    /// Moves a room on when its host renews one term for longer than
+    /// `limit`, as if its lease had run out: an honest host's schedule
+    /// moves the room well before.
+    pub fn with_term_limit(mut self, limit: Duration) -> Self {
+        self.term_limit = Some(limit);
+        self
     }
 
     /// Issues name grants valid for `ttl` (nodes renew them at two thirds).

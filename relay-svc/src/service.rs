@@ -56,7 +56,9 @@ impl Shared {
     pub fn new(config: RelayConfig, key: Keypair, authority: Option<Authority>) -> Arc<Self> {
         let relay_key = key.verifying();
         let epochs = EpochFile::open(config.data_dir.as_deref());
-        let mut registry = Registry::new(config.lease, key).with_grant_ttl(config.certificate_ttl);
+        let mut registry = Registry::new(config.lease, key)
+            .with_grant_ttl(config.certificate_ttl)
+            .with_term_limit(config.term_limit());
         registry.restore_epoch(epochs.last(), Instant::now());
         Arc::new(Self {
             registry: Mutex::new(registry),

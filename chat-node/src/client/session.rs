@@ -72,6 +72,7 @@ impl Client {
             Err(end) => return end,
         };
         let mut host_rx = self.room.host_watch();
+        let mut no_host_rx = self.room.no_host_watch();
         let mut epoch = 0;
         loop {
             let retry_at = self.retry_at;
@@ -81,6 +82,12 @@ impl Client {
                 Some(out) = outbox.recv() => self.pass_sealed(out, &tx).await,
                 changed = host_rx.changed() => match changed {
                     Ok(()) => fenced(&mut host_rx, epoch, address),
+                    Err(_) => Some(SessionEnd::Exit),
+                },
+                // The relay gave up on this host: whatever it still says,
+                // nothing it acknowledges from now on would survive.
+                changed = no_host_rx.changed() => match changed {
+                    Ok(()) => no_host_rx.borrow_and_update().clone().map(SessionEnd::Lost),
                     Err(_) => Some(SessionEnd::Exit),
                 },
                 _ = sleep_until(retry_at), if retry_at.is_some() => self.retry_refused(&tx).await,

@@ -4,7 +4,7 @@
 //! that stayed away.
 
 use super::handoff::HandoffError;
-use super::replica::replicate_while_hosting;
+use super::replica::{replicate_while_hosting, Naming};
 use super::{Role, RoomHost};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +41,12 @@ pub async fn run_host_duties(host: Arc<RoomHost>, cancel: CancellationToken) {
                 _ = migrate.tick() => match host.hand_off().await {
                     Ok(to) => tracing::info!(epoch = to.epoch, to = %to.name, "handed the chat off"),
                     Err(HandoffError::NoSuccessor) => tracing::debug!("alone: the chat stays here"),
-                    Err(e) => tracing::warn!(error = %e, "planned migration failed; still hosting"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "planned migration failed; still hosting");
+                        // Try again soon: the relay takes the room from a
+                        // host that keeps it past twice the interval.
+                        migrate.reset_after(period / 4);
+                    }
                 },
                 _ = away.tick() => host.forget_away_members(),
                 changed = role_rx.changed() => if changed.is_err() { break },
@@ -69,8 +74,9 @@ async fn renew_lease_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: Canc
             _ = tick.tick() => {}
             _ = cancel.cancelled() => return,
         }
-        let successor = host.core().successor.clone().unwrap_or_default();
-        if let Err(status) = host.renew_lease(epoch, &successor).await {
+        let successor = host.core().successor.clone();
+        let naming = successor.as_deref().map_or(Naming::Keep, Naming::Successor);
+        if let Err(status) = host.renew_lease(epoch, naming).await {
             // A newer epoch reaches us on the relay watch; an outage is
             // ridden out (clients still chat through this host).
             tracing::debug!(%status, epoch, "lease renewal failed");

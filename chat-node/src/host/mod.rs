@@ -1,6 +1,7 @@
 //! The dormant chat server every node carries, and the host role it takes
 //! when the relay points at this node.
 
+mod copy_failures;
 pub mod duties;
 pub mod fencing;
 pub mod handoff;
@@ -16,6 +17,7 @@ use crate::error::NodeError;
 use crate::node::NodeShared;
 use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
 use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
+use copy_failures::CopyFailures;
 use room::Room;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -92,6 +94,9 @@ pub struct RoomHost {
     pub(crate) host_tx: watch::Sender<Option<HostRecord>>,
     /// Why the relay says the room has no host right now, if it does.
     pub(crate) no_host_tx: watch::Sender<Option<String>>,
+    /// Held from signing a Replicate until its answer: the replicator and
+    /// a handoff send one at a time, so their counters arrive in order.
+    pub(crate) replicate_turn: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for RoomHost {
@@ -113,6 +118,7 @@ impl RoomHost {
             host_events: broadcast::channel(HOST_EVENTS_CAPACITY).0,
             host_tx: watch::channel(None).0,
             no_host_tx: watch::channel(None).0,
+            replicate_turn: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -172,8 +178,8 @@ pub struct HostCore {
     pub away_since: HashMap<String, Instant>,
     /// Node id of the member holding the replicated log, if any.
     pub successor: Option<String>,
-    /// Members whose node refused or missed replication, and since when.
-    pub unreachable: HashMap<String, Instant>,
+    /// Members whose node refused or missed a copy in this term.
+    pub failed_copies: CopyFailures,
     /// Node ids of the members the relay will not make host: client-only,
     /// or unreachable from the relay (as of the last lease renewal).
     pub unhostable: HashSet<String>,
@@ -190,9 +196,6 @@ pub struct HostCore {
     pub replica_term: u64,
 }
 
-/// How long a member that failed to take the replica is passed over.
-const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
-
 impl HostCore {
     pub(crate) fn new() -> Self {
         Self {
@@ -201,7 +204,7 @@ impl HostCore {
             sessions: HashMap::new(),
             away_since: HashMap::new(),
             successor: None,
-            unreachable: HashMap::new(),
+            failed_copies: CopyFailures::default(),
             unhostable: HashSet::new(),
             rooms_hosted: HashMap::new(),
             seed_successor: None,
@@ -215,30 +218,44 @@ impl HostCore {
         m.name != me && !m.address.is_empty() && !self.unhostable.contains(&m.node_id)
     }
 
-    /// Members with an open session that may host: candidate successors,
-    /// those hosting fewest rooms first (the relay's placement), then in
-    /// name order starting after `me` so the role goes round.
+    /// Members with an open session that may host and did not fail a copy
+    /// lately: the members to hand the room to, those hosting fewest rooms
+    /// first (the relay's placement), then in name order starting after
+    /// `me` so the role goes round.
     pub fn successors(&self, me: &str) -> Vec<Member> {
+        let mut order = self.copy_holders(me);
+        order.retain(|m| self.has_session(m));
+        order
+    }
+
+    /// Every member that could hold the room's copy now: as
+    /// [`HostCore::successors`], then the members without a session with
+    /// this host (a member whose node serves holds copies whether or not
+    /// its client is connected). Empty: the host commits alone.
+    pub fn copy_holders(&self, me: &str) -> Vec<Member> {
         let Some(room) = &self.room else {
             return Vec::new();
         };
-        let connected = |m: &&Member| {
-            self.may_host(m, me)
-                && self.sessions.get(&m.name).is_some_and(|n| *n > 0)
-                && self
-                    .unreachable
-                    .get(&m.name)
-                    .is_none_or(|t| t.elapsed() > UNREACHABLE_FOR)
-        };
+        let now = Instant::now();
+        let candidate =
+            |m: &&Member| self.may_host(m, me) && !self.failed_copies.passed_over(&m.name, now);
         let (after, before): (Vec<Member>, Vec<Member>) = room
             .members()
-            .filter(connected)
+            .filter(candidate)
             .cloned()
             .partition(|m| m.name.as_str() > me);
         let mut order: Vec<Member> = after.into_iter().chain(before).collect();
         // Stable: equal loads keep the round.
-        order.sort_by_key(|m| self.rooms_hosted.get(&m.node_id).copied().unwrap_or(0));
+        order.sort_by_key(|m| {
+            let load = self.rooms_hosted.get(&m.node_id).copied().unwrap_or(0);
+            (!self.has_session(m), load)
+        });
         order
+    }
+
+    /// Whether `m`'s client is in session with this host.
+    fn has_session(&self, m: &Member) -> bool {
+        self.sessions.get(&m.name).is_some_and(|n| *n > 0)
     }
 }
 
@@ -285,6 +302,8 @@ impl RoomHost {
         let Some(cert) = record.certificate.clone() else {
             // The relay says why nobody hosts (nobody it can reach).
             if !record.no_host_reason.is_empty() {
+                // If this node hosts that term, the relay gave up on it.
+                self.term_ended(record.epoch, &record.no_host_reason).await;
                 let reason = Some(record.no_host_reason);
                 self.no_host_tx.send_if_modified(|cur| {
                     let changed = *cur != reason;
@@ -367,7 +386,7 @@ impl RoomHost {
             core.away_since = names.into_iter().map(|n| (n, now)).collect();
             core.successor = None;
             core.seed_successor = None;
-            core.unreachable.clear();
+            core.failed_copies.clear();
             core.replica_term = epoch;
         }
         tracing::info!(room = %self.room, epoch, "this node is now the room's host");
@@ -391,6 +410,26 @@ impl RoomHost {
             address: next.address.clone(),
             node_id: next.node_id.clone(),
         }));
+        self.node.refresh_health().await;
+    }
+}
+
+impl RoomHost {
+    /// The relay ended this node's term of `epoch` (its lease ran out and
+    /// nobody could take over, it kept the room too long, or the relay
+    /// cannot reach it): stop serving it at once. Sessions end; clients
+    /// follow the relay to the next host, or show that there is none.
+    pub(crate) async fn term_ended(&self, epoch: u64, why: &str) {
+        {
+            let mut core = self.core();
+            if core.tenure.role().hosting_epoch() != Some(epoch) || !core.tenure.end() {
+                return;
+            }
+            core.sessions.clear();
+            core.away_since.clear();
+        }
+        tracing::warn!(room = %self.room, epoch, %why, "the relay ended this node's host term; now dormant");
+        let _ = self.host_events.send(HostEvent::Closing);
         self.node.refresh_health().await;
     }
 }

@@ -7,7 +7,7 @@ use crate::dial::{Dialer, NodeAddr};
 use crate::error::NodeError;
 use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
-use chat_proto::pb::chat::{Member, ReplicateBody};
+use chat_proto::pb::chat::{Member, ReplicateBody, ReplicateResponse};
 use chat_proto::pb::relay::RenewLeaseRequest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +20,10 @@ use tonic::Status;
 const REPLICATION_CHUNK: usize = super::fencing::MAX_REPLICATED_ENTRIES;
 /// Bound on each call to another node's ChatService.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on one Replicate: a successor that takes longer is passed over
+/// (see `copy_failures`), so a frozen or overloaded member stalls the
+/// host's acknowledgements for about this long, once.
+pub const REPLICATE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the successor choice is revisited without log activity.
 const RECHECK: Duration = Duration::from_millis(200);
 
@@ -36,6 +40,17 @@ pub fn peer_client(
         .node(&to, PEER_CALL_TIMEOUT)?
         .timeout(PEER_CALL_TIMEOUT);
     Ok(ChatServiceClient::new(endpoint.connect_lazy()))
+}
+
+/// What a lease renewal tells the relay about the successor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Naming<'a> {
+    /// Keep the one named before.
+    Keep,
+    /// This member (node id) holds the host's log.
+    Successor(&'a str),
+    /// Nobody does: the host commits alone.
+    Nobody,
 }
 
 /// The successor being kept current.
@@ -62,7 +77,8 @@ pub async fn replicate_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: Ca
     let mut successor: Option<Successor> = None;
     while host.role().hosting_epoch() == Some(epoch) {
         successor = match host.choose_successor(successor.take()) {
-            None if !host.alone() => None, // members are reconnecting: wait for one
+            // Nobody can hold a copy now (alone, or every other member is
+            // client-only, gone, or failed a copy): never wait for them.
             None => {
                 host.commit_alone(epoch).await;
                 None
@@ -112,6 +128,7 @@ impl RoomHost {
     async fn replicate_to(&self, s: &mut Successor, epoch: u64) -> Replicated {
         match self.sync_replica(&mut s.client, epoch, &mut s.cursor).await {
             Ok(have) => {
+                self.core().failed_copies.forgive(&s.member.name);
                 if self.name_successor(epoch, Some(&s.member)).await {
                     self.advance_commit(epoch, have);
                 }
@@ -138,9 +155,15 @@ impl RoomHost {
                 return Replicated::SteppedDown;
             }
         }
-        if s.cursor.have.is_none() {
+        // Silent (frozen, overloaded, gone) or refusing from the start: it
+        // cannot hold what the host acknowledges now.
+        let silent = matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Unavailable
+        );
+        if silent || s.cursor.have.is_none() {
             tracing::warn!(successor = %s.member.name, %status, "replication failed; choosing another successor");
-            self.mark_unreachable(&s.member.name);
+            self.copy_failed(&s.member.name);
             return Replicated::ChooseAnother;
         }
         // Maybe only our idea of its head was wrong: probe again.
@@ -149,15 +172,19 @@ impl RoomHost {
         Replicated::Keep
     }
 
-    /// Keeps the current successor if it is still the first choice, else
-    /// picks the next connected member after this one.
+    /// Keeps the current successor while it may still hold copies, else
+    /// picks the first member that can ([`super::HostCore::copy_holders`]).
+    /// `None`: nobody can hold a copy now.
     fn choose_successor(&self, current: Option<Successor>) -> Option<Successor> {
         let mut core = self.core();
         let me = &self.node.identity.name;
-        let still_member = |m: &Member| {
-            core.room.as_ref().and_then(|r| r.member(&m.name)) == Some(m) && core.may_host(m, me)
+        let now = Instant::now();
+        let still_holder = |m: &Member| {
+            core.room.as_ref().and_then(|r| r.member(&m.name)) == Some(m)
+                && core.may_host(m, me)
+                && !core.failed_copies.passed_over(&m.name, now)
         };
-        if let Some(s) = current.filter(|s| still_member(&s.member)) {
+        if let Some(s) = current.filter(|s| still_holder(&s.member)) {
             return Some(s);
         }
         // After a planned handoff the previous host holds everything and the
@@ -171,24 +198,24 @@ impl RoomHost {
                 .clone();
             Some((member, Some(have)))
         });
-        let (member, have) = match seeded {
-            Some(seed) => seed,
-            None => (
-                core.successors(&self.node.identity.name)
-                    .into_iter()
-                    .next()?,
-                None,
-            ),
-        };
+        let candidates: Vec<(Member, Option<u64>)> = seeded
+            .into_iter()
+            .chain(core.copy_holders(me).into_iter().map(|m| (m, None)))
+            .collect();
         drop(core);
-        let client = peer_client(&self.node.dialer, &member).ok()?;
-        Some(Successor {
-            member,
-            client,
-            cursor: ReplicaCursor {
-                have,
-                members: None,
-            },
+        candidates.into_iter().find_map(|(member, have)| {
+            let Ok(client) = peer_client(&self.node.dialer, &member) else {
+                self.copy_failed(&member.name);
+                return None;
+            };
+            Some(Successor {
+                member,
+                client,
+                cursor: ReplicaCursor {
+                    have,
+                    members: None,
+                },
+            })
         })
     }
 
@@ -201,14 +228,17 @@ impl RoomHost {
         if self.core().successor == node_id {
             return true;
         }
-        let id = node_id.clone().unwrap_or_default();
-        match self.renew_lease(epoch, &id).await {
-            Ok(()) if self.core().unhostable.contains(&id) => {
+        let naming = match &node_id {
+            Some(id) => Naming::Successor(id),
+            None => Naming::Nobody,
+        };
+        match self.renew_lease(epoch, naming).await {
+            Ok(()) if member.is_some_and(|m| self.core().unhostable.contains(&m.node_id)) => {
                 // The relay kept the successor named before: this one
                 // would not be promoted, so its copy does not count.
-                tracing::info!(successor = %id, "the relay refuses this successor; choosing another");
                 if let Some(m) = member {
-                    self.mark_unreachable(&m.name);
+                    tracing::info!(successor = %m.name, "the relay refuses this successor; choosing another");
+                    self.copy_failed(&m.name);
                 }
                 false
             }
@@ -228,13 +258,19 @@ impl RoomHost {
     /// clock, until one lease period after the request was sent: the relay
     /// counts from when it arrived, and waits a margin more before it
     /// promotes anyone.
-    pub(crate) async fn renew_lease(&self, epoch: u64, successor: &str) -> Result<(), Status> {
+    pub(crate) async fn renew_lease(&self, epoch: u64, naming: Naming<'_>) -> Result<(), Status> {
         let sent = Instant::now();
         let lease = self.node.settings.lease;
+        let (successor_node_id, no_successor) = match naming {
+            Naming::Keep => (String::new(), false),
+            Naming::Successor(id) => (id.to_string(), false),
+            Naming::Nobody => (String::new(), true),
+        };
         let request = RenewLeaseRequest {
             room: self.room.clone(),
             epoch,
-            successor_node_id: successor.to_string(),
+            successor_node_id,
+            no_successor,
             activated: self.core().room.as_ref().is_some_and(|r| r.activated()),
             ..Default::default()
         };
@@ -242,7 +278,14 @@ impl RoomHost {
             .node
             .relay
             .renew_lease(&self.node.identity, request, lease)
-            .await?;
+            .await;
+        let answer = match answer {
+            Err(status) if status.code() == tonic::Code::Aborted => {
+                self.term_ended(epoch, status.message()).await;
+                return Err(status);
+            }
+            other => other?,
+        };
         let mut core = self.core();
         core.tenure.confirm_lease(epoch, sent + lease);
         core.unhostable = answer.unhostable_node_ids.into_iter().collect();
@@ -258,22 +301,28 @@ impl RoomHost {
             .advance_commit(epoch, seq, Instant::now());
     }
 
-    /// Whether no other member of the room could ever hold a copy: alone,
-    /// or with members the relay would not make host (client-only or
-    /// unreachable), whose copy would never be promoted.
-    fn alone(&self) -> bool {
-        let core = self.core();
-        let me = &self.node.identity.name;
-        core.room
-            .as_ref()
-            .is_none_or(|r| r.members().all(|m| !core.may_host(m, me)))
+    /// A member that cannot take the replica is passed over for a while,
+    /// and after repeated failures for the rest of the term.
+    fn copy_failed(&self, name: &str) {
+        self.core().failed_copies.record(name, Instant::now());
     }
 
-    /// A member that cannot take the replica is skipped for a while.
-    fn mark_unreachable(&self, name: &str) {
-        self.core()
-            .unreachable
-            .insert(name.to_string(), Instant::now());
+    /// Sends one Replicate to `peer`, signed as the host of `epoch`, within
+    /// [`REPLICATE_TIMEOUT`]. One at a time per room: a counter is taken
+    /// only when the one before it has been answered, so the replicator
+    /// and a handoff can never deliver them out of order.
+    async fn send_replicate(
+        &self,
+        peer: &mut ChatServiceClient<Channel>,
+        epoch: u64,
+        body: ReplicateBody,
+    ) -> Result<ReplicateResponse, Status> {
+        let _turn = self.replicate_turn.lock().await;
+        let req = self.signed_replicate(epoch, body)?;
+        match tokio::time::timeout(REPLICATE_TIMEOUT, peer.replicate(req)).await {
+            Ok(answer) => Ok(answer?.into_inner()),
+            Err(_) => Err(NodeError::ReplicaSilent(REPLICATE_TIMEOUT).into()),
+        }
     }
 
     /// Brings `peer`'s replica up to this host's head; returns its new head.
@@ -295,8 +344,7 @@ impl RoomHost {
         };
         loop {
             let (body, head, members) = self.next_chunk(epoch, have, cursor)?;
-            let req = self.signed_replicate(epoch, body)?;
-            have = peer.replicate(req).await?.into_inner().have_seq;
+            have = self.send_replicate(peer, epoch, body).await?.have_seq;
             *cursor = ReplicaCursor {
                 have: Some(have),
                 members: Some(members),
@@ -314,8 +362,9 @@ impl RoomHost {
         peer: &mut ChatServiceClient<Channel>,
         epoch: u64,
     ) -> Result<u64, Status> {
-        let probe = self.signed_replicate(epoch, ReplicateBody::default())?;
-        let probe = peer.replicate(probe).await?.into_inner();
+        let probe = self
+            .send_replicate(peer, epoch, ReplicateBody::default())
+            .await?;
         let core = self.core();
         let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
         // Its log is ours up to `have_seq` only if our entry there

@@ -66,6 +66,17 @@ pub enum RegistryError {
         /// The room's current epoch.
         current: u64,
     },
+    /// The relay ended the caller's term, or is ending it: its lease
+    /// ran out, it ran past the term limit while another member could
+    /// take the room, or the relay cannot reach its host. The host must
+    /// stop serving; the room moves on (or waits for a host).
+    #[error("the relay ended host term {epoch}: {why}")]
+    TermEnded {
+        /// The term's epoch.
+        epoch: u64,
+        /// Why.
+        why: &'static str,
+    },
     /// The room has no host yet.
     #[error("no host yet: the relay is still checking that it can reach the room's members, or waits for its host to come back")]
     NoHost,
@@ -116,6 +127,7 @@ impl From<RegistryError> for tonic::Status {
             | RegistryError::CannotHost { .. }
             | RegistryError::Overloaded { .. } => Status::failed_precondition(msg),
             RegistryError::NoHost | RegistryError::NoHostable(_) => Status::unavailable(msg),
+            RegistryError::TermEnded { .. } => Status::aborted(msg),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Renewal {
     pub successor: String,
     /// The room is active (for ListRooms).
     pub activated: bool,
+    /// The host commits alone: forget the successor named before.
+    pub no_successor: bool,
 }
 
 /// What a renewal answers.
@@ -49,17 +51,22 @@ impl Registry {
         self.authenticate(caller, token)?;
         let name = room_name(&renewal.room)?;
         self.check_host(&name, caller, renewal.epoch)?;
+        self.check_renewable(&name, caller, renewal.epoch, now)?;
         let grant = self.lease_grant(&name, caller);
         let named = self
             .rooms
             .get(&name)
             .filter(|r| r.members.contains_key(&renewal.successor))
             .and_then(|_| self.members.get(&renewal.successor))
-            .filter(|m| m.may_succeed())
+            .filter(|m| m.may_succeed() && m.is_connected())
             .map(|m| m.record.node_id.clone());
         let deadline = now + self.lease_duration;
         if let Some(room) = self.rooms.get_mut(&name) {
-            let successor = named.or_else(|| room.lease.take().and_then(|l| l.successor));
+            let before = room.lease.take().and_then(|l| l.successor);
+            let successor = match renewal.no_successor {
+                true => None,
+                false => named.or(before),
+            };
             room.lease = Some(Lease {
                 deadline,
                 successor,
@@ -73,6 +80,45 @@ impl Registry {
         Ok(grant)
     }
 
+    /// Refuses to renew a term the relay ended or is ending: its lease ran
+    /// out and nobody could take the room (the host may have it again in a
+    /// new term, if nobody else can), the relay cannot reach its host, or
+    /// it ran past the term limit while another member could take the
+    /// room. Refused, the lease runs out and the room moves on as when a
+    /// host dies.
+    fn check_renewable(
+        &mut self,
+        room: &str,
+        caller: &str,
+        epoch: u64,
+        now: Instant,
+    ) -> Result<(), RegistryError> {
+        let ended = |why| Err(RegistryError::TermEnded { epoch, why });
+        let state = self.room(room)?;
+        if state.term_ended() {
+            if let Some(state) = self.rooms.get_mut(room) {
+                state.ended_host_back = true;
+            }
+            self.schedule.stir();
+            return ended("its lease ran out");
+        }
+        let unreachable = self
+            .members
+            .get(caller)
+            .is_some_and(|m| m.reach.reachable == Some(false));
+        if unreachable {
+            return ended("the relay cannot reach the host's address");
+        }
+        let too_long = match (self.term_limit, state.term_started) {
+            (Some(limit), Some(started)) => now.saturating_duration_since(started) > limit,
+            _ => false,
+        };
+        if too_long && self.someone_else_could_host(state) {
+            return ended("the host kept the room past the term limit");
+        }
+        Ok(())
+    }
+
     /// The room's members that may not succeed, and how many rooms each
     /// member but `caller` hosts.
     fn lease_grant(&self, room: &str, caller: &str) -> LeaseGrant {
@@ -84,7 +130,9 @@ impl Registry {
             .filter_map(|id| self.members.get(id));
         let mut grant = LeaseGrant::default();
         for m in members {
-            if !m.may_succeed() {
+            // A member without a watch stream would not be promoted: its
+            // copy would not count, so the host must not wait for it.
+            if !m.may_succeed() || !m.is_connected() {
                 grant.unhostable.push(m.record.node_id.clone());
             }
             if m.record.node_id != caller {
@@ -112,6 +160,12 @@ impl Registry {
         self.authenticate(caller, token)?;
         let name = room_name(room)?;
         self.check_host(&name, caller, from_epoch)?;
+        if self.room(&name)?.term_ended() {
+            return Err(RegistryError::TermEnded {
+                epoch: from_epoch,
+                why: "its lease ran out",
+            });
+        }
         let target = self.migration_target(&name, to_node_id)?;
         let epoch = self
             .highest_epoch
@@ -221,6 +275,8 @@ impl Registry {
             deadline,
             successor: None,
         });
+        state.term_started = Some(now);
+        state.ended_host_back = false;
         state.vacant_since = None;
         state.no_host = None;
         self.highest_epoch = self.highest_epoch.max(epoch);

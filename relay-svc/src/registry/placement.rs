@@ -12,9 +12,14 @@ use std::cmp::Ordering;
 use std::time::Instant;
 
 impl Member {
+    /// Its watch stream is open: the node is alive.
+    pub(super) fn is_connected(&self) -> bool {
+        self.watchers > 0
+    }
+
     /// Connected (its watch stream is open) and may host.
     fn live_and_hostable(&self) -> bool {
-        self.watchers > 0 && self.can_host()
+        self.is_connected() && self.can_host()
     }
 }
 
@@ -174,11 +179,28 @@ impl Registry {
                 return Err(Undecided);
             }
         }
-        Ok(self
+        let freshest = self
             .room_members(&room.name)
             .filter(|(m, _)| live(m) && m.can_host())
             .max_by(fresher)
-            .map(|(m, _)| m.record.clone()))
+            .map(|(m, _)| m.record.clone());
+        Ok(freshest.or_else(|| self.host_back(room)))
+    }
+
+    /// The host whose term ended, when it asked to renew since and may
+    /// still host: nobody else could take the room, and it holds it all.
+    fn host_back(&self, room: &RoomState) -> Option<MemberRecord> {
+        let host = room.host.as_ref().filter(|_| room.ended_host_back)?;
+        let member = self.members.get(&host.node_id)?;
+        member
+            .live_and_hostable()
+            .then(|| member.record.clone())
+    }
+
+    /// Whether a member other than the host could take the room now.
+    pub(super) fn someone_else_could_host(&self, room: &RoomState) -> bool {
+        let host = room.host.as_ref().map(|h| h.node_id.as_str());
+        matches!(self.promotion_candidate(room), Ok(Some(m)) if Some(m.node_id.as_str()) != host)
     }
 }
 

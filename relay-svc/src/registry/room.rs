@@ -4,7 +4,7 @@
 //! forgotten with their last.
 
 use super::{room_name, Claim, Registry, RegistryError, MAX_ROOMS_PER_MEMBER};
-use chat_proto::pb::relay::{HostRecord, RoomInfo};
+use chat_proto::pb::relay::{HostRecord, HostTerm, MemberRecord, RoomInfo};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::time::Instant;
@@ -40,7 +40,14 @@ pub(super) struct RoomState {
     /// way every time).
     pub(super) members: BTreeMap<String, Holding>,
     pub(super) host: Option<HostRecord>,
+    /// The host's lease; `None` once the relay ended the host's term (its
+    /// lease ran out and nobody could take the room over).
     pub(super) lease: Option<Lease>,
+    /// When the current term began (the term limit counts from it).
+    pub(super) term_started: Option<Instant>,
+    /// The host of an ended term asked to renew it since: it is alive, so
+    /// it may have the room again, in a new term, if nobody else can.
+    pub(super) ended_host_back: bool,
     /// Since when members that knew a host are waiting for it to
     /// re-assert itself (after a relay restart).
     pub(super) vacant_since: Option<Instant>,
@@ -59,10 +66,18 @@ impl RoomState {
             members: BTreeMap::new(),
             host: None,
             lease: None,
+            term_started: None,
+            ended_host_back: false,
             vacant_since: None,
             no_host: None,
             activated: false,
         }
+    }
+
+    /// Whether the relay ended the host's term (its lease ran out and
+    /// nobody could take the room over).
+    pub(super) fn term_ended(&self) -> bool {
+        self.host.is_some() && self.lease.is_none()
     }
 
     /// The epoch of the room's current term (0 before its first).
@@ -267,11 +282,12 @@ impl Registry {
     }
 
     /// Makes the claimant host when it re-asserts a newer term of the
-    /// room than the relay knows (after a relay restart). A node that
-    /// knew an earlier host starts a vacancy: the host gets the vacancy
-    /// wait to re-assert itself before anyone else is made host.
-    /// Otherwise a room without a host gets one at the next
-    /// [`Registry::check_lease`], once the relay reached a member.
+    /// room than the relay knows (after a relay restart; see
+    /// [`Registry::honours`]). A node that knew an earlier relay
+    /// process's host starts a vacancy: the host gets the vacancy wait to
+    /// re-assert itself before anyone else is made host. Otherwise a room
+    /// without a host gets one at the next [`Registry::check_lease`], once
+    /// the relay reached a member.
     fn settle_claim(&mut self, node_id: &str, claim: &Claim, now: Instant) {
         // A client-only member serves nothing: it cannot hold a term.
         // (Others re-assert a term before the relay reached them again.)
@@ -279,20 +295,41 @@ impl Registry {
             return;
         };
         let member = member.record.clone();
-        let Some(room) = self.rooms.get_mut(&claim.room) else {
+        let Some(current) = self.rooms.get(&claim.room).map(RoomState::epoch) else {
             return;
         };
-        let current = room.epoch();
         let reasserted = claim
             .latest_term
             .as_ref()
-            .filter(|t| claim.hosting && t.epoch > current);
+            .filter(|t| claim.hosting && t.epoch > current)
+            .filter(|t| self.honours(t, &member));
+        let from_earlier_process = claim
+            .latest_term
+            .as_ref()
+            .is_some_and(|t| t.issued_at_unix_ms < self.started_unix_ms);
         if let Some(term) = reasserted {
             let (epoch, previous) = (term.epoch, term.previous_epoch);
             self.set_host(&claim.room, epoch, previous, &member, now);
-        } else if room.host.is_none() && claim.known_epoch() > 0 {
-            room.vacant_since.get_or_insert(now);
+        } else if let Some(room) = self.rooms.get_mut(&claim.room) {
+            if room.host.is_none() && from_earlier_process {
+                room.vacant_since.get_or_insert(now);
+            }
         }
+    }
+
+    /// Whether `member` may re-assert `term`, which is newer than the
+    /// room's: only a term an earlier relay process issued (this process
+    /// holds every term it issued, unless it forgot the room, which then
+    /// starts over with a new epoch), and only at the address it was
+    /// issued for (a term is never reissued elsewhere).
+    fn honours(&self, term: &HostTerm, member: &MemberRecord) -> bool {
+        let earlier_process = term.issued_at_unix_ms < self.started_unix_ms;
+        let same_address = term.address == member.address;
+        if !(earlier_process && same_address) {
+            tracing::info!(room = %term.room, epoch = term.epoch, name = %member.name,
+                           earlier_process, same_address, "a claim to host is not honoured");
+        }
+        earlier_process && same_address
     }
 
     /// Takes `node_id` out of `room`, forgetting the room if it was the

@@ -142,9 +142,14 @@ impl Registry {
             Some(next) => self.promote(room, &next, now),
             None => {
                 // Nobody can take the room: say why, once every member was
-                // checked (and look again when something changes).
+                // checked (and look again when something changes). A host
+                // whose lease ran out has lost its term: the relay gave up
+                // on it, so it may not renew it (it may get a new one).
                 let reason = self.no_host_reason(room, dead.as_deref());
                 if let Some(state) = self.rooms.get_mut(room) {
+                    if reason.is_some() {
+                        state.lease = None;
+                    }
                     state.no_host = reason;
                 }
                 self.touch(room);

@@ -86,6 +86,15 @@ fn room_term(room: &str, epoch: u64, name: &str) -> HostTerm {
     }
 }
 
+/// `term` as issued to a member at port `port` (a term is honoured only
+/// at the address it was issued for).
+fn at(term: HostTerm, port: u16) -> HostTerm {
+    HostTerm {
+        address: format!("127.0.0.1:{port}"),
+        ..term
+    }
+}
+
 /// The statement of a record's certificate.
 fn term_of(record: &HostRecord) -> HostTerm {
     use prost::Message;
@@ -165,7 +174,7 @@ impl Registry {
             room: room.to_string(),
             epoch,
             successor: successor.to_string(),
-            activated: false,
+            ..Renewal::default()
         };
         self.renew_lease(&m.record.node_id, &m.session_token, &renewal, now)
     }
@@ -183,7 +192,7 @@ impl Registry {
             room: LOBBY.to_string(),
             epoch,
             successor: successor.to_string(),
-            activated: false,
+            ..Renewal::default()
         };
         self.renew_lease(caller, token, &renewal, now)
             .map(|g| g.unhostable)

@@ -90,6 +90,7 @@ impl RelayService for Relay {
             epoch: r.epoch,
             successor: r.successor_node_id,
             activated: r.activated,
+            no_successor: r.no_successor,
         };
         let grant = self.0.update(|reg| {
             reg.renew_lease(&r.node_id, &r.session_token, &renewal, Instant::now())

@@ -280,7 +280,7 @@ fn after_a_relay_restart_each_room_waits_for_its_host() {
     // alice re-asserts red's term at once; blue has nobody to re-assert.
     let alice = Registration {
         rooms: vec![Claim {
-            latest_term: Some(room_term("red", 9, "alice")),
+            latest_term: Some(at(room_term("red", 9, "alice"), 1)),
             hosting: true,
             ..claim("red")
         }],
