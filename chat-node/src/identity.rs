@@ -59,7 +59,6 @@ pub enum IdentityError {
     },
 }
 
-
 /// Where a node keeps its identity.
 #[derive(Debug)]
 pub struct NodeStore {

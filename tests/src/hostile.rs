@@ -323,7 +323,9 @@ impl Stranger {
         Self::register_at(uri, name, "", true).await
     }
 
-    async fn register_at(uri: &str, name: &str, address: &str, client_only: bool) -> Stranger {
+    /// Registers `name` at `address` (a client-only member when
+    /// `client_only`), kept live by an open WatchHost stream.
+    pub async fn register_at(uri: &str, name: &str, address: &str, client_only: bool) -> Stranger {
         let key = Keypair::generate();
         let mut rc = relay_client(uri).await;
         let req = RegisterRequest {
@@ -435,6 +437,12 @@ pub async fn next_frame(
 /// SERVING, so the relay reaches it) but never answers a chat call. Returns
 /// its address and a count of the sessions opened to it so far.
 pub async fn serve_silent_host() -> (String, mpsc::UnboundedReceiver<usize>) {
+    serve_unhelpful_node(false).await
+}
+
+/// As [`serve_silent_host`], but refusing every Replicate at once when
+/// `refuse_copies` (a member that will not hold the host's log).
+pub async fn serve_unhelpful_node(refuse_copies: bool) -> (String, mpsc::UnboundedReceiver<usize>) {
     use chat_proto::pb::chat::chat_service_server::{ChatService, ChatServiceServer};
     use chat_proto::pb::chat::{ReplicateResponse, TakeOverResponse};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -443,6 +451,7 @@ pub async fn serve_silent_host() -> (String, mpsc::UnboundedReceiver<usize>) {
     struct Silent {
         sessions: AtomicUsize,
         opened: mpsc::UnboundedSender<usize>,
+        refuse_copies: bool,
     }
 
     #[tonic::async_trait]
@@ -462,6 +471,9 @@ pub async fn serve_silent_host() -> (String, mpsc::UnboundedReceiver<usize>) {
             &self,
             _req: Request<ReplicateRequest>,
         ) -> Result<Response<ReplicateResponse>, Status> {
+            if self.refuse_copies {
+                return Err(Status::permission_denied("no copies here"));
+            }
             std::future::pending().await
         }
 
@@ -483,6 +495,7 @@ pub async fn serve_silent_host() -> (String, mpsc::UnboundedReceiver<usize>) {
     routes.add_service(ChatServiceServer::new(Silent {
         sessions: AtomicUsize::new(0),
         opened,
+        refuse_copies,
     }));
     let router = tonic::transport::Server::builder().add_routes(routes.routes());
     tokio::spawn(chat_proto::serve::serve_router(

@@ -186,6 +186,11 @@ pub fn listening_sockets(pid: u32) -> usize {
         .count()
 }
 
+/// The data directory of the process member `name`.
+pub fn node_data_dir(name: &str) -> PathBuf {
+    tests_dir().join(format!("node-{name}"))
+}
+
 /// Starts `chat-node --mode json` as member `name`; its stdout events feed
 /// the returned member.
 pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
@@ -198,7 +203,7 @@ pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
         .args(extra)
         // One identity per name in this test process: a member started
         // again under its name is the same user restarting.
-        .env("CHAT_DATA_DIR", tests_dir().join(format!("node-{name}")))
+        .env("CHAT_DATA_DIR", node_data_dir(name))
         .env(
             "RUST_LOG",
             std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into()),

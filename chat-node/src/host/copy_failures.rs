@@ -37,10 +37,13 @@ pub struct CopyFailures {
 impl CopyFailures {
     /// `member` refused a copy or did not answer in time at `now`.
     pub fn record(&mut self, member: &str, now: Instant) {
-        let entry = self.by_member.entry(member.to_string()).or_insert(Failures {
-            count: 0,
-            last: now,
-        });
+        let entry = self
+            .by_member
+            .entry(member.to_string())
+            .or_insert(Failures {
+                count: 0,
+                last: now,
+            });
         entry.count = entry.count.saturating_add(1);
         entry.last = now;
     }

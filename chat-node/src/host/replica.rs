@@ -76,6 +76,15 @@ pub async fn replicate_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: Ca
     let mut log_rx = host.log_tx.subscribe();
     let mut successor: Option<Successor> = None;
     while host.role().hosting_epoch() == Some(epoch) {
+        // Whom the relay refuses as successor (unreachable, gone) is known
+        // from the term's first confirmed renewal on; nothing commits
+        // before it anyway.
+        if !host.core().tenure.lease_holds(Instant::now()) {
+            tokio::select! {
+                _ = tokio::time::sleep(RECHECK / 4) => continue,
+                _ = cancel.cancelled() => return,
+            }
+        }
         successor = match host.choose_successor(successor.take()) {
             // Nobody can hold a copy now (alone, or every other member is
             // client-only, gone, or failed a copy): never wait for them.

@@ -192,9 +192,7 @@ impl Registry {
     fn host_back(&self, room: &RoomState) -> Option<MemberRecord> {
         let host = room.host.as_ref().filter(|_| room.ended_host_back)?;
         let member = self.members.get(&host.node_id)?;
-        member
-            .live_and_hostable()
-            .then(|| member.record.clone())
+        member.live_and_hostable().then(|| member.record.clone())
     }
 
     /// Whether a member other than the host could take the room now.

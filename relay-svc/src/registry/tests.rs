@@ -8,6 +8,7 @@ mod members;
 mod placement;
 mod rooms;
 mod sweep;
+mod terms;
 
 const LEASE: Duration = Duration::from_millis(500);
 const WALL_MS: i64 = 1_000_000;

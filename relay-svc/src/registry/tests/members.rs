@@ -207,7 +207,12 @@ fn an_earlier_name_certificate_takes_the_name_back() {
 fn epochs_never_wrap() {
     let mut r = registry();
     let t0 = Instant::now();
-    let top = with_lobby(reg("alice", 1), Some(at(term(u64::MAX, "alice"), 1)), true, 0);
+    let top = with_lobby(
+        reg("alice", 1),
+        Some(at(term(u64::MAX, "alice"), 1)),
+        true,
+        0,
+    );
     let (a, host) = r.register_now(top, t0).unwrap();
     assert_eq!(host.unwrap().epoch, u64::MAX);
     let (b, _) = r.register_now(reg("bob", 2), t0).unwrap();
