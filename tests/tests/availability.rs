@@ -20,6 +20,9 @@ async fn patient_relay(min_users: u32, migration_interval: Duration) -> Relay {
     Relay::start_with("127.0.0.1:0".parse().expect("addr"), config).await
 }
 
+// Process members of one test binary share a data directory per name:
+// each test here uses names of its own.
+
 /// Sends `signal` (`STOP`, `CONT`) to process `pid`.
 async fn signal(pid: u32, signal: &str) {
     let status = tokio::process::Command::new("kill")
@@ -89,28 +92,37 @@ async fn a_member_that_never_holds_a_copy_does_not_stall_the_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_members_do_not_stall_the_host_and_catch_up_when_they_resume() {
     let relay = RelayProcess::start(&["--migration-interval", "1h"]).await;
-    let mut alice = spawn_node(&relay.uri(), "alice", &[]).await;
-    let mut bob = spawn_node(&relay.uri(), "bob", &[]).await;
-    let mut carol = spawn_node(&relay.uri(), "carol", &[]).await;
-    carol.wait_event("activated", &[]).await;
-    chat_tests::wait_for_host(&relay.uri(), "alice hosts", |h| h.name == "alice").await;
-    alice.say("before").await;
-    for m in [&mut bob, &mut carol] {
+    let mut members = Vec::new();
+    for name in ["fred", "gina", "hank"] {
+        members.push(spawn_node(&relay.uri(), name, &[]).await);
+    }
+    for m in members.iter_mut() {
+        m.wait_event("activated", &[]).await;
+    }
+    let host = chat_tests::wait_for_host(&relay.uri(), "a host", |_| true).await;
+    let at = members
+        .iter()
+        .position(|m| m.name == host.name)
+        .expect("the host is a member");
+    let mut host = members.remove(at);
+    host.say("before").await;
+    for m in members.iter_mut() {
         m.wait_event("message", &[("text", "before")]).await;
     }
     // Both possible successors freeze with their connections open.
-    let (b, c) = (bob.pid().expect("pid"), carol.pid().expect("pid"));
-    signal(b, "STOP").await;
-    signal(c, "STOP").await;
+    let pids: Vec<u32> = members.iter().map(|m| m.pid().expect("pid")).collect();
+    for pid in &pids {
+        signal(*pid, "STOP").await;
+    }
     let frozen_at = std::time::Instant::now();
-    alice.say("while frozen").await;
-    alice
-        .wait_event("message", &[("text", "while frozen")])
+    host.say("while frozen").await;
+    host.wait_event("message", &[("text", "while frozen")])
         .await;
     let stalled = frozen_at.elapsed();
-    signal(b, "CONT").await;
-    signal(c, "CONT").await;
-    for m in [&mut bob, &mut carol] {
+    for pid in &pids {
+        signal(*pid, "CONT").await;
+    }
+    for m in members.iter_mut() {
         m.wait_event("message", &[("text", "while frozen")]).await;
         assert_eq!(m.texts(), ["before", "while frozen"], "{}", m.name);
     }
@@ -206,11 +218,11 @@ async fn an_old_term_claimed_from_an_unreachable_address_is_not_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_the_relay_gave_up_on_acknowledges_nothing_more() {
     let relay = RelayProcess::start(&["--migration-interval", "1h"]).await;
-    let alice = spawn_node(&relay.uri(), "alice", &[]).await;
+    let alice = spawn_node(&relay.uri(), "ivan", &[]).await;
     // bob cannot host: when alice goes silent nobody can take the room.
-    let mut bob = spawn_node(&relay.uri(), "bob", &["--client-only"]).await;
+    let mut bob = spawn_node(&relay.uri(), "judy", &["--client-only"]).await;
     bob.wait_event("activated", &[]).await;
-    let first = chat_tests::wait_for_host(&relay.uri(), "alice hosts", |h| h.name == "alice").await;
+    let first = chat_tests::wait_for_host(&relay.uri(), "ivan hosts", |h| h.name == "ivan").await;
     bob.say("before").await;
     bob.wait_event("message", &[("text", "before")]).await;
     // alice freezes, her sessions open, past her lease: the relay gives up.
@@ -227,15 +239,18 @@ async fn a_host_the_relay_gave_up_on_acknowledges_nothing_more() {
     })
     .await;
     bob.say("during").await;
+    let queued = bob.wait_event("queued", &[("text", "during")]).await;
+    let id = queued["id"].as_str().expect("an id").to_string();
     signal(pid, "CONT").await;
     // Back, alice goes on trying: what bob sent is acknowledged only in a
     // term the relay gave after it gave up, never in the old one.
     bob.wait_event("message", &[("text", "during")]).await;
+    bob.wait_event("ack", &[("id", &id)]).await;
     let ack = bob
         .seen
         .iter()
-        .position(|e| e["type"] == "ack" && e["seq"] == 2)
-        .expect("an ack of seq 2");
+        .position(|e| e["type"] == "ack" && e["id"] == id.as_str())
+        .expect("the ack");
     let told = bob.seen[..ack].iter().any(|e| {
         e["type"] == "no_host" || (e["type"] == "host" && e["epoch"].as_u64() > Some(first.epoch))
     });
