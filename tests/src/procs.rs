@@ -186,9 +186,16 @@ pub fn listening_sockets(pid: u32) -> usize {
         .count()
 }
 
-/// The data directory of the process member `name`.
-pub fn node_data_dir(name: &str) -> PathBuf {
-    tests_dir().join(format!("node-{name}"))
+/// The data directory of the process member `name` of the relay at
+/// `relay_uri`: one per user and relay, so tests running at once do not
+/// share one (a node locks its name there), while a member started again
+/// under its name with the same relay is the same user restarting.
+pub fn node_data_dir(relay_uri: &str, name: &str) -> PathBuf {
+    let relay: String = relay_uri
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    tests_dir().join(format!("node-{name}-{relay}"))
 }
 
 /// Starts `chat-node --mode json` as member `name`; its stdout events feed
@@ -201,9 +208,7 @@ pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
             relay_uri, "--name", name, "--mode", "json", "--listen", &addr,
         ])
         .args(extra)
-        // One identity per name in this test process: a member started
-        // again under its name is the same user restarting.
-        .env("CHAT_DATA_DIR", node_data_dir(name))
+        .env("CHAT_DATA_DIR", node_data_dir(relay_uri, name))
         .env(
             "RUST_LOG",
             std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into()),

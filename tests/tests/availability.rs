@@ -20,9 +20,6 @@ async fn patient_relay(min_users: u32, migration_interval: Duration) -> Relay {
     Relay::start_with("127.0.0.1:0".parse().expect("addr"), config).await
 }
 
-// Process members of one test binary share a data directory per name:
-// each test here uses names of its own.
-
 /// Sends `signal` (`STOP`, `CONT`) to process `pid`.
 async fn signal(pid: u32, signal: &str) {
     let status = tokio::process::Command::new("kill")
@@ -52,8 +49,8 @@ async fn a_two_member_room_fails_over_without_waiting_for_the_dead_host() {
     bob.say("after").await;
     // Committed alone at once: the dead host is no successor.
     bob.wait_event("message", &[("text", "after")]).await;
+    bob.wait_event("ack", &[("seq", "2")]).await;
     assert_eq!(bob.texts(), ["before", "after"]);
-    assert!(bob.has_seen("ack", &[("seq", "2")]), "{:?}", bob.seen);
 }
 
 /// A member that joins `host`'s room through a session but whose node
@@ -267,7 +264,7 @@ async fn a_second_node_under_the_same_name_and_data_directory_is_refused() {
     let mut alice = spawn_node(&relay.uri(), "lockalice", &[]).await;
     let mut bob = spawn_node(&relay.uri(), "lockbob", &[]).await;
     bob.wait_event("activated", &[]).await;
-    let dir = chat_tests::procs::node_data_dir("lockalice");
+    let dir = chat_tests::procs::node_data_dir(&relay.uri(), "lockalice");
     let dir_text = dir.display().to_string();
     let (ok, out) = chat_tests::procs::run_binary(
         "chat-node",
