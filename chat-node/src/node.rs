@@ -124,6 +124,8 @@ impl Settings {
 pub struct Stats {
     chat_frames: AtomicU64,
     private_received: AtomicU64,
+    handoffs: AtomicU64,
+    replays_refused: AtomicU64,
 }
 
 impl Stats {
@@ -132,6 +134,21 @@ impl Stats {
     }
     pub(crate) fn count_private(&self) {
         self.private_received.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_handoff(&self) {
+        self.handoffs.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_replay_refused(&self) {
+        self.replays_refused.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Planned migrations this node completed as the outgoing host.
+    pub fn handoffs(&self) -> u64 {
+        self.handoffs.load(Ordering::Relaxed)
+    }
+    /// Replicate calls this node refused as replays (a counter not above
+    /// the last one accepted in the term): never between honest nodes.
+    pub fn replays_refused(&self) -> u64 {
+        self.replays_refused.load(Ordering::Relaxed)
     }
     /// Client frames this node's ChatService has handled (as host).
     pub fn chat_frames(&self) -> u64 {

@@ -288,3 +288,45 @@ async fn a_second_node_under_the_same_name_and_data_directory_is_refused() {
     alice.say("still here").await;
     bob.wait_event("message", &[("text", "still here")]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_moving_all_the_time_never_refuse_a_copy_as_a_replay() {
+    // AVAILABILITY_MOVES_SECS=60 for the long plan; a short one in CI.
+    let secs: u64 = std::env::var("AVAILABILITY_MOVES_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let relay = Relay::start(1, Duration::from_millis(300)).await;
+    let rooms = ["lobby".to_string(), "ops".to_string()];
+    let mut members = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let dir = chat_tests::temp_dir(name);
+        members.push(
+            chat_tests::join_rooms(&relay.uri(), name, &rooms, &dir)
+                .await
+                .unwrap(),
+        );
+    }
+    // Chat in both rooms while their hosts move every 300 ms: the
+    // replicator and each handoff's sync write to the same successors.
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut n = 0;
+    while tokio::time::Instant::now() < end {
+        for m in members.iter_mut() {
+            let room = &rooms[n % rooms.len()];
+            m.say_in(room, &format!("{} {n}", m.name)).await;
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let handoffs: u64 = members.iter().map(|m| m.shared().stats.handoffs()).sum();
+    let replays: u64 = members
+        .iter()
+        .map(|m| m.shared().stats.replays_refused())
+        .sum();
+    assert!(
+        handoffs >= secs,
+        "only {handoffs} planned moves in {secs} s"
+    );
+    assert_eq!(replays, 0, "copies refused as replays ({handoffs} moves)");
+}

@@ -129,6 +129,7 @@ impl RoomHost {
             return Err(NodeError::LiveHost);
         }
         if !core.tenure.accept_counter(term.epoch, body.counter) {
+            self.node.stats.count_replay_refused();
             return Err(NodeError::ReplayedReplicate);
         }
         if let Some(meta) = body.meta {

@@ -85,6 +85,7 @@ impl RoomHost {
             }
         };
         // Break: the relay points at the successor; tell it, then our clients.
+        self.node.stats.count_handoff();
         let reported = frozen.elapsed();
         self.tell_successor(&mut peer, own, &record).await;
         self.on_host_record(record.clone()).await;
