@@ -143,7 +143,7 @@ fn a_member_without_a_watch_stream_may_not_be_successor() {
     let grant = r
         .renew_in(&alice, LOBBY, 1, &bob.record.node_id, t0)
         .unwrap();
-    assert_eq!(grant.unhostable, [bob.record.node_id.clone()]);
+    assert_eq!(grant.unhostable, std::slice::from_ref(&bob.record.node_id));
     // Not recorded as successor: alice's death leaves nobody to promote.
     assert!(r
         .check_one(t0 + LEASE * 2)
