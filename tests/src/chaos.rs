@@ -1,17 +1,23 @@
 //! The chaos run: real `relay-svc` and `chat-node` processes, every node in
-//! every room, with concurrent senders in each room, planned migrations at a
-//! short interval, repeated `kill -9` of a room's host (restarted under the
-//! same name) and `kill -9` plus restart of the relay. It then checks every
-//! surviving member's log of each room.
+//! every big room and some pairs of them in two-member rooms, with
+//! concurrent senders in each room, planned migrations at a short interval,
+//! repeated `kill -9` of a room's host (restarted under the same name, in
+//! the same rooms) and `kill -9` plus restart of the relay. It then checks
+//! every surviving member's log of each room against the other members'.
+
+mod logs;
+mod report;
+
+pub use report::{ChaosReport, Failover, RoomTally};
 
 use crate::member::Member;
 use crate::procs::{spawn_node, RelayProcess};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::CurrentHostRequest;
+use logs::{duplicate_texts, MemberLog};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// What to throw at the chat.
@@ -29,8 +35,11 @@ pub struct ChaosPlan {
     pub relay_restarts: usize,
     /// Planned migration interval.
     pub interval: Duration,
-    /// Rooms, each with its own host.
+    /// Rooms of every node (`room{i}`), each with its own host.
     pub rooms: usize,
+    /// Two-member rooms: `pair{j}` holds nodes `n{2j}` and `n{2j+1}`
+    /// (modulo the nodes).
+    pub pairs: usize,
 }
 
 impl ChaosPlan {
@@ -50,70 +59,45 @@ impl ChaosPlan {
             relay_restarts: var("CHAOS_RELAY_RESTARTS", 1) as usize,
             interval: Duration::from_millis(var("CHAOS_INTERVAL_MS", 150)),
             rooms: var("CHAOS_ROOMS", 3).max(1) as usize,
+            pairs: var("CHAOS_PAIRS", 2) as usize,
         }
+    }
+
+    /// Every room and its members: the big rooms, then the pairs.
+    fn layout(&self) -> Vec<Room> {
+        let every: Vec<String> = (0..self.nodes).map(node_name).collect();
+        let big = (0..self.rooms).map(|i| Room {
+            name: format!("room{i}"),
+            members: every.clone(),
+        });
+        let nodes = self.nodes.max(1);
+        let pairs = (0..self.pairs).map(|j| {
+            let mut members = vec![node_name(2 * j % nodes), node_name((2 * j + 1) % nodes)];
+            members.dedup();
+            Room {
+                name: format!("pair{j}"),
+                members,
+            }
+        });
+        big.chain(pairs).collect()
     }
 }
 
-/// What the run saw.
-#[derive(Debug, Default)]
-pub struct ChaosReport {
-    /// Epoch changes by planned migration (epochs minus kills).
-    pub migrations: u64,
-    /// Host kills done.
-    pub host_kills: usize,
-    /// Relay restarts done.
-    pub relay_restarts: usize,
-    /// Messages typed.
-    pub sent: usize,
-    /// Messages acknowledged.
-    pub acked: usize,
-    /// Acknowledged messages missing from a survivor's log.
-    pub lost: usize,
-    /// Messages shown twice.
-    pub dup: usize,
-    /// Survivors whose log differs from the first one's, or has gaps.
-    pub reordered: usize,
-    /// Kill-to-everyone-chatting-again times, in ms.
-    pub failover_ms: Vec<u64>,
-    /// The same counts, room by room.
-    pub rooms: BTreeMap<String, RoomTally>,
+/// The name of node `i`.
+fn node_name(i: usize) -> String {
+    format!("n{i}")
 }
 
-/// What the run saw in one room.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RoomTally {
-    /// Messages acknowledged.
-    pub acked: usize,
-    /// Acknowledged messages missing from a survivor's log.
-    pub lost: usize,
-    /// Messages shown twice.
-    pub dup: usize,
-    /// Survivors whose log differs from the first one's, or has gaps.
-    pub reordered: usize,
+/// A room of the run and its members' names.
+#[derive(Debug, Clone)]
+struct Room {
+    name: String,
+    members: Vec<String>,
 }
 
-impl ChaosReport {
-    /// The one summary line.
-    pub fn summary(&self) -> String {
-        let mut f = self.failover_ms.clone();
-        f.sort_unstable();
-        let p50 = f.get(f.len() / 2).copied().unwrap_or(0);
-        let max = f.last().copied().unwrap_or(0);
-        let rooms: Vec<String> = self
-            .rooms
-            .iter()
-            .map(|(room, t)| {
-                format!(
-                    "#{room}: acked={} lost={} dup={} reordered={}",
-                    t.acked, t.lost, t.dup, t.reordered
-                )
-            })
-            .collect();
-        format!(
-            "migrations={} host_kills={} relay_restarts={} sent={} acked={} lost={} dup={} reordered={} failover_p50_ms={p50} failover_max_ms={max}\n{}",
-            self.migrations, self.host_kills, self.relay_restarts, self.sent, self.acked, self.lost, self.dup, self.reordered,
-            rooms.join("\n")
-        )
+impl Room {
+    fn has(&self, node: &str) -> bool {
+        self.members.iter().any(|m| m == node)
     }
 }
 
@@ -138,20 +122,17 @@ fn acks_of(member: &mut Member, room: &str) -> Acks {
         .collect()
 }
 
-/// The acknowledgements `member` (node `name`) received, room by room.
-fn acks_by_room(rooms: usize, name: &str, member: &mut Member) -> Vec<(String, String, Acks)> {
-    (0..rooms)
-        .map(room_name)
-        .map(|room| {
-            let acks = acks_of(member, &room);
-            (room, name.to_string(), acks)
+/// The acknowledgements `member` (node `name`) received in each of its
+/// rooms.
+fn acks_by_room(rooms: &[Room], name: &str, member: &mut Member) -> Vec<(String, String, Acks)> {
+    rooms
+        .iter()
+        .filter(|r| r.has(name))
+        .map(|r| {
+            let acks = acks_of(member, &r.name);
+            (r.name.clone(), name.to_string(), acks)
         })
         .collect()
-}
-
-/// The name of room `i`.
-fn room_name(i: usize) -> String {
-    format!("room{i}")
 }
 
 struct Run {
@@ -162,8 +143,8 @@ struct Run {
     /// Reconnects by itself across relay restarts.
     rc: RelayServiceClient<tonic::transport::Channel>,
     nodes: Vec<Node>,
-    /// The `--room` arguments of every node.
-    room_args: Vec<String>,
+    /// Every room, big rooms first, and its members.
+    rooms: Vec<Room>,
     /// (room, sender name, acks) of every incarnation, finished or live.
     acked: Vec<(String, String, Acks)>,
     report: ChaosReport,
@@ -190,11 +171,8 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
             .expect("relay uri")
             .connect_lazy(),
     );
-    let room_args = (0..plan.rooms)
-        .flat_map(|i| ["--room".to_string(), room_name(i)])
-        .collect();
     let mut run = Run {
-        room_args,
+        rooms: plan.layout(),
         rc,
         rng: StdRng::seed_from_u64(plan.seed),
         relay,
@@ -205,8 +183,8 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
         plan,
     };
     for i in 0..run.plan.nodes {
-        let name = format!("n{i}");
-        let member = spawn_node(&run.relay.uri(), &name, &run.args()).await;
+        let name = node_name(i);
+        let member = spawn_node(&run.relay.uri(), &name, &run.args(&name)).await;
         run.nodes.push(Node {
             name,
             incarnation: 0,
@@ -215,9 +193,9 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
         });
     }
     for n in run.nodes.iter_mut() {
-        for i in 0..run.plan.rooms {
+        for room in run.rooms.iter().filter(|r| r.has(&n.name)) {
             n.member
-                .wait_event("activated", &[("room", &room_name(i))])
+                .wait_event("activated", &[("room", &room.name)])
                 .await;
         }
     }
@@ -227,8 +205,13 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
 }
 
 impl Run {
-    fn args(&self) -> Vec<&str> {
-        self.room_args.iter().map(String::as_str).collect()
+    /// The `--room` arguments of node `name`: the rooms it is in.
+    fn args(&self, name: &str) -> Vec<&str> {
+        self.rooms
+            .iter()
+            .filter(|r| r.has(name))
+            .flat_map(|r| ["--room", r.name.as_str()])
+            .collect()
     }
 
     async fn host_epoch(&self, room: &str) -> Option<(u64, String)> {
@@ -247,8 +230,8 @@ impl Run {
     /// counter: every host term of every room took one).
     async fn highest_epoch(&self) -> u64 {
         let mut highest = 0;
-        for i in 0..self.plan.rooms {
-            if let Some((epoch, _)) = self.host_epoch(&room_name(i)).await {
+        for room in &self.rooms {
+            if let Some((epoch, _)) = self.host_epoch(&room.name).await {
                 highest = highest.max(epoch);
             }
         }
@@ -267,7 +250,7 @@ impl Run {
             last_epoch = last_epoch.max(self.highest_epoch().await);
             // Every room's first term and every kill's failover took an
             // epoch too (relay restarts usually none: hosts re-assert).
-            let others = (self.plan.rooms + self.report.host_kills) as u64;
+            let others = (self.rooms.len() + self.report.host_kills) as u64;
             self.report.migrations = last_epoch.saturating_sub(others);
             let faults_done =
                 self.report.host_kills >= kills && self.report.relay_restarts >= restarts;
@@ -289,19 +272,34 @@ impl Run {
         }
     }
 
+    /// One message from a random node in one of its rooms.
     async fn send_some(&mut self) {
         let i = self.rng.random_range(0..self.nodes.len());
-        let room = room_name(self.rng.random_range(0..self.plan.rooms));
         let node = &mut self.nodes[i];
+        let mine: Vec<&Room> = self.rooms.iter().filter(|r| r.has(&node.name)).collect();
+        let room = mine[self.rng.random_range(0..mine.len())].name.clone();
         let text = format!("{room}:{}.{}#{}", node.name, node.incarnation, node.sent);
         node.sent += 1;
         self.report.sent += 1;
         node.member.say_in(&room, &text).await;
     }
 
+    /// The room whose host the next kill hits: kills alternate between
+    /// the pairs and the big rooms (pairs first), the room within each
+    /// kind at random.
+    fn room_to_kill_in(&mut self) -> Room {
+        let (big, pairs) = self.rooms.split_at(self.plan.rooms);
+        let kind = if pairs.is_empty() || self.report.host_kills % 2 == 1 {
+            big
+        } else {
+            pairs
+        };
+        kind[self.rng.random_range(0..kind.len())].clone()
+    }
+
     async fn kill_host(&mut self) {
-        let room = room_name(self.rng.random_range(0..self.plan.rooms));
-        let Some((epoch, name)) = self.host_epoch(&room).await else {
+        let room = self.room_to_kill_in();
+        let Some((epoch, name)) = self.host_epoch(&room.name).await else {
             return;
         };
         let Some(idx) = self.nodes.iter().position(|n| n.name == name) else {
@@ -311,26 +309,35 @@ impl Run {
         let killed_at = Instant::now();
         dead.member.kill().await;
         dead.member.finish().await;
-        let acks = acks_by_room(self.plan.rooms, &dead.name, &mut dead.member);
+        let acks = acks_by_room(&self.rooms, &dead.name, &mut dead.member);
         self.acked.extend(acks);
         self.report.host_kills += 1;
-        // Failover time: until every survivor shows a message sent after
-        // the kill in the room whose host died.
+        // Failover time: until every surviving member of the room whose
+        // host died shows a message one of them sent there after the kill.
         let probe = format!("probe-after-kill-{}", self.report.host_kills);
-        if let Some(first) = self.nodes.first_mut() {
-            first.member.say_in(&room, &probe).await;
+        let mut survivors: Vec<&mut Node> = self
+            .nodes
+            .iter_mut()
+            .filter(|n| room.has(&n.name))
+            .collect();
+        if let Some(first) = survivors.first_mut() {
+            first.member.say_in(&room.name, &probe).await;
             self.report.sent += 1;
+            for n in survivors.iter_mut() {
+                n.member
+                    .wait_event("message", &[("text", &probe), ("room", &room.name)])
+                    .await;
+            }
+            self.report.failovers.push(Failover {
+                room: room.name.clone(),
+                members: room.members.len(),
+                ms: killed_at.elapsed().as_millis() as u64,
+            });
         }
-        for n in self.nodes.iter_mut() {
-            n.member
-                .wait_event("message", &[("text", &probe), ("room", &room)])
-                .await;
-        }
-        self.report
-            .failover_ms
-            .push(killed_at.elapsed().as_millis() as u64);
         tracing_line(&format!(
-            "killed host {name} of #{room} at epoch {epoch}; chat back after {:?}",
+            "killed host {name} of #{} ({} members) at epoch {epoch}; chat back after {:?}",
+            room.name,
+            room.members.len(),
             killed_at.elapsed()
         ));
         self.restart_node(dead.name, dead.incarnation + 1).await;
@@ -340,7 +347,7 @@ impl Run {
         // The relay frees the name once the dead node's watch stream is gone.
         let deadline = Instant::now() + crate::DEADLINE;
         loop {
-            let mut member = spawn_node(&self.relay.uri(), &name, &self.args()).await;
+            let mut member = spawn_node(&self.relay.uri(), &name, &self.args(&name)).await;
             if member.wait_or_end(|e| e["type"] == "host").await.is_some() {
                 self.nodes.push(Node {
                     name,
@@ -367,49 +374,59 @@ impl Run {
         ));
     }
 
-    /// Waits until every survivor holds every acknowledged message, then
-    /// compares the logs, room by room.
+    /// Waits until every survivor holds every acknowledged message of its
+    /// rooms, then compares the logs, room by room.
     async fn settle_and_check(&mut self) {
-        let rooms: Vec<String> = (0..self.plan.rooms).map(room_name).collect();
-        // A final marker from every survivor in every room flushes what is
-        // in flight.
+        // A final marker from every survivor in each of its rooms flushes
+        // what is in flight.
         let mut markers = Vec::new();
         for n in self.nodes.iter_mut() {
-            for room in &rooms {
-                let marker = format!("final-{room}-{}", n.name);
-                n.member.say_in(room, &marker).await;
+            for room in self.rooms.iter().filter(|r| r.has(&n.name)) {
+                let marker = format!("final-{}-{}", room.name, n.name);
+                n.member.say_in(&room.name, &marker).await;
                 self.report.sent += 1;
                 markers.push((room.clone(), marker));
             }
         }
         for n in self.nodes.iter_mut() {
+            let mine: Vec<&(Room, String)> =
+                markers.iter().filter(|(r, _)| r.has(&n.name)).collect();
             n.member
-                .wait_until("every final marker", |seen| {
-                    markers.iter().all(|(room, m)| {
+                .wait_until("every final marker of its rooms", |seen| {
+                    mine.iter().all(|(room, m)| {
                         seen.iter().any(|e| {
-                            e["type"] == "message" && e["text"] == *m && e["room"] == *room
+                            e["type"] == "message"
+                                && e["text"] == *m
+                                && e["room"] == room.name.as_str()
                         })
                     })
                 })
                 .await;
         }
         for n in self.nodes.iter_mut() {
-            let acks = acks_by_room(self.plan.rooms, &n.name, &mut n.member);
+            let acks = acks_by_room(&self.rooms, &n.name, &mut n.member);
             self.acked.extend(acks);
         }
-        for room in &rooms {
-            let tally = self.check_room(room);
+        for room in self.rooms.clone() {
+            let tally = self.check_room(&room);
             self.report.acked += tally.acked;
             self.report.lost += tally.lost;
             self.report.dup += tally.dup;
             self.report.reordered += tally.reordered;
-            self.report.rooms.insert(room.clone(), tally);
+            self.report.rooms.insert(room.name, tally);
         }
     }
 
-    /// Compares the survivors' logs of `room` with each other and with
-    /// every acknowledgement received in it.
-    fn check_room(&mut self, room: &str) -> RoomTally {
+    /// Compares the logs of `room` of its surviving members with each
+    /// other and with every acknowledgement received in it.
+    fn check_room(&mut self, room: &Room) -> RoomTally {
+        let logs: Vec<MemberLog> = self
+            .nodes
+            .iter_mut()
+            .filter(|n| room.has(&n.name))
+            .map(|n| MemberLog::of(&mut n.member, &room.name))
+            .collect();
+        let room = room.name.as_str();
         let mut tally = RoomTally {
             acked: self
                 .acked
@@ -419,11 +436,6 @@ impl Run {
                 .sum(),
             ..RoomTally::default()
         };
-        let logs: Vec<MemberLog> = self
-            .nodes
-            .iter_mut()
-            .map(|n| MemberLog::of(&mut n.member, room))
-            .collect();
         let reference = logs.first().map(|l| l.log.clone()).unwrap_or_default();
         for MemberLog {
             name,
@@ -437,7 +449,7 @@ impl Run {
                 tally.reordered += 1;
                 let first = log.iter().zip(reference.iter()).find(|(a, b)| a != b);
                 tracing_line(&format!(
-                    "{name}: #{room} log differs from the first survivor's (gaps {gaps}, len {} vs {}): first difference {first:?}",
+                    "{name}: #{room} log differs from the first surviving member's (gaps {gaps}, len {} vs {}): first difference {first:?}",
                     log.len(),
                     reference.len()
                 ));
@@ -452,64 +464,6 @@ impl Run {
         }
         tally
     }
-}
-
-/// Seq to (from, text).
-type Log = BTreeMap<u64, (String, String)>;
-
-/// What one survivor showed.
-struct MemberLog {
-    name: String,
-    log: Log,
-    /// Sequence numbers shown more than once.
-    dup_seqs: usize,
-    /// Sequence numbers missing below the head.
-    gaps: usize,
-}
-
-impl MemberLog {
-    fn of(member: &mut Member, room: &str) -> Self {
-        member.drain();
-        for e in member
-            .seen
-            .iter()
-            .filter(|e| e["type"] == "error" && e["room"] == room)
-        {
-            tracing_line(&format!("{}: error event {e}", member.name));
-        }
-        let mut log = Log::new();
-        let mut dup_seqs = 0;
-        let in_room = |e: &&Value| e["type"] == "message" && e["room"] == room;
-        for e in member.seen.iter().filter(in_room) {
-            let seq = e["seq"].as_u64().unwrap_or(0);
-            if log
-                .insert(seq, (str_of(e, "from"), str_of(e, "text")))
-                .is_some()
-            {
-                dup_seqs += 1;
-            }
-        }
-        let head = log.keys().next_back().copied().unwrap_or(0);
-        let gaps = (1..=head).filter(|s| !log.contains_key(s)).count();
-        MemberLog {
-            name: member.name.clone(),
-            log,
-            dup_seqs,
-            gaps,
-        }
-    }
-}
-
-fn duplicate_texts(log: &Log) -> usize {
-    let mut seen = HashMap::new();
-    for (_, text) in log.values() {
-        *seen.entry(text).or_insert(0usize) += 1;
-    }
-    seen.values().map(|n| n - 1).sum()
-}
-
-fn str_of(e: &Value, k: &str) -> String {
-    e[k].as_str().unwrap_or("").to_string()
 }
 
 fn tracing_line(line: &str) {

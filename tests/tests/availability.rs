@@ -225,7 +225,7 @@ async fn a_host_the_relay_gave_up_on_acknowledges_nothing_more() {
     // alice freezes, her sessions open, past her lease: the relay gives up.
     let pid = alice.pid().expect("pid");
     signal(pid, "STOP").await;
-    let mut rc = hostile::relay_client(&relay.uri()).await;
+    let rc = hostile::relay_client(&relay.uri()).await;
     chat_tests::eventually("the relay says there is no host", || {
         let mut rc = rc.clone();
         async move {
@@ -248,13 +248,13 @@ async fn a_host_the_relay_gave_up_on_acknowledges_nothing_more() {
         .iter()
         .position(|e| e["type"] == "ack" && e["id"] == id.as_str())
         .expect("the ack");
-    let told = bob.seen[..ack].iter().any(|e| {
-        e["type"] == "no_host" || (e["type"] == "host" && e["epoch"].as_u64() > Some(first.epoch))
-    });
-    assert!(told, "acknowledged by the old host: {:?}", bob.seen);
-    let _ = rc
-        .current_host(chat_proto::pb::relay::CurrentHostRequest::default())
-        .await;
+    let new_term = bob.seen[..ack]
+        .iter()
+        .any(|e| e["type"] == "host" && e["epoch"].as_u64() > Some(first.epoch));
+    assert!(new_term, "acknowledged in the old term: {:?}", bob.seen);
+    let host =
+        chat_tests::wait_for_host(&relay.uri(), "a new term", |h| h.epoch > first.epoch).await;
+    assert_eq!(host.name, "ivan", "the only member that can host");
     drop(alice);
 }
 

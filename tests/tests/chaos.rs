@@ -1,4 +1,6 @@
-//! The seeded chaos test. CI runs the short plan; the full run is
+//! The seeded chaos test: big rooms of every node and two-member rooms,
+//! host kills alternating between the two kinds. CI runs the short plan;
+//! the full run is
 //! `CHAOS_MIGRATIONS=1000 CHAOS_HOST_KILLS=20 CHAOS_RELAY_RESTARTS=5 cargo test --release -p chat-tests --test chaos -- --nocapture`
 //! (see the README).
 
@@ -14,7 +16,19 @@ async fn nothing_acknowledged_is_lost_through_migrations_host_kills_and_relay_re
     assert_eq!(report.relay_restarts, plan.relay_restarts);
     assert!(report.migrations >= plan.migrations, "{}", report.summary());
     assert!(report.acked > 0, "{}", report.summary());
-    assert_eq!(report.rooms.len(), plan.rooms, "{}", report.summary());
+    assert_eq!(
+        report.rooms.len(),
+        plan.rooms + plan.pairs,
+        "{}",
+        report.summary()
+    );
+    if plan.pairs > 0 && plan.nodes >= 2 && plan.host_kills > 0 {
+        assert!(
+            report.kills_in_rooms_of(2) > 0,
+            "no host kill in a two-member room: {}",
+            report.summary()
+        );
+    }
     for (room, tally) in &report.rooms {
         assert!(tally.acked > 0, "#{room}: {}", report.summary());
         assert_eq!(

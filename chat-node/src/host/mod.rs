@@ -1,7 +1,7 @@
 //! The dormant chat server every node carries, and the host role it takes
 //! when the relay points at this node.
 
-mod copy_failures;
+pub(crate) mod copy_failures;
 pub mod duties;
 pub mod fencing;
 pub mod handoff;
@@ -94,8 +94,8 @@ pub struct RoomHost {
     pub(crate) host_tx: watch::Sender<Option<HostRecord>>,
     /// Why the relay says the room has no host right now, if it does.
     pub(crate) no_host_tx: watch::Sender<Option<String>>,
-    /// Held from signing a Replicate until its answer: the replicator and
-    /// a handoff send one at a time, so their counters arrive in order.
+    /// Held for a whole sync of a replica: the replicator and a handoff
+    /// send one at a time, so their counters arrive in order.
     pub(crate) replicate_turn: tokio::sync::Mutex<()>,
 }
 

@@ -5,6 +5,7 @@
 
 use crate::dial::{Dialer, NodeAddr};
 use crate::error::NodeError;
+use crate::host::copy_failures::Failure;
 use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{Member, ReplicateBody, ReplicateResponse};
@@ -166,16 +167,18 @@ impl RoomHost {
         }
         // Silent (frozen, overloaded, gone) or refusing from the start: it
         // cannot hold what the host acknowledges now.
-        let silent = matches!(
-            status.code(),
-            tonic::Code::DeadlineExceeded | tonic::Code::Unavailable
-        );
-        if silent || s.cursor.have.is_none() {
+        let how = match status.code() {
+            tonic::Code::Unavailable => Some(Failure::Gone),
+            tonic::Code::DeadlineExceeded => Some(Failure::Refused),
+            _ if s.cursor.have.is_none() => Some(Failure::Refused),
+            // Maybe only our idea of its head was wrong: probe again.
+            _ => None,
+        };
+        if let Some(how) = how {
             tracing::warn!(successor = %s.member.name, %status, "replication failed; choosing another successor");
-            self.copy_failed(&s.member.name);
+            self.copy_failed(&s.member, how);
             return Replicated::ChooseAnother;
         }
-        // Maybe only our idea of its head was wrong: probe again.
         tracing::debug!(successor = %s.member.name, %status, "replication failed; probing");
         s.cursor = ReplicaCursor::default();
         Replicated::Keep
@@ -214,7 +217,7 @@ impl RoomHost {
         drop(core);
         candidates.into_iter().find_map(|(member, have)| {
             let Ok(client) = peer_client(&self.node.dialer, &member) else {
-                self.copy_failed(&member.name);
+                self.copy_failed(&member, Failure::Refused);
                 return None;
             };
             Some(Successor {
@@ -247,7 +250,7 @@ impl RoomHost {
                 // would not be promoted, so its copy does not count.
                 if let Some(m) = member {
                     tracing::info!(successor = %m.name, "the relay refuses this successor; choosing another");
-                    self.copy_failed(&m.name);
+                    self.copy_failed(m, Failure::Refused);
                 }
                 false
             }
@@ -312,21 +315,21 @@ impl RoomHost {
 
     /// A member that cannot take the replica is passed over for a while,
     /// and after repeated failures for the rest of the term.
-    fn copy_failed(&self, name: &str) {
-        self.core().failed_copies.record(name, Instant::now());
+    fn copy_failed(&self, member: &Member, how: Failure) {
+        self.core()
+            .failed_copies
+            .record(&member.name, &member.address, how, Instant::now());
     }
 
     /// Sends one Replicate to `peer`, signed as the host of `epoch`, within
-    /// [`REPLICATE_TIMEOUT`]. One at a time per room: a counter is taken
-    /// only when the one before it has been answered, so the replicator
-    /// and a handoff can never deliver them out of order.
+    /// [`REPLICATE_TIMEOUT`]. Only under the room's replicate turn (see
+    /// [`RoomHost::sync_replica`]).
     async fn send_replicate(
         &self,
         peer: &mut ChatServiceClient<Channel>,
         epoch: u64,
         body: ReplicateBody,
     ) -> Result<ReplicateResponse, Status> {
-        let _turn = self.replicate_turn.lock().await;
         let req = self.signed_replicate(epoch, body)?;
         match tokio::time::timeout(REPLICATE_TIMEOUT, peer.replicate(req)).await {
             Ok(answer) => Ok(answer?.into_inner()),
@@ -338,12 +341,17 @@ impl RoomHost {
     /// A known head in `cursor` skips the probe; the member list is sent
     /// only when the replica's copy is not known to be current. On error
     /// the caller should forget the cursor.
+    ///
+    /// One sync at a time per room: the replicator and a handoff never
+    /// interleave their Replicates, so counters arrive in the order they
+    /// were taken and a probe's answer still holds for the chunks after it.
     pub(crate) async fn sync_replica(
         &self,
         peer: &mut ChatServiceClient<Channel>,
         epoch: u64,
         cursor: &mut ReplicaCursor,
     ) -> Result<u64, Status> {
+        let _turn = self.replicate_turn.lock().await;
         let mut have = match cursor.have {
             Some(have) => have,
             None => {

@@ -114,6 +114,8 @@ impl RoomHost {
         let members = members_frames(room);
         *core.sessions.entry(hello.name.clone()).or_default() += 1;
         core.away_since.remove(&hello.name);
+        core.failed_copies
+            .session_opened(&hello.name, &hello.address);
         if joined.activated_now {
             // Sessions wake on the commit point: held messages go out now.
             core.tenure.commit().tick();

@@ -82,10 +82,13 @@ impl Registry {
 
     /// Refuses to renew a term the relay ended or is ending: its lease ran
     /// out and nobody could take the room (the host may have it again in a
-    /// new term, if nobody else can), the relay cannot reach its host, or
-    /// it ran past the term limit while another member could take the
-    /// room. Refused, the lease runs out and the room moves on as when a
-    /// host dies.
+    /// new term, if nobody else can); or the named successor could take
+    /// the room over while the relay cannot reach the host, or while the
+    /// host keeps the room past the term limit. Refused, the lease runs out
+    /// and the successor takes over as when a host dies. Only a named
+    /// successor: it holds what the host acknowledged, while another
+    /// member might not (a host that commits alone is never moved by
+    /// force).
     fn check_renewable(
         &mut self,
         room: &str,
@@ -102,6 +105,9 @@ impl Registry {
             self.schedule.stir();
             return ended("its lease ran out");
         }
+        if !self.successor_could_take_over(state) {
+            return Ok(());
+        }
         let unreachable = self
             .members
             .get(caller)
@@ -113,7 +119,7 @@ impl Registry {
             (Some(limit), Some(started)) => now.saturating_duration_since(started) > limit,
             _ => false,
         };
-        if too_long && self.someone_else_could_host(state) {
+        if too_long {
             return ended("the host kept the room past the term limit");
         }
         Ok(())

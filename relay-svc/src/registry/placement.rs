@@ -195,10 +195,14 @@ impl Registry {
         member.live_and_hostable().then(|| member.record.clone())
     }
 
-    /// Whether a member other than the host could take the room now.
-    pub(super) fn someone_else_could_host(&self, room: &RoomState) -> bool {
+    /// Whether the successor the host named could take the room over now.
+    pub(super) fn successor_could_take_over(&self, room: &RoomState) -> bool {
         let host = room.host.as_ref().map(|h| h.node_id.as_str());
-        matches!(self.promotion_candidate(room), Ok(Some(m)) if Some(m.node_id.as_str()) != host)
+        let Some(named) = room.lease.as_ref().and_then(|l| l.successor.as_deref()) else {
+            return false;
+        };
+        Some(named) != host
+            && matches!(self.promotion_candidate(room), Ok(Some(m)) if m.node_id == named)
     }
 }
 

@@ -129,19 +129,24 @@ fn latency(dir: &Path, series: &Series, scenario: &str, title: &str) -> Result<O
     Ok(Some(path))
 }
 
-/// A scatter of `(x, ms)` points with a target line.
+/// Labelled sets of `(x, ms)` points.
+type PointSets<'a> = [(&'a str, &'a [(f64, f64)])];
+
+/// A scatter of sets of `(x, ms)` points, a colour each, with a target
+/// line.
 fn scatter(
     path: PathBuf,
-    points: &[(f64, f64)],
+    sets: &PointSets,
     title: &str,
     x_desc: &str,
     target_ms: f64,
 ) -> Result<Option<PathBuf>> {
-    if points.is_empty() {
+    let points = || sets.iter().flat_map(|(_, p)| p.iter());
+    if points().next().is_none() {
         return Ok(None);
     }
-    let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max) + 1.0;
-    let y_max = points.iter().map(|p| p.1).fold(target_ms, f64::max) * 1.15;
+    let x_max = points().map(|p| p.0).fold(1.0, f64::max) + 1.0;
+    let y_max = points().map(|p| p.1).fold(target_ms, f64::max) * 1.15;
     let axes = (0f64..x_max, 0f64..y_max);
     chart(
         &path,
@@ -156,12 +161,14 @@ fn scatter(
                 .x_label_formatter(&|x| format!("{x:.0}"))
                 .draw()
                 .map_err(pe)?;
-            let dot = COLORS[1].mix(0.35).filled();
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, dot)))
-                .map_err(pe)?
-                .label("one client or member")
-                .legend(move |(x, y)| Circle::new((x + 12, y), 3, dot));
+            for (i, (label, points)) in sets.iter().filter(|(_, p)| !p.is_empty()).enumerate() {
+                let dot = COLORS[1 + i % (COLORS.len() - 1)].mix(0.35).filled();
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 3, dot)))
+                    .map_err(pe)?
+                    .label(*label)
+                    .legend(move |(x, y)| Circle::new((x + 12, y), 3, dot));
+            }
             chart
                 .draw_series(LineSeries::new(
                     [(0.0, target_ms), (x_max, target_ms)],
@@ -192,14 +199,17 @@ pub fn draw_all(dir: &Path, font: &Path, series: &Series) -> Result<Vec<PathBuf>
         )?,
         scatter(
             dir.join("migration_pause.png"),
-            &series.migration_gaps,
+            &[("one client", &series.migration_gaps)],
             "D: per-client pause at each planned migration",
             "migration",
             50.0,
         )?,
         scatter(
             dir.join("failover.png"),
-            &series.failover,
+            &[
+                ("one member, in a crowd", &series.failover),
+                ("the survivor, in a two-member room", &series.failover_pair),
+            ],
             "E: time from kill -9 of the host until a member receives again",
             "kill",
             1000.0,

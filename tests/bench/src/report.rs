@@ -111,6 +111,9 @@ pub struct Series {
     /// E: `(kill number, ms until the client received again)` for every
     /// client and kill.
     pub failover: Vec<(f64, f64)>,
+    /// E in the two-member room: `(kill number, ms until the survivor
+    /// received again)` for every kill.
+    pub failover_pair: Vec<(f64, f64)>,
 }
 
 /// Everything a run produced.

@@ -61,6 +61,11 @@ pub const METHOD: &str = "\
   promotes the successor. The time is from the kill until the last surviving
   member receives a message through the new host; lost counts acknowledged
   messages (all messages of publishers still alive) missing at a survivor.
+  A second row does the same in a two-member room: 2 member processes, one
+  publishing (a killed publisher's place is taken by the survivor). After
+  each kill a new member process joins and receives the room's log, so the
+  room has two members again; the next kill comes after the pause. The time
+  is from the kill until the survivor, the new host, receives again.
 - **F** measures the relay alone, in a process of its own (leases,
   migration interval and member grace of an hour, so nothing moves by
   itself). Each member registers with its own Ed25519 key over its own
@@ -87,9 +92,20 @@ fn available(kind: SystemKind) -> std::result::Result<(), String> {
     }
 }
 
-/// Runs one system in one scenario; a failure becomes a row saying why.
+/// Runs of a scenario, each its own row: E runs in a crowd, then in a
+/// two-member room; the others run once.
+fn runs_of(scenario: ScenarioId) -> usize {
+    match scenario {
+        ScenarioId::E => 2,
+        _ => 1,
+    }
+}
+
+/// Runs one system in one scenario (its run number `run`, see
+/// [`runs_of`]); a failure becomes a row saying why.
 async fn one(
     scenario: ScenarioId,
+    run: usize,
     kind: SystemKind,
     plan: &Plan,
     series: &mut Series,
@@ -99,7 +115,8 @@ async fn one(
         ScenarioId::B => load::run(scenario, kind, plan.latency, series).await,
         ScenarioId::C => load::run(scenario, kind, plan.many, series).await,
         ScenarioId::D => migration::run(plan.migration, series).await,
-        ScenarioId::E => failover::run(plan.failover, series).await,
+        ScenarioId::E if run == 0 => failover::run(plan.failover, series).await,
+        ScenarioId::E => failover::run(plan.failover_pair, series).await,
         ScenarioId::F => rooms::run(plan.rooms).await,
     };
     result.map_err(|e| Row::skipped(scenario, kind, format!("failed: {e}")))
@@ -224,13 +241,13 @@ async fn run_scenarios(
     let mut failures = 0;
     for &scenario in scenarios {
         let peers_apply = matches!(scenario, ScenarioId::A | ScenarioId::B | ScenarioId::C);
-        for &kind in systems
+        let kinds = systems
             .iter()
-            .filter(|&&k| peers_apply || k == SystemKind::Ours)
-        {
+            .filter(|&&k| peers_apply || k == SystemKind::Ours);
+        for (&kind, run) in kinds.flat_map(|k| (0..runs_of(scenario)).map(move |r| (k, r))) {
             eprintln!("chat-bench: {} / {} ...", scenario.title(), kind.label());
             let started = std::time::Instant::now();
-            let row = one(scenario, kind, plan, series)
+            let row = one(scenario, run, kind, plan, series)
                 .await
                 .unwrap_or_else(|row| {
                     failures += 1;

@@ -3,7 +3,8 @@
 //! - A, fan-out throughput: [`fanout`]
 //! - B, latency under load, and C, many clients: [`load`]
 //! - D, migration pause: [`migration`] (ours only)
-//! - E, crash failover: [`failover`] (ours only)
+//! - E, crash failover: [`failover`] (ours only), in a crowd and in a
+//!   two-member room
 //! - F, what a room costs at the relay: [`rooms`] (ours only)
 
 pub mod failover;
@@ -74,10 +75,11 @@ pub struct MigrationSpec {
     pub migrations: u64,
 }
 
-/// Sizes of E.
+/// Sizes of one run of E.
 #[derive(Debug, Clone, Copy)]
 pub struct FailoverSpec {
-    /// Member node processes, publishers among them (more than `kills`).
+    /// Member node processes, publishers among them (more than `kills`,
+    /// unless `replace`).
     pub members: usize,
     /// Publishing clients.
     pub pubs: usize,
@@ -87,6 +89,10 @@ pub struct FailoverSpec {
     pub kills: usize,
     /// Pause after a recovery before the next kill.
     pub settle: Duration,
+    /// A new member joins after each kill (but the last) and catches up,
+    /// so the room has `members` again at the next kill: a two-member
+    /// room survives more than one kill only this way.
+    pub replace: bool,
 }
 
 /// Sizes of F.
@@ -117,8 +123,10 @@ pub struct Plan {
     pub many: LoadSpec,
     /// D.
     pub migration: MigrationSpec,
-    /// E.
+    /// E, a crowd.
     pub failover: FailoverSpec,
+    /// E, a two-member room.
+    pub failover_pair: FailoverSpec,
     /// F.
     pub rooms: RoomsSpec,
 }
@@ -169,6 +177,15 @@ impl Plan {
             rate: 200,
             kills: 10,
             settle: secs(1.5),
+            replace: false,
+        },
+        failover_pair: FailoverSpec {
+            members: 2,
+            pubs: 1,
+            rate: 200,
+            kills: 10,
+            settle: secs(1.5),
+            replace: true,
         },
         rooms: RoomsSpec {
             members: 1000,
@@ -220,6 +237,15 @@ impl Plan {
             rate: 200,
             kills: 2,
             settle: secs(0.8),
+            replace: false,
+        },
+        failover_pair: FailoverSpec {
+            members: 2,
+            pubs: 1,
+            rate: 200,
+            kills: 3,
+            settle: secs(0.8),
+            replace: true,
         },
         rooms: RoomsSpec {
             members: 200,

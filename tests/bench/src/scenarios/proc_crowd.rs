@@ -1,6 +1,7 @@
 //! Members of E: every member node in a process of its own (so whichever
 //! one hosts can be killed with SIGKILL), reporting what its client sees
 //! on stdout (see [`crate::member`]), each line feeding a [`Tracker`].
+//! Members may join between kills (a two-member room keeps two members).
 
 use super::timing::wait_until;
 use super::tracker::{Live, Seen, Tracker};
@@ -28,6 +29,8 @@ struct Member {
     publisher: Option<u32>,
     /// Number of the kill that ended it.
     killed_at: Option<usize>,
+    /// Kills done when it joined.
+    joined_at: usize,
 }
 
 /// What a member's tracker saw, and whether (at which kill) it was killed.
@@ -36,6 +39,16 @@ pub struct Outcome {
     pub tracker: Tracker,
     /// Number of the kill (0-based) that ended it.
     pub killed_at: Option<usize>,
+    /// Kills done when it joined (0 for the first members).
+    pub joined_at: usize,
+}
+
+impl Outcome {
+    /// Whether it was a running member at kill number `k` (0-based) and
+    /// not the one killed.
+    pub fn survived(&self, k: usize) -> bool {
+        self.joined_at <= k && self.killed_at.is_none_or(|at| at > k)
+    }
 }
 
 /// Every member process of E.
@@ -91,6 +104,7 @@ async fn spawn(uri: &str, name: &str) -> Result<Member> {
         sent_known,
         publisher: None,
         killed_at: None,
+        joined_at: 0,
     })
 }
 
@@ -111,6 +125,21 @@ impl ProcCrowd {
             members,
             publishers: Vec::new(),
         })
+    }
+
+    /// Starts one more member, `name`, after `kills` kills; what its
+    /// tracker shows.
+    pub async fn join(&mut self, uri: &str, name: &str, kills: usize) -> Result<Arc<Live>> {
+        let mut member = spawn(uri, name).await?;
+        member.joined_at = kills;
+        let live = member.live.clone();
+        self.members.push(member);
+        Ok(live)
+    }
+
+    /// Members started so far, killed ones included.
+    pub fn started(&self) -> usize {
+        self.members.len()
     }
 
     /// What each running member's tracker shows.
@@ -226,6 +255,7 @@ impl ProcCrowd {
                 outcomes.push(Outcome {
                     tracker,
                     killed_at: m.killed_at,
+                    joined_at: m.joined_at,
                 });
             }
         }
