@@ -1,11 +1,11 @@
 //! The admin secret that `AuthorizeReset` asks for: compared in constant
 //! time, and guessed at most a few times a minute.
 
+use crate::refusal::Refusal;
 use sha2::{Digest, Sha512};
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tonic::Status;
 
 /// Wrong secrets allowed within [`FAILURE_WINDOW`] before every attempt is refused.
 pub const MAX_FAILURES: usize = 5;
@@ -37,11 +37,9 @@ impl AdminGate {
     /// resets are disabled, `RESOURCE_EXHAUSTED` (right secret or not) after
     /// [`MAX_FAILURES`] wrong ones within [`FAILURE_WINDOW`], and
     /// `PERMISSION_DENIED` for a wrong secret.
-    pub fn check(&self, given: &str, now: Instant) -> Result<(), Status> {
+    pub fn check(&self, given: &str, now: Instant) -> Result<(), Refusal> {
         let Some(digest) = &self.digest else {
-            return Err(Status::failed_precondition(
-                "resets are disabled: the relay was started without --admin-secret",
-            ));
+            return Err(Refusal::ResetsDisabled);
         };
         let mut failures = self.failures();
         if let Some(wait) = lockout_left(&failures, now) {
@@ -52,7 +50,7 @@ impl AdminGate {
         }
         record_failure(&mut failures, now);
         tracing::warn!(recent = failures.len(), "reset refused: wrong admin secret");
-        Err(Status::permission_denied("wrong admin secret"))
+        Err(Refusal::WrongSecret)
     }
 
     fn failures(&self) -> MutexGuard<'_, VecDeque<Instant>> {
@@ -82,11 +80,8 @@ fn record_failure(failures: &mut VecDeque<Instant>, now: Instant) {
 }
 
 /// The refusal while locked out, with whole seconds rounded up.
-fn too_many(wait: Duration) -> Status {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    Status::resource_exhausted(format!(
-        "too many wrong admin secrets; try again in {secs} s"
-    ))
+fn too_many(wait: Duration) -> Refusal {
+    Refusal::LockedOut(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
 }
 
 fn sha512(text: &str) -> [u8; 64] {
@@ -102,21 +97,21 @@ fn digests_equal(a: &[u8; 64], b: &[u8; 64]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::Code;
+    use tonic::{Code, Status};
 
     fn gate() -> AdminGate {
         AdminGate::new(Some("s3cret".to_string()))
     }
 
-    fn code(result: Result<(), Status>) -> Code {
-        result.err().map_or(Code::Ok, |s| s.code())
+    fn code(result: Result<(), Refusal>) -> Code {
+        result.err().map_or(Code::Ok, |r| Status::from(r).code())
     }
 
     #[test]
     fn disabled_without_a_secret() {
         let now = Instant::now();
         for gate in [AdminGate::new(None), AdminGate::new(Some(String::new()))] {
-            let err = gate.check("", now).expect_err("disabled");
+            let err = Status::from(gate.check("", now).expect_err("disabled"));
             assert_eq!(err.code(), Code::FailedPrecondition);
             assert_eq!(
                 err.message(),
@@ -129,7 +124,7 @@ mod tests {
     fn right_and_wrong_secrets() {
         let (gate, now) = (gate(), Instant::now());
         assert_eq!(code(gate.check("s3cret", now)), Code::Ok);
-        let err = gate.check("s3cre", now).expect_err("wrong");
+        let err = Status::from(gate.check("s3cre", now).expect_err("wrong"));
         assert_eq!(err.code(), Code::PermissionDenied);
         assert_eq!(err.message(), "wrong admin secret");
         assert_eq!(code(gate.check("s3cretx", now)), Code::PermissionDenied);
@@ -144,9 +139,10 @@ mod tests {
             let at = t0 + Duration::from_secs(i);
             assert_eq!(code(gate.check("guess", at)), Code::PermissionDenied);
         }
-        let err = gate
-            .check("s3cret", t0 + Duration::from_millis(4500))
-            .expect_err("locked out, right secret or not");
+        let err = Status::from(
+            gate.check("s3cret", t0 + Duration::from_millis(4500))
+                .expect_err("locked out, right secret or not"),
+        );
         assert_eq!(err.code(), Code::ResourceExhausted);
         assert_eq!(
             err.message(),
@@ -191,7 +187,7 @@ mod tests {
         // The window slides: at 60 s only the first wrong secret has aged out.
         let t60 = t0 + FAILURE_WINDOW;
         assert_eq!(code(gate.check("guess", t60)), Code::PermissionDenied);
-        let err = gate.check("s3cret", t60).expect_err("locked again");
+        let err = Status::from(gate.check("s3cret", t60).expect_err("locked again"));
         assert_eq!(
             err.message(),
             "too many wrong admin secrets; try again in 1 s"

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod reach;
+pub mod refusal;
 pub mod registry;
 pub mod service;
 

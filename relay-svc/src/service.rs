@@ -4,6 +4,7 @@
 
 use crate::admin::AdminGate;
 use crate::config::RelayConfig;
+use crate::refusal::Refusal;
 use crate::registry::{ReachCheck, Registry};
 use chat_proto::health_check::TlsCheck;
 use chat_proto::pb::relay::{HostRecord, MemberRecord, NameGrant};
@@ -15,7 +16,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
 
 pub use rpc::Relay;
 
@@ -80,7 +80,7 @@ impl Shared {
         &self,
         record: &MemberRecord,
         request: Option<tls::NodeRequest>,
-    ) -> Result<(Vec<u8>, Vec<u8>), Status> {
+    ) -> Result<(Vec<u8>, Vec<u8>), Refusal> {
         let Some(authority) = &self.authority else {
             return Ok(Default::default());
         };
@@ -92,10 +92,10 @@ impl Shared {
                     .as_ref()
                     .and_then(|c| NameGrant::decode(c.grant.as_slice()).ok())
                     .map(|g| g.expires_at_unix_ms)
-                    .ok_or_else(|| Status::internal("no name certificate to match"))?;
+                    .ok_or_else(|| Refusal::Issuing("no name certificate to match".into()))?;
                 authority
                     .issue_node(&request, &record.name, &record.node_id, expires)
-                    .map_err(|e| Status::internal(format!("issuing the TLS certificate: {e}")))?
+                    .map_err(|e| Refusal::Issuing(e.to_string()))?
             }
         };
         Ok((certificate, authority.certificate_der().to_vec()))

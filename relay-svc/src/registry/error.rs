@@ -1,10 +1,10 @@
-//! Why the registry refuses a request, and the gRPC status each reason
-//! becomes (in this one place).
+//! Why the registry refuses a request (the gRPC status each reason
+//! becomes is decided in `crate::refusal`).
 
 use chat_proto::rules::RuleError;
 use thiserror::Error;
 
-/// Why the registry refused a request. Converted to a gRPC status in one place.
+/// Why the registry refused a request.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum RegistryError {
     /// The name breaks a naming rule.
@@ -103,31 +103,4 @@ pub enum RegistryError {
         /// Rooms per live member that can host, rounded up.
         fair: u32,
     },
-}
-
-impl From<RegistryError> for tonic::Status {
-    fn from(err: RegistryError) -> Self {
-        use tonic::Status;
-        let msg = err.to_string();
-        match err {
-            RegistryError::InvalidName(_)
-            | RegistryError::InvalidAddress
-            | RegistryError::InvalidRoom { .. }
-            | RegistryError::DuplicateRoom(_)
-            | RegistryError::TooManyRooms(_)
-            | RegistryError::TermOfOtherRoom { .. } => Status::invalid_argument(msg),
-            RegistryError::NameTaken(_) => Status::already_exists(msg),
-            RegistryError::UnknownNode(_)
-            | RegistryError::UnknownRoom(_)
-            | RegistryError::NotInRoom { .. } => Status::not_found(msg),
-            RegistryError::BadToken(_) | RegistryError::NotHost(_) => {
-                Status::permission_denied(msg)
-            }
-            RegistryError::StaleEpoch { .. }
-            | RegistryError::CannotHost { .. }
-            | RegistryError::Overloaded { .. } => Status::failed_precondition(msg),
-            RegistryError::NoHost | RegistryError::NoHostable(_) => Status::unavailable(msg),
-            RegistryError::TermEnded { .. } => Status::aborted(msg),
-        }
-    }
 }

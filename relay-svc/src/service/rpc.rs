@@ -3,6 +3,7 @@
 use super::verify::{verify_claim, verify_registration};
 use super::watch::{forward_host_changes, WATCH_QUEUE};
 use super::Shared;
+use crate::refusal::Refusal;
 use crate::registry::Renewal;
 use chat_proto::pb::relay::relay_service_server::RelayService;
 use chat_proto::pb::relay::*;
@@ -188,7 +189,7 @@ impl RelayService for Relay {
         let found = self.0.registry().lookup(&name).cloned();
         found
             .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("no member named {name:?}")))
+            .ok_or_else(|| Refusal::NoSuchMember(name).into())
     }
 }
 

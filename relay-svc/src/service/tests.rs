@@ -7,7 +7,7 @@ use chat_proto::pb::relay::relay_service_server::RelayService;
 use chat_proto::pb::relay::*;
 use std::time::Duration;
 use tokio_stream::StreamExt;
-use tonic::{Code, Request};
+use tonic::{Code, Request, Status};
 
 /// How long a test waits for a record before it fails.
 const DEADLINE: Duration = Duration::from_secs(10);

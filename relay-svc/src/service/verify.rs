@@ -2,11 +2,11 @@
 //! of key possession, and that every certificate shown was signed by this
 //! relay.
 
+use crate::refusal::Refusal;
 use crate::registry::{Claim, Registration, MAX_ROOMS_PER_MEMBER};
 use chat_proto::pb::relay::{HostTermCertificate, RegisterRequest, RoomClaim};
 use chat_proto::tls;
 use chat_proto::trust::{self, PublicKey};
-use tonic::Status;
 
 /// Longest accepted session token, in bytes.
 const MAX_TOKEN_BYTES: usize = 128;
@@ -19,29 +19,29 @@ const MAX_TOKEN_BYTES: usize = 128;
 pub(super) fn verify_registration(
     relay: &PublicKey,
     req: RegisterRequest,
-) -> Result<(Registration, Option<tls::NodeRequest>), Status> {
+) -> Result<(Registration, Option<tls::NodeRequest>), Refusal> {
     if req.session_token.len() > MAX_TOKEN_BYTES {
-        return Err(Status::invalid_argument("session token is too long"));
+        return Err(Refusal::BadRequest("session token is too long".into()));
     }
     if req.certificate_request.len() > tls::MAX_CSR_BYTES {
-        return Err(Status::invalid_argument(format!(
+        return Err(Refusal::BadRequest(format!(
             "certificate_request is longer than {} bytes",
             tls::MAX_CSR_BYTES
         )));
     }
     if req.rooms.len() > MAX_ROOMS_PER_MEMBER {
-        return Err(Status::invalid_argument(format!(
+        return Err(Refusal::BadRequest(format!(
             "at most {MAX_ROOMS_PER_MEMBER} rooms may be claimed"
         )));
     }
     let key = PublicKey::from_bytes(&req.public_key)
-        .map_err(|_| Status::invalid_argument("public_key must be a 32-byte Ed25519 key"))?;
+        .map_err(|_| Refusal::BadRequest("public_key must be a 32-byte Ed25519 key".into()))?;
     let now = trust::now_unix_ms();
     // Fields first: the payload below must not be built from huge ones.
     crate::registry::check_fields(&req.name, &req.address, req.client_only)?;
     key.verify(&trust::register_payload(&req), &req.signature)
         .and_then(|()| trust::check_fresh(req.signed_at_unix_ms, now))
-        .map_err(|e| Status::unauthenticated(format!("registration not signed by its key: {e}")))?;
+        .map_err(|e| Refusal::NotSigned(e.to_string()))?;
     let rooms = claims_of(relay, &req)?;
     // An old name certificate counts only for this name and this key.
     let name_claimed_at = req
@@ -52,7 +52,7 @@ pub(super) fn verify_registration(
     let tls_request = (!req.certificate_request.is_empty())
         .then(|| tls::check_certificate_request(&req.certificate_request, &req.public_key))
         .transpose()
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        .map_err(|e| Refusal::BadRequest(e.to_string()))?;
     let registration = Registration {
         name: req.name,
         address: req.address,
@@ -67,7 +67,7 @@ pub(super) fn verify_registration(
 
 /// The rooms a registrant claims, certificates checked: `rooms`, or
 /// "lobby" with the fields of a node written before rooms.
-fn claims_of(relay: &PublicKey, req: &RegisterRequest) -> Result<Vec<Claim>, Status> {
+fn claims_of(relay: &PublicKey, req: &RegisterRequest) -> Result<Vec<Claim>, Refusal> {
     if req.rooms.is_empty() {
         let lobby = RoomClaim {
             room: String::new(),
@@ -82,17 +82,15 @@ fn claims_of(relay: &PublicKey, req: &RegisterRequest) -> Result<Vec<Claim>, Sta
 }
 
 /// A room claim whose host term certificate (if any) this relay signed.
-pub(super) fn verify_claim(relay: &PublicKey, claim: &RoomClaim) -> Result<Claim, Status> {
+pub(super) fn verify_claim(relay: &PublicKey, claim: &RoomClaim) -> Result<Claim, Refusal> {
     let latest_term = claim
         .latest_term
         .as_ref()
         .map(|cert: &HostTermCertificate| relay.verify_host_term(cert))
         .transpose()
-        .map_err(|e| {
-            Status::permission_denied(format!(
-                "host term certificate of room {:?}: {e}",
-                claim.room
-            ))
+        .map_err(|e| Refusal::ForeignTerm {
+            room: claim.room.clone(),
+            why: e.to_string(),
         })?;
     Ok(Claim {
         room: claim.room.clone(),
