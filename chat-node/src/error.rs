@@ -149,6 +149,26 @@ pub enum NodeError {
     /// The node is stopping.
     #[error("the recipient is shutting down")]
     ShuttingDown,
+    /// A sealed private message addressed to another node.
+    #[error("the sealed private message is for another node")]
+    SealedForAnother,
+    /// A sealed private message that does not open with this node's key.
+    #[error("sealed private message: {0}")]
+    BadSealed(String),
+    /// The node is in as many rooms as it may be.
+    #[error("a node may be in at most {0} rooms")]
+    TooManyRooms(usize),
+
+    /// The relay's answer to a registration carried no valid name
+    /// certificate for this name and key (a fault of the relay's).
+    #[error("the relay's name certificate: {0}")]
+    NameCertificate(String),
+    /// The relay ended the watch stream.
+    #[error("the relay closed the watch stream")]
+    WatchClosed,
+    /// This node's own TLS material could not be made or renewed.
+    #[error("this node's TLS certificate: {0}")]
+    OwnCertificate(String),
 
     /// A call between nodes whose TLS client certificate is missing,
     /// invalid, or not the one of the node the call claims to come from.
@@ -170,7 +190,11 @@ impl NodeError {
     pub fn code(&self) -> Code {
         use NodeError::*;
         match self {
-            NotHost { .. } | ShuttingDown | NotInRoom(_) => Code::Unavailable,
+            NotHost { .. } | ShuttingDown | NotInRoom(_) | WatchClosed => Code::Unavailable,
+            SealedForAnother => Code::NotFound,
+            BadSealed(_) => Code::InvalidArgument,
+            TooManyRooms(_) => Code::ResourceExhausted,
+            NameCertificate(_) | OwnCertificate(_) => Code::Internal,
             NoLongerHosting
             | LiveHost
             | CannotTakeOver { .. }

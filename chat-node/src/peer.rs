@@ -120,10 +120,10 @@ pub(crate) fn accept_sealed(shared: Arc<NodeShared>, sealed: SealedPrivate) {
     tokio::spawn(async move {
         let checked = async {
             if sealed.to_node_id != shared.identity.node_id {
-                return Err(Status::not_found("it is for another node"));
+                return Err(NodeError::SealedForAnother.into());
             }
             let msg = chat_proto::sealed::open_private(&shared.key, &sealed)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                .map_err(|e| NodeError::BadSealed(e.to_string()))?;
             accept_private(&shared, msg).await
         };
         if let Err(status) = checked.await {

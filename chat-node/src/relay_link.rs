@@ -2,6 +2,7 @@
 //! re-registration (re-asserting a hosted epoch) after the relay restarts.
 
 use crate::dial::{DialError, Dialer};
+use crate::error::NodeError;
 use crate::node::{Identity, NodeShared};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::*;
@@ -42,14 +43,13 @@ pub fn check_name_certificate(
     let cert = resp
         .name_certificate
         .clone()
-        .ok_or_else(|| Status::internal("the relay sent no name certificate"))?;
+        .ok_or_else(|| NodeError::NameCertificate("none was sent".into()))?;
     let grant = relay
         .verify_name(&cert, trust::now_unix_ms())
-        .map_err(|e| Status::internal(format!("the relay's name certificate: {e}")))?;
+        .map_err(|e| NodeError::NameCertificate(e.to_string()))?;
     if grant.name != name || grant.public_key != key.public_key() {
-        return Err(Status::internal(
-            "the relay's name certificate is for another name or key",
-        ));
+        let why = "it is for another name or key".to_string();
+        return Err(NodeError::NameCertificate(why).into());
     }
     Ok(cert)
 }
@@ -234,10 +234,10 @@ pub async fn follow_relay(shared: Arc<NodeShared>, cancel: CancellationToken) {
                 backoff.reset();
                 shared.on_host_record(record).await;
             }
-            Err::<(), Status>(Status::unavailable("relay closed the watch stream"))
+            Err::<(), Status>(NodeError::WatchClosed.into())
         };
         let status = tokio::select! {
-            r = attempt => r.err().unwrap_or_else(|| Status::unknown("watch ended")),
+            r = attempt => r.err().unwrap_or_else(|| NodeError::WatchClosed.into()),
             _ = cancel.cancelled() => return,
         };
         tracing::warn!(%status, "lost the relay; retrying");
@@ -295,12 +295,12 @@ impl NodeShared {
         let request = self
             .dialer
             .certificate_request(&self.key, &me.name)
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| NodeError::OwnCertificate(e.to_string()))?;
         let resp = self.register_again(request).await?;
         if self.dialer.is_tls() {
             self.dialer
                 .renew(&self.key, &resp.tls_certificate)
-                .map_err(|e| Status::internal(format!("the renewed TLS certificate: {e}")))?;
+                .map_err(|e| NodeError::OwnCertificate(e.to_string()))?;
         }
         Ok(())
     }

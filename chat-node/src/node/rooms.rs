@@ -3,6 +3,7 @@
 //! room they name.
 
 use super::NodeShared;
+use crate::error::NodeError;
 use crate::host::{duties, RoomHost, CHAT_SERVICE_NAME};
 use chat_proto::pb::relay::{HostRecord, RoomClaim};
 use chat_proto::rules;
@@ -85,8 +86,7 @@ impl NodeShared {
             return Ok(host);
         }
         if self.room_map().len() >= MAX_ROOMS {
-            let why = format!("a node may be in at most {MAX_ROOMS} rooms");
-            return Err(tonic::Status::resource_exhausted(why));
+            return Err(NodeError::TooManyRooms(MAX_ROOMS).into());
         }
         // In the map first, so the relay's watch finds the room at once.
         let host = self.add_room(room);
@@ -108,7 +108,7 @@ impl NodeShared {
     /// then leaves it at the relay and stops its host duties.
     pub async fn part_room(&self, room: &str) -> Result<(), tonic::Status> {
         let Some(host) = self.room(room) else {
-            return Err(tonic::Status::not_found(format!("not in room {room:?}")));
+            return Err(NodeError::NotInRoom(room.to_string()).into());
         };
         if host.role().hosting_epoch().is_some() {
             if let Err(e) = host.hand_off().await {
