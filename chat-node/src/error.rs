@@ -4,9 +4,7 @@
 //! status gets it as metadata, so a client redirects and a fenced host
 //! learns it was fenced.
 
-use crate::host::fencing::{MAX_REPLICATED_ENTRIES, MAX_REPLICATED_MEMBERS};
 use crate::host::room::RoomError;
-use crate::host::service::HELLO_TIMEOUT;
 use chat_proto::pb::relay::HostRecord;
 use chat_proto::trust::TrustError;
 use thiserror::Error;
@@ -81,11 +79,13 @@ pub enum NodeError {
     #[error("Replicate body: {0}")]
     ReplicateBody(#[from] prost::DecodeError),
     /// A Replicate over the size limits.
-    #[error(
-        "a Replicate carries at most {MAX_REPLICATED_ENTRIES} entries and \
-         {MAX_REPLICATED_MEMBERS} members"
-    )]
-    ReplicateTooLarge,
+    #[error("a Replicate carries at most {entries} entries and {members} members")]
+    ReplicateTooLarge {
+        /// Most entries.
+        entries: usize,
+        /// Most members.
+        members: usize,
+    },
     /// A replica that did not answer a Replicate in time.
     #[error("the replica did not answer within {0:?}")]
     ReplicaSilent(std::time::Duration),
@@ -100,8 +100,8 @@ pub enum NodeError {
     Room(#[from] RoomError),
 
     /// A session that did not say Hello in time.
-    #[error("no Hello within {} s", HELLO_TIMEOUT.as_secs())]
-    HelloTimeout,
+    #[error("no Hello within {} s", .0.as_secs())]
+    HelloTimeout(std::time::Duration),
     /// A session that began with another frame than Hello.
     #[error("the first frame of a session must be Hello")]
     NoHello,
@@ -211,11 +211,11 @@ impl NodeError {
             | TakeOverNotSigned(_)
             | WrongSender(_)
             | NotFromSender { .. } => Code::PermissionDenied,
-            ReplicateBody(_) | ReplicateTooLarge | NoHello | BadAddress { .. } => {
+            ReplicateBody(_) | ReplicateTooLarge { .. } | NoHello | BadAddress { .. } => {
                 Code::InvalidArgument
             }
             ReplayedReplicate | ReplayedPrivate => Code::AlreadyExists,
-            HelloTimeout | ReplicaSilent(_) => Code::DeadlineExceeded,
+            HelloTimeout(_) | ReplicaSilent(_) => Code::DeadlineExceeded,
             BadHello(_) | Unauthenticated { .. } => Code::Unauthenticated,
             TooSlow => Code::ResourceExhausted,
             NotRecipient { .. } => Code::NotFound,

@@ -111,7 +111,10 @@ impl RoomHost {
         let body = ReplicateBody::decode(req.body.as_slice())?;
         let members = body.meta.as_ref().map_or(0, |m| m.members.len());
         if body.entries.len() > MAX_REPLICATED_ENTRIES || members > MAX_REPLICATED_MEMBERS {
-            return Err(NodeError::ReplicateTooLarge);
+            return Err(NodeError::ReplicateTooLarge {
+                entries: MAX_REPLICATED_ENTRIES,
+                members: MAX_REPLICATED_MEMBERS,
+            });
         }
         Ok((term, cert, body))
     }

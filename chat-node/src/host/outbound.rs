@@ -5,7 +5,6 @@
 //! slow client only falls behind in the log (resumed by sequence number);
 //! it never makes the host buffer without bound.
 
-use super::service::frame;
 use super::Role;
 use crate::host::RoomHost;
 use chat_proto::pb::chat::*;
@@ -17,6 +16,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::WatchStream;
 use tokio_stream::Stream;
 use tonic::Status;
+
+/// A server frame holding `f`.
+pub(crate) fn frame(f: server_frame::Frame) -> ServerFrame {
+    ServerFrame { frame: Some(f) }
+}
 
 /// Log entries read from the room per lock.
 const DELIVERY_BATCH: usize = 128;

@@ -1,9 +1,10 @@
 //! `chat.v1.ChatService`: sessions when live, replication and takeover
 //! between hosts, and a redirect to the host when dormant.
 
+use super::outbound::{self, frame};
 use super::rate::TokenBucket;
 use super::room::{Joined, Room};
-use super::{outbound, session, HostEvent, Role};
+use super::{session, HostEvent, Role};
 use crate::dial::PeerCerts;
 use crate::error::NodeError;
 use crate::host::RoomHost;
@@ -144,14 +145,10 @@ fn members_frames(room: &Room) -> Vec<server_frame::Frame> {
         .collect()
 }
 
-pub(crate) fn frame(f: server_frame::Frame) -> ServerFrame {
-    ServerFrame { frame: Some(f) }
-}
-
 async fn read_hello(inbound: &mut Streaming<ClientFrame>) -> Result<Hello, Status> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
         .await
-        .map_err(|_| NodeError::HelloTimeout)??;
+        .map_err(|_| NodeError::HelloTimeout(HELLO_TIMEOUT))??;
     match first.and_then(|f| f.frame) {
         Some(client_frame::Frame::Hello(hello)) => Ok(hello),
         _ => Err(NodeError::NoHello.into()),

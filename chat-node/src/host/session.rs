@@ -2,9 +2,9 @@
 //! acknowledges its messages once committed, and forwards host broadcasts.
 //! The log itself reaches the client through [`super::outbound`].
 
+use super::outbound::frame;
 use super::outbound::Outbound;
 use super::rate::TokenBucket;
-use super::service::frame;
 use super::{HostEvent, Role};
 use crate::error::NodeError;
 use crate::host::RoomHost;
