@@ -442,6 +442,7 @@ impl Node {
         } = registration;
         let dialer = bound.dialer.registered(&key, tls)?;
         let (events_tx, events) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
+        let (inbox_tx, inbox_rx) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
         let (routes, health) = inspection().await?;
         let shared = Arc::new(NodeShared {
@@ -455,7 +456,7 @@ impl Node {
             started_at_unix_ms: issued_at(&name_cert),
             cancel: CancellationToken::new(),
             health,
-            inbox: PrivateInbox::new(events_tx.clone(), bound.store.dir())?,
+            inbox: PrivateInbox::new(inbox_tx, bound.store.dir())?,
             key,
             relay_key,
             name_cert: Mutex::new(name_cert),
@@ -473,7 +474,12 @@ impl Node {
         for host in hosts {
             shared.on_host_record(host).await;
         }
-        tasks.extend(spawn_duties(&shared, commands_rx, events_tx, &cancel));
+        tasks.extend(spawn_duties(
+            &shared,
+            commands_rx,
+            (events_tx, inbox_rx),
+            &cancel,
+        ));
         Ok(Node {
             shared,
             commands,
@@ -566,10 +572,14 @@ async fn inspection() -> Result<(tonic::service::RoutesBuilder, HealthReporter),
 fn spawn_duties(
     shared: &Arc<NodeShared>,
     commands: mpsc::Receiver<UserCommand>,
-    events: mpsc::Sender<RoomEvent>,
+    (events, inbox): (
+        mpsc::Sender<RoomEvent>,
+        mpsc::Receiver<crate::peer::Inbound>,
+    ),
     cancel: &CancellationToken,
-) -> [JoinHandle<()>; 3] {
+) -> [JoinHandle<()>; 4] {
     [
+        tokio::spawn(client::show_inbox(inbox, events.clone(), cancel.clone())),
         tokio::spawn(relay_link::follow_relay(shared.clone(), cancel.clone())),
         tokio::spawn(relay_link::keep_certificates_fresh(
             shared.clone(),

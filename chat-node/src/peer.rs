@@ -4,7 +4,6 @@
 //! recipient's key through the host ([`chat_proto::sealed`]), and are
 //! checked on arrival by the same [`accept_private`] as delivered ones.
 
-use crate::client::{ClientEvent, RoomEvent};
 use crate::dial::NodeAddr;
 use crate::error::NodeError;
 use crate::identity::IdentityError;
@@ -28,10 +27,24 @@ const PRIVATE_TIMEOUT: Duration = Duration::from_secs(3);
 /// arriving meanwhile are refused.
 const SEALED_CHECKS: usize = 16;
 
+/// What the inbox hands on to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A private message, checked.
+    Private {
+        /// Its sender's name.
+        from: String,
+        /// Its text.
+        text: String,
+    },
+    /// Why a sealed private message the host passed on was refused.
+    Refused(String),
+}
+
 /// Where incoming private messages go, and the ids already delivered
 /// (kept in the data directory, so a replay is refused after a restart).
 pub struct PrivateInbox {
-    events: mpsc::Sender<RoomEvent>,
+    events: mpsc::Sender<Inbound>,
     replays: ReplayGuard,
     /// Bounds the sealed messages being checked at once.
     sealed_checks: Arc<Semaphore>,
@@ -39,7 +52,7 @@ pub struct PrivateInbox {
 
 impl PrivateInbox {
     pub(crate) fn new(
-        events: mpsc::Sender<RoomEvent>,
+        events: mpsc::Sender<Inbound>,
         dir: Option<&Path>,
     ) -> Result<Self, IdentityError> {
         let replays = match dir {
@@ -92,14 +105,14 @@ pub async fn accept_private(shared: &NodeShared, msg: PrivateMessage) -> Result<
     rules::validate_text(&msg.text)?;
     verify_sender(shared, &msg).await?;
     shared.stats.count_private();
-    let event = ClientEvent::Private {
+    let event = Inbound::Private {
         from: msg.from,
         text: msg.text,
     };
     shared
         .inbox
         .events
-        .send(RoomEvent::global(event))
+        .send(event)
         .await
         .map_err(|_| NodeError::ShuttingDown)?;
     Ok(())
@@ -111,10 +124,7 @@ pub async fn accept_private(shared: &NodeShared, msg: PrivateMessage) -> Result<
 pub(crate) fn accept_sealed(shared: Arc<NodeShared>, sealed: SealedPrivate) {
     let Ok(permit) = shared.inbox.sealed_checks.clone().try_acquire_owned() else {
         let why = "too many sealed private messages at once; one was dropped";
-        let _ = shared
-            .inbox
-            .events
-            .try_send(RoomEvent::global(ClientEvent::error(why)));
+        let _ = shared.inbox.events.try_send(Inbound::Refused(why.into()));
         return;
     };
     tokio::spawn(async move {
@@ -132,11 +142,7 @@ pub(crate) fn accept_sealed(shared: Arc<NodeShared>, sealed: SealedPrivate) {
                 "refused a sealed private message the host passed on: {}",
                 status.message()
             );
-            let _ = shared
-                .inbox
-                .events
-                .send(RoomEvent::global(ClientEvent::error(why)))
-                .await;
+            let _ = shared.inbox.events.send(Inbound::Refused(why)).await;
         }
         drop(permit);
     });

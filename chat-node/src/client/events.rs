@@ -196,3 +196,14 @@ impl ClientEvent {
         }
     }
 }
+
+impl From<crate::peer::Inbound> for RoomEvent {
+    fn from(inbound: crate::peer::Inbound) -> Self {
+        match inbound {
+            crate::peer::Inbound::Private { from, text } => {
+                RoomEvent::global(ClientEvent::Private { from, text })
+            }
+            crate::peer::Inbound::Refused(why) => RoomEvent::global(ClientEvent::error(why)),
+        }
+    }
+}

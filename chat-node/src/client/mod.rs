@@ -244,3 +244,22 @@ impl Client {
         });
     }
 }
+
+/// Shows what the private inbox accepts (or refuses), until the node
+/// stops.
+pub(crate) async fn show_inbox(
+    mut inbox: mpsc::Receiver<crate::peer::Inbound>,
+    events: mpsc::Sender<RoomEvent>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let inbound = tokio::select! {
+            inbound = inbox.recv() => inbound,
+            _ = cancel.cancelled() => None,
+        };
+        let Some(inbound) = inbound else { return };
+        if events.send(inbound.into()).await.is_err() {
+            return;
+        }
+    }
+}
