@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod dial;
+pub mod directory;
 pub mod error;
 pub mod health;
 pub mod host;

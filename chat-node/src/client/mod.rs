@@ -15,7 +15,7 @@ pub use rooms::run;
 
 use crate::backoff::Backoff;
 use crate::dial::NodeAddr;
-use crate::host::RoomHost;
+use crate::directory::RoomView;
 use crate::node::NodeShared;
 use crate::peer::Delivery;
 use chat_proto::pb::chat::{SealedPrivate, SendMessage};
@@ -65,7 +65,7 @@ struct View {
 struct Client {
     shared: Arc<NodeShared>,
     /// The room this client chats in.
-    room: Arc<RoomHost>,
+    room: RoomView,
     events: mpsc::Sender<RoomEvent>,
     view: View,
     backoff: Backoff,
@@ -102,7 +102,7 @@ impl Client {
         // The UI is gone only when the node is shutting down.
         let _ = self
             .events
-            .send(RoomEvent::new(&self.room.room, event))
+            .send(RoomEvent::new(self.room.room(), event))
             .await;
     }
 
@@ -160,7 +160,7 @@ impl Client {
         };
         self.shared
             .key
-            .sign_message(&self.room.room, &self.shared.identity.name, &mut msg);
+            .sign_message(self.room.room(), &self.shared.identity.name, &mut msg);
         self.view.pending.push_back(msg.clone());
         self.emit(ClientEvent::Queued {
             id: msg.id.clone(),
@@ -220,7 +220,7 @@ impl Client {
             Ok(())
         };
         let events = self.events.clone();
-        let room = self.room.room.clone();
+        let room = self.room.room().to_string();
         let shared = self.shared.clone();
         let outbox = self.outbox.clone();
         tokio::spawn(async move {

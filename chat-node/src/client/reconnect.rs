@@ -8,7 +8,7 @@ use super::{
 };
 use crate::backoff::Backoff;
 use crate::dial::NodeAddr;
-use crate::host::RoomHost;
+use crate::directory::RoomView;
 use crate::node::NodeShared;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 /// the node stops.
 pub(super) async fn run_room(
     shared: Arc<NodeShared>,
-    room: Arc<RoomHost>,
+    room: RoomView,
     mut commands: mpsc::Receiver<UserCommand>,
     events: mpsc::Sender<RoomEvent>,
     cancel: CancellationToken,

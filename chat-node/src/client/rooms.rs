@@ -5,7 +5,7 @@
 use super::events::{ClientEvent, RoomEvent, RoomSummary};
 use super::reconnect::run_room;
 use super::UserCommand;
-use crate::host::RoomHost;
+use crate::directory::RoomView;
 use crate::node::NodeShared;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ pub async fn run(
         rooms.emit(&rooms.current, ClientEvent::CurrentRoom).await;
     }
     for room in shared.rooms() {
-        rooms.start(room);
+        rooms.start(room.view());
     }
     loop {
         let cmd = tokio::select! {
@@ -83,7 +83,7 @@ impl Rooms {
     }
 
     /// Starts the client of `room`.
-    fn start(&mut self, room: Arc<RoomHost>) {
+    fn start(&mut self, room: RoomView) {
         let (tx, rx) = mpsc::channel(ROOM_COMMANDS);
         let task = tokio::spawn(run_room(
             self.shared.clone(),
@@ -93,7 +93,7 @@ impl Rooms {
             self.cancel.child_token(),
         ));
         let client = RoomClient { commands: tx, task };
-        self.clients.insert(room.room.clone(), client);
+        self.clients.insert(room.room().to_string(), client);
     }
 
     /// Handles one command; false once the user exits.
@@ -134,7 +134,7 @@ impl Rooms {
     async fn join(&mut self, room: String) {
         if !self.clients.contains_key(&room) {
             match self.shared.join_room(&room).await {
-                Ok(host) => self.start(host),
+                Ok(host) => self.start(host.view()),
                 Err(status) => {
                     let why = format!("cannot join #{room}: {}", status.message());
                     return self.emit(&room, ClientEvent::error(why)).await;

@@ -51,7 +51,7 @@ impl Client {
         }
         let record = chat_proto::host_from_metadata(status)?;
         let term = self.shared.verify_term(record.certificate.as_ref()?).ok()?;
-        (term.address != tried && term.room == self.room.room).then_some(NodeAddr {
+        (term.address != tried && term.room == self.room.room()).then_some(NodeAddr {
             address: term.address,
             node_id: term.node_id,
         })
@@ -215,7 +215,7 @@ impl Client {
     ) -> Result<(Streaming<ServerFrame>, Challenge), SessionEnd> {
         let lost = |e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{address}: {e}"));
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        if let Ok(room) = self.room.room.parse() {
+        if let Ok(room) = self.room.room().parse() {
             request
                 .metadata_mut()
                 .insert(chat_proto::ROOM_METADATA, room);
@@ -292,7 +292,7 @@ impl Client {
         if term.node_id != challenge.host_node_id {
             return Err(lost("the host's term names another node".into()));
         }
-        if term.room != self.room.room {
+        if term.room != self.room.room() {
             return Err(lost(format!("the host's term is for room {:?}", term.room)));
         }
         let newest = self.room.host_watch().borrow().clone();
@@ -361,7 +361,7 @@ impl Client {
         self.view.last_seq = m.seq;
         if let Err(e) = self
             .verifier
-            .check(&self.shared.relay_key, &self.room.room, &m)
+            .check(&self.shared.relay_key, self.room.room(), &m)
         {
             let host = &self.view.host_name;
             let why = format!(

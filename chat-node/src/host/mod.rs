@@ -140,6 +140,15 @@ impl RoomHost {
         core.successor.clone()
     }
 
+    /// What the client may see of the room (see [`crate::directory`]).
+    pub fn view(&self) -> crate::directory::RoomView {
+        crate::directory::RoomView::new(
+            &self.room,
+            self.host_tx.subscribe(),
+            self.no_host_tx.subscribe(),
+        )
+    }
+
     /// Watch the latest known host record of the room.
     pub fn host_watch(&self) -> watch::Receiver<Option<HostRecord>> {
         self.host_tx.subscribe()
