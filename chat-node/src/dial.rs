@@ -325,7 +325,7 @@ impl Dialer {
     /// Checks that a call's client certificate is a valid relay-issued
     /// certificate for `node_id` (always true in plaintext, where nothing
     /// could tell).
-    fn authenticate(
+    pub(crate) fn authenticate(
         &self,
         peer: &PeerCerts,
         node_id: &str,

@@ -4,6 +4,7 @@
 
 use crate::client::{self, RoomEvent, UserCommand};
 use crate::dial::{DialError, Dialer, IssuedCertificate, TransportOptions};
+use crate::host::context::{HostContext, HostContextParts};
 use crate::host::{service::ChatHost, CHAT_SERVICE_NAME};
 use crate::identity::{IdentityError, NodeStore};
 use crate::peer::{PeerEndpoint, PrivateInbox};
@@ -174,21 +175,18 @@ pub struct NodeShared {
     /// Makes every connection to another node (TLS or plaintext).
     pub(crate) dialer: Dialer,
     /// Counters.
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
+    /// What the rooms' host sides get of the node.
+    pub(crate) host_ctx: Arc<HostContext>,
     /// The rooms this node is in, by name.
     rooms: Mutex<BTreeMap<String, RoomEntry>>,
     /// The first room the node joined at its start.
     first_room: String,
-    /// When the relay registered this run of the node (its first name
-    /// certificate's issue time, by the relay's clock): a host term issued
-    /// before belongs to an earlier run.
-    pub(crate) started_at_unix_ms: i64,
     /// Stops the node's tasks, the rooms' host duties included.
     cancel: CancellationToken,
-    pub(crate) health: HealthReporter,
     pub(crate) inbox: PrivateInbox,
     /// This node's signing key.
-    pub(crate) key: Keypair,
+    pub(crate) key: Arc<Keypair>,
     /// The relay's key, pinned: the root of trust.
     pub(crate) relay_key: PublicKey,
     /// The relay's binding of our name to our key (renewed on re-registration).
@@ -200,6 +198,14 @@ pub struct NodeShared {
 }
 
 impl NodeShared {
+    /// The term a certificate states, if the relay signed it.
+    pub(crate) fn verify_term(
+        &self,
+        cert: &chat_proto::pb::relay::HostTermCertificate,
+    ) -> Result<chat_proto::pb::relay::HostTerm, crate::error::NodeError> {
+        self.host_ctx.verify_term(cert)
+    }
+
     /// The relay's current certificate of our name.
     pub fn name_certificate(&self) -> NameCertificate {
         self.name_cert
@@ -445,17 +451,30 @@ impl Node {
         let (inbox_tx, inbox_rx) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
         let (routes, health) = inspection().await?;
+        let stats = Arc::new(Stats::default());
+        let key = Arc::new(key);
+        let started_at_unix_ms = issued_at(&name_cert);
+        let host_ctx = Arc::new(HostContext::new(HostContextParts {
+            identity: identity.clone(),
+            settings,
+            relay: bound.relay.clone(),
+            dialer: dialer.clone(),
+            key: key.clone(),
+            relay_key,
+            stats: stats.clone(),
+            started_at_unix_ms,
+            health,
+        }));
         let shared = Arc::new(NodeShared {
             identity,
             settings,
             relay: bound.relay,
             dialer,
-            stats: Stats::default(),
+            stats,
+            host_ctx,
             rooms: Mutex::new(BTreeMap::new()),
             first_room: rooms.first().cloned().unwrap_or_default(),
-            started_at_unix_ms: issued_at(&name_cert),
             cancel: CancellationToken::new(),
-            health,
             inbox: PrivateInbox::new(inbox_tx, bound.store.dir())?,
             key,
             relay_key,
@@ -546,9 +565,8 @@ fn issued_at(cert: &NameCertificate) -> i64 {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        // Each room holds the node's shared state: let both go.
+        // The node's tasks (and every room's host duties) end with it.
         self.cancel.cancel();
-        self.shared.clear_rooms();
     }
 }
 

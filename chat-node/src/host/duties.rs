@@ -31,7 +31,7 @@ pub async fn run_host_duties(host: Arc<RoomHost>, cancel: CancellationToken) {
         let term = cancel.child_token();
         tokio::spawn(replicate_while_hosting(host.clone(), epoch, term.clone()));
         tokio::spawn(renew_lease_while_hosting(host.clone(), epoch, term.clone()));
-        let period = host.node.settings.migration_interval;
+        let period = host.ctx.settings.migration_interval;
         let mut migrate =
             tokio::time::interval_at((Instant::now() + first_move(period)).into(), period);
         migrate.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -67,7 +67,7 @@ fn first_move(period: Duration) -> Duration {
 /// Renews the host lease at the relay, naming the successor, four times per
 /// lease period while this node hosts `epoch`.
 async fn renew_lease_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(host.node.settings.lease / 4);
+    let mut tick = tokio::time::interval(host.ctx.settings.lease / 4);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     while host.role().hosting_epoch() == Some(epoch) {
         tokio::select! {
@@ -92,7 +92,7 @@ impl RoomHost {
             let core = self.core();
             core.away_since
                 .iter()
-                .filter(|(_, since)| since.elapsed() > self.node.settings.away_grace)
+                .filter(|(_, since)| since.elapsed() > self.ctx.settings.away_grace)
                 .map(|(name, _)| name.clone())
                 .collect()
         };

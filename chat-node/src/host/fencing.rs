@@ -64,7 +64,7 @@ impl RoomHost {
         body.counter = next_counter();
         let body = body.encode_to_vec();
         let signature = self
-            .node
+            .ctx
             .key
             .sign(&trust::replicate_payload(&term.term, &body));
         Ok(ReplicateRequest {
@@ -86,7 +86,7 @@ impl RoomHost {
         let payload =
             trust::take_over_payload(&new_term.term, &sender_term.term, signed_at_unix_ms);
         TakeOverRequest {
-            signature: self.node.key.sign(&payload),
+            signature: self.ctx.key.sign(&payload),
             new_term: Some(new_term),
             sender_term: Some(sender_term),
             signed_at_unix_ms,
@@ -101,7 +101,7 @@ impl RoomHost {
         req: ReplicateRequest,
     ) -> Result<(HostTerm, HostTermCertificate, ReplicateBody), NodeError> {
         let cert = req.term.ok_or(NodeError::ReplicateWithoutTerm)?;
-        let term = self.node.verify_term(&cert)?;
+        let term = self.ctx.verify_term(&cert)?;
         let payload = trust::replicate_payload(&cert.term, &req.body);
         PublicKey::from_bytes(&term.public_key)
             .and_then(|key| key.verify(&payload, &req.signature))
@@ -132,7 +132,7 @@ impl RoomHost {
             return Err(NodeError::LiveHost);
         }
         if !core.tenure.accept_counter(term.epoch, body.counter) {
-            self.node.stats.count_replay_refused();
+            self.ctx.stats.count_replay_refused();
             return Err(NodeError::ReplayedReplicate);
         }
         if let Some(meta) = body.meta {
@@ -181,9 +181,9 @@ impl RoomHost {
     ) -> Result<(HostTerm, HostTermCertificate, String), NodeError> {
         let new_cert = req.new_term.ok_or(NodeError::TakeOverWithoutTerms)?;
         let sender_cert = req.sender_term.ok_or(NodeError::TakeOverWithoutTerms)?;
-        let new_term = self.node.verify_term(&new_cert)?;
-        let sender_term = self.node.verify_term(&sender_cert)?;
-        if new_term.node_id != self.node.identity.node_id {
+        let new_term = self.ctx.verify_term(&new_cert)?;
+        let sender_term = self.ctx.verify_term(&sender_cert)?;
+        if new_term.node_id != self.ctx.identity.node_id {
             return Err(NodeError::TakeOverForAnotherNode);
         }
         // The relay names the term each term follows (epochs come from one

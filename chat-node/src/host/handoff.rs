@@ -43,7 +43,7 @@ impl RoomHost {
             let Role::Live { epoch } = core.tenure.role() else {
                 return Err(HandoffError::NotHost);
             };
-            (epoch, core.successors(&self.node.identity.name))
+            (epoch, core.successors(&self.ctx.identity.name))
         };
         let mut last = HandoffError::NoSuccessor;
         for successor in successors {
@@ -60,7 +60,7 @@ impl RoomHost {
 
     async fn hand_off_to(&self, epoch: u64, to: &Member) -> Result<HostRecord, HandoffError> {
         let mut peer =
-            peer_client(&self.node.dialer, to).map_err(|e| successor_failed(to, e.into()))?;
+            peer_client(&self.ctx.dialer, to).map_err(|e| successor_failed(to, e.into()))?;
         let started = Instant::now();
         // Make: ship the room while still serving, so the frozen part is short.
         let mut cursor = ReplicaCursor::default();
@@ -85,7 +85,7 @@ impl RoomHost {
             }
         };
         // Break: the relay points at the successor; tell it, then our clients.
-        self.node.stats.count_handoff();
+        self.ctx.stats.count_handoff();
         let reported = frozen.elapsed();
         self.tell_successor(&mut peer, own, &record).await;
         self.on_host_record(record.clone()).await;
@@ -110,9 +110,9 @@ impl RoomHost {
         self.sync_replica(peer, epoch, cursor)
             .await
             .map_err(|status| successor_failed(to, status))?;
-        self.node
+        self.ctx
             .relay
-            .report_migration(&self.node.identity, &self.room, epoch, &to.node_id)
+            .report_migration(&self.ctx.identity, &self.room, epoch, &to.node_id)
             .await
             .map_err(HandoffError::Relay)
     }

@@ -1,6 +1,7 @@
 //! The dormant chat server every node carries, and the host role it takes
 //! when the relay points at this node.
 
+pub mod context;
 pub(crate) mod copy_failures;
 pub mod duties;
 pub mod fencing;
@@ -14,9 +15,9 @@ mod session;
 pub mod term;
 
 use crate::error::NodeError;
-use crate::node::NodeShared;
 use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
 use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
+use context::HostContext;
 use copy_failures::CopyFailures;
 use room::Room;
 use std::collections::{HashMap, HashSet};
@@ -84,8 +85,8 @@ const HOST_EVENTS_CAPACITY: usize = 1024;
 pub struct RoomHost {
     /// The room's name.
     pub room: String,
-    /// What the whole node shares: identity, relay link, dialer, keys.
-    pub(crate) node: Arc<NodeShared>,
+    /// What the room's host side needs of the node.
+    pub(crate) ctx: Arc<HostContext>,
     core: Mutex<HostCore>,
     /// Bumped whenever the room's log changes (wakes the replicator).
     pub(crate) log_tx: watch::Sender<u64>,
@@ -109,10 +110,10 @@ impl std::fmt::Debug for RoomHost {
 
 impl RoomHost {
     /// A dormant host side for `room` on `node`.
-    pub(crate) fn new(room: &str, node: Arc<NodeShared>) -> Arc<Self> {
+    pub(crate) fn new(room: &str, ctx: Arc<HostContext>) -> Arc<Self> {
         Arc::new(Self {
             room: room.to_string(),
-            node,
+            ctx,
             core: Mutex::new(HostCore::new()),
             log_tx: watch::channel(0).0,
             host_events: broadcast::channel(HOST_EVENTS_CAPACITY).0,
@@ -268,15 +269,6 @@ impl HostCore {
     }
 }
 
-impl NodeShared {
-    /// The term a certificate states, if the relay signed it.
-    pub(crate) fn verify_term(&self, cert: &HostTermCertificate) -> Result<HostTerm, NodeError> {
-        self.relay_key
-            .verify_host_term(cert)
-            .map_err(NodeError::TermCertificate)
-    }
-}
-
 impl RoomHost {
     /// Refuses work under `epoch` if this node knows a newer one (`known`),
     /// naming the newest host so the caller learns it was fenced.
@@ -322,7 +314,7 @@ impl RoomHost {
             }
             return;
         };
-        match self.node.verify_term(&cert) {
+        match self.ctx.verify_term(&cert) {
             Ok(term) => {
                 self.no_host_tx.send_if_modified(|cur| cur.take().is_some());
                 self.on_term(term, cert).await
@@ -340,14 +332,14 @@ impl RoomHost {
         let change = self
             .core()
             .tenure
-            .observe(&term, cert.clone(), &self.node.identity.node_id);
+            .observe(&term, cert.clone(), &self.ctx.identity.node_id);
         if change == TermChange::Stale {
             return;
         }
         let record = record_of(&term, cert.clone());
         self.publish_host(record.clone());
         match change {
-            TermChange::BecomeHost if term.issued_at_unix_ms < self.node.started_at_unix_ms => {
+            TermChange::BecomeHost if term.issued_at_unix_ms < self.ctx.started_at_unix_ms => {
                 // Issued to this node's previous run (it crashed and came
                 // back under its key before the relay failed the room
                 // over): that run's log is gone with it, so serving would
@@ -385,7 +377,7 @@ impl RoomHost {
             if !core.tenure.begin(epoch, cert) {
                 return;
             }
-            let min_users = self.node.settings.min_users;
+            let min_users = self.ctx.settings.min_users;
             let room = core.room.get_or_insert_with(|| {
                 Room::new(uuid::Uuid::new_v4().simple().to_string(), min_users)
             });
@@ -399,7 +391,7 @@ impl RoomHost {
             core.replica_term = epoch;
         }
         tracing::info!(room = %self.room, epoch, "this node is now the room's host");
-        self.node.refresh_health().await;
+        self.report_hosting().await;
     }
 
     /// Stops hosting because `next` holds a newer epoch; tells every session
@@ -419,7 +411,7 @@ impl RoomHost {
             address: next.address.clone(),
             node_id: next.node_id.clone(),
         }));
-        self.node.refresh_health().await;
+        self.report_hosting().await;
     }
 }
 
@@ -439,7 +431,15 @@ impl RoomHost {
         }
         tracing::warn!(room = %self.room, epoch, %why, "the relay ended this node's host term; now dormant");
         let _ = self.host_events.send(HostEvent::Closing);
-        self.node.refresh_health().await;
+        self.report_hosting().await;
+    }
+}
+
+impl RoomHost {
+    /// Tells the node's health whether this room is hosted here now.
+    async fn report_hosting(&self) {
+        let hosting = self.role().hosting_epoch().is_some();
+        self.ctx.set_hosting(&self.room, hosting).await;
     }
 }
 

@@ -189,7 +189,7 @@ impl RoomHost {
     /// `None`: nobody can hold a copy now.
     fn choose_successor(&self, current: Option<Successor>) -> Option<Successor> {
         let mut core = self.core();
-        let me = &self.node.identity.name;
+        let me = &self.ctx.identity.name;
         let now = Instant::now();
         let still_holder = |m: &Member| {
             core.room.as_ref().and_then(|r| r.member(&m.name)) == Some(m)
@@ -216,7 +216,7 @@ impl RoomHost {
             .collect();
         drop(core);
         candidates.into_iter().find_map(|(member, have)| {
-            let Ok(client) = peer_client(&self.node.dialer, &member) else {
+            let Ok(client) = peer_client(&self.ctx.dialer, &member) else {
                 self.copy_failed(&member, Failure::Refused);
                 return None;
             };
@@ -272,7 +272,7 @@ impl RoomHost {
     /// promotes anyone.
     pub(crate) async fn renew_lease(&self, epoch: u64, naming: Naming<'_>) -> Result<(), Status> {
         let sent = Instant::now();
-        let lease = self.node.settings.lease;
+        let lease = self.ctx.settings.lease;
         let (successor_node_id, no_successor) = match naming {
             Naming::Keep => (String::new(), false),
             Naming::Successor(id) => (id.to_string(), false),
@@ -287,9 +287,9 @@ impl RoomHost {
             ..Default::default()
         };
         let answer = self
-            .node
+            .ctx
             .relay
-            .renew_lease(&self.node.identity, request, lease)
+            .renew_lease(&self.ctx.identity, request, lease)
             .await;
         let answer = match answer {
             Err(status) if status.code() == tonic::Code::Aborted => {

@@ -109,7 +109,7 @@ impl RoomHost {
             min_users: room.min_users(),
             member_count: room.members().count() as u32,
             head_seq: room.head_seq(),
-            host_name: self.node.identity.name.clone(),
+            host_name: self.ctx.identity.name.clone(),
             room: self.room.clone(),
         };
         let members = members_frames(room);
@@ -191,7 +191,7 @@ async fn open_session(
     // A client ahead of this host's log saw entries only crashed nodes
     // held; it is told, and follows this log from its head.
     start.from(hello.resume_from_seq.min(head));
-    let settings = &host.node.settings;
+    let settings = &host.ctx.settings;
     let ctx = session::Session {
         host: host.clone(),
         name: hello.name,
@@ -232,13 +232,13 @@ async fn check_hello_and_admit(
     peer: &PeerCerts,
 ) -> Result<Admitted, Status> {
     let hello = read_hello(inbound).await?;
-    host.node.authenticate(peer, &hello.node_id, "Session")?;
-    host.node.stats.count_chat_frame();
+    host.ctx.authenticate(peer, &hello.node_id, "Session")?;
+    host.ctx.stats.count_chat_frame();
     let member_key = trust::verify_hello(
-        &host.node.relay_key,
+        &host.ctx.relay_key,
         &hello,
         nonce,
-        &host.node.identity.node_id,
+        &host.ctx.identity.node_id,
     )
     .map_err(NodeError::BadHello)?;
     // Subscribe before admitting, so no event after the welcome is missed.
@@ -269,7 +269,7 @@ impl ChatService for ChatHost {
         let nonce = rand::random::<[u8; 32]>().to_vec();
         let challenge = frame(server_frame::Frame::Challenge(Challenge {
             nonce: nonce.clone(),
-            host_node_id: host.node.identity.node_id.clone(),
+            host_node_id: host.ctx.identity.node_id.clone(),
             term: Some(term),
         }));
         let (tx, start, frames) = outbound::outbound(host.clone(), challenge);
@@ -292,7 +292,7 @@ impl ChatService for ChatHost {
         let host = &self.room(&term_room(req.get_ref().term.as_ref()))?;
         let sender = super::fencing::claimed_host(req.get_ref().term.as_ref())
             .ok_or(NodeError::ReplicateWithoutTerm)?;
-        host.node
+        host.ctx
             .authenticate(&req.peer_certs(), &sender, "Replicate")?;
         let (term, cert, body) = host.verify_replicate(req.into_inner())?;
         if term.epoch > host.core().tenure.known_epoch() {
@@ -310,7 +310,7 @@ impl ChatService for ChatHost {
         let host = &self.room(&term_room(req.get_ref().new_term.as_ref()))?;
         let claimed = super::fencing::claimed_host(req.get_ref().sender_term.as_ref())
             .ok_or(NodeError::TakeOverWithoutTerms)?;
-        host.node
+        host.ctx
             .authenticate(&req.peer_certs(), &claimed, "TakeOver")?;
         let (new_term, new_cert, sender) = host.verify_take_over(req.into_inner())?;
         let epoch = new_term.epoch;

@@ -147,7 +147,7 @@ impl Session {
 
     /// Handles one client frame.
     fn handle(&mut self, f: ClientFrame) -> Step {
-        self.host.node.stats.count_chat_frame();
+        self.host.ctx.stats.count_chat_frame();
         match f.frame {
             Some(client_frame::Frame::Send(m)) => self.send(m),
             Some(client_frame::Frame::Reset(r)) => Step::Reset(r),
@@ -174,7 +174,7 @@ impl Session {
                 id: m.id,
                 reason: format!(
                     "sending too fast: at most {} messages per second",
-                    self.host.node.settings.messages_per_second
+                    self.host.ctx.settings.messages_per_second
                 ),
                 retry_after_ms,
             }));
@@ -216,7 +216,7 @@ impl Session {
         if self.rate.try_take(tokio::time::Instant::now()).is_err() {
             return refused(format!(
                 "sending too fast: at most {} messages per second",
-                self.host.node.settings.messages_per_second
+                self.host.ctx.settings.messages_per_second
             ));
         }
         if let Err(why) = self.host.recipient_here(&p.to_node_id) {
@@ -325,7 +325,7 @@ impl RoomHost {
 
     /// Wipes the room if the relay accepts the admin secret.
     async fn reset_room(&self, by: &str, r: ResetRoom) -> Step {
-        if let Err(status) = self.node.relay.authorize_reset(&r.admin_secret).await {
+        if let Err(status) = self.ctx.relay.authorize_reset(&r.admin_secret).await {
             return rejected("", format!("reset refused: {}", status.message()));
         }
         let min_users = r.min_users;

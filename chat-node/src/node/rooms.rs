@@ -4,10 +4,9 @@
 
 use super::NodeShared;
 use crate::error::NodeError;
-use crate::host::{duties, RoomHost, CHAT_SERVICE_NAME};
+use crate::host::{duties, RoomHost};
 use chat_proto::pb::relay::{HostRecord, RoomClaim};
 use chat_proto::rules;
-use chat_proto::serve::ServingStatus;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +49,7 @@ impl NodeShared {
         if let Some(entry) = rooms.get(name) {
             return entry.host.clone();
         }
-        let host = RoomHost::new(name, self.clone());
+        let host = RoomHost::new(name, self.host_ctx.clone());
         let duties = self.cancel.child_token();
         tokio::spawn(duties::run_host_duties(host.clone(), duties.clone()));
         rooms.insert(
@@ -120,16 +119,8 @@ impl NodeShared {
         if host.role().hosting_epoch().is_some() {
             let _ = host.host_events.send(crate::host::HostEvent::Closing);
         }
-        self.refresh_health().await;
+        self.host_ctx.set_hosting(room, false).await;
         left
-    }
-
-    /// Forgets every room (the node stopped).
-    pub(super) fn clear_rooms(&self) {
-        let rooms = std::mem::take(&mut *self.room_map());
-        for entry in rooms.into_values() {
-            entry.duties.cancel();
-        }
     }
 
     /// Applies a host record from the relay to the room it names.
@@ -138,21 +129,5 @@ impl NodeShared {
             Some(room) => room.on_host_record(record).await,
             None => tracing::debug!(room = %record.room, "a record of a room we are not in"),
         }
-    }
-
-    /// Reports the ChatService serving while this node hosts any room.
-    pub(crate) async fn refresh_health(&self) {
-        let hosting = self
-            .rooms()
-            .iter()
-            .any(|r| r.role().hosting_epoch().is_some());
-        let status = if hosting {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        self.health
-            .set_service_status(CHAT_SERVICE_NAME, status)
-            .await;
     }
 }
