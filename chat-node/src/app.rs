@@ -139,7 +139,7 @@ async fn run_interface(
     input: impl AsyncBufRead + Unpin,
     events: tokio::sync::mpsc::Receiver<crate::client::RoomEvent>,
 ) -> std::io::Result<()> {
-    let name = &node.shared.identity.name;
+    let name = &node.shared.ctx.identity.name;
     let commands = node.commands.clone();
     match (config.bot_interval, mode) {
         (Some(interval), _) => {

@@ -10,8 +10,6 @@
 //! one machine: the relay and every node dialled must be on loopback
 //! unless `--allow-plaintext` says otherwise.
 
-use crate::error::NodeError;
-use crate::node::NodeShared;
 use chat_proto::tls::{self, ClientAuthority, Credentials, TlsError};
 use chat_proto::trust::Keypair;
 use std::net::IpAddr;
@@ -72,6 +70,23 @@ pub enum DialError {
     /// Over TLS, a node is dialled without knowing which node it is.
     #[error("which node listens at {0} is not known, so it cannot be verified")]
     UnknownNode(String),
+    /// A node address that is not a valid URI.
+    #[error("bad address {address:?}: {reason}")]
+    BadAddress {
+        /// The address given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A call between nodes whose TLS client certificate is missing,
+    /// invalid, or not the one of the node the call claims to come from.
+    #[error("{call} refused: {why}")]
+    Unauthenticated {
+        /// The call refused (`Replicate`, `DeliverPrivate`...).
+        call: &'static str,
+        /// Why, in words.
+        why: String,
+    },
     /// The relay gave no TLS certificate though we asked over TLS.
     #[error("the relay issued no TLS certificate: is it serving plaintext behind a TLS proxy?")]
     NoCertificate,
@@ -223,8 +238,8 @@ impl Dialer {
     /// over TLS it must present a certificate for `to.node_id`, and we
     /// present ours; in plaintext `to` must be on loopback unless
     /// `--allow-plaintext`.
-    pub fn node(&self, to: &NodeAddr, connect_timeout: Duration) -> Result<Endpoint, NodeError> {
-        let bad = |e: &dyn std::fmt::Display| NodeError::BadAddress {
+    pub fn node(&self, to: &NodeAddr, connect_timeout: Duration) -> Result<Endpoint, DialError> {
+        let bad = |e: &dyn std::fmt::Display| DialError::BadAddress {
             address: to.address.clone(),
             reason: e.to_string(),
         };
@@ -234,16 +249,16 @@ impl Dialer {
                     Endpoint::from_shared(format!("http://{}", to.address)).map_err(|e| bad(&e))?;
                 let host = endpoint.uri().host().unwrap_or_default();
                 if !allow_remote && !is_loopback(host) {
-                    return Err(DialError::PlaintextNotLoopback(to.address.clone()).into());
+                    return Err(DialError::PlaintextNotLoopback(to.address.clone()));
                 }
                 endpoint
             }
-            Security::Tls { node: None, .. } => return Err(DialError::NoCertificate.into()),
+            Security::Tls { node: None, .. } => return Err(DialError::NoCertificate),
             Security::Tls {
                 node: Some(node), ..
             } => {
                 if to.node_id.is_empty() {
-                    return Err(DialError::UnknownNode(to.address.clone()).into());
+                    return Err(DialError::UnknownNode(to.address.clone()));
                 }
                 let domain = tls::node_domain(&to.node_id);
                 let credentials = node.credentials.read().unwrap_or_else(|p| p.into_inner());
@@ -330,14 +345,14 @@ impl Dialer {
         peer: &PeerCerts,
         node_id: &str,
         call: &'static str,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), DialError> {
         let Security::Tls {
             node: Some(node), ..
         } = &*self.0
         else {
             return Ok(());
         };
-        let refused = |why: String| NodeError::Unauthenticated { call, why };
+        let refused = |why: String| DialError::Unauthenticated { call, why };
         let chain = peer.as_deref().map(Vec::as_slice).unwrap_or_default();
         if chain.is_empty() {
             return Err(refused(format!(
@@ -357,21 +372,6 @@ impl Dialer {
 
 /// The client certificates of a call, as `Request::peer_certs` gives them.
 pub type PeerCerts = Option<Arc<Vec<tls::CertificateDer<'static>>>>;
-
-impl NodeShared {
-    /// Refuses a call between nodes (UNAUTHENTICATED, saying why) unless
-    /// over TLS its client certificate is a valid one of `node_id`, the
-    /// node the call claims to come from. Each such handler calls this
-    /// first.
-    pub(crate) fn authenticate(
-        &self,
-        peer: &PeerCerts,
-        node_id: &str,
-        call: &'static str,
-    ) -> Result<(), NodeError> {
-        self.dialer.authenticate(peer, node_id, call)
-    }
-}
 
 /// Whether `host` (a URI host: a name, an IP or a bracketed IPv6) is this
 /// machine: `localhost` or a loopback address.

@@ -4,11 +4,40 @@
 //! status gets it as metadata, so a client redirects and a fenced host
 //! learns it was fenced.
 
-use crate::host::room::RoomError;
+use crate::dial::DialError;
 use chat_proto::pb::relay::HostRecord;
+use chat_proto::rules::RuleError;
 use chat_proto::trust::TrustError;
 use thiserror::Error;
 use tonic::{Code, Status};
+
+/// Longest accepted client message id.
+pub const MAX_ID_CHARS: usize = 64;
+
+/// Why a room refused a request; nothing changed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RoomError {
+    /// A naming or size rule.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// Another member holds the name.
+    #[error("name {0:?} is taken by another member")]
+    NameTaken(String),
+    /// The message id is empty or too long.
+    #[error("message id must be 1 to {MAX_ID_CHARS} characters")]
+    BadId,
+    /// The threshold must be at least one.
+    #[error("the number of users to activate must be at least 1")]
+    BadThreshold,
+    /// A replica delta does not follow what the replica holds.
+    #[error("replication gap: have {have}, got entry {got}")]
+    Gap {
+        /// Last sequence held.
+        have: u64,
+        /// First sequence offered.
+        got: u64,
+    },
+}
 
 /// Why this node refused a call; nothing changed.
 #[derive(Debug, Error)]
@@ -112,14 +141,6 @@ pub enum NodeError {
     #[error("client too slow; resume from your last sequence number")]
     TooSlow,
 
-    /// A node address that is not a valid URI.
-    #[error("bad address {address:?}: {reason}")]
-    BadAddress {
-        /// The address given.
-        address: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// A private message for another node.
     #[error("this node is {me:?} ({my_node_id}), not {to:?} ({to_node_id})")]
     NotRecipient {
@@ -170,19 +191,10 @@ pub enum NodeError {
     #[error("this node's TLS certificate: {0}")]
     OwnCertificate(String),
 
-    /// A call between nodes whose TLS client certificate is missing,
-    /// invalid, or not the one of the node the call claims to come from.
-    #[error("{call} refused: {why}")]
-    Unauthenticated {
-        /// The call refused (`Replicate`, `DeliverPrivate`...).
-        call: &'static str,
-        /// Why, in words.
-        why: String,
-    },
     /// Another node cannot be dialled the way this node was told to
     /// (plaintext off loopback, an unknown node over TLS).
     #[error(transparent)]
-    Dial(#[from] crate::dial::DialError),
+    Dial(#[from] DialError),
 }
 
 impl NodeError {
@@ -195,12 +207,9 @@ impl NodeError {
             BadSealed(_) => Code::InvalidArgument,
             TooManyRooms(_) => Code::ResourceExhausted,
             NameCertificate(_) | OwnCertificate(_) => Code::Internal,
-            NoLongerHosting
-            | LiveHost
-            | CannotTakeOver { .. }
-            | StaleEpoch { .. }
-            | NoReplica
-            | Dial(_) => Code::FailedPrecondition,
+            NoLongerHosting | LiveHost | CannotTakeOver { .. } | StaleEpoch { .. } | NoReplica => {
+                Code::FailedPrecondition
+            }
             NoRoom | UncertifiedRecord => Code::Internal,
             TermCertificate(_)
             | ReplicateWithoutTerm
@@ -211,17 +220,19 @@ impl NodeError {
             | TakeOverNotSigned(_)
             | WrongSender(_)
             | NotFromSender { .. } => Code::PermissionDenied,
-            ReplicateBody(_) | ReplicateTooLarge { .. } | NoHello | BadAddress { .. } => {
-                Code::InvalidArgument
-            }
+            ReplicateBody(_)
+            | ReplicateTooLarge { .. }
+            | NoHello
+            | Dial(DialError::BadAddress { .. }) => Code::InvalidArgument,
             ReplayedReplicate | ReplayedPrivate => Code::AlreadyExists,
             HelloTimeout(_) | ReplicaSilent(_) => Code::DeadlineExceeded,
-            BadHello(_) | Unauthenticated { .. } => Code::Unauthenticated,
+            BadHello(_) | Dial(DialError::Unauthenticated { .. }) => Code::Unauthenticated,
             TooSlow => Code::ResourceExhausted,
             NotRecipient { .. } => Code::NotFound,
             Room(RoomError::NameTaken(_)) => Code::AlreadyExists,
             Room(RoomError::Gap { .. }) => Code::FailedPrecondition,
             Room(_) => Code::InvalidArgument,
+            Dial(_) => Code::FailedPrecondition,
         }
     }
 

@@ -293,3 +293,24 @@ mod tests {
             .is_err());
     }
 }
+
+/// Who this node is, as registered at the relay.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Chat name.
+    pub name: String,
+    /// Relay-issued node id.
+    pub node_id: String,
+    /// Relay-issued secret.
+    pub session_token: String,
+    /// Address others reach this node at, `host:port`; empty for a
+    /// client-only node, which nobody can reach.
+    pub address: String,
+}
+
+impl Identity {
+    /// Whether this node serves nothing (registered as a pure client).
+    pub fn client_only(&self) -> bool {
+        self.address.is_empty()
+    }
+}

@@ -8,6 +8,7 @@ pub mod app;
 pub mod backoff;
 pub mod client;
 pub mod config;
+pub mod context;
 pub mod dial;
 pub mod directory;
 pub mod error;

@@ -3,15 +3,17 @@
 //! together. Tests start the same [`Node`] in-process.
 
 use crate::client::{self, RoomEvent, UserCommand};
+use crate::context::{NodeContext, NodeContextParts};
+pub use crate::context::{Settings, Stats};
 use crate::dial::{DialError, Dialer, IssuedCertificate, TransportOptions};
-use crate::host::context::{HostContext, HostContextParts};
 use crate::host::{service::ChatHost, CHAT_SERVICE_NAME};
+pub use crate::identity::Identity;
 use crate::identity::{IdentityError, NodeStore};
-use crate::peer::{PeerEndpoint, PrivateInbox};
+use crate::peer::{Peer, PeerEndpoint, PrivateInbox};
 use crate::relay_link::{self, RelayLink};
 use chat_proto::pb::chat::chat_service_server::ChatServiceServer;
 use chat_proto::pb::chat::peer_service_server::PeerServiceServer;
-use chat_proto::pb::relay::{HostRecord, NameCertificate, RegisterResponse, RoomClaim};
+use chat_proto::pb::relay::{HostRecord, NameCertificate, RoomClaim};
 use chat_proto::rules;
 use chat_proto::serve::{HealthReporter, ServingStatus};
 use chat_proto::trust::{Keypair, PublicKey};
@@ -19,7 +21,6 @@ use rooms::RoomEntry;
 pub use rooms::MAX_ROOMS;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
@@ -62,135 +63,21 @@ pub enum StartError {
     Transport(#[from] DialError),
 }
 
-/// Who this node is, as registered at the relay.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// Chat name.
-    pub name: String,
-    /// Relay-issued node id.
-    pub node_id: String,
-    /// Relay-issued secret.
-    pub session_token: String,
-    /// Address others reach this node at, `host:port`; empty for a
-    /// client-only node, which nobody can reach.
-    pub address: String,
-}
-
-impl Identity {
-    /// Whether this node serves nothing (registered as a pure client).
-    pub fn client_only(&self) -> bool {
-        self.address.is_empty()
-    }
-}
-
-/// Settings handed out by the relay.
-#[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    /// Members needed to activate a new room.
-    pub min_users: u32,
-    /// How often the host role moves.
-    pub migration_interval: Duration,
-    /// How long a host lease lasts without renewal.
-    pub lease: Duration,
-    /// How long a room member may be without a session before the host
-    /// counts it as gone (the relay's `--away-grace`).
-    pub away_grace: Duration,
-    /// Chat messages a member may send per second (0: no limit).
-    pub messages_per_second: u32,
-    /// Messages a member may send at once before the rate applies.
-    pub message_burst: u32,
-}
-
-impl Settings {
-    /// The relay's settings from its registration answer, raising to a
-    /// floor those that cannot be zero.
-    fn from_registration(resp: &RegisterResponse) -> Settings {
-        Settings {
-            min_users: resp.min_users.max(1),
-            migration_interval: Duration::from_millis(resp.migration_interval_ms.max(1)),
-            // A relay from before --away-grace sends 0: keep its old 10 s.
-            away_grace: match resp.away_grace_ms {
-                0 => Duration::from_secs(10),
-                ms => Duration::from_millis(ms),
-            },
-            lease: Duration::from_millis(resp.lease_ms.max(10)),
-            messages_per_second: resp.messages_per_second,
-            message_burst: resp.message_burst.max(1),
-        }
-    }
-}
-
-/// Counters tests and operators can read.
-#[derive(Debug, Default)]
-pub struct Stats {
-    chat_frames: AtomicU64,
-    private_received: AtomicU64,
-    handoffs: AtomicU64,
-    replays_refused: AtomicU64,
-}
-
-impl Stats {
-    pub(crate) fn count_chat_frame(&self) {
-        self.chat_frames.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn count_private(&self) {
-        self.private_received.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn count_handoff(&self) {
-        self.handoffs.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn count_replay_refused(&self) {
-        self.replays_refused.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Planned migrations this node completed as the outgoing host.
-    pub fn handoffs(&self) -> u64 {
-        self.handoffs.load(Ordering::Relaxed)
-    }
-    /// Replicate calls this node refused as replays (a counter not above
-    /// the last one accepted in the term): never between honest nodes.
-    pub fn replays_refused(&self) -> u64 {
-        self.replays_refused.load(Ordering::Relaxed)
-    }
-    /// Client frames this node's ChatService has handled (as host).
-    pub fn chat_frames(&self) -> u64 {
-        self.chat_frames.load(Ordering::Relaxed)
-    }
-    /// Private messages this node accepted (delivered to its PeerService,
-    /// or sealed and passed on by the host).
-    pub fn private_received(&self) -> u64 {
-        self.private_received.load(Ordering::Relaxed)
-    }
-}
-
 /// What the whole node shares: who it is, its links to the relay and to
 /// other nodes, its keys, and the rooms it is in (each a [`RoomHost`]).
 /// No mutex is held across an `.await`.
 pub struct NodeShared {
-    /// Who we are.
-    pub identity: Identity,
-    /// Relay-given settings.
-    pub settings: Settings,
-    /// The relay.
-    pub relay: RelayLink,
-    /// Makes every connection to another node (TLS or plaintext).
-    pub(crate) dialer: Dialer,
-    /// Counters.
-    pub stats: Arc<Stats>,
-    /// What the rooms' host sides get of the node.
-    pub(crate) host_ctx: Arc<HostContext>,
+    /// What the node's parts share: identity, settings, relay link,
+    /// dialer, keys, name certificate, counters, health.
+    pub ctx: Arc<NodeContext>,
+    /// The private-message side.
+    pub(crate) peer: Arc<Peer>,
     /// The rooms this node is in, by name.
     rooms: Mutex<BTreeMap<String, RoomEntry>>,
     /// The first room the node joined at its start.
     first_room: String,
     /// Stops the node's tasks, the rooms' host duties included.
     cancel: CancellationToken,
-    pub(crate) inbox: PrivateInbox,
-    /// This node's signing key.
-    pub(crate) key: Arc<Keypair>,
-    /// The relay's key, pinned: the root of trust.
-    pub(crate) relay_key: PublicKey,
-    /// The relay's binding of our name to our key (renewed on re-registration).
-    pub(crate) name_cert: Mutex<NameCertificate>,
     /// Where the identity is kept.
     pub(crate) store: Arc<NodeStore>,
     /// Secret presented with `$reset`, if the user has it.
@@ -198,20 +85,9 @@ pub struct NodeShared {
 }
 
 impl NodeShared {
-    /// The term a certificate states, if the relay signed it.
-    pub(crate) fn verify_term(
-        &self,
-        cert: &chat_proto::pb::relay::HostTermCertificate,
-    ) -> Result<chat_proto::pb::relay::HostTerm, crate::error::NodeError> {
-        self.host_ctx.verify_term(cert)
-    }
-
     /// The relay's current certificate of our name.
     pub fn name_certificate(&self) -> NameCertificate {
-        self.name_cert
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.ctx.name_certificate()
     }
 }
 
@@ -451,34 +327,25 @@ impl Node {
         let (inbox_tx, inbox_rx) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
         let (routes, health) = inspection().await?;
-        let stats = Arc::new(Stats::default());
-        let key = Arc::new(key);
-        let started_at_unix_ms = issued_at(&name_cert);
-        let host_ctx = Arc::new(HostContext::new(HostContextParts {
-            identity: identity.clone(),
-            settings,
-            relay: bound.relay.clone(),
-            dialer: dialer.clone(),
-            key: key.clone(),
-            relay_key,
-            stats: stats.clone(),
-            started_at_unix_ms,
-            health,
-        }));
-        let shared = Arc::new(NodeShared {
+        let ctx = Arc::new(NodeContext::new(NodeContextParts {
+            started_at_unix_ms: issued_at(&name_cert),
             identity,
             settings,
             relay: bound.relay,
             dialer,
-            stats,
-            host_ctx,
+            key: Arc::new(key),
+            relay_key,
+            stats: Arc::new(Stats::default()),
+            health,
+            name_cert,
+        }));
+        let inbox = PrivateInbox::new(inbox_tx, bound.store.dir())?;
+        let shared = Arc::new(NodeShared {
+            peer: Arc::new(Peer::new(ctx.clone(), inbox)),
+            ctx,
             rooms: Mutex::new(BTreeMap::new()),
             first_room: rooms.first().cloned().unwrap_or_default(),
             cancel: CancellationToken::new(),
-            inbox: PrivateInbox::new(inbox_tx, bound.store.dir())?,
-            key,
-            relay_key,
-            name_cert: Mutex::new(name_cert),
             store: bound.store,
             admin_secret: bound.admin_secret,
         });
@@ -532,7 +399,13 @@ impl Node {
                 }
             }
         }
-        if let Err(e) = self.shared.relay.unregister(&self.shared.identity).await {
+        if let Err(e) = self
+            .shared
+            .ctx
+            .relay
+            .unregister(&self.shared.ctx.identity)
+            .await
+        {
             tracing::debug!(error = %e, "unregister failed");
         }
         self.stop().await;
@@ -598,18 +471,28 @@ fn spawn_duties(
 ) -> [JoinHandle<()>; 4] {
     [
         tokio::spawn(client::show_inbox(inbox, events.clone(), cancel.clone())),
-        tokio::spawn(relay_link::follow_relay(shared.clone(), cancel.clone())),
-        tokio::spawn(relay_link::keep_certificates_fresh(
+        tokio::spawn(relay::follow_relay(shared.clone(), cancel.clone())),
+        tokio::spawn(relay::keep_certificates_fresh(
             shared.clone(),
             cancel.clone(),
         )),
         tokio::spawn(client::run(
-            shared.clone(),
+            client_links(shared),
             commands,
             events,
             cancel.clone(),
         )),
     ]
+}
+
+/// What the client gets of the node.
+fn client_links(shared: &Arc<NodeShared>) -> client::NodeLinks {
+    client::NodeLinks {
+        ctx: shared.ctx.clone(),
+        peer: shared.peer.clone(),
+        rooms: Arc::new(rooms::NodeRooms(shared.clone())),
+        admin_secret: shared.admin_secret.clone(),
+    }
 }
 
 /// Serves the dormant ChatService, the PeerService and the inspection
@@ -621,12 +504,12 @@ fn serve(
     cancel: &CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
     routes.add_service(ChatServiceServer::new(ChatHost(shared.clone())));
-    routes.add_service(PeerServiceServer::new(PeerEndpoint(shared.clone())));
+    routes.add_service(PeerServiceServer::new(PeerEndpoint(shared.peer.clone())));
     let router = tonic::transport::Server::builder().add_routes(routes.routes());
     let server = chat_proto::serve::serve_router(
         router,
         listener,
-        shared.dialer.server_tls()?,
+        shared.ctx.dialer.server_tls()?,
         cancel.clone().cancelled_owned(),
     );
     Ok(tokio::spawn(async move {
@@ -636,4 +519,5 @@ fn serve(
     }))
 }
 
+mod relay;
 mod rooms;

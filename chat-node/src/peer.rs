@@ -4,10 +4,10 @@
 //! recipient's key through the host ([`chat_proto::sealed`]), and are
 //! checked on arrival by the same [`accept_private`] as delivered ones.
 
+use crate::context::NodeContext;
 use crate::dial::NodeAddr;
 use crate::error::NodeError;
 use crate::identity::IdentityError;
-use crate::node::NodeShared;
 use crate::replay::ReplayGuard;
 use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
 use chat_proto::pb::chat::peer_service_server::PeerService;
@@ -70,8 +70,22 @@ impl PrivateInbox {
     }
 }
 
+/// The private-message side of a node: what it shares with the node's
+/// other parts (identity, keys, relay, dialer, counters) and its inbox.
+pub struct Peer {
+    ctx: Arc<NodeContext>,
+    inbox: PrivateInbox,
+}
+
+impl Peer {
+    /// The peer side of the node `ctx` describes, delivering to `inbox`.
+    pub(crate) fn new(ctx: Arc<NodeContext>, inbox: PrivateInbox) -> Self {
+        Self { ctx, inbox }
+    }
+}
+
 /// The gRPC PeerService of a node.
-pub struct PeerEndpoint(pub Arc<NodeShared>);
+pub struct PeerEndpoint(pub Arc<Peer>);
 
 #[tonic::async_trait]
 impl PeerService for PeerEndpoint {
@@ -79,10 +93,11 @@ impl PeerService for PeerEndpoint {
         &self,
         req: Request<PrivateMessage>,
     ) -> Result<Response<DeliverPrivateResponse>, Status> {
-        let shared = &self.0;
+        let peer = &self.0;
         let from = &req.get_ref().from_node_id;
-        shared.authenticate(&req.peer_certs(), from, "DeliverPrivate")?;
-        accept_private(shared, req.into_inner()).await?;
+        peer.ctx
+            .authenticate(&req.peer_certs(), from, "DeliverPrivate")?;
+        accept_private(peer, req.into_inner()).await?;
         Ok(Response::new(DeliverPrivateResponse {}))
     }
 }
@@ -91,8 +106,8 @@ impl PeerService for PeerEndpoint {
 /// its sender, or sealed and passed on by the host), and shows it: it must
 /// be addressed to this node, signed by the key the relay knows for its
 /// sender, fresh, and not seen before.
-pub async fn accept_private(shared: &NodeShared, msg: PrivateMessage) -> Result<(), Status> {
-    let me = &shared.identity;
+pub async fn accept_private(peer: &Peer, msg: PrivateMessage) -> Result<(), Status> {
+    let me = &peer.ctx.identity;
     if msg.to != me.name || msg.to_node_id != me.node_id {
         return Err(NodeError::NotRecipient {
             me: me.name.clone(),
@@ -103,14 +118,13 @@ pub async fn accept_private(shared: &NodeShared, msg: PrivateMessage) -> Result<
         .into());
     }
     rules::validate_text(&msg.text)?;
-    verify_sender(shared, &msg).await?;
-    shared.stats.count_private();
+    verify_sender(peer, &msg).await?;
+    peer.ctx.stats.count_private();
     let event = Inbound::Private {
         from: msg.from,
         text: msg.text,
     };
-    shared
-        .inbox
+    peer.inbox
         .events
         .send(event)
         .await
@@ -121,20 +135,20 @@ pub async fn accept_private(shared: &NodeShared, msg: PrivateMessage) -> Result<
 /// Opens and checks a sealed private message the host passed on, in a task
 /// of its own (the check asks the relay); a refused one is reported to the
 /// user as an error, never shown as a message.
-pub(crate) fn accept_sealed(shared: Arc<NodeShared>, sealed: SealedPrivate) {
-    let Ok(permit) = shared.inbox.sealed_checks.clone().try_acquire_owned() else {
+pub(crate) fn accept_sealed(peer: Arc<Peer>, sealed: SealedPrivate) {
+    let Ok(permit) = peer.inbox.sealed_checks.clone().try_acquire_owned() else {
         let why = "too many sealed private messages at once; one was dropped";
-        let _ = shared.inbox.events.try_send(Inbound::Refused(why.into()));
+        let _ = peer.inbox.events.try_send(Inbound::Refused(why.into()));
         return;
     };
     tokio::spawn(async move {
         let checked = async {
-            if sealed.to_node_id != shared.identity.node_id {
+            if sealed.to_node_id != peer.ctx.identity.node_id {
                 return Err(NodeError::SealedForAnother.into());
             }
-            let msg = chat_proto::sealed::open_private(&shared.key, &sealed)
+            let msg = chat_proto::sealed::open_private(&peer.ctx.key, &sealed)
                 .map_err(|e| NodeError::BadSealed(e.to_string()))?;
-            accept_private(&shared, msg).await
+            accept_private(&peer, msg).await
         };
         if let Err(status) = checked.await {
             tracing::warn!(%status, "refused a sealed private message");
@@ -142,7 +156,7 @@ pub(crate) fn accept_sealed(shared: Arc<NodeShared>, sealed: SealedPrivate) {
                 "refused a sealed private message the host passed on: {}",
                 status.message()
             );
-            let _ = shared.inbox.events.send(Inbound::Refused(why)).await;
+            let _ = peer.inbox.events.send(Inbound::Refused(why)).await;
         }
         drop(permit);
     });
@@ -150,12 +164,12 @@ pub(crate) fn accept_sealed(shared: Arc<NodeShared>, sealed: SealedPrivate) {
 
 /// The message must be signed by the key the relay knows under the
 /// sender's name and node id.
-async fn verify_sender(shared: &NodeShared, msg: &PrivateMessage) -> Result<(), Status> {
+async fn verify_sender(peer: &Peer, msg: &PrivateMessage) -> Result<(), Status> {
     let MemberRecord {
         node_id,
         public_key,
         ..
-    } = shared.relay.lookup_member(&msg.from).await?;
+    } = peer.ctx.relay.lookup_member(&msg.from).await?;
     if node_id != msg.from_node_id {
         return Err(NodeError::WrongSender(msg.from.clone()).into());
     }
@@ -167,7 +181,7 @@ async fn verify_sender(shared: &NodeShared, msg: &PrivateMessage) -> Result<(), 
             from: msg.from.clone(),
             error,
         })?;
-    if !shared
+    if !peer
         .inbox
         .replays
         .first_sighting(&msg.id, msg.sent_at_unix_ms, now)
@@ -190,13 +204,14 @@ pub enum Delivery {
 /// Sends `text` to `to`: straight to its node at the address the relay
 /// knows, or, for a client-only member nobody can dial, sealed to its key
 /// for the host to carry.
-pub async fn send_private(shared: &NodeShared, to: &str, text: &str) -> Result<Delivery, String> {
-    let to = shared
+pub async fn send_private(peer: &Peer, to: &str, text: &str) -> Result<Delivery, String> {
+    let to = peer
+        .ctx
         .relay
         .lookup_member(to)
         .await
         .map_err(|status| format!("cannot find {to:?} at the relay: {}", status.message()))?;
-    let me = &shared.identity;
+    let me = &peer.ctx.identity;
     let mut msg = PrivateMessage {
         id: uuid::Uuid::new_v4().simple().to_string(),
         from: me.name.clone(),
@@ -206,11 +221,11 @@ pub async fn send_private(shared: &NodeShared, to: &str, text: &str) -> Result<D
         text: text.to_string(),
         ..Default::default()
     };
-    shared.key.sign_private(&mut msg);
+    peer.ctx.key.sign_private(&mut msg);
     if to.client_only || to.address.is_empty() {
         return seal_for(&to, &msg).map(Delivery::Sealed);
     }
-    match deliver(shared, &to, msg.clone()).await {
+    match deliver(peer, &to, msg.clone()).await {
         Ok(()) => Ok(Delivery::Direct),
         // Nobody can dial it (the relay could not reach it either): the
         // host carries it, sealed, as for a client-only member.
@@ -227,22 +242,20 @@ fn seal_for(to: &MemberRecord, msg: &PrivateMessage) -> Result<SealedPrivate, St
 }
 
 /// Delivers `msg` to `to`'s PeerService.
-async fn deliver(
-    shared: &NodeShared,
-    to: &MemberRecord,
-    msg: PrivateMessage,
-) -> Result<(), String> {
+async fn deliver(peer: &Peer, to: &MemberRecord, msg: PrivateMessage) -> Result<(), String> {
     let node = NodeAddr {
         address: to.address.clone(),
         node_id: to.node_id.clone(),
     };
-    let endpoint = shared
+    let endpoint = peer
+        .ctx
         .dialer
         .node(&node, PRIVATE_TIMEOUT)
         .map_err(|e| format!("cannot reach {}: {e}", to.name))?
         .timeout(PRIVATE_TIMEOUT);
-    let mut peer = PeerServiceClient::new(endpoint.connect_lazy());
-    peer.deliver_private(msg)
+    let mut client = PeerServiceClient::new(endpoint.connect_lazy());
+    client
+        .deliver_private(msg)
         .await
         .map(|_| ())
         .map_err(|status| {

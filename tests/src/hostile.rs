@@ -129,7 +129,7 @@ pub async fn assert_dormant(member: &Member, after: &str) {
         member.name
     );
     let status = chat_proto::health_check::check(
-        &shared.identity.address,
+        &shared.ctx.identity.address,
         "chat.v1.ChatService",
         Duration::from_secs(5),
         None,

@@ -137,7 +137,7 @@ async fn the_relay_moves_a_room_whose_host_never_moves() {
         .wait_for_host("mallory hosts", |h| h.name == "mallory")
         .await;
     let mut bob = join(&relay.uri(), "bob").await.unwrap();
-    let bob_id = bob.shared().identity.node_id.clone();
+    let bob_id = bob.shared().ctx.identity.node_id.clone();
     // A modified node: it renews its lease for ever, naming bob, and
     // never hands the room off.
     let uri = relay.uri();
@@ -319,10 +319,13 @@ async fn rooms_moving_all_the_time_never_refuse_a_copy_as_a_replay() {
         n += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let handoffs: u64 = members.iter().map(|m| m.shared().stats.handoffs()).sum();
+    let handoffs: u64 = members
+        .iter()
+        .map(|m| m.shared().ctx.stats.handoffs())
+        .sum();
     let replays: u64 = members
         .iter()
-        .map(|m| m.shared().stats.replays_refused())
+        .map(|m| m.shared().ctx.stats.replays_refused())
         .sum();
     assert!(
         handoffs >= secs,

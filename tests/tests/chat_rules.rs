@@ -102,16 +102,16 @@ async fn private_messages_go_node_to_node_and_never_through_the_host() {
         alice.lobby().role().hosting_epoch().is_some(),
         "alice hosts"
     );
-    let frames_before = host.stats.chat_frames();
+    let frames_before = host.ctx.stats.chat_frames();
 
     bob.say("$private carol psst carol").await;
     carol
         .wait_event("private", &[("from", "bob"), ("text", "psst carol")])
         .await;
     bob.wait_event("private_sent", &[("to", "carol")]).await;
-    assert_eq!(carol.shared().stats.private_received(), 1);
+    assert_eq!(carol.shared().ctx.stats.private_received(), 1);
     assert_eq!(
-        host.stats.chat_frames(),
+        host.ctx.stats.chat_frames(),
         frames_before,
         "the host's ChatService saw nothing"
     );

@@ -28,7 +28,10 @@ impl NeverHosts {
     fn watch(relay: &Relay, members: &[Member], client_only: &Member) -> NeverHosts {
         let nodes: Vec<Arc<NodeShared>> = members.iter().map(Member::shared).collect();
         let lurker = client_only.shared();
-        let (id, name) = (lurker.identity.node_id.clone(), client_only.name.clone());
+        let (id, name) = (
+            lurker.ctx.identity.node_id.clone(),
+            client_only.name.clone(),
+        );
         let relay = relay.client();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
@@ -46,7 +49,7 @@ impl NeverHosts {
                 }
                 for node in &nodes {
                     if node.room("").and_then(|r| r.successor()).as_deref() == Some(id.as_str()) {
-                        let by = &node.identity.name;
+                        let by = &node.ctx.identity.name;
                         seen.push(format!("{by} names it successor"));
                     }
                 }
@@ -156,9 +159,9 @@ async fn private_messages_reach_a_client_only_member_sealed_and_leave_it_direct(
         "the host saw: {:?}",
         alice.seen
     );
-    assert_eq!(dave.shared().stats.private_received(), 2);
-    assert_eq!(bob.shared().stats.private_received(), 2);
-    assert_eq!(alice.shared().stats.private_received(), 0);
+    assert_eq!(dave.shared().ctx.stats.private_received(), 2);
+    assert_eq!(bob.shared().ctx.stats.private_received(), 2);
+    assert_eq!(alice.shared().ctx.stats.private_received(), 0);
     for m in [&mut alice, &mut bob, &mut dave] {
         assert!(!m.has_seen("error", &[]), "{}: {:?}", m.name, m.seen);
     }
@@ -254,7 +257,7 @@ async fn forged_or_tampered_sealed_messages_are_refused_and_the_host_cannot_read
     let dave_record = hostile::lookup(&uri, "dave").await.expect("dave's record");
     assert!(dave_record.client_only && dave_record.address.is_empty());
     let dave_key = PublicKey::from_bytes(&dave_record.public_key).expect("dave's key");
-    let alice_id = alice.shared().identity.node_id.clone();
+    let alice_id = alice.shared().ctx.identity.node_id.clone();
     let me = ("mallory", mallory.reg.node_id.as_str());
     let to_dave = ("dave", dave_record.node_id.as_str());
     let seal = |msg: &PrivateMessage| seal_private(&dave_key, msg).expect("seals");
@@ -315,7 +318,7 @@ async fn forged_or_tampered_sealed_messages_are_refused_and_the_host_cannot_read
     )
     .await;
     assert_eq!(privates(&mut dave).len(), 1, "{:#?}", dave.seen);
-    assert_eq!(dave.shared().stats.private_received(), 1);
+    assert_eq!(dave.shared().ctx.stats.private_received(), 1);
     let errors: Vec<String> = dave
         .seen
         .iter()

@@ -30,8 +30,8 @@ async fn grpcurl_lists_describes_and_calls_the_relay_and_nodes() {
     let relay_addr = relay.addr.to_string();
     let alice = join(&relay.uri(), "alice").await.unwrap();
     let bob = join(&relay.uri(), "bob").await.unwrap();
-    let host_addr = alice.shared().identity.address.clone();
-    let dormant_addr = bob.shared().identity.address.clone();
+    let host_addr = alice.shared().ctx.identity.address.clone();
+    let dormant_addr = bob.shared().ctx.identity.address.clone();
 
     let list = grpcurl(&["-plaintext", &relay_addr, "list"]).await;
     for service in [
@@ -133,8 +133,8 @@ async fn grpcurl_inspects_the_relay_and_nodes_over_tls_with_the_relays_authority
 
     // A node's certificate names its node id, not its address.
     let shared = alice.shared();
-    let server_name = chat_proto::tls::node_domain(&shared.identity.node_id);
-    let node = &shared.identity.address;
+    let server_name = chat_proto::tls::node_domain(&shared.ctx.identity.node_id);
+    let node = &shared.ctx.identity.address;
     let list = grpcurl(&["-cacert", ca, "-servername", &server_name, node, "list"]).await;
     assert!(list.contains("chat.v1.ChatService"), "{list}");
     let check = r#"{"service":"chat.v1.ChatService"}"#;

@@ -37,7 +37,7 @@ async fn a_stranger_cannot_make_a_dormant_node_take_over() {
         .certificate
         .clone()
         .expect("the host record carries its term");
-    let bob = members[1].shared().identity.clone();
+    let bob = members[1].shared().ctx.identity.clone();
     let stranger = Keypair::generate();
     let own_term = forged_term(&stranger, host.epoch, "stranger", NOWHERE, "stranger");
     let next_for_bob = forged_term(&stranger, host.epoch + 1, &bob.node_id, &bob.address, "bob");
@@ -68,7 +68,7 @@ async fn a_stranger_cannot_make_a_dormant_node_take_over() {
     }
 
     // The live host, offered a self-signed term of a huge epoch naming it.
-    let alice = members[0].shared().identity.clone();
+    let alice = members[0].shared().ctx.identity.clone();
     let huge = forged_term(
         &stranger,
         host.epoch + 1_000_000_000,
@@ -112,7 +112,7 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
         .clone()
         .expect("the host record carries its term");
     let alice_cert = lookup(&uri, "alice").await.expect("alice").certificate;
-    let bob = members[1].shared().identity.clone();
+    let bob = members[1].shared().ctx.identity.clone();
     let stranger = Keypair::generate();
     let mut to_bob = chat_client(&bob.address).await;
     let head = history.len() as u64;
@@ -236,7 +236,7 @@ async fn a_captured_hello_opens_no_other_session() {
     );
 
     // Bob's name, signed by mallory with mallory's own certificate.
-    let bob = members[1].shared().identity.clone();
+    let bob = members[1].shared().ctx.identity.clone();
     for node_id in [bob.node_id.clone(), mallory.reg.node_id.clone()] {
         let mut session = HostileSession::open(&host.address).await;
         let mut hello = Hello {
@@ -276,8 +276,8 @@ async fn a_private_message_is_accepted_once_even_across_a_restart() {
     alice.wait_event("joined", &[("name", "alice")]).await;
     bob.wait_event("joined", &[("name", "bob")]).await;
     let mallory = Stranger::register(&uri, "mallory").await;
-    let alice_id = alice.shared().identity.clone();
-    let bob_id = bob.shared().identity.clone();
+    let alice_id = alice.shared().ctx.identity.clone();
+    let bob_id = bob.shared().ctx.identity.clone();
 
     let mut genuine = PrivateMessage {
         id: "pm-1".into(),
@@ -314,7 +314,7 @@ async fn a_private_message_is_accepted_once_even_across_a_restart() {
     let mut bob = join_in(&uri, "bob", &dir).await.expect("bob restarts");
     bob.wait_event("connection", &[("state", "connected")])
         .await;
-    let bob_now = bob.shared().identity.clone();
+    let bob_now = bob.shared().ctx.identity.clone();
     let err = peer_client(&bob_now.address)
         .await
         .deliver_private(genuine)

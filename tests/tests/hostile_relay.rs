@@ -203,7 +203,7 @@ async fn after_a_relay_restart_a_stranger_cannot_keep_a_members_name() {
     .await;
 
     // A private message the stranger signs as bob is refused by its recipient.
-    let alice = members.chat[0].shared().identity.clone();
+    let alice = members.chat[0].shared().ctx.identity.clone();
     let mut peer = peer_client(&alice.address).await;
     let from_nodes = std::iter::once(bob.node_id.clone()).chain(stranger_node);
     for (i, from_node_id) in from_nodes.enumerate() {
@@ -247,7 +247,7 @@ async fn after_a_relay_restart_the_first_stranger_to_register_is_not_made_host()
         offered.node_id, grab.node_id,
         "the stranger was made host: {offered:?}"
     );
-    let alice = members.chat[0].shared().identity.node_id.clone();
+    let alice = members.chat[0].shared().ctx.identity.node_id.clone();
     let host = wait_for_host(&uri, "the relay knows the host again", |h| {
         !h.node_id.is_empty()
     })

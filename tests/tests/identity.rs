@@ -20,8 +20,8 @@ async fn a_forged_or_unsigned_private_message_is_refused() {
     let bob = join(&relay.uri(), "bob").await.unwrap();
     let mut carol = join(&relay.uri(), "carol").await.unwrap();
     carol.wait_event("joined", &[("name", "carol")]).await;
-    let bob_id = bob.shared().identity.node_id.clone();
-    let carol_addr = carol.shared().identity.address.clone();
+    let bob_id = bob.shared().ctx.identity.node_id.clone();
+    let carol_addr = carol.shared().ctx.identity.address.clone();
     let mut peer = PeerServiceClient::connect(format!("http://{carol_addr}"))
         .await
         .unwrap();
@@ -30,7 +30,7 @@ async fn a_forged_or_unsigned_private_message_is_refused() {
         from: "bob".into(),
         from_node_id: bob_id.clone(),
         to: "carol".into(),
-        to_node_id: carol.shared().identity.node_id.clone(),
+        to_node_id: carol.shared().ctx.identity.node_id.clone(),
         text: "send me your password".into(),
         ..Default::default()
     };
@@ -42,7 +42,7 @@ async fn a_forged_or_unsigned_private_message_is_refused() {
     Keypair::generate().sign_private(&mut signed);
     let err = peer.deliver_private(signed).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
-    assert_eq!(carol.shared().stats.private_received(), 0);
+    assert_eq!(carol.shared().ctx.stats.private_received(), 0);
     assert!(!carol.has_seen("private", &[]));
 }
 
@@ -52,8 +52,8 @@ async fn a_session_cannot_be_opened_under_another_members_name() {
     let alice = join(&relay.uri(), "alice").await.unwrap();
     let mut bob = join(&relay.uri(), "bob").await.unwrap();
     bob.wait_event("activated", &[]).await;
-    let host = alice.shared().identity.address.clone();
-    let bob_id = bob.shared().identity.node_id.clone();
+    let host = alice.shared().ctx.identity.address.clone();
+    let bob_id = bob.shared().ctx.identity.node_id.clone();
     let mut client = ChatServiceClient::connect(format!("http://{host}"))
         .await
         .unwrap();

@@ -112,8 +112,8 @@ async fn stale_or_forged_migration_reports_are_refused_and_the_chat_goes_on() {
         .unwrap()
         .into_inner();
     assert_eq!(host.name, "alice");
-    let alice_id = alice.shared().identity.clone();
-    let bob_id = bob.shared().identity.clone();
+    let alice_id = alice.shared().ctx.identity.clone();
+    let bob_id = bob.shared().ctx.identity.clone();
 
     // Stale epoch, with the real host's credentials.
     let stale = ReportMigrationRequest {
@@ -186,8 +186,8 @@ async fn a_dormant_chat_service_redirects_to_the_host() {
     let relay = Relay::start(2, Duration::from_secs(3600)).await;
     let alice = join(&relay.uri(), "alice").await.unwrap();
     let bob = join(&relay.uri(), "bob").await.unwrap();
-    let host_addr = alice.shared().identity.address.clone();
-    let bob_addr = bob.shared().identity.address.clone();
+    let host_addr = alice.shared().ctx.identity.address.clone();
+    let bob_addr = bob.shared().ctx.identity.address.clone();
     chat_tests::eventually("bob knows the host", || {
         let lobby = bob.lobby();
         async move { lobby.host_watch().borrow().is_some() }
@@ -246,7 +246,7 @@ async fn a_node_refuses_replication_and_takeover_without_a_relay_signed_term() {
     let mut bob = join(&relay.uri(), "bob").await.unwrap();
     bob.wait_event("host", &[("epoch", "3")]).await;
     for target in [&alice, &bob] {
-        let addr = target.shared().identity.address.clone();
+        let addr = target.shared().ctx.identity.address.clone();
         let mut client = ChatServiceClient::connect(format!("http://{addr}"))
             .await
             .unwrap();

@@ -64,7 +64,7 @@ async fn a_member_the_relay_cannot_reach_chats_but_never_hosts() {
     let hidden = join_advertising(&uri, "hidden", NOWHERE)
         .await
         .expect("a member behind a router joins");
-    let hidden_id = hidden.shared().identity.node_id.clone();
+    let hidden_id = hidden.shared().ctx.identity.node_id.clone();
     let mut members = vec![hidden];
     for name in ["alice", "bob", "carol"] {
         members.push(join(&uri, name).await.expect("joins"));
@@ -90,7 +90,7 @@ async fn a_member_the_relay_cannot_reach_chats_but_never_hosts() {
     let host = relay.wait_for_host("a host", |h| h.epoch > 0).await;
     let host_at = members
         .iter()
-        .position(|m| m.shared().identity.node_id == host.node_id)
+        .position(|m| m.shared().ctx.identity.node_id == host.node_id)
         .expect("the host is one of the members");
     members.remove(host_at).crash().await;
     wait_epoch(&relay, "a new host after the kill", |h| {

@@ -30,9 +30,9 @@ async fn assert_nodes_serve_tls(relay: &Relay, members: &[Member]) {
         let shared = member.shared();
         let tls = TlsCheck {
             ca_pem: relay.ca_pem().expect("a TLS relay").to_string(),
-            server_name: Some(tls::node_domain(&shared.identity.node_id)),
+            server_name: Some(tls::node_domain(&shared.ctx.identity.node_id)),
         };
-        let status = check(&shared.identity.address, "", QUICK, Some(&tls)).await;
+        let status = check(&shared.ctx.identity.address, "", QUICK, Some(&tls)).await;
         let name = status.as_ref().map(|s| s.as_str_name());
         assert_eq!(name.ok(), Some("SERVING"), "{}: {status:?}", member.name);
     }
@@ -122,7 +122,7 @@ fn private_from(key: &Keypair, from_node_id: &str, to: &Member) -> PrivateMessag
         from: "mallory".into(),
         from_node_id: from_node_id.into(),
         to: to.name.clone(),
-        to_node_id: shared.identity.node_id.clone(),
+        to_node_id: shared.ctx.identity.node_id.clone(),
         text: "hello".into(),
         ..Default::default()
     };
@@ -150,13 +150,13 @@ async fn a_foreign_expired_or_someone_elses_certificate_is_refused_with_a_clear_
     let relay = Relay::start_tls(&dir, 2, Duration::from_secs(3600)).await;
     let members = start_tls_chat(&relay, &["alice", "bob"]).await;
     let host = current_host(&relay).await;
-    let alice_id = members[0].shared().identity.node_id.clone();
+    let alice_id = members[0].shared().ctx.identity.node_id.clone();
     let bob = &members[1];
     let (bob_addr, bob_id) = {
         let shared = bob.shared();
         (
-            shared.identity.address.clone(),
-            shared.identity.node_id.clone(),
+            shared.ctx.identity.address.clone(),
+            shared.ctx.identity.node_id.clone(),
         )
     };
     let term = host.certificate.clone().expect("a signed term");
@@ -254,7 +254,7 @@ async fn a_foreign_expired_or_someone_elses_certificate_is_refused_with_a_clear_
     let status = result.expect_err("bob cannot pass for alice");
     assert_ne!(status.code(), Code::Ok);
     assert_eq!(
-        bob.shared().stats.private_received(),
+        bob.shared().ctx.stats.private_received(),
         0,
         "nothing got through"
     );
@@ -283,7 +283,7 @@ async fn plaintext_against_tls_is_a_quick_clear_error() {
     let dir = temp_dir("tls-plaintext");
     let relay = Relay::start_tls(&dir, 2, Duration::from_secs(3600)).await;
     let members = start_tls_chat(&relay, &["alice", "bob"]).await;
-    let bob_addr = members[1].shared().identity.address.clone();
+    let bob_addr = members[1].shared().ctx.identity.address.clone();
     let plain = |address: &str| {
         Endpoint::from_shared(format!("http://{address}"))
             .expect("address")

@@ -11,19 +11,34 @@ mod verify;
 
 pub use commands::{parse_line, UserCommand, HELP};
 pub use events::{ClientEvent, Connection, RoomEvent, RoomSummary};
-pub use rooms::run;
+pub use rooms::{run, RoomCall, RoomControl};
 
 use crate::backoff::Backoff;
+use crate::context::NodeContext;
 use crate::dial::NodeAddr;
 use crate::directory::RoomView;
-use crate::node::NodeShared;
-use crate::peer::Delivery;
+use crate::peer::{Delivery, Peer};
 use chat_proto::pb::chat::{SealedPrivate, SendMessage};
 use chat_proto::pb::relay::HostRecord;
 use chat_proto::rules;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// What the client gets of its node: what the node's parts share, the
+/// private-message side, the node's rooms, and the admin secret the user
+/// gave. Never the node itself.
+#[derive(Clone)]
+pub struct NodeLinks {
+    /// Identity, keys and term checks, relay link, dialer, name certificate.
+    pub ctx: Arc<NodeContext>,
+    /// Sends and accepts private messages.
+    pub peer: Arc<Peer>,
+    /// Joins and leaves rooms.
+    pub rooms: Arc<dyn RoomControl>,
+    /// Secret presented with `$reset`, if the user has it.
+    pub admin_secret: Option<String>,
+}
 
 /// Messages sent but not yet acknowledged, at most.
 pub const MAX_PENDING: usize = 1000;
@@ -63,7 +78,7 @@ struct View {
 
 /// The client of one room: its task state.
 struct Client {
-    shared: Arc<NodeShared>,
+    node: NodeLinks,
     /// The room this client chats in.
     room: RoomView,
     events: mpsc::Sender<RoomEvent>,
@@ -158,9 +173,10 @@ impl Client {
             text,
             ..Default::default()
         };
-        self.shared
+        self.node
+            .ctx
             .key
-            .sign_message(self.room.room(), &self.shared.identity.name, &mut msg);
+            .sign_message(self.room.room(), &self.node.ctx.identity.name, &mut msg);
         self.view.pending.push_back(msg.clone());
         self.emit(ClientEvent::Queued {
             id: msg.id.clone(),
@@ -211,7 +227,7 @@ impl Client {
     /// Sends a private message straight to the recipient's node, or sealed
     /// through the host to a client-only member.
     fn send_private(&self, to: String, text: String) {
-        let me = &self.shared.identity;
+        let me = &self.node.ctx.identity;
         let check = if to == me.name {
             Err("you cannot send a private message to yourself".to_string())
         } else if let Err(e) = rules::validate_text(&text) {
@@ -221,11 +237,11 @@ impl Client {
         };
         let events = self.events.clone();
         let room = self.room.room().to_string();
-        let shared = self.shared.clone();
+        let peer = self.node.peer.clone();
         let outbox = self.outbox.clone();
         tokio::spawn(async move {
             let result = match check {
-                Ok(()) => crate::peer::send_private(&shared, &to, &text).await,
+                Ok(()) => crate::peer::send_private(&peer, &to, &text).await,
                 Err(e) => Err(e),
             };
             let event = match result {

@@ -3,15 +3,13 @@
 //! redirect) or wait with backoff (a lost host), until the user leaves.
 
 use super::{
-    node_of, verify, Client, ClientEvent, Connection, RoomEvent, SessionEnd, UserCommand, View,
-    SEALED_OUTBOX,
+    node_of, verify, Client, ClientEvent, Connection, NodeLinks, RoomEvent, SessionEnd,
+    UserCommand, View, SEALED_OUTBOX,
 };
 use crate::backoff::Backoff;
 use crate::dial::NodeAddr;
 use crate::directory::RoomView;
-use crate::node::NodeShared;
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 /// Runs the client of `room` until the user exits or leaves the room, or
 /// the node stops.
 pub(super) async fn run_room(
-    shared: Arc<NodeShared>,
+    node: NodeLinks,
     room: RoomView,
     mut commands: mpsc::Receiver<UserCommand>,
     events: mpsc::Sender<RoomEvent>,
@@ -27,7 +25,7 @@ pub(super) async fn run_room(
 ) {
     let (outbox_tx, mut outbox) = mpsc::channel(SEALED_OUTBOX);
     let mut client = Client {
-        shared,
+        node,
         room,
         events,
         view: View::default(),

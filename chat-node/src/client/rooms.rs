@@ -4,15 +4,30 @@
 
 use super::events::{ClientEvent, RoomEvent, RoomSummary};
 use super::reconnect::run_room;
-use super::UserCommand;
+use super::{NodeLinks, UserCommand};
 use crate::directory::RoomView;
-use crate::node::NodeShared;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// A future the room calls return.
+pub type RoomCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, tonic::Status>> + Send + 'a>>;
+
+/// What the client asks of its node about rooms (the node does it).
+pub trait RoomControl: Send + Sync {
+    /// The first room the node joined at its start, if it is still in it.
+    fn first_room(&self) -> Option<String>;
+    /// Every room the node is in.
+    fn rooms(&self) -> Vec<RoomView>;
+    /// Joins `room` (at the relay, and its host duties).
+    fn join_room<'a>(&'a self, room: &'a str) -> RoomCall<'a, RoomView>;
+    /// Leaves `room` for good (handing it on first if this node hosts it).
+    fn part_room<'a>(&'a self, room: &'a str) -> RoomCall<'a, ()>;
+}
 
 /// Commands buffered towards one room's client.
 const ROOM_COMMANDS: usize = 64;
@@ -29,7 +44,7 @@ struct RoomClient {
 
 /// Every room's client, and which room is current.
 struct Rooms {
-    shared: Arc<NodeShared>,
+    node: NodeLinks,
     events: mpsc::Sender<RoomEvent>,
     cancel: CancellationToken,
     clients: BTreeMap<String, RoomClient>,
@@ -40,26 +55,26 @@ struct Rooms {
 /// Runs the client of every room this node is in until the user exits or
 /// the node stops. The first room is current at the start.
 pub async fn run(
-    shared: Arc<NodeShared>,
+    node: NodeLinks,
     mut commands: mpsc::Receiver<UserCommand>,
     events: mpsc::Sender<RoomEvent>,
     cancel: CancellationToken,
 ) {
     let mut rooms = Rooms {
-        shared: shared.clone(),
+        node: node.clone(),
         events,
         cancel: cancel.clone(),
         clients: BTreeMap::new(),
         current: String::new(),
     };
-    if let Some(first) = shared.first_room() {
+    if let Some(first) = node.rooms.first_room() {
         rooms.current = first;
         // Said before any room's client starts, so interfaces know which
         // room is current before the first event of any room arrives.
         rooms.emit(&rooms.current, ClientEvent::CurrentRoom).await;
     }
-    for room in shared.rooms() {
-        rooms.start(room.view());
+    for room in node.rooms.rooms() {
+        rooms.start(room);
     }
     loop {
         let cmd = tokio::select! {
@@ -86,7 +101,7 @@ impl Rooms {
     fn start(&mut self, room: RoomView) {
         let (tx, rx) = mpsc::channel(ROOM_COMMANDS);
         let task = tokio::spawn(run_room(
-            self.shared.clone(),
+            self.node.clone(),
             room.clone(),
             rx,
             self.events.clone(),
@@ -133,8 +148,8 @@ impl Rooms {
     /// Joins `room` (at the relay first) and makes it current.
     async fn join(&mut self, room: String) {
         if !self.clients.contains_key(&room) {
-            match self.shared.join_room(&room).await {
-                Ok(host) => self.start(host.view()),
+            match self.node.rooms.join_room(&room).await {
+                Ok(view) => self.start(view),
                 Err(status) => {
                     let why = format!("cannot join #{room}: {}", status.message());
                     return self.emit(&room, ClientEvent::error(why)).await;
@@ -153,7 +168,7 @@ impl Rooms {
             return self.emit(&room, ClientEvent::error(why)).await;
         };
         goodbye(client).await;
-        if let Err(status) = self.shared.part_room(&room).await {
+        if let Err(status) = self.node.rooms.part_room(&room).await {
             tracing::info!(%room, %status, "leaving the room at the relay failed");
         }
         self.emit(&room, ClientEvent::RoomLeft).await;
@@ -178,20 +193,21 @@ impl Rooms {
     /// Lists this node's rooms, and others the relay has.
     async fn list(&self) {
         let rooms: Vec<RoomSummary> = self
-            .shared
+            .node
+            .rooms
             .rooms()
             .iter()
             .map(|r| {
                 let host = r.host_watch().borrow().clone().unwrap_or_default();
                 RoomSummary {
-                    name: r.room.clone(),
+                    name: r.room().to_string(),
                     host: host.name,
                     epoch: host.epoch,
-                    current: r.room == self.current,
+                    current: r.room() == self.current,
                 }
             })
             .collect();
-        let others = match self.shared.relay.list_rooms("", OTHER_ROOMS).await {
+        let others = match self.node.ctx.relay.list_rooms("", OTHER_ROOMS).await {
             Ok(page) => page
                 .rooms
                 .into_iter()

@@ -50,7 +50,11 @@ impl Client {
             return None;
         }
         let record = chat_proto::host_from_metadata(status)?;
-        let term = self.shared.verify_term(record.certificate.as_ref()?).ok()?;
+        let term = self
+            .node
+            .ctx
+            .verify_term(record.certificate.as_ref()?)
+            .ok()?;
         (term.address != tried && term.room == self.room.room()).then_some(NodeAddr {
             address: term.address,
             node_id: term.node_id,
@@ -182,7 +186,8 @@ impl Client {
         let address = to.address.as_str();
         let lost = |e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{address}: {e}"));
         let endpoint = self
-            .shared
+            .node
+            .ctx
             .dialer
             .node(to, CONNECT_TIMEOUT)
             .map_err(|e| lost(&e))?;
@@ -242,16 +247,17 @@ impl Client {
     /// This member's signed Hello for `challenge`, resuming after the last
     /// message shown.
     fn hello(&self, challenge: &Challenge) -> Hello {
-        let me = &self.shared.identity;
+        let me = &self.node.ctx.identity;
         let mut hello = Hello {
             name: me.name.clone(),
             node_id: me.node_id.clone(),
             address: me.address.clone(),
             resume_from_seq: self.view.last_seq,
-            certificate: Some(self.shared.name_certificate()),
+            certificate: Some(self.node.ctx.name_certificate()),
             ..Default::default()
         };
-        self.shared
+        self.node
+            .ctx
             .key
             .sign_hello(&mut hello, &challenge.nonce, &challenge.host_node_id);
         hello
@@ -286,7 +292,8 @@ impl Client {
             .as_ref()
             .ok_or_else(|| lost("the host shows no host term".into()))?;
         let term = self
-            .shared
+            .node
+            .ctx
             .verify_term(cert)
             .map_err(|e| lost(e.to_string()))?;
         if term.node_id != challenge.host_node_id {
@@ -347,7 +354,7 @@ impl Client {
                 }))
             }
             Frame::Challenge(_) => {} // only first
-            Frame::SealedPrivate(p) => crate::peer::accept_sealed(self.shared.clone(), p),
+            Frame::SealedPrivate(p) => crate::peer::accept_sealed(self.node.peer.clone(), p),
             Frame::Rejected(r) => self.on_rejected(r).await,
         }
         None
@@ -361,7 +368,7 @@ impl Client {
         self.view.last_seq = m.seq;
         if let Err(e) = self
             .verifier
-            .check(&self.shared.relay_key, self.room.room(), &m)
+            .check(&self.node.ctx.relay_key, self.room.room(), &m)
         {
             let host = &self.view.host_name;
             let why = format!(
@@ -442,7 +449,7 @@ impl Client {
             },
             UserCommand::Reset(min_users) => client_frame::Frame::Reset(ResetRoom {
                 min_users,
-                admin_secret: self.shared.admin_secret.clone().unwrap_or_default(),
+                admin_secret: self.node.admin_secret.clone().unwrap_or_default(),
             }),
             other => return self.local_command(other).await,
         };

@@ -1,7 +1,6 @@
 //! The dormant chat server every node carries, and the host role it takes
 //! when the relay points at this node.
 
-pub mod context;
 pub(crate) mod copy_failures;
 pub mod duties;
 pub mod fencing;
@@ -14,10 +13,10 @@ pub mod service;
 mod session;
 pub mod term;
 
+use crate::context::NodeContext;
 use crate::error::NodeError;
 use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
 use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
-use context::HostContext;
 use copy_failures::CopyFailures;
 use room::Room;
 use std::collections::{HashMap, HashSet};
@@ -26,8 +25,7 @@ use std::time::Instant;
 use term::{Tenure, TermChange};
 use tokio::sync::{broadcast, watch};
 
-/// Name of the chat service for `grpc.health.v1`.
-pub const CHAT_SERVICE_NAME: &str = "chat.v1.ChatService";
+pub use crate::context::CHAT_SERVICE_NAME;
 
 /// This node's part in the chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +84,7 @@ pub struct RoomHost {
     /// The room's name.
     pub room: String,
     /// What the room's host side needs of the node.
-    pub(crate) ctx: Arc<HostContext>,
+    pub(crate) ctx: Arc<NodeContext>,
     core: Mutex<HostCore>,
     /// Bumped whenever the room's log changes (wakes the replicator).
     pub(crate) log_tx: watch::Sender<u64>,
@@ -110,7 +108,7 @@ impl std::fmt::Debug for RoomHost {
 
 impl RoomHost {
     /// A dormant host side for `room` on `node`.
-    pub(crate) fn new(room: &str, ctx: Arc<HostContext>) -> Arc<Self> {
+    pub(crate) fn new(room: &str, ctx: Arc<NodeContext>) -> Arc<Self> {
         Arc::new(Self {
             room: room.to_string(),
             ctx,

@@ -2,37 +2,10 @@
 //! threshold. Pure and synchronous; the host and every replica hold one.
 
 use chat_proto::pb::chat::{log_entry, ChatMessage, LogEntry, Member, RoomMeta, RoomReset};
-use chat_proto::rules::{self, RuleError};
+use chat_proto::rules;
 use std::collections::{BTreeMap, HashMap};
-use thiserror::Error;
 
-/// Longest accepted client message id.
-pub const MAX_ID_CHARS: usize = 64;
-
-/// Why the room refused a request; nothing changed.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum RoomError {
-    /// A naming or size rule.
-    #[error(transparent)]
-    Rule(#[from] RuleError),
-    /// Another member holds the name.
-    #[error("name {0:?} is taken by another member")]
-    NameTaken(String),
-    /// The message id is empty or too long.
-    #[error("message id must be 1 to {MAX_ID_CHARS} characters")]
-    BadId,
-    /// The threshold must be at least one.
-    #[error("the number of users to activate must be at least 1")]
-    BadThreshold,
-    /// A replica delta does not follow what the replica holds.
-    #[error("replication gap: have {have}, got entry {got}")]
-    Gap {
-        /// Last sequence held.
-        have: u64,
-        /// First sequence offered.
-        got: u64,
-    },
-}
+pub use crate::error::{RoomError, MAX_ID_CHARS};
 
 /// Result of appending a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,6 @@ use super::{session, HostEvent, Role};
 use crate::dial::PeerCerts;
 use crate::error::NodeError;
 use crate::host::RoomHost;
-use crate::node::NodeShared;
 use chat_proto::pb::chat::chat_service_server::ChatService;
 use chat_proto::pb::chat::*;
 use chat_proto::trust;
@@ -21,8 +20,14 @@ const MEMBERS_PER_FRAME: usize = 256;
 /// How long a new session may take to say Hello.
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Finds the host side of a room this node is in (the node's rooms).
+pub trait RoomLookup: Send + Sync {
+    /// The room `name`, if this node is in it.
+    fn room(&self, name: &str) -> Option<Arc<RoomHost>>;
+}
+
 /// The gRPC service: hands each call to the room it names.
-pub struct ChatHost(pub Arc<NodeShared>);
+pub struct ChatHost(pub Arc<dyn RoomLookup>);
 
 impl ChatHost {
     /// The room a call names, if this node is in it.

@@ -49,7 +49,7 @@ impl NodeShared {
         if let Some(entry) = rooms.get(name) {
             return entry.host.clone();
         }
-        let host = RoomHost::new(name, self.host_ctx.clone());
+        let host = RoomHost::new(name, self.ctx.clone());
         let duties = self.cancel.child_token();
         tokio::spawn(duties::run_host_duties(host.clone(), duties.clone()));
         rooms.insert(
@@ -89,7 +89,12 @@ impl NodeShared {
         }
         // In the map first, so the relay's watch finds the room at once.
         let host = self.add_room(room);
-        match self.relay.join_room(&self.identity, host.claim()).await {
+        match self
+            .ctx
+            .relay
+            .join_room(&self.ctx.identity, host.claim())
+            .await
+        {
             Ok(record) => {
                 if let Some(record) = record {
                     host.on_host_record(record).await;
@@ -114,12 +119,12 @@ impl NodeShared {
                 tracing::info!(%room, error = %e, "no handoff before leaving the room");
             }
         }
-        let left = self.relay.leave_room(&self.identity, room).await;
+        let left = self.ctx.relay.leave_room(&self.ctx.identity, room).await;
         self.remove_room(room);
         if host.role().hosting_epoch().is_some() {
             let _ = host.host_events.send(crate::host::HostEvent::Closing);
         }
-        self.host_ctx.set_hosting(room, false).await;
+        self.ctx.set_hosting(room, false).await;
         left
     }
 
@@ -129,5 +134,35 @@ impl NodeShared {
             Some(room) => room.on_host_record(record).await,
             None => tracing::debug!(room = %record.room, "a record of a room we are not in"),
         }
+    }
+}
+
+impl crate::host::service::RoomLookup for NodeShared {
+    fn room(&self, name: &str) -> Option<Arc<RoomHost>> {
+        NodeShared::room(self, name)
+    }
+}
+
+/// The node's rooms as its client may use them.
+pub(crate) struct NodeRooms(pub(crate) Arc<NodeShared>);
+
+impl crate::client::RoomControl for NodeRooms {
+    fn first_room(&self) -> Option<String> {
+        self.0.first_room()
+    }
+
+    fn rooms(&self) -> Vec<crate::directory::RoomView> {
+        self.0.rooms().iter().map(|r| r.view()).collect()
+    }
+
+    fn join_room<'a>(
+        &'a self,
+        room: &'a str,
+    ) -> crate::client::RoomCall<'a, crate::directory::RoomView> {
+        Box::pin(async move { self.0.join_room(room).await.map(|host| host.view()) })
+    }
+
+    fn part_room<'a>(&'a self, room: &'a str) -> crate::client::RoomCall<'a, ()> {
+        Box::pin(self.0.part_room(room))
     }
 }

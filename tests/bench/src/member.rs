@@ -199,7 +199,7 @@ pub async fn run(relay_uri: &str, name: &str, report: bool) -> Result<()> {
         .ok_or_else(|| BenchError::Setup("no event stream".into()))?;
     // With RUST_LOG set, say what the client sees (but messages and acks).
     let verbose = std::env::var_os("RUST_LOG").is_some();
-    let address = node.shared.identity.address.clone();
+    let address = node.shared.ctx.identity.address.clone();
     let drain = async {
         let mut ready = false;
         let mut acked = HashSet::new();

@@ -1,4 +1,5 @@
 use super::*;
+use chat_proto::rules::RuleError;
 
 fn member(name: &str) -> Member {
     Member {
