@@ -4,7 +4,7 @@
 //! that stayed away.
 
 use super::handoff::HandoffError;
-use super::replica::{replicate_while_hosting, Naming};
+use super::successor::{replicate_while_hosting, Naming};
 use super::{Role, RoomHost};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! member chosen while still serving, freeze, ship the rest, move the
 //! relay's pointer, then tell the successor and the clients.
 
-use super::replica::{peer_client, ReplicaCursor};
+use super::successor::{peer_client, ReplicaCursor};
 use super::Role;
 use crate::error::NodeError;
 use crate::host::RoomHost;

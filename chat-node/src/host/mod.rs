@@ -7,10 +7,10 @@ pub mod fencing;
 pub mod handoff;
 mod outbound;
 pub mod rate;
-pub mod replica;
 pub mod room;
 pub mod service;
 mod session;
+pub mod successor;
 pub mod term;
 
 use crate::context::NodeContext;
@@ -327,15 +327,22 @@ impl RoomHost {
             tracing::warn!(room = %self.room, other = %term.room, "ignored a term of another room");
             return;
         }
-        let change = self
-            .core()
-            .tenure
-            .observe(&term, cert.clone(), &self.ctx.identity.node_id);
+        let record = record_of(&term, cert.clone());
+        let change = {
+            // Tenure decides which term is the newest; the room's host
+            // watch follows it under the same lock, so it never goes back.
+            let mut core = self.core();
+            let change = core
+                .tenure
+                .observe(&term, cert.clone(), &self.ctx.identity.node_id);
+            if change != TermChange::Stale {
+                self.publish_host(&record);
+            }
+            change
+        };
         if change == TermChange::Stale {
             return;
         }
-        let record = record_of(&term, cert.clone());
-        self.publish_host(record.clone());
         match change {
             TermChange::BecomeHost if term.issued_at_unix_ms < self.ctx.started_at_unix_ms => {
                 // Issued to this node's previous run (it crashed and came
@@ -352,17 +359,17 @@ impl RoomHost {
         }
     }
 
-    /// Records the latest host for clients and dormant answers.
-    pub(crate) fn publish_host(&self, record: HostRecord) {
+    /// Publishes the newest host record on the room's watch (for the
+    /// client, and for refusals that name the host). Only under the core
+    /// lock, right after [`Tenure::observe`] took the record's term as the
+    /// newest.
+    fn publish_host(&self, record: &HostRecord) {
         self.host_tx.send_if_modified(|cur| {
-            let replace = match cur {
-                None => true,
-                Some(c) => c.epoch < record.epoch || (c.epoch == record.epoch && *c != record),
-            };
-            if replace {
-                *cur = Some(record);
+            let changed = cur.as_ref() != Some(record);
+            if changed {
+                *cur = Some(record.clone());
             }
-            replace
+            changed
         });
     }
 
