@@ -74,7 +74,7 @@ async fn renew_lease_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: Canc
             _ = tick.tick() => {}
             _ = cancel.cancelled() => return,
         }
-        let successor = host.core().successor.clone();
+        let successor = host.core().succession.named().map(str::to_string);
         let naming = successor.as_deref().map_or(Naming::Keep, Naming::Successor);
         if let Err(status) = host.renew_lease(epoch, naming).await {
             // A newer epoch reaches us on the relay watch; an outage is
@@ -88,14 +88,11 @@ impl RoomHost {
     /// Removes members whose sessions have been gone longer than the
     /// relay's away grace.
     fn forget_away_members(&self) {
-        let gone: Vec<String> = {
-            let core = self.core();
-            core.away_since
-                .iter()
-                .filter(|(_, since)| since.elapsed() > self.ctx.settings.away_grace)
-                .map(|(name, _)| name.clone())
-                .collect()
-        };
+        let grace = self.ctx.settings.away_grace;
+        let gone = self
+            .core()
+            .attendance
+            .away_longer_than(grace, Instant::now());
         for name in gone {
             self.leave_room(&name);
         }

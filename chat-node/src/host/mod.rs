@@ -1,7 +1,8 @@
 //! The dormant chat server every node carries, and the host role it takes
 //! when the relay points at this node.
 
-pub(crate) mod copy_failures;
+mod attendance;
+mod copy_failures;
 pub mod duties;
 pub mod fencing;
 pub mod handoff;
@@ -10,18 +11,19 @@ pub mod rate;
 pub mod room;
 pub mod service;
 mod session;
+mod succession;
 pub mod successor;
 pub mod term;
 
 use crate::context::NodeContext;
 use crate::error::NodeError;
+use attendance::Attendance;
 use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
 use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
-use copy_failures::CopyFailures;
 use room::Room;
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+use succession::Succession;
 use term::{Tenure, TermChange};
 use tokio::sync::{broadcast, watch};
 
@@ -136,7 +138,7 @@ impl RoomHost {
     pub fn successor(&self) -> Option<String> {
         let core = self.core();
         core.tenure.role().hosting_epoch()?;
-        core.successor.clone()
+        core.succession.named().map(str::to_string)
     }
 
     /// What the client may see of the room (see [`crate::directory`]).
@@ -180,23 +182,10 @@ pub struct HostCore {
     /// The live room when hosting; otherwise the replica kept from the last
     /// time this node hosted or received a handoff.
     pub room: Option<Room>,
-    /// Open sessions per member name (live host only).
-    pub sessions: HashMap<String, usize>,
-    /// When each member without a session lost its last one.
-    pub away_since: HashMap<String, Instant>,
-    /// Node id of the member holding the replicated log, if any.
-    pub successor: Option<String>,
-    /// Members whose node refused or missed a copy in this term.
-    pub failed_copies: CopyFailures,
-    /// Node ids of the members the relay will not make host: client-only,
-    /// or unreachable from the relay (as of the last lease renewal).
-    pub unhostable: HashSet<String>,
-    /// How many rooms each other member hosts (as of the last lease
-    /// renewal): the member hosting fewest is the first candidate.
-    pub rooms_hosted: HashMap<String, u32>,
-    /// After a planned handoff: the previous host's node id and the head it
-    /// holds, to keep as successor.
-    pub seed_successor: Option<(String, u64)>,
+    /// Who is in session with this host, and who is away since when.
+    pub attendance: Attendance,
+    /// Who may hold the room's copy, and who does.
+    pub succession: Succession,
     /// The host term whose log `room` follows: the last term that
     /// replicated to this node, or the last this node hosted (shown to the
     /// relay after its restart, so it waits for the newest term's
@@ -209,21 +198,10 @@ impl HostCore {
         Self {
             tenure: Tenure::new(),
             room: None,
-            sessions: HashMap::new(),
-            away_since: HashMap::new(),
-            successor: None,
-            failed_copies: CopyFailures::default(),
-            unhostable: HashSet::new(),
-            rooms_hosted: HashMap::new(),
-            seed_successor: None,
+            attendance: Attendance::default(),
+            succession: Succession::default(),
             replica_term: 0,
         }
-    }
-
-    /// Whether `m` could ever take the room from `me`: another member, that
-    /// serves, and that the relay does not refuse as host.
-    pub fn may_host(&self, m: &Member, me: &str) -> bool {
-        m.name != me && !m.address.is_empty() && !self.unhostable.contains(&m.node_id)
     }
 
     /// Members with an open session that may host and did not fail a copy
@@ -245,8 +223,7 @@ impl HostCore {
             return Vec::new();
         };
         let now = Instant::now();
-        let candidate =
-            |m: &&Member| self.may_host(m, me) && !self.failed_copies.passed_over(&m.name, now);
+        let candidate = |m: &&Member| self.succession.may_hold_copy(m, me, now);
         let (after, before): (Vec<Member>, Vec<Member>) = room
             .members()
             .filter(candidate)
@@ -254,16 +231,13 @@ impl HostCore {
             .partition(|m| m.name.as_str() > me);
         let mut order: Vec<Member> = after.into_iter().chain(before).collect();
         // Stable: equal loads keep the round.
-        order.sort_by_key(|m| {
-            let load = self.rooms_hosted.get(&m.node_id).copied().unwrap_or(0);
-            (!self.has_session(m), load)
-        });
+        order.sort_by_key(|m| (!self.has_session(m), self.succession.load(&m.node_id)));
         order
     }
 
     /// Whether `m`'s client is in session with this host.
     fn has_session(&self, m: &Member) -> bool {
-        self.sessions.get(&m.name).is_some_and(|n| *n > 0)
+        self.attendance.connected(&m.name)
     }
 }
 
@@ -386,13 +360,9 @@ impl RoomHost {
             let room = core.room.get_or_insert_with(|| {
                 Room::new(uuid::Uuid::new_v4().simple().to_string(), min_users)
             });
-            let now = Instant::now();
             let names: Vec<String> = room.members().map(|m| m.name.clone()).collect();
-            core.sessions.clear();
-            core.away_since = names.into_iter().map(|n| (n, now)).collect();
-            core.successor = None;
-            core.seed_successor = None;
-            core.failed_copies.clear();
+            core.attendance.begin_term(names, Instant::now());
+            core.succession.begin_term();
             core.replica_term = epoch;
         }
         tracing::info!(room = %self.room, epoch, "this node is now the room's host");
@@ -407,8 +377,7 @@ impl RoomHost {
             if !core.tenure.end() {
                 return;
             }
-            core.sessions.clear();
-            core.away_since.clear();
+            core.attendance.end_term();
         }
         tracing::info!(room = %self.room, epoch = next.epoch, to = %next.name, "host role moved on; now dormant");
         let _ = self.host_events.send(HostEvent::Moved(Migrate {
@@ -431,8 +400,7 @@ impl RoomHost {
             if core.tenure.role().hosting_epoch() != Some(epoch) || !core.tenure.end() {
                 return;
             }
-            core.sessions.clear();
-            core.away_since.clear();
+            core.attendance.end_term();
         }
         tracing::warn!(room = %self.room, epoch, %why, "the relay ended this node's host term; now dormant");
         let _ = self.host_events.send(HostEvent::Closing);
@@ -485,7 +453,7 @@ mod tests {
             ("carol", "127.0.0.1:3"),
         ] {
             room.join(member(name, address)).unwrap();
-            core.sessions.insert(name.into(), 1);
+            core.attendance.opened(name);
         }
         core.room = Some(room);
         let names = |core: &HostCore, me: &str| -> Vec<String> {
@@ -494,8 +462,9 @@ mod tests {
         assert_eq!(names(&core, "alice"), ["bob", "carol"]);
         assert_eq!(names(&core, "carol"), ["alice", "bob"]);
         // Only client-only members besides the host: nobody.
-        core.sessions
-            .retain(|name, _| name == "alice" || name == "dave");
+        for name in ["bob", "carol"] {
+            core.attendance.left(name);
+        }
         assert!(names(&core, "alice").is_empty());
     }
 }

@@ -98,7 +98,7 @@ impl RoomHost {
         // lost key file) has a new node id; the relay certified it only
         // once the old one was gone, so an old member without a session
         // gives way. (With its key kept, a node keeps its id.)
-        let stale = core.sessions.get(&hello.name).is_none_or(|n| *n == 0);
+        let stale = !core.attendance.connected(&hello.name);
         let room = core.room.as_mut().ok_or_else(|| self.not_host())?;
         if stale
             && room
@@ -118,10 +118,8 @@ impl RoomHost {
             room: self.room.clone(),
         };
         let members = members_frames(room);
-        *core.sessions.entry(hello.name.clone()).or_default() += 1;
-        core.away_since.remove(&hello.name);
-        core.failed_copies
-            .session_opened(&hello.name, &hello.address);
+        core.attendance.opened(&hello.name);
+        core.succession.session_opened(&hello.name, &hello.address);
         if joined.activated_now {
             // Sessions wake on the commit point: held messages go out now.
             core.tenure.commit().tick();
@@ -325,14 +323,12 @@ impl ChatService for ChatHost {
             let known = core.tenure.known_epoch();
             return Err(NodeError::CannotTakeOver { epoch, known }.into());
         }
-        if core.successor.is_none() {
-            // The sender just shipped us everything it sequenced, and the
-            // relay names it our successor: it can hold the commit point
-            // from the start. (Clients that followed the relay here first
-            // may already have sent messages in this epoch: not shipped.)
-            let head = core.room.as_ref().map_or(0, |r| r.head_before(epoch));
-            core.successor = Some(sender.clone());
-            core.seed_successor = Some((sender, head));
+        // The sender just shipped us everything it sequenced, and the
+        // relay names it our successor: it can hold the commit point from
+        // the start. (Clients that followed the relay here first may
+        // already have sent messages in this epoch: not shipped.)
+        let head = core.room.as_ref().map_or(0, |r| r.head_before(epoch));
+        if core.succession.seed(sender, head) {
             // What the old host shipped is held there: deliverable at once,
             // without waiting for a first round trip to it.
             core.tenure.advance_commit(epoch, head, Instant::now());

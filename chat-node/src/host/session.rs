@@ -281,7 +281,7 @@ impl RoomHost {
         let Some(member) = room.members().find(|m| m.node_id == node_id) else {
             return Err("the recipient is not a member of this chat".into());
         };
-        if core.sessions.get(&member.name).is_none_or(|n| *n == 0) {
+        if !core.attendance.connected(&member.name) {
             return Err(format!("{} is not connected to the host", member.name));
         }
         Ok(())
@@ -350,8 +350,7 @@ impl RoomHost {
     pub(crate) fn leave_room(&self, name: &str) {
         let left = {
             let mut core = self.core();
-            core.sessions.remove(name);
-            core.away_since.remove(name);
+            core.attendance.left(name);
             core.room.as_mut().is_some_and(|r| r.leave(name))
         };
         if left {
@@ -367,20 +366,8 @@ impl RoomHost {
             return;
         }
         let mut core = self.core();
-        let open = core
-            .sessions
-            .get(name)
-            .copied()
-            .unwrap_or(0)
-            .saturating_sub(1);
-        if open == 0 {
-            core.sessions.remove(name);
-            if core.tenure.role() != Role::Dormant {
-                core.away_since
-                    .insert(name.to_string(), std::time::Instant::now());
-            }
-        } else {
-            core.sessions.insert(name.to_string(), open);
-        }
+        let live = core.tenure.role() != Role::Dormant;
+        core.attendance
+            .closed(name, live, std::time::Instant::now());
     }
 }

@@ -138,7 +138,7 @@ impl RoomHost {
     async fn replicate_to(&self, s: &mut Successor, epoch: u64) -> Replicated {
         match self.sync_replica(&mut s.client, epoch, &mut s.cursor).await {
             Ok(have) => {
-                self.core().failed_copies.forgive(&s.member.name);
+                self.core().succession.copy_taken(&s.member.name);
                 if self.name_successor(epoch, Some(&s.member)).await {
                     self.advance_commit(epoch, have);
                 }
@@ -193,15 +193,14 @@ impl RoomHost {
         let now = Instant::now();
         let still_holder = |m: &Member| {
             core.room.as_ref().and_then(|r| r.member(&m.name)) == Some(m)
-                && core.may_host(m, me)
-                && !core.failed_copies.passed_over(&m.name, now)
+                && core.succession.may_hold_copy(m, me, now)
         };
         if let Some(s) = current.filter(|s| still_holder(&s.member)) {
             return Some(s);
         }
         // After a planned handoff the previous host holds everything and the
         // relay already names it: keep it until it fails.
-        let seeded = core.seed_successor.take().and_then(|(id, have)| {
+        let seeded = core.succession.take_seed().and_then(|(id, have)| {
             let member = core
                 .room
                 .as_ref()?
@@ -237,7 +236,7 @@ impl RoomHost {
     /// could not be told (the commit point then waits).
     async fn name_successor(&self, epoch: u64, member: Option<&Member>) -> bool {
         let node_id = member.map(|m| m.node_id.clone());
-        if self.core().successor == node_id {
+        if self.core().succession.named() == node_id.as_deref() {
             return true;
         }
         let naming = match &node_id {
@@ -245,7 +244,7 @@ impl RoomHost {
             None => Naming::Nobody,
         };
         match self.renew_lease(epoch, naming).await {
-            Ok(()) if member.is_some_and(|m| self.core().unhostable.contains(&m.node_id)) => {
+            Ok(()) if member.is_some_and(|m| self.core().succession.refused(&m.node_id)) => {
                 // The relay kept the successor named before: this one
                 // would not be promoted, so its copy does not count.
                 if let Some(m) = member {
@@ -255,7 +254,7 @@ impl RoomHost {
                 false
             }
             Ok(()) => {
-                self.core().successor = node_id;
+                self.core().succession.name(node_id);
                 true
             }
             Err(status) => {
@@ -300,8 +299,8 @@ impl RoomHost {
         };
         let mut core = self.core();
         core.tenure.confirm_lease(epoch, sent + lease);
-        core.unhostable = answer.unhostable_node_ids.into_iter().collect();
-        core.rooms_hosted = answer.rooms_hosted;
+        core.succession
+            .relay_said(answer.unhostable_node_ids, answer.rooms_hosted);
         Ok(())
     }
 
@@ -317,8 +316,8 @@ impl RoomHost {
     /// and after repeated failures for the rest of the term.
     fn copy_failed(&self, member: &Member, how: Failure) {
         self.core()
-            .failed_copies
-            .record(&member.name, &member.address, how, Instant::now());
+            .succession
+            .copy_failed(member, how, Instant::now());
     }
 
     /// Sends one Replicate to `peer`, signed as the host of `epoch`, within
