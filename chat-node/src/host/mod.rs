@@ -178,19 +178,19 @@ impl RoomHost {
 pub struct HostCore {
     /// The room's host term: the only way to read or change the role, the
     /// known epoch, the lease and the commit point.
-    pub tenure: Tenure,
+    tenure: Tenure,
     /// The live room when hosting; otherwise the replica kept from the last
     /// time this node hosted or received a handoff.
-    pub room: Option<Room>,
+    room: Option<Room>,
     /// Who is in session with this host, and who is away since when.
-    pub attendance: Attendance,
+    attendance: Attendance,
     /// Who may hold the room's copy, and who does.
-    pub succession: Succession,
+    succession: Succession,
     /// The host term whose log `room` follows: the last term that
     /// replicated to this node, or the last this node hosted (shown to the
     /// relay after its restart, so it waits for the newest term's
     /// successor).
-    pub replica_term: u64,
+    replica_term: u64,
 }
 
 impl HostCore {
