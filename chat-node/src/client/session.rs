@@ -444,6 +444,13 @@ impl Client {
     async fn online_command(&mut self, cmd: UserCommand, tx: &mpsc::Sender<ClientFrame>) {
         let frame = match cmd {
             UserCommand::Say(text) => match self.queue(text).await {
+                // An older message waits to go again (the host said "too
+                // fast"): this one goes after it, so the user's messages
+                // keep their order.
+                Some(msg) if !self.refused.is_empty() => {
+                    self.refused.insert(msg.id);
+                    return;
+                }
                 Some(msg) => client_frame::Frame::Send(msg),
                 None => return,
             },
