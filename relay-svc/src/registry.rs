@@ -167,6 +167,10 @@ pub struct Registry {
     /// When this registry began (Unix ms): a term issued since was issued
     /// by this relay process, so only this process's rooms can hold it.
     started_unix_ms: i64,
+    /// After a restart: names bound to a key before it, kept for that key
+    /// until the instant given (the member grace), so nobody else can
+    /// take a connected member's name while it re-registers.
+    reserved_names: HashMap<String, (String, Instant)>,
 }
 
 impl Registry {
@@ -187,6 +191,7 @@ impl Registry {
             grant_ttl: NAME_GRANT_TTL,
             term_limit: None,
             started_unix_ms: trust::now_unix_ms(),
+            reserved_names: HashMap::new(),
         }
     }
 
@@ -214,6 +219,19 @@ impl Registry {
         }
     }
 
+    /// After a restart: keeps each name of `bindings` (name, node id) for
+    /// its node until `until`, so that only its own key can register it
+    /// in the meantime.
+    pub fn reserve_names(
+        &mut self,
+        bindings: impl IntoIterator<Item = (String, String)>,
+        until: Instant,
+    ) {
+        for (name, node_id) in bindings {
+            self.reserved_names.insert(name, (node_id, until));
+        }
+    }
+
     /// The highest epoch issued or seen.
     pub fn highest_epoch(&self) -> u64 {
         self.highest_epoch
@@ -237,6 +255,7 @@ impl Registry {
         check_fields(&reg.name, &reg.address, reg.client_only)?;
         let node_id = trust::node_id_of(&reg.public_key);
         let claims = room::checked_claims(&reg.rooms, &node_id)?;
+        self.check_reserved(&reg.name, &node_id, now)?;
         let claimed_at = self.settle_name(&reg, &node_id, unix_ms)?;
         let member = self.new_member(&reg, node_id.clone(), claimed_at, now, unix_ms);
         self.store_member(member);
@@ -328,6 +347,24 @@ impl Registry {
         member.record.reachable = member.reach.reachable == Some(true);
         self.members.insert(id, member);
         self.schedule.stir();
+    }
+
+    /// Refuses `name` to any node but the one it was bound to before a
+    /// restart, until that node registers or the reservation ends.
+    fn check_reserved(
+        &mut self,
+        name: &str,
+        node_id: &str,
+        now: Instant,
+    ) -> Result<(), RegistryError> {
+        let Some((owner, until)) = self.reserved_names.get(name) else {
+            return Ok(());
+        };
+        if owner != node_id && now < *until {
+            return Err(RegistryError::NameTaken(name.to_string()));
+        }
+        self.reserved_names.remove(name);
+        Ok(())
     }
 
     /// Decides who holds `reg.name`: the same key keeps it (a restarted

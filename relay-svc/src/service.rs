@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use rpc::Relay;
 
+mod names;
 mod rpc;
 mod verify;
 mod watch;
@@ -42,6 +43,8 @@ pub struct Shared {
     relay_key: PublicKey,
     admin: AdminGate,
     epochs: EpochFile,
+    /// The names bound to keys, kept across restarts.
+    names: names::NameFile,
     /// Every change of a room's host record, to the watch streams.
     host_tx: broadcast::Sender<Arc<RoomChange>>,
     config: RelayConfig,
@@ -60,9 +63,12 @@ impl Shared {
             .with_grant_ttl(config.certificate_ttl)
             .with_term_limit(config.term_limit());
         registry.restore_epoch(epochs.last(), Instant::now());
+        let names = names::NameFile::open(config.data_dir.as_deref());
+        registry.reserve_names(names.bindings(), Instant::now() + config.member_grace);
         Arc::new(Self {
             registry: Mutex::new(registry),
             epochs,
+            names,
             relay_key,
             admin: AdminGate::new(config.admin_secret.clone()),
             host_tx: broadcast::channel(CHANGES_KEPT).0,

@@ -110,3 +110,43 @@ async fn a_host_back_under_its_key_before_the_failover_does_not_serve_an_empty_r
     assert_eq!(host.name, "bob", "the successor holding the log took over");
     assert!(!bob.has_seen("error", &[]), "{:?}", bob.seen);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_relay_restart_nobody_else_can_take_a_members_name() {
+    let mut relay = RelayProcess::start(&["--migration-interval", "1h"]).await;
+    let mut alice = join(&relay.uri(), "alice").await.unwrap();
+    let mut bob = join(&relay.uri(), "bob").await.unwrap();
+    bob.wait_event("activated", &[]).await;
+
+    relay.kill().await;
+    let relay = RelayProcess::start_at(&relay.addr, &["--migration-interval", "1h"]).await;
+    // A stranger asks for alice's name the moment the relay is back.
+    let key = chat_proto::trust::Keypair::generate();
+    let mut rc = chat_tests::hostile::relay_client(&relay.uri()).await;
+    let stranger =
+        chat_tests::hostile::signed_register(&key, "alice", chat_tests::hostile::NOWHERE);
+    let taken = rc.register(stranger).await;
+    assert_eq!(
+        taken.map(|_| ()).unwrap_err().code(),
+        tonic::Code::AlreadyExists,
+        "the name stays with alice's key"
+    );
+    // Both are back under their keys: bob's private message reaches alice
+    // from bob.
+    let uri = relay.uri();
+    chat_tests::eventually("alice and bob registered again", || {
+        let uri = uri.clone();
+        async move {
+            let alice = chat_tests::hostile::lookup(&uri, "alice").await;
+            let bob = chat_tests::hostile::lookup(&uri, "bob").await;
+            alice.is_ok() && bob.is_ok()
+        }
+    })
+    .await;
+    let alice_id = chat_tests::hostile::lookup(&uri, "alice").await.unwrap();
+    assert_eq!(alice_id.node_id, alice.shared().ctx.identity.node_id);
+    bob.say("/msg alice still you?").await;
+    alice
+        .wait_event("private", &[("from", "bob"), ("text", "still you?")])
+        .await;
+}

@@ -28,6 +28,9 @@ impl RelayService for Relay {
         let (reg, tls_request) = verify_registration(&self.0.relay_key, req.into_inner())?;
         let now_ms = trust::now_unix_ms();
         let (member, records) = self.0.update(|r| r.register(reg, Instant::now(), now_ms))?;
+        self.0
+            .names
+            .record(&member.record.name, &member.record.node_id);
         tracing::info!(name = %member.record.name, node = %member.record.node_id,
                        address = %member.record.address, rooms = records.len(), "registered");
         let (tls_certificate, tls_authority) = self.0.node_tls(&member.record, tls_request)?;

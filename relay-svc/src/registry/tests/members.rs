@@ -317,3 +317,31 @@ fn a_client_only_node_is_never_made_host() {
     let said = r.check_one(t0 + LEASE * 10).unwrap();
     assert!(said.no_host_reason.contains("client-only: 1,"), "{said:?}");
 }
+
+#[test]
+fn after_a_restart_a_name_stays_with_its_key_for_the_grace() {
+    let (mut r, t0) = (registry(), Instant::now());
+    let grace = Duration::from_secs(3);
+    r.reserve_names(
+        [
+            ("alice".to_string(), id_of("alice")),
+            ("bob".to_string(), id_of("bob")),
+        ],
+        t0 + grace,
+    );
+    let stolen = |name: &str| Registration {
+        public_key: key_of("mallory").public_key(),
+        ..reg(name, 9)
+    };
+    // A stranger registering first gets nothing while the binding holds.
+    assert_eq!(
+        r.register_now(stolen("alice"), t0).unwrap_err(),
+        RegistryError::NameTaken("alice".into())
+    );
+    // Its own key takes the name back at once.
+    let (alice, _) = r.register_now(reg("alice", 1), t0).unwrap();
+    assert_eq!(alice.record.node_id, id_of("alice"));
+    // A name whose key did not come back is free after the grace.
+    assert!(r.register_now(stolen("bob"), t0 + grace / 2).is_err());
+    assert!(r.register_now(stolen("bob"), t0 + grace).is_ok());
+}
