@@ -190,7 +190,7 @@ async fn a_dormant_chat_service_redirects_to_the_host() {
     let bob_addr = bob.shared().ctx.identity.address.clone();
     chat_tests::eventually("bob knows the host", || {
         let lobby = bob.lobby();
-        async move { lobby.host_watch().borrow().is_some() }
+        async move { lobby.view().host_watch().borrow().is_some() }
     })
     .await;
     let mut client = ChatServiceClient::connect(format!("http://{bob_addr}"))

@@ -150,16 +150,6 @@ impl RoomHost {
         )
     }
 
-    /// Watch the latest known host record of the room.
-    pub fn host_watch(&self) -> watch::Receiver<Option<HostRecord>> {
-        self.host_tx.subscribe()
-    }
-
-    /// Watch why the room has no host (`None` while it has one).
-    pub fn no_host_watch(&self) -> watch::Receiver<Option<String>> {
-        self.no_host_tx.subscribe()
-    }
-
     /// What this node holds of the room, to show the relay.
     pub(crate) fn claim(&self) -> chat_proto::pb::relay::RoomClaim {
         let core = self.core();
@@ -433,7 +423,9 @@ pub(crate) fn record_of(term: &HostTerm, cert: HostTermCertificate) -> HostRecor
 mod tests {
     use super::*;
 
-    fn member(name: &str, address: &str) -> Member {
+    /// A member `name` at `address` (empty: serves nothing), for the tests
+    /// of the host's parts.
+    pub(super) fn member(name: &str, address: &str) -> Member {
         Member {
             name: name.into(),
             node_id: format!("id-{name}"),

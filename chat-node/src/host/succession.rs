@@ -115,16 +115,8 @@ impl Succession {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::member;
     use super::*;
-
-    fn member(name: &str, address: &str) -> Member {
-        Member {
-            name: name.into(),
-            node_id: format!("id-{name}"),
-            address: address.into(),
-            public_key: vec![1; 32],
-        }
-    }
 
     #[test]
     fn a_handoff_seeds_the_successor_once_and_a_new_term_forgets_it() {
