@@ -306,7 +306,7 @@ impl Registry {
         let from_earlier_process = claim
             .latest_term
             .as_ref()
-            .is_some_and(|t| t.issued_at_unix_ms < self.started_unix_ms);
+            .is_some_and(|t| self.issued_before_start(t));
         if let Some(term) = reasserted {
             let (epoch, previous) = (term.epoch, term.previous_epoch);
             self.set_host(&claim.room, epoch, previous, &member, now);
@@ -323,13 +323,19 @@ impl Registry {
     /// starts over with a new epoch), and only at the address it was
     /// issued for (a term is never reissued elsewhere).
     fn honours(&self, term: &HostTerm, member: &MemberRecord) -> bool {
-        let earlier_process = term.issued_at_unix_ms < self.started_unix_ms;
+        let earlier_process = self.issued_before_start(term);
         let same_address = term.address == member.address;
         if !(earlier_process && same_address) {
             tracing::info!(room = %term.room, epoch = term.epoch, name = %member.name,
                            earlier_process, same_address, "a claim to host is not honoured");
         }
         earlier_process && same_address
+    }
+
+    /// Whether an earlier relay process issued `term` (this one holds every
+    /// term it issued).
+    fn issued_before_start(&self, term: &HostTerm) -> bool {
+        term.issued_at_unix_ms < self.started_unix_ms
     }
 
     /// Takes `node_id` out of `room`, forgetting the room if it was the

@@ -37,6 +37,15 @@ fn reg(name: &str, port: u16) -> Registration {
     }
 }
 
+/// A client-only registration: no address.
+fn client_only(name: &str) -> Registration {
+    Registration {
+        address: String::new(),
+        client_only: true,
+        ..reg(name, 0)
+    }
+}
+
 /// `reg` claiming exactly `rooms`, holding nothing of them.
 fn reg_in(name: &str, port: u16, rooms: &[&str]) -> Registration {
     Registration {

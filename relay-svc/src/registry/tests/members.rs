@@ -231,15 +231,6 @@ fn epochs_never_wrap() {
         .is_err());
 }
 
-/// A client-only registration: no address.
-fn client_only(name: &str) -> Registration {
-    Registration {
-        address: String::new(),
-        client_only: true,
-        ..reg(name, 0)
-    }
-}
-
 #[test]
 fn a_client_only_node_registers_without_an_address() {
     let mut r = registry();

@@ -62,12 +62,7 @@ fn a_lone_host_keeps_its_room_past_the_term_limit() {
     let (mut r, t0) = (limited(), Instant::now());
     let alice = r.join("alice", 1, t0);
     // A client-only member could not take the room.
-    let carol = Registration {
-        client_only: true,
-        address: String::new(),
-        ..reg("carol", 3)
-    };
-    r.join_with(carol, true, t0);
+    r.join_with(client_only("carol"), true, t0);
     keep_renewing(&mut r, &alice, 1, t0, t0 + LIMIT * 3).unwrap();
     assert_eq!(r.host().unwrap().epoch, 1);
 }
@@ -76,12 +71,7 @@ fn a_lone_host_keeps_its_room_past_the_term_limit() {
 fn a_host_the_relay_gave_up_on_cannot_renew_and_gets_a_new_term_if_nobody_else_can_host() {
     let (mut r, t0) = (registry(), Instant::now());
     let alice = r.join("alice", 1, t0);
-    let carol = Registration {
-        client_only: true,
-        address: String::new(),
-        ..reg("carol", 3)
-    };
-    r.join_with(carol, true, t0);
+    r.join_with(client_only("carol"), true, t0);
     // alice stops renewing (frozen): nobody can take the room.
     let lapsed = t0 + LEASE * 2;
     let gone = r
