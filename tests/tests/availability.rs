@@ -127,15 +127,22 @@ async fn frozen_members_do_not_stall_the_host_and_catch_up_when_they_resume() {
     println!("acknowledged {stalled:?} after both successors froze");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_relay_moves_a_room_whose_host_never_moves() {
-    // Term limit: twice the interval plus the lease, 2.5 s.
-    let relay = Relay::start(2, Duration::from_secs(1)).await;
+/// A stranger, "mallory", whose node looks healthy but serves nothing,
+/// registers first and so hosts the lobby; its registration and term.
+async fn mallory_hosts(relay: &Relay) -> (Stranger, chat_proto::pb::relay::HostRecord) {
     let (address, _sessions) = hostile::serve_silent_host().await;
     let mallory = Stranger::register_at(&relay.uri(), "mallory", &address, false).await;
     let host = relay
         .wait_for_host("mallory hosts", |h| h.name == "mallory")
         .await;
+    (mallory, host)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_moves_a_room_whose_host_never_moves() {
+    // Term limit: twice the interval plus the lease, 2.5 s.
+    let relay = Relay::start(2, Duration::from_secs(1)).await;
+    let (mallory, host) = mallory_hosts(&relay).await;
     let mut bob = join(&relay.uri(), "bob").await.unwrap();
     let bob_id = bob.shared().ctx.identity.node_id.clone();
     // A modified node: it renews its lease for ever, naming bob, and
@@ -170,11 +177,7 @@ async fn the_relay_moves_a_room_whose_host_never_moves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_term_claimed_from_an_unreachable_address_is_not_honoured() {
     let relay = Relay::start(2, Duration::from_secs(3600)).await;
-    let (address, _sessions) = hostile::serve_silent_host().await;
-    let mallory = Stranger::register_at(&relay.uri(), "mallory", &address, false).await;
-    let old = relay
-        .wait_for_host("mallory hosts", |h| h.name == "mallory")
-        .await;
+    let (mallory, old) = mallory_hosts(&relay).await;
     let mut rc = hostile::relay_client(&relay.uri()).await;
     rc.leave_room(LeaveRoomRequest {
         node_id: mallory.reg.node_id.clone(),
