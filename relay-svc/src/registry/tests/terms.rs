@@ -162,6 +162,34 @@ fn a_host_committing_alone_clears_the_successor() {
 }
 
 #[test]
+fn only_the_host_may_clear_its_successor() {
+    let (mut r, t0) = (registry(), Instant::now());
+    let alice = r.join("alice", 1, t0);
+    let bob = r.join("bob", 2, t0);
+    let carol = r.join("carol", 3, t0);
+    r.renew_in(&alice, LOBBY, 1, &carol.record.node_id, t0)
+        .unwrap();
+    let alone = Renewal {
+        room: LOBBY.into(),
+        epoch: 1,
+        no_successor: true,
+        ..Renewal::default()
+    };
+    // bob is a member, not the host; a stranger's token is no token.
+    assert_eq!(
+        r.renew_lease(&bob.record.node_id, &bob.session_token, &alone, t0),
+        Err(RegistryError::NotHost(bob.record.node_id.clone()))
+    );
+    assert!(matches!(
+        r.renew_lease(&alice.record.node_id, "guess", &alone, t0),
+        Err(RegistryError::BadToken(_))
+    ));
+    // carol is still the successor: she takes the room when alice dies.
+    let moved = r.check_one(t0 + LEASE * 2).expect("failover");
+    assert_eq!(moved.name, "carol");
+}
+
+#[test]
 fn a_claimed_term_is_honoured_only_at_its_address_and_from_an_earlier_relay_process() {
     let (mut r, t0) = (registry(), Instant::now());
     // From an earlier relay process, at another address: not honoured.
