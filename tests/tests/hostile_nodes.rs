@@ -124,6 +124,7 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
         meta: Some(forged_meta(3, false)),
         entries: forged_entries(&stranger, alice_cert.clone(), 1, host.epoch, 3, 16, true),
         base_seq: 0,
+        head: None,
     };
     refused_replicate(
         &mut to_bob,
@@ -145,6 +146,7 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
         meta: Some(forged_meta(head + 2, true)),
         entries: forged_entries(&stranger, alice_cert, head + 1, host.epoch, 2, 16, true),
         base_seq: head,
+        head: None,
     };
     let request = replicate(&stranger, &real, &crafted);
     refused_replicate(&mut to_bob, request, "crafted entries under a copied term").await;
@@ -155,6 +157,7 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
         meta: Some(forged_meta(256, false)),
         entries: forged_entries(&stranger, None, 1, host.epoch, 256, 14_000, false),
         base_seq: 0,
+        head: None,
     };
     let huge = replicate(&stranger, &real, &huge);
     assert!(huge.encoded_len() > 3_500_000, "{}", huge.encoded_len());
@@ -399,11 +402,12 @@ async fn a_flooding_member_is_rate_limited_and_the_chat_goes_on() {
     // Signing is the slow part: done on a blocking thread, as fast as it goes.
     let (key, sender) = (mallory.key, tx.clone());
     let writer = tokio::task::spawn_blocking(move || {
+        let mut chain = SenderChain::default();
         for i in 0..FLOOD {
             let id = format!("flood-{i}");
             let mut text = format!("flood {i} ");
             text.push_str(&"x".repeat(FLOOD_TEXT_BYTES - text.len()));
-            let send = signed_message(&key, "mallory", &id, &text);
+            let send = chain.message(&key, "mallory", &id, &text);
             let frame = ClientFrame {
                 frame: Some(client_frame::Frame::Send(send)),
             };
