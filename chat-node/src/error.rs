@@ -70,6 +70,9 @@ pub enum NodeError {
     /// The term the work was for is no longer hosted here.
     #[error("no longer hosting")]
     NoLongerHosting,
+    /// A copy without the relay's permit for this node in its term.
+    #[error("{0}")]
+    NoCopyPermit(String),
     /// A Replicate whose term is for another room than the one it reached.
     #[error("a copy of room {term:?} sent to room {here:?}")]
     WrongRoom {
@@ -242,6 +245,7 @@ impl NodeError {
             | TakeOverForAnotherNode
             | TakeOverNotFromPreviousTerm
             | TakeOverNotSigned(_)
+            | NoCopyPermit(_)
             | WrongSender(_)
             | NotFromSender { .. } => Code::PermissionDenied,
             ReplicateBody(_)

@@ -7,7 +7,8 @@
 use crate::chain::{Digest, Signed};
 use crate::pb::chat::{Hello, PrivateMessage, SendMessage, SignedHead};
 use crate::pb::relay::{
-    HostTerm, HostTermCertificate, NameCertificate, NameGrant, RegisterRequest,
+    CopyGrant, CopyPermit, HostTerm, HostTermCertificate, NameCertificate, NameGrant,
+    RegisterRequest,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use prost::Message;
@@ -24,6 +25,7 @@ pub const MAX_CERTIFICATE_BYTES: usize = 2048;
 
 const HOST_TERM_TAG: &[u8] = b"relay.v1.HostTerm";
 const NAME_GRANT_TAG: &[u8] = b"relay.v1.NameGrant";
+const COPY_GRANT_TAG: &[u8] = b"relay.v1.CopyGrant";
 
 /// Why a signature or certificate was not accepted.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -159,6 +161,13 @@ impl Keypair {
         let term = term.encode_to_vec();
         let signature = self.sign(&frame(&[HOST_TERM_TAG, &term]));
         HostTermCertificate { term, signature }
+    }
+
+    /// Issues a relay permit to hold copies, as `grant` says.
+    pub fn issue_copy_permit(&self, grant: &CopyGrant) -> CopyPermit {
+        let grant = grant.encode_to_vec();
+        let signature = self.sign(&frame(&[COPY_GRANT_TAG, &grant]));
+        CopyPermit { grant, signature }
     }
 
     /// Issues a relay certificate for `grant`.
@@ -328,6 +337,16 @@ impl PublicKey {
         }
         self.verify(&frame(&[HOST_TERM_TAG, &cert.term]), &cert.signature)?;
         HostTerm::decode(cert.term.as_slice()).map_err(|_| TrustError::Malformed)
+    }
+
+    /// Verifies a relay-signed copy permit (this key being the relay's)
+    /// and returns what it grants.
+    pub fn verify_copy_permit(&self, permit: &CopyPermit) -> Result<CopyGrant, TrustError> {
+        if permit.grant.len() > MAX_CERTIFICATE_BYTES {
+            return Err(TrustError::Malformed);
+        }
+        self.verify(&frame(&[COPY_GRANT_TAG, &permit.grant]), &permit.signature)?;
+        CopyGrant::decode(permit.grant.as_slice()).map_err(|_| TrustError::Malformed)
     }
 
     /// Verifies a relay-signed name grant (this key being the relay's) that

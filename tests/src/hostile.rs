@@ -207,6 +207,7 @@ pub fn replicate(
         signature: key.sign(&trust::replicate_payload(&term.term, &body)),
         term: Some(term.clone()),
         body,
+        permit: None,
     }
 }
 
