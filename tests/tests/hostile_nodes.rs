@@ -487,3 +487,123 @@ async fn refused_replicate(
     let err = to.replicate(request).await.expect_err(what);
     assert_eq!(err.code(), Code::PermissionDenied, "{what}: {err}");
 }
+
+// ---------------------------------------------------------------------------
+// Attack 8b: one member floods the host over several sessions at once.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_sessions_share_one_rate_limit() {
+    const SESSIONS: usize = 5;
+    const EACH: usize = 20;
+    // A burst of 10 and 1 a second: five sessions of their own would get
+    // 50 messages through at once.
+    let (rate, burst) = (1, 10);
+    let config = relay_svc::RelayConfig {
+        messages_per_second: rate,
+        message_burst: burst,
+        ..relay_svc::RelayConfig::for_tests(2, NO_MIGRATION)
+    };
+    let relay = Relay::start_with("127.0.0.1:0".parse().expect("addr"), config).await;
+    let uri = relay.uri();
+    let mut members = start_chat(&uri, &["alice", "bob"]).await;
+    let mallory = Stranger::register(&uri, "mallory").await;
+    assert_eq!(
+        (mallory.reg.messages_per_second, mallory.reg.message_burst),
+        (rate, burst)
+    );
+    let host = current_host(&uri).await;
+
+    // Time runs from before the first session, so the bucket earns no
+    // more than `rate * elapsed` after its burst.
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    let mut senders = Vec::new();
+    for s in 0..SESSIONS {
+        let mut session = HostileSession::open(&host.address).await;
+        session
+            .send(client_frame::Frame::Hello(
+                mallory.hello(&session.challenge),
+            ))
+            .await;
+        session.welcomed().await;
+        let ids: HashSet<String> = (0..EACH).map(|i| format!("s{s}-m{i}")).collect();
+        let messages: Vec<_> = ids
+            .iter()
+            .map(|id| signed_message(&mallory.key, "mallory", id, &format!("fast {id}")))
+            .collect();
+        let HostileSession { tx, frames, .. } = session;
+        readers.push(tokio::spawn(read_answers(frames, ids)));
+        senders.push((tx, messages));
+    }
+    for (tx, messages) in &senders {
+        for m in messages {
+            let frame = ClientFrame {
+                frame: Some(client_frame::Frame::Send(m.clone())),
+            };
+            tx.send(frame).await.expect("the session is open");
+        }
+    }
+    let mut answers = FloodAnswers::default();
+    for reader in readers {
+        let got = tokio::time::timeout(DEADLINE, reader)
+            .await
+            .expect("every message answered in time")
+            .expect("reader");
+        answers.acked.extend(got.acked);
+        answers.throttled.extend(got.throttled);
+        answers.refused.extend(got.refused);
+        assert_eq!(got.ended, None, "a session ended early");
+    }
+    let elapsed = started.elapsed();
+    let summary = format!(
+        "{} acked, {} throttled, refused {:?}, after {elapsed:?}",
+        answers.acked.len(),
+        answers.throttled.len(),
+        answers.refused
+    );
+    assert_eq!(answers.answered(), SESSIONS * EACH, "{summary}");
+    assert!(answers.refused.is_empty(), "{summary}");
+    // One bucket for the member: its burst, then `rate` a second.
+    let budget = f64::from(burst) + f64::from(rate) * elapsed.as_secs_f64();
+    assert!(
+        answers.acked.len() as f64 <= budget,
+        "at most {budget:.1} acks across {SESSIONS} sessions: {summary}"
+    );
+    assert!(
+        answers.acked.len() >= burst as usize,
+        "the burst: {summary}"
+    );
+    drop(senders);
+    assert_chat_intact(&mut members).await;
+}
+
+/// The host's answers to the messages `ids` of one session, once each has
+/// one (or the session ended).
+async fn read_answers(mut frames: Streaming<ServerFrame>, ids: HashSet<String>) -> FloodAnswers {
+    let mut answers = FloodAnswers::default();
+    while answers.answered() < ids.len() {
+        match frames.message().await {
+            Ok(Some(ServerFrame { frame: Some(f) })) => match f {
+                server_frame::Frame::Ack(ack) if ids.contains(&ack.id) => {
+                    answers.acked.insert(ack.id);
+                }
+                server_frame::Frame::Rejected(r) if r.retry_after_ms > 0 => {
+                    answers.throttled.insert(r.id);
+                }
+                server_frame::Frame::Rejected(r) => answers.refused.push(r.reason),
+                _ => {}
+            },
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                answers.ended = Some("closed without a status".into());
+                break;
+            }
+            Err(status) => {
+                answers.ended = Some(status.to_string());
+                break;
+            }
+        }
+    }
+    answers
+}

@@ -98,6 +98,8 @@ pub struct RoomHost {
     /// Held for a whole sync of a replica: the replicator and a handoff
     /// send one at a time, so their counters arrive in order.
     pub(crate) replicate_turn: tokio::sync::Mutex<()>,
+    /// Each member's send rate, shared by its sessions.
+    pub(crate) rates: Arc<rate::MemberRates>,
 }
 
 impl std::fmt::Debug for RoomHost {
@@ -111,6 +113,8 @@ impl std::fmt::Debug for RoomHost {
 impl RoomHost {
     /// A dormant host side for `room` on `node`.
     pub(crate) fn new(room: &str, ctx: Arc<NodeContext>) -> Arc<Self> {
+        let settings = &ctx.settings;
+        let rates = rate::MemberRates::new(settings.messages_per_second, settings.message_burst);
         Arc::new(Self {
             room: room.to_string(),
             ctx,
@@ -120,6 +124,7 @@ impl RoomHost {
             host_tx: watch::channel(None).0,
             no_host_tx: watch::channel(None).0,
             replicate_turn: tokio::sync::Mutex::new(()),
+            rates,
         })
     }
 

@@ -4,7 +4,7 @@
 
 use super::outbound::frame;
 use super::outbound::Outbound;
-use super::rate::TokenBucket;
+use super::rate::SessionRate;
 use super::{HostEvent, Role};
 use crate::error::NodeError;
 use crate::host::RoomHost;
@@ -27,8 +27,8 @@ pub(super) struct Session {
     pub key: PublicKey,
     /// The member's name certificate, stored with each of its messages.
     pub certificate: NameCertificate,
-    /// The member's send rate.
-    pub rate: TokenBucket,
+    /// The member's send rate, shared with its other sessions.
+    pub rate: SessionRate,
     pub tx: Outbound,
     /// Sequenced messages of this client waiting for the commit point, in
     /// sequence order.
