@@ -5,6 +5,7 @@
 mod commands;
 mod events;
 mod reconnect;
+mod resets;
 mod rooms;
 mod session;
 mod verify;

@@ -454,10 +454,14 @@ impl Client {
                 Some(msg) => client_frame::Frame::Send(msg),
                 None => return,
             },
-            UserCommand::Reset(min_users) => client_frame::Frame::Reset(ResetRoom {
-                min_users,
-                admin_secret: self.node.admin_secret.clone().unwrap_or_default(),
-            }),
+            // The relay checks the admin secret and certifies the reset.
+            UserCommand::Reset(min_users) => match self.reset_certificate(min_users).await {
+                Ok(certificate) => client_frame::Frame::Reset(ResetRoom {
+                    min_users,
+                    certificate: Some(certificate),
+                }),
+                Err(why) => return self.emit(ClientEvent::error(why)).await,
+            },
             other => return self.local_command(other).await,
         };
         // If the stream just broke, the session ends on its next read and

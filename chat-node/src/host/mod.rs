@@ -8,6 +8,7 @@ pub mod fencing;
 pub mod handoff;
 mod outbound;
 pub mod rate;
+mod reset;
 pub mod room;
 pub mod service;
 mod session;
@@ -181,6 +182,8 @@ pub struct HostCore {
     attendance: Attendance,
     /// Who may hold the room's copy, and who does.
     succession: Succession,
+    /// The nonces of the resets accepted lately.
+    resets: reset::SeenResets,
     /// The host term whose log `room` follows: the last term that
     /// replicated to this node, or the last this node hosted (shown to the
     /// relay after its restart, so it waits for the newest term's
@@ -195,6 +198,7 @@ impl HostCore {
             room: None,
             attendance: Attendance::default(),
             succession: Succession::default(),
+            resets: reset::SeenResets::default(),
             replica_term: 0,
         }
     }
