@@ -86,6 +86,8 @@ struct Client {
     view: View,
     backoff: Backoff,
     verifier: verify::Verifier,
+    /// The resets applied (checks those the host serves).
+    resets: resets::Resets,
     /// When to send again the messages the host refused as too fast.
     retry_at: Option<tokio::time::Instant>,
     /// Ids of pending messages the host refused as too fast (a subset of

@@ -31,6 +31,7 @@ pub(super) async fn run_room(
         view: View::default(),
         backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
         verifier: verify::Verifier::default(),
+        resets: Default::default(),
         retry_at: None,
         refused: HashSet::new(),
         outbox: outbox_tx,

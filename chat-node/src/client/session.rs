@@ -341,12 +341,7 @@ impl Client {
                 self.emit(ClientEvent::Activated).await;
             }
             Frame::Activated(_) => {}
-            Frame::Reset(r) => {
-                self.view.last_seq = self.view.last_seq.max(r.seq);
-                self.view.activated = false;
-                let (by, min_users) = (r.by, r.min_users);
-                self.emit(ClientEvent::Reset { by, min_users }).await;
-            }
+            Frame::Reset(r) => self.on_reset(r, address).await,
             Frame::Migrate(m) => {
                 return Some(SessionEnd::Redirect(NodeAddr {
                     address: m.address,
