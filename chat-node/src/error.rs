@@ -29,6 +29,22 @@ pub enum RoomError {
     /// The threshold must be at least one.
     #[error("the number of users to activate must be at least 1")]
     BadThreshold,
+    /// The message runs ahead of its sender's chain in this log: earlier
+    /// ones must come first (a client re-sends them; this one waits).
+    #[error("your message #{expected} must come first")]
+    OutOfTurn {
+        /// The sender's counter expected next.
+        expected: u64,
+    },
+    /// The message does not follow its sender's previous one here: it
+    /// repeats a position, forks, or is not a valid link.
+    #[error("this message does not follow your previous one ({0})")]
+    BadChain(&'static str),
+    /// A copy that fails verification: a message whose signature or
+    /// sender chain does not check out, or a log that does not reach the
+    /// head its host signed. Nothing of it is held.
+    #[error("a copy that fails verification: {0}")]
+    BadCopy(String),
     /// A replica delta does not follow what the replica holds.
     #[error("replication gap: have {have}, got entry {got}")]
     Gap {
@@ -54,6 +70,14 @@ pub enum NodeError {
     /// The term the work was for is no longer hosted here.
     #[error("no longer hosting")]
     NoLongerHosting,
+    /// A Replicate whose term is for another room than the one it reached.
+    #[error("a copy of room {term:?} sent to room {here:?}")]
+    WrongRoom {
+        /// The term's room (at most its first 64 characters).
+        term: String,
+        /// This room.
+        here: String,
+    },
     /// A Replicate reached the live host.
     #[error("this node is the live host")]
     LiveHost,
@@ -225,6 +249,7 @@ impl NodeError {
             | NotFromSender { .. } => Code::PermissionDenied,
             ReplicateBody(_)
             | ReplicateTooLarge { .. }
+            | WrongRoom { .. }
             | NoHello
             | Dial(DialError::BadAddress { .. }) => Code::InvalidArgument,
             ReplayedReplicate | ReplayedPrivate => Code::AlreadyExists,

@@ -492,6 +492,10 @@ fn client_links(shared: &Arc<NodeShared>) -> client::NodeLinks {
         peer: shared.peer.clone(),
         rooms: Arc::new(rooms::NodeRooms(shared.clone())),
         admin_secret: shared.admin_secret.clone(),
+        chain_dir: shared.store.dir().map(|dir| {
+            let name = &shared.ctx.identity.name;
+            dir.join(format!("{name}.chains"))
+        }),
     }
 }
 

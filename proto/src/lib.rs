@@ -3,11 +3,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chain;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod health_check;
 pub mod rules;
 pub mod sealed;
+pub mod senders;
 pub mod serve;
 pub mod tls;
 pub mod trust;

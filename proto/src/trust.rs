@@ -5,7 +5,8 @@
 //! grants (one member's permission to reset one room, once); members
 //! sign their own messages, Hellos and node-to-node calls.
 
-use crate::pb::chat::{Hello, PrivateMessage, SendMessage};
+use crate::chain::{Digest, Signed};
+use crate::pb::chat::{Hello, PrivateMessage, SendMessage, SignedHead};
 use crate::pb::relay::{
     HostTerm, HostTermCertificate, NameCertificate, NameGrant, RegisterRequest, ResetCertificate,
     ResetGrant,
@@ -198,11 +199,27 @@ impl Keypair {
         req.signature = self.sign(&register_payload(req));
     }
 
-    /// Signs a chat message from `from` to `room` in place.
-    pub fn sign_message(&self, room: &str, from: &str, msg: &mut SendMessage) {
+    /// Signs a chat message from `from` to `room` in place (its chain
+    /// fields set), and returns its digest, which the sender's next message
+    /// chains to.
+    pub fn sign_message(&self, room: &str, from: &str, msg: &mut SendMessage) -> Digest {
         msg.sent_at_unix_ms = now_unix_ms();
-        let payload = message_payload(room, &msg.id, from, &msg.text, msg.sent_at_unix_ms);
+        let signed = Signed::sent(room, from, msg);
+        let payload = signed.payload();
+        let digest = signed.digest();
         msg.signature = self.sign(&payload);
+        digest
+    }
+
+    /// Signs the head of `room`'s log at `seq`, whose log hash is `hash`,
+    /// as the host of `epoch`.
+    pub fn sign_head(&self, room: &str, epoch: u64, seq: u64, hash: &Digest) -> SignedHead {
+        SignedHead {
+            seq,
+            hash: hash.to_vec(),
+            epoch,
+            signature: self.sign(&head_payload(room, epoch, seq, hash)),
+        }
     }
 
     /// Signs a private message in place.
@@ -303,6 +320,21 @@ impl PublicKey {
             .map_err(|_| TrustError::BadSignature)
     }
 
+    /// Verifies a log head of `room` signed by this key (a host's) and
+    /// returns its hash.
+    pub fn verify_head(&self, room: &str, head: &SignedHead) -> Result<Digest, TrustError> {
+        let hash: Digest = head
+            .hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| TrustError::Malformed)?;
+        self.verify(
+            &head_payload(room, head.epoch, head.seq, &hash),
+            &head.signature,
+        )?;
+        Ok(hash)
+    }
+
     /// Verifies a relay-signed host term (this key being the relay's) and
     /// returns what it says.
     pub fn verify_host_term(&self, cert: &HostTermCertificate) -> Result<HostTerm, TrustError> {
@@ -398,15 +430,14 @@ pub fn hello_payload(h: &Hello, nonce: &[u8], host_node_id: &str) -> Vec<u8> {
     ])
 }
 
-/// What a chat message's signature covers.
-pub fn message_payload(room: &str, id: &str, from: &str, text: &str, sent_at: i64) -> Vec<u8> {
+/// What a signed log head covers.
+pub fn head_payload(room: &str, epoch: u64, seq: u64, hash: &[u8]) -> Vec<u8> {
     frame(&[
-        b"chat.v1.ChatMessage",
+        b"chat.v1.LogHead",
         room.as_bytes(),
-        id.as_bytes(),
-        from.as_bytes(),
-        text.as_bytes(),
-        &sent_at.to_be_bytes(),
+        &epoch.to_be_bytes(),
+        &seq.to_be_bytes(),
+        hash,
     ])
 }
 

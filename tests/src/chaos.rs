@@ -413,6 +413,7 @@ impl Run {
             self.report.lost += tally.lost;
             self.report.dup += tally.dup;
             self.report.reordered += tally.reordered;
+            self.report.tampering += tally.tampering;
             self.report.rooms.insert(room.name, tally);
         }
     }
@@ -442,8 +443,10 @@ impl Run {
             log,
             dup_seqs,
             gaps,
+            tampering,
         } in &logs
         {
+            tally.tampering += tampering;
             tally.dup += dup_seqs + duplicate_texts(log);
             if log != &reference || *gaps > 0 {
                 tally.reordered += 1;

@@ -5,6 +5,7 @@
 
 use crate::{join, Member, DEADLINE};
 use chat_node::host::Role;
+use chat_proto::chain::{self, Digest, Signed};
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
 use chat_proto::pb::chat::{
@@ -18,6 +19,7 @@ use chat_proto::pb::relay::{
 };
 use chat_proto::trust::{self, Keypair};
 use prost::Message;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -228,34 +230,30 @@ pub fn forged_entries(
     epoch: u64,
     count: u64,
     padding: usize,
-    signed: bool,
+    sign: bool,
 ) -> Vec<LogEntry> {
     let pad = "x".repeat(padding);
+    let mut prev = Vec::new();
     (0..count)
         .map(|i| {
-            let id = format!("forged-{i}");
-            let text = format!("FORGED {i} {pad}");
-            let sent_at = trust::now_unix_ms();
-            let signature = if signed {
-                key.sign(&trust::message_payload(
-                    trust::ROOM,
-                    &id,
-                    "alice",
-                    &text,
-                    sent_at,
-                ))
+            let mut message = ChatMessage {
+                seq: first_seq + i,
+                id: format!("forged-{i}"),
+                from: "alice".into(),
+                text: format!("FORGED {i} {pad}"),
+                sent_at_unix_ms: trust::now_unix_ms(),
+                epoch,
+                sender: sender.clone(),
+                chain_seq: i + 1,
+                chain_prev: std::mem::take(&mut prev),
+                ..Default::default()
+            };
+            let signed = Signed::served(trust::ROOM, &message);
+            prev = signed.digest().to_vec();
+            message.signature = if sign {
+                key.sign(&signed.payload())
             } else {
                 vec![0; 64]
-            };
-            let message = ChatMessage {
-                seq: first_seq + i,
-                id,
-                from: "alice".into(),
-                text,
-                sent_at_unix_ms: sent_at,
-                epoch,
-                signature,
-                sender: sender.clone(),
             };
             LogEntry {
                 kind: Some(log_entry::Kind::Message(message)),
@@ -264,15 +262,29 @@ pub fn forged_entries(
         .collect()
 }
 
-/// A chat message signed by `key` as `from`.
-pub fn signed_message(key: &Keypair, from: &str, id: &str, text: &str) -> SendMessage {
-    let mut msg = SendMessage {
-        id: id.into(),
-        text: text.into(),
-        ..Default::default()
-    };
-    key.sign_message(trust::ROOM, from, &mut msg);
-    msg
+/// One sender's chain of messages in the lobby, as a node keeps it.
+#[derive(Debug, Default, Clone)]
+pub struct SenderChain {
+    /// Messages signed so far.
+    pub signed: u64,
+    /// Digest of the last one.
+    pub prev: Vec<u8>,
+}
+
+impl SenderChain {
+    /// The next chat message of this chain, signed by `key` as `from`.
+    pub fn message(&mut self, key: &Keypair, from: &str, id: &str, text: &str) -> SendMessage {
+        let mut msg = SendMessage {
+            id: id.into(),
+            text: text.into(),
+            chain_seq: self.signed + 1,
+            chain_prev: self.prev.clone(),
+            ..Default::default()
+        };
+        self.prev = key.sign_message(trust::ROOM, from, &mut msg).to_vec();
+        self.signed += 1;
+        msg
+    }
 }
 
 /// Keeps a WatchHost stream open for `reg`, as a live node does, so the
@@ -326,7 +338,17 @@ impl Stranger {
     /// Registers `name` at `address` (a client-only member when
     /// `client_only`), kept live by an open WatchHost stream.
     pub async fn register_at(uri: &str, name: &str, address: &str, client_only: bool) -> Stranger {
-        let key = Keypair::generate();
+        Self::register_with(uri, Keypair::generate(), name, address, client_only).await
+    }
+
+    /// [`Stranger::register_at`] with `key`.
+    pub async fn register_with(
+        uri: &str,
+        key: Keypair,
+        name: &str,
+        address: &str,
+        client_only: bool,
+    ) -> Stranger {
         let mut rc = relay_client(uri).await;
         let req = RegisterRequest {
             client_only,
@@ -505,4 +527,209 @@ pub async fn serve_unhelpful_node(refuse_copies: bool) -> (String, mpsc::Unbound
         std::future::pending(),
     ));
     (address, sessions)
+}
+
+/// One session opened to a [`ScriptedHost`]: the member's Hello, and both
+/// directions of the stream, for the test to play the host.
+pub struct ScriptedSession {
+    /// The member's Hello (not checked).
+    pub hello: Hello,
+    /// Frames to the member.
+    pub to_member: mpsc::Sender<Result<ServerFrame, Status>>,
+    /// Frames from the member, after its Hello.
+    pub from_member: Streaming<ClientFrame>,
+}
+
+impl ScriptedSession {
+    /// Sends `frame` to the member.
+    pub async fn send(&self, frame: server_frame::Frame) {
+        self.to_member
+            .send(Ok(ServerFrame { frame: Some(frame) }))
+            .await
+            .expect("the member's session is open");
+    }
+
+    /// The member's next frame, within the deadline.
+    pub async fn next(&mut self) -> client_frame::Frame {
+        match tokio::time::timeout(DEADLINE, self.from_member.message()).await {
+            Ok(Ok(Some(ClientFrame { frame: Some(f) }))) => f,
+            other => panic!("expected a frame from the member, got {other:?}"),
+        }
+    }
+}
+
+/// A modified node hosting the lobby: it answers each session with a
+/// Challenge under the term the test gives it, then hands the session to
+/// the test, which plays the host frame by frame.
+pub struct ScriptedHost {
+    /// The host's key (also its Stranger's).
+    pub key: Keypair,
+    /// Where it listens.
+    pub address: String,
+    /// The term its Challenges show, once the relay made it host.
+    pub term: Arc<std::sync::Mutex<Option<HostTermCertificate>>>,
+    /// Sessions members opened, after their Hello.
+    pub sessions: mpsc::UnboundedReceiver<ScriptedSession>,
+    /// The secret of `key`, to register a Stranger with it.
+    secret: [u8; 32],
+}
+
+impl ScriptedHost {
+    /// Starts listening on 127.0.0.1 with a fresh key.
+    pub async fn start() -> ScriptedHost {
+        use chat_proto::pb::chat::chat_service_server::{ChatService, ChatServiceServer};
+        use chat_proto::pb::chat::{ReplicateResponse, TakeOverResponse};
+        use tonic::{Request, Response};
+
+        struct Scripted {
+            node_id: String,
+            term: Arc<std::sync::Mutex<Option<HostTermCertificate>>>,
+            sessions: mpsc::UnboundedSender<ScriptedSession>,
+        }
+
+        #[tonic::async_trait]
+        impl ChatService for Scripted {
+            type SessionStream = ReceiverStream<Result<ServerFrame, Status>>;
+
+            async fn session(
+                &self,
+                req: Request<Streaming<ClientFrame>>,
+            ) -> Result<Response<Self::SessionStream>, Status> {
+                let (to_member, rx) = mpsc::channel(256);
+                let challenge = Challenge {
+                    nonce: rand::random::<[u8; 32]>().to_vec(),
+                    host_node_id: self.node_id.clone(),
+                    term: self.term.lock().expect("term").clone(),
+                };
+                let frame = server_frame::Frame::Challenge(challenge);
+                let _ = to_member.send(Ok(ServerFrame { frame: Some(frame) })).await;
+                let mut from_member = req.into_inner();
+                let sessions = self.sessions.clone();
+                tokio::spawn(async move {
+                    if let Ok(Some(ClientFrame {
+                        frame: Some(client_frame::Frame::Hello(hello)),
+                    })) = from_member.message().await
+                    {
+                        let _ = sessions.send(ScriptedSession {
+                            hello,
+                            to_member,
+                            from_member,
+                        });
+                    }
+                });
+                Ok(Response::new(ReceiverStream::new(rx)))
+            }
+
+            async fn replicate(
+                &self,
+                _req: Request<ReplicateRequest>,
+            ) -> Result<Response<ReplicateResponse>, Status> {
+                Err(Status::failed_precondition("this node is the live host"))
+            }
+
+            async fn take_over(
+                &self,
+                _req: Request<TakeOverRequest>,
+            ) -> Result<Response<TakeOverResponse>, Status> {
+                Err(Status::failed_precondition("this node is the live host"))
+            }
+        }
+
+        let secret: [u8; 32] = rand::random();
+        let key = Keypair::from_secret(secret);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let term = Arc::new(std::sync::Mutex::new(None));
+        let (sessions_tx, sessions) = mpsc::unbounded_channel();
+        let mut routes = tonic::service::RoutesBuilder::default();
+        chat_proto::serve::add_inspection(&mut routes, &[]).expect("inspection services");
+        routes.add_service(ChatServiceServer::new(Scripted {
+            node_id: trust::node_id_of(&key.public_key()),
+            term: term.clone(),
+            sessions: sessions_tx,
+        }));
+        let router = tonic::transport::Server::builder().add_routes(routes.routes());
+        tokio::spawn(chat_proto::serve::serve_router(
+            router,
+            listener,
+            None,
+            std::future::pending(),
+        ));
+        ScriptedHost {
+            key,
+            address,
+            term,
+            sessions,
+            secret,
+        }
+    }
+
+    /// Registers this host's node as `name` at the relay `uri`, waits
+    /// until the relay makes it the lobby's host, and shows that term in
+    /// its Challenges. Returns its registration and the host record.
+    pub async fn host_lobby(&self, uri: &str, name: &str) -> (Stranger, HostRecord) {
+        let key = Keypair::from_secret(self.secret);
+        let stranger = Stranger::register_with(uri, key, name, &self.address, false).await;
+        let record = crate::wait_for_host(uri, "the scripted host hosts", |h| {
+            h.node_id == stranger.reg.node_id
+        })
+        .await;
+        *self.term.lock().expect("term") = record.certificate.clone();
+        (stranger, record)
+    }
+
+    /// The next session a member opened, within the deadline.
+    pub async fn session(&mut self) -> ScriptedSession {
+        tokio::time::timeout(DEADLINE, self.sessions.recv())
+            .await
+            .expect("a member opens a session in time")
+            .expect("the scripted host runs")
+    }
+
+    /// A Welcome into an active lobby of `epoch`, with this host's head
+    /// signed at `at` with log hash `hash`.
+    pub fn welcome(&self, epoch: u64, at: u64, hash: &Digest) -> server_frame::Frame {
+        server_frame::Frame::Welcome(Welcome {
+            epoch,
+            activated: true,
+            min_users: 1,
+            member_count: 2,
+            head_seq: at,
+            host_name: "mallory".into(),
+            room: trust::ROOM.into(),
+            head: Some(self.key.sign_head(trust::ROOM, epoch, at, hash)),
+        })
+    }
+}
+
+/// `msg`, sent by `from` (certified by `cert`), as a host serves it at
+/// `seq` in `epoch`.
+pub fn served(
+    msg: &SendMessage,
+    from: &str,
+    cert: &NameCertificate,
+    seq: u64,
+    epoch: u64,
+) -> ChatMessage {
+    ChatMessage {
+        seq,
+        id: msg.id.clone(),
+        from: from.into(),
+        text: msg.text.clone(),
+        sent_at_unix_ms: msg.sent_at_unix_ms,
+        epoch,
+        signature: msg.signature.clone(),
+        sender: Some(cert.clone()),
+        chain_seq: msg.chain_seq,
+        chain_prev: msg.chain_prev.clone(),
+    }
+}
+
+/// The log hash after `entries` from the start of the lobby's log.
+pub fn log_hash(entries: &[LogEntry]) -> Digest {
+    entries.iter().fold(chain::GENESIS, |hash, entry| {
+        chain::extend(trust::ROOM, &hash, entry).expect("a log entry")
+    })
 }

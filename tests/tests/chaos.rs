@@ -32,15 +32,15 @@ async fn nothing_acknowledged_is_lost_through_migrations_host_kills_and_relay_re
     for (room, tally) in &report.rooms {
         assert!(tally.acked > 0, "#{room}: {}", report.summary());
         assert_eq!(
-            (tally.lost, tally.dup, tally.reordered),
-            (0, 0, 0),
+            (tally.lost, tally.dup, tally.reordered, tally.tampering),
+            (0, 0, 0, 0),
             "#{room}: {}",
             report.summary()
         );
     }
     assert_eq!(
-        (report.lost, report.dup, report.reordered),
-        (0, 0, 0),
+        (report.lost, report.dup, report.reordered, report.tampering),
+        (0, 0, 0, 0),
         "{}",
         report.summary()
     );

@@ -6,23 +6,17 @@
 //! an error naming the host; a hostile member cannot make an honest host
 //! log a reset with a certificate that is not its own, or use one twice.
 
-use chat_proto::pb::chat::chat_service_server::{ChatService, ChatServiceServer};
-use chat_proto::pb::chat::{
-    client_frame, server_frame, Challenge, ClientFrame, Rejected, ReplicateRequest,
-    ReplicateResponse, ResetRoom, RoomReset, ServerFrame, TakeOverRequest, TakeOverResponse,
-    Welcome,
-};
+use chat_proto::chain::GENESIS;
+use chat_proto::pb::chat::server_frame::{self, Frame};
+use chat_proto::pb::chat::{client_frame, Rejected, ResetRoom, RoomReset};
 use chat_proto::pb::relay::{
     AuthorizeResetRequest, HostRecord, RenewLeaseRequest, ResetCertificate, ResetGrant,
 };
 use chat_proto::trust;
 use chat_tests::hostile::*;
-use chat_tests::{join, wait_for_host, Member, Relay, DEADLINE};
-use std::sync::{Arc, OnceLock};
+use chat_tests::{join, Member, Relay};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tokio::task::JoinHandle;
 
 const NO_MIGRATION: Duration = Duration::from_secs(3600);
 const SECRET: &str = relay_svc::config::TEST_ADMIN_SECRET;
@@ -52,182 +46,25 @@ async fn reset_certificate(
 }
 
 // ---------------------------------------------------------------------------
-// A hostile host: it registered first, so the relay made it host with a
-// genuine term, and it renews its lease; it admits every session and then
-// serves whatever frames the test gives it.
+// A hostile host: a modified node the relay made host (it registered
+// first), playing each session frame by frame.
 // ---------------------------------------------------------------------------
 
-struct HostileHost {
-    /// Its registration at the relay.
-    mallory: Stranger,
-    /// Frames to serve on every session, in order.
-    frames: broadcast::Sender<ServerFrame>,
-    /// Names of the members admitted, as they are.
-    admitted: mpsc::UnboundedReceiver<String>,
-    renewing: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for HostileHost {
-    fn drop(&mut self) {
-        self.renewing.abort();
-    }
-}
-
-/// Serves a Session: a Challenge under the genuine term (once the relay
-/// gave it), a Welcome to whoever says Hello, then `frames`.
-struct Forger {
-    term: Arc<OnceLock<HostRecord>>,
-    frames: broadcast::Sender<ServerFrame>,
-    admitted: mpsc::UnboundedSender<String>,
-}
-
-fn frame(f: server_frame::Frame) -> ServerFrame {
-    ServerFrame { frame: Some(f) }
-}
-
-#[tonic::async_trait]
-impl ChatService for Forger {
-    type SessionStream = ReceiverStream<Result<ServerFrame, Status>>;
-
-    async fn session(
-        &self,
-        req: Request<Streaming<ClientFrame>>,
-    ) -> Result<Response<Self::SessionStream>, Status> {
-        let host = self
-            .term
-            .get()
-            .ok_or_else(|| Status::unavailable("not host yet"))?;
-        let mut inbound = req.into_inner();
-        let (tx, rx) = mpsc::channel(64);
-        let challenge = Challenge {
-            nonce: rand::random::<[u8; 32]>().to_vec(),
-            host_node_id: host.node_id.clone(),
-            term: host.certificate.clone(),
-        };
-        let _ = tx.try_send(Ok(frame(server_frame::Frame::Challenge(challenge))));
-        let mut frames = self.frames.subscribe();
-        let (admitted, epoch) = (self.admitted.clone(), host.epoch);
-        tokio::spawn(async move {
-            let Ok(Some(ClientFrame {
-                frame: Some(client_frame::Frame::Hello(hello)),
-            })) = inbound.message().await
-            else {
-                return;
-            };
-            let welcome = Welcome {
-                epoch,
-                activated: true,
-                min_users: 1,
-                member_count: 2,
-                head_seq: 0,
-                host_name: "mallory".into(),
-                room: trust::ROOM.into(),
-            };
-            if tx
-                .send(Ok(frame(server_frame::Frame::Welcome(welcome))))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let _ = admitted.send(hello.name);
-            // Whatever the client sends is read and ignored.
-            tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
-            while let Ok(f) = frames.recv().await {
-                if tx.send(Ok(f)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn replicate(
-        &self,
-        _req: Request<ReplicateRequest>,
-    ) -> Result<Response<ReplicateResponse>, Status> {
-        Err(Status::unimplemented("no copies here"))
-    }
-
-    async fn take_over(
-        &self,
-        _req: Request<TakeOverRequest>,
-    ) -> Result<Response<TakeOverResponse>, Status> {
-        Err(Status::unimplemented("no take-overs here"))
-    }
-}
-
-impl HostileHost {
-    /// Starts the hostile host and waits until the relay names it host.
-    async fn start(uri: &str) -> HostileHost {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address").to_string();
-        let (frames, _) = broadcast::channel(64);
-        let (admitted_tx, admitted) = mpsc::unbounded_channel();
-        let term = Arc::new(OnceLock::new());
-        let forger = Forger {
-            term: term.clone(),
-            frames: frames.clone(),
-            admitted: admitted_tx,
-        };
-        // Its health service answers, so the relay reaches it.
-        let mut routes = tonic::service::RoutesBuilder::default();
-        chat_proto::serve::add_inspection(&mut routes, &[]).expect("inspection services");
-        routes.add_service(ChatServiceServer::new(forger));
-        let router = tonic::transport::Server::builder().add_routes(routes.routes());
-        tokio::spawn(chat_proto::serve::serve_router(
-            router,
-            listener,
-            None,
-            std::future::pending(),
-        ));
-        let mallory = Stranger::register_at(uri, "mallory", &address, false).await;
-        let host = wait_for_host(uri, "the first to register hosts", |h| {
-            h.node_id == mallory.reg.node_id
-        })
-        .await;
-        assert!(host.certificate.is_some(), "a genuine term");
-        let _ = term.set(host.clone());
-        let renew = RenewLeaseRequest {
-            epoch: host.epoch,
-            node_id: mallory.reg.node_id.clone(),
-            session_token: mallory.reg.session_token.clone(),
-            ..Default::default()
-        };
-        let rc = relay_client(uri).await;
-        let renewing = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tick.tick().await;
-                let _ = rc.clone().renew_lease(renew.clone()).await;
-            }
-        });
-        HostileHost {
-            mallory,
-            frames,
-            admitted,
-            renewing,
+/// Keeps `host`'s lease of `record`'s term until aborted.
+fn keep_lease(uri: &str, host: &Stranger, record: &HostRecord) -> JoinHandle<()> {
+    let renewal = RenewLeaseRequest {
+        epoch: record.epoch,
+        node_id: host.reg.node_id.clone(),
+        session_token: host.reg.session_token.clone(),
+        ..Default::default()
+    };
+    let uri = uri.to_string();
+    tokio::spawn(async move {
+        let mut rc = relay_client(&uri).await;
+        while rc.renew_lease(renewal.clone()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// Waits until `count` more sessions were admitted.
-    async fn admitted(&mut self, count: usize) {
-        for _ in 0..count {
-            tokio::time::timeout(DEADLINE, self.admitted.recv())
-                .await
-                .expect("a member opened a session in time")
-                .expect("the hostile host runs");
-        }
-    }
-
-    /// Serves `reset` on every session.
-    fn serve(&self, reset: RoomReset) {
-        self.frames
-            .send(frame(server_frame::Frame::Reset(reset)))
-            .expect("sessions are open");
-    }
+    })
 }
 
 fn room_reset(seq: u64, by: &str, min_users: u32, cert: Option<ResetCertificate>) -> RoomReset {
@@ -240,20 +77,21 @@ fn room_reset(seq: u64, by: &str, min_users: u32, cert: Option<ResetCertificate>
     }
 }
 
-/// Waits until `member` shows the refusal of reset `seq`, naming the host.
+/// Waits until `member` reports the host for reset `seq`, saying `why`.
 async fn refused(member: &mut Member, seq: u64, why: &str) {
-    let error = member
-        .wait_event("error", &[("message", &format!("~reset {seq} "))])
+    let report = member
+        .wait_event("tampering", &[("what", &format!("~served reset {seq} "))])
         .await;
-    let message = error["message"].as_str().unwrap_or_default();
+    let what = report["what"].as_str().unwrap_or_default();
     assert!(
-        message.contains("refused") && message.contains(why),
-        "{}: reset {seq}: {message}",
+        what.contains("refused") && what.contains(why),
+        "{}: reset {seq}: {report}",
         member.name
     );
+    let host = report["host"].as_str().unwrap_or_default();
     assert!(
-        message.contains("served by host mallory at 127.0.0.1:"),
-        "{}: the error names the host: {message}",
+        host.starts_with("mallory at 127.0.0.1:"),
+        "{}: the report names the host: {report}",
         member.name
     );
 }
@@ -262,40 +100,53 @@ async fn refused(member: &mut Member, seq: u64, why: &str) {
 async fn members_refuse_a_forged_or_replayed_reset_and_name_the_host() {
     let relay = Relay::start(2, NO_MIGRATION).await;
     let uri = relay.uri();
-    let mut host = HostileHost::start(&uri).await;
-    let mut alice = join(&uri, "alice").await.expect("alice joins");
-    let mut bob = join(&uri, "bob").await.expect("bob joins");
-    host.admitted(2).await;
-    for m in [&mut alice, &mut bob] {
-        m.wait_event("host", &[("name", "mallory")]).await;
+    let mut host = ScriptedHost::start().await;
+    let (mallory, record) = host.host_lobby(&uri, "mallory").await;
+    let lease = keep_lease(&uri, &mallory, &record);
+    let mut members = Vec::new();
+    let mut sessions = Vec::new();
+    for name in ["alice", "bob"] {
+        let mut member = join(&uri, name).await.expect("an honest member joins");
+        let session = host.session().await;
+        assert_eq!(session.hello.name, name);
+        session.send(host.welcome(record.epoch, 0, &GENESIS)).await;
+        member.wait_event("host", &[("name", "mallory")]).await;
+        members.push(member);
+        sessions.push(session);
     }
     // Alice reset the room once, with the admin secret: the host holds
     // her genuine certificate.
-    let me = alice.shared().ctx.identity.clone();
+    let me = members[0].shared().ctx.identity.clone();
     let genuine = reset_certificate(&uri, &me.node_id, &me.session_token, 2).await;
-
-    // 1: bob's reset, with no certificate at all.
-    host.serve(room_reset(1, "bob", 1, None));
-    // 2: bob's reset, certified by the host's own key instead of the relay's.
-    let grant = ResetGrant {
+    let bob_node = members[1].shared().ctx.identity.node_id.clone();
+    let forged = host.key.issue_reset(&ResetGrant {
         room: trust::ROOM.into(),
         min_users: 1,
         by: "bob".into(),
-        by_node_id: bob.shared().ctx.identity.node_id.clone(),
+        by_node_id: bob_node,
         issued_at_unix_ms: trust::now_unix_ms(),
         nonce: trust::reset_nonce(),
-    };
-    let forged = host.mallory.key.issue_reset(&grant);
-    host.serve(room_reset(2, "bob", 1, Some(forged)));
-    // 3: alice's genuine reset, shown as bob's; 4: as a threshold of 1.
-    host.serve(room_reset(3, "bob", 2, Some(genuine.clone())));
-    host.serve(room_reset(4, "alice", 1, Some(genuine.clone())));
-    // 5: alice's reset as it was: the one reset shown.
-    host.serve(room_reset(5, "alice", 2, Some(genuine.clone())));
-    // 6: the same reset served again.
-    host.serve(room_reset(6, "alice", 2, Some(genuine)));
+    });
+    let served = [
+        // 1: bob's reset, with no certificate at all.
+        room_reset(1, "bob", 1, None),
+        // 2: bob's reset, certified by the host's own key.
+        room_reset(2, "bob", 1, Some(forged)),
+        // 3: alice's genuine reset, shown as bob's; 4: with a threshold of 1.
+        room_reset(3, "bob", 2, Some(genuine.clone())),
+        room_reset(4, "alice", 1, Some(genuine.clone())),
+        // 5: alice's reset as it was: the one reset shown.
+        room_reset(5, "alice", 2, Some(genuine.clone())),
+        // 6: the same reset served again.
+        room_reset(6, "alice", 2, Some(genuine)),
+    ];
+    for reset in served {
+        for session in &sessions {
+            session.send(Frame::Reset(reset.clone())).await;
+        }
+    }
 
-    for m in [&mut alice, &mut bob] {
+    for m in members.iter_mut() {
         refused(m, 1, "malformed certificate").await;
         refused(m, 2, "bad signature").await;
         refused(m, 3, "does not match: member").await;
@@ -311,12 +162,13 @@ async fn members_refuse_a_forged_or_replayed_reset_and_name_the_host() {
             m.name
         );
         assert!(
-            !m.has_seen("error", &[("message", "~reset 5 ")]),
+            !m.has_seen("tampering", &[("what", "~served reset 5 ")]),
             "{}: the genuine reset was refused: {:?}",
             m.name,
             m.seen
         );
     }
+    lease.abort();
 }
 
 // ---------------------------------------------------------------------------

@@ -140,6 +140,16 @@ pub enum ClientEvent {
         /// Other rooms at the relay (names, at most a page).
         others: Vec<String>,
     },
+    /// The host served something that does not check out (a message out
+    /// of its sender's order, again, or missing; a log that differs from
+    /// what another host showed; a forged control frame): refused, or shown
+    /// with this warning. `host` names the host that served it.
+    Tampering {
+        /// The host's name (and address).
+        host: String,
+        /// What it did.
+        what: String,
+    },
     /// Something the user asked for failed, or the client lost something.
     Error {
         /// What went wrong.

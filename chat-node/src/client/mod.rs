@@ -2,13 +2,13 @@
 //! sequence number seen, and re-sends unacknowledged messages under the same
 //! id, so nothing is lost or shown twice across migrations.
 
+mod chain;
 mod commands;
 mod events;
 mod reconnect;
 mod resets;
 mod rooms;
 mod session;
-mod verify;
 
 pub use commands::{parse_line, UserCommand, HELP};
 pub use events::{ClientEvent, Connection, RoomEvent, RoomSummary};
@@ -22,6 +22,7 @@ use crate::peer::{Delivery, Peer};
 use chat_proto::pb::chat::{SealedPrivate, SendMessage};
 use chat_proto::pb::relay::HostRecord;
 use chat_proto::rules;
+use chat_proto::senders::Senders;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -39,6 +40,8 @@ pub struct NodeLinks {
     pub rooms: Arc<dyn RoomControl>,
     /// Secret presented with `$reset`, if the user has it.
     pub admin_secret: Option<String>,
+    /// Where this member's message chains are kept (none: in memory).
+    pub chain_dir: Option<std::path::PathBuf>,
 }
 
 /// Messages sent but not yet acknowledged, at most.
@@ -85,7 +88,14 @@ struct Client {
     events: mpsc::Sender<RoomEvent>,
     view: View,
     backoff: Backoff,
-    verifier: verify::Verifier,
+    /// Checks senders' certificates and signatures.
+    senders: Senders,
+    /// This member's chain of messages in the room.
+    own_chain: chain::OwnChain,
+    /// Checks the log hosts serve against what this client was shown.
+    log_check: chain::LogCheck,
+    /// The key of the current session's host (from its relay-signed term).
+    host_key: Option<chat_proto::trust::PublicKey>,
     /// The resets applied (checks those the host serves).
     resets: resets::Resets,
     /// When to send again the messages the host refused as too fast.
@@ -176,10 +186,9 @@ impl Client {
             text,
             ..Default::default()
         };
-        self.node
-            .ctx
-            .key
-            .sign_message(self.room.room(), &self.node.ctx.identity.name, &mut msg);
+        let ctx = &self.node.ctx;
+        self.own_chain
+            .sign(&ctx.key, self.room.room(), &ctx.identity.name, &mut msg);
         self.view.pending.push_back(msg.clone());
         self.emit(ClientEvent::Queued {
             id: msg.id.clone(),

@@ -3,8 +3,8 @@
 //! redirect) or wait with backoff (a lost host), until the user leaves.
 
 use super::{
-    node_of, verify, Client, ClientEvent, Connection, NodeLinks, RoomEvent, SessionEnd,
-    UserCommand, View, SEALED_OUTBOX,
+    chain, node_of, Client, ClientEvent, Connection, NodeLinks, RoomEvent, SessionEnd, UserCommand,
+    View, SEALED_OUTBOX,
 };
 use crate::backoff::Backoff;
 use crate::dial::NodeAddr;
@@ -24,13 +24,17 @@ pub(super) async fn run_room(
     cancel: CancellationToken,
 ) {
     let (outbox_tx, mut outbox) = mpsc::channel(SEALED_OUTBOX);
+    let own_chain = chain::OwnChain::load(node.chain_dir.as_deref(), room.room());
     let mut client = Client {
         node,
         room,
         events,
         view: View::default(),
         backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
-        verifier: verify::Verifier::default(),
+        senders: Default::default(),
+        own_chain,
+        log_check: Default::default(),
+        host_key: None,
         resets: Default::default(),
         retry_at: None,
         refused: HashSet::new(),

@@ -52,22 +52,22 @@ impl Client {
             .map_err(|status| format!("reset refused: {}", status.message()))
     }
 
-    /// Shows a reset once, if its certificate checks out; otherwise an
-    /// error naming the host that served it at `address`.
+    /// Shows a reset once, if its certificate checks out; otherwise
+    /// reports the host that served it at `address`. Either way the log
+    /// the host served goes on from it.
     pub(super) async fn on_reset(&mut self, r: RoomReset, address: &str) {
         if r.seq <= self.view.last_seq {
             return; // already seen
         }
+        self.log_check.reset(&r);
         self.view.last_seq = r.seq;
         let relay = &self.node.ctx.relay_key;
         if let Err(e) = self.resets.apply(relay, self.room.room(), &r) {
-            let host = &self.view.host_name;
-            let why = format!(
-                "reset {} claiming to be by {:?} was refused ({e}); served by host {host} at {address}",
+            let what = format!(
+                "served reset {} claiming to be by {:?}, which was refused ({e}); not applied",
                 r.seq, r.by
             );
-            self.emit(ClientEvent::error(why)).await;
-            return;
+            return self.report(address, what).await;
         }
         self.view.activated = false;
         let (by, min_users) = (r.by, r.min_users);

@@ -1,7 +1,8 @@
 //! One session of the client with one host.
 
-use super::{Client, ClientEvent, Connection, SealedOut, SessionEnd, UserCommand};
+use super::{chain, Client, ClientEvent, Connection, SealedOut, SessionEnd, UserCommand};
 use crate::dial::NodeAddr;
+use chat_proto::chain::Digest;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::*;
 use std::time::Duration;
@@ -197,7 +198,8 @@ impl Client {
             tokio::time::timeout(OPEN_TIMEOUT, self.challenged(channel, rx, address))
                 .await
                 .map_err(|_| lost(&format!("no answer within {OPEN_TIMEOUT:?}")))??;
-        self.check_host_term(&challenge, address)?;
+        let term = self.check_host_term(&challenge, address)?;
+        self.host_key = chat_proto::trust::PublicKey::from_bytes(&term.public_key).ok();
         // Fresh channel: room for the first frame.
         let _ = tx.try_send(client_frame(client_frame::Frame::Hello(
             self.hello(&challenge),
@@ -285,7 +287,11 @@ impl Client {
 
     /// Checks that the host we reached shows a relay-signed term for itself
     /// that is not older than the newest we know.
-    fn check_host_term(&self, challenge: &Challenge, address: &str) -> Result<(), SessionEnd> {
+    fn check_host_term(
+        &self,
+        challenge: &Challenge,
+        address: &str,
+    ) -> Result<chat_proto::pb::relay::HostTerm, SessionEnd> {
         let lost = |why: String| SessionEnd::Lost(format!("{address}: {why}"));
         let cert = challenge
             .term
@@ -307,7 +313,7 @@ impl Client {
             Some(h) if h.epoch > term.epoch && h.address != address => {
                 Err(SessionEnd::Redirect(super::node_of(&h)))
             }
-            _ => Ok(()),
+            _ => Ok(term),
         }
     }
 
@@ -319,6 +325,11 @@ impl Client {
             Frame::Message(m) => self.on_message(m, address).await,
             Frame::Ack(a) => {
                 self.view.pending.retain(|p| p.id != a.id);
+                if a.seq > self.view.last_seq {
+                    // Checked when the log reaches it: the host may not
+                    // serve another message there.
+                    self.log_check.acked(&a.id, a.seq);
+                }
                 let (id, seq) = (a.id, a.seq);
                 self.emit(ClientEvent::Ack { id, seq }).await;
             }
@@ -349,29 +360,50 @@ impl Client {
                 }))
             }
             Frame::Challenge(_) => {} // only first
+            Frame::Head(h) => self.on_head(h, address).await,
             Frame::SealedPrivate(p) => crate::peer::accept_sealed(self.node.peer.clone(), p),
             Frame::Rejected(r) => self.on_rejected(r).await,
         }
         None
     }
 
-    /// Shows a chat message once, if its signatures check out.
+    /// Tells the user that the session's host served something that does
+    /// not check out.
+    pub(super) async fn report(&self, address: &str, what: String) {
+        let host = format!("{} at {address}", self.view.host_name);
+        tracing::warn!(%host, %what, "the host served something that does not check out");
+        self.emit(ClientEvent::Tampering { host, what }).await;
+    }
+
+    /// Shows a chat message once, if its signatures check out and it
+    /// follows its sender's chain; reports what the host got wrong.
     async fn on_message(&mut self, m: ChatMessage, address: &str) {
         if m.seq <= self.view.last_seq {
             return; // already shown
         }
+        let me = &self.node.ctx.identity.name;
+        let verdict = self
+            .log_check
+            .message(self.room.room(), self.view.last_seq, &m, me);
         self.view.last_seq = m.seq;
         if let Err(e) = self
-            .verifier
+            .senders
             .check(&self.node.ctx.relay_key, self.room.room(), &m)
         {
-            let host = &self.view.host_name;
-            let why = format!(
-                "message {} claiming to be from {:?} failed verification ({e}); served by host {host} at {address}",
+            let what = format!(
+                "served message {} claiming to be from {:?}, which failed verification ({e}); not shown",
                 m.seq, m.from
             );
-            self.emit(ClientEvent::error(why)).await;
+            self.report(address, what).await;
             return;
+        }
+        match verdict {
+            chain::Verdict::Show => {}
+            chain::Verdict::ShowWithNotice(message) => {
+                self.emit(ClientEvent::Info { message }).await
+            }
+            chain::Verdict::ShowAndReport(what) => self.report(address, what).await,
+            chain::Verdict::Refuse(what) => return self.report(address, what).await,
         }
         self.emit(ClientEvent::Message {
             seq: m.seq,
@@ -386,6 +418,9 @@ impl Client {
     /// and goes again later; any other refusal is final.
     async fn on_rejected(&mut self, r: Rejected) {
         let queued = !r.id.is_empty() && self.view.pending.iter().any(|p| p.id == r.id);
+        if r.chain_expected > 0 && queued && self.lost_before(&r) {
+            self.restart_chain();
+        }
         if r.retry_after_ms > 0 {
             if queued {
                 self.refused.insert(r.id);
@@ -396,8 +431,65 @@ impl Client {
         }
         self.emit(ClientEvent::error(r.reason)).await;
         if queued {
+            // Refused for good: if nothing was signed after it, its place
+            // in the chain goes to the next message (no gap for others).
+            if let Some(last) = self.view.pending.back().filter(|p| p.id == r.id) {
+                self.own_chain.rewind_to(last);
+            }
             self.view.pending.retain(|p| p.id != r.id);
             self.emit(ClientEvent::Refused { id: r.id }).await;
+        }
+    }
+
+    /// Checks a signed head of the session's host: its signature, and the
+    /// log hash against what this client computed. `None` if it checks out.
+    fn verified_head(&self, head: Option<&SignedHead>) -> Result<(u64, Digest), String> {
+        let head = head.ok_or("sent no signed head of its log")?;
+        let key = self.host_key.as_ref().ok_or("has no host key")?;
+        key.verify_head(self.room.room(), head)
+            .map(|hash| (head.seq, hash))
+            .map_err(|e| format!("signed its log head badly ({e})"))
+    }
+
+    /// A head the host signed as it committed: it must match the log it
+    /// served this client.
+    async fn on_head(&mut self, head: SignedHead, address: &str) {
+        let finding = match self.verified_head(Some(&head)) {
+            Ok((at, hash)) => self.log_check.served_head(at, hash),
+            Err(why) => Some(why),
+        };
+        if let Some(what) = finding {
+            self.report(address, what).await;
+        }
+    }
+
+    /// Whether the message the host refused as ahead of its chain follows
+    /// messages this client no longer holds (lost in a crash).
+    fn lost_before(&self, r: &Rejected) -> bool {
+        let Some(refused) = self.view.pending.iter().find(|p| p.id == r.id) else {
+            return false;
+        };
+        let wanted = r.chain_expected..refused.chain_seq;
+        !self
+            .view
+            .pending
+            .iter()
+            .any(|p| wanted.contains(&p.chain_seq))
+    }
+
+    /// Starts a new chain and signs every waiting message again on it
+    /// (none was accepted: each ran ahead of the lost ones). Receivers show
+    /// that this member started a new chain.
+    fn restart_chain(&mut self) {
+        tracing::info!(
+            "messages of this member were lost before they went out; starting a new chain"
+        );
+        self.own_chain.restart();
+        let ctx = &self.node.ctx;
+        for msg in self.view.pending.iter_mut() {
+            self.own_chain
+                .sign(&ctx.key, self.room.room(), &ctx.identity.name, msg);
+            self.refused.insert(msg.id.clone());
         }
     }
 
@@ -405,18 +497,31 @@ impl Client {
         self.backoff.reset();
         // The member list follows, in Members frames: the first replaces it.
         self.view.members_stale = true;
-        if w.head_seq < self.view.last_seq {
-            // Only crashed nodes held these: say so, and follow the new log.
-            let lost = format!(
-                "the new host lacks messages {}..={} (held only by crashed nodes)",
-                w.head_seq + 1,
-                self.view.last_seq
-            );
-            self.emit(ClientEvent::error(lost)).await;
-            self.view.last_seq = w.head_seq;
+        let previous_host = std::mem::take(&mut self.view.host_name);
+        self.view.host_name = w.host_name.clone();
+        // What this client was shown must be a prefix of this host's log.
+        match self.verified_head(w.head.as_ref()) {
+            Ok((at, hash)) => {
+                if let Some(what) = self.log_check.head(at, hash, self.view.last_seq) {
+                    let what = format!("{what} (by host {previous_host})");
+                    self.report(address, what).await;
+                }
+                if at < self.view.last_seq {
+                    // Only crashed nodes held these (or a host lies): say
+                    // so, and follow the new log. Its senders' chains keep
+                    // anything already shown from showing twice.
+                    let lost = format!(
+                        "the new host lacks messages {}..={} (held only by crashed nodes)",
+                        at + 1,
+                        self.view.last_seq
+                    );
+                    self.emit(ClientEvent::error(lost)).await;
+                    self.view.last_seq = at;
+                }
+            }
+            Err(what) => self.report(address, what).await,
         }
         self.connection(Connection::Connected).await;
-        self.view.host_name = w.host_name.clone();
         self.view.no_host = None;
         if w.epoch > self.view.announced_epoch {
             self.view.announced_epoch = w.epoch;

@@ -7,11 +7,24 @@ use super::room::{Room, RoomError};
 use super::Role;
 use crate::error::NodeError;
 use crate::host::RoomHost;
+use chat_proto::chain::Digest;
 use chat_proto::pb::chat::*;
 use chat_proto::pb::relay::{HostTerm, HostTermCertificate};
 use chat_proto::trust::{self, PublicKey};
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A Replicate whose signatures check out.
+pub(crate) struct VerifiedCopy {
+    /// The sender's term.
+    pub term: HostTerm,
+    /// Its certificate.
+    pub cert: HostTermCertificate,
+    /// What it carries.
+    pub body: ReplicateBody,
+    /// The head the sender signed: sequence number and log hash.
+    pub head: Option<(u64, Digest)>,
+}
 
 /// Most log entries one Replicate may carry.
 pub const MAX_REPLICATED_ENTRIES: usize = 256;
@@ -93,18 +106,26 @@ impl RoomHost {
         }
     }
 
-    /// Checks a Replicate: a relay-signed term not older than ours, signed
-    /// by that term's host, with a counter we have not seen in that term,
-    /// within the size limits. Returns the term, its certificate and body.
+    /// Checks a Replicate: a relay-signed term of this room not older than
+    /// ours, signed by that term's host, with a counter we have not seen in
+    /// that term, within the size limits, every message in it signed by its
+    /// sender, with the head its host signed. Returns the term, its
+    /// certificate, the body and the head.
     pub(crate) fn verify_replicate(
         &self,
         req: ReplicateRequest,
-    ) -> Result<(HostTerm, HostTermCertificate, ReplicateBody), NodeError> {
+    ) -> Result<VerifiedCopy, NodeError> {
         let cert = req.term.ok_or(NodeError::ReplicateWithoutTerm)?;
         let term = self.ctx.verify_term(&cert)?;
+        if term.room != self.room {
+            return Err(NodeError::WrongRoom {
+                term: term.room.chars().take(64).collect(),
+                here: self.room.clone(),
+            });
+        }
         let payload = trust::replicate_payload(&cert.term, &req.body);
-        PublicKey::from_bytes(&term.public_key)
-            .and_then(|key| key.verify(&payload, &req.signature))
+        let key = PublicKey::from_bytes(&term.public_key).map_err(NodeError::ReplicateNotSigned)?;
+        key.verify(&payload, &req.signature)
             .map_err(NodeError::ReplicateNotSigned)?;
         let known = self.core().tenure.known_epoch();
         self.refuse_stale(term.epoch, known)?;
@@ -116,7 +137,31 @@ impl RoomHost {
                 members: MAX_REPLICATED_MEMBERS,
             });
         }
-        Ok((term, cert, body))
+        let head = match &body.head {
+            Some(h) => Some((
+                h.seq,
+                key.verify_head(&self.room, h)
+                    .map_err(NodeError::ReplicateNotSigned)?,
+            )),
+            None => None,
+        };
+        let mut senders = self.copy_senders.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in &body.entries {
+            if let Some(log_entry::Kind::Message(m)) = &entry.kind {
+                senders
+                    .check(&self.ctx.relay_key, &self.room, m)
+                    .map_err(|e| {
+                        RoomError::BadCopy(format!("entry {} from {:?}: {e}", m.seq, m.from))
+                    })?;
+            }
+        }
+        drop(senders);
+        Ok(VerifiedCopy {
+            term,
+            cert,
+            body,
+            head,
+        })
     }
 
     /// Applies a verified Replicate to this node's replica.
@@ -124,6 +169,7 @@ impl RoomHost {
         &self,
         term: &HostTerm,
         body: ReplicateBody,
+        head: Option<(u64, Digest)>,
     ) -> Result<ReplicateResponse, NodeError> {
         let mut core = self.core();
         // A newer term may have arrived since the Replicate was verified.
@@ -142,20 +188,32 @@ impl RoomHost {
                     .room
                     .as_ref()
                     .is_none_or(|r| r.room_id() != meta.room_id);
-            if start_over {
-                if meta.same_members {
-                    return Err(NodeError::NoReplica);
+            if start_over && meta.same_members {
+                return Err(NodeError::NoReplica);
+            }
+            let fresh;
+            let room = match core.room.as_ref() {
+                Some(room) if !start_over => room,
+                _ => {
+                    fresh = Room::new(&self.room, meta.room_id.clone(), meta.min_users);
+                    &fresh
                 }
-                core.room = Some(Room::new(meta.room_id.clone(), meta.min_users));
+            };
+            if room.head_seq() != body.base_seq {
+                return Err(RoomError::Gap {
+                    have: room.head_seq(),
+                    got: body.base_seq.saturating_add(1),
+                }
+                .into());
+            }
+            // Nothing is held that does not check out: the senders' chains
+            // and the log hash up to the head the host signed (signatures
+            // were checked before the lock).
+            room.check_copy(&body.entries, head)?;
+            if start_over {
+                core.room = Some(Room::new(&self.room, meta.room_id.clone(), meta.min_users));
             }
             if let Some(room) = core.room.as_mut() {
-                if room.head_seq() != body.base_seq {
-                    return Err(RoomError::Gap {
-                        have: room.head_seq(),
-                        got: body.base_seq.saturating_add(1),
-                    }
-                    .into());
-                }
                 room.apply_replica(meta, body.entries)?;
             }
             // The replica now follows this term's log.
@@ -168,6 +226,7 @@ impl RoomHost {
                 room_id: r.room_id().to_string(),
                 have_seq: r.head_seq(),
                 have_epoch: r.last_epoch(),
+                have_hash: r.head_hash().to_vec(),
             }))
     }
 

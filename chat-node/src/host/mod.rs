@@ -19,8 +19,9 @@ pub mod term;
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use attendance::Attendance;
-use chat_proto::pb::chat::{Member, Migrate, ServerFrame};
+use chat_proto::pb::chat::{Member, Migrate, ServerFrame, SignedHead};
 use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
+use chat_proto::senders::Senders;
 use room::Room;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -101,6 +102,8 @@ pub struct RoomHost {
     pub(crate) replicate_turn: tokio::sync::Mutex<()>,
     /// Each member's send rate, shared by its sessions.
     pub(crate) rates: Arc<rate::MemberRates>,
+    /// Sender certificates checked in copies this node was sent.
+    pub(crate) copy_senders: Mutex<Senders>,
 }
 
 impl std::fmt::Debug for RoomHost {
@@ -126,6 +129,7 @@ impl RoomHost {
             no_host_tx: watch::channel(None).0,
             replicate_turn: tokio::sync::Mutex::new(()),
             rates,
+            copy_senders: Mutex::default(),
         })
     }
 
@@ -189,6 +193,9 @@ pub struct HostCore {
     /// relay after its restart, so it waits for the newest term's
     /// successor).
     replica_term: u64,
+    /// The newest log head this node signed as it committed, sent to the
+    /// sessions after the entries it covers.
+    signed_head: Option<SignedHead>,
 }
 
 impl HostCore {
@@ -200,6 +207,7 @@ impl HostCore {
             succession: Succession::default(),
             resets: reset::SeenResets::default(),
             replica_term: 0,
+            signed_head: None,
         }
     }
 
@@ -357,7 +365,11 @@ impl RoomHost {
             }
             let min_users = self.ctx.settings.min_users;
             let room = core.room.get_or_insert_with(|| {
-                Room::new(uuid::Uuid::new_v4().simple().to_string(), min_users)
+                Room::new(
+                    &self.room,
+                    uuid::Uuid::new_v4().simple().to_string(),
+                    min_users,
+                )
             });
             let names: Vec<String> = room.members().map(|m| m.name.clone()).collect();
             core.attendance.begin_term(names, Instant::now());
@@ -446,7 +458,7 @@ mod tests {
     #[test]
     fn a_member_without_an_address_is_never_a_successor() {
         let mut core = HostCore::new();
-        let mut room = Room::new("room".into(), 1);
+        let mut room = Room::new("lobby", "room".into(), 1);
         for (name, address) in [
             ("alice", "127.0.0.1:1"),
             ("bob", "127.0.0.1:2"),

@@ -87,6 +87,7 @@ pub(super) fn outbound(
             start: Some(start),
             cursor: 0,
             activated_sent: false,
+            head_sent: 0,
             more: false,
             commit,
         },
@@ -149,6 +150,8 @@ struct LogCursor {
     /// Last sequence number delivered to (or already held by) the client.
     cursor: u64,
     activated_sent: bool,
+    /// Sequence number of the last signed head sent.
+    head_sent: u64,
     /// Committed entries may wait past the cursor.
     more: bool,
     commit: WatchStream<u64>,
@@ -158,7 +161,7 @@ impl LogCursor {
     /// The next committed entries the client lacks (and Activated, once);
     /// sets `more` if a full batch was read.
     fn next_batch(&mut self) -> Batch {
-        let (committed, activated, members) = {
+        let (committed, activated, members, head) = {
             let core = self.host.core();
             let commit = core.tenure.commit().get();
             match (core.tenure.role(), &core.room) {
@@ -170,6 +173,9 @@ impl LogCursor {
                     room.entries_after(self.cursor, commit, DELIVERY_BATCH),
                     room.activated(),
                     room.members().count(),
+                    core.signed_head
+                        .clone()
+                        .filter(|h| h.seq > self.head_sent && h.seq <= commit),
                 ),
             }
         };
@@ -197,6 +203,11 @@ impl LogCursor {
         }
         if activated {
             self.activated_once(members, &mut batch);
+        }
+        // The host's signed head, once the entries it covers went out.
+        if let Some(head) = head.filter(|h| h.seq <= self.cursor) {
+            self.head_sent = head.seq;
+            batch.push(Ok(frame(server_frame::Frame::Head(head))));
         }
         batch
     }

@@ -230,7 +230,7 @@ mod tests {
     fn the_last_reset_counts_only_with_a_certificate_that_verifies() {
         let relay = Keypair::generate();
         let key = relay.verifying();
-        let mut room = Room::new("ops".into(), 1);
+        let mut room = Room::new("ops", "r".into(), 1);
         assert_eq!(last_reset_issued(&room, &key), None);
         let real = grant(NOW);
         let cert = Some(relay.issue_reset(&real));

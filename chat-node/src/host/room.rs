@@ -1,6 +1,7 @@
 //! The room: the sequenced log, the dedup table, membership, activation and
 //! threshold. Pure and synchronous; the host and every replica hold one.
 
+use chat_proto::chain::{self, Chains, Digest, Position, Signed, Step};
 use chat_proto::pb::chat::{log_entry, ChatMessage, LogEntry, Member, RoomMeta, RoomReset};
 use chat_proto::pb::relay::ResetCertificate;
 use chat_proto::rules;
@@ -29,9 +30,16 @@ pub struct Joined {
 /// A chat room.
 #[derive(Debug, Clone)]
 pub struct Room {
+    /// The room's name (what members' signatures cover).
+    name: String,
     room_id: String,
     /// Entries since the last reset, the reset itself first if there was one.
     log: Vec<LogEntry>,
+    /// The log hash after each entry of `log`.
+    hashes: Vec<Digest>,
+    /// Where each sender's chain stands in this log (and before its last
+    /// reset, as far as this copy saw).
+    chains: Chains,
     head_seq: u64,
     reset_seq: u64,
     min_users: u32,
@@ -61,11 +69,15 @@ pub fn entry_epoch(entry: &LogEntry) -> u64 {
 }
 
 impl Room {
-    /// An empty room that activates at `min_users` members.
-    pub fn new(room_id: String, min_users: u32) -> Self {
+    /// An empty log of room `name` (incarnation `room_id`) that activates
+    /// at `min_users` members.
+    pub fn new(name: &str, room_id: String, min_users: u32) -> Self {
         Self {
+            name: name.to_string(),
             room_id,
             log: Vec::new(),
+            hashes: Vec::new(),
+            chains: Chains::default(),
             head_seq: 0,
             reset_seq: 0,
             min_users: min_users.max(1),
@@ -79,6 +91,26 @@ impl Room {
     /// Identity of the room (replicas of another room are discarded).
     pub fn room_id(&self) -> &str {
         &self.room_id
+    }
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The log hash at the head ([`chain::GENESIS`] for an empty log).
+    pub fn head_hash(&self) -> Digest {
+        self.hashes.last().copied().unwrap_or(chain::GENESIS)
+    }
+    /// The log hash after the entry at `seq`, if this log holds it
+    /// ([`chain::GENESIS`] for 0).
+    pub fn hash_at(&self, seq: u64) -> Option<Digest> {
+        if seq == 0 {
+            return Some(chain::GENESIS);
+        }
+        self.hashes.get(self.index_of(seq)?).copied()
+    }
+    /// How a message from `from` stands against its sender's chain here.
+    pub fn judge(&self, from: &str, link: chain::Link<'_>) -> Step {
+        self.chains.judge(from, link)
     }
     /// Highest sequence number given out.
     pub fn head_seq(&self) -> u64 {
@@ -155,12 +187,18 @@ impl Room {
         sent_at_unix_ms: i64,
         epoch: u64,
     ) -> Result<Appended, RoomError> {
+        let (chain_seq, chain_prev) = match self.chains.position(from) {
+            Some(p) => (p.seq + 1, p.digest.to_vec()),
+            None => (1, Vec::new()),
+        };
         self.append_message(ChatMessage {
             id: id.to_string(),
             from: from.to_string(),
             text: text.to_string(),
             sent_at_unix_ms,
             epoch,
+            chain_seq,
+            chain_prev,
             ..Default::default()
         })
     }
@@ -171,7 +209,8 @@ impl Room {
     }
 
     /// Sequences `message` (its `seq` is assigned here) or returns the
-    /// sequence its id already has from the same sender.
+    /// sequence its id already has from the same sender. The message must
+    /// follow its sender's chain in this log (or start one).
     pub fn append_message(&mut self, mut message: ChatMessage) -> Result<Appended, RoomError> {
         if message.id.is_empty() || message.id.chars().count() > MAX_ID_CHARS {
             return Err(RoomError::BadId);
@@ -184,6 +223,16 @@ impl Room {
             });
         }
         rules::validate_text(&message.text)?;
+        match self.judge(&message.from, Signed::served(&self.name, &message).link()) {
+            Step::Follows | Step::NewChain => {}
+            Step::Gap { missing } => {
+                let expected = message.chain_seq - missing;
+                return Err(RoomError::OutOfTurn { expected });
+            }
+            Step::Repeat => return Err(RoomError::BadChain("a position already taken")),
+            Step::Fork => return Err(RoomError::BadChain("a fork")),
+            Step::Malformed => return Err(RoomError::BadChain("not a valid link")),
+        }
         let seq = self.head_seq + 1;
         message.seq = seq;
         self.push(LogEntry {
@@ -227,19 +276,39 @@ impl Room {
     /// Appends an entry whose sequence is `head_seq + 1`, or a reset.
     fn push(&mut self, entry: LogEntry) {
         let seq = entry_seq(&entry);
+        let Some(hash) = chain::extend(&self.name, &self.head_hash(), &entry) else {
+            return;
+        };
         match &entry.kind {
             Some(log_entry::Kind::Reset(_)) => {
                 self.log.clear();
+                self.hashes.clear();
                 self.dedup.clear();
                 self.reset_seq = seq;
             }
             Some(log_entry::Kind::Message(m)) => {
                 self.dedup.insert((m.from.clone(), m.id.clone()), seq);
+                let signed = Signed::served(&self.name, m);
+                let position = Position {
+                    seq: m.chain_seq,
+                    digest: signed.digest(),
+                    sent_at_unix_ms: m.sent_at_unix_ms,
+                };
+                self.chains.record(&m.from, position);
             }
             None => return,
         }
         self.head_seq = seq;
         self.log.push(entry);
+        self.hashes.push(hash);
+    }
+
+    /// Index in `log` of the entry at `seq`, if held.
+    fn index_of(&self, seq: u64) -> Option<usize> {
+        let first = self.log.first().map_or(self.head_seq + 1, entry_seq);
+        usize::try_from(seq.checked_sub(first)?)
+            .ok()
+            .filter(|&i| i < self.log.len())
     }
 
     /// Up to `max` entries after sequence `after` and up to `through`
@@ -262,9 +331,7 @@ impl Room {
         if seq == 0 {
             return Some(0);
         }
-        let first = self.log.first().map_or(self.head_seq + 1, entry_seq);
-        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
-        self.log.get(index).map(entry_epoch)
+        self.log.get(self.index_of(seq)?).map(entry_epoch)
     }
 
     /// Highest sequence number given out before host `epoch`: the head
@@ -298,6 +365,66 @@ impl Room {
             },
             reset_seq: self.reset_seq,
             same_members: !with_members,
+        }
+    }
+
+    /// Checks a replication delta before anything of it is held: each new
+    /// entry follows the one before (or is a reset), each message follows
+    /// its sender's chain, and the log hash reaches `head` (the sequence
+    /// number and hash the host signed), which is required when there are
+    /// new entries. (The messages' signatures are the caller's to check.)
+    pub fn check_copy(
+        &self,
+        entries: &[LogEntry],
+        head: Option<(u64, Digest)>,
+    ) -> Result<(), RoomError> {
+        let bad = |why: String| Err(RoomError::BadCopy(why));
+        let (mut seq, mut hash) = (self.head_seq, self.head_hash());
+        let mut senders: HashMap<&str, Position> = HashMap::new();
+        for entry in entries {
+            let at = entry_seq(entry);
+            let message = match &entry.kind {
+                Some(log_entry::Kind::Message(m)) => Some(m),
+                Some(log_entry::Kind::Reset(_)) => None,
+                None => return bad("an empty entry".into()),
+            };
+            if at <= self.head_seq && seq == self.head_seq {
+                continue; // already held
+            }
+            if at != seq + 1 && (message.is_some() || at <= seq) {
+                return Err(RoomError::Gap { have: seq, got: at });
+            }
+            if let Some(m) = message {
+                let signed = Signed::served(&self.name, m);
+                let known = senders
+                    .get(m.from.as_str())
+                    .or_else(|| self.chains.position(&m.from));
+                match chain::judge(known, signed.link()) {
+                    Step::Follows | Step::NewChain => {}
+                    step => return bad(format!("entry {at} from {:?}: {step:?}", m.from)),
+                }
+                let position = Position {
+                    seq: m.chain_seq,
+                    digest: signed.digest(),
+                    sent_at_unix_ms: m.sent_at_unix_ms,
+                };
+                senders.insert(&m.from, position);
+            }
+            hash = match chain::extend(&self.name, &hash, entry) {
+                Some(next) => next,
+                None => return bad("an empty entry".into()),
+            };
+            seq = at;
+        }
+        if seq == self.head_seq {
+            return Ok(()); // nothing new
+        }
+        match head {
+            Some(head) if head == (seq, hash) => Ok(()),
+            Some((at, _)) => bad(format!(
+                "the log through {seq} does not hash to the head signed at {at}"
+            )),
+            None => bad("new entries without a signed head".into()),
         }
     }
 

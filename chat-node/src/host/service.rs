@@ -107,6 +107,15 @@ impl RoomHost {
             room.leave(&hello.name);
         }
         let joined = room.join(member)?;
+        // The log hash where the client resumes (or where this log ends,
+        // if sooner): the client checks that what it was shown is a prefix
+        // of this log.
+        let resume = hello.resume_from_seq.min(room.head_seq());
+        let (at, hash) = match room.hash_at(resume) {
+            Some(hash) => (resume, hash),
+            None => (room.head_seq(), room.head_hash()), // reset since
+        };
+        let head = self.ctx.key.sign_head(&self.room, epoch, at, &hash);
         let welcome = Welcome {
             epoch,
             activated: room.activated(),
@@ -115,6 +124,7 @@ impl RoomHost {
             head_seq: room.head_seq(),
             host_name: self.ctx.identity.name.clone(),
             room: self.room.clone(),
+            head: Some(head),
         };
         let members = members_frames(room);
         core.attendance.opened(&hello.name);
@@ -289,17 +299,31 @@ impl ChatService for ChatHost {
         &self,
         req: Request<ReplicateRequest>,
     ) -> Result<Response<ReplicateResponse>, Status> {
-        let host = &self.room(&term_room(req.get_ref().term.as_ref()))?;
+        let room = term_room(req.get_ref().term.as_ref());
+        // A copy labelled with another room than its term's is refused.
+        if let Some(label) = req.metadata().get(chat_proto::ROOM_METADATA) {
+            if label.as_bytes() != room.as_bytes() {
+                return Err(NodeError::WrongRoom {
+                    term: room.chars().take(64).collect(),
+                    here: String::from_utf8_lossy(label.as_bytes())
+                        .chars()
+                        .take(64)
+                        .collect(),
+                }
+                .into());
+            }
+        }
+        let host = &self.room(&room)?;
         let sender = super::fencing::claimed_host(req.get_ref().term.as_ref())
             .ok_or(NodeError::ReplicateWithoutTerm)?;
         host.ctx
             .authenticate(&req.peer_certs(), &sender, "Replicate")?;
-        let (term, cert, body) = host.verify_replicate(req.into_inner())?;
-        if term.epoch > host.core().tenure.known_epoch() {
+        let copy = host.verify_replicate(req.into_inner())?;
+        if copy.term.epoch > host.core().tenure.known_epoch() {
             // A newer host we had not heard of yet: the relay signed it.
-            host.on_term(term.clone(), cert).await;
+            host.on_term(copy.term.clone(), copy.cert).await;
         }
-        let response = host.apply_replicate(&term, body)?;
+        let response = host.apply_replicate(&copy.term, copy.body, copy.head)?;
         Ok(Response::new(response))
     }
 

@@ -6,17 +6,22 @@ use super::outbound::frame;
 use super::outbound::Outbound;
 use super::rate::SessionRate;
 use super::{HostEvent, Role};
-use crate::error::NodeError;
+use crate::error::{NodeError, RoomError};
 use crate::host::RoomHost;
+use chat_proto::chain::Signed;
 use chat_proto::pb::chat::*;
 use chat_proto::pb::relay::NameCertificate;
 use chat_proto::sealed;
-use chat_proto::trust::{self, PublicKey};
+use chat_proto::trust::PublicKey;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 use tonic::Streaming;
+
+/// After how long a message that ran ahead of its sender's chain is to be
+/// sent again (the one before it is on its way).
+const OUT_OF_TURN_RETRY_MS: u64 = 50;
 
 pub(super) struct Session {
     pub host: Arc<RoomHost>,
@@ -176,15 +181,10 @@ impl Session {
                     self.host.ctx.settings.messages_per_second
                 ),
                 retry_after_ms,
+                chain_expected: 0,
             }));
         }
-        let payload = trust::message_payload(
-            &self.host.room,
-            &m.id,
-            &self.name,
-            &m.text,
-            m.sent_at_unix_ms,
-        );
+        let payload = Signed::sent(&self.host.room, &self.name, &m).payload();
         if let Err(e) = self.key.verify(&payload, &m.signature) {
             return rejected(&m.id, format!("message not signed by you: {e}"));
         }
@@ -195,6 +195,8 @@ impl Session {
             sent_at_unix_ms: m.sent_at_unix_ms,
             signature: m.signature,
             sender: Some(self.certificate.clone()),
+            chain_seq: m.chain_seq,
+            chain_prev: m.chain_prev,
             ..Default::default()
         };
         self.host.sequence(message)
@@ -265,6 +267,7 @@ fn rejected(id: &str, reason: impl Into<String>) -> Step {
         id: id.to_string(),
         reason: reason.into(),
         retry_after_ms: 0,
+        chain_expected: 0,
     }))
 }
 
@@ -317,6 +320,16 @@ impl RoomHost {
                     self.log_tx.send_modify(|n| *n += 1);
                 }
                 Step::AckWhenCommitted(Ack { id, seq: a.seq })
+            }
+            // An earlier message of this sender is still on its way (or
+            // waits to go again): this one goes again after it.
+            Err(e @ RoomError::OutOfTurn { expected }) => {
+                Step::Reply(server_frame::Frame::Rejected(Rejected {
+                    id,
+                    reason: e.to_string(),
+                    retry_after_ms: OUT_OF_TURN_RETRY_MS,
+                    chain_expected: expected,
+                }))
             }
             Err(e) => rejected(&id, e.to_string()),
         }

@@ -6,6 +6,7 @@
 use crate::dial::{Dialer, NodeAddr};
 use crate::error::NodeError;
 use crate::host::copy_failures::Failure;
+use crate::host::room::entry_seq;
 use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{Member, ReplicateBody, ReplicateResponse};
@@ -305,11 +306,22 @@ impl RoomHost {
     }
 
     /// Moves the commit point of `epoch` up to `seq`, if the lease holds
-    /// (see [`super::term::Tenure::advance_commit`]).
+    /// (see [`super::term::Tenure::advance_commit`]), with the log head
+    /// there signed for the sessions: one signature per commit, however
+    /// many entries and sessions it covers.
     fn advance_commit(&self, epoch: u64, seq: u64) {
-        self.core()
-            .tenure
-            .advance_commit(epoch, seq, Instant::now());
+        let hash = {
+            let core = self.core();
+            if core.tenure.commit().get() >= seq {
+                return;
+            }
+            core.room.as_ref().and_then(|r| r.hash_at(seq))
+        };
+        let head = hash.map(|h| self.ctx.key.sign_head(&self.room, epoch, seq, &h));
+        let mut core = self.core();
+        if core.tenure.advance_commit(epoch, seq, Instant::now()) && head.is_some() {
+            core.signed_head = head;
+        }
     }
 
     /// A member that cannot take the replica is passed over for a while,
@@ -383,10 +395,13 @@ impl RoomHost {
             .await?;
         let core = self.core();
         let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
-        // Its log is ours up to `have_seq` only if our entry there
-        // was sequenced in the same epoch; otherwise resend it all.
+        // Its log is ours up to `have_seq` only if it hashes the same
+        // there; otherwise resend it all.
         let same = probe.room_id == room.room_id()
-            && room.epoch_at(probe.have_seq) == Some(probe.have_epoch);
+            && room.epoch_at(probe.have_seq) == Some(probe.have_epoch)
+            && room
+                .hash_at(probe.have_seq)
+                .is_some_and(|h| h.as_slice() == probe.have_hash.as_slice());
         Ok(if same { probe.have_seq } else { 0 })
     }
 
@@ -405,12 +420,20 @@ impl RoomHost {
         }
         let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
         let members = room.members_version();
+        let entries = room.entries_after(have, u64::MAX, REPLICATION_CHUNK);
+        // The receiver checks the entries reach the head we sign.
+        let head = entries.last().and_then(|last| {
+            let seq = entry_seq(last);
+            let hash = room.hash_at(seq)?;
+            Some(self.ctx.key.sign_head(&self.room, epoch, seq, &hash))
+        });
         let body = ReplicateBody {
             counter: 0,
             // base_seq 0 makes the receiver start over: it needs the list.
             meta: Some(room.meta(have == 0 || cursor.members != Some(members))),
-            entries: room.entries_after(have, u64::MAX, REPLICATION_CHUNK),
+            entries,
             base_seq: have,
+            head,
         };
         Ok((body, room.head_seq(), members))
     }

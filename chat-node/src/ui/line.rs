@@ -61,6 +61,7 @@ pub fn format_event(event: &ClientEvent) -> Option<String> {
         } => "* lost the host; reconnecting...".to_string(),
         ClientEvent::Info { message } => message.clone(),
         ClientEvent::Error { message } => format!("! {message}"),
+        ClientEvent::Tampering { host, what } => format!("! host {} {}", esc(host), esc(what)),
         ClientEvent::RoomJoined => "* you are in this room; it is the current room".to_string(),
         ClientEvent::RoomLeft => "* you left this room".to_string(),
         ClientEvent::CurrentRoom => "* this is now the current room".to_string(),

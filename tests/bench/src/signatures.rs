@@ -5,6 +5,7 @@
 //! signing code, on one thread, so the cost can be set beside the CPU each
 //! process spends per message in scenario A.
 
+use chat_proto::chain::Signed;
 use chat_proto::pb::chat::SendMessage;
 use chat_proto::trust::{self, Keypair};
 use serde::Serialize;
@@ -32,13 +33,7 @@ pub fn measure(budget: Duration) -> crate::Result<SignatureCost> {
         msg.id = format!("bench-{i}");
         key.sign_message(trust::ROOM, "bench", &mut msg);
     });
-    let payload = trust::message_payload(
-        trust::ROOM,
-        &msg.id,
-        "bench",
-        &msg.text,
-        msg.sent_at_unix_ms,
-    );
+    let payload = Signed::sent(trust::ROOM, "bench", &msg).payload();
     let mut failures = 0u64;
     let verify_us = per_op_us(budget, |_| {
         if public.verify(&payload, &msg.signature).is_err() {

@@ -16,17 +16,21 @@ pub(super) struct MemberLog {
     pub(super) dup_seqs: usize,
     /// Sequence numbers missing below the head.
     pub(super) gaps: usize,
+    /// Reports that a host served something that does not check out.
+    pub(super) tampering: usize,
 }
 
 impl MemberLog {
     pub(super) fn of(member: &mut Member, room: &str) -> Self {
         member.drain();
+        let mut tampering = 0;
         for e in member
             .seen
             .iter()
-            .filter(|e| e["type"] == "error" && e["room"] == room)
+            .filter(|e| (e["type"] == "error" || e["type"] == "tampering") && e["room"] == room)
         {
-            tracing_line(&format!("{}: error event {e}", member.name));
+            tracing_line(&format!("{}: {} event {e}", member.name, e["type"]));
+            tampering += usize::from(e["type"] == "tampering");
         }
         let mut log = Log::new();
         let mut dup_seqs = 0;
@@ -47,6 +51,7 @@ impl MemberLog {
             log,
             dup_seqs,
             gaps,
+            tampering,
         }
     }
 }

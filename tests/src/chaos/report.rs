@@ -21,6 +21,9 @@ pub struct ChaosReport {
     pub dup: usize,
     /// Survivors whose log differs from the first one's, or has gaps.
     pub reordered: usize,
+    /// Reports by honest members that a host served something that does
+    /// not check out (none may occur: every node is honest).
+    pub tampering: usize,
     /// Every host kill's failover, in kill order.
     pub failovers: Vec<Failover>,
     /// The same counts, room by room.
@@ -50,6 +53,8 @@ pub struct RoomTally {
     pub dup: usize,
     /// Survivors whose log differs from the first one's, or has gaps.
     pub reordered: usize,
+    /// Tampering reports by its members.
+    pub tampering: usize,
 }
 
 impl ChaosReport {
@@ -88,14 +93,14 @@ impl ChaosReport {
             .iter()
             .map(|(room, t)| {
                 format!(
-                    "#{room}: acked={} lost={} dup={} reordered={}",
-                    t.acked, t.lost, t.dup, t.reordered
+                    "#{room}: acked={} lost={} dup={} reordered={} tampering={}",
+                    t.acked, t.lost, t.dup, t.reordered, t.tampering
                 )
             })
             .collect();
         format!(
-            "migrations={} host_kills={} relay_restarts={} sent={} acked={} lost={} dup={} reordered={} failover_p50_ms={p50} failover_max_ms={max} failover_max_ms_by_size={}\n{}",
-            self.migrations, self.host_kills, self.relay_restarts, self.sent, self.acked, self.lost, self.dup, self.reordered,
+            "migrations={} host_kills={} relay_restarts={} sent={} acked={} lost={} dup={} reordered={} tampering={} failover_p50_ms={p50} failover_max_ms={max} failover_max_ms_by_size={}\n{}",
+            self.migrations, self.host_kills, self.relay_restarts, self.sent, self.acked, self.lost, self.dup, self.reordered, self.tampering,
             by_size.join(","),
             rooms.join("\n")
         )

@@ -22,7 +22,7 @@ fn texts(entries: &[LogEntry]) -> Vec<String> {
 
 #[test]
 fn holds_messages_until_threshold_then_activates_for_good() {
-    let mut room = Room::new("r".into(), 2);
+    let mut room = Room::new("lobby", "r".into(), 2);
     assert!(!room.join(member("a")).unwrap().activated_now);
     room.append("a", "1", "early", 0, 1).unwrap();
     assert!(!room.activated());
@@ -47,7 +47,7 @@ fn holds_messages_until_threshold_then_activates_for_good() {
 
 #[test]
 fn ids_make_retries_idempotent() {
-    let mut room = Room::new("r".into(), 1);
+    let mut room = Room::new("lobby", "r".into(), 1);
     let first = room.append("a", "m1", "hi", 0, 1).unwrap();
     let again = room.append("a", "m1", "hi", 0, 1).unwrap();
     assert_eq!(
@@ -64,7 +64,7 @@ fn ids_make_retries_idempotent() {
 
 #[test]
 fn refuses_bad_input_without_change() {
-    let mut room = Room::new("r".into(), 1);
+    let mut room = Room::new("lobby", "r".into(), 1);
     room.join(member("a")).unwrap();
     let mut other = member("a");
     other.node_id = "someone-else".into();
@@ -80,7 +80,7 @@ fn refuses_bad_input_without_change() {
 
 #[test]
 fn reset_wipes_history_and_restarts_activation() {
-    let mut room = Room::new("r".into(), 1);
+    let mut room = Room::new("lobby", "r".into(), 1);
     room.join(member("a")).unwrap();
     room.append("a", "1", "old", 0, 1).unwrap();
     let reset = room.reset("a", 3, 1, None).unwrap();
@@ -100,12 +100,12 @@ fn reset_wipes_history_and_restarts_activation() {
 
 #[test]
 fn replica_catches_up_by_delta() {
-    let mut host = Room::new("r".into(), 1);
+    let mut host = Room::new("lobby", "r".into(), 1);
     host.join(member("a")).unwrap();
     for i in 0..5 {
         host.append("a", &i.to_string(), "m", 0, 1).unwrap();
     }
-    let mut replica = Room::new("r".into(), 9);
+    let mut replica = Room::new("lobby", "r".into(), 9);
     replica
         .apply_replica(host.meta(true), host.entries_after(0, u64::MAX, 3))
         .unwrap();
@@ -126,7 +126,7 @@ fn replica_catches_up_by_delta() {
     assert!(replica.activated());
     assert_eq!(replica.min_users(), 1);
     // A gap is refused.
-    let mut stale = Room::new("r".into(), 1);
+    let mut stale = Room::new("lobby", "r".into(), 1);
     assert_eq!(
         stale.apply_replica(host.meta(true), host.entries_after(2, u64::MAX, 10)),
         Err(RoomError::Gap { have: 0, got: 3 })
@@ -137,7 +137,7 @@ fn replica_catches_up_by_delta() {
 
 #[test]
 fn epochs_identify_log_prefixes() {
-    let mut room = Room::new("r".into(), 1);
+    let mut room = Room::new("lobby", "r".into(), 1);
     room.append("a", "1", "x", 0, 3).unwrap();
     room.append("a", "2", "y", 0, 4).unwrap();
     assert_eq!(room.epoch_at(0), Some(0));
@@ -152,7 +152,7 @@ fn epochs_identify_log_prefixes() {
 
 #[test]
 fn entries_after_stops_at_the_bound_and_the_batch_size() {
-    let mut room = Room::new("r".into(), 1);
+    let mut room = Room::new("lobby", "r".into(), 1);
     for i in 1..=6 {
         room.append("a", &i.to_string(), &format!("m{i}"), 0, 1)
             .unwrap();
@@ -171,7 +171,7 @@ fn entries_after_stops_at_the_bound_and_the_batch_size() {
 
 #[test]
 fn head_before_leaves_out_the_entries_of_the_new_epoch() {
-    let mut room = Room::new("r".into(), 1);
+    let mut room = Room::new("lobby", "r".into(), 1);
     assert_eq!(room.head_before(2), 0);
     room.append("a", "1", "old", 0, 1).unwrap();
     room.append("a", "2", "old", 0, 1).unwrap();

@@ -258,6 +258,11 @@ fn pane_line(event: &ClientEvent, now_ms: i64) -> Option<(i64, LineKind, String)
         }
         ClientEvent::Info { message } => (now_ms, LineKind::Info, message.clone()),
         ClientEvent::Error { message } => (now_ms, LineKind::Error, message.clone()),
+        ClientEvent::Tampering { host, what } => (
+            now_ms,
+            LineKind::Error,
+            shown(&format!("host {host} {what}")),
+        ),
         _ => return None,
     };
     Some(line)

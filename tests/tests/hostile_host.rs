@@ -1,0 +1,350 @@
+//! A host that cannot lie unseen: the host of the moment is some member's
+//! machine and may run modified code. Here a modified host, played frame
+//! by frame by the test ([`ScriptedHost`]), reorders, repeats and drops
+//! messages, shows members different histories and plants a bad copy in
+//! its successor; honest members refuse each lie or show it as that host's
+//! fault, and never as genuine.
+
+use chat_proto::chain::GENESIS;
+use chat_proto::pb::chat::{
+    client_frame, log_entry, server_frame::Frame, Ack, LogEntry, ReplicateBody, RoomMeta,
+};
+use chat_proto::pb::relay::{HostRecord, RenewLeaseRequest};
+use chat_proto::trust;
+use chat_tests::hostile::{
+    self, chat_client, log_hash, lookup, replicate, served, ScriptedHost, SenderChain, Stranger,
+};
+use chat_tests::{join, Member, Relay};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tonic::Code;
+
+const NO_MIGRATION: Duration = Duration::from_secs(3600);
+
+/// Keeps `host`'s lease, naming `successor`, until aborted: then the
+/// lease lapses and the relay promotes the successor.
+fn keep_lease(uri: &str, host: &Stranger, record: &HostRecord, successor: &str) -> JoinHandle<()> {
+    let renewal = RenewLeaseRequest {
+        epoch: record.epoch,
+        node_id: host.reg.node_id.clone(),
+        session_token: host.reg.session_token.clone(),
+        successor_node_id: successor.to_string(),
+        ..Default::default()
+    };
+    let uri = uri.to_string();
+    tokio::spawn(async move {
+        let mut rc = hostile::relay_client(&uri).await;
+        while rc.renew_lease(renewal.clone()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Reports of tampering a member has seen so far.
+fn reports(member: &mut Member) -> Vec<String> {
+    member.drain();
+    member
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "tampering")
+        .map(|e| format!("{} {}", e["host"], e["what"]))
+        .collect()
+}
+
+fn entry(m: chat_proto::pb::chat::ChatMessage) -> LogEntry {
+    LogEntry {
+        kind: Some(log_entry::Kind::Message(m)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_reorders_or_repeats_a_senders_messages_is_caught() {
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let uri = relay.uri();
+    let mut host = ScriptedHost::start().await;
+    let (_mallory, record) = host.host_lobby(&uri, "mallory").await;
+    let epoch = record.epoch;
+    let alice = Stranger::register(&uri, "alice").await;
+    let cert = alice.certificate();
+    let mut chain = SenderChain::default();
+    let texts = ["first", "second", "third"];
+    let sent: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| chain.message(&alice.key, "alice", &format!("a{i}"), text))
+        .collect();
+
+    let mut bob = join(&uri, "bob").await.expect("bob joins");
+    let session = host.session().await;
+    assert_eq!(session.hello.name, "bob");
+    session.send(host.welcome(epoch, 0, &GENESIS)).await;
+    // Her second message first, then her first, her second again at a new
+    // sequence number, and her third.
+    for (seq, i) in [(1, 1), (2, 0), (3, 1), (4, 2)] {
+        let m = served(&sent[i], "alice", &cert, seq, epoch);
+        session.send(Frame::Message(m)).await;
+    }
+    bob.wait_event("message", &[("text", "third")]).await;
+    assert_eq!(
+        bob.texts(),
+        ["second", "third"],
+        "each shown once, in order"
+    );
+    // Her first message, served after her second, and her second again:
+    // both refused and reported, naming the host.
+    let found = reports(&mut bob);
+    assert_eq!(found.len(), 2, "{found:?}");
+    for (report, n) in found.iter().zip(["#1", "#2"]) {
+        assert!(report.contains("mallory"), "{found:?}");
+        assert!(
+            report.contains(&format!("message {n} of alice again or out of order")),
+            "{found:?}"
+        );
+    }
+    // A message that skips one of hers is shown with a report.
+    let fifth = {
+        chain.message(&alice.key, "alice", "a3", "fourth");
+        chain.message(&alice.key, "alice", "a4", "fifth")
+    };
+    session
+        .send(Frame::Message(served(&fifth, "alice", &cert, 5, epoch)))
+        .await;
+    bob.wait_event("message", &[("text", "fifth")]).await;
+    let found = reports(&mut bob);
+    assert!(
+        found[2].contains("did not serve 1 message(s) of alice"),
+        "{found:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_drops_an_acknowledged_message_is_caught() {
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let uri = relay.uri();
+    let mut host = ScriptedHost::start().await;
+    let (_mallory, record) = host.host_lobby(&uri, "mallory").await;
+    let epoch = record.epoch;
+    let alice = Stranger::register(&uri, "alice").await;
+    let cert = alice.certificate();
+    let mut chain = SenderChain::default();
+    let one = chain.message(&alice.key, "alice", "a1", "one");
+    let two = chain.message(&alice.key, "alice", "a2", "two");
+
+    let mut bob = join(&uri, "bob").await.expect("bob joins");
+    let mut to_bob = host.session().await;
+    to_bob.send(host.welcome(epoch, 0, &GENESIS)).await;
+    let mut carol = join(&uri, "carol").await.expect("carol joins");
+    let to_carol = host.session().await;
+    assert_eq!(to_carol.hello.name, "carol");
+    to_carol.send(host.welcome(epoch, 0, &GENESIS)).await;
+
+    // Bob's message is acknowledged at seq 2, then alice's goes there.
+    bob.say("mine").await;
+    let mine = loop {
+        if let client_frame::Frame::Send(m) = to_bob.next().await {
+            break m;
+        }
+    };
+    assert_eq!(mine.text, "mine");
+    to_bob
+        .send(Frame::Ack(Ack {
+            id: mine.id.clone(),
+            seq: 2,
+        }))
+        .await;
+    bob.wait_event("ack", &[("seq", "2")]).await;
+    to_bob
+        .send(Frame::Message(served(&one, "alice", &cert, 1, epoch)))
+        .await;
+    to_bob
+        .send(Frame::Message(served(&two, "alice", &cert, 2, epoch)))
+        .await;
+    // Carol is simply not served seq 2.
+    to_carol
+        .send(Frame::Message(served(&one, "alice", &cert, 1, epoch)))
+        .await;
+    to_carol
+        .send(Frame::Message(served(&two, "alice", &cert, 3, epoch)))
+        .await;
+
+    bob.wait_event("tampering", &[("what", "~acknowledged your message")])
+        .await;
+    carol
+        .wait_event("tampering", &[("what", "~skipped log entries 2..=2")])
+        .await;
+    for member in [&mut bob, &mut carol] {
+        member.wait_event("message", &[("text", "two")]).await;
+        let found = reports(member);
+        assert!(found.iter().all(|r| r.contains("mallory")), "{found:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_showed_members_different_histories_is_caught_at_the_next_move() {
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let uri = relay.uri();
+    let mut host = ScriptedHost::start().await;
+    let (mallory, record) = host.host_lobby(&uri, "mallory").await;
+    let epoch = record.epoch;
+    let alice = Stranger::register(&uri, "alice").await;
+    let dave = Stranger::register(&uri, "dave").await;
+    let said_by_alice =
+        SenderChain::default().message(&alice.key, "alice", "a1", "alice's version");
+    let said_by_dave = SenderChain::default().message(&dave.key, "dave", "d1", "dave's version");
+
+    let mut bob = join(&uri, "bob").await.expect("bob joins");
+    let bob_node = bob.shared().ctx.identity.clone();
+    let lease = keep_lease(&uri, &mallory, &record, &bob_node.node_id);
+    let to_bob = host.session().await;
+    let mut carol = join(&uri, "carol").await.expect("carol joins");
+    let to_carol = host.session().await;
+    // Bob is shown alice's message at seq 1, carol dave's.
+    let bobs_view = served(&said_by_alice, "alice", &alice.certificate(), 1, epoch);
+    let carols_view = served(&said_by_dave, "dave", &dave.certificate(), 1, epoch);
+    for (session, view) in [(&to_bob, &bobs_view), (&to_carol, &carols_view)] {
+        session.send(host.welcome(epoch, 0, &GENESIS)).await;
+        session.send(Frame::Message(view.clone())).await;
+    }
+    bob.wait_event("message", &[("text", "alice's version")])
+        .await;
+    carol
+        .wait_event("message", &[("text", "dave's version")])
+        .await;
+
+    // Bob, the successor, gets bob's version, then the lease lapses.
+    let log = [entry(bobs_view)];
+    let body = ReplicateBody {
+        counter: 1,
+        meta: Some(RoomMeta {
+            room_id: "scripted".into(),
+            head_seq: 1,
+            min_users: 1,
+            activated: true,
+            ..Default::default()
+        }),
+        entries: log.to_vec(),
+        base_seq: 0,
+        head: Some(host.key.sign_head(trust::ROOM, epoch, 1, &log_hash(&log))),
+    };
+    let cert = record.certificate.clone().expect("a term");
+    chat_client(&bob_node.address)
+        .await
+        .replicate(replicate(&host.key, &cert, &body))
+        .await
+        .expect("bob holds a copy that checks out");
+    lease.abort();
+    relay
+        .wait_for_host("bob takes over", |h| h.name == "bob")
+        .await;
+    carol
+        .wait_event(
+            "tampering",
+            &[("what", "~differs from what you were shown")],
+        )
+        .await;
+    let found = reports(&mut carol);
+    assert!(
+        found[0].contains("bob") && found[0].contains("mallory"),
+        "names both hosts: {found:?}"
+    );
+    bob.wait_event("host", &[("name", "bob")]).await;
+    bob.say("after the move").await;
+    carol
+        .wait_event("message", &[("text", "after the move")])
+        .await;
+    assert!(reports(&mut bob).is_empty(), "{:?}", reports(&mut bob));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_copy_planted_before_a_move_is_refused_and_the_message_survives() {
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let uri = relay.uri();
+    let mut host = ScriptedHost::start().await;
+    let (mallory, record) = host.host_lobby(&uri, "mallory").await;
+    let epoch = record.epoch;
+    let mut bob = join(&uri, "bob").await.expect("bob joins");
+    let mut to_bob = host.session().await;
+    to_bob.send(host.welcome(epoch, 0, &GENESIS)).await;
+    let mut carol = join(&uri, "carol").await.expect("carol joins");
+    let carol_node = carol.shared().ctx.identity.clone();
+    let lease = keep_lease(&uri, &mallory, &record, &carol_node.node_id);
+    let to_carol = host.session().await;
+    to_carol.send(host.welcome(epoch, 0, &GENESIS)).await;
+
+    // Bob's message reaches the host, which never acknowledges it and
+    // plants an altered version under its id in carol's copy.
+    bob.say("the genuine words").await;
+    let genuine = loop {
+        if let client_frame::Frame::Send(m) = to_bob.next().await {
+            break m;
+        }
+    };
+    let bob_cert = lookup(&uri, "bob").await.expect("bob").certificate;
+    let mut altered = served(&genuine, "bob", &bob_cert.expect("a cert"), 1, epoch);
+    altered.text = "ALTERED words".into();
+    let log = [entry(altered)];
+    let body = ReplicateBody {
+        counter: 1,
+        meta: Some(RoomMeta {
+            room_id: "scripted".into(),
+            head_seq: 1,
+            min_users: 1,
+            activated: true,
+            ..Default::default()
+        }),
+        entries: log.to_vec(),
+        base_seq: 0,
+        head: Some(host.key.sign_head(trust::ROOM, epoch, 1, &log_hash(&log))),
+    };
+    let cert = record.certificate.clone().expect("a term");
+    let refused = chat_client(&carol_node.address)
+        .await
+        .replicate(replicate(&host.key, &cert, &body))
+        .await
+        .expect_err("carol refuses a copy that fails verification");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused}");
+    assert!(refused.message().contains("verification"), "{refused}");
+
+    // The room moves to carol; bob's message goes again and is delivered.
+    lease.abort();
+    relay
+        .wait_for_host("carol takes over", |h| h.name == "carol")
+        .await;
+    for member in [&mut bob, &mut carol] {
+        member
+            .wait_event("message", &[("text", "the genuine words")])
+            .await;
+        assert_eq!(member.texts(), ["the genuine words"], "{}", member.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_labelled_with_another_room_is_refused() {
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let uri = relay.uri();
+    let host = ScriptedHost::start().await;
+    let (_mallory, record) = host.host_lobby(&uri, "mallory").await;
+    let bob = join(&uri, "bob").await.expect("bob joins");
+    let bob_node = bob.shared().ctx.identity.clone();
+    let cert = record.certificate.clone().expect("a term");
+    let probe = ReplicateBody {
+        counter: 1,
+        ..Default::default()
+    };
+    let mut request = tonic::Request::new(replicate(&host.key, &cert, &probe));
+    request
+        .metadata_mut()
+        .insert(chat_proto::ROOM_METADATA, "hall".parse().expect("metadata"));
+    let refused = chat_client(&bob_node.address)
+        .await
+        .replicate(request)
+        .await
+        .expect_err("a copy of the lobby labelled as the hall");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused}");
+    // The same copy, labelled right, is answered.
+    chat_client(&bob_node.address)
+        .await
+        .replicate(replicate(&host.key, &cert, &probe))
+        .await
+        .expect("the lobby's host may ask how far bob is");
+}
