@@ -98,6 +98,9 @@ pub enum NodeError {
     /// The relay's answer to a migration report carried no certificate.
     #[error("the relay's record has no certificate")]
     UncertifiedRecord,
+    /// The relay authorized a reset but sent no certificate for it.
+    #[error("the relay's answer has no reset certificate")]
+    NoResetCertificate,
 
     /// A call made under an epoch older than one this node knows.
     #[error("stale epoch {epoch}: this node knows epoch {known}")]
@@ -237,7 +240,7 @@ impl NodeError {
             NoLongerHosting | LiveHost | CannotTakeOver { .. } | StaleEpoch { .. } | NoReplica => {
                 Code::FailedPrecondition
             }
-            NoRoom | UncertifiedRecord => Code::Internal,
+            NoRoom | UncertifiedRecord | NoResetCertificate => Code::Internal,
             TermCertificate(_)
             | ReplicateWithoutTerm
             | ReplicateNotSigned(_)

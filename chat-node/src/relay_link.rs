@@ -186,13 +186,27 @@ impl RelayLink {
         Ok(self.client.clone().renew_lease(req).await?.into_inner())
     }
 
-    /// Asks the relay whether `admin_secret` allows a reset.
-    pub async fn authorize_reset(&self, admin_secret: &str) -> Result<(), Status> {
+    /// Asks the relay, with `admin_secret`, for the certificate of a reset
+    /// of `room` to `min_users` by us, which the room's host and every
+    /// member check.
+    pub async fn authorize_reset(
+        &self,
+        me: &Identity,
+        room: &str,
+        min_users: u32,
+        admin_secret: &str,
+    ) -> Result<ResetCertificate, Status> {
         let req = Self::unary(AuthorizeResetRequest {
             admin_secret: admin_secret.to_string(),
+            room: room.to_string(),
+            min_users,
+            node_id: me.node_id.clone(),
+            session_token: me.session_token.clone(),
         });
-        self.client.clone().authorize_reset(req).await?;
-        Ok(())
+        let answer = self.client.clone().authorize_reset(req).await?.into_inner();
+        answer
+            .certificate
+            .ok_or_else(|| NodeError::NoResetCertificate.into())
     }
 
     /// Leaves the registry.

@@ -105,14 +105,20 @@ impl<'a> Signed<'a> {
     }
 }
 
-/// The digest of a reset entry.
+/// The digest of a reset entry: it covers the grant of the relay's
+/// certificate (empty when the reset carries none), so a host that shows
+/// members resets with different certificates shows different histories.
 pub fn reset_digest(r: &RoomReset) -> Digest {
+    let grant = r
+        .certificate
+        .as_ref()
+        .map_or(&[][..], |c| c.grant.as_slice());
     sha256(&frame(&[
         RESET_TAG,
         &r.seq.to_be_bytes(),
         &r.min_users.to_be_bytes(),
         r.by.as_bytes(),
-        &[],
+        grant,
     ]))
 }
 
@@ -314,6 +320,7 @@ mod tests {
                 min_users: 2,
                 by: "ann".into(),
                 epoch: 1,
+                certificate: None,
             })),
         };
         let chain = |entries: &[LogEntry]| {
@@ -326,16 +333,46 @@ mod tests {
             chain(&[a.clone(), b.clone()]),
             chain(&[b.clone(), a.clone()])
         );
-        assert_ne!(chain(&[a.clone()]), chain(&[entry(1, "A")]));
+        assert_ne!(chain(std::slice::from_ref(&a)), chain(&[entry(1, "A")]));
         assert_eq!(
             chain(&[a.clone(), b.clone(), reset.clone()]),
-            chain(&[reset.clone()]),
+            chain(std::slice::from_ref(&reset)),
             "a reset starts the chain over"
         );
         assert_ne!(
             extend("lobby", &GENESIS, &a),
             extend("hall", &GENESIS, &a),
             "the room is covered"
+        );
+    }
+
+    #[test]
+    fn a_resets_digest_covers_its_certificates_grant() {
+        use crate::pb::relay::ResetCertificate;
+        let reset = |grant: &[u8], signature: &[u8]| RoomReset {
+            seq: 3,
+            min_users: 2,
+            by: "ann".into(),
+            epoch: 1,
+            certificate: Some(ResetCertificate {
+                grant: grant.to_vec(),
+                signature: signature.to_vec(),
+            }),
+        };
+        let bare = RoomReset {
+            certificate: None,
+            ..reset(&[], &[])
+        };
+        assert_eq!(reset_digest(&reset(&[], &[])), reset_digest(&bare));
+        assert_ne!(reset_digest(&reset(&[1], &[])), reset_digest(&bare));
+        assert_ne!(
+            reset_digest(&reset(&[1], &[])),
+            reset_digest(&reset(&[2], &[]))
+        );
+        // The grant is what the relay signed; the signature is not hashed.
+        assert_eq!(
+            reset_digest(&reset(&[1], &[7])),
+            reset_digest(&reset(&[1], &[8]))
         );
     }
 }

@@ -1,14 +1,15 @@
 //! Signatures and certificates: the exact byte layouts the protos describe,
 //! in one place for every signer and verifier. The relay's key is the one
 //! root of trust: it signs host terms (the only form in which an epoch
-//! counts) and name grants (a name bound to a node and its key); members
+//! counts), name grants (a name bound to a node and its key) and reset
+//! grants (one member's permission to reset one room, once); members
 //! sign their own messages, Hellos and node-to-node calls.
 
 use crate::chain::{Digest, Signed};
 use crate::pb::chat::{Hello, PrivateMessage, SendMessage, SignedHead};
 use crate::pb::relay::{
     CopyGrant, CopyPermit, HostTerm, HostTermCertificate, NameCertificate, NameGrant,
-    RegisterRequest,
+    RegisterRequest, ResetCertificate, ResetGrant,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use prost::Message;
@@ -26,6 +27,9 @@ pub const MAX_CERTIFICATE_BYTES: usize = 2048;
 const HOST_TERM_TAG: &[u8] = b"relay.v1.HostTerm";
 const NAME_GRANT_TAG: &[u8] = b"relay.v1.NameGrant";
 const COPY_GRANT_TAG: &[u8] = b"relay.v1.CopyGrant";
+const RESET_GRANT_TAG: &[u8] = b"relay.v1.ResetGrant";
+/// Length of a reset grant's nonce, in bytes.
+pub const RESET_NONCE_BYTES: usize = 16;
 
 /// Why a signature or certificate was not accepted.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -48,6 +52,9 @@ pub enum TrustError {
     /// The certificate is valid but says something else than claimed.
     #[error("certificate does not match: {0}")]
     Mismatch(&'static str),
+    /// The certificate was used before (a replay).
+    #[error("certificate used before: {0}")]
+    Replayed(&'static str),
 }
 
 impl From<TrustError> for tonic::Status {
@@ -175,6 +182,13 @@ impl Keypair {
         let grant = grant.encode_to_vec();
         let signature = self.sign(&frame(&[NAME_GRANT_TAG, &grant]));
         NameCertificate { grant, signature }
+    }
+
+    /// Issues a relay certificate for `grant` (a reset).
+    pub fn issue_reset(&self, grant: &ResetGrant) -> ResetCertificate {
+        let grant = grant.encode_to_vec();
+        let signature = self.sign(&frame(&[RESET_GRANT_TAG, &grant]));
+        ResetCertificate { grant, signature }
     }
 
     /// Signs a Hello answering `nonce` from host `host_node_id`, in place.
@@ -366,6 +380,50 @@ impl PublicKey {
         }
         Ok(grant)
     }
+
+    /// Verifies a relay-signed reset grant (this key being the relay's)
+    /// and returns it. It does not expire: a reset in the history stays
+    /// verifiable (the host checks freshness when it accepts one).
+    pub fn verify_reset(&self, cert: &ResetCertificate) -> Result<ResetGrant, TrustError> {
+        if cert.grant.len() > MAX_CERTIFICATE_BYTES {
+            return Err(TrustError::Malformed);
+        }
+        self.verify(&frame(&[RESET_GRANT_TAG, &cert.grant]), &cert.signature)?;
+        ResetGrant::decode(cert.grant.as_slice()).map_err(|_| TrustError::Malformed)
+    }
+}
+
+/// A fresh random nonce for a reset grant.
+pub fn reset_nonce() -> Vec<u8> {
+    rand::random::<[u8; RESET_NONCE_BYTES]>().to_vec()
+}
+
+/// Verifies the certificate of a reset of `room` to `min_users` said to be
+/// by `by` (what every member and the host check; see
+/// `relay.v1.ResetGrant`): signed by the `relay`, for this room, threshold
+/// and member, with a nonce of the right length. Returns the grant, whose
+/// time and nonce the caller checks against the resets it saw.
+pub fn verify_room_reset(
+    relay: &PublicKey,
+    cert: Option<&ResetCertificate>,
+    room: &str,
+    min_users: u32,
+    by: &str,
+) -> Result<ResetGrant, TrustError> {
+    let grant = relay.verify_reset(cert.ok_or(TrustError::Malformed)?)?;
+    if grant.nonce.len() != RESET_NONCE_BYTES {
+        return Err(TrustError::Malformed);
+    }
+    if grant.room != room {
+        return Err(TrustError::Mismatch("room"));
+    }
+    if grant.by != by {
+        return Err(TrustError::Mismatch("member"));
+    }
+    if grant.min_users != min_users {
+        return Err(TrustError::Mismatch("threshold"));
+    }
+    Ok(grant)
 }
 
 /// Checks that a signed time is within [`MAX_CLOCK_SKEW_MS`] of `now_ms`.
@@ -488,6 +546,62 @@ mod tests {
         let as_term = HostTermCertificate {
             term: cert.grant,
             signature: cert.signature,
+        };
+        assert_eq!(
+            relay_pub.verify_host_term(&as_term),
+            Err(TrustError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_reset_verifies_only_for_its_room_member_and_threshold() {
+        let relay = Keypair::generate();
+        let relay_pub = relay.verifying();
+        let grant = ResetGrant {
+            room: "ops".into(),
+            min_users: 3,
+            by: "alice".into(),
+            by_node_id: "a1".into(),
+            issued_at_unix_ms: 1000,
+            nonce: reset_nonce(),
+        };
+        let cert = relay.issue_reset(&grant);
+        let check = |cert: Option<&ResetCertificate>, room: &str, min: u32, by: &str| {
+            verify_room_reset(&relay_pub, cert, room, min, by)
+        };
+        assert_eq!(check(Some(&cert), "ops", 3, "alice"), Ok(grant.clone()));
+        assert_eq!(check(None, "ops", 3, "alice"), Err(TrustError::Malformed));
+        let room = Err(TrustError::Mismatch("room"));
+        assert_eq!(check(Some(&cert), "lobby", 3, "alice"), room);
+        let member = Err(TrustError::Mismatch("member"));
+        assert_eq!(check(Some(&cert), "ops", 3, "bob"), member);
+        let threshold = Err(TrustError::Mismatch("threshold"));
+        assert_eq!(check(Some(&cert), "ops", 1, "alice"), threshold);
+
+        // Signed by anyone but the relay, or altered: refused.
+        let forged = Keypair::generate().issue_reset(&grant);
+        let bad = Err(TrustError::BadSignature);
+        assert_eq!(check(Some(&forged), "ops", 3, "alice"), bad);
+        let mut altered = cert.clone();
+        altered.grant[2] ^= 1;
+        assert!(check(Some(&altered), "ops", 3, "alice").is_err());
+        // A nonce of another length is malformed.
+        let short = relay.issue_reset(&ResetGrant {
+            nonce: vec![7; 8],
+            ..grant.clone()
+        });
+        let malformed = Err(TrustError::Malformed);
+        assert_eq!(check(Some(&short), "ops", 3, "alice"), malformed);
+        // A name grant or a host term is never a reset, and the reverse.
+        let name = relay.issue_name(&NameGrant::default());
+        let as_reset = ResetCertificate {
+            grant: name.grant,
+            signature: name.signature,
+        };
+        assert_eq!(relay_pub.verify_reset(&as_reset), bad);
+        let as_term = HostTermCertificate {
+            term: cert.grant.clone(),
+            signature: cert.signature.clone(),
         };
         assert_eq!(
             relay_pub.verify_host_term(&as_term),

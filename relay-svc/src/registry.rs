@@ -524,6 +524,7 @@ mod error;
 mod lease;
 mod placement;
 mod reach;
+mod reset;
 mod room;
 mod sweep;
 

@@ -491,3 +491,113 @@ async fn refused_replicate(
     let err = to.replicate(request).await.expect_err(what);
     assert_eq!(err.code(), Code::PermissionDenied, "{what}: {err}");
 }
+
+// ---------------------------------------------------------------------------
+// Attack 8b: one member floods the host over several sessions at once.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_sessions_share_one_rate_limit() {
+    const SESSIONS: usize = 5;
+    const MESSAGES: usize = 100;
+    // A burst of 10 and 1 a second: five sessions of their own would get
+    // 50 messages through at once.
+    let (rate, burst) = (1, 10);
+    let config = relay_svc::RelayConfig {
+        messages_per_second: rate,
+        message_burst: burst,
+        ..relay_svc::RelayConfig::for_tests(2, NO_MIGRATION)
+    };
+    let relay = Relay::start_with("127.0.0.1:0".parse().expect("addr"), config).await;
+    let uri = relay.uri();
+    let mut members = start_chat(&uri, &["alice", "bob"]).await;
+    let mallory = Stranger::register(&uri, "mallory").await;
+    assert_eq!(
+        (mallory.reg.messages_per_second, mallory.reg.message_burst),
+        (rate, burst)
+    );
+    let host = current_host(&uri).await;
+
+    // Time runs from before the first session, so the bucket earns no
+    // more than `rate * elapsed` after its burst.
+    let started = Instant::now();
+    let mut sessions = Vec::new();
+    for _ in 0..SESSIONS {
+        let mut session = HostileSession::open(&host.address).await;
+        session
+            .send(client_frame::Frame::Hello(
+                mallory.hello(&session.challenge),
+            ))
+            .await;
+        session.welcomed().await;
+        sessions.push(session);
+    }
+    // The sessions take turns, each message answered before the next goes
+    // (so they reach the host in the order of mallory's chain); a message
+    // refused as too fast leaves its place in the chain to the next one.
+    let mut answers = FloodAnswers::default();
+    let mut chain = SenderChain::default();
+    for i in 0..MESSAGES {
+        let session = &mut sessions[i % SESSIONS];
+        let before = chain.clone();
+        let id = format!("fast-{i}");
+        let msg = chain.message(&mallory.key, "mallory", &id, &format!("fast {i}"));
+        session.send(client_frame::Frame::Send(msg)).await;
+        match answer(&mut session.frames, &id).await {
+            Answer::Acked => {
+                answers.acked.insert(id);
+            }
+            Answer::Throttled => {
+                answers.throttled.insert(id);
+                chain = before;
+            }
+            Answer::Refused(why) => answers.refused.push(why),
+        }
+    }
+    let elapsed = started.elapsed();
+    let summary = format!(
+        "{} acked, {} throttled, refused {:?}, after {elapsed:?}",
+        answers.acked.len(),
+        answers.throttled.len(),
+        answers.refused
+    );
+    assert!(answers.refused.is_empty(), "{summary}");
+    // One bucket for the member: its burst, then `rate` a second.
+    let budget = f64::from(burst) + f64::from(rate) * elapsed.as_secs_f64();
+    assert!(
+        answers.acked.len() as f64 <= budget,
+        "at most {budget:.1} acks across {SESSIONS} sessions: {summary}"
+    );
+    assert!(
+        answers.acked.len() >= burst as usize,
+        "the burst: {summary}"
+    );
+    drop(sessions);
+    assert_chat_intact(&mut members).await;
+}
+
+/// How the host answered one message.
+enum Answer {
+    Acked,
+    /// Refused as too fast (to be sent again later).
+    Throttled,
+    /// Refused for another reason.
+    Refused(String),
+}
+
+/// The host's answer to message `id` on a session, skipping other frames.
+async fn answer(frames: &mut Streaming<ServerFrame>, id: &str) -> Answer {
+    loop {
+        match next_frame(frames).await {
+            Ok(Some(server_frame::Frame::Ack(ack))) if ack.id == id => return Answer::Acked,
+            Ok(Some(server_frame::Frame::Rejected(r))) if r.id == id => {
+                return match r.retry_after_ms {
+                    0 => Answer::Refused(r.reason),
+                    _ => Answer::Throttled,
+                }
+            }
+            Ok(Some(_)) => {}
+            other => panic!("expected the answer to {id}, got {other:?}"),
+        }
+    }
+}

@@ -344,12 +344,22 @@ async fn guessing_the_admin_secret_is_cut_off_after_five_tries() {
     let relay = Relay::start(2, NO_MIGRATION).await;
     let uri = relay.uri();
     let mut members = start_chat(&uri, &["alice", "bob"]).await;
+    // Only a member of the room has its secret compared: mallory joins.
+    let mallory = Stranger::register(&uri, "mallory").await;
     let rc = relay_client(&uri).await;
     let try_secret = |secret: String| {
         let mut rc = rc.clone();
+        let (node_id, session_token) = (
+            mallory.reg.node_id.clone(),
+            mallory.reg.session_token.clone(),
+        );
         async move {
             rc.authorize_reset(AuthorizeResetRequest {
                 admin_secret: secret,
+                room: String::new(),
+                min_users: 1,
+                node_id,
+                session_token,
             })
             .await
             .expect_err("a wrong secret, or too many tries")

@@ -6,6 +6,7 @@ mod chain;
 mod commands;
 mod events;
 mod reconnect;
+mod resets;
 mod rooms;
 mod session;
 
@@ -95,6 +96,8 @@ struct Client {
     log_check: chain::LogCheck,
     /// The key of the current session's host (from its relay-signed term).
     host_key: Option<chat_proto::trust::PublicKey>,
+    /// The resets applied (checks those the host serves).
+    resets: resets::Resets,
     /// When to send again the messages the host refused as too fast.
     retry_at: Option<tokio::time::Instant>,
     /// Ids of pending messages the host refused as too fast (a subset of

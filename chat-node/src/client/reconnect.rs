@@ -35,6 +35,7 @@ pub(super) async fn run_room(
         own_chain,
         log_check: Default::default(),
         host_key: None,
+        resets: Default::default(),
         retry_at: None,
         refused: HashSet::new(),
         outbox: outbox_tx,

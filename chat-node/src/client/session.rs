@@ -352,15 +352,7 @@ impl Client {
                 self.emit(ClientEvent::Activated).await;
             }
             Frame::Activated(_) => {}
-            Frame::Reset(r) => {
-                if r.seq > self.view.last_seq {
-                    self.log_check.reset(&r);
-                }
-                self.view.last_seq = self.view.last_seq.max(r.seq);
-                self.view.activated = false;
-                let (by, min_users) = (r.by, r.min_users);
-                self.emit(ClientEvent::Reset { by, min_users }).await;
-            }
+            Frame::Reset(r) => self.on_reset(r, address).await,
             Frame::Migrate(m) => {
                 return Some(SessionEnd::Redirect(NodeAddr {
                     address: m.address,
@@ -377,7 +369,7 @@ impl Client {
 
     /// Tells the user that the session's host served something that does
     /// not check out.
-    async fn report(&self, address: &str, what: String) {
+    pub(super) async fn report(&self, address: &str, what: String) {
         let host = format!("{} at {address}", self.view.host_name);
         tracing::warn!(%host, %what, "the host served something that does not check out");
         self.emit(ClientEvent::Tampering { host, what }).await;
@@ -562,10 +554,14 @@ impl Client {
                 Some(msg) => client_frame::Frame::Send(msg),
                 None => return,
             },
-            UserCommand::Reset(min_users) => client_frame::Frame::Reset(ResetRoom {
-                min_users,
-                admin_secret: self.node.admin_secret.clone().unwrap_or_default(),
-            }),
+            // The relay checks the admin secret and certifies the reset.
+            UserCommand::Reset(min_users) => match self.reset_certificate(min_users).await {
+                Ok(certificate) => client_frame::Frame::Reset(ResetRoom {
+                    min_users,
+                    certificate: Some(certificate),
+                }),
+                Err(why) => return self.emit(ClientEvent::error(why)).await,
+            },
             other => return self.local_command(other).await,
         };
         // If the stream just broke, the session ends on its next read and

@@ -8,6 +8,7 @@ pub mod fencing;
 pub mod handoff;
 mod outbound;
 pub mod rate;
+mod reset;
 pub mod room;
 pub mod service;
 mod session;
@@ -99,6 +100,8 @@ pub struct RoomHost {
     /// Held for a whole sync of a replica: the replicator and a handoff
     /// send one at a time, so their counters arrive in order.
     pub(crate) replicate_turn: tokio::sync::Mutex<()>,
+    /// Each member's send rate, shared by its sessions.
+    pub(crate) rates: Arc<rate::MemberRates>,
     /// Sender certificates checked in copies this node was sent.
     pub(crate) copy_senders: Mutex<Senders>,
 }
@@ -114,6 +117,8 @@ impl std::fmt::Debug for RoomHost {
 impl RoomHost {
     /// A dormant host side for `room` on `node`.
     pub(crate) fn new(room: &str, ctx: Arc<NodeContext>) -> Arc<Self> {
+        let settings = &ctx.settings;
+        let rates = rate::MemberRates::new(settings.messages_per_second, settings.message_burst);
         Arc::new(Self {
             room: room.to_string(),
             ctx,
@@ -123,6 +128,7 @@ impl RoomHost {
             host_tx: watch::channel(None).0,
             no_host_tx: watch::channel(None).0,
             replicate_turn: tokio::sync::Mutex::new(()),
+            rates,
             copy_senders: Mutex::default(),
         })
     }
@@ -180,6 +186,8 @@ pub struct HostCore {
     attendance: Attendance,
     /// Who may hold the room's copy, and who does.
     succession: Succession,
+    /// The nonces of the resets accepted lately.
+    resets: reset::SeenResets,
     /// The host term whose log `room` follows: the last term that
     /// replicated to this node, or the last this node hosted (shown to the
     /// relay after its restart, so it waits for the newest term's
@@ -224,6 +232,7 @@ impl HostCore {
             room: None,
             attendance: Attendance::default(),
             succession: Succession::default(),
+            resets: reset::SeenResets::default(),
             replica_term: 0,
             signed_head: None,
             copy_permits: CopyPermits::default(),

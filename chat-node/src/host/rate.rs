@@ -1,10 +1,14 @@
 //! A token bucket for each member's send rate: `burst` messages at once,
-//! then `per_second` on average.
+//! then `per_second` on average. One bucket per member (by node id),
+//! shared by all of its sessions in the room ([`MemberRates`]), so opening
+//! more sessions buys no more messages.
 //!
 //! Tokens are counted in integer units of a billionth of a token, so that
 //! one nanosecond adds exactly `per_second` units: no rounding drift however
 //! the calls are spaced.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -53,6 +57,14 @@ impl TokenBucket {
         }
     }
 
+    /// The units the bucket holds at `now`, without taking any: at
+    /// capacity, forgetting it loses nothing (a new one starts full).
+    fn units_at(&self, now: Instant) -> u128 {
+        let mut later = self.clone();
+        later.refill(now);
+        later.units
+    }
+
     /// Adds the units earned since the last update, up to the capacity.
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.updated).as_nanos();
@@ -67,6 +79,122 @@ impl TokenBucket {
         let nanos = missing.div_ceil(u128::from(self.per_second));
         // At most UNIT nanoseconds (one second), so it fits.
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// Buckets of members with no session kept (until full), at most.
+const IDLE_BUCKETS_KEPT: usize = 4096;
+
+/// One member's bucket and how many sessions it has open.
+#[derive(Debug)]
+struct Bucket {
+    bucket: TokenBucket,
+    sessions: usize,
+}
+
+/// The send rate of every member of a room, by node id, shared by all
+/// of a member's sessions. A member's bucket is kept while it has a
+/// session, and after its last session closes only until it is full
+/// again (so closing and opening a session refills nothing early), and
+/// never for more than [`IDLE_BUCKETS_KEPT`] members without a session:
+/// the map is bounded by the sessions open.
+#[derive(Debug)]
+pub struct MemberRates {
+    per_second: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl MemberRates {
+    /// Rates of `per_second` messages a second (0: no limit) after a
+    /// burst of `burst`, for each member.
+    pub fn new(per_second: u32, burst: u32) -> Arc<Self> {
+        Arc::new(Self {
+            per_second,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn buckets(&self) -> MutexGuard<'_, HashMap<String, Bucket>> {
+        // Each change is a single insert, update or removal.
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A session of member `node_id` opened at `now`: its handle on the
+    /// member's bucket (a full one if the member had none), which counts
+    /// the session until dropped.
+    pub fn session(self: &Arc<Self>, node_id: &str, now: Instant) -> SessionRate {
+        let mut buckets = self.buckets();
+        forget_idle(&mut buckets, now);
+        buckets
+            .entry(node_id.to_string())
+            .or_insert_with(|| Bucket {
+                bucket: TokenBucket::new(self.per_second, self.burst, now),
+                sessions: 0,
+            })
+            .sessions += 1;
+        SessionRate {
+            rates: self.clone(),
+            node_id: node_id.to_string(),
+        }
+    }
+
+    /// Members with a bucket (tests).
+    #[cfg(test)]
+    fn members(&self) -> usize {
+        self.buckets().len()
+    }
+}
+
+/// Drops the buckets of members without a session that are full at
+/// `now`, then, beyond [`IDLE_BUCKETS_KEPT`] idle ones, the fullest.
+fn forget_idle(buckets: &mut HashMap<String, Bucket>, now: Instant) {
+    buckets.retain(|_, b| b.sessions > 0 || b.bucket.units_at(now) < b.bucket.capacity);
+    let idle = buckets.values().filter(|b| b.sessions == 0).count();
+    let excess = idle.saturating_sub(IDLE_BUCKETS_KEPT);
+    if excess == 0 {
+        return;
+    }
+    let mut fullest: Vec<(u128, String)> = buckets
+        .iter()
+        .filter(|(_, b)| b.sessions == 0)
+        .map(|(id, b)| (b.bucket.units_at(now), id.clone()))
+        .collect();
+    fullest.sort_unstable_by_key(|(units, _)| std::cmp::Reverse(*units));
+    for (_, id) in fullest.into_iter().take(excess) {
+        buckets.remove(&id);
+    }
+}
+
+/// One session's share of its member's bucket; dropping it ends the
+/// session's count.
+#[derive(Debug)]
+pub struct SessionRate {
+    rates: Arc<MemberRates>,
+    node_id: String,
+}
+
+impl SessionRate {
+    /// Takes one token of the member's at `now`, or says how long until
+    /// one is available.
+    pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.rates.buckets();
+        match buckets.get_mut(&self.node_id) {
+            Some(b) => b.bucket.try_take(now),
+            // Never: a bucket stays while a session counts on it.
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SessionRate {
+    fn drop(&mut self) {
+        let mut buckets = self.rates.buckets();
+        if let Some(b) = buckets.get_mut(&self.node_id) {
+            b.sessions = b.sessions.saturating_sub(1);
+        }
+        forget_idle(&mut buckets, Instant::now());
     }
 }
 
@@ -143,6 +271,66 @@ mod tests {
         assert_eq!(bucket.try_take(later), Ok(()));
         assert_eq!(bucket.try_take(t0), Err(Duration::from_secs(1)));
         assert_eq!(bucket.try_take(later + Duration::from_secs(1)), Ok(()));
+    }
+
+    // Paused time: a dropped session's handle reads the same clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_members_sessions_share_one_bucket() {
+        let t0 = Instant::now();
+        let rates = MemberRates::new(1, 3);
+        let first = rates.session("m1", t0);
+        let second = rates.session("m1", t0);
+        let other = rates.session("m2", t0);
+        let taken = [&first, &second, &first, &second]
+            .iter()
+            .filter(|s| s.try_take(t0).is_ok())
+            .count();
+        assert_eq!(taken, 3, "the burst, whichever session asks");
+        assert_eq!(second.try_take(t0), Err(Duration::from_secs(1)));
+        // A third session brings no fresh burst.
+        let third = rates.session("m1", t0);
+        assert!(third.try_take(t0).is_err());
+        assert_eq!(first.try_take(t0 + Duration::from_secs(1)), Ok(()));
+        // Another member has a bucket of its own.
+        assert_eq!(other.try_take(t0), Ok(()));
+    }
+
+    // Paused time: a dropped session's handle reads the same clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_members_bucket_outlives_its_sessions_until_it_is_full() {
+        let t0 = Instant::now();
+        let rates = MemberRates::new(1, 2);
+        let session = rates.session("m1", t0);
+        assert_eq!(session.try_take(t0), Ok(()));
+        assert_eq!(session.try_take(t0), Ok(()));
+        drop(session);
+        // Reconnecting at once finds the bucket as it was left: empty.
+        let again = rates.session("m1", t0);
+        assert!(again.try_take(t0).is_err());
+        drop(again);
+        assert_eq!(rates.members(), 1, "not full yet");
+        // Full again by t0 + 2 s: forgotten at the next change.
+        let other = rates.session("m2", t0 + Duration::from_secs(2));
+        assert_eq!(rates.members(), 1, "only m2 has a bucket");
+        drop(other);
+        assert_eq!(rates.members(), 0, "a full bucket of nobody's is dropped");
+    }
+
+    // Paused time: a dropped session's handle reads the same clock.
+    #[tokio::test(start_paused = true)]
+    async fn buckets_of_members_without_sessions_are_bounded() {
+        let t0 = Instant::now();
+        let rates = MemberRates::new(1, 1);
+        for i in 0..IDLE_BUCKETS_KEPT + 10 {
+            let session = rates.session(&format!("m{i}"), t0);
+            assert_eq!(session.try_take(t0), Ok(()));
+        }
+        assert_eq!(rates.members(), IDLE_BUCKETS_KEPT);
+        let unlimited = MemberRates::new(0, 1);
+        for i in 0..10 {
+            let _ = unlimited.session(&format!("m{i}"), t0);
+        }
+        assert_eq!(unlimited.members(), 0, "nothing to remember");
     }
 
     #[test]

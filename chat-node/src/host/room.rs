@@ -3,6 +3,7 @@
 
 use chat_proto::chain::{self, Chains, Digest, Position, Signed, Step};
 use chat_proto::pb::chat::{log_entry, ChatMessage, LogEntry, Member, RoomMeta, RoomReset};
+use chat_proto::pb::relay::ResetCertificate;
 use chat_proto::rules;
 use std::collections::{BTreeMap, HashMap};
 
@@ -244,8 +245,15 @@ impl Room {
     }
 
     /// Wipes the history and restarts activation with threshold `min_users`
-    /// (activating at once if enough members are already here).
-    pub fn reset(&mut self, by: &str, min_users: u32, epoch: u64) -> Result<RoomReset, RoomError> {
+    /// (activating at once if enough members are already here). The entry
+    /// carries the relay's `certificate` for the reset, for members to check.
+    pub fn reset(
+        &mut self,
+        by: &str,
+        min_users: u32,
+        epoch: u64,
+        certificate: Option<ResetCertificate>,
+    ) -> Result<RoomReset, RoomError> {
         if min_users == 0 {
             return Err(RoomError::BadThreshold);
         }
@@ -254,6 +262,7 @@ impl Room {
             min_users,
             by: by.to_string(),
             epoch,
+            certificate,
         };
         self.push(LogEntry {
             kind: Some(log_entry::Kind::Reset(reset.clone())),

@@ -2,7 +2,6 @@
 //! between hosts, and a redirect to the host when dormant.
 
 use super::outbound::{self, frame};
-use super::rate::TokenBucket;
 use super::room::{Joined, Room};
 use super::{session, HostEvent, Role};
 use crate::dial::PeerCerts;
@@ -204,18 +203,16 @@ async fn open_session(
     // A client ahead of this host's log saw entries only crashed nodes
     // held; it is told, and follows this log from its head.
     start.from(hello.resume_from_seq.min(head));
-    let settings = &host.ctx.settings;
+    let rate = host
+        .rates
+        .session(&hello.node_id, tokio::time::Instant::now());
     let ctx = session::Session {
         host: host.clone(),
         name: hello.name,
         node_id: hello.node_id,
         key: member_key,
         certificate: hello.certificate.unwrap_or_default(),
-        rate: TokenBucket::new(
-            settings.messages_per_second,
-            settings.message_burst,
-            tokio::time::Instant::now(),
-        ),
+        rate,
         tx,
         unacked: Default::default(),
     };

@@ -4,7 +4,7 @@
 
 use super::outbound::frame;
 use super::outbound::Outbound;
-use super::rate::TokenBucket;
+use super::rate::SessionRate;
 use super::{HostEvent, Role};
 use crate::error::{NodeError, RoomError};
 use crate::host::RoomHost;
@@ -32,8 +32,8 @@ pub(super) struct Session {
     pub key: PublicKey,
     /// The member's name certificate, stored with each of its messages.
     pub certificate: NameCertificate,
-    /// The member's send rate.
-    pub rate: TokenBucket,
+    /// The member's send rate, shared with its other sessions.
+    pub rate: SessionRate,
     pub tx: Outbound,
     /// Sequenced messages of this client waiting for the commit point, in
     /// sequence order.
@@ -46,8 +46,6 @@ enum Step {
     Reply(server_frame::Frame),
     /// Acknowledge once the successor holds the message.
     AckWhenCommitted(Ack),
-    /// A reset, once the relay accepts the admin secret.
-    Reset(ResetRoom),
     Left,
 }
 
@@ -127,8 +125,8 @@ impl Session {
         }
     }
 
-    /// Handles one client frame and sends what it asks for: a reply, its
-    /// ack once committed, or the outcome of a reset.
+    /// Handles one client frame and sends what it asks for: a reply, or
+    /// its ack once committed.
     async fn answer(
         &mut self,
         f: ClientFrame,
@@ -141,10 +139,6 @@ impl Session {
                 self.hold_ack(ack);
                 self.flush_acks(commit_rx).await
             }
-            Step::Reset(r) => match self.host.reset_room(&self.name, r).await {
-                Step::Reply(f) => self.tx.frame(f).await,
-                _ => Ok(()),
-            },
             Step::Left => return ControlFlow::Break(End::Left),
         };
         gone_if_closed(sent)
@@ -155,7 +149,12 @@ impl Session {
         self.host.ctx.stats.count_chat_frame();
         match f.frame {
             Some(client_frame::Frame::Send(m)) => self.send(m),
-            Some(client_frame::Frame::Reset(r)) => Step::Reset(r),
+            Some(client_frame::Frame::Reset(r)) => {
+                match self.host.reset_room(&self.name, &self.node_id, r) {
+                    Ok(()) => Step::Continue,
+                    Err(why) => rejected("", why),
+                }
+            }
             Some(client_frame::Frame::SealedPrivate(p)) => self.pass_on(p),
             Some(client_frame::Frame::Leave(_)) => {
                 self.host.leave_room(&self.name);
@@ -333,29 +332,6 @@ impl RoomHost {
                 }))
             }
             Err(e) => rejected(&id, e.to_string()),
-        }
-    }
-
-    /// Wipes the room if the relay accepts the admin secret.
-    async fn reset_room(&self, by: &str, r: ResetRoom) -> Step {
-        if let Err(status) = self.ctx.relay.authorize_reset(&r.admin_secret).await {
-            return rejected("", format!("reset refused: {}", status.message()));
-        }
-        let min_users = r.min_users;
-        let result = {
-            let mut core = self.core();
-            match (core.tenure.role(), core.room.as_mut()) {
-                (Role::Live { epoch }, Some(room)) => room.reset(by, min_users, epoch),
-                _ => return rejected("", "the host is moving; try again"),
-            }
-        };
-        match result {
-            Ok(r) => {
-                tracing::info!(by, min_users, seq = r.seq, "chat reset");
-                self.log_tx.send_modify(|n| *n += 1);
-                Step::Continue
-            }
-            Err(e) => rejected("", e.to_string()),
         }
     }
 

@@ -6,6 +6,7 @@ use super::*;
 mod hosting;
 mod members;
 mod placement;
+mod resets;
 mod rooms;
 mod sweep;
 mod terms;

@@ -112,9 +112,29 @@ impl RelayService for Relay {
         &self,
         req: Request<AuthorizeResetRequest>,
     ) -> Result<Response<AuthorizeResetResponse>, Status> {
-        let given = req.into_inner().admin_secret;
-        self.0.admin.check(&given, Instant::now())?;
-        Ok(Response::new(AuthorizeResetResponse {}))
+        let r = req.into_inner();
+        if r.min_users == 0 {
+            return Err(Refusal::BadRequest("min_users must be at least 1".into()).into());
+        }
+        let certificate = {
+            let registry = self.0.registry();
+            // Who asks comes first: a caller that is not a member of the
+            // room never has its secret compared.
+            let grant = registry.reset_grant(
+                &r.node_id,
+                &r.session_token,
+                &r.room,
+                r.min_users,
+                trust::now_unix_ms(),
+            )?;
+            self.0.admin.check(&r.admin_secret, Instant::now())?;
+            tracing::info!(room = %grant.room, by = %grant.by, min_users = grant.min_users,
+                           "reset authorized");
+            registry.issue_reset(&grant)
+        };
+        Ok(Response::new(AuthorizeResetResponse {
+            certificate: Some(certificate),
+        }))
     }
 
     type WatchHostStream = WatchStream;

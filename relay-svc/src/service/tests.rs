@@ -284,3 +284,72 @@ async fn strangers_are_refused_by_the_room_calls_and_change_nothing() {
         .find(|r| r.name == "red");
     assert_eq!(red_info.map(|r| r.members), Some(vec!["alice".to_string()]));
 }
+
+#[tokio::test]
+async fn a_reset_certificate_goes_only_to_a_member_of_the_room_with_the_secret() {
+    let relay = relay();
+    let alice = register(&relay, "alice", 1, &["red"]).await;
+    let bob = register(&relay, "bob", 2, &["blue"]).await;
+    let ask = |node: &RegisterResponse, token: &str, room: &str, min_users, secret: &str| {
+        Request::new(AuthorizeResetRequest {
+            admin_secret: secret.to_string(),
+            room: room.to_string(),
+            min_users,
+            node_id: node.node_id.clone(),
+            session_token: token.to_string(),
+        })
+    };
+    let secret = crate::config::TEST_ADMIN_SECRET;
+    let answer = relay
+        .authorize_reset(ask(&alice, &alice.session_token, "red", 3, secret))
+        .await
+        .expect("alice, in red, with the secret")
+        .into_inner();
+    let certificate = answer.certificate.expect("a certificate");
+    let grant = relay.0.relay_key.verify_reset(&certificate).unwrap();
+    assert_eq!(
+        (grant.room.as_str(), grant.min_users, grant.by.as_str()),
+        ("red", 3, "alice")
+    );
+    assert_eq!(grant.by_node_id, alice.node_id);
+    chat_proto::trust::check_fresh(grant.issued_at_unix_ms, chat_proto::trust::now_unix_ms())
+        .unwrap();
+
+    let code = |r: Result<tonic::Response<AuthorizeResetResponse>, Status>| r.unwrap_err().code();
+    // Bob is not in red; a guessed token; a zero threshold.
+    let not_in = ask(&bob, &bob.session_token, "red", 3, secret);
+    assert_eq!(code(relay.authorize_reset(not_in).await), Code::NotFound);
+    let guessed = format!("{}.guess", alice.node_id);
+    let bad_token = ask(&alice, &guessed, "red", 3, secret);
+    assert_eq!(
+        code(relay.authorize_reset(bad_token).await),
+        Code::PermissionDenied
+    );
+    let zero = ask(&alice, &alice.session_token, "red", 0, secret);
+    assert_eq!(
+        code(relay.authorize_reset(zero).await),
+        Code::InvalidArgument
+    );
+    // Wrong secrets count against the limit only once the caller is known.
+    for _ in 0..10 {
+        let stranger = ask(&bob, &guessed, "blue", 1, "guess");
+        assert_eq!(
+            code(relay.authorize_reset(stranger).await),
+            Code::PermissionDenied
+        );
+    }
+    let right = ask(&bob, &bob.session_token, "blue", 1, secret);
+    assert!(relay.authorize_reset(right).await.is_ok(), "not locked out");
+    for _ in 0..crate::admin::MAX_FAILURES {
+        let wrong = ask(&bob, &bob.session_token, "blue", 1, "guess");
+        assert_eq!(
+            code(relay.authorize_reset(wrong).await),
+            Code::PermissionDenied
+        );
+    }
+    let locked = ask(&alice, &alice.session_token, "red", 3, secret);
+    assert_eq!(
+        code(relay.authorize_reset(locked).await),
+        Code::ResourceExhausted
+    );
+}

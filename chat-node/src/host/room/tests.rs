@@ -74,7 +74,7 @@ fn refuses_bad_input_without_change() {
         Err(RoomError::Rule(RuleError::MessageTooLarge(5000)))
     ));
     assert_eq!(room.append("a", "", "hi", 0, 1), Err(RoomError::BadId));
-    assert_eq!(room.reset("a", 0, 1), Err(RoomError::BadThreshold));
+    assert_eq!(room.reset("a", 0, 1, None), Err(RoomError::BadThreshold));
     assert_eq!(room.head_seq(), 0);
 }
 
@@ -83,7 +83,7 @@ fn reset_wipes_history_and_restarts_activation() {
     let mut room = Room::new("lobby", "r".into(), 1);
     room.join(member("a")).unwrap();
     room.append("a", "1", "old", 0, 1).unwrap();
-    let reset = room.reset("a", 3, 1).unwrap();
+    let reset = room.reset("a", 3, 1, None).unwrap();
     assert_eq!(reset.seq, 2);
     assert!(!room.activated());
     room.append("a", "2", "new", 0, 1).unwrap();
@@ -145,7 +145,7 @@ fn epochs_identify_log_prefixes() {
     assert_eq!(room.epoch_at(2), Some(4));
     assert_eq!(room.epoch_at(3), None);
     assert_eq!(room.last_epoch(), 4);
-    room.reset("a", 1, 5).unwrap();
+    room.reset("a", 1, 5, None).unwrap();
     assert_eq!(room.epoch_at(1), None, "wiped by the reset");
     assert_eq!(room.epoch_at(3), Some(5));
 }
@@ -162,7 +162,7 @@ fn entries_after_stops_at_the_bound_and_the_batch_size() {
     assert!(room.entries_after(4, 4, 10).is_empty());
     assert!(room.entries_after(5, 3, 10).is_empty());
     assert_eq!(texts(&room.entries_after(5, u64::MAX, 10)), ["m6"]);
-    room.reset("a", 1, 1).unwrap();
+    room.reset("a", 1, 1, None).unwrap();
     room.append("a", "x", "after reset", 0, 1).unwrap();
     // A cursor before the reset starts at the reset.
     let entries = room.entries_after(2, 8, 10);
