@@ -71,10 +71,10 @@ pub enum DialError {
     #[error("which node listens at {0} is not known, so it cannot be verified")]
     UnknownNode(String),
     /// A node address that is not a valid URI.
-    #[error("bad address {address:?}: {reason}")]
+    #[error("bad address {address}: {reason}")]
     BadAddress {
-        /// The address given.
-        address: String,
+        /// The address given (its start).
+        address: chat_proto::rules::Quoted,
         /// What is wrong with it.
         reason: String,
     },
@@ -240,7 +240,7 @@ impl Dialer {
     /// `--allow-plaintext`.
     pub fn node(&self, to: &NodeAddr, connect_timeout: Duration) -> Result<Endpoint, DialError> {
         let bad = |e: &dyn std::fmt::Display| DialError::BadAddress {
-            address: to.address.clone(),
+            address: (&to.address).into(),
             reason: e.to_string(),
         };
         let endpoint = match &*self.0 {
@@ -353,17 +353,20 @@ impl Dialer {
             return Ok(());
         };
         let refused = |why: String| DialError::Unauthenticated { call, why };
+        // The node id comes from the caller's request: quote only its start.
+        let named = chat_proto::rules::Quoted::new(node_id);
+        let named = named.bare();
         let chain = peer.as_deref().map(Vec::as_slice).unwrap_or_default();
         if chain.is_empty() {
             return Err(refused(format!(
-                "it needs the relay-issued client certificate of node {node_id}, and none was \
+                "it needs the relay-issued client certificate of node {named}, and none was \
                  presented"
             )));
         }
         match node.clients.verify_node(chain) {
             Ok(id) if id == node_id => Ok(()),
             Ok(id) => Err(refused(format!(
-                "the client certificate is for node {id}, not for node {node_id}"
+                "the client certificate is for node {id}, not for node {named}"
             ))),
             Err(e) => Err(refused(e.to_string())),
         }

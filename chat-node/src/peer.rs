@@ -112,8 +112,8 @@ pub async fn accept_private(peer: &Peer, msg: PrivateMessage) -> Result<(), Stat
         return Err(NodeError::NotRecipient {
             me: me.name.clone(),
             my_node_id: me.node_id.clone(),
-            to: msg.to,
-            to_node_id: msg.to_node_id,
+            to: msg.to.into(),
+            to_node_id: msg.to_node_id.into(),
         }
         .into());
     }
@@ -171,14 +171,14 @@ async fn verify_sender(peer: &Peer, msg: &PrivateMessage) -> Result<(), Status> 
         ..
     } = peer.ctx.relay.lookup_member(&msg.from).await?;
     if node_id != msg.from_node_id {
-        return Err(NodeError::WrongSender(msg.from.clone()).into());
+        return Err(NodeError::WrongSender((&msg.from).into()).into());
     }
     let now = trust::now_unix_ms();
     PublicKey::from_bytes(&public_key)
         .and_then(|key| key.verify(&trust::private_payload(msg), &msg.signature))
         .and_then(|()| trust::check_fresh(msg.sent_at_unix_ms, now))
         .map_err(|error| NodeError::NotFromSender {
-            from: msg.from.clone(),
+            from: (&msg.from).into(),
             error,
         })?;
     if !peer
@@ -205,12 +205,10 @@ pub enum Delivery {
 /// knows, or, for a client-only member nobody can dial, sealed to its key
 /// for the host to carry.
 pub async fn send_private(peer: &Peer, to: &str, text: &str) -> Result<Delivery, String> {
-    let to = peer
-        .ctx
-        .relay
-        .lookup_member(to)
-        .await
-        .map_err(|status| format!("cannot find {to:?} at the relay: {}", status.message()))?;
+    let to = peer.ctx.relay.lookup_member(to).await.map_err(|status| {
+        let to = rules::Quoted::new(to);
+        format!("cannot find {to} at the relay: {}", status.message())
+    })?;
     let me = &peer.ctx.identity;
     let mut msg = PrivateMessage {
         id: uuid::Uuid::new_v4().simple().to_string(),

@@ -2,6 +2,7 @@
 //! the one place in the relay where a [`tonic::Status`] is built.
 
 use crate::registry::RegistryError;
+use chat_proto::rules::Quoted;
 use thiserror::Error;
 use tonic::Status;
 
@@ -19,16 +20,16 @@ pub enum Refusal {
     #[error("registration not signed by its key: {0}")]
     NotSigned(String),
     /// A host term certificate this relay did not sign.
-    #[error("host term certificate of room {room:?}: {why}")]
+    #[error("host term certificate of room {room}: {why}")]
     ForeignTerm {
-        /// The room claimed.
-        room: String,
+        /// The room claimed (its start).
+        room: Quoted,
         /// Why the certificate was refused.
         why: String,
     },
     /// LookupMember of a name nobody holds.
-    #[error("no member named {0:?}")]
-    NoSuchMember(String),
+    #[error("no member named {0}")]
+    NoSuchMember(Quoted),
     /// The relay could not issue a TLS certificate (a fault of ours).
     #[error("issuing the TLS certificate: {0}")]
     Issuing(String),

@@ -53,7 +53,7 @@ pub fn check_fields(name: &str, address: &str, client_only: bool) -> Result<(), 
 pub fn room_name(room: &str) -> Result<String, RegistryError> {
     let room = rules::room_or_default(room);
     rules::validate_room(room).map_err(|why| RegistryError::InvalidRoom {
-        room: room.to_string(),
+        room: room.into(),
         why,
     })?;
     Ok(room.to_string())
@@ -264,7 +264,7 @@ impl Registry {
         let member = self.members.get(&node_id).cloned();
         member
             .map(|m| (m, records))
-            .ok_or(RegistryError::UnknownNode(node_id))
+            .ok_or(RegistryError::UnknownNode(node_id.into()))
     }
 
     /// Puts `node_id` in exactly the rooms of `claims`.
@@ -400,9 +400,9 @@ impl Registry {
         let member = self
             .members
             .get(node_id)
-            .ok_or_else(|| RegistryError::UnknownNode(node_id.to_string()))?;
+            .ok_or_else(|| RegistryError::UnknownNode(node_id.into()))?;
         if member.session_token != token {
-            return Err(RegistryError::BadToken(node_id.to_string()));
+            return Err(RegistryError::BadToken(node_id.into()));
         }
         Ok(member)
     }

@@ -34,7 +34,7 @@ impl ChatHost {
     fn room(&self, room: &str) -> Result<Arc<RoomHost>, Status> {
         self.0
             .room(room)
-            .ok_or_else(|| NodeError::NotInRoom(room.to_string()).into())
+            .ok_or_else(|| NodeError::NotInRoom(room.into()).into())
     }
 }
 

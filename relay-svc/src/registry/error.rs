@@ -1,7 +1,7 @@
 //! Why the registry refuses a request (the gRPC status each reason
 //! becomes is decided in `crate::refusal`).
 
-use chat_proto::rules::RuleError;
+use chat_proto::rules::{Quoted, RuleError};
 use thiserror::Error;
 
 /// Why the registry refused a request.
@@ -14,10 +14,10 @@ pub enum RegistryError {
     #[error("address must be host:port, printable, at most 255 bytes")]
     InvalidAddress,
     /// A room name breaks the naming rules.
-    #[error("room {room:?}: {why}")]
+    #[error("room {room}: {why}")]
     InvalidRoom {
-        /// The room as given.
-        room: String,
+        /// The room as given (its start).
+        room: Quoted,
         /// The rule it breaks.
         why: RuleError,
     },
@@ -38,9 +38,9 @@ pub enum RegistryError {
     /// Another connected member holds the name.
     #[error("name {0:?} is taken by a connected member")]
     NameTaken(String),
-    /// No such node or member.
-    #[error("unknown node {0:?}")]
-    UnknownNode(String),
+    /// No such node or member (the id as given, its start).
+    #[error("unknown node {0}")]
+    UnknownNode(Quoted),
     /// No member is in this room.
     #[error("no room {0:?}: nobody is in it")]
     UnknownRoom(String),
@@ -53,11 +53,11 @@ pub enum RegistryError {
         room: String,
     },
     /// The caller's token does not match its node.
-    #[error("session token does not match node {0:?}")]
-    BadToken(String),
+    #[error("session token does not match node {0}")]
+    BadToken(Quoted),
     /// The caller is not the room's current host.
-    #[error("node {0:?} is not the current host of the room")]
-    NotHost(String),
+    #[error("node {0} is not the current host of the room")]
+    NotHost(Quoted),
     /// Compare-and-set on the room's epoch failed.
     #[error("stale epoch {given}: the room's current epoch is {current}")]
     StaleEpoch {

@@ -137,7 +137,7 @@ pub(super) fn checked_claim(claim: &Claim, node_id: &str) -> Result<Claim, Regis
             });
         }
         if claim.hosting && term.node_id != node_id {
-            return Err(RegistryError::NotHost(node_id.to_string()));
+            return Err(RegistryError::NotHost(node_id.into()));
         }
     }
     Ok(Claim {

@@ -79,7 +79,10 @@ impl RelayService for Relay {
         });
         match &host {
             Ok(h) => tracing::info!(room = %h.room, epoch = h.epoch, to = %h.name, "host migrated"),
-            Err(e) => tracing::warn!(room = %r.room, error = %e, "migration report refused"),
+            Err(e) => {
+                let room = chat_proto::rules::Quoted::new(&r.room);
+                tracing::warn!(%room, error = %e, "migration report refused")
+            }
         }
         Ok(Response::new(host?))
     }
@@ -192,7 +195,7 @@ impl RelayService for Relay {
         let found = self.0.registry().lookup(&name).cloned();
         found
             .map(Response::new)
-            .ok_or_else(|| Refusal::NoSuchMember(name).into())
+            .ok_or_else(|| Refusal::NoSuchMember(name.into()).into())
     }
 }
 

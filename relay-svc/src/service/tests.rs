@@ -284,3 +284,52 @@ async fn strangers_are_refused_by_the_room_calls_and_change_nothing() {
         .find(|r| r.name == "red");
     assert_eq!(red_info.map(|r| r.members), Some(vec!["alice".to_string()]));
 }
+
+#[tokio::test]
+async fn refusals_quote_only_the_start_of_huge_input() {
+    let relay = relay();
+    let alice = register(&relay, "alice", 1, &["red"]).await;
+    let _watch = watch(&relay, &alice).await;
+    settle(&relay);
+    let red = relay.0.registry().current_host("red").unwrap();
+    let huge = "x".repeat(1 << 20);
+    let short = |status: &Status| {
+        assert!(
+            status.message().len() < 300,
+            "{} bytes",
+            status.message().len()
+        );
+        assert!(
+            status.message().contains("(1048512 more bytes)"),
+            "{status}"
+        );
+    };
+    // A room name of 1 MiB.
+    let join = join_request(&alice, &alice.session_token, &huge, None, false);
+    let refused = relay.join_room(join).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    short(&refused);
+    // A member name of 1 MiB looked up.
+    let lookup = LookupMemberRequest { name: huge.clone() };
+    let refused = relay.lookup_member(Request::new(lookup)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    short(&refused);
+    // A node id of 1 MiB as the migration target.
+    let migrate = ReportMigrationRequest {
+        from_epoch: red.epoch,
+        to_node_id: huge.clone(),
+        node_id: alice.node_id.clone(),
+        session_token: alice.session_token.clone(),
+        room: "red".into(),
+    };
+    let refused = relay.report_migration(Request::new(migrate)).await;
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    short(&refused);
+    // A foreign term claimed for a room of 1 MiB.
+    let forged = Keypair::generate().issue_host_term(&HostTerm::default());
+    let join = join_request(&alice, &alice.session_token, &huge, Some(forged), false);
+    let refused = relay.join_room(join).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    short(&refused);
+}

@@ -75,7 +75,7 @@ fn a_migration_in_one_room_cannot_move_another() {
     );
     assert_eq!(
         r.migrate(&b, "red", 2, &a.record.node_id, t0),
-        Err(RegistryError::NotHost(b.record.node_id.clone()))
+        Err(RegistryError::NotHost((&b.record.node_id).into()))
     );
     assert_eq!(
         r.migrate(&a, "red", 2, carol, t0),
