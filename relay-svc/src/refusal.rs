@@ -75,8 +75,8 @@ fn registry_code(err: &RegistryError) -> tonic::Code {
         | RegistryError::InvalidAddress
         | RegistryError::InvalidRoom { .. }
         | RegistryError::DuplicateRoom(_)
-        | RegistryError::TooManyRooms(_)
         | RegistryError::TermOfOtherRoom { .. } => Code::InvalidArgument,
+        RegistryError::TooManyRooms(_) | RegistryError::RelayFull(_) => Code::ResourceExhausted,
         RegistryError::NameTaken(_) => Code::AlreadyExists,
         RegistryError::UnknownNode(_)
         | RegistryError::UnknownRoom(_)

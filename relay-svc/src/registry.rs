@@ -21,7 +21,9 @@ pub use reach::{ReachCheck, CHECK_PERIOD};
 const NAME_GRANT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted node address, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 255;
-/// Most rooms one member may be in (and claim at once).
+/// Most rooms one member may claim in one registration (the protocol's
+/// bound), and may be in unless the relay allows fewer
+/// ([`Registry::with_room_limits`]).
 pub const MAX_ROOMS_PER_MEMBER: usize = 1000;
 
 /// The session token `reg` presented, if it is this node's and well
@@ -171,6 +173,10 @@ pub struct Registry {
     /// until the instant given (the member grace), so nobody else can
     /// take a connected member's name while it re-registers.
     reserved_names: HashMap<String, (String, Instant)>,
+    /// Most rooms the relay holds at once: a room beyond it is not created.
+    max_rooms: usize,
+    /// Most rooms one member may be in.
+    max_rooms_per_member: usize,
 }
 
 impl Registry {
@@ -192,7 +198,18 @@ impl Registry {
             term_limit: None,
             started_unix_ms: trust::now_unix_ms(),
             reserved_names: HashMap::new(),
+            max_rooms: usize::MAX,
+            max_rooms_per_member: MAX_ROOMS_PER_MEMBER,
         }
+    }
+
+    /// Holds at most `max_rooms` rooms (a join or registration that would
+    /// create another is refused) and puts each member in at most
+    /// `per_member` rooms (itself at most [`MAX_ROOMS_PER_MEMBER`]).
+    pub fn with_room_limits(mut self, max_rooms: usize, per_member: usize) -> Self {
+        self.max_rooms = max_rooms;
+        self.max_rooms_per_member = per_member.min(MAX_ROOMS_PER_MEMBER);
+        self
     }
 
     /// Moves a room on when its host renews one term for longer than
@@ -254,7 +271,8 @@ impl Registry {
     ) -> Result<(Member, Vec<Option<HostRecord>>), RegistryError> {
         check_fields(&reg.name, &reg.address, reg.client_only)?;
         let node_id = trust::node_id_of(&reg.public_key);
-        let claims = room::checked_claims(&reg.rooms, &node_id)?;
+        let claims = room::checked_claims(&reg.rooms, &node_id, self.max_rooms_per_member)?;
+        self.check_room_space(&claims)?;
         self.check_reserved(&reg.name, &node_id, now)?;
         let claimed_at = self.settle_name(&reg, &node_id, unix_ms)?;
         let member = self.new_member(&reg, node_id.clone(), claimed_at, now, unix_ms);

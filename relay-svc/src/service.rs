@@ -61,7 +61,11 @@ impl Shared {
         let epochs = EpochFile::open(config.data_dir.as_deref());
         let mut registry = Registry::new(config.lease, key)
             .with_grant_ttl(config.certificate_ttl)
-            .with_term_limit(config.term_limit());
+            .with_term_limit(config.term_limit())
+            .with_room_limits(
+                usize::try_from(config.max_rooms).unwrap_or(usize::MAX),
+                usize::try_from(config.max_rooms_per_member).unwrap_or(usize::MAX),
+            );
         registry.restore_epoch(epochs.last(), Instant::now());
         let names = names::NameFile::open(config.data_dir.as_deref());
         registry.reserve_names(names.bindings(), Instant::now() + config.member_grace);

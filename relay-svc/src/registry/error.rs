@@ -24,9 +24,15 @@ pub enum RegistryError {
     /// A claim list names the same room twice.
     #[error("room {0:?} is claimed twice")]
     DuplicateRoom(String),
-    /// A member would be in more rooms than allowed.
-    #[error("a member may be in at most {0} rooms")]
+    /// A member would be in more rooms than the relay allows.
+    #[error("a member may be in at most {0} rooms on this relay; leave one first")]
     TooManyRooms(usize),
+    /// The relay holds as many rooms as it may: no room is created.
+    #[error(
+        "the relay holds as many rooms as it may ({0}); join an existing room, or try again \
+         when rooms have emptied"
+    )]
+    RelayFull(usize),
     /// A claim shows the term of another room.
     #[error("the host term claimed for room {room:?} is a term of room {term_room:?}")]
     TermOfOtherRoom {

@@ -13,7 +13,10 @@ use tonic::{Code, Request, Status};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 fn relay() -> Relay {
-    let config = crate::RelayConfig::for_tests(2, Duration::from_secs(30));
+    relay_with(crate::RelayConfig::for_tests(2, Duration::from_secs(30)))
+}
+
+fn relay_with(config: crate::RelayConfig) -> Relay {
     Relay(Shared::new(config, Keypair::generate(), None))
 }
 
@@ -332,4 +335,32 @@ async fn refusals_quote_only_the_start_of_huge_input() {
     let refused = relay.join_room(join).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
     short(&refused);
+}
+
+#[tokio::test]
+async fn room_limits_come_from_the_configuration() {
+    let mut config = crate::RelayConfig::for_tests(2, Duration::from_secs(30));
+    config.max_rooms = 4;
+    config.max_rooms_per_member = 2;
+    let relay = relay_with(config);
+    let alice = register(&relay, "alice", 1, &["a1", "a2"]).await;
+    let bob = register(&relay, "bob", 2, &["b1"]).await;
+    // alice is in as many rooms as a member may be.
+    let join = join_request(&alice, &alice.session_token, "a3", None, false);
+    let refused = relay.join_room(join).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("at most 2 rooms"), "{refused}");
+    // bob's second room is the relay's fourth; a fifth is refused.
+    let join = join_request(&bob, &bob.session_token, "b2", None, false);
+    relay.join_room(join).await.unwrap();
+    let carol = register(&relay, "carol", 3, &["a1"]).await;
+    let join = join_request(&carol, &carol.session_token, "c1", None, false);
+    let refused = relay.join_room(join).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("as many rooms as it may (4)"),
+        "{refused}"
+    );
+    let join = join_request(&carol, &carol.session_token, "b1", None, false);
+    relay.join_room(join).await.unwrap();
 }
