@@ -149,6 +149,12 @@ pub struct RelayConfig {
     #[arg(long, env = "RELAY_MAX_ROOMS_PER_MEMBER", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_rooms_per_member: u32,
+
+    /// New identities (keys the relay never bound) one source address (an
+    /// IPv4 address, or an IPv6 /64) may register per minute, all at once
+    /// or spread (0: no limit). A key registering again never counts.
+    #[arg(long, env = "RELAY_NEW_IDENTITIES_PER_MINUTE", default_value_t = 60)]
+    pub new_identities_per_minute: u32,
 }
 
 /// The admin secret of [`RelayConfig::for_tests`].
@@ -178,6 +184,9 @@ impl RelayConfig {
             // limits set their own.
             max_rooms: 1_000_000,
             max_rooms_per_member: 1000,
+            // Every test member registers from 127.0.0.1; tests of the
+            // limit set one.
+            new_identities_per_minute: 0,
             tls_cert: None,
             tls_key: None,
             tls_names: Vec::new(),

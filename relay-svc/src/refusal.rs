@@ -42,6 +42,18 @@ pub enum Refusal {
     /// Too many wrong admin secrets lately.
     #[error("too many wrong admin secrets; try again in {0} s")]
     LockedOut(u64),
+    /// Too many new identities (keys the relay never bound) from the
+    /// caller's address lately.
+    #[error(
+        "too many new identities registered from your address: at most {per_minute} a minute; \
+         try again in {wait_s} s (a key registered before is always welcome back)"
+    )]
+    TooManyNewcomers {
+        /// The limit.
+        per_minute: u32,
+        /// Seconds until one more fits.
+        wait_s: u64,
+    },
 }
 
 impl From<Refusal> for Status {
@@ -55,7 +67,7 @@ impl From<Refusal> for Status {
             Refusal::NoSuchMember(_) => Code::NotFound,
             Refusal::Issuing(_) => Code::Internal,
             Refusal::ResetsDisabled => Code::FailedPrecondition,
-            Refusal::LockedOut(_) => Code::ResourceExhausted,
+            Refusal::LockedOut(_) | Refusal::TooManyNewcomers { .. } => Code::ResourceExhausted,
         };
         Status::new(code, refusal.to_string())
     }

@@ -444,6 +444,11 @@ impl Registry {
         self.members.remove(node_id)
     }
 
+    /// Whether `node_id` is a registered member.
+    pub fn has_member(&self, node_id: &str) -> bool {
+        self.members.contains_key(node_id)
+    }
+
     /// Finds a registered member by name.
     pub fn lookup(&self, name: &str) -> Option<&MemberRecord> {
         self.members

@@ -364,3 +364,80 @@ async fn room_limits_come_from_the_configuration() {
     let join = join_request(&carol, &carol.session_token, "b1", None, false);
     relay.join_room(join).await.unwrap();
 }
+
+/// A registration of `name` under `key`, as if sent from `ip`.
+fn register_from(key: &Keypair, name: &str, ip: [u8; 4]) -> Request<RegisterRequest> {
+    let mut req = RegisterRequest {
+        name: name.to_string(),
+        address: "127.0.0.1:9".into(),
+        ..RegisterRequest::default()
+    };
+    key.sign_register(&mut req);
+    let mut request = Request::new(req);
+    let remote = std::net::SocketAddr::from((ip, 40_000));
+    request
+        .extensions_mut()
+        .insert(tonic::transport::server::TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(remote),
+        });
+    request
+}
+
+#[tokio::test]
+async fn new_identities_per_address_are_limited_but_known_keys_come_back() {
+    let mut config = crate::RelayConfig::for_tests(2, Duration::from_secs(30));
+    config.new_identities_per_minute = 2;
+    let relay = relay_with(config);
+    let home = [203, 0, 113, 7];
+    let keys: Vec<Keypair> = (0..4).map(|_| Keypair::generate()).collect();
+    relay
+        .register(register_from(&keys[0], "n0", home))
+        .await
+        .unwrap();
+    relay
+        .register(register_from(&keys[1], "n1", home))
+        .await
+        .unwrap();
+    let refused = relay
+        .register(register_from(&keys[2], "n2", home))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let message = refused.message();
+    assert!(message.contains("at most 2 a minute"), "{message}");
+    assert!(message.contains("try again in 30 s"), "{message}");
+    assert!(relay.0.registry().lookup("n2").is_none());
+    // Keys the relay bound register again as often as they like.
+    for _ in 0..5 {
+        relay
+            .register(register_from(&keys[0], "n0", home))
+            .await
+            .unwrap();
+    }
+    // Also once the relay forgot the member (its watch closed long ago).
+    relay
+        .0
+        .update(|r| r.reap(Instant::now() + Duration::from_secs(3600), Duration::ZERO));
+    assert!(relay.0.registry().lookup("n1").is_none());
+    relay
+        .register(register_from(&keys[1], "n1", home))
+        .await
+        .unwrap();
+    // Another address has its own minute.
+    relay
+        .register(register_from(&keys[2], "n2", [198, 51, 100, 1]))
+        .await
+        .unwrap();
+    // A registration refused for another reason costs nothing.
+    let elsewhere = [192, 0, 2, 1];
+    let taken = relay
+        .register(register_from(&keys[3], "n2", elsewhere))
+        .await;
+    assert_eq!(taken.unwrap_err().code(), Code::AlreadyExists);
+    for (i, name) in ["x1", "x2"].into_iter().enumerate() {
+        let key = Keypair::generate();
+        let ok = relay.register(register_from(&key, name, elsewhere)).await;
+        assert!(ok.is_ok(), "new identity {i}: {ok:?}");
+    }
+}
