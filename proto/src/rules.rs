@@ -52,6 +52,23 @@ pub fn validate_name(name: &str) -> Result<(), RuleError> {
     Ok(())
 }
 
+/// The form names share when they look alike: the UTS #39 confusable
+/// skeleton of the name's NFKC form. `rust-a`, `rust‐a` (U+2010 hyphen),
+/// `rust-а` (Cyrillic a) and `rust－a` (fullwidth hyphen-minus) share one;
+/// `rust-b` and `Rust-a` do not. Two names with one skeleton are taken for
+/// each other on screen, so the relay binds only one of them at a time.
+pub fn name_skeleton(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let compatible: String = name.nfkc().collect();
+    unicode_security::skeleton(&compatible).collect()
+}
+
+/// Whether two names could be taken for each other on screen (see
+/// [`name_skeleton`]); a name is confusable with itself.
+pub fn names_confusable(a: &str, b: &str) -> bool {
+    a == b || name_skeleton(a) == name_skeleton(b)
+}
+
 /// The room of a request or an interface that names none.
 pub const DEFAULT_ROOM: &str = "lobby";
 
@@ -262,6 +279,30 @@ mod tests {
         assert_eq!(validate_name("a\u{061C}"), Err(bad.clone()));
         assert_eq!(validate_name("a\u{2066}b\u{2069}"), Err(bad));
         assert_eq!(validate_name("名前"), Ok(()));
+    }
+
+    #[test]
+    fn look_alike_names_share_a_skeleton() {
+        let original = "rust-a";
+        for look_alike in [
+            "rust\u{2010}a", // hyphen
+            "rust-\u{430}",  // Cyrillic small a
+            "rust\u{FF0D}a", // fullwidth hyphen-minus
+            "ｒｕｓｔ-ａ",   // fullwidth letters
+            "rust-a\u{34F}", // a combining grapheme joiner (default ignorable)
+            "rust\u{2212}a", // minus sign
+        ] {
+            assert!(
+                names_confusable(original, look_alike),
+                "{look_alike:?} should look like {original:?}"
+            );
+        }
+        assert!(names_confusable("bob1", "bobl"));
+        assert!(names_confusable("paypal", "раураl"));
+        for different in ["rust-b", "Rust-a", "rust_a", "rusta", "rust-aa", "名前"] {
+            assert!(!names_confusable(original, different), "{different:?}");
+        }
+        assert!(names_confusable("alice", "alice"));
     }
 
     #[test]

@@ -89,7 +89,7 @@ fn registry_code(err: &RegistryError) -> tonic::Code {
         | RegistryError::DuplicateRoom(_)
         | RegistryError::TermOfOtherRoom { .. } => Code::InvalidArgument,
         RegistryError::TooManyRooms(_) | RegistryError::RelayFull(_) => Code::ResourceExhausted,
-        RegistryError::NameTaken(_) => Code::AlreadyExists,
+        RegistryError::NameTaken(_) | RegistryError::NameConfusable { .. } => Code::AlreadyExists,
         RegistryError::UnknownNode(_)
         | RegistryError::UnknownRoom(_)
         | RegistryError::NotInRoom { .. } => Code::NotFound,

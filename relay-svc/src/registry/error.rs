@@ -44,6 +44,18 @@ pub enum RegistryError {
     /// Another connected member holds the name.
     #[error("name {0:?} is taken by a connected member")]
     NameTaken(String),
+    /// Another connected member holds a name that looks the same on
+    /// screen (the same confusable skeleton).
+    #[error(
+        "name {name:?}{} looks like {held:?}, the name of a connected member; choose another name",
+        spelled(name)
+    )]
+    NameConfusable {
+        /// The name asked for.
+        name: String,
+        /// The name it looks like.
+        held: String,
+    },
     /// No such node or member (the id as given, its start).
     #[error("unknown node {0}")]
     UnknownNode(Quoted),
@@ -109,4 +121,21 @@ pub enum RegistryError {
         /// Rooms per live member that can host, rounded up.
         fair: u32,
     },
+}
+
+/// ` (spelled rust\u{2010}a)` for a name with characters beyond ASCII,
+/// which may look like others; nothing for an ASCII name.
+fn spelled(name: &str) -> String {
+    if name.is_ascii() {
+        return String::new();
+    }
+    let mut spelled = String::with_capacity(name.len() * 2);
+    for c in name.chars() {
+        if c.is_ascii() {
+            spelled.push(c);
+        } else {
+            spelled.extend(c.escape_unicode());
+        }
+    }
+    format!(" (spelled {spelled})")
 }
