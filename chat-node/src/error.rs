@@ -167,6 +167,9 @@ pub enum NodeError {
     /// A private message delivered before.
     #[error("this private message was delivered before")]
     ReplayedPrivate,
+    /// A sealed private message without its sender's name certificate.
+    #[error("it carries no name certificate of its sender")]
+    NoSenderCertificate,
     /// The node is stopping.
     #[error("the recipient is shutting down")]
     ShuttingDown,
@@ -219,6 +222,7 @@ impl NodeError {
             | TakeOverNotFromPreviousTerm
             | TakeOverNotSigned(_)
             | WrongSender(_)
+            | NoSenderCertificate
             | NotFromSender { .. } => Code::PermissionDenied,
             ReplicateBody(_)
             | ReplicateTooLarge { .. }

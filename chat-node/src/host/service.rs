@@ -195,10 +195,11 @@ async fn open_session(
     // held; it is told, and follows this log from its head.
     start.from(hello.resume_from_seq.min(head));
     let settings = &host.ctx.settings;
+    let mailbox = host.mailboxes.open(&hello.node_id);
     let ctx = session::Session {
         host: host.clone(),
+        mailbox,
         name: hello.name,
-        node_id: hello.node_id,
         key: member_key,
         certificate: hello.certificate.unwrap_or_default(),
         rate: TokenBucket::new(
