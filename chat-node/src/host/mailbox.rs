@@ -113,10 +113,11 @@ pub(super) fn refusal(to: &str, why: &str) -> server_frame::Frame {
         "" => format!("private message not passed on: {why}"),
         to => format!("private message to {to} not passed on: {why}"),
     };
+    // No id, no retry delay (nor anything else a chat message's refusal
+    // may carry).
     server_frame::Frame::Rejected(Rejected {
-        id: String::new(),
         reason,
-        retry_after_ms: 0,
+        ..Rejected::default()
     })
 }
 
