@@ -175,6 +175,7 @@ impl Settings {
 pub struct Stats {
     chat_frames: AtomicU64,
     private_received: AtomicU64,
+    private_unshown: AtomicU64,
     handoffs: AtomicU64,
     replays_refused: AtomicU64,
 }
@@ -185,6 +186,9 @@ impl Stats {
     }
     pub(crate) fn count_private(&self) {
         self.private_received.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_private_unshown(&self) {
+        self.private_unshown.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn count_handoff(&self) {
         self.handoffs.fetch_add(1, Ordering::Relaxed);
@@ -209,5 +213,10 @@ impl Stats {
     /// or sealed and passed on by the host).
     pub fn private_received(&self) -> u64 {
         self.private_received.load(Ordering::Relaxed)
+    }
+    /// Sealed private messages accepted but not shown because the
+    /// interface had not read its last events at all (logged as errors).
+    pub fn private_unshown(&self) -> u64 {
+        self.private_unshown.load(Ordering::Relaxed)
     }
 }

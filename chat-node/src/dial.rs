@@ -59,22 +59,26 @@ pub enum DialError {
     },
     /// Plaintext to another machine without `--allow-plaintext`.
     #[error(
-        "refusing plaintext (http://) to {0}, which is not a loopback address: anyone on the \
+        "refusing plaintext (http://) to {}, which is not a loopback address: anyone on the \
          way could read the chat; use an https:// relay URI with --relay-ca FILE, or pass \
-         --allow-plaintext (env CHAT_ALLOW_PLAINTEXT=1) to do this deliberately"
+         --allow-plaintext (env CHAT_ALLOW_PLAINTEXT=1) to do this deliberately",
+        .0.bare()
     )]
-    PlaintextNotLoopback(String),
+    PlaintextNotLoopback(chat_proto::rules::Quoted),
     /// A certificate or key could not be used.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
     /// Over TLS, a node is dialled without knowing which node it is.
-    #[error("which node listens at {0} is not known, so it cannot be verified")]
-    UnknownNode(String),
+    #[error(
+        "which node listens at {} is not known, so it cannot be verified",
+        .0.bare()
+    )]
+    UnknownNode(chat_proto::rules::Quoted),
     /// A node address that is not a valid URI.
-    #[error("bad address {address:?}: {reason}")]
+    #[error("bad address {address}: {reason}")]
     BadAddress {
-        /// The address given.
-        address: String,
+        /// The address given (its start).
+        address: chat_proto::rules::Quoted,
         /// What is wrong with it.
         reason: String,
     },
@@ -169,7 +173,7 @@ impl Dialer {
             Some("http") if options.allow_plaintext || is_loopback(host) => Security::Plaintext {
                 allow_remote: options.allow_plaintext,
             },
-            Some("http") => return Err(DialError::PlaintextNotLoopback(relay_uri.to_string())),
+            Some("http") => return Err(DialError::PlaintextNotLoopback(relay_uri.into())),
             _ => return Err(bad("the scheme must be http:// or https://")),
         };
         tls::init();
@@ -240,7 +244,7 @@ impl Dialer {
     /// `--allow-plaintext`.
     pub fn node(&self, to: &NodeAddr, connect_timeout: Duration) -> Result<Endpoint, DialError> {
         let bad = |e: &dyn std::fmt::Display| DialError::BadAddress {
-            address: to.address.clone(),
+            address: (&to.address).into(),
             reason: e.to_string(),
         };
         let endpoint = match &*self.0 {
@@ -249,7 +253,7 @@ impl Dialer {
                     Endpoint::from_shared(format!("http://{}", to.address)).map_err(|e| bad(&e))?;
                 let host = endpoint.uri().host().unwrap_or_default();
                 if !allow_remote && !is_loopback(host) {
-                    return Err(DialError::PlaintextNotLoopback(to.address.clone()));
+                    return Err(DialError::PlaintextNotLoopback((&to.address).into()));
                 }
                 endpoint
             }
@@ -258,7 +262,7 @@ impl Dialer {
                 node: Some(node), ..
             } => {
                 if to.node_id.is_empty() {
-                    return Err(DialError::UnknownNode(to.address.clone()));
+                    return Err(DialError::UnknownNode((&to.address).into()));
                 }
                 let domain = tls::node_domain(&to.node_id);
                 let credentials = node.credentials.read().unwrap_or_else(|p| p.into_inner());
@@ -353,17 +357,20 @@ impl Dialer {
             return Ok(());
         };
         let refused = |why: String| DialError::Unauthenticated { call, why };
+        // The node id comes from the caller's request: quote only its start.
+        let named = chat_proto::rules::Quoted::new(node_id);
+        let named = named.bare();
         let chain = peer.as_deref().map(Vec::as_slice).unwrap_or_default();
         if chain.is_empty() {
             return Err(refused(format!(
-                "it needs the relay-issued client certificate of node {node_id}, and none was \
+                "it needs the relay-issued client certificate of node {named}, and none was \
                  presented"
             )));
         }
         match node.clients.verify_node(chain) {
             Ok(id) if id == node_id => Ok(()),
             Ok(id) => Err(refused(format!(
-                "the client certificate is for node {id}, not for node {node_id}"
+                "the client certificate is for node {id}, not for node {named}"
             ))),
             Err(e) => Err(refused(e.to_string())),
         }
@@ -410,6 +417,21 @@ mod tests {
             "localhost.com",
         ] {
             assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_huge_address_from_a_peer_is_quoted_short() {
+        let dialer = Dialer::new("http://127.0.0.1:5000", &TransportOptions::default()).unwrap();
+        let huge = |host: &str| NodeAddr {
+            address: format!("{host}{}:1", "x".repeat(1 << 20)),
+            node_id: "n1".into(),
+        };
+        for to in [huge("127.0.0.1."), huge("relay."), huge("bad address ")] {
+            let refused = dialer.node(&to, Duration::from_secs(1)).unwrap_err();
+            let said = refused.to_string();
+            assert!(said.len() < 600, "{} bytes", said.len());
+            assert!(said.contains("more bytes)"), "{said}");
         }
     }
 

@@ -6,7 +6,7 @@
 
 use crate::dial::DialError;
 use chat_proto::pb::relay::HostRecord;
-use chat_proto::rules::RuleError;
+use chat_proto::rules::{Quoted, RuleError};
 use chat_proto::trust::TrustError;
 use thiserror::Error;
 use tonic::{Code, Status};
@@ -64,9 +64,9 @@ pub enum NodeError {
         /// The newest host known, for the caller to follow.
         host: Option<Box<HostRecord>>,
     },
-    /// A call for a room this node is not in.
-    #[error("this node is not in room {0:?}")]
-    NotInRoom(String),
+    /// A call for a room this node is not in (the room as named, its start).
+    #[error("this node is not in room {0}")]
+    NotInRoom(Quoted),
     /// The term the work was for is no longer hosted here.
     #[error("no longer hosting")]
     NoLongerHosting,
@@ -172,31 +172,34 @@ pub enum NodeError {
     TooSlow,
 
     /// A private message for another node.
-    #[error("this node is {me:?} ({my_node_id}), not {to:?} ({to_node_id})")]
+    #[error("this node is {me:?} ({my_node_id}), not {to} ({to_node_id})")]
     NotRecipient {
         /// This node's name.
         me: String,
         /// This node's id.
         my_node_id: String,
-        /// The recipient named.
-        to: String,
-        /// The recipient's node id named.
-        to_node_id: String,
+        /// The recipient named (its start).
+        to: Quoted,
+        /// The recipient's node id named (its start).
+        to_node_id: Quoted,
     },
     /// A private message whose sender's node id is not the relay's.
-    #[error("sender is not {0:?}")]
-    WrongSender(String),
+    #[error("sender is not {0}")]
+    WrongSender(Quoted),
     /// A private message not signed by its sender's key, or not fresh.
-    #[error("not from {from:?}: {error}")]
+    #[error("not from {from}: {error}")]
     NotFromSender {
-        /// The sender named.
-        from: String,
+        /// The sender named (its start).
+        from: Quoted,
         /// Why the signature was refused.
         error: TrustError,
     },
     /// A private message delivered before.
     #[error("this private message was delivered before")]
     ReplayedPrivate,
+    /// A sealed private message without its sender's name certificate.
+    #[error("it carries no name certificate of its sender")]
+    NoSenderCertificate,
     /// The node is stopping.
     #[error("the recipient is shutting down")]
     ShuttingDown,
@@ -250,6 +253,7 @@ impl NodeError {
             | TakeOverNotSigned(_)
             | NoCopyPermit(_)
             | WrongSender(_)
+            | NoSenderCertificate
             | NotFromSender { .. } => Code::PermissionDenied,
             ReplicateBody(_)
             | ReplicateTooLarge { .. }
@@ -317,6 +321,30 @@ mod tests {
         let status = Status::from(NodeError::NotHost { host: None });
         assert_eq!(status.code(), Code::Unavailable);
         assert!(chat_proto::host_from_metadata(&status).is_none());
+    }
+
+    #[test]
+    fn refusals_quote_only_the_start_of_what_a_caller_sent() {
+        let huge = "y".repeat(1 << 20);
+        let refusals = [
+            NodeError::NotInRoom(huge.as_str().into()),
+            NodeError::WrongSender(huge.as_str().into()),
+            NodeError::NotRecipient {
+                me: "bob".into(),
+                my_node_id: "n2".into(),
+                to: huge.as_str().into(),
+                to_node_id: huge.as_str().into(),
+            },
+            NodeError::NotFromSender {
+                from: huge.as_str().into(),
+                error: TrustError::BadSignature,
+            },
+        ];
+        for refusal in refusals {
+            let status = Status::from(refusal);
+            assert!(status.message().len() < 400, "{}", status.message().len());
+            assert!(status.message().contains("more bytes)"), "{status}");
+        }
     }
 
     #[test]

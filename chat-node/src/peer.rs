@@ -18,14 +18,11 @@ use chat_proto::trust::{self, PublicKey};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 /// Bound on delivering a private message.
 const PRIVATE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Sealed private messages checked at once (each asks the relay); more
-/// arriving meanwhile are refused.
-const SEALED_CHECKS: usize = 16;
 
 /// What the inbox hands on to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +43,6 @@ pub enum Inbound {
 pub struct PrivateInbox {
     events: mpsc::Sender<Inbound>,
     replays: ReplayGuard,
-    /// Bounds the sealed messages being checked at once.
-    sealed_checks: Arc<Semaphore>,
 }
 
 impl PrivateInbox {
@@ -62,11 +57,7 @@ impl PrivateInbox {
             }
             None => ReplayGuard::in_memory(),
         };
-        Ok(Self {
-            events,
-            replays,
-            sealed_checks: Arc::new(Semaphore::new(SEALED_CHECKS)),
-        })
+        Ok(Self { events, replays })
     }
 }
 
@@ -102,28 +93,17 @@ impl PeerService for PeerEndpoint {
     }
 }
 
-/// Accepts a private message for this node, however it came (delivered by
-/// its sender, or sealed and passed on by the host), and shows it: it must
-/// be addressed to this node, signed by the key the relay knows for its
-/// sender, fresh, and not seen before.
+/// Accepts a private message delivered by its sender, and shows it: it
+/// must be addressed to this node, signed by the key the relay knows (asked
+/// now) for its sender's name and node id, fresh, and not seen before.
 pub async fn accept_private(peer: &Peer, msg: PrivateMessage) -> Result<(), Status> {
-    let me = &peer.ctx.identity;
-    if msg.to != me.name || msg.to_node_id != me.node_id {
-        return Err(NodeError::NotRecipient {
-            me: me.name.clone(),
-            my_node_id: me.node_id.clone(),
-            to: msg.to,
-            to_node_id: msg.to_node_id,
-        }
-        .into());
-    }
-    rules::validate_text(&msg.text)?;
-    verify_sender(peer, &msg).await?;
-    peer.ctx.stats.count_private();
-    let event = Inbound::Private {
-        from: msg.from,
-        text: msg.text,
-    };
+    check_addressed(peer, &msg)?;
+    let MemberRecord {
+        node_id,
+        public_key,
+        ..
+    } = peer.ctx.relay.lookup_member(&msg.from).await?;
+    let event = check_signed(peer, msg, &node_id, &public_key)?;
     peer.inbox
         .events
         .send(event)
@@ -132,53 +112,96 @@ pub async fn accept_private(peer: &Peer, msg: PrivateMessage) -> Result<(), Stat
     Ok(())
 }
 
-/// Opens and checks a sealed private message the host passed on, in a task
-/// of its own (the check asks the relay); a refused one is reported to the
-/// user as an error, never shown as a message.
+/// Opens and checks a sealed private message the host passed on, at once
+/// (the session reads its next frame only then, so a flood slows the
+/// session down and the host refuses to the senders what it cannot queue;
+/// nothing is dropped here). The checks are those of a delivered message,
+/// with the sender's binding from the relay's certificate the message
+/// carries instead of a question to the relay. A refused one is reported
+/// to the user as an error, never shown as a message.
 pub(crate) fn accept_sealed(peer: Arc<Peer>, sealed: SealedPrivate) {
-    let Ok(permit) = peer.inbox.sealed_checks.clone().try_acquire_owned() else {
-        let why = "too many sealed private messages at once; one was dropped";
-        let _ = peer.inbox.events.try_send(Inbound::Refused(why.into()));
-        return;
-    };
-    tokio::spawn(async move {
-        let checked = async {
-            if sealed.to_node_id != peer.ctx.identity.node_id {
-                return Err(NodeError::SealedForAnother.into());
-            }
-            let msg = chat_proto::sealed::open_private(&peer.ctx.key, &sealed)
-                .map_err(|e| NodeError::BadSealed(e.to_string()))?;
-            accept_private(&peer, msg).await
-        };
-        if let Err(status) = checked.await {
-            tracing::warn!(%status, "refused a sealed private message");
-            let why = format!(
-                "refused a sealed private message the host passed on: {}",
-                status.message()
-            );
-            let _ = peer.inbox.events.send(Inbound::Refused(why)).await;
-        }
-        drop(permit);
+    let event = open_sealed(&peer, &sealed).unwrap_or_else(|status| {
+        tracing::warn!(%status, "refused a sealed private message");
+        Inbound::Refused(format!(
+            "refused a sealed private message the host passed on: {}",
+            status.message()
+        ))
     });
+    match peer.inbox.events.try_send(event) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Closed(_)) => {} // shutting down
+        Err(mpsc::error::TrySendError::Full(event)) => {
+            // The interface has not read its last events at all.
+            peer.ctx.stats.count_private_unshown();
+            let from = match &event {
+                Inbound::Private { from, .. } => from.as_str(),
+                Inbound::Refused(_) => "",
+            };
+            tracing::error!(
+                %from,
+                "the interface is not reading its events: a private message cannot be shown"
+            );
+        }
+    }
 }
 
-/// The message must be signed by the key the relay knows under the
-/// sender's name and node id.
-async fn verify_sender(peer: &Peer, msg: &PrivateMessage) -> Result<(), Status> {
-    let MemberRecord {
-        node_id,
-        public_key,
-        ..
-    } = peer.ctx.relay.lookup_member(&msg.from).await?;
+/// The private message in `sealed`, checked (see [`accept_sealed`]).
+fn open_sealed(peer: &Peer, sealed: &SealedPrivate) -> Result<Inbound, Status> {
+    if sealed.to_node_id != peer.ctx.identity.node_id {
+        return Err(NodeError::SealedForAnother.into());
+    }
+    let msg = chat_proto::sealed::open_private(&peer.ctx.key, sealed)
+        .map_err(|e| NodeError::BadSealed(e.to_string()))?;
+    check_addressed(peer, &msg)?;
+    let cert = msg.sender.as_ref().ok_or(NodeError::NoSenderCertificate)?;
+    let grant = peer
+        .ctx
+        .relay_key
+        .verify_name(cert, trust::now_unix_ms())
+        .map_err(|error| NodeError::NotFromSender {
+            from: (&msg.from).into(),
+            error,
+        })?;
+    if grant.name != msg.from {
+        return Err(NodeError::WrongSender((&msg.from).into()).into());
+    }
+    check_signed(peer, msg, &grant.node_id, &grant.public_key)
+}
+
+/// The message must be for this node, with a valid text.
+fn check_addressed(peer: &Peer, msg: &PrivateMessage) -> Result<(), Status> {
+    let me = &peer.ctx.identity;
+    if msg.to != me.name || msg.to_node_id != me.node_id {
+        return Err(NodeError::NotRecipient {
+            me: me.name.clone(),
+            my_node_id: me.node_id.clone(),
+            to: (&msg.to).into(),
+            to_node_id: (&msg.to_node_id).into(),
+        }
+        .into());
+    }
+    rules::validate_text(&msg.text)?;
+    Ok(())
+}
+
+/// The message must come from `node_id`, the node the relay binds to the
+/// sender's name, be signed by its key `public_key`, be fresh, and not
+/// have been seen before. Returns what to show.
+fn check_signed(
+    peer: &Peer,
+    msg: PrivateMessage,
+    node_id: &str,
+    public_key: &[u8],
+) -> Result<Inbound, Status> {
     if node_id != msg.from_node_id {
-        return Err(NodeError::WrongSender(msg.from.clone()).into());
+        return Err(NodeError::WrongSender((&msg.from).into()).into());
     }
     let now = trust::now_unix_ms();
-    PublicKey::from_bytes(&public_key)
-        .and_then(|key| key.verify(&trust::private_payload(msg), &msg.signature))
+    PublicKey::from_bytes(public_key)
+        .and_then(|key| key.verify(&trust::private_payload(&msg), &msg.signature))
         .and_then(|()| trust::check_fresh(msg.sent_at_unix_ms, now))
         .map_err(|error| NodeError::NotFromSender {
-            from: msg.from.clone(),
+            from: (&msg.from).into(),
             error,
         })?;
     if !peer
@@ -188,7 +211,11 @@ async fn verify_sender(peer: &Peer, msg: &PrivateMessage) -> Result<(), Status> 
     {
         return Err(NodeError::ReplayedPrivate.into());
     }
-    Ok(())
+    peer.ctx.stats.count_private();
+    Ok(Inbound::Private {
+        from: msg.from,
+        text: msg.text,
+    })
 }
 
 /// How a private message goes to its recipient.
@@ -205,12 +232,10 @@ pub enum Delivery {
 /// knows, or, for a client-only member nobody can dial, sealed to its key
 /// for the host to carry.
 pub async fn send_private(peer: &Peer, to: &str, text: &str) -> Result<Delivery, String> {
-    let to = peer
-        .ctx
-        .relay
-        .lookup_member(to)
-        .await
-        .map_err(|status| format!("cannot find {to:?} at the relay: {}", status.message()))?;
+    let to = peer.ctx.relay.lookup_member(to).await.map_err(|status| {
+        let to = rules::Quoted::new(to);
+        format!("cannot find {to} at the relay: {}", status.message())
+    })?;
     let me = &peer.ctx.identity;
     let mut msg = PrivateMessage {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -219,6 +244,8 @@ pub async fn send_private(peer: &Peer, to: &str, text: &str) -> Result<Delivery,
         to: to.name.clone(),
         to_node_id: to.node_id.clone(),
         text: text.to_string(),
+        // Lets the recipient check a sealed message as it reads it.
+        sender: Some(peer.ctx.name_certificate()),
         ..Default::default()
     };
     peer.ctx.key.sign_private(&mut msg);

@@ -52,6 +52,23 @@ pub fn validate_name(name: &str) -> Result<(), RuleError> {
     Ok(())
 }
 
+/// The form names share when they look alike: the UTS #39 confusable
+/// skeleton of the name's NFKC form. `rust-a`, `rust‐a` (U+2010 hyphen),
+/// `rust-а` (Cyrillic a) and `rust－a` (fullwidth hyphen-minus) share one;
+/// `rust-b` and `Rust-a` do not. Two names with one skeleton are taken for
+/// each other on screen, so the relay binds only one of them at a time.
+pub fn name_skeleton(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let compatible: String = name.nfkc().collect();
+    unicode_security::skeleton(&compatible).collect()
+}
+
+/// Whether two names could be taken for each other on screen (see
+/// [`name_skeleton`]); a name is confusable with itself.
+pub fn names_confusable(a: &str, b: &str) -> bool {
+    a == b || name_skeleton(a) == name_skeleton(b)
+}
+
 /// The room of a request or an interface that names none.
 pub const DEFAULT_ROOM: &str = "lobby";
 
@@ -139,6 +156,95 @@ pub fn validate_text(text: &str) -> Result<(), RuleError> {
     Ok(())
 }
 
+/// Most characters of someone's input that an error message quotes.
+pub const QUOTED_CHARS: usize = 64;
+
+/// Someone's input as a refusal quotes it: its first [`QUOTED_CHARS`]
+/// characters, escaped and in double quotes, and how many bytes were left
+/// out. Only that much is ever copied, so a refusal of a huge field (a
+/// 1 MiB room name) stays short, and a refusal never prints control
+/// characters. Displays as `"alice"`, or `"aaa…aaa"… (1048512 more bytes)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quoted {
+    head: String,
+    omitted_bytes: usize,
+}
+
+impl Quoted {
+    /// Quotes `input` (its first [`QUOTED_CHARS`] characters).
+    pub fn new(input: &str) -> Self {
+        let end = input
+            .char_indices()
+            .nth(QUOTED_CHARS)
+            .map_or(input.len(), |(at, _)| at);
+        Self {
+            head: input[..end].to_string(),
+            omitted_bytes: input.len() - end,
+        }
+    }
+
+    /// The part quoted: all of the input when it was short enough.
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+
+    /// How many bytes of the input were left out.
+    pub fn omitted_bytes(&self) -> usize {
+        self.omitted_bytes
+    }
+
+    /// The same without the double quotes (unprintable characters still
+    /// escaped), for input such as a node id that reads better bare.
+    pub fn bare(&self) -> impl std::fmt::Display + '_ {
+        struct Bare<'a>(&'a Quoted);
+        impl std::fmt::Display for Bare<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&escape_for_display(&self.0.head))?;
+                self.0.write_omitted(f)
+            }
+        }
+        Bare(self)
+    }
+
+    fn write_omitted(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.omitted_bytes > 0 {
+            write!(f, "… ({} more bytes)", self.omitted_bytes)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Quoted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.head)?;
+        self.write_omitted(f)
+    }
+}
+
+impl From<&str> for Quoted {
+    fn from(input: &str) -> Self {
+        Self::new(input)
+    }
+}
+
+impl From<&String> for Quoted {
+    fn from(input: &String) -> Self {
+        Self::new(input)
+    }
+}
+
+impl From<String> for Quoted {
+    fn from(input: String) -> Self {
+        Self::new(&input)
+    }
+}
+
+impl PartialEq<&str> for Quoted {
+    fn eq(&self, other: &&str) -> bool {
+        self.omitted_bytes == 0 && self.head == *other
+    }
+}
+
 impl From<RuleError> for tonic::Status {
     fn from(err: RuleError) -> Self {
         tonic::Status::invalid_argument(err.to_string())
@@ -176,6 +282,30 @@ mod tests {
     }
 
     #[test]
+    fn look_alike_names_share_a_skeleton() {
+        let original = "rust-a";
+        for look_alike in [
+            "rust\u{2010}a", // hyphen
+            "rust-\u{430}",  // Cyrillic small a
+            "rust\u{FF0D}a", // fullwidth hyphen-minus
+            "ｒｕｓｔ-ａ",   // fullwidth letters
+            "rust-a\u{34F}", // a combining grapheme joiner (default ignorable)
+            "rust\u{2212}a", // minus sign
+        ] {
+            assert!(
+                names_confusable(original, look_alike),
+                "{look_alike:?} should look like {original:?}"
+            );
+        }
+        assert!(names_confusable("bob1", "bobl"));
+        assert!(names_confusable("paypal", "раураl"));
+        for different in ["rust-b", "Rust-a", "rust_a", "rusta", "rust-aa", "名前"] {
+            assert!(!names_confusable(original, different), "{different:?}");
+        }
+        assert!(names_confusable("alice", "alice"));
+    }
+
+    #[test]
     fn every_listed_format_char_is_unprintable() {
         let listed = ['\u{00AD}', '\u{061C}', '\u{FEFF}']
             .into_iter()
@@ -210,6 +340,35 @@ mod tests {
         assert_eq!(escape_for_display("x\u{202E}y"), "x\\u{202E}y");
         assert_eq!(escape_for_display("\u{0}\u{9f}"), "\\u{0000}\\u{009F}");
         assert_eq!(escape_for_display("back\\slash\n"), "back\\slash\\n");
+    }
+
+    #[test]
+    fn short_input_is_quoted_whole() {
+        assert_eq!(Quoted::new("alice").to_string(), "\"alice\"");
+        assert_eq!(Quoted::new("").to_string(), "\"\"");
+        assert_eq!(Quoted::new("a\nb").to_string(), "\"a\\nb\"");
+        assert_eq!(Quoted::new(&"é".repeat(64)).omitted_bytes(), 0);
+    }
+
+    #[test]
+    fn long_input_is_cut_and_says_how_much_was_left_out() {
+        let huge = "x".repeat(1 << 20);
+        let quoted = Quoted::new(&huge);
+        assert_eq!(quoted.head(), "x".repeat(QUOTED_CHARS));
+        let shown = quoted.to_string();
+        assert_eq!(
+            shown,
+            format!("\"{}\"… (1048512 more bytes)", "x".repeat(QUOTED_CHARS))
+        );
+        assert_eq!(
+            quoted.bare().to_string(),
+            format!("{}… (1048512 more bytes)", "x".repeat(QUOTED_CHARS))
+        );
+        // Cut at a character, never inside one.
+        let wide = "é".repeat(100);
+        let quoted = Quoted::new(&wide);
+        assert_eq!(quoted.head().chars().count(), QUOTED_CHARS);
+        assert_eq!(quoted.omitted_bytes(), 36 * 2);
     }
 
     #[test]

@@ -136,6 +136,25 @@ pub struct RelayConfig {
     /// Messages a member may send at once before the rate applies.
     #[arg(long, env = "RELAY_MESSAGE_BURST", default_value_t = 50)]
     pub message_burst: u32,
+
+    /// Most rooms the relay holds at once: a JoinRoom or Register that
+    /// would create another is refused (RESOURCE_EXHAUSTED) until rooms
+    /// empty.
+    #[arg(long, env = "RELAY_MAX_ROOMS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms: u32,
+
+    /// Most rooms one member may be in (at most 1000, what one Register
+    /// may claim); joining another is refused (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "RELAY_MAX_ROOMS_PER_MEMBER", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_rooms_per_member: u32,
+
+    /// New identities (keys the relay never bound) one source address (an
+    /// IPv4 address, or an IPv6 /64) may register per minute, all at once
+    /// or spread (0: no limit). A key registering again never counts.
+    #[arg(long, env = "RELAY_NEW_IDENTITIES_PER_MINUTE", default_value_t = 60)]
+    pub new_identities_per_minute: u32,
 }
 
 /// The admin secret of [`RelayConfig::for_tests`].
@@ -161,6 +180,13 @@ impl RelayConfig {
             data_dir: None,
             messages_per_second: 20,
             message_burst: 50,
+            // Benchmarks create many rooms and members; tests of the
+            // limits set their own.
+            max_rooms: 1_000_000,
+            max_rooms_per_member: 1000,
+            // Every test member registers from 127.0.0.1; tests of the
+            // limit set one.
+            new_identities_per_minute: 0,
             tls_cert: None,
             tls_key: None,
             tls_names: Vec::new(),

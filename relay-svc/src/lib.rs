@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod newcomers;
 pub mod reach;
 pub mod refusal;
 pub mod registry;

@@ -2,6 +2,7 @@
 //! the one place in the relay where a [`tonic::Status`] is built.
 
 use crate::registry::RegistryError;
+use chat_proto::rules::Quoted;
 use thiserror::Error;
 use tonic::Status;
 
@@ -19,16 +20,16 @@ pub enum Refusal {
     #[error("registration not signed by its key: {0}")]
     NotSigned(String),
     /// A host term certificate this relay did not sign.
-    #[error("host term certificate of room {room:?}: {why}")]
+    #[error("host term certificate of room {room}: {why}")]
     ForeignTerm {
-        /// The room claimed.
-        room: String,
+        /// The room claimed (its start).
+        room: Quoted,
         /// Why the certificate was refused.
         why: String,
     },
     /// LookupMember of a name nobody holds.
-    #[error("no member named {0:?}")]
-    NoSuchMember(String),
+    #[error("no member named {0}")]
+    NoSuchMember(Quoted),
     /// The relay could not issue a TLS certificate (a fault of ours).
     #[error("issuing the TLS certificate: {0}")]
     Issuing(String),
@@ -41,6 +42,18 @@ pub enum Refusal {
     /// Too many wrong admin secrets lately.
     #[error("too many wrong admin secrets; try again in {0} s")]
     LockedOut(u64),
+    /// Too many new identities (keys the relay never bound) from the
+    /// caller's address lately.
+    #[error(
+        "too many new identities registered from your address: at most {per_minute} a minute; \
+         try again in {wait_s} s (a key registered before is always welcome back)"
+    )]
+    TooManyNewcomers {
+        /// The limit.
+        per_minute: u32,
+        /// Seconds until one more fits.
+        wait_s: u64,
+    },
 }
 
 impl From<Refusal> for Status {
@@ -54,7 +67,7 @@ impl From<Refusal> for Status {
             Refusal::NoSuchMember(_) => Code::NotFound,
             Refusal::Issuing(_) => Code::Internal,
             Refusal::ResetsDisabled => Code::FailedPrecondition,
-            Refusal::LockedOut(_) => Code::ResourceExhausted,
+            Refusal::LockedOut(_) | Refusal::TooManyNewcomers { .. } => Code::ResourceExhausted,
         };
         Status::new(code, refusal.to_string())
     }
@@ -74,9 +87,9 @@ fn registry_code(err: &RegistryError) -> tonic::Code {
         | RegistryError::InvalidAddress
         | RegistryError::InvalidRoom { .. }
         | RegistryError::DuplicateRoom(_)
-        | RegistryError::TooManyRooms(_)
         | RegistryError::TermOfOtherRoom { .. } => Code::InvalidArgument,
-        RegistryError::NameTaken(_) => Code::AlreadyExists,
+        RegistryError::TooManyRooms(_) | RegistryError::RelayFull(_) => Code::ResourceExhausted,
+        RegistryError::NameTaken(_) | RegistryError::NameConfusable { .. } => Code::AlreadyExists,
         RegistryError::UnknownNode(_)
         | RegistryError::UnknownRoom(_)
         | RegistryError::NotInRoom { .. } => Code::NotFound,

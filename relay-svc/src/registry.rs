@@ -21,8 +21,23 @@ pub use reach::{ReachCheck, CHECK_PERIOD};
 const NAME_GRANT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted node address, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 255;
-/// Most rooms one member may be in (and claim at once).
+/// Most rooms one member may claim in one registration (the protocol's
+/// bound), and may be in unless the relay allows fewer
+/// ([`Registry::with_room_limits`]).
 pub const MAX_ROOMS_PER_MEMBER: usize = 1000;
+
+/// Why `name` is refused while another key holds `held`: the same name,
+/// or one that looks like it.
+fn name_refusal(name: &str, held: &str) -> RegistryError {
+    if name == held {
+        RegistryError::NameTaken(name.to_string())
+    } else {
+        RegistryError::NameConfusable {
+            name: name.to_string(),
+            held: held.to_string(),
+        }
+    }
+}
 
 /// The session token `reg` presented, if it is this node's and well
 /// formed; else a new one.
@@ -53,7 +68,7 @@ pub fn check_fields(name: &str, address: &str, client_only: bool) -> Result<(), 
 pub fn room_name(room: &str) -> Result<String, RegistryError> {
     let room = rules::room_or_default(room);
     rules::validate_room(room).map_err(|why| RegistryError::InvalidRoom {
-        room: room.to_string(),
+        room: room.into(),
         why,
     })?;
     Ok(room.to_string())
@@ -122,6 +137,16 @@ pub struct Member {
     rooms: BTreeSet<String>,
     /// How many rooms it hosts now (placement).
     hosted: u32,
+    /// Its name's confusable skeleton ([`rules::name_skeleton`]).
+    skeleton: String,
+}
+
+/// A name bound to a key before a relay restart, kept for it a while.
+#[derive(Debug, Clone)]
+struct Reserved {
+    node_id: String,
+    until: Instant,
+    skeleton: String,
 }
 
 impl Member {
@@ -168,9 +193,13 @@ pub struct Registry {
     /// by this relay process, so only this process's rooms can hold it.
     started_unix_ms: i64,
     /// After a restart: names bound to a key before it, kept for that key
-    /// until the instant given (the member grace), so nobody else can
-    /// take a connected member's name while it re-registers.
-    reserved_names: HashMap<String, (String, Instant)>,
+    /// until the member grace ends, so nobody else can take a connected
+    /// member's name (or a look-alike) while it re-registers.
+    reserved_names: HashMap<String, Reserved>,
+    /// Most rooms the relay holds at once: a room beyond it is not created.
+    max_rooms: usize,
+    /// Most rooms one member may be in.
+    max_rooms_per_member: usize,
 }
 
 impl Registry {
@@ -192,7 +221,18 @@ impl Registry {
             term_limit: None,
             started_unix_ms: trust::now_unix_ms(),
             reserved_names: HashMap::new(),
+            max_rooms: usize::MAX,
+            max_rooms_per_member: MAX_ROOMS_PER_MEMBER,
         }
+    }
+
+    /// Holds at most `max_rooms` rooms (a join or registration that would
+    /// create another is refused) and puts each member in at most
+    /// `per_member` rooms (itself at most [`MAX_ROOMS_PER_MEMBER`]).
+    pub fn with_room_limits(mut self, max_rooms: usize, per_member: usize) -> Self {
+        self.max_rooms = max_rooms;
+        self.max_rooms_per_member = per_member.min(MAX_ROOMS_PER_MEMBER);
+        self
     }
 
     /// Moves a room on when its host renews one term for longer than
@@ -228,7 +268,13 @@ impl Registry {
         until: Instant,
     ) {
         for (name, node_id) in bindings {
-            self.reserved_names.insert(name, (node_id, until));
+            let skeleton = rules::name_skeleton(&name);
+            let reserved = Reserved {
+                node_id,
+                until,
+                skeleton,
+            };
+            self.reserved_names.insert(name, reserved);
         }
     }
 
@@ -254,7 +300,8 @@ impl Registry {
     ) -> Result<(Member, Vec<Option<HostRecord>>), RegistryError> {
         check_fields(&reg.name, &reg.address, reg.client_only)?;
         let node_id = trust::node_id_of(&reg.public_key);
-        let claims = room::checked_claims(&reg.rooms, &node_id)?;
+        let claims = room::checked_claims(&reg.rooms, &node_id, self.max_rooms_per_member)?;
+        self.check_room_space(&claims)?;
         self.check_reserved(&reg.name, &node_id, now)?;
         let claimed_at = self.settle_name(&reg, &node_id, unix_ms)?;
         let member = self.new_member(&reg, node_id.clone(), claimed_at, now, unix_ms);
@@ -264,7 +311,7 @@ impl Registry {
         let member = self.members.get(&node_id).cloned();
         member
             .map(|m| (m, records))
-            .ok_or(RegistryError::UnknownNode(node_id))
+            .ok_or(RegistryError::UnknownNode(node_id.into()))
     }
 
     /// Puts `node_id` in exactly the rooms of `claims`.
@@ -320,6 +367,7 @@ impl Registry {
             joined: self.joined,
             rooms: BTreeSet::new(),
             hosted: 0,
+            skeleton: rules::name_skeleton(&reg.name),
         }
     }
 
@@ -349,28 +397,36 @@ impl Registry {
         self.schedule.stir();
     }
 
-    /// Refuses `name` to any node but the one it was bound to before a
-    /// restart, until that node registers or the reservation ends.
+    /// Refuses `name` (and its look-alikes) to any node but the one it was
+    /// bound to before a restart, until that node registers or the
+    /// reservation ends.
     fn check_reserved(
         &mut self,
         name: &str,
         node_id: &str,
         now: Instant,
     ) -> Result<(), RegistryError> {
-        let Some((owner, until)) = self.reserved_names.get(name) else {
+        if self.reserved_names.is_empty() {
             return Ok(());
-        };
-        if owner != node_id && now < *until {
-            return Err(RegistryError::NameTaken(name.to_string()));
+        }
+        self.reserved_names.retain(|_, r| now < r.until);
+        let skeleton = rules::name_skeleton(name);
+        let held = self
+            .reserved_names
+            .iter()
+            .find(|(_, r)| r.node_id != node_id && r.skeleton == skeleton);
+        if let Some((holder, _)) = held {
+            return Err(name_refusal(name, holder));
         }
         self.reserved_names.remove(name);
         Ok(())
     }
 
     /// Decides who holds `reg.name`: the same key keeps it (a restarted
-    /// node reclaims it at once); another key gets it only with an earlier
-    /// claim (a name certificate from before a relay restart), which evicts
-    /// the holder. Returns since when the registrant holds it.
+    /// node reclaims it at once); another key gets it, or a name that
+    /// looks like it (the same confusable skeleton), only with an earlier
+    /// claim (a name certificate from before a relay restart), which
+    /// evicts the holder. Returns since when the registrant holds it.
     fn settle_name(
         &mut self,
         reg: &Registration,
@@ -378,21 +434,33 @@ impl Registry {
         unix_ms: i64,
     ) -> Result<i64, RegistryError> {
         let claim = reg.name_claimed_at.unwrap_or(unix_ms);
-        let holder = self
+        let skeleton = rules::name_skeleton(&reg.name);
+        let own_since = self
+            .members
+            .get(node_id)
+            .filter(|m| m.record.name == reg.name)
+            .map(|m| m.claimed_at);
+        let rivals: Vec<(String, String, i64)> = self
             .members
             .values()
-            .find(|m| m.record.name == reg.name)
-            .map(|m| (m.record.node_id.clone(), m.claimed_at));
-        match holder {
-            Some((id, since)) if id == node_id => Ok(claim.min(since)),
-            Some((id, since)) if claim < since => {
-                tracing::warn!(name = %reg.name, evicted = %id, "an earlier name certificate takes the name back");
-                self.remove_member(&id);
-                Ok(claim)
-            }
-            Some(_) => Err(RegistryError::NameTaken(reg.name.clone())),
-            None => Ok(claim),
+            .filter(|m| m.record.node_id != node_id && m.skeleton == skeleton)
+            .map(|m| {
+                (
+                    m.record.node_id.clone(),
+                    m.record.name.clone(),
+                    m.claimed_at,
+                )
+            })
+            .collect();
+        if let Some((_, held, _)) = rivals.iter().find(|(_, _, since)| claim >= *since) {
+            return Err(name_refusal(&reg.name, held));
         }
+        for (id, held, _) in rivals {
+            tracing::warn!(name = %reg.name, %held, evicted = %id,
+                           "an earlier name certificate takes the name back");
+            self.remove_member(&id);
+        }
+        Ok(own_since.map_or(claim, |since| claim.min(since)))
     }
 
     /// Checks that `token` belongs to `node_id`.
@@ -400,9 +468,9 @@ impl Registry {
         let member = self
             .members
             .get(node_id)
-            .ok_or_else(|| RegistryError::UnknownNode(node_id.to_string()))?;
+            .ok_or_else(|| RegistryError::UnknownNode(node_id.into()))?;
         if member.session_token != token {
-            return Err(RegistryError::BadToken(node_id.to_string()));
+            return Err(RegistryError::BadToken(node_id.into()));
         }
         Ok(member)
     }
@@ -424,6 +492,11 @@ impl Registry {
         }
         self.schedule.stir();
         self.members.remove(node_id)
+    }
+
+    /// Whether `node_id` is a registered member.
+    pub fn has_member(&self, node_id: &str) -> bool {
+        self.members.contains_key(node_id)
     }
 
     /// Finds a registered member by name.

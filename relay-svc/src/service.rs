@@ -45,6 +45,8 @@ pub struct Shared {
     epochs: EpochFile,
     /// The names bound to keys, kept across restarts.
     names: names::NameFile,
+    /// How many new identities each source may register.
+    newcomers: crate::newcomers::NewcomerLimit,
     /// Every change of a room's host record, to the watch streams.
     host_tx: broadcast::Sender<Arc<RoomChange>>,
     config: RelayConfig,
@@ -61,7 +63,11 @@ impl Shared {
         let epochs = EpochFile::open(config.data_dir.as_deref());
         let mut registry = Registry::new(config.lease, key)
             .with_grant_ttl(config.certificate_ttl)
-            .with_term_limit(config.term_limit());
+            .with_term_limit(config.term_limit())
+            .with_room_limits(
+                usize::try_from(config.max_rooms).unwrap_or(usize::MAX),
+                usize::try_from(config.max_rooms_per_member).unwrap_or(usize::MAX),
+            );
         registry.restore_epoch(epochs.last(), Instant::now());
         let names = names::NameFile::open(config.data_dir.as_deref());
         registry.reserve_names(names.bindings(), Instant::now() + config.member_grace);
@@ -69,6 +75,7 @@ impl Shared {
             registry: Mutex::new(registry),
             epochs,
             names,
+            newcomers: crate::newcomers::NewcomerLimit::new(config.new_identities_per_minute),
             relay_key,
             admin: AdminGate::new(config.admin_secret.clone()),
             host_tx: broadcast::channel(CHANGES_KEPT).0,
@@ -105,6 +112,12 @@ impl Shared {
             }
         };
         Ok((certificate, authority.certificate_der().to_vec()))
+    }
+
+    /// Whether the relay knows the key of `node_id`: a member now, or
+    /// bound to a name before (kept across restarts).
+    fn knows_key(&self, node_id: &str) -> bool {
+        self.registry().has_member(node_id) || self.names.knows(node_id)
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {

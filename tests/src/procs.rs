@@ -82,6 +82,10 @@ impl RelayProcess {
                 "RUST_LOG",
                 std::env::var("CHAT_TEST_LOG").unwrap_or_else(|_| "error".into()),
             )
+            // Every test node registers from 127.0.0.1, and a long chaos
+            // run starts more than a minute's worth: no limit on new
+            // identities unless a test passes --new-identities-per-minute.
+            .env("RELAY_NEW_IDENTITIES_PER_MINUTE", "0")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

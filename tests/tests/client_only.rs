@@ -6,6 +6,7 @@
 use chat_node::host::Role;
 use chat_node::node::NodeShared;
 use chat_proto::pb::chat::{client_frame, server_frame, PrivateMessage, SealedPrivate};
+use chat_proto::pb::relay::NameCertificate;
 use chat_proto::sealed::{open_private, seal_private, MAX_SEALED_BYTES};
 use chat_proto::trust::{Keypair, PublicKey};
 use chat_tests::hostile::{self, assert_chat_intact, next_frame, HostileSession, Stranger};
@@ -168,8 +169,15 @@ async fn private_messages_reach_a_client_only_member_sealed_and_leave_it_direct(
 }
 
 /// A private message `from` (with node id `from_node_id`) to `to`, signed
-/// by `key` (which need not be the sender's).
-fn private(key: &Keypair, from: (&str, &str), to: (&str, &str), text: &str) -> PrivateMessage {
+/// by `key` (which need not be the sender's), showing the name
+/// certificate `sender` (which need not be the sender's either).
+fn private(
+    key: &Keypair,
+    sender: Option<&NameCertificate>,
+    from: (&str, &str),
+    to: (&str, &str),
+    text: &str,
+) -> PrivateMessage {
     let mut msg = PrivateMessage {
         id: format!("{:032x}", rand::random::<u128>()),
         from: from.0.into(),
@@ -177,6 +185,7 @@ fn private(key: &Keypair, from: (&str, &str), to: (&str, &str), text: &str) -> P
         to: to.0.into(),
         to_node_id: to.1.into(),
         text: text.into(),
+        sender: sender.cloned(),
         ..Default::default()
     };
     key.sign_private(&mut msg);
@@ -261,7 +270,12 @@ async fn forged_or_tampered_sealed_messages_are_refused_and_the_host_cannot_read
     let me = ("mallory", mallory.reg.node_id.as_str());
     let to_dave = ("dave", dave_record.node_id.as_str());
     let seal = |msg: &PrivateMessage| seal_private(&dave_key, msg).expect("seals");
-    let honest = |text: &str| private(&mallory.key, me, to_dave, text);
+    let mine = mallory.reg.name_certificate.as_ref();
+    let honest = |text: &str| private(&mallory.key, mine, me, to_dave, text);
+    let alice_record = hostile::lookup(&uri, "alice")
+        .await
+        .expect("alice's record");
+    let alices = alice_record.certificate.as_ref();
     let mut altered = seal(&honest("altered on the way"));
     altered.sealed[60] ^= 0x20;
     let forgeries: Vec<(SealedPrivate, &str)> = vec![
@@ -272,8 +286,10 @@ async fn forged_or_tampered_sealed_messages_are_refused_and_the_host_cannot_read
         ),
         (altered, "does not open"),
         (
+            // alice's own certificate, mallory's signature.
             seal(&private(
                 &mallory.key,
+                alices,
                 ("alice", &alice_id),
                 to_dave,
                 "I am alice",
@@ -281,11 +297,27 @@ async fn forged_or_tampered_sealed_messages_are_refused_and_the_host_cannot_read
             "not from \"alice\"",
         ),
         (
+            // mallory's certificate, claiming to be alice.
+            seal(&private(
+                &mallory.key,
+                mine,
+                ("alice", &alice_id),
+                to_dave,
+                "I am alice too",
+            )),
+            "sender is not \"alice\"",
+        ),
+        (
+            seal(&private(&mallory.key, None, me, to_dave, "who am I")),
+            "no name certificate of its sender",
+        ),
+        (
             // Inside, for alice; outside, for dave.
             SealedPrivate {
                 to_node_id: dave_record.node_id.clone(),
                 ..seal(&private(
                     &mallory.key,
+                    mine,
                     me,
                     ("alice", &alice_id),
                     "misaddressed",

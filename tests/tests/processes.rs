@@ -86,6 +86,10 @@ async fn help_documents_every_flag() {
         "--tls-key",
         "--tls-name",
         "--plaintext",
+        "--max-rooms",
+        "--max-rooms-per-member",
+        "--new-identities-per-minute",
+        "RELAY_NEW_IDENTITIES_PER_MINUTE",
     ] {
         assert!(out.contains(flag), "relay-svc --help lacks {flag}: {out}");
     }

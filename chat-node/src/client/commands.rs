@@ -75,8 +75,8 @@ pub fn parse_line(line: &str) -> Result<Option<UserCommand>, String> {
         "rooms" => UserCommand::Rooms,
         _ => {
             return Err(format!(
-                "unknown command {:?}; /help lists the commands",
-                &line[..word.len() + 1]
+                "unknown command {}; /help lists the commands",
+                chat_proto::rules::Quoted::new(&line[..word.len() + 1])
             ))
         }
     };
@@ -88,7 +88,8 @@ fn parse_room_arg(args: &str, usage: &str) -> Result<String, String> {
     if args.is_empty() || args.contains(char::is_whitespace) {
         return Err(format!("usage: {usage}"));
     }
-    chat_proto::rules::parse_room(args).map_err(|e| format!("room {args:?}: {e}"))
+    chat_proto::rules::parse_room(args)
+        .map_err(|e| format!("room {}: {e}", chat_proto::rules::Quoted::new(args)))
 }
 
 fn parse_private(args: &str) -> Result<UserCommand, String> {

@@ -6,6 +6,7 @@ mod copy_failures;
 pub mod duties;
 pub mod fencing;
 pub mod handoff;
+mod mailbox;
 mod outbound;
 pub mod rate;
 mod reset;
@@ -64,14 +65,6 @@ impl Role {
 pub enum HostEvent {
     /// Forward this frame.
     Frame(ServerFrame),
-    /// Forward this frame to the sessions of the node `to_node_id` only (a
-    /// sealed private message).
-    To {
-        /// The recipient's node id.
-        to_node_id: String,
-        /// The frame.
-        frame: ServerFrame,
-    },
     /// The role moved on: tell the client where, then end the session.
     Moved(Migrate),
     /// The node is stopping: end the session.
@@ -93,6 +86,8 @@ pub struct RoomHost {
     /// Bumped whenever the room's log changes (wakes the replicator).
     pub(crate) log_tx: watch::Sender<u64>,
     pub(crate) host_events: broadcast::Sender<HostEvent>,
+    /// Sealed private messages on their way to the sessions here.
+    pub(crate) mailboxes: mailbox::Mailboxes,
     /// The latest host record of the room known (relay or handoff).
     pub(crate) host_tx: watch::Sender<Option<HostRecord>>,
     /// Why the relay says the room has no host right now, if it does.
@@ -125,6 +120,7 @@ impl RoomHost {
             core: Mutex::new(HostCore::new()),
             log_tx: watch::channel(0).0,
             host_events: broadcast::channel(HOST_EVENTS_CAPACITY).0,
+            mailboxes: mailbox::Mailboxes::default(),
             host_tx: watch::channel(None).0,
             no_host_tx: watch::channel(None).0,
             replicate_turn: tokio::sync::Mutex::new(()),

@@ -48,6 +48,30 @@ impl Outbound {
     pub(super) async fn frame(&self, f: server_frame::Frame) -> Result<(), ()> {
         self.send(vec![Ok(frame(f))]).await
     }
+
+    /// A handle that does not keep the session's stream open.
+    pub(super) fn downgrade(&self) -> WeakOutbound {
+        WeakOutbound(self.0.downgrade())
+    }
+}
+
+/// An [`Outbound`] that does not keep the session's stream open.
+#[derive(Debug, Clone)]
+pub(super) struct WeakOutbound(mpsc::WeakSender<Batch>);
+
+impl WeakOutbound {
+    /// The session's queue, if the session is still open.
+    pub(super) fn upgrade(&self) -> Option<Outbound> {
+        self.0.upgrade().map(Outbound)
+    }
+}
+
+/// A queue of batches and its receiving end, for the tests of the host's
+/// parts.
+#[cfg(test)]
+pub(super) fn test_outbound() -> (Outbound, mpsc::Receiver<Batch>) {
+    let (tx, rx) = mpsc::channel(QUEUED_BATCHES);
+    (Outbound(tx), rx)
 }
 
 /// The response stream of a session: queued frames first, then the

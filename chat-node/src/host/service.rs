@@ -33,7 +33,7 @@ impl ChatHost {
     fn room(&self, room: &str) -> Result<Arc<RoomHost>, Status> {
         self.0
             .room(room)
-            .ok_or_else(|| NodeError::NotInRoom(room.to_string()).into())
+            .ok_or_else(|| NodeError::NotInRoom(room.into()).into())
     }
 }
 
@@ -206,10 +206,13 @@ async fn open_session(
     let rate = host
         .rates
         .session(&hello.node_id, tokio::time::Instant::now());
+    let mailbox = host.mailboxes.open(&hello.node_id);
+    let node_id = hello.node_id.clone();
     let ctx = session::Session {
         host: host.clone(),
+        mailbox,
         name: hello.name,
-        node_id: hello.node_id,
+        node_id,
         key: member_key,
         certificate: hello.certificate.unwrap_or_default(),
         rate,

@@ -2,6 +2,7 @@
 //! acknowledges its messages once committed, and forwards host broadcasts.
 //! The log itself reaches the client through [`super::outbound`].
 
+use super::mailbox::{self, Letter, Mailbox, NotQueued};
 use super::outbound::frame;
 use super::outbound::Outbound;
 use super::rate::SessionRate;
@@ -25,6 +26,8 @@ const OUT_OF_TURN_RETRY_MS: u64 = 50;
 
 pub(super) struct Session {
     pub host: Arc<RoomHost>,
+    /// Sealed private messages for this member, from other sessions.
+    pub mailbox: Mailbox,
     pub name: String,
     /// The member's node id.
     pub node_id: String,
@@ -86,6 +89,12 @@ impl Session {
                 event = events.recv() => {
                     if let ControlFlow::Break(end) = self.forward(event).await { break end }
                 }
+                // Waits while the client reads slowly: the queue fills and
+                // the host refuses further ones to their senders.
+                Some(letter) = self.mailbox.letters.recv() => {
+                    let f = server_frame::Frame::SealedPrivate(letter.sealed);
+                    if let ControlFlow::Break(end) = gone_if_closed(self.tx.frame(f).await) { break end }
+                }
                 incoming = inbound.message() => match incoming {
                     Ok(Some(f)) => {
                         let f = after_handoff(&mut role_rx, f).await;
@@ -99,6 +108,8 @@ impl Session {
             }
         };
         self.host.session_closed(&self.name, end == End::Left);
+        // What is still queued for this member goes back to its senders.
+        self.host.mailboxes.close(self.mailbox);
     }
 
     /// Passes a host event on to the client, if it concerns it.
@@ -108,10 +119,6 @@ impl Session {
     ) -> ControlFlow<End> {
         match event {
             Ok(HostEvent::Frame(f)) => gone_if_closed(self.tx.send(vec![Ok(f)]).await),
-            Ok(HostEvent::To { to_node_id, frame }) if to_node_id == self.node_id => {
-                gone_if_closed(self.tx.send(vec![Ok(frame)]).await)
-            }
-            Ok(HostEvent::To { .. }) => ControlFlow::Continue(()),
             Ok(HostEvent::Moved(m)) => {
                 let _ = self.tx.frame(server_frame::Frame::Migrate(m)).await;
                 ControlFlow::Break(End::Moved)
@@ -202,11 +209,17 @@ impl Session {
         self.host.sequence(message)
     }
 
-    /// Passes a sealed private message on to the sessions of its
-    /// recipient, a member of the room with a session open. The host
-    /// cannot open it; it counts against the sender's rate like a message.
+    /// Passes a sealed private message on to the newest session of its
+    /// recipient, a member of the room with a session open, through that
+    /// session's bounded queue; refuses it to the sender (naming the
+    /// recipient) when it cannot. The host cannot open it; it counts
+    /// against the sender's rate like a message.
     fn pass_on(&mut self, p: SealedPrivate) -> Step {
-        let refused = |why: String| rejected("", format!("private message not passed on: {why}"));
+        let to = match self.host.recipient_here(&p.to_node_id) {
+            Ok(name) => name,
+            Err(why) => return Step::Reply(mailbox::refusal("", &why)),
+        };
+        let refused = |why: String| Step::Reply(mailbox::refusal(&to, &why));
         if p.sealed.len() > sealed::MAX_SEALED_BYTES {
             return refused(format!(
                 "a sealed private message is at most {} bytes; this one is {}",
@@ -220,17 +233,21 @@ impl Session {
                 self.host.ctx.settings.messages_per_second
             ));
         }
-        if let Err(why) = self.host.recipient_here(&p.to_node_id) {
-            return refused(why);
-        }
         let to_node_id = p.to_node_id.clone();
-        let frame = frame(server_frame::Frame::SealedPrivate(p));
-        // No receivers simply means no sessions.
-        let _ = self
-            .host
-            .host_events
-            .send(HostEvent::To { to_node_id, frame });
-        Step::Continue
+        let letter = Letter {
+            sealed: p,
+            to: to.clone(),
+            sender: self.tx.downgrade(),
+        };
+        match self.host.mailboxes.post(&to_node_id, letter) {
+            Ok(()) => Step::Continue,
+            Err(NotQueued::NoSession) => refused(format!("{to} is not connected to the host")),
+            Err(NotQueued::Full) => refused(format!(
+                "{to} is not taking private messages this fast ({} are waiting); send it again \
+                 in a moment",
+                mailbox::MAILBOX_CAPACITY
+            )),
+        }
     }
 
     /// Keeps an acknowledgement, in sequence order, until its commit. New
@@ -272,9 +289,9 @@ fn rejected(id: &str, reason: impl Into<String>) -> Step {
 }
 
 impl RoomHost {
-    /// Whether the live room has the member `node_id` with a session open
-    /// here; says why not.
-    fn recipient_here(&self, node_id: &str) -> Result<(), String> {
+    /// The name of the member `node_id` if the live room has it with a
+    /// session open here; says why not.
+    fn recipient_here(&self, node_id: &str) -> Result<String, String> {
         let core = self.core();
         let room = match (core.tenure.role(), core.room.as_ref()) {
             (Role::Live { .. }, Some(room)) => room,
@@ -286,7 +303,7 @@ impl RoomHost {
         if !core.attendance.connected(&member.name) {
             return Err(format!("{} is not connected to the host", member.name));
         }
-        Ok(())
+        Ok(member.name.clone())
     }
 
     /// The sequence number of `from`'s message `id`, if the live room holds it.

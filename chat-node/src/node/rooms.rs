@@ -112,7 +112,7 @@ impl NodeShared {
     /// then leaves it at the relay and stops its host duties.
     pub async fn part_room(&self, room: &str) -> Result<(), tonic::Status> {
         let Some(host) = self.room(room) else {
-            return Err(NodeError::NotInRoom(room.to_string()).into());
+            return Err(NodeError::NotInRoom(room.into()).into());
         };
         if host.role().hosting_epoch().is_some() {
             if let Err(e) = host.hand_off().await {

@@ -1,7 +1,7 @@
 //! Why the registry refuses a request (the gRPC status each reason
 //! becomes is decided in `crate::refusal`).
 
-use chat_proto::rules::RuleError;
+use chat_proto::rules::{Quoted, RuleError};
 use thiserror::Error;
 
 /// Why the registry refused a request.
@@ -14,19 +14,25 @@ pub enum RegistryError {
     #[error("address must be host:port, printable, at most 255 bytes")]
     InvalidAddress,
     /// A room name breaks the naming rules.
-    #[error("room {room:?}: {why}")]
+    #[error("room {room}: {why}")]
     InvalidRoom {
-        /// The room as given.
-        room: String,
+        /// The room as given (its start).
+        room: Quoted,
         /// The rule it breaks.
         why: RuleError,
     },
     /// A claim list names the same room twice.
     #[error("room {0:?} is claimed twice")]
     DuplicateRoom(String),
-    /// A member would be in more rooms than allowed.
-    #[error("a member may be in at most {0} rooms")]
+    /// A member would be in more rooms than the relay allows.
+    #[error("a member may be in at most {0} rooms on this relay; leave one first")]
     TooManyRooms(usize),
+    /// The relay holds as many rooms as it may: no room is created.
+    #[error(
+        "the relay holds as many rooms as it may ({0}); join an existing room, or try again \
+         when rooms have emptied"
+    )]
+    RelayFull(usize),
     /// A claim shows the term of another room.
     #[error("the host term claimed for room {room:?} is a term of room {term_room:?}")]
     TermOfOtherRoom {
@@ -38,9 +44,21 @@ pub enum RegistryError {
     /// Another connected member holds the name.
     #[error("name {0:?} is taken by a connected member")]
     NameTaken(String),
-    /// No such node or member.
-    #[error("unknown node {0:?}")]
-    UnknownNode(String),
+    /// Another connected member holds a name that looks the same on
+    /// screen (the same confusable skeleton).
+    #[error(
+        "name {name:?}{} looks like {held:?}, the name of a connected member; choose another name",
+        spelled(name)
+    )]
+    NameConfusable {
+        /// The name asked for.
+        name: String,
+        /// The name it looks like.
+        held: String,
+    },
+    /// No such node or member (the id as given, its start).
+    #[error("unknown node {0}")]
+    UnknownNode(Quoted),
     /// No member is in this room.
     #[error("no room {0:?}: nobody is in it")]
     UnknownRoom(String),
@@ -53,11 +71,11 @@ pub enum RegistryError {
         room: String,
     },
     /// The caller's token does not match its node.
-    #[error("session token does not match node {0:?}")]
-    BadToken(String),
+    #[error("session token does not match node {0}")]
+    BadToken(Quoted),
     /// The caller is not the room's current host.
-    #[error("node {0:?} is not the current host of the room")]
-    NotHost(String),
+    #[error("node {0} is not the current host of the room")]
+    NotHost(Quoted),
     /// Compare-and-set on the room's epoch failed.
     #[error("stale epoch {given}: the room's current epoch is {current}")]
     StaleEpoch {
@@ -103,4 +121,21 @@ pub enum RegistryError {
         /// Rooms per live member that can host, rounded up.
         fair: u32,
     },
+}
+
+/// ` (spelled rust\u{2010}a)` for a name with characters beyond ASCII,
+/// which may look like others; nothing for an ASCII name.
+fn spelled(name: &str) -> String {
+    if name.is_ascii() {
+        return String::new();
+    }
+    let mut spelled = String::with_capacity(name.len() * 2);
+    for c in name.chars() {
+        if c.is_ascii() {
+            spelled.push(c);
+        } else {
+            spelled.extend(c.escape_unicode());
+        }
+    }
+    format!(" (spelled {spelled})")
 }

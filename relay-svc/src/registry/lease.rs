@@ -213,7 +213,7 @@ impl Registry {
         let target = self
             .members
             .get(to_node_id)
-            .ok_or_else(|| RegistryError::UnknownNode(to_node_id.to_string()))?;
+            .ok_or_else(|| RegistryError::UnknownNode(to_node_id.into()))?;
         if !target.rooms.contains(room) {
             return Err(RegistryError::NotInRoom {
                 node: to_node_id.to_string(),
@@ -252,7 +252,7 @@ impl Registry {
             });
         }
         if host.node_id != caller {
-            return Err(RegistryError::NotHost(caller.to_string()));
+            return Err(RegistryError::NotHost(caller.into()));
         }
         Ok(())
     }

@@ -102,12 +102,18 @@ impl RoomState {
 }
 
 /// Checks a claim list (an empty one claims "lobby", holding nothing):
-/// at most [`MAX_ROOMS_PER_MEMBER`], each room valid and named once, each
-/// term for its own room, and a hosting claim's term naming `node_id`.
-/// Returns the claims with their rooms' full names.
-pub(super) fn checked_claims(claims: &[Claim], node_id: &str) -> Result<Vec<Claim>, RegistryError> {
-    if claims.len() > MAX_ROOMS_PER_MEMBER {
-        return Err(RegistryError::TooManyRooms(MAX_ROOMS_PER_MEMBER));
+/// at most `max` (itself at most [`MAX_ROOMS_PER_MEMBER`]), each room
+/// valid and named once, each term for its own room, and a hosting
+/// claim's term naming `node_id`. Returns the claims with their rooms'
+/// full names.
+pub(super) fn checked_claims(
+    claims: &[Claim],
+    node_id: &str,
+    max: usize,
+) -> Result<Vec<Claim>, RegistryError> {
+    let max = max.min(MAX_ROOMS_PER_MEMBER);
+    if claims.len() > max {
+        return Err(RegistryError::TooManyRooms(max));
     }
     if claims.is_empty() {
         return Ok(vec![checked_claim(&Claim::default(), node_id)?]);
@@ -137,7 +143,7 @@ pub(super) fn checked_claim(claim: &Claim, node_id: &str) -> Result<Claim, Regis
             });
         }
         if claim.hosting && term.node_id != node_id {
-            return Err(RegistryError::NotHost(node_id.to_string()));
+            return Err(RegistryError::NotHost(node_id.into()));
         }
     }
     Ok(Claim {
@@ -158,11 +164,25 @@ impl Registry {
     ) -> Result<Option<HostRecord>, RegistryError> {
         let member = self.authenticate(node_id, token)?;
         let claim = checked_claim(claim, node_id)?;
-        if !member.rooms.contains(&claim.room) && member.rooms.len() >= MAX_ROOMS_PER_MEMBER {
-            return Err(RegistryError::TooManyRooms(MAX_ROOMS_PER_MEMBER));
+        if !member.rooms.contains(&claim.room) && member.rooms.len() >= self.max_rooms_per_member {
+            return Err(RegistryError::TooManyRooms(self.max_rooms_per_member));
         }
+        self.check_room_space(std::slice::from_ref(&claim))?;
         self.enter_room(node_id, &claim, now);
         Ok(self.record(&claim.room))
+    }
+
+    /// Refuses `claims` (checked) if the rooms among them that do not
+    /// exist yet would take the relay past its most rooms.
+    pub(super) fn check_room_space(&self, claims: &[Claim]) -> Result<(), RegistryError> {
+        let new = claims
+            .iter()
+            .filter(|c| !self.rooms.contains_key(&c.room))
+            .count();
+        if new > 0 && self.rooms.len().saturating_add(new) > self.max_rooms {
+            return Err(RegistryError::RelayFull(self.max_rooms));
+        }
+        Ok(())
     }
 
     /// Takes a node out of a room; the room is forgotten with its last

@@ -7,7 +7,7 @@
 //! appended when a binding changes; the last line of a name wins, and the
 //! file is rewritten compactly when the relay starts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,8 +16,15 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub(super) struct NameFile {
     path: Option<PathBuf>,
-    /// Name -> node id, as written.
-    bindings: Mutex<BTreeMap<String, String>>,
+    bindings: Mutex<Bindings>,
+}
+
+/// Name -> node id, as written, and every node id bound since the file
+/// was read.
+#[derive(Debug, Default)]
+struct Bindings {
+    by_name: BTreeMap<String, String>,
+    keys: HashSet<String>,
 }
 
 impl NameFile {
@@ -29,14 +36,15 @@ impl NameFile {
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_default();
-        let bindings: BTreeMap<String, String> = text
+        let by_name: BTreeMap<String, String> = text
             .lines()
             .filter_map(|line| line.split_once(' '))
             .map(|(name, node)| (name.to_string(), node.trim().to_string()))
             .collect();
+        let keys = by_name.values().cloned().collect();
         let file = Self {
             path,
-            bindings: Mutex::new(bindings),
+            bindings: Mutex::new(Bindings { by_name, keys }),
         };
         file.compact();
         file
@@ -45,18 +53,28 @@ impl NameFile {
     /// Every binding kept, as (name, node id).
     pub(super) fn bindings(&self) -> Vec<(String, String)> {
         self.lock()
+            .by_name
             .iter()
             .map(|(n, id)| (n.clone(), id.clone()))
             .collect()
     }
 
+    /// Whether `node_id` was bound to a name (since the relay started, or
+    /// before and still in the file).
+    pub(super) fn knows(&self, node_id: &str) -> bool {
+        self.lock().keys.contains(node_id)
+    }
+
     /// Keeps `name` bound to `node_id` (written only if it changed).
     pub(super) fn record(&self, name: &str, node_id: &str) {
         let mut bindings = self.lock();
-        if bindings.get(name).map(String::as_str) == Some(node_id) {
+        if bindings.by_name.get(name).map(String::as_str) == Some(node_id) {
             return;
         }
-        bindings.insert(name.to_string(), node_id.to_string());
+        bindings.keys.insert(node_id.to_string());
+        bindings
+            .by_name
+            .insert(name.to_string(), node_id.to_string());
         let Some(path) = &self.path else { return };
         let appended = std::fs::OpenOptions::new()
             .create(true)
@@ -73,6 +91,7 @@ impl NameFile {
         let Some(path) = &self.path else { return };
         let text: String = self
             .lock()
+            .by_name
             .iter()
             .map(|(name, node)| format!("{name} {node}\n"))
             .collect();
@@ -81,7 +100,7 @@ impl NameFile {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bindings> {
         self.bindings.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -108,6 +127,10 @@ mod tests {
         );
         let text = std::fs::read_to_string(dir.join("names")).unwrap();
         assert_eq!(text.lines().count(), 2, "compacted: {text}");
+        // The keys still bound are known after the restart.
+        assert!(again.knows("ccc") && again.knows("bbb"));
+        assert!(!again.knows("aaa") && !again.knows("ddd"));
+        assert!(file.knows("aaa"), "bound while this relay ran");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -3,6 +3,7 @@
 use super::verify::{verify_claim, verify_registration};
 use super::watch::{forward_host_changes, WATCH_QUEUE};
 use super::Shared;
+use crate::newcomers::Source;
 use crate::refusal::Refusal;
 use crate::registry::Renewal;
 use chat_proto::pb::relay::relay_service_server::RelayService;
@@ -25,9 +26,26 @@ impl RelayService for Relay {
         &self,
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        let source = Source::of(req.remote_addr().map(|a| a.ip()));
         let (reg, tls_request) = verify_registration(&self.0.relay_key, req.into_inner())?;
+        let now = Instant::now();
+        let newcomer = !self.0.knows_key(&trust::node_id_of(&reg.public_key));
+        if newcomer {
+            self.0.newcomers.take(source, now).map_err(|wait| {
+                tracing::info!(%source, wait_s = wait.seconds(), "a new identity refused");
+                Refusal::TooManyNewcomers {
+                    per_minute: self.0.config.new_identities_per_minute,
+                    wait_s: wait.seconds(),
+                }
+            })?;
+        }
         let now_ms = trust::now_unix_ms();
-        let (member, records) = self.0.update(|r| r.register(reg, Instant::now(), now_ms))?;
+        let registered = self.0.update(|r| r.register(reg, now, now_ms));
+        let (member, records) = registered.inspect_err(|_| {
+            if newcomer {
+                self.0.newcomers.give_back(source, now);
+            }
+        })?;
         self.0
             .names
             .record(&member.record.name, &member.record.node_id);
@@ -79,7 +97,10 @@ impl RelayService for Relay {
         });
         match &host {
             Ok(h) => tracing::info!(room = %h.room, epoch = h.epoch, to = %h.name, "host migrated"),
-            Err(e) => tracing::warn!(room = %r.room, error = %e, "migration report refused"),
+            Err(e) => {
+                let room = chat_proto::rules::Quoted::new(&r.room);
+                tracing::warn!(%room, error = %e, "migration report refused")
+            }
         }
         Ok(Response::new(host?))
     }
@@ -214,7 +235,7 @@ impl RelayService for Relay {
         let found = self.0.registry().lookup(&name).cloned();
         found
             .map(Response::new)
-            .ok_or_else(|| Refusal::NoSuchMember(name).into())
+            .ok_or_else(|| Refusal::NoSuchMember(name.into()).into())
     }
 }
 

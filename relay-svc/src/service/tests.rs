@@ -13,7 +13,10 @@ use tonic::{Code, Request, Status};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 fn relay() -> Relay {
-    let config = crate::RelayConfig::for_tests(2, Duration::from_secs(30));
+    relay_with(crate::RelayConfig::for_tests(2, Duration::from_secs(30)))
+}
+
+fn relay_with(config: crate::RelayConfig) -> Relay {
     Relay(Shared::new(config, Keypair::generate(), None))
 }
 
@@ -352,4 +355,158 @@ async fn a_reset_certificate_goes_only_to_a_member_of_the_room_with_the_secret()
         code(relay.authorize_reset(locked).await),
         Code::ResourceExhausted
     );
+}
+
+#[tokio::test]
+async fn refusals_quote_only_the_start_of_huge_input() {
+    let relay = relay();
+    let alice = register(&relay, "alice", 1, &["red"]).await;
+    let _watch = watch(&relay, &alice).await;
+    settle(&relay);
+    let red = relay.0.registry().current_host("red").unwrap();
+    let huge = "x".repeat(1 << 20);
+    let short = |status: &Status| {
+        assert!(
+            status.message().len() < 300,
+            "{} bytes",
+            status.message().len()
+        );
+        assert!(
+            status.message().contains("(1048512 more bytes)"),
+            "{status}"
+        );
+    };
+    // A room name of 1 MiB.
+    let join = join_request(&alice, &alice.session_token, &huge, None, false);
+    let refused = relay.join_room(join).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    short(&refused);
+    // A member name of 1 MiB looked up.
+    let lookup = LookupMemberRequest { name: huge.clone() };
+    let refused = relay.lookup_member(Request::new(lookup)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    short(&refused);
+    // A node id of 1 MiB as the migration target.
+    let migrate = ReportMigrationRequest {
+        from_epoch: red.epoch,
+        to_node_id: huge.clone(),
+        node_id: alice.node_id.clone(),
+        session_token: alice.session_token.clone(),
+        room: "red".into(),
+    };
+    let refused = relay.report_migration(Request::new(migrate)).await;
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    short(&refused);
+    // A foreign term claimed for a room of 1 MiB.
+    let forged = Keypair::generate().issue_host_term(&HostTerm::default());
+    let join = join_request(&alice, &alice.session_token, &huge, Some(forged), false);
+    let refused = relay.join_room(join).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    short(&refused);
+}
+
+#[tokio::test]
+async fn room_limits_come_from_the_configuration() {
+    let mut config = crate::RelayConfig::for_tests(2, Duration::from_secs(30));
+    config.max_rooms = 4;
+    config.max_rooms_per_member = 2;
+    let relay = relay_with(config);
+    let alice = register(&relay, "alice", 1, &["a1", "a2"]).await;
+    let bob = register(&relay, "bob", 2, &["b1"]).await;
+    // alice is in as many rooms as a member may be.
+    let join = join_request(&alice, &alice.session_token, "a3", None, false);
+    let refused = relay.join_room(join).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("at most 2 rooms"), "{refused}");
+    // bob's second room is the relay's fourth; a fifth is refused.
+    let join = join_request(&bob, &bob.session_token, "b2", None, false);
+    relay.join_room(join).await.unwrap();
+    let carol = register(&relay, "carol", 3, &["a1"]).await;
+    let join = join_request(&carol, &carol.session_token, "c1", None, false);
+    let refused = relay.join_room(join).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("as many rooms as it may (4)"),
+        "{refused}"
+    );
+    let join = join_request(&carol, &carol.session_token, "b1", None, false);
+    relay.join_room(join).await.unwrap();
+}
+
+/// A registration of `name` under `key`, as if sent from `ip`.
+fn register_from(key: &Keypair, name: &str, ip: [u8; 4]) -> Request<RegisterRequest> {
+    let mut req = RegisterRequest {
+        name: name.to_string(),
+        address: "127.0.0.1:9".into(),
+        ..RegisterRequest::default()
+    };
+    key.sign_register(&mut req);
+    let mut request = Request::new(req);
+    let remote = std::net::SocketAddr::from((ip, 40_000));
+    request
+        .extensions_mut()
+        .insert(tonic::transport::server::TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(remote),
+        });
+    request
+}
+
+#[tokio::test]
+async fn new_identities_per_address_are_limited_but_known_keys_come_back() {
+    let mut config = crate::RelayConfig::for_tests(2, Duration::from_secs(30));
+    config.new_identities_per_minute = 2;
+    let relay = relay_with(config);
+    let home = [203, 0, 113, 7];
+    let keys: Vec<Keypair> = (0..4).map(|_| Keypair::generate()).collect();
+    relay
+        .register(register_from(&keys[0], "n0", home))
+        .await
+        .unwrap();
+    relay
+        .register(register_from(&keys[1], "n1", home))
+        .await
+        .unwrap();
+    let refused = relay
+        .register(register_from(&keys[2], "n2", home))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let message = refused.message();
+    assert!(message.contains("at most 2 a minute"), "{message}");
+    assert!(message.contains("try again in 30 s"), "{message}");
+    assert!(relay.0.registry().lookup("n2").is_none());
+    // Keys the relay bound register again as often as they like.
+    for _ in 0..5 {
+        relay
+            .register(register_from(&keys[0], "n0", home))
+            .await
+            .unwrap();
+    }
+    // Also once the relay forgot the member (its watch closed long ago).
+    relay
+        .0
+        .update(|r| r.reap(Instant::now() + Duration::from_secs(3600), Duration::ZERO));
+    assert!(relay.0.registry().lookup("n1").is_none());
+    relay
+        .register(register_from(&keys[1], "n1", home))
+        .await
+        .unwrap();
+    // Another address has its own minute.
+    relay
+        .register(register_from(&keys[2], "n2", [198, 51, 100, 1]))
+        .await
+        .unwrap();
+    // A registration refused for another reason costs nothing.
+    let elsewhere = [192, 0, 2, 1];
+    let taken = relay
+        .register(register_from(&keys[3], "n2", elsewhere))
+        .await;
+    assert_eq!(taken.unwrap_err().code(), Code::AlreadyExists);
+    for (i, name) in ["x1", "x2"].into_iter().enumerate() {
+        let key = Keypair::generate();
+        let ok = relay.register(register_from(&key, name, elsewhere)).await;
+        assert!(ok.is_ok(), "new identity {i}: {ok:?}");
+    }
 }

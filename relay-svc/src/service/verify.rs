@@ -89,7 +89,7 @@ pub(super) fn verify_claim(relay: &PublicKey, claim: &RoomClaim) -> Result<Claim
         .map(|cert: &HostTermCertificate| relay.verify_host_term(cert))
         .transpose()
         .map_err(|e| Refusal::ForeignTerm {
-            room: claim.room.clone(),
+            room: (&claim.room).into(),
             why: e.to_string(),
         })?;
     Ok(Claim {

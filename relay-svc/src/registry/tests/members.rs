@@ -336,3 +336,85 @@ fn after_a_restart_a_name_stays_with_its_key_for_the_grace() {
     assert!(r.register_now(stolen("bob"), t0 + grace / 2).is_err());
     assert!(r.register_now(stolen("bob"), t0 + grace).is_ok());
 }
+
+/// `name` registered under mallory's key.
+fn mallory_as(name: &str, port: u16) -> Registration {
+    Registration {
+        public_key: key_of("mallory").public_key(),
+        ..reg(name, port)
+    }
+}
+
+#[test]
+fn names_that_look_like_a_members_are_refused() {
+    let (mut r, t0) = (registry(), Instant::now());
+    let (a, _) = r.register_now(reg("rust-a", 1), t0).unwrap();
+    for look_alike in ["rust\u{2010}a", "rust-\u{430}", "rust\u{FF0D}a"] {
+        let refused = r.register_now(mallory_as(look_alike, 2), t0).unwrap_err();
+        assert_eq!(
+            refused,
+            RegistryError::NameConfusable {
+                name: look_alike.into(),
+                held: "rust-a".into(),
+            }
+        );
+        let status = tonic::Status::from(refused);
+        assert_eq!(status.code(), tonic::Code::AlreadyExists);
+        assert!(
+            status.message().contains("looks like \"rust-a\""),
+            "{status}"
+        );
+        assert!(status.message().contains("(spelled rust"), "{status}");
+        assert!(r.lookup(look_alike).is_none());
+    }
+    // Different names are fine, and so is the same name for its own key,
+    // or a look-alike of its own name.
+    r.register_now(mallory_as("rust-b", 2), t0).unwrap();
+    let (again, _) = r.register_now(reg("rust-a", 3), t0).unwrap();
+    assert_eq!(again.record.node_id, a.record.node_id);
+    let renamed = Registration {
+        name: "rust\u{2010}a".into(),
+        ..reg("rust-a", 3)
+    };
+    let (renamed, _) = r.register_now(renamed, t0).unwrap();
+    assert!(r.lookup("rust-a").is_none());
+    // Once its holder is gone, a look-alike is free.
+    r.unregister(&renamed.record.node_id, &renamed.session_token)
+        .unwrap();
+    let carol = Registration {
+        public_key: key_of("carol").public_key(),
+        ..reg("rust-\u{430}", 4)
+    };
+    r.register_now(carol, t0).unwrap();
+}
+
+#[test]
+fn an_earlier_name_certificate_takes_a_look_alike_back() {
+    let (mut r, t0) = (registry(), Instant::now());
+    // After a relay restart a stranger registers a look-alike first...
+    let (s, _) = r.register_now(mallory_as("b\u{43E}b", 2), t0).unwrap();
+    let plain = r.register_now(reg("bob", 1), t0).unwrap_err();
+    assert!(matches!(plain, RegistryError::NameConfusable { .. }));
+    // ...then bob shows the certificate he got before the restart.
+    let bob = Registration {
+        name_claimed_at: Some(WALL_MS - 60_000),
+        ..reg("bob", 1)
+    };
+    r.register_now(bob, t0).unwrap();
+    assert!(r.authenticate(&s.record.node_id, &s.session_token).is_err());
+    assert!(r.lookup("b\u{43E}b").is_none());
+}
+
+#[test]
+fn after_a_restart_look_alikes_of_a_kept_name_wait_for_the_grace() {
+    let (mut r, t0) = (registry(), Instant::now());
+    let grace = Duration::from_secs(3);
+    r.reserve_names([("alice".to_string(), id_of("alice"))], t0 + grace);
+    let refused = r
+        .register_now(mallory_as("\u{430}lice", 9), t0)
+        .unwrap_err();
+    assert!(matches!(refused, RegistryError::NameConfusable { .. }));
+    assert!(r
+        .register_now(mallory_as("\u{430}lice", 9), t0 + grace)
+        .is_ok());
+}

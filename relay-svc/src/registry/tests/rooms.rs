@@ -75,7 +75,7 @@ fn a_migration_in_one_room_cannot_move_another() {
     );
     assert_eq!(
         r.migrate(&b, "red", 2, &a.record.node_id, t0),
-        Err(RegistryError::NotHost(b.record.node_id.clone()))
+        Err(RegistryError::NotHost((&b.record.node_id).into()))
     );
     assert_eq!(
         r.migrate(&a, "red", 2, carol, t0),
@@ -243,9 +243,12 @@ fn bad_claims_are_refused_and_change_nothing() {
         .map(|i| format!("r{i}"))
         .collect();
     let rooms: Vec<&str> = names.iter().map(String::as_str).collect();
+    let too_many = r.register_now(reg_in("bob", 2, &rooms), t0).unwrap_err();
+    assert_eq!(r.room_names(), ["red"]);
+    assert_eq!(too_many, RegistryError::TooManyRooms(MAX_ROOMS_PER_MEMBER));
     assert_eq!(
-        refused(&mut r, reg_in("bob", 2, &rooms)),
-        RegistryError::TooManyRooms(MAX_ROOMS_PER_MEMBER)
+        tonic::Status::from(too_many).code(),
+        Code::ResourceExhausted
     );
     let (aid, atok) = (&a.record.node_id, &a.session_token);
     assert!(r.join_room(aid, atok, &other_room, t0).is_err());
@@ -339,4 +342,62 @@ impl Registry {
     fn room_names(&self) -> Vec<String> {
         self.rooms.keys().cloned().collect()
     }
+}
+
+#[test]
+fn the_relay_creates_no_room_beyond_its_most() {
+    let t0 = Instant::now();
+    let mut r = registry().with_room_limits(3, MAX_ROOMS_PER_MEMBER);
+    let a = r.enter(reg_in("alice", 1, &["red", "blue"]), true, t0);
+    let (aid, atok) = (&a.record.node_id, &a.session_token);
+    r.join_room(aid, atok, &claim("green"), t0).unwrap();
+    // A fourth room is not created, by a join or by a registration...
+    let full = r.join_room(aid, atok, &claim("black"), t0);
+    assert_eq!(full, Err(RegistryError::RelayFull(3)));
+    assert_eq!(
+        tonic::Status::from(full.unwrap_err()).code(),
+        Code::ResourceExhausted
+    );
+    let bob = r.register_now(reg_in("bob", 2, &["red", "black"]), t0);
+    assert_eq!(bob.unwrap_err(), RegistryError::RelayFull(3));
+    assert!(r.record("black").is_none() && r.lookup("bob").is_none());
+    // ...but rooms that exist may still be joined.
+    let b = r.enter(reg_in("bob", 2, &["red", "blue"]), true, t0);
+    r.join_room(&b.record.node_id, &b.session_token, &claim("green"), t0)
+        .unwrap();
+    assert_eq!(r.list_rooms("", 0).0.len(), 3);
+    // A room that empties makes space for another.
+    r.leave_room(aid, atok, "green").unwrap();
+    r.leave_room(&b.record.node_id, &b.session_token, "green")
+        .unwrap();
+    r.join_room(aid, atok, &claim("black"), t0).unwrap();
+    assert_eq!(
+        r.join_room(aid, atok, &claim("white"), t0),
+        Err(RegistryError::RelayFull(3))
+    );
+}
+
+#[test]
+fn a_member_is_in_at_most_the_rooms_the_relay_allows_each() {
+    let t0 = Instant::now();
+    let mut r = registry().with_room_limits(usize::MAX, 2);
+    let three = r.register_now(reg_in("alice", 1, &["red", "blue", "green"]), t0);
+    let refused = three.unwrap_err();
+    assert_eq!(refused, RegistryError::TooManyRooms(2));
+    assert_eq!(tonic::Status::from(refused).code(), Code::ResourceExhausted);
+    assert!(r.lookup("alice").is_none());
+    let a = r.enter(reg_in("alice", 1, &["red", "blue"]), true, t0);
+    let (aid, atok) = (&a.record.node_id, &a.session_token);
+    assert_eq!(
+        r.join_room(aid, atok, &claim("green"), t0),
+        Err(RegistryError::TooManyRooms(2))
+    );
+    assert!(r.record("green").is_none());
+    // A room it is in may be claimed again; one it left makes space.
+    r.join_room(aid, atok, &claim("red"), t0).unwrap();
+    r.leave_room(aid, atok, "blue").unwrap();
+    r.join_room(aid, atok, &claim("green"), t0).unwrap();
+    // The configured bound never exceeds what one Register may claim.
+    let r = registry().with_room_limits(usize::MAX, usize::MAX);
+    assert_eq!(r.max_rooms_per_member, MAX_ROOMS_PER_MEMBER);
 }

@@ -178,7 +178,7 @@ fn only_the_host_may_clear_its_successor() {
     // bob is a member, not the host; a stranger's token is no token.
     assert_eq!(
         r.renew_lease(&bob.record.node_id, &bob.session_token, &alone, t0),
-        Err(RegistryError::NotHost(bob.record.node_id.clone()))
+        Err(RegistryError::NotHost((&bob.record.node_id).into()))
     );
     assert!(matches!(
         r.renew_lease(&alice.record.node_id, "guess", &alone, t0),
