@@ -70,9 +70,6 @@ pub enum NodeError {
     /// The term the work was for is no longer hosted here.
     #[error("no longer hosting")]
     NoLongerHosting,
-    /// A copy without the relay's permit for this node in its term.
-    #[error("{0}")]
-    NoCopyPermit(String),
     /// A Replicate whose term is for another room than the one it reached.
     #[error("a copy of room {term:?} sent to room {here:?}")]
     WrongRoom {
@@ -251,7 +248,6 @@ impl NodeError {
             | TakeOverForAnotherNode
             | TakeOverNotFromPreviousTerm
             | TakeOverNotSigned(_)
-            | NoCopyPermit(_)
             | WrongSender(_)
             | NoSenderCertificate
             | NotFromSender { .. } => Code::PermissionDenied,

@@ -8,8 +8,8 @@
 use crate::chain::{Digest, Signed};
 use crate::pb::chat::{Hello, PrivateMessage, SendMessage, SignedHead};
 use crate::pb::relay::{
-    CopyGrant, CopyPermit, HostTerm, HostTermCertificate, NameCertificate, NameGrant,
-    RegisterRequest, ResetCertificate, ResetGrant,
+    HostTerm, HostTermCertificate, NameCertificate, NameGrant, RegisterRequest, ResetCertificate,
+    ResetGrant,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use prost::Message;
@@ -26,7 +26,6 @@ pub const MAX_CERTIFICATE_BYTES: usize = 2048;
 
 const HOST_TERM_TAG: &[u8] = b"relay.v1.HostTerm";
 const NAME_GRANT_TAG: &[u8] = b"relay.v1.NameGrant";
-const COPY_GRANT_TAG: &[u8] = b"relay.v1.CopyGrant";
 const RESET_GRANT_TAG: &[u8] = b"relay.v1.ResetGrant";
 /// Length of a reset grant's nonce, in bytes.
 pub const RESET_NONCE_BYTES: usize = 16;
@@ -168,13 +167,6 @@ impl Keypair {
         let term = term.encode_to_vec();
         let signature = self.sign(&frame(&[HOST_TERM_TAG, &term]));
         HostTermCertificate { term, signature }
-    }
-
-    /// Issues a relay permit to hold copies, as `grant` says.
-    pub fn issue_copy_permit(&self, grant: &CopyGrant) -> CopyPermit {
-        let grant = grant.encode_to_vec();
-        let signature = self.sign(&frame(&[COPY_GRANT_TAG, &grant]));
-        CopyPermit { grant, signature }
     }
 
     /// Issues a relay certificate for `grant`.
@@ -351,16 +343,6 @@ impl PublicKey {
         }
         self.verify(&frame(&[HOST_TERM_TAG, &cert.term]), &cert.signature)?;
         HostTerm::decode(cert.term.as_slice()).map_err(|_| TrustError::Malformed)
-    }
-
-    /// Verifies a relay-signed copy permit (this key being the relay's)
-    /// and returns what it grants.
-    pub fn verify_copy_permit(&self, permit: &CopyPermit) -> Result<CopyGrant, TrustError> {
-        if permit.grant.len() > MAX_CERTIFICATE_BYTES {
-            return Err(TrustError::Malformed);
-        }
-        self.verify(&frame(&[COPY_GRANT_TAG, &permit.grant]), &permit.signature)?;
-        CopyGrant::decode(permit.grant.as_slice()).map_err(|_| TrustError::Malformed)
     }
 
     /// Verifies a relay-signed name grant (this key being the relay's) that

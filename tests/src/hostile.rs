@@ -207,7 +207,6 @@ pub fn replicate(
         signature: key.sign(&trust::replicate_payload(&term.term, &body)),
         term: Some(term.clone()),
         body,
-        permit: None,
     }
 }
 

@@ -7,10 +7,9 @@
 
 use chat_proto::chain::GENESIS;
 use chat_proto::pb::chat::{
-    client_frame, log_entry, server_frame::Frame, Ack, LogEntry, ReplicateBody, ReplicateRequest,
-    RoomMeta,
+    client_frame, log_entry, server_frame::Frame, Ack, LogEntry, ReplicateBody, RoomMeta,
 };
-use chat_proto::pb::relay::{CopyPermit, HostRecord, RenewLeaseRequest};
+use chat_proto::pb::relay::{HostRecord, RenewLeaseRequest};
 use chat_proto::trust;
 use chat_tests::hostile::{
     self, chat_client, log_hash, lookup, replicate, served, ScriptedHost, SenderChain, Stranger,
@@ -23,36 +22,22 @@ use tonic::Code;
 const NO_MIGRATION: Duration = Duration::from_secs(3600);
 
 /// Keeps `host`'s lease, naming `successor`, until aborted: then the
-/// lease lapses and the relay promotes the successor. Returns the task and
-/// the relay's permit for the successor to hold copies.
-async fn keep_lease(
-    uri: &str,
-    host: &Stranger,
-    record: &HostRecord,
-    successor: &str,
-) -> (JoinHandle<()>, CopyPermit) {
+/// lease lapses and the relay promotes the successor.
+fn keep_lease(uri: &str, host: &Stranger, record: &HostRecord, successor: &str) -> JoinHandle<()> {
     let renewal = RenewLeaseRequest {
         epoch: record.epoch,
         node_id: host.reg.node_id.clone(),
         session_token: host.reg.session_token.clone(),
         successor_node_id: successor.to_string(),
-        copy_holder_node_id: successor.to_string(),
         ..Default::default()
     };
-    let mut rc = hostile::relay_client(uri).await;
-    let permit = rc
-        .renew_lease(renewal.clone())
-        .await
-        .expect("the host renews its lease")
-        .into_inner()
-        .copy_permit
-        .expect("a permit for a member that may host");
-    let task = tokio::spawn(async move {
+    let uri = uri.to_string();
+    tokio::spawn(async move {
+        let mut rc = hostile::relay_client(&uri).await;
         while rc.renew_lease(renewal.clone()).await.is_ok() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
-    (task, permit)
+    })
 }
 
 /// Reports of tampering a member has seen so far.
@@ -209,7 +194,7 @@ async fn a_host_that_showed_members_different_histories_is_caught_at_the_next_mo
 
     let mut bob = join(&uri, "bob").await.expect("bob joins");
     let bob_node = bob.shared().ctx.identity.clone();
-    let (lease, permit) = keep_lease(&uri, &mallory, &record, &bob_node.node_id).await;
+    let lease = keep_lease(&uri, &mallory, &record, &bob_node.node_id);
     let to_bob = host.session().await;
     let mut carol = join(&uri, "carol").await.expect("carol joins");
     let to_carol = host.session().await;
@@ -244,10 +229,7 @@ async fn a_host_that_showed_members_different_histories_is_caught_at_the_next_mo
     let cert = record.certificate.clone().expect("a term");
     chat_client(&bob_node.address)
         .await
-        .replicate(ReplicateRequest {
-            permit: Some(permit),
-            ..replicate(&host.key, &cert, &body)
-        })
+        .replicate(replicate(&host.key, &cert, &body))
         .await
         .expect("bob holds a copy that checks out");
     lease.abort();
@@ -285,7 +267,7 @@ async fn a_bad_copy_planted_before_a_move_is_refused_and_the_message_survives() 
     to_bob.send(host.welcome(epoch, 0, &GENESIS)).await;
     let mut carol = join(&uri, "carol").await.expect("carol joins");
     let carol_node = carol.shared().ctx.identity.clone();
-    let (lease, permit) = keep_lease(&uri, &mallory, &record, &carol_node.node_id).await;
+    let lease = keep_lease(&uri, &mallory, &record, &carol_node.node_id);
     let to_carol = host.session().await;
     to_carol.send(host.welcome(epoch, 0, &GENESIS)).await;
 
@@ -317,10 +299,7 @@ async fn a_bad_copy_planted_before_a_move_is_refused_and_the_message_survives() 
     let cert = record.certificate.clone().expect("a term");
     let refused = chat_client(&carol_node.address)
         .await
-        .replicate(ReplicateRequest {
-            permit: Some(permit),
-            ..replicate(&host.key, &cert, &body)
-        })
+        .replicate(replicate(&host.key, &cert, &body))
         .await
         .expect_err("carol refuses a copy that fails verification");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused}");
@@ -368,82 +347,4 @@ async fn a_copy_labelled_with_another_room_is_refused() {
         .replicate(replicate(&host.key, &cert, &probe))
         .await
         .expect("the lobby's host may ask how far bob is");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_cannot_fill_a_member_the_relay_did_not_permit_with_copies() {
-    let relay = Relay::start(2, NO_MIGRATION).await;
-    let uri = relay.uri();
-    let host = ScriptedHost::start().await;
-    let (mallory, record) = host.host_lobby(&uri, "mallory").await;
-    let epoch = record.epoch;
-    let bob = join(&uri, "bob").await.expect("bob joins");
-    let bob_node = bob.shared().ctx.identity.clone();
-    let carol = join(&uri, "carol").await.expect("carol joins");
-    let carol_id = carol.shared().ctx.identity.node_id.clone();
-    // The host keeps its term, with carol as its successor.
-    let (lease, carols_permit) = keep_lease(&uri, &mallory, &record, &carol_id).await;
-    let cert = record.certificate.clone().expect("a term");
-    // About 1 MB of genuine, signed messages of mallory's own per request.
-    let mut chain = SenderChain::default();
-    let entries: Vec<LogEntry> = (0..256u64)
-        .map(|i| {
-            let text = format!("{i} {}", "x".repeat(4000));
-            let sent = chain.message(&host.key, "mallory", &format!("m{i}"), &text);
-            entry(served(
-                &sent,
-                "mallory",
-                &mallory.certificate(),
-                i + 1,
-                epoch,
-            ))
-        })
-        .collect();
-    let body = ReplicateBody {
-        counter: 1,
-        meta: Some(RoomMeta {
-            room_id: "scripted".into(),
-            head_seq: 256,
-            min_users: 1,
-            activated: true,
-            ..Default::default()
-        }),
-        head: Some(
-            host.key
-                .sign_head(trust::ROOM, epoch, 256, &log_hash(&entries)),
-        ),
-        entries,
-        base_seq: 0,
-    };
-    let request = replicate(&host.key, &cert, &body);
-    assert!(request.body.len() > 1_000_000, "{}", request.body.len());
-    let mut to_bob = chat_client(&bob_node.address).await;
-    for _ in 0..70 {
-        let refused = to_bob
-            .replicate(request.clone())
-            .await
-            .expect_err("no copies without the relay's permit");
-        assert_eq!(refused.code(), Code::PermissionDenied, "{refused}");
-    }
-    // A permit for another member does not do either.
-    let refused = to_bob
-        .replicate(ReplicateRequest {
-            permit: Some(carols_permit),
-            ..request.clone()
-        })
-        .await
-        .expect_err("a permit for carol");
-    assert_eq!(refused.code(), Code::PermissionDenied, "{refused}");
-    // With its own permit, the same copy is held: the permit is the gate.
-    let (lease_too, permit) = keep_lease(&uri, &mallory, &record, &bob_node.node_id).await;
-    let held = to_bob
-        .replicate(ReplicateRequest {
-            permit: Some(permit),
-            ..request
-        })
-        .await
-        .expect("a permitted copy that checks out is held");
-    assert_eq!(held.into_inner().have_seq, 256);
-    lease.abort();
-    lease_too.abort();
 }

@@ -9,7 +9,7 @@ use crate::error::NodeError;
 use crate::host::RoomHost;
 use chat_proto::chain::Digest;
 use chat_proto::pb::chat::*;
-use chat_proto::pb::relay::{CopyPermit, HostTerm, HostTermCertificate};
+use chat_proto::pb::relay::{HostTerm, HostTermCertificate};
 use chat_proto::trust::{self, PublicKey};
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,7 +84,6 @@ impl RoomHost {
             term: Some(term),
             body,
             signature,
-            permit: None,
         })
     }
 
@@ -138,10 +137,6 @@ impl RoomHost {
                 members: MAX_REPLICATED_MEMBERS,
             });
         }
-        // Anything to hold needs the relay's permit naming this node.
-        if body.meta.is_some() || !body.entries.is_empty() {
-            self.check_copy_permit(&term, req.permit.as_ref())?;
-        }
         let head = match &body.head {
             Some(h) => Some((
                 h.seq,
@@ -167,31 +162,6 @@ impl RoomHost {
             body,
             head,
         })
-    }
-
-    /// Checks that `permit` is the relay's, for this node to hold copies
-    /// of `term`'s room in that term.
-    fn check_copy_permit(
-        &self,
-        term: &HostTerm,
-        permit: Option<&CopyPermit>,
-    ) -> Result<(), NodeError> {
-        let refused = |why: &str| Err(NodeError::NoCopyPermit(why.to_string()));
-        let Some(permit) = permit else {
-            return refused("a copy without the relay's permit");
-        };
-        let grant = self
-            .ctx
-            .relay_key
-            .verify_copy_permit(permit)
-            .map_err(|e| NodeError::NoCopyPermit(format!("a bad copy permit: {e}")))?;
-        if grant.room != term.room || grant.epoch != term.epoch {
-            return refused("a copy permit for another room or term");
-        }
-        if grant.node_id != self.ctx.identity.node_id {
-            return refused("a copy permit for another member");
-        }
-        Ok(())
     }
 
     /// Applies a verified Replicate to this node's replica.

@@ -64,7 +64,7 @@ impl RoomHost {
         let started = Instant::now();
         // Make: ship the room while still serving, so the frozen part is short.
         let mut cursor = ReplicaCursor::default();
-        self.sync_replica(&mut peer, to, epoch, &mut cursor)
+        self.sync_replica(&mut peer, epoch, &mut cursor)
             .await
             .map_err(|status| successor_failed(to, status))?;
         if !self.core().tenure.freeze(epoch) {
@@ -107,7 +107,7 @@ impl RoomHost {
         cursor: &mut ReplicaCursor,
         to: &Member,
     ) -> Result<HostRecord, HandoffError> {
-        self.sync_replica(peer, to, epoch, cursor)
+        self.sync_replica(peer, epoch, cursor)
             .await
             .map_err(|status| successor_failed(to, status))?;
         self.ctx

@@ -21,7 +21,7 @@ use crate::context::NodeContext;
 use crate::error::NodeError;
 use attendance::Attendance;
 use chat_proto::pb::chat::{Member, Migrate, ServerFrame, SignedHead};
-use chat_proto::pb::relay::{CopyPermit, HostRecord, HostTerm, HostTermCertificate};
+use chat_proto::pb::relay::{HostRecord, HostTerm, HostTermCertificate};
 use chat_proto::senders::Senders;
 use room::Room;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -192,33 +192,6 @@ pub struct HostCore {
     /// The newest log head this node signed as it committed, sent to the
     /// sessions after the entries it covers.
     signed_head: Option<SignedHead>,
-    /// The relay's permits for members to hold this host's copies.
-    copy_permits: CopyPermits,
-}
-
-/// The relay's copy permits of one term, by member node id.
-#[derive(Debug, Default)]
-struct CopyPermits {
-    epoch: u64,
-    by_member: std::collections::HashMap<String, CopyPermit>,
-}
-
-impl CopyPermits {
-    /// The permit for `node_id` in `epoch`, if held.
-    fn get(&self, epoch: u64, node_id: &str) -> Option<CopyPermit> {
-        (self.epoch == epoch)
-            .then(|| self.by_member.get(node_id).cloned())
-            .flatten()
-    }
-
-    /// Keeps a permit of `epoch` (those of other terms are dropped).
-    fn keep(&mut self, epoch: u64, node_id: &str, permit: CopyPermit) {
-        if self.epoch != epoch {
-            self.epoch = epoch;
-            self.by_member.clear();
-        }
-        self.by_member.insert(node_id.to_string(), permit);
-    }
 }
 
 impl HostCore {
@@ -231,7 +204,6 @@ impl HostCore {
             resets: reset::SeenResets::default(),
             replica_term: 0,
             signed_head: None,
-            copy_permits: CopyPermits::default(),
         }
     }
 

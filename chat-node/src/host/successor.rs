@@ -9,8 +9,8 @@ use crate::host::copy_failures::Failure;
 use crate::host::room::entry_seq;
 use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
-use chat_proto::pb::chat::{Member, ReplicateBody, ReplicateRequest, ReplicateResponse};
-use chat_proto::pb::relay::{CopyPermit, RenewLeaseRequest};
+use chat_proto::pb::chat::{Member, ReplicateBody, ReplicateResponse};
+use chat_proto::pb::relay::RenewLeaseRequest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -137,10 +137,7 @@ impl RoomHost {
     /// Brings the successor's replica up to the head and moves the commit
     /// point to what it holds, once the relay names it successor.
     async fn replicate_to(&self, s: &mut Successor, epoch: u64) -> Replicated {
-        match self
-            .sync_replica(&mut s.client, &s.member, epoch, &mut s.cursor)
-            .await
-        {
+        match self.sync_replica(&mut s.client, epoch, &mut s.cursor).await {
             Ok(have) => {
                 self.core().succession.copy_taken(&s.member.name);
                 if self.name_successor(epoch, Some(&s.member)).await {
@@ -274,30 +271,6 @@ impl RoomHost {
     /// counts from when it arrived, and waits a margin more before it
     /// promotes anyone.
     pub(crate) async fn renew_lease(&self, epoch: u64, naming: Naming<'_>) -> Result<(), Status> {
-        self.renew(epoch, naming, "").await.map(|_| ())
-    }
-
-    /// The relay's permit for member `to` to hold copies of `epoch`'s log:
-    /// asked once per member and term, by a lease renewal that names it.
-    async fn copy_permit(&self, epoch: u64, to: &str) -> Result<CopyPermit, Status> {
-        if let Some(permit) = self.core().copy_permits.get(epoch, to) {
-            return Ok(permit);
-        }
-        let permit = self.renew(epoch, Naming::Keep, to).await?.ok_or_else(|| {
-            NodeError::NoCopyPermit(format!("the relay gives no permit for {to}"))
-        })?;
-        self.core().copy_permits.keep(epoch, to, permit.clone());
-        Ok(permit)
-    }
-
-    /// [`RoomHost::renew_lease`], asking a copy permit for `copy_holder`
-    /// (if not empty); returns the permit the relay gave.
-    async fn renew(
-        &self,
-        epoch: u64,
-        naming: Naming<'_>,
-        copy_holder: &str,
-    ) -> Result<Option<CopyPermit>, Status> {
         let sent = Instant::now();
         let lease = self.ctx.settings.lease;
         let (successor_node_id, no_successor) = match naming {
@@ -311,7 +284,6 @@ impl RoomHost {
             successor_node_id,
             no_successor,
             activated: self.core().room.as_ref().is_some_and(|r| r.activated()),
-            copy_holder_node_id: copy_holder.to_string(),
             ..Default::default()
         };
         let answer = self
@@ -330,7 +302,7 @@ impl RoomHost {
         core.tenure.confirm_lease(epoch, sent + lease);
         core.succession
             .relay_said(answer.unhostable_node_ids, answer.rooms_hosted);
-        Ok(answer.copy_permit)
+        Ok(())
     }
 
     /// Moves the commit point of `epoch` up to `seq`, if the lease holds
@@ -368,12 +340,8 @@ impl RoomHost {
         peer: &mut ChatServiceClient<Channel>,
         epoch: u64,
         body: ReplicateBody,
-        permit: Option<CopyPermit>,
     ) -> Result<ReplicateResponse, Status> {
-        let req = ReplicateRequest {
-            permit,
-            ..self.signed_replicate(epoch, body)?
-        };
+        let req = self.signed_replicate(epoch, body)?;
         match tokio::time::timeout(REPLICATE_TIMEOUT, peer.replicate(req)).await {
             Ok(answer) => Ok(answer?.into_inner()),
             Err(_) => Err(NodeError::ReplicaSilent(REPLICATE_TIMEOUT).into()),
@@ -391,7 +359,6 @@ impl RoomHost {
     pub(crate) async fn sync_replica(
         &self,
         peer: &mut ChatServiceClient<Channel>,
-        to: &Member,
         epoch: u64,
         cursor: &mut ReplicaCursor,
     ) -> Result<u64, Status> {
@@ -403,12 +370,9 @@ impl RoomHost {
                 self.probe_replica(peer, epoch).await?
             }
         };
-        // Copies go only to a member the relay permits for this term.
-        let permit = self.copy_permit(epoch, &to.node_id).await?;
         loop {
             let (body, head, members) = self.next_chunk(epoch, have, cursor)?;
-            let answer = self.send_replicate(peer, epoch, body, Some(permit.clone()));
-            have = answer.await?.have_seq;
+            have = self.send_replicate(peer, epoch, body).await?.have_seq;
             *cursor = ReplicaCursor {
                 have: Some(have),
                 members: Some(members),
@@ -427,7 +391,7 @@ impl RoomHost {
         epoch: u64,
     ) -> Result<u64, Status> {
         let probe = self
-            .send_replicate(peer, epoch, ReplicateBody::default(), None)
+            .send_replicate(peer, epoch, ReplicateBody::default())
             .await?;
         let core = self.core();
         let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;

@@ -5,7 +5,7 @@
 
 use super::room::Lease;
 use super::{room_name, Registry, RegistryError};
-use chat_proto::pb::relay::{CopyGrant, CopyPermit, HostRecord, HostTerm, MemberRecord};
+use chat_proto::pb::relay::{HostRecord, HostTerm, MemberRecord};
 use chat_proto::trust;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,21 +26,15 @@ pub struct Renewal {
     pub activated: bool,
     /// The host commits alone: forget the successor named before.
     pub no_successor: bool,
-    /// A member the host wants to copy its log to (empty: none).
-    pub copy_holder: String,
 }
 
 /// What a renewal answers.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseGrant {
     /// Members of the room that may not be named successor.
     pub unhostable: Vec<String>,
     /// How many rooms each other member of the room hosts now.
     pub rooms_hosted: HashMap<String, u32>,
-    /// The permit for the copy holder asked for, if it may hold the room's
-    /// copy: a member of the room, other than the host, that may host and
-    /// is connected.
-    pub copy_permit: Option<CopyPermit>,
 }
 
 impl Registry {
@@ -58,15 +52,7 @@ impl Registry {
         let name = room_name(&renewal.room)?;
         self.check_host(&name, caller, renewal.epoch)?;
         self.check_renewable(&name, caller, renewal.epoch, now)?;
-        let mut grant = self.lease_grant(&name, caller);
-        let holder = &renewal.copy_holder;
-        if grant.rooms_hosted.contains_key(holder) && !grant.unhostable.contains(holder) {
-            grant.copy_permit = Some(self.key.issue_copy_permit(&CopyGrant {
-                room: name.clone(),
-                epoch: renewal.epoch,
-                node_id: holder.clone(),
-            }));
-        }
+        let grant = self.lease_grant(&name, caller);
         let named = self
             .rooms
             .get(&name)
