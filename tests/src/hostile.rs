@@ -507,18 +507,31 @@ pub async fn serve_unhelpful_node(refuse_copies: bool) -> (String, mpsc::Unbound
         }
     }
 
+    let (opened, sessions) = mpsc::unbounded_channel();
+    let address = serve_chat(ChatServiceServer::new(Silent {
+        sessions: AtomicUsize::new(0),
+        opened,
+        refuse_copies,
+    }))
+    .await;
+    (address, sessions)
+}
+
+/// Serves `chat` (with health and reflection, so the relay reaches it) on
+/// 127.0.0.1 until the test ends; returns its address.
+async fn serve_chat<S>(
+    chat: chat_proto::pb::chat::chat_service_server::ChatServiceServer<S>,
+) -> String
+where
+    S: chat_proto::pb::chat::chat_service_server::ChatService,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address").to_string();
-    let (opened, sessions) = mpsc::unbounded_channel();
     let mut routes = tonic::service::RoutesBuilder::default();
     chat_proto::serve::add_inspection(&mut routes, &[]).expect("inspection services");
-    routes.add_service(ChatServiceServer::new(Silent {
-        sessions: AtomicUsize::new(0),
-        opened,
-        refuse_copies,
-    }));
+    routes.add_service(chat);
     let router = tonic::transport::Server::builder().add_routes(routes.routes());
     tokio::spawn(chat_proto::serve::serve_router(
         router,
@@ -526,7 +539,7 @@ pub async fn serve_unhelpful_node(refuse_copies: bool) -> (String, mpsc::Unbound
         None,
         std::future::pending(),
     ));
-    (address, sessions)
+    address
 }
 
 /// One session opened to a [`ScriptedHost`]: the member's Hello, and both
@@ -547,6 +560,15 @@ impl ScriptedSession {
             .send(Ok(ServerFrame { frame: Some(frame) }))
             .await
             .expect("the member's session is open");
+    }
+
+    /// The member's next chat message (other frames are skipped).
+    pub async fn next_message(&mut self) -> SendMessage {
+        loop {
+            if let client_frame::Frame::Send(m) = self.next().await {
+                return m;
+            }
+        }
     }
 
     /// The member's next frame, within the deadline.
@@ -637,26 +659,14 @@ impl ScriptedHost {
 
         let secret: [u8; 32] = rand::random();
         let key = Keypair::from_secret(secret);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address").to_string();
         let term = Arc::new(std::sync::Mutex::new(None));
         let (sessions_tx, sessions) = mpsc::unbounded_channel();
-        let mut routes = tonic::service::RoutesBuilder::default();
-        chat_proto::serve::add_inspection(&mut routes, &[]).expect("inspection services");
-        routes.add_service(ChatServiceServer::new(Scripted {
+        let address = serve_chat(ChatServiceServer::new(Scripted {
             node_id: trust::node_id_of(&key.public_key()),
             term: term.clone(),
             sessions: sessions_tx,
-        }));
-        let router = tonic::transport::Server::builder().add_routes(routes.routes());
-        tokio::spawn(chat_proto::serve::serve_router(
-            router,
-            listener,
-            None,
-            std::future::pending(),
-        ));
+        }))
+        .await;
         ScriptedHost {
             key,
             address,
@@ -701,6 +711,30 @@ impl ScriptedHost {
             room: trust::ROOM.into(),
             head: Some(self.key.sign_head(trust::ROOM, epoch, at, hash)),
         })
+    }
+}
+
+impl ScriptedHost {
+    /// A Replicate body that starts the receiver's copy over with `log`
+    /// (from seq 1), with this host's head signed after it in `epoch`.
+    pub fn copy_from_start(&self, epoch: u64, log: &[LogEntry]) -> ReplicateBody {
+        let head_seq = log.len() as u64;
+        ReplicateBody {
+            counter: 1,
+            meta: Some(RoomMeta {
+                room_id: "scripted".into(),
+                head_seq,
+                min_users: 1,
+                activated: true,
+                ..Default::default()
+            }),
+            entries: log.to_vec(),
+            base_seq: 0,
+            head: Some(
+                self.key
+                    .sign_head(trust::ROOM, epoch, head_seq, &log_hash(log)),
+            ),
+        }
     }
 }
 

@@ -6,13 +6,10 @@
 //! fault, and never as genuine.
 
 use chat_proto::chain::GENESIS;
-use chat_proto::pb::chat::{
-    client_frame, log_entry, server_frame::Frame, Ack, LogEntry, ReplicateBody, RoomMeta,
-};
+use chat_proto::pb::chat::{log_entry, server_frame::Frame, Ack, LogEntry, ReplicateBody};
 use chat_proto::pb::relay::{HostRecord, RenewLeaseRequest};
-use chat_proto::trust;
 use chat_tests::hostile::{
-    self, chat_client, log_hash, lookup, replicate, served, ScriptedHost, SenderChain, Stranger,
+    self, chat_client, lookup, replicate, served, ScriptedHost, SenderChain, Stranger,
 };
 use chat_tests::{join, Member, Relay};
 use std::time::Duration;
@@ -140,11 +137,7 @@ async fn a_host_that_drops_an_acknowledged_message_is_caught() {
 
     // Bob's message is acknowledged at seq 2, then alice's goes there.
     bob.say("mine").await;
-    let mine = loop {
-        if let client_frame::Frame::Send(m) = to_bob.next().await {
-            break m;
-        }
-    };
+    let mine = to_bob.next_message().await;
     assert_eq!(mine.text, "mine");
     to_bob
         .send(Frame::Ack(Ack {
@@ -212,20 +205,7 @@ async fn a_host_that_showed_members_different_histories_is_caught_at_the_next_mo
         .await;
 
     // Bob, the successor, gets bob's version, then the lease lapses.
-    let log = [entry(bobs_view)];
-    let body = ReplicateBody {
-        counter: 1,
-        meta: Some(RoomMeta {
-            room_id: "scripted".into(),
-            head_seq: 1,
-            min_users: 1,
-            activated: true,
-            ..Default::default()
-        }),
-        entries: log.to_vec(),
-        base_seq: 0,
-        head: Some(host.key.sign_head(trust::ROOM, epoch, 1, &log_hash(&log))),
-    };
+    let body = host.copy_from_start(epoch, &[entry(bobs_view)]);
     let cert = record.certificate.clone().expect("a term");
     chat_client(&bob_node.address)
         .await
@@ -274,28 +254,11 @@ async fn a_bad_copy_planted_before_a_move_is_refused_and_the_message_survives() 
     // Bob's message reaches the host, which never acknowledges it and
     // plants an altered version under its id in carol's copy.
     bob.say("the genuine words").await;
-    let genuine = loop {
-        if let client_frame::Frame::Send(m) = to_bob.next().await {
-            break m;
-        }
-    };
+    let genuine = to_bob.next_message().await;
     let bob_cert = lookup(&uri, "bob").await.expect("bob").certificate;
     let mut altered = served(&genuine, "bob", &bob_cert.expect("a cert"), 1, epoch);
     altered.text = "ALTERED words".into();
-    let log = [entry(altered)];
-    let body = ReplicateBody {
-        counter: 1,
-        meta: Some(RoomMeta {
-            room_id: "scripted".into(),
-            head_seq: 1,
-            min_users: 1,
-            activated: true,
-            ..Default::default()
-        }),
-        entries: log.to_vec(),
-        base_seq: 0,
-        head: Some(host.key.sign_head(trust::ROOM, epoch, 1, &log_hash(&log))),
-    };
+    let body = host.copy_from_start(epoch, &[entry(altered)]);
     let cert = record.certificate.clone().expect("a term");
     let refused = chat_client(&carol_node.address)
         .await
