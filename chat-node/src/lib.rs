@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod checked;
 pub mod client;
 pub mod config;
 pub mod context;

@@ -47,6 +47,9 @@ pub struct Signed<'a> {
     pub chain_seq: u64,
     /// Digest of the sender's previous message (empty for a chain's first).
     pub chain_prev: &'a [u8],
+    /// The sender's signature of the fields above (not part of what it
+    /// signs, but part of the digest the next message chains to).
+    pub signature: &'a [u8],
 }
 
 impl<'a> Signed<'a> {
@@ -60,6 +63,7 @@ impl<'a> Signed<'a> {
             sent_at_unix_ms: m.sent_at_unix_ms,
             chain_seq: m.chain_seq,
             chain_prev: &m.chain_prev,
+            signature: &m.signature,
         }
     }
 
@@ -73,6 +77,7 @@ impl<'a> Signed<'a> {
             sent_at_unix_ms: m.sent_at_unix_ms,
             chain_seq: m.chain_seq,
             chain_prev: &m.chain_prev,
+            signature: &m.signature,
         }
     }
 
@@ -91,8 +96,22 @@ impl<'a> Signed<'a> {
     }
 
     /// The message's digest: what the sender's next message chains to.
+    /// It covers the signature too, so one valid signature at the end of a
+    /// run vouches for every byte of the messages before it, their
+    /// signatures included: a copy whose mid-run signature was spoiled
+    /// does not pass a check by runs and then fail a check one by one.
     pub fn digest(&self) -> Digest {
-        sha256(&self.payload())
+        sha256(&frame(&[
+            MESSAGE_TAG,
+            self.room.as_bytes(),
+            self.id.as_bytes(),
+            self.from.as_bytes(),
+            self.text.as_bytes(),
+            &self.sent_at_unix_ms.to_be_bytes(),
+            &self.chain_seq.to_be_bytes(),
+            self.chain_prev,
+            self.signature,
+        ]))
     }
 
     /// Where this message claims to be in its sender's chain.
@@ -265,6 +284,7 @@ mod tests {
             sent_at_unix_ms: at,
             chain_seq: seq,
             chain_prev: prev,
+            signature: &[],
         };
         let position = Position {
             seq,

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod cli;
 pub mod health_check;
 pub mod rules;
+pub mod runs;
 pub mod sealed;
 pub mod senders;
 pub mod serve;

@@ -3,8 +3,9 @@
 //! sender's signature. A host, being some member's machine, then cannot
 //! forge or alter what another member said.
 
-use crate::chain::Signed;
+use crate::chain::{Digest, Signed};
 use crate::pb::chat::ChatMessage;
+use crate::runs;
 use crate::trust::{PublicKey, TrustError};
 use std::collections::HashMap;
 
@@ -27,6 +28,47 @@ impl Senders {
         room: &str,
         m: &ChatMessage,
     ) -> Result<(), TrustError> {
+        let key = self.sender_key(relay, m)?;
+        key.verify(&Signed::served(room, m).payload(), &m.signature)
+    }
+
+    /// Checks `messages` of `room` (in log order) against the relay's key
+    /// with one signature per run of a sender's consecutive messages
+    /// (see [`runs`]); each one's digest, or why it is refused.
+    pub fn check_all(
+        &mut self,
+        relay: &PublicKey,
+        room: &str,
+        messages: &[&ChatMessage],
+    ) -> Vec<Result<Digest, TrustError>> {
+        let keys: Vec<Result<PublicKey, TrustError>> =
+            messages.iter().map(|m| self.sender_key(relay, m)).collect();
+        let items: Vec<runs::Item<'_>> = messages
+            .iter()
+            .zip(&keys)
+            .filter_map(|(m, key)| {
+                Some(runs::Item {
+                    key: *key.as_ref().ok()?,
+                    signed: Signed::served(room, m),
+                })
+            })
+            .collect();
+        let checked = runs::check(&items);
+        let mut verdicts = checked.valid.into_iter().zip(checked.digests);
+        keys.into_iter()
+            .map(|key| {
+                key?;
+                match verdicts.next() {
+                    Some((true, digest)) => Ok(digest),
+                    _ => Err(TrustError::BadSignature),
+                }
+            })
+            .collect()
+    }
+
+    /// The key `m`'s sender certificate binds to its name, checked once
+    /// per certificate.
+    fn sender_key(&mut self, relay: &PublicKey, m: &ChatMessage) -> Result<PublicKey, TrustError> {
         let cert = m.sender.as_ref().ok_or(TrustError::Malformed)?;
         let (name, key) = match self.known.get(&cert.signature) {
             Some(known) => known.clone(),
@@ -44,6 +86,6 @@ impl Senders {
         if name != m.from {
             return Err(TrustError::Mismatch("sender name"));
         }
-        key.verify(&Signed::served(room, m).payload(), &m.signature)
+        Ok(key)
     }
 }

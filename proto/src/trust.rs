@@ -204,11 +204,10 @@ impl Keypair {
     /// chains to.
     pub fn sign_message(&self, room: &str, from: &str, msg: &mut SendMessage) -> Digest {
         msg.sent_at_unix_ms = now_unix_ms();
-        let signed = Signed::sent(room, from, msg);
-        let payload = signed.payload();
-        let digest = signed.digest();
+        msg.signature = Vec::new();
+        let payload = Signed::sent(room, from, msg).payload();
         msg.signature = self.sign(&payload);
-        digest
+        Signed::sent(room, from, msg).digest()
     }
 
     /// Signs the head of `room`'s log at `seq`, whose log hash is `hash`,
@@ -317,6 +316,23 @@ impl PublicKey {
         let sig: [u8; 64] = signature.try_into().map_err(|_| TrustError::BadSignature)?;
         self.0
             .verify_strict(payload, &Signature::from_bytes(&sig))
+            .map_err(|_| TrustError::BadSignature)
+    }
+
+    /// Verifies several (payload, signature, key) at once: faster than one
+    /// by one, and an error means at least one does not verify (check them
+    /// one by one to find which).
+    pub fn verify_batch(batch: &[(&[u8], &[u8], PublicKey)]) -> Result<(), TrustError> {
+        let mut signatures = Vec::with_capacity(batch.len());
+        for (_, signature, _) in batch {
+            let sig: [u8; 64] = (*signature)
+                .try_into()
+                .map_err(|_| TrustError::BadSignature)?;
+            signatures.push(Signature::from_bytes(&sig));
+        }
+        let payloads: Vec<&[u8]> = batch.iter().map(|(p, _, _)| *p).collect();
+        let keys: Vec<VerifyingKey> = batch.iter().map(|(_, _, k)| k.0).collect();
+        ed25519_dalek::verify_batch(&payloads, &signatures, &keys)
             .map_err(|_| TrustError::BadSignature)
     }
 

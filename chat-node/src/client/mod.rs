@@ -5,6 +5,7 @@
 mod chain;
 mod commands;
 mod events;
+mod inbound;
 mod reconnect;
 mod resets;
 mod rooms;
@@ -88,8 +89,9 @@ struct Client {
     events: mpsc::Sender<RoomEvent>,
     view: View,
     backoff: Backoff,
-    /// Checks senders' certificates and signatures.
-    senders: Senders,
+    /// Senders' certificates checked so far (shared with each session's
+    /// reader, which checks the messages).
+    senders: Arc<std::sync::Mutex<Senders>>,
     /// This member's chain of messages in the room.
     own_chain: chain::OwnChain,
     /// Checks the log hosts serve against what this client was shown.

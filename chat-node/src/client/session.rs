@@ -1,5 +1,6 @@
 //! One session of the client with one host.
 
+use super::inbound::{Arrived, Inbound};
 use super::{chain, Client, ClientEvent, Connection, SealedOut, SessionEnd, UserCommand};
 use crate::dial::NodeAddr;
 use chat_proto::chain::Digest;
@@ -82,7 +83,7 @@ impl Client {
         loop {
             let retry_at = self.retry_at;
             let end = tokio::select! {
-                frame = inbound.message() => self.on_inbound(frame, &mut epoch, address).await,
+                arrived = inbound.next() => self.on_inbound(arrived, &mut epoch, address).await,
                 cmd = commands.recv() => self.on_command(cmd, &tx, &mut inbound).await,
                 Some(out) = outbox.recv() => self.pass_sealed(out, &tx).await,
                 changed = host_rx.changed() => match changed {
@@ -108,20 +109,23 @@ impl Client {
     /// Notes the epoch the host welcomed us with.
     async fn on_inbound(
         &mut self,
-        frame: Result<Option<ServerFrame>, Status>,
+        arrived: Arrived,
         epoch: &mut u64,
         address: &str,
     ) -> Option<SessionEnd> {
-        match frame {
-            Ok(Some(ServerFrame { frame: Some(f) })) => {
+        match arrived {
+            Arrived::Frame(f) => {
                 if let server_frame::Frame::Welcome(w) = &f {
                     *epoch = w.epoch;
                 }
                 self.on_frame(f, address).await
             }
-            Ok(Some(_)) => None,
-            Ok(None) => Some(SessionEnd::Lost("the host closed the session".into())),
-            Err(status) => Some(SessionEnd::Lost(status.to_string())),
+            Arrived::Message(m, verdict) => {
+                self.on_message(m, verdict, address).await;
+                None
+            }
+            Arrived::Closed => Some(SessionEnd::Lost("the host closed the session".into())),
+            Arrived::Broken(status) => Some(SessionEnd::Lost(status.to_string())),
         }
     }
 
@@ -130,7 +134,7 @@ impl Client {
         &mut self,
         cmd: Option<UserCommand>,
         tx: &mpsc::Sender<ClientFrame>,
-        inbound: &mut Streaming<ServerFrame>,
+        inbound: &mut Inbound,
     ) -> Option<SessionEnd> {
         match cmd {
             Some(UserCommand::Exit(done)) => {
@@ -183,7 +187,7 @@ impl Client {
     async fn open(
         &mut self,
         to: &NodeAddr,
-    ) -> Result<(mpsc::Sender<ClientFrame>, Streaming<ServerFrame>), SessionEnd> {
+    ) -> Result<(mpsc::Sender<ClientFrame>, Inbound), SessionEnd> {
         let address = to.address.as_str();
         let lost = |e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{address}: {e}"));
         let endpoint = self
@@ -209,6 +213,12 @@ impl Client {
         if self.send_pending(&tx, |_| true).await.is_err() {
             return Err(lost(&"stream closed while re-sending"));
         }
+        let inbound = Inbound::start(
+            inbound,
+            self.node.ctx.relay_key,
+            self.room.room().to_string(),
+            self.senders.clone(),
+        );
         Ok((tx, inbound))
     }
 
@@ -322,7 +332,11 @@ impl Client {
         use server_frame::Frame;
         match f {
             Frame::Welcome(w) => self.welcomed(w, address).await,
-            Frame::Message(m) => self.on_message(m, address).await,
+            Frame::Message(m) => {
+                // Only the reader passes messages, with their verdicts.
+                let why = Err(chat_proto::trust::TrustError::Malformed);
+                self.on_message(m, why, address).await
+            }
             Frame::Ack(a) => {
                 self.view.pending.retain(|p| p.id != a.id);
                 if a.seq > self.view.last_seq {
@@ -377,7 +391,12 @@ impl Client {
 
     /// Shows a chat message once, if its signatures check out and it
     /// follows its sender's chain; reports what the host got wrong.
-    async fn on_message(&mut self, m: ChatMessage, address: &str) {
+    async fn on_message(
+        &mut self,
+        m: ChatMessage,
+        verified: Result<Digest, chat_proto::trust::TrustError>,
+        address: &str,
+    ) {
         if m.seq <= self.view.last_seq {
             return; // already shown
         }
@@ -386,10 +405,7 @@ impl Client {
             .log_check
             .message(self.room.room(), self.view.last_seq, &m, me);
         self.view.last_seq = m.seq;
-        if let Err(e) = self
-            .senders
-            .check(&self.node.ctx.relay_key, self.room.room(), &m)
-        {
+        if let Err(e) = verified {
             let what = format!(
                 "served message {} claiming to be from {:?}, which failed verification ({e}); not shown",
                 m.seq, m.from
@@ -570,11 +586,7 @@ impl Client {
     }
 
     /// Says goodbye and waits (bounded) for the host to close the session.
-    async fn leave(
-        &mut self,
-        tx: &mpsc::Sender<ClientFrame>,
-        inbound: &mut Streaming<ServerFrame>,
-    ) {
+    async fn leave(&mut self, tx: &mpsc::Sender<ClientFrame>, inbound: &mut Inbound) {
         if tx
             .send(client_frame(client_frame::Frame::Leave(Leave {})))
             .await
@@ -583,7 +595,7 @@ impl Client {
             return;
         }
         let _ = tokio::time::timeout(LEAVE_TIMEOUT, async {
-            while let Ok(Some(_)) = inbound.message().await {}
+            while let Arrived::Frame(_) | Arrived::Message(..) = inbound.next().await {}
         })
         .await;
     }

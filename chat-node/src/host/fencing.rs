@@ -145,17 +145,25 @@ impl RoomHost {
             )),
             None => None,
         };
-        let mut senders = self.copy_senders.lock().unwrap_or_else(|p| p.into_inner());
-        for entry in &body.entries {
-            if let Some(log_entry::Kind::Message(m)) = &entry.kind {
-                senders
-                    .check(&self.ctx.relay_key, &self.room, m)
-                    .map_err(|e| {
-                        RoomError::BadCopy(format!("entry {} from {:?}: {e}", m.seq, m.from))
-                    })?;
-            }
+        // One signature per run of a sender's messages (see chat_proto::runs).
+        let messages: Vec<&ChatMessage> = body
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.kind {
+                Some(log_entry::Kind::Message(m)) => Some(m),
+                _ => None,
+            })
+            .collect();
+        let verdicts = self
+            .copy_senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check_all(&self.ctx.relay_key, &self.room, &messages);
+        for (m, verdict) in messages.iter().zip(verdicts) {
+            verdict.map_err(|e| {
+                RoomError::BadCopy(format!("entry {} from {:?}: {e}", m.seq, m.from))
+            })?;
         }
-        drop(senders);
         Ok(VerifiedCopy {
             term,
             cert,

@@ -7,11 +7,13 @@ use super::outbound::frame;
 use super::outbound::Outbound;
 use super::rate::SessionRate;
 use super::{HostEvent, Role};
+use crate::checked::{Checked, Read};
 use crate::error::{NodeError, RoomError};
 use crate::host::RoomHost;
 use chat_proto::chain::Signed;
 use chat_proto::pb::chat::*;
 use chat_proto::pb::relay::NameCertificate;
+use chat_proto::runs;
 use chat_proto::sealed;
 use chat_proto::trust::PublicKey;
 use std::collections::VecDeque;
@@ -41,6 +43,47 @@ pub(super) struct Session {
     /// Sequenced messages of this client waiting for the commit point, in
     /// sequence order.
     pub unacked: VecDeque<Ack>,
+}
+
+/// A client frame as the session's reader passes it on: a message comes
+/// with whether its signature (or its run's) checks out.
+enum Incoming {
+    Frame(ClientFrame),
+    Send(SendMessage, bool),
+    End,
+}
+
+/// Checks the messages of a batch of client frames from `name`, signed
+/// with `key`, one signature per run (see `chat_proto::runs`).
+fn check_batch(
+    batch: &mut Vec<Read<ClientFrame>>,
+    room: &str,
+    name: &str,
+    key: PublicKey,
+) -> Vec<Incoming> {
+    let items: Vec<runs::Item<'_>> = batch
+        .iter()
+        .filter_map(|read| match read {
+            Some(Ok(ClientFrame {
+                frame: Some(client_frame::Frame::Send(m)),
+            })) => Some(runs::Item {
+                key,
+                signed: Signed::sent(room, name, m),
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut valid = runs::check(&items).valid.into_iter();
+    batch
+        .drain(..)
+        .map(|read| match read {
+            Some(Ok(ClientFrame {
+                frame: Some(client_frame::Frame::Send(m)),
+            })) => Incoming::Send(m, valid.next().unwrap_or(false)),
+            Some(Ok(f)) => Incoming::Frame(f),
+            None | Some(Err(_)) => Incoming::End,
+        })
+        .collect()
 }
 
 /// What a client frame asks of the session.
@@ -75,9 +118,12 @@ fn gone_if_closed(sent: Result<(), ()>) -> ControlFlow<End> {
 impl Session {
     pub(super) async fn run(
         mut self,
-        mut inbound: Streaming<ClientFrame>,
+        inbound: Streaming<ClientFrame>,
         mut events: broadcast::Receiver<HostEvent>,
     ) {
+        let (room, name, key) = (self.host.room.clone(), self.name.clone(), self.key);
+        let mut inbound =
+            Checked::start(inbound, move |batch| check_batch(batch, &room, &name, key));
         // Acks wait for the commit point; sessions with none do not wake.
         let (mut commit_rx, mut role_rx) = {
             let core = self.host.core();
@@ -95,12 +141,12 @@ impl Session {
                     let f = server_frame::Frame::SealedPrivate(letter.sealed);
                     if let ControlFlow::Break(end) = gone_if_closed(self.tx.frame(f).await) { break end }
                 }
-                incoming = inbound.message() => match incoming {
-                    Ok(Some(f)) => {
+                incoming = inbound.next() => match incoming {
+                    Some(Incoming::End) | None => break End::Gone,
+                    Some(f) => {
                         let f = after_handoff(&mut role_rx, f).await;
                         if let ControlFlow::Break(end) = self.answer(f, &commit_rx).await { break end }
                     }
-                    Ok(None) | Err(_) => break End::Gone,
                 },
                 changed = commit_rx.changed(), if !self.unacked.is_empty() => {
                     if changed.is_err() || self.flush_acks(&commit_rx).await.is_err() { break End::Gone }
@@ -134,12 +180,16 @@ impl Session {
 
     /// Handles one client frame and sends what it asks for: a reply, or
     /// its ack once committed.
-    async fn answer(
-        &mut self,
-        f: ClientFrame,
-        commit_rx: &watch::Receiver<u64>,
-    ) -> ControlFlow<End> {
-        let sent = match self.handle(f) {
+    async fn answer(&mut self, f: Incoming, commit_rx: &watch::Receiver<u64>) -> ControlFlow<End> {
+        let step = match f {
+            Incoming::Send(m, verified) => {
+                self.host.ctx.stats.count_chat_frame();
+                self.send(m, verified)
+            }
+            Incoming::Frame(f) => self.handle(f),
+            Incoming::End => return ControlFlow::Break(End::Gone),
+        };
+        let sent = match step {
             Step::Continue => Ok(()),
             Step::Reply(f) => self.tx.frame(f).await,
             Step::AckWhenCommitted(ack) => {
@@ -155,7 +205,8 @@ impl Session {
     fn handle(&mut self, f: ClientFrame) -> Step {
         self.host.ctx.stats.count_chat_frame();
         match f.frame {
-            Some(client_frame::Frame::Send(m)) => self.send(m),
+            // The reader passes messages with their verdicts.
+            Some(client_frame::Frame::Send(m)) => self.send(m, false),
             Some(client_frame::Frame::Reset(r)) => {
                 match self.host.reset_room(&self.name, &self.node_id, r) {
                     Ok(()) => Step::Continue,
@@ -175,7 +226,7 @@ impl Session {
     /// Checks a message's signature and the sender's rate, then sequences it.
     /// A message the host already holds (a re-send) is acknowledged again
     /// without spending the sender's rate.
-    fn send(&mut self, m: SendMessage) -> Step {
+    fn send(&mut self, m: SendMessage, verified: bool) -> Step {
         if let Some(seq) = self.host.sequenced(&self.name, &m.id) {
             return Step::AckWhenCommitted(Ack { id: m.id, seq });
         }
@@ -191,9 +242,8 @@ impl Session {
                 chain_expected: 0,
             }));
         }
-        let payload = Signed::sent(&self.host.room, &self.name, &m).payload();
-        if let Err(e) = self.key.verify(&payload, &m.signature) {
-            return rejected(&m.id, format!("message not signed by you: {e}"));
+        if !verified {
+            return rejected(&m.id, "message not signed by you: bad signature");
         }
         let message = ChatMessage {
             id: m.id,
@@ -272,7 +322,7 @@ impl Session {
 
 /// Holds a frame while the host ships its room to a successor: if the
 /// handoff fails the frame is served here, otherwise by the next host.
-async fn after_handoff(roles: &mut watch::Receiver<Role>, f: ClientFrame) -> ClientFrame {
+async fn after_handoff(roles: &mut watch::Receiver<Role>, f: Incoming) -> Incoming {
     let _ = roles
         .wait_for(|r| !matches!(r, Role::HandingOff { .. }))
         .await;
