@@ -20,7 +20,14 @@ const NO_MIGRATION: Duration = Duration::from_secs(3600);
 
 /// Keeps `host`'s lease, naming `successor`, until aborted: then the
 /// lease lapses and the relay promotes the successor.
-fn keep_lease(uri: &str, host: &Stranger, record: &HostRecord, successor: &str) -> JoinHandle<()> {
+/// Renews the scripted host's lease (naming `successor`) until aborted;
+/// the relay has taken the first renewal when this returns.
+async fn keep_lease(
+    uri: &str,
+    host: &Stranger,
+    record: &HostRecord,
+    successor: &str,
+) -> JoinHandle<()> {
     let renewal = RenewLeaseRequest {
         epoch: record.epoch,
         node_id: host.reg.node_id.clone(),
@@ -28,11 +35,16 @@ fn keep_lease(uri: &str, host: &Stranger, record: &HostRecord, successor: &str) 
         successor_node_id: successor.to_string(),
         ..Default::default()
     };
-    let uri = uri.to_string();
+    let mut rc = hostile::relay_client(uri).await;
+    rc.renew_lease(renewal.clone())
+        .await
+        .expect("the relay renews the scripted host's lease");
     tokio::spawn(async move {
-        let mut rc = hostile::relay_client(&uri).await;
-        while rc.renew_lease(renewal.clone()).await.is_ok() {
+        loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            if rc.renew_lease(renewal.clone()).await.is_err() {
+                return;
+            }
         }
     })
 }
@@ -187,7 +199,7 @@ async fn a_host_that_showed_members_different_histories_is_caught_at_the_next_mo
 
     let mut bob = join(&uri, "bob").await.expect("bob joins");
     let bob_node = bob.shared().ctx.identity.clone();
-    let lease = keep_lease(&uri, &mallory, &record, &bob_node.node_id);
+    let lease = keep_lease(&uri, &mallory, &record, &bob_node.node_id).await;
     let to_bob = host.session().await;
     let mut carol = join(&uri, "carol").await.expect("carol joins");
     let to_carol = host.session().await;
@@ -247,7 +259,7 @@ async fn a_bad_copy_planted_before_a_move_is_refused_and_the_message_survives() 
     to_bob.send(host.welcome(epoch, 0, &GENESIS)).await;
     let mut carol = join(&uri, "carol").await.expect("carol joins");
     let carol_node = carol.shared().ctx.identity.clone();
-    let lease = keep_lease(&uri, &mallory, &record, &carol_node.node_id);
+    let lease = keep_lease(&uri, &mallory, &record, &carol_node.node_id).await;
     let to_carol = host.session().await;
     to_carol.send(host.welcome(epoch, 0, &GENESIS)).await;
 
