@@ -517,11 +517,19 @@ impl Registry {
         Ok(())
     }
 
-    /// A node's watch stream closed.
+    /// A node's watch stream closed. When it was the node's last and the
+    /// node hosts rooms, the relay looks at those rooms again shortly: a
+    /// process that died closed its connections at once (see
+    /// [`Registry::host_went_away`]).
     pub fn watch_ended(&mut self, node_id: &str, now: Instant) {
+        let mut gone = false;
         if let Some(m) = self.members.get_mut(node_id) {
             m.watchers = m.watchers.saturating_sub(1);
             m.last_seen = now;
+            gone = m.watchers == 0 && m.hosted > 0;
+        }
+        if gone {
+            self.host_went_away(node_id, now);
         }
         self.schedule.stir();
     }

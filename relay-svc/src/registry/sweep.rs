@@ -8,7 +8,14 @@ use super::reach::Undecided;
 use super::Registry;
 use chat_proto::pb::relay::{HostRecord, MemberRecord};
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long after a hosting node's last watch stream closed (and with no
+/// renewal since) the relay hands its rooms to their named successors,
+/// before their leases run out: a process that dies closes its
+/// connections at once, while a node that only lost its stream watches or
+/// renews again within it.
+pub const HOST_GONE_GRACE: Duration = Duration::from_millis(100);
 
 /// When each room next needs a look.
 #[derive(Debug, Default)]
@@ -44,6 +51,17 @@ impl Schedule {
             self.timers.remove(&(old, room.to_string()));
         }
         self.timers.insert((at, room.to_string()));
+    }
+
+    /// Looks at `room` at `at` if that is sooner than planned (a room
+    /// pending already is looked at sooner still).
+    fn sooner(&mut self, room: &str, at: Instant) {
+        match self.timer_of.get(room) {
+            Some(planned) if *planned <= at => {}
+            Some(_) => self.set_timer(room, at),
+            None if self.pending.contains(room) => {}
+            None => self.set_timer(room, at),
+        }
     }
 
     /// Stops looking at `room`.
@@ -120,9 +138,54 @@ impl Registry {
         }
     }
 
+    /// The hosting node `node_id` closed its last watch stream: its rooms
+    /// are looked at again once [`HOST_GONE_GRACE`] has passed.
+    pub(super) fn host_went_away(&mut self, node_id: &str, now: Instant) {
+        let hosted: Vec<String> = self
+            .rooms
+            .values()
+            .filter(|r| r.lease.is_some() && r.host.as_ref().is_some_and(|h| h.node_id == node_id))
+            .map(|r| r.name.clone())
+            .collect();
+        for room in hosted {
+            self.schedule.sooner(&room, now + HOST_GONE_GRACE);
+        }
+    }
+
+    /// Whether `room`'s host still holds it: its lease (with the margin)
+    /// still runs, unless its node went away (its watch streams closed
+    /// [`HOST_GONE_GRACE`] ago, with no renewal since) and the successor
+    /// it named can take over. Moving the room then, before the lease
+    /// ends, loses nothing and cannot give it two hosts: the old host
+    /// acknowledges only what that successor holds, names no other
+    /// successor without the relay, and the successor, host at a newer
+    /// epoch, refuses its copies.
+    fn still_held(&self, room: &str, now: Instant) -> bool {
+        let Some(state) = self.rooms.get(room) else {
+            return false;
+        };
+        let (Some(host), Some(lease)) = (&state.host, &state.lease) else {
+            return false;
+        };
+        if now > lease.deadline + self.lease_margin() {
+            return false;
+        }
+        let renewed_at = lease.deadline.checked_sub(self.lease_duration);
+        let gone = self.members.get(&host.node_id).is_none_or(|m| {
+            m.watchers == 0
+                && renewed_at.is_some_and(|at| m.last_seen >= at)
+                && now.saturating_duration_since(m.last_seen) >= HOST_GONE_GRACE
+        });
+        !(gone && self.successor_could_take_over(state))
+    }
+
     /// Gives a room that needs a host one, or says why none can be.
     /// Returns the room's record if it changed.
     fn settle_room(&mut self, room: &str, now: Instant) -> Option<HostRecord> {
+        if self.still_held(room, now) {
+            self.reschedule(room);
+            return None;
+        }
         let state = self.rooms.get(room)?;
         let before = state.record();
         let dead = state.host.as_ref().map(|h| h.node_id.clone());

@@ -3,6 +3,7 @@
 //! claimed terms it honours.
 
 use super::*;
+use crate::registry::sweep::HOST_GONE_GRACE;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
@@ -211,4 +212,59 @@ fn a_claimed_term_is_honoured_only_at_its_address_and_from_an_earlier_relay_proc
     let first = r.current_host(LOBBY).expect("a first host at once");
     assert_eq!(first.name, "bob", "alice has no watch stream");
     assert!(first.epoch > 7, "a new epoch: {}", first.epoch);
+}
+
+#[test]
+fn a_host_whose_node_went_away_loses_its_room_to_its_successor_before_its_lease_ends() {
+    let (mut r, t0) = (registry(), Instant::now());
+    let alice = r.join("alice", 1, t0);
+    let bob = r.join("bob", 2, t0);
+    r.renew_in(&alice, LOBBY, 1, &bob.record.node_id, t0)
+        .unwrap();
+    // alice's process dies: its watch stream closes at once.
+    let died = t0 + Duration::from_millis(10);
+    r.watch_ended(&alice.record.node_id, died);
+    assert!(r.check_one(died + HOST_GONE_GRACE / 2).is_none());
+    let moved = r
+        .check_one(died + HOST_GONE_GRACE + Duration::from_millis(1))
+        .expect("the successor takes the room");
+    assert_eq!((moved.name.as_str(), moved.epoch), ("bob", 2));
+    assert!(died + HOST_GONE_GRACE + Duration::from_millis(1) < t0 + LEASE);
+}
+
+#[test]
+fn a_host_that_renews_after_its_watch_closed_keeps_its_room() {
+    let (mut r, t0) = (registry(), Instant::now());
+    let alice = r.join("alice", 1, t0);
+    let bob = r.join("bob", 2, t0);
+    r.renew_in(&alice, LOBBY, 1, &bob.record.node_id, t0)
+        .unwrap();
+    let closed = t0 + Duration::from_millis(10);
+    r.watch_ended(&alice.record.node_id, closed);
+    // Alive, reconnecting: it renews within the grace.
+    r.renew_in(
+        &alice,
+        LOBBY,
+        1,
+        &bob.record.node_id,
+        closed + HOST_GONE_GRACE / 2,
+    )
+    .unwrap();
+    assert!(r.check_one(closed + HOST_GONE_GRACE * 2).is_none());
+    assert_eq!(r.host().unwrap().name, "alice");
+}
+
+#[test]
+fn a_host_that_went_away_with_no_successor_named_keeps_its_room_until_its_lease_ends() {
+    let (mut r, t0) = (registry(), Instant::now());
+    let alice = r.join("alice", 1, t0);
+    let _bob = r.join("bob", 2, t0);
+    r.renew_in(&alice, LOBBY, 1, "", t0).unwrap();
+    let died = t0 + Duration::from_millis(10);
+    r.watch_ended(&alice.record.node_id, died);
+    // Nobody holds what alice acknowledged: the lease decides.
+    assert!(r.check_one(died + HOST_GONE_GRACE * 2).is_none());
+    assert_eq!(r.host().unwrap().name, "alice");
+    let moved = r.check_one(t0 + LEASE * 2).expect("the lease ran out");
+    assert_eq!(moved.name, "bob");
 }
