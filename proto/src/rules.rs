@@ -81,6 +81,13 @@ pub fn room_or_default(room: &str) -> &str {
     }
 }
 
+/// The room an `x-chat-room` label names, spelled as anywhere else: with
+/// or without the leading `#`; [`DEFAULT_ROOM`] when empty. Not checked
+/// (a room nobody is in is refused as such).
+pub fn room_of_label(label: &str) -> &str {
+    room_or_default(label.strip_prefix('#').unwrap_or(label))
+}
+
 /// Checks a room name: the rules of member names ([`validate_name`]).
 pub fn validate_room(room: &str) -> Result<(), RuleError> {
     validate_name(room)

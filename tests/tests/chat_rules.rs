@@ -234,3 +234,40 @@ async fn each_message_is_queued_under_the_id_its_ack_carries() {
     acked.sort();
     assert_eq!(acked, queued, "each ack names a queued message");
 }
+
+#[tokio::test]
+async fn a_session_names_its_room_with_or_without_the_hash() {
+    use chat_proto::pb::chat::{server_frame, ClientFrame};
+    use chat_tests::hostile::{chat_client, current_host, start_chat};
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let _members = start_chat(&relay.uri(), &["alice", "bob"]).await;
+    let host = current_host(&relay.uri()).await;
+    let open = |label: &'static str| {
+        let address = host.address.clone();
+        async move {
+            let (_tx, rx) = tokio::sync::mpsc::channel::<ClientFrame>(1);
+            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            let label = label.parse().expect("ascii metadata");
+            request
+                .metadata_mut()
+                .insert(chat_proto::ROOM_METADATA, label);
+            let mut frames = chat_client(&address)
+                .await
+                .session(request)
+                .await?
+                .into_inner();
+            frames.message().await.map(|f| f.and_then(|f| f.frame))
+        }
+    };
+    for label in ["lobby", "#lobby"] {
+        let first = open(label).await;
+        assert!(
+            matches!(first, Ok(Some(server_frame::Frame::Challenge(_)))),
+            "{label}: {first:?}"
+        );
+    }
+    let refused = open("#nowhere")
+        .await
+        .expect_err("a room the host is not in");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+}

@@ -38,12 +38,14 @@ impl ChatHost {
 }
 
 /// The room a Session asks for (its `x-chat-room` metadata; "lobby" if none).
+/// Spelled as anywhere else: `lobby` and `#lobby` are the same room.
 fn session_room<T>(req: &Request<T>) -> String {
-    req.metadata()
+    let label = req
+        .metadata()
         .get(chat_proto::ROOM_METADATA)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or(chat_proto::rules::DEFAULT_ROOM)
-        .to_string()
+        .unwrap_or_default();
+    chat_proto::rules::room_of_label(label).to_string()
 }
 
 /// The room of the host term a call carries.
@@ -305,7 +307,8 @@ impl ChatService for ChatHost {
         let room = term_room(req.get_ref().term.as_ref());
         // A copy labelled with another room than its term's is refused.
         if let Some(label) = req.metadata().get(chat_proto::ROOM_METADATA) {
-            if label.as_bytes() != room.as_bytes() {
+            let named = label.to_str().ok().map(chat_proto::rules::room_of_label);
+            if named != Some(room.as_str()) {
                 return Err(NodeError::WrongRoom {
                     term: room.chars().take(64).collect(),
                     here: String::from_utf8_lossy(label.as_bytes())
