@@ -141,6 +141,26 @@ impl Shared {
         out
     }
 
+    /// As [`Shared::update`], for a call that gives `node_id` a room's
+    /// record (it joined the room): its watch streams get the record too,
+    /// in order with the room's changes, so a watch opened before the join
+    /// learns the room's host without another call.
+    fn update_telling<E>(
+        &self,
+        node_id: &str,
+        f: impl FnOnce(&mut Registry) -> Result<Option<HostRecord>, E>,
+    ) -> Result<Option<HostRecord>, E> {
+        self.update(|registry| {
+            let record = f(registry)?;
+            if let Some(record) = &record {
+                let members = HashSet::from([node_id.to_string()]);
+                let record = record.clone();
+                let _ = self.host_tx.send(Arc::new(RoomChange { record, members }));
+            }
+            Ok(record)
+        })
+    }
+
     /// The changes to come and the current records of `node_id`'s rooms,
     /// taken together (under the lock) so that none falls between.
     fn watch_from_now(
@@ -159,10 +179,9 @@ impl Shared {
     /// Promotes a successor in every room whose host's lease ran out,
     /// and gives new rooms their first host.
     pub fn check_lease(&self) {
+        // Each promotion is logged by the registry, with why.
         for host in self.update(|r| r.check_lease(Instant::now())) {
-            if host.no_host_reason.is_empty() {
-                tracing::warn!(room = %host.room, epoch = host.epoch, to = %host.name, "made a new host");
-            } else {
+            if !host.no_host_reason.is_empty() {
                 tracing::warn!(room = %host.room, reason = %host.no_host_reason, "the room has no host");
             }
         }

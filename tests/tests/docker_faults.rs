@@ -44,8 +44,9 @@ const FAILOVER_BOUND: Duration = Duration::from_secs(10);
 /// still show up in its output: slack for messages committed just before
 /// the cut and for log timestamps.
 const ACK_SLACK: Duration = Duration::from_millis(1500);
-/// The relay's log line when it makes a new host (the lease ran out).
-const PROMOTED: &str = "made a new host";
+/// The start of the relay's log line when it promotes a member over a
+/// host that died or was cut off.
+const PROMOTED: &str = "promoted ";
 
 fn start(test: &str) -> Cluster {
     Cluster::start(

@@ -202,7 +202,10 @@ impl Registry {
             }
         };
         match next {
-            Some(next) => self.promote(room, &next, now),
+            Some(next) => {
+                self.log_promotion(room, dead.as_deref(), &next, now);
+                self.promote(room, &next, now)
+            }
             None => {
                 // Nobody can take the room: say why, once every member was
                 // checked (and look again when something changes). A host
@@ -220,6 +223,43 @@ impl Registry {
         }
         let after = self.rooms.get(room)?.record();
         (after != before).then_some(after).flatten()
+    }
+
+    /// Says in the log why `next` takes `room`, and from whom.
+    fn log_promotion(&self, room: &str, dead: Option<&str>, next: &MemberRecord, now: Instant) {
+        let Some(state) = self.rooms.get(room) else {
+            return;
+        };
+        let name_of = |id: &str| {
+            self.members
+                .get(id)
+                .map_or_else(|| id.to_string(), |m| m.record.name.clone())
+        };
+        let named = state.lease.as_ref().and_then(|l| l.successor.as_deref());
+        let role = if named == Some(next.node_id.as_str()) {
+            "its successor"
+        } else {
+            "a member"
+        };
+        let Some(dead) = dead else {
+            return match state.vacant_since {
+                Some(_) => tracing::warn!(%room, to = %next.name,
+                    "made {role} host: the room's host did not come back after a relay restart"),
+                None => tracing::info!(%room, to = %next.name, "made the room's first host"),
+            };
+        };
+        let from = name_of(dead);
+        let lapsed = state
+            .lease
+            .as_ref()
+            .is_none_or(|l| now > l.deadline + self.lease_margin());
+        if lapsed {
+            tracing::warn!(%room, %from, to = %next.name,
+                "promoted {role} after the host's lease ran out");
+        } else {
+            tracing::warn!(%room, %from, to = %next.name,
+                "promoted {role}: the host's node went away (its watch stream closed)");
+        }
     }
 
     /// Makes `next` host of `room` at the next epoch.

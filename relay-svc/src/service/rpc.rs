@@ -187,9 +187,9 @@ impl RelayService for Relay {
         let req = req.into_inner();
         // No claim: the room "lobby", holding nothing.
         let claim = verify_claim(&self.0.relay_key, &req.claim.unwrap_or_default())?;
-        let host = self
-            .0
-            .update(|r| r.join_room(&req.node_id, &req.session_token, &claim, Instant::now()))?;
+        let host = self.0.update_telling(&req.node_id, |r| {
+            r.join_room(&req.node_id, &req.session_token, &claim, Instant::now())
+        })?;
         tracing::info!(node = %req.node_id, room = %claim.room, "joined a room");
         Ok(Response::new(JoinRoomResponse { host }))
     }

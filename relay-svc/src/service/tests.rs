@@ -102,8 +102,9 @@ async fn a_watch_streams_only_the_rooms_of_its_node_and_rooms_it_joins() {
     let joined = relay.join_room(Request::new(join)).await.unwrap();
     let blue = joined.into_inner().host.expect("blue has a host");
     assert_eq!(blue.name, "bob");
-    // ...and blue's changes reach her watch from now on (blue's first
-    // record, from before she joined, never did: it would come first).
+    // ...her watch, open since before, gets blue's current record at
+    // once, and blue's changes from now on.
+    assert_eq!(next(&mut alice_watch).await, blue);
     let migrate = ReportMigrationRequest {
         from_epoch: blue.epoch,
         to_node_id: alice.node_id.clone(),
