@@ -57,7 +57,7 @@ The demo is up: a relay and three bots (node1..node3), every connection
 over TLS; the host moves every ${RELAY_MIGRATION_INTERVAL:-30s}.
 
   follow the chat:   $c logs -f
-  join it yourself:  $c run --rm --name alice join --name alice --advertise alice:7000
+  join it yourself:  $c run --rm --name alice join --name alice --advertise alice:7000 --room lobby --room ops
                      (full-screen; add --mode line for plain lines; /quit leaves)
   inspect:           grpcurl -cacert $ca 127.0.0.1:$relay_port relay.v1.RelayService/CurrentHost
                      grpcurl -cacert $ca -d '{"name":"node1"}' 127.0.0.1:$relay_port relay.v1.RelayService/LookupMember

@@ -271,3 +271,25 @@ async fn a_session_names_its_room_with_or_without_the_hash() {
         .expect_err("a room the host is not in");
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
 }
+
+#[tokio::test]
+async fn a_waiting_room_counts_each_member_once() {
+    let relay = Relay::start(3, NO_MIGRATION).await;
+    let mut alice = join(&relay.uri(), "alice").await.unwrap();
+    alice.wait_event("joined", &[("name", "alice")]).await;
+    alice
+        .wait_event("waiting", &[("members", "1"), ("min_users", "3")])
+        .await;
+    let _bob = join(&relay.uri(), "bob").await.unwrap();
+    alice.wait_event("joined", &[("name", "bob")]).await;
+    alice
+        .wait_event("waiting", &[("members", "2"), ("min_users", "3")])
+        .await;
+    let waits: Vec<String> = alice
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "waiting")
+        .map(|e| e["members"].to_string())
+        .collect();
+    assert!(waits.iter().all(|n| n == "1" || n == "2"), "{waits:?}");
+}

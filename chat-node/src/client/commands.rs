@@ -46,7 +46,7 @@ commands:
   /who                     list members
   /host                    show the current host and epoch
   $reset -N                wipe the history; the chat activates again at N members (alias /reset N)
-  $exit                    leave the chat (alias /quit)
+  $exit                    leave the chat (aliases /quit, /exit)
   /help                    this list";
 
 /// Parses one input line. `Ok(None)` for a blank line; `Err` explains a

@@ -72,6 +72,8 @@ struct View {
     /// (until then the old one answers, e.g. for a private message).
     members_stale: bool,
     activated: bool,
+    /// Members the room activates at, as the host last said.
+    min_users: u32,
     /// Epoch last announced to the user.
     announced_epoch: u64,
     /// The connection state last told to the user.

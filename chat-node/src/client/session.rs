@@ -351,15 +351,18 @@ impl Client {
                 if std::mem::take(&mut self.view.members_stale) {
                     self.view.members.clear();
                 }
-                self.view.members.extend(m.names)
+                self.view.members.extend(m.names);
+                self.still_waiting().await;
             }
             Frame::Joined(j) => {
                 self.view.members.insert(j.name.clone());
-                self.emit(ClientEvent::Joined { name: j.name }).await
+                self.emit(ClientEvent::Joined { name: j.name }).await;
+                self.still_waiting().await;
             }
             Frame::Left(l) => {
                 self.view.members.remove(&l.name);
-                self.emit(ClientEvent::Left { name: l.name }).await
+                self.emit(ClientEvent::Left { name: l.name }).await;
+                self.still_waiting().await;
             }
             Frame::Activated(_) if !self.view.activated => {
                 self.view.activated = true;
@@ -548,6 +551,7 @@ impl Client {
             })
             .await;
         }
+        self.view.min_users = w.min_users;
         if !w.activated && !self.view.activated {
             self.emit(ClientEvent::Waiting {
                 members: w.member_count,
@@ -555,6 +559,18 @@ impl Client {
             })
             .await;
         }
+    }
+
+    /// While the room waits to activate, tells the user how many members
+    /// it has now, once the member list is known (each member counted
+    /// once: the Welcome's count already includes this member).
+    async fn still_waiting(&self) {
+        if self.view.activated || self.view.members_stale || self.view.min_users == 0 {
+            return;
+        }
+        let members = u32::try_from(self.view.members.len()).unwrap_or(u32::MAX);
+        let min_users = self.view.min_users;
+        self.emit(ClientEvent::Waiting { members, min_users }).await;
     }
 
     async fn online_command(&mut self, cmd: UserCommand, tx: &mpsc::Sender<ClientFrame>) {

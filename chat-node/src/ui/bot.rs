@@ -4,7 +4,7 @@
 //! It reads no input, so it runs unattended, e.g. in a container whose
 //! stdin is closed.
 
-use crate::client::{RoomEvent, UserCommand};
+use crate::client::{ClientEvent, RoomEvent, UserCommand};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -51,6 +51,8 @@ pub async fn run_bot(
                 }
             }
             event = events.recv() => match event {
+                // The bot's own switches between its rooms are not news.
+                Some(RoomEvent { event: ClientEvent::CurrentRoom, .. }) if rooms.len() > 1 => {}
                 Some(event) => super::line::print_event(&event, json),
                 None => break,
             },
