@@ -2,7 +2,7 @@
 //! host kills alternating between the two kinds. CI runs the short plan;
 //! the full run is
 //! `CHAOS_MIGRATIONS=1000 CHAOS_HOST_KILLS=20 CHAOS_RELAY_RESTARTS=5 cargo test --release -p chat-tests --test chaos -- --nocapture`
-//! (see the README).
+//! (see docs/testing.md).
 
 use chat_tests::chaos::{self, ChaosPlan};
 
