@@ -313,18 +313,7 @@ impl Dialer {
     /// connection failure rather than the relay's answer: the causes, and
     /// a hint when TLS and plaintext may be mixed up.
     pub fn unreachable(&self, uri: &str, status: &Status) -> Option<String> {
-        let mut cause = std::error::Error::source(status)?;
-        let mut why: Vec<String> = Vec::new();
-        loop {
-            let part = cause.to_string();
-            if why.last() != Some(&part) {
-                why.push(part);
-            }
-            match cause.source() {
-                Some(next) => cause = next,
-                None => break,
-            }
-        }
+        let why = with_causes(std::error::Error::source(status)?);
         let hint = match *self.0 {
             Security::Plaintext { .. } => {
                 "if the relay serves TLS (its default), use an https:// relay URI with \
@@ -335,10 +324,7 @@ impl Dialer {
                  otherwise check that --relay-ca is the relay's DATA_DIR/ca.pem"
             }
         };
-        Some(format!(
-            "cannot reach the relay at {uri}: {}; {hint}",
-            why.join(": ")
-        ))
+        Some(format!("cannot reach the relay at {uri}: {why}; {hint}"))
     }
 
     /// Checks that a call's client certificate is a valid relay-issued
@@ -396,6 +382,27 @@ pub fn is_loopback(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_told_with_its_causes() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("transport error")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let dns = std::io::Error::other("failed to lookup address information");
+        assert_eq!(
+            with_causes(&Outer(dns)),
+            "transport error: failed to lookup address information"
+        );
+    }
 
     #[test]
     fn loopback_is_recognised() {
@@ -468,4 +475,20 @@ mod tests {
         };
         assert!(local.node(&near, Duration::from_secs(1)).is_ok());
     }
+}
+
+/// An error and its causes, each once: "transport error: dns error: failed
+/// to lookup address information: Name or service not known", where the
+/// error alone says only "transport error".
+pub fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut why: Vec<String> = Vec::new();
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        let part = e.to_string();
+        if why.last() != Some(&part) {
+            why.push(part);
+        }
+        cause = e.source();
+    }
+    why.join(": ")
 }

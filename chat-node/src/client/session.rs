@@ -196,7 +196,10 @@ impl Client {
             .dialer
             .node(to, CONNECT_TIMEOUT)
             .map_err(|e| lost(&e))?;
-        let channel = endpoint.connect().await.map_err(|e| lost(&e))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| lost(&crate::dial::with_causes(&e)))?;
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let (inbound, challenge) =
             tokio::time::timeout(OPEN_TIMEOUT, self.challenged(channel, rx, address))
