@@ -379,6 +379,22 @@ pub fn is_loopback(host: &str) -> bool {
     }
 }
 
+/// An error and its causes, each once: "transport error: dns error: failed
+/// to lookup address information: Name or service not known", where the
+/// error alone says only "transport error".
+pub fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut why: Vec<String> = Vec::new();
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        let part = e.to_string();
+        if why.last() != Some(&part) {
+            why.push(part);
+        }
+        cause = e.source();
+    }
+    why.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,20 +491,4 @@ mod tests {
         };
         assert!(local.node(&near, Duration::from_secs(1)).is_ok());
     }
-}
-
-/// An error and its causes, each once: "transport error: dns error: failed
-/// to lookup address information: Name or service not known", where the
-/// error alone says only "transport error".
-pub fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut why: Vec<String> = Vec::new();
-    let mut cause = Some(err);
-    while let Some(e) = cause {
-        let part = e.to_string();
-        if why.last() != Some(&part) {
-            why.push(part);
-        }
-        cause = e.source();
-    }
-    why.join(": ")
 }
