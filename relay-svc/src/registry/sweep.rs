@@ -11,10 +11,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// How long after a hosting node's last watch stream closed (and with no
-/// renewal since) the relay hands its rooms to their named successors,
-/// before their leases run out: a process that dies closes its
+/// renewal for half a lease) the relay hands its rooms to their named
+/// successors, before their leases run out: a process that dies closes its
 /// connections at once, while a node that only lost its stream watches or
-/// renews again within it.
+/// renews again in time.
 pub const HOST_GONE_GRACE: Duration = Duration::from_millis(100);
 
 /// When each room next needs a look.
@@ -152,38 +152,45 @@ impl Registry {
         }
     }
 
-    /// Whether `room`'s host still holds it: its lease (with the margin)
-    /// still runs, unless its node went away (its watch streams closed
-    /// [`HOST_GONE_GRACE`] ago, with no renewal since) and the successor
-    /// it named can take over. Moving the room then, before the lease
-    /// ends, loses nothing and cannot give it two hosts: the old host
+    /// Until when `room`'s host still holds it (`None`: no longer). Its
+    /// lease (with the margin) holds it, unless its node went away: its
+    /// watch streams closed [`HOST_GONE_GRACE`] ago and it has not renewed
+    /// for half a lease (two renewals missed), while the successor it
+    /// named can take over. Moving the room then, before the lease ends,
+    /// loses nothing and cannot give it two hosts: the old host
     /// acknowledges only what that successor holds, names no other
     /// successor without the relay, and the successor, host at a newer
-    /// epoch, refuses its copies.
-    fn still_held(&self, room: &str, now: Instant) -> bool {
-        let Some(state) = self.rooms.get(room) else {
-            return false;
-        };
+    /// epoch, refuses its copies. A live host that only lost its stream
+    /// renews in time and keeps the room.
+    fn held_until(&self, room: &str, now: Instant) -> Option<Instant> {
+        let state = self.rooms.get(room)?;
         let (Some(host), Some(lease)) = (&state.host, &state.lease) else {
-            return false;
+            return None;
         };
-        if now > lease.deadline + self.lease_margin() {
-            return false;
+        let lease_end = lease.deadline + self.lease_margin();
+        if now > lease_end {
+            return None;
         }
-        let renewed_at = lease.deadline.checked_sub(self.lease_duration);
-        let gone = self.members.get(&host.node_id).is_none_or(|m| {
-            m.watchers == 0
-                && renewed_at.is_some_and(|at| m.last_seen >= at)
-                && now.saturating_duration_since(m.last_seen) >= HOST_GONE_GRACE
-        });
-        !(gone && self.successor_could_take_over(state))
+        if !self.successor_could_take_over(state) {
+            return Some(lease_end);
+        }
+        // A host the relay forgot holds nothing.
+        let member = self.members.get(&host.node_id)?;
+        let renewed_at = lease.deadline.checked_sub(self.lease_duration)?;
+        if member.watchers > 0 || member.last_seen < renewed_at {
+            // Watching, or renewed since its watch closed: alive.
+            return Some(lease_end);
+        }
+        let gone_at =
+            (member.last_seen + HOST_GONE_GRACE).max(renewed_at + self.lease_duration / 2);
+        (now < gone_at).then_some(gone_at.min(lease_end))
     }
 
     /// Gives a room that needs a host one, or says why none can be.
     /// Returns the room's record if it changed.
     fn settle_room(&mut self, room: &str, now: Instant) -> Option<HostRecord> {
-        if self.still_held(room, now) {
-            self.reschedule(room);
+        if let Some(until) = self.held_until(room, now) {
+            self.schedule.set_timer(room, until);
             return None;
         }
         let state = self.rooms.get(room)?;
