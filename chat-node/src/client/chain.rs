@@ -138,18 +138,20 @@ impl Default for LogCheck {
 
 impl LogCheck {
     /// Judges message `m` served after `last_seq` (the last entry seen),
-    /// and takes it into the log hash. `me` is this member's name.
+    /// and takes it into the log hash. `me` is this member's name;
+    /// `digest` the message's, when the signature check computed it.
     pub(super) fn message(
         &mut self,
         room: &str,
         last_seq: u64,
         m: &ChatMessage,
         me: &str,
+        digest: Option<Digest>,
     ) -> Verdict {
         let skipped = (m.seq != last_seq + 1)
             .then(|| format!("skipped log entries {}..={}", last_seq + 1, m.seq - 1));
         let signed = Signed::served(room, m);
-        let digest = signed.digest();
+        let digest = digest.unwrap_or_else(|| signed.digest());
         self.extend(m.seq, m.epoch, &digest, false, skipped.is_some());
         let acked = self.acked.remove(&m.seq);
         let mut dropped = acked.filter(|id| m.from != me || *id != m.id).map(|id| {
