@@ -164,12 +164,16 @@ pub fn log_step(previous: &Digest, seq: u64, epoch: u64, entry: &Digest) -> Dige
 /// The log hash after `entry` of `room`, following `previous` (a reset
 /// starts over from [`GENESIS`]); `None` for an empty entry.
 pub fn extend(room: &str, previous: &Digest, entry: &LogEntry) -> Option<Digest> {
-    let digest = entry_digest(room, entry)?;
+    extend_by(previous, entry, &entry_digest(room, entry)?)
+}
+
+/// As [`extend`], for an entry whose digest is known already.
+pub fn extend_by(previous: &Digest, entry: &LogEntry, digest: &Digest) -> Option<Digest> {
     let (seq, epoch, previous) = match entry.kind.as_ref()? {
         log_entry::Kind::Message(m) => (m.seq, m.epoch, previous),
         log_entry::Kind::Reset(r) => (r.seq, r.epoch, &GENESIS),
     };
-    Some(log_step(previous, seq, epoch, &digest))
+    Some(log_step(previous, seq, epoch, digest))
 }
 
 /// What a message says about its place in its sender's chain.

@@ -276,7 +276,12 @@ impl Room {
     /// Appends an entry whose sequence is `head_seq + 1`, or a reset.
     fn push(&mut self, entry: LogEntry) {
         let seq = entry_seq(&entry);
-        let Some(hash) = chain::extend(&self.name, &self.head_hash(), &entry) else {
+        // One hash of the entry: its digest is both its link in the log
+        // hash and, for a message, its sender's chain position.
+        let Some(digest) = chain::entry_digest(&self.name, &entry) else {
+            return;
+        };
+        let Some(hash) = chain::extend_by(&self.head_hash(), &entry, &digest) else {
             return;
         };
         match &entry.kind {
@@ -288,10 +293,9 @@ impl Room {
             }
             Some(log_entry::Kind::Message(m)) => {
                 self.dedup.insert((m.from.clone(), m.id.clone()), seq);
-                let signed = Signed::served(&self.name, m);
                 let position = Position {
                     seq: m.chain_seq,
-                    digest: signed.digest(),
+                    digest,
                     sent_at_unix_ms: m.sent_at_unix_ms,
                 };
                 self.chains.record(&m.from, position);
