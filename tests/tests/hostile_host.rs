@@ -323,3 +323,45 @@ async fn a_copy_labelled_with_another_room_is_refused() {
         .await
         .expect("the lobby's host may ask how far bob is");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_welcome_with_a_forged_or_missing_head_is_reported() {
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let uri = relay.uri();
+    let mut host = ScriptedHost::start().await;
+    let (_mallory, record) = host.host_lobby(&uri, "mallory").await;
+    let epoch = record.epoch;
+    let mut bob = join(&uri, "bob").await.expect("bob joins");
+
+    // The head of the Welcome signed by a key that is not the host's.
+    let session = host.session().await;
+    let Frame::Welcome(mut welcome) = host.welcome(epoch, 0, &GENESIS) else {
+        unreachable!("welcome() makes a Welcome")
+    };
+    let stranger = chat_proto::trust::Keypair::generate();
+    welcome.head = Some(stranger.sign_head(chat_proto::trust::ROOM, epoch, 0, &GENESIS));
+    session.send(Frame::Welcome(welcome.clone())).await;
+    let tampering = |what: &'static str| {
+        move |e: &serde_json::Value| {
+            e["type"] == "tampering"
+                && e["host"].as_str().is_some_and(|h| h.contains("mallory"))
+                && e["what"].as_str().is_some_and(|w| w.contains(what))
+        }
+    };
+    bob.wait_for(
+        "a forged head reported",
+        tampering("signed its log head badly"),
+    )
+    .await;
+
+    // The next session's Welcome carries no head at all.
+    drop(session);
+    let session = host.session().await;
+    welcome.head = None;
+    session.send(Frame::Welcome(welcome)).await;
+    bob.wait_for(
+        "a missing head reported",
+        tampering("sent no signed head of its log"),
+    )
+    .await;
+}

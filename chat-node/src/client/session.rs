@@ -407,9 +407,13 @@ impl Client {
             return; // already shown
         }
         let me = &self.node.ctx.identity.name;
-        let verdict = self
-            .log_check
-            .message(self.room.room(), self.view.last_seq, &m, me, verified.clone().ok());
+        let verdict = self.log_check.message(
+            self.room.room(),
+            self.view.last_seq,
+            &m,
+            me,
+            verified.clone().ok(),
+        );
         self.view.last_seq = m.seq;
         if let Err(e) = verified {
             let what = format!(
