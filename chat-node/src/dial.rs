@@ -6,12 +6,13 @@
 //! everywhere; the relay is verified against `--relay-ca`, other nodes
 //! against the authority the relay names at registration, each by the node
 //! id it is meant to be (`<node_id>.node.invalid`), and this node presents
-//! its relay-issued certificate. `http://`: plaintext, which is only for
+//! its relay-issued certificate, for its own ECDSA P-256 TLS key (the
+//! relay binds that key to the node's Ed25519 identity at registration).
+//! `http://`: plaintext, which is only for
 //! one machine: the relay and every node dialled must be on loopback
 //! unless `--allow-plaintext` says otherwise.
 
-use chat_proto::tls::{self, ClientAuthority, Credentials, TlsError};
-use chat_proto::trust::Keypair;
+use chat_proto::tls::{self, ClientAuthority, Credentials, TlsError, TlsKey};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,12 +106,15 @@ pub struct NodeAddr {
     pub node_id: String,
 }
 
-/// What the relay issued this node at registration, DER.
+/// What the relay issued this node at registration (DER), and the key it
+/// was issued for.
 #[derive(Debug, Clone)]
 pub struct IssuedCertificate {
+    /// This node's TLS key: the certificate is for it.
+    pub key: TlsKey,
     /// The relay's authority: it issued every node's certificate.
     pub authority: Vec<u8>,
-    /// This node's certificate, for its identity key.
+    /// This node's certificate, for its TLS key, naming its node id.
     pub certificate: Vec<u8>,
 }
 
@@ -142,6 +146,8 @@ enum Security {
 }
 
 struct NodeTls {
+    /// Our TLS key: each certificate the relay issues us is for it.
+    key: TlsKey,
     /// The authority of every node certificate, PEM (verifies servers).
     authority_pem: String,
     /// Verifies clients' certificates.
@@ -185,29 +191,40 @@ impl Dialer {
         matches!(*self.0, Security::Tls { .. })
     }
 
-    /// The certificate signing request to register with (TLS only).
-    pub fn certificate_request(&self, key: &Keypair, name: &str) -> Result<Vec<u8>, DialError> {
+    /// The certificate signing request to register with, for `key` (TLS
+    /// only: empty in plaintext).
+    pub fn certificate_request(&self, key: &TlsKey, name: &str) -> Result<Vec<u8>, DialError> {
         match *self.0 {
             Security::Tls { .. } => Ok(tls::certificate_request(key, name)?),
             Security::Plaintext { .. } => Ok(Vec::new()),
         }
     }
 
+    /// The certificate signing request to renew this node's certificate
+    /// with, for the TLS key it registered with (empty in plaintext).
+    pub fn renewal_request(&self, name: &str) -> Result<Vec<u8>, DialError> {
+        match &*self.0 {
+            Security::Plaintext { .. } => Ok(Vec::new()),
+            Security::Tls { node: None, .. } => Err(DialError::NoCertificate),
+            Security::Tls {
+                node: Some(node), ..
+            } => Ok(tls::certificate_request(&node.key, name)?),
+        }
+    }
+
     /// The dialer once registered: presents the certificate the relay
-    /// issued for `key` and trusts the relay's authority for other nodes.
-    pub fn registered(
-        &self,
-        key: &Keypair,
-        issued: Option<IssuedCertificate>,
-    ) -> Result<Self, DialError> {
+    /// issued (for our TLS key) and trusts the relay's authority for other
+    /// nodes.
+    pub fn registered(&self, issued: Option<IssuedCertificate>) -> Result<Self, DialError> {
         let Security::Tls { relay_ca_pem, .. } = &*self.0 else {
             return Ok(self.clone());
         };
         let issued = issued
             .filter(|i| !i.certificate.is_empty() && !i.authority.is_empty())
             .ok_or(DialError::NoCertificate)?;
-        let credentials = Credentials::for_node(key, &issued.certificate)?;
+        let credentials = Credentials::for_node(&issued.key, &issued.certificate)?;
         let node = NodeTls {
+            key: issued.key,
             authority_pem: tls::certificate_pem(&issued.authority),
             clients: ClientAuthority::new(&issued.authority)?,
             server: Arc::new(tls::ServerCertificate::new(&credentials)?),
@@ -292,18 +309,18 @@ impl Dialer {
         }
     }
 
-    /// Presents `certificate` (DER, newly issued by the relay for `key`)
-    /// from now on, as client and as server: connections made from now on
-    /// use it, open ones keep the one they were made with. Nothing to do
-    /// in plaintext.
-    pub fn renew(&self, key: &Keypair, certificate: &[u8]) -> Result<(), DialError> {
+    /// Presents `certificate` (DER, newly issued by the relay for our TLS
+    /// key, see [`Self::renewal_request`]) from now on, as client and as
+    /// server: connections made from now on use it, open ones keep the one
+    /// they were made with. Nothing to do in plaintext.
+    pub fn renew(&self, certificate: &[u8]) -> Result<(), DialError> {
         let Security::Tls {
             node: Some(node), ..
         } = &*self.0
         else {
             return Ok(());
         };
-        let credentials = Credentials::for_node(key, certificate)?;
+        let credentials = Credentials::for_node(&node.key, certificate)?;
         node.server.replace(&credentials)?;
         *node.credentials.write().unwrap_or_else(|p| p.into_inner()) = credentials;
         Ok(())

@@ -1,9 +1,10 @@
 //! What a node keeps about who it is and whom it trusts: its key per chat
-//! name, the relay key it pinned on first contact, and its last name
-//! certificate. On disk in the node's data directory, or in memory for
+//! name (and its TLS key beside it), the relay key it pinned on first
+//! contact, and its last name certificate. On disk in the node's data directory, or in memory for
 //! in-process nodes that need no persistence.
 
 use chat_proto::pb::relay::NameCertificate;
+use chat_proto::tls::{TlsError, TlsKey};
 use chat_proto::trust::{hex, Keypair, PublicKey};
 use prost::Message;
 use std::collections::HashMap;
@@ -39,6 +40,9 @@ pub enum IdentityError {
         /// The pin file.
         file: PathBuf,
     },
+    /// The node's TLS key could not be read, made or kept.
+    #[error("the node's TLS key: {0}")]
+    TlsKey(#[from] TlsError),
     /// The relay sent no valid key.
     #[error("the relay sent no valid public key")]
     BadRelayKey,
@@ -59,6 +63,9 @@ pub enum IdentityError {
     },
 }
 
+/// The extension of a TLS key's file, beside the identity key's.
+const TLS_KEY_EXTENSION: &str = "tls-key";
+
 /// Where a node keeps its identity.
 #[derive(Debug)]
 pub struct NodeStore {
@@ -67,6 +74,8 @@ pub struct NodeStore {
     accept_relay_key: bool,
     /// Keys by name (in-memory stores only).
     keys: Mutex<HashMap<String, [u8; 32]>>,
+    /// TLS keys by name (in-memory stores only).
+    tls_keys: Mutex<HashMap<String, TlsKey>>,
     /// Pinned relay keys by URI (in-memory stores only).
     pins: Mutex<HashMap<String, String>>,
     /// Lock names (see [`NodeStore::lock_name`]).
@@ -89,6 +98,7 @@ impl NodeStore {
             key_file,
             accept_relay_key,
             keys: Mutex::default(),
+            tls_keys: Mutex::default(),
             pins: Mutex::default(),
             exclusive: false,
             locks: Mutex::default(),
@@ -152,14 +162,18 @@ impl NodeStore {
         self.dir.as_deref()
     }
 
+    /// Where the key of the user `name` is kept: `--key-file`, else
+    /// `<dir>/<name>.key`; `None`: in memory.
+    fn key_path(&self, name: &str) -> Option<PathBuf> {
+        self.key_file
+            .clone()
+            .or_else(|| Some(self.dir.as_ref()?.join(format!("{name}.key"))))
+    }
+
     /// The key of the user `name`: `--key-file`, else `<dir>/<name>.key`
     /// (created on first use), else one kept in memory.
     pub fn key_for(&self, name: &str) -> Result<Keypair, IdentityError> {
-        let path = self
-            .key_file
-            .clone()
-            .or_else(|| Some(self.dir.as_ref()?.join(format!("{name}.key"))));
-        match path {
+        match self.key_path(name) {
             Some(path) => Keypair::load_or_create(&path).map_err(|source| IdentityError::Io {
                 path: path.clone(),
                 source,
@@ -170,6 +184,32 @@ impl NodeStore {
                     .entry(name.to_string())
                     .or_insert_with(rand::random::<[u8; 32]>);
                 Ok(Keypair::from_secret(secret))
+            }
+        }
+    }
+
+    /// The TLS key (ECDSA P-256, for TLS only) of the user `name`: next to
+    /// its identity key ([`Self::key_for`]), named like it with the
+    /// extension `.tls-key` (`<dir>/<name>.tls-key`), created on first use;
+    /// else one kept in memory for as long as this store lives. The relay
+    /// binds it to the identity key at each registration.
+    pub fn tls_key_for(&self, name: &str) -> Result<TlsKey, IdentityError> {
+        match self.key_path(name) {
+            Some(key_path) => {
+                let mut path = key_path.with_extension(TLS_KEY_EXTENSION);
+                if path == key_path {
+                    path = PathBuf::from(format!("{}.{TLS_KEY_EXTENSION}", key_path.display()));
+                }
+                Ok(TlsKey::load_or_create(&path)?)
+            }
+            None => {
+                let mut keys = self.tls_keys.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(key) = keys.get(name) {
+                    return Ok(key.clone());
+                }
+                let key = TlsKey::generate()?;
+                keys.insert(name.to_string(), key.clone());
+                Ok(key)
             }
         }
     }
@@ -279,11 +319,46 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_key_is_kept_beside_the_identity_key() {
+        let dir = std::env::temp_dir().join(format!("store-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = NodeStore::new(Some(dir.clone()), None, false);
+        let _identity = store.key_for("alice").unwrap();
+        let tls = store.tls_key_for("alice").unwrap();
+        let on_disk = std::fs::read_to_string(dir.join("alice.tls-key")).unwrap();
+        assert_eq!(on_disk, tls.pem());
+        let reopened = NodeStore::new(Some(dir.clone()), None, false);
+        let again = reopened.tls_key_for("alice").unwrap();
+        assert_eq!(again.public_key_raw(), tls.public_key_raw());
+        // With --key-file, beside that file.
+        let key_file = dir.join("id");
+        let store = NodeStore::new(Some(dir.clone()), Some(key_file.clone()), false);
+        let _identity = store.key_for("alice").unwrap();
+        let beside = store.tls_key_for("alice").unwrap();
+        assert!(dir.join("id.tls-key").exists());
+        assert_ne!(beside.public_key_raw(), tls.public_key_raw());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn a_name_keeps_its_key() {
         let store = NodeStore::in_memory();
         let a = store.key_for("alice").unwrap().public_key();
         assert_eq!(store.key_for("alice").unwrap().public_key(), a);
         assert_ne!(store.key_for("bob").unwrap().public_key(), a);
+        let tls = store
+            .tls_key_for("alice")
+            .unwrap()
+            .public_key_raw()
+            .unwrap();
+        let again = store
+            .tls_key_for("alice")
+            .unwrap()
+            .public_key_raw()
+            .unwrap();
+        assert_eq!(again, tls);
+        let bob = store.tls_key_for("bob").unwrap().public_key_raw().unwrap();
+        assert_ne!(bob, tls);
         let memory = NodeStore::in_memory();
         assert!(memory
             .pin_relay("u", &Keypair::generate().public_key())

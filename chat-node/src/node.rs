@@ -213,7 +213,8 @@ pub struct Registration {
     pub relay_key: PublicKey,
     /// The relay's binding of our name to our key.
     pub name_cert: NameCertificate,
-    /// Our TLS certificate and the relay's authority (`None`: plaintext).
+    /// Our TLS key and certificate, and the relay's authority (`None`:
+    /// plaintext).
     pub tls: Option<IssuedCertificate>,
 }
 
@@ -234,11 +235,21 @@ impl BoundNode {
     pub async fn register(&self, name: &str) -> Result<Registration, StartError> {
         self.store.lock_name(name)?;
         let key = self.store.key_for(name)?;
+        // Over TLS: the node's TLS key, bound to `key` by the Register
+        // signature, which covers the certificate request.
+        let tls_key = match self.dialer.is_tls() {
+            true => Some(self.store.tls_key_for(name)?),
+            false => None,
+        };
+        let certificate_request = match &tls_key {
+            Some(tls_key) => self.dialer.certificate_request(tls_key, name)?,
+            None => Vec::new(),
+        };
         let claim = relay_link::Claim {
             name_certificate: self.store.name_certificate(name),
             // A client-only node needs its certificate too: the nodes it
             // dials for private messages check who is calling.
-            certificate_request: self.dialer.certificate_request(&key, name)?,
+            certificate_request,
             client_only: self.listener.is_none(),
             rooms: self
                 .rooms
@@ -268,7 +279,8 @@ impl BoundNode {
             session_token: resp.session_token,
             address: self.address.clone(),
         };
-        let tls = self.dialer.is_tls().then_some(IssuedCertificate {
+        let tls = tls_key.map(|key| IssuedCertificate {
+            key,
             authority: resp.tls_authority,
             certificate: resp.tls_certificate,
         });
@@ -322,7 +334,7 @@ impl Node {
             name_cert,
             tls,
         } = registration;
-        let dialer = bound.dialer.registered(&key, tls)?;
+        let dialer = bound.dialer.registered(tls)?;
         let (events_tx, events) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (inbox_tx, inbox_rx) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);

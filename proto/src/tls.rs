@@ -1,14 +1,14 @@
 //! TLS on every hop, in one place: the relay's small certificate authority
 //! (kept in its data directory), the certificates it issues (its own server
-//! certificate, and one per node for the node's Ed25519 identity key, from
-//! the node's certificate signing request), the tonic server and client
-//! configurations, and reading a node id out of a peer's certificate.
+//! certificate, and one per node for the node's ECDSA P-256 TLS key, from
+//! the node's certificate signing request, naming the node of its Ed25519
+//! identity key), the tonic server and client configurations, and reading
+//! a node id out of a peer's certificate.
 //!
 //! rustls with ring is the only crypto provider of the build; [`init`]
 //! makes it the process default. No cryptography is written here: rcgen
 //! makes and signs certificates, rustls and webpki check them.
 
-use crate::trust::{self, Keypair};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -20,9 +20,11 @@ pub use rustls::pki_types::CertificateDer;
 pub use rustls::ServerConfig;
 
 mod authority;
+mod key;
 mod server;
 
 pub use authority::{certificate_request, check_certificate_request, Authority, NodeRequest};
+pub use key::TlsKey;
 pub use server::{
     incoming, server_config, server_config_with, ClientAuthority, ServerCertificate, TlsIncoming,
 };
@@ -111,13 +113,12 @@ impl Credentials {
         })
     }
 
-    /// A node's credentials: the certificate the relay issued for its key,
-    /// and that key.
-    pub fn for_node(key: &Keypair, cert_der: &[u8]) -> Result<Self, TlsError> {
-        let pkcs8 = key.to_pkcs8_der().map_err(cert_err)?;
+    /// A node's credentials: the certificate the relay issued for its TLS
+    /// key, and that key.
+    pub fn for_node(key: &TlsKey, cert_der: &[u8]) -> Result<Self, TlsError> {
         Ok(Self {
             cert_pem: certificate_pem(cert_der),
-            key_pem: pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8)),
+            key_pem: key.pem().to_string(),
         })
     }
 
@@ -147,9 +148,13 @@ pub fn node_domain(node_id: &str) -> String {
 }
 
 /// The node id a node certificate names (its `<node_id>.node.invalid` DNS
-/// name), checked against the certificate's key: a node's id is derived
-/// from its key ([`trust::node_id_of`]). The certificate's chain must have
-/// been verified already (the TLS layer does).
+/// name). The certificate's chain must have been verified against the
+/// relay's authority already (the TLS layer does, or
+/// [`ClientAuthority::verify_node`]): the relay's signature is what binds
+/// the certificate's TLS key to that node, whose id is derived from its
+/// Ed25519 identity key ([`crate::trust::node_id_of`]). The relay issues
+/// it only for a certificate request covered by a Register signed with
+/// that identity key.
 pub fn node_id_of_certificate(der: &[u8]) -> Result<String, TlsError> {
     let no_node = |why: &str| TlsError::NoNode(why.to_string());
     let (_, cert) =
@@ -169,10 +174,6 @@ pub fn node_id_of_certificate(der: &[u8]) -> Result<String, TlsError> {
             _ => None,
         })
         .ok_or_else(|| no_node(&format!("no DNS name ending in {NODE_NAME_SUFFIX}")))?;
-    let key = &cert.public_key().subject_public_key.data;
-    if trust::node_id_of(key) != node_id {
-        return Err(no_node("its node id is not its key's"));
-    }
     Ok(node_id.to_string())
 }
 

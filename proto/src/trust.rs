@@ -147,16 +147,6 @@ impl Keypair {
         self.0.verifying_key().to_bytes().to_vec()
     }
 
-    /// The key as PKCS#8 DER (RFC 8410), for TLS libraries: the same key
-    /// signs the node's TLS handshakes.
-    pub fn to_pkcs8_der(&self) -> Result<Vec<u8>, TrustError> {
-        use ed25519_dalek::pkcs8::EncodePrivateKey;
-        self.0
-            .to_pkcs8_der()
-            .map(|doc| doc.as_bytes().to_vec())
-            .map_err(|_| TrustError::BadKey)
-    }
-
     /// Signs `payload` (built with [`frame`]).
     pub fn sign(&self, payload: &[u8]) -> Vec<u8> {
         self.0.sign(payload).to_bytes().to_vec()

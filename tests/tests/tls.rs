@@ -11,7 +11,7 @@ use chat_proto::pb::chat::peer_service_client::PeerServiceClient;
 use chat_proto::pb::chat::{PrivateMessage, ReplicateBody};
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::CurrentHostRequest;
-use chat_proto::tls::{self, Authority, Credentials};
+use chat_proto::tls::{self, Authority, Credentials, TlsKey};
 use chat_proto::trust::{self, Keypair};
 use chat_tests::hostile::{assert_chat_intact, replicate, signed_register, NOWHERE};
 use chat_tests::phases::{chat_through_moves, current_host, start_tls_chat, survive_a_host_kill};
@@ -73,17 +73,19 @@ fn node_channel(
         .connect_lazy()
 }
 
-/// Credentials for a fresh key with a certificate from `authority`,
-/// naming the key's own node, expiring at `not_after_ms`.
+/// Credentials for a fresh identity key and TLS key with a certificate
+/// from `authority`, naming the identity key's own node, expiring at
+/// `not_after_ms`.
 fn credentials_from(authority: &Authority, not_after_ms: i64) -> (Keypair, Credentials) {
     let key = Keypair::generate();
-    let csr = tls::certificate_request(&key, "mallory").expect("CSR");
-    let request = tls::check_certificate_request(&csr, &key.public_key()).expect("own key");
+    let tls_key = TlsKey::generate().expect("TLS key");
+    let csr = tls::certificate_request(&tls_key, "mallory").expect("CSR");
+    let request = tls::check_certificate_request(&csr).expect("a P-256 request");
     let node_id = trust::node_id_of(&key.public_key());
     let der = authority
         .issue_node(&request, "mallory", &node_id, not_after_ms)
         .expect("issue");
-    let credentials = Credentials::for_node(&key, &der).expect("credentials");
+    let credentials = Credentials::for_node(&tls_key, &der).expect("credentials");
     (key, credentials)
 }
 
@@ -106,11 +108,10 @@ fn expired_credentials(dir: &std::path::Path) -> (Keypair, Credentials) {
         rcgen::ExtendedKeyUsagePurpose::ServerAuth,
         rcgen::ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let pkcs8 = key.to_pkcs8_der().expect("PKCS#8");
-    let public = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.into(), &rcgen::PKCS_ED25519)
-        .expect("Ed25519 key");
+    let tls_key = TlsKey::generate().expect("TLS key");
+    let public = rcgen::KeyPair::from_pem(tls_key.pem()).expect("P-256 key");
     let cert = params.signed_by(&public, &issuer).expect("sign");
-    let credentials = Credentials::for_node(&key, cert.der()).expect("credentials");
+    let credentials = Credentials::for_node(&tls_key, cert.der()).expect("credentials");
     (key, credentials)
 }
 
@@ -215,8 +216,9 @@ async fn a_foreign_expired_or_someone_elses_certificate_is_refused_with_a_clear_
     // A valid certificate the relay issued to another node (mallory
     // registers for real), used to speak for alice.
     let key = Keypair::generate();
+    let tls_key = TlsKey::generate().expect("TLS key");
     let mut register = signed_register(&key, "mallory", NOWHERE);
-    register.certificate_request = tls::certificate_request(&key, "mallory").expect("CSR");
+    register.certificate_request = tls::certificate_request(&tls_key, "mallory").expect("CSR");
     key.sign_register(&mut register);
     let issued = relay
         .client()
@@ -230,7 +232,7 @@ async fn a_foreign_expired_or_someone_elses_certificate_is_refused_with_a_clear_
     );
     let mallory_id = issued.node_id.clone();
     let mallory =
-        Credentials::for_node(&key, &issued.tls_certificate).expect("mallory's credentials");
+        Credentials::for_node(&tls_key, &issued.tls_certificate).expect("mallory's credentials");
     let channel = node_channel(&relay, &bob_addr, &bob_id, Some(&mallory));
     let other_node = format!("is for node {mallory_id}, not for node {alice_id}");
     let result = ChatServiceClient::new(channel.clone())

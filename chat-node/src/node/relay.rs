@@ -92,13 +92,13 @@ impl NodeShared {
         let request = self
             .ctx
             .dialer
-            .certificate_request(&self.ctx.key, &me.name)
+            .renewal_request(&me.name)
             .map_err(|e| NodeError::OwnCertificate(e.to_string()))?;
         let resp = self.register_again(request).await?;
         if self.ctx.dialer.is_tls() {
             self.ctx
                 .dialer
-                .renew(&self.ctx.key, &resp.tls_certificate)
+                .renew(&resp.tls_certificate)
                 .map_err(|e| NodeError::OwnCertificate(e.to_string()))?;
         }
         Ok(())

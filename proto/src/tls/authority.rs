@@ -1,11 +1,12 @@
 //! The relay's certificate authority and what it issues: its own server
 //! certificate, and a node's certificate from the node's signing request.
 
+use super::TlsKey;
 use super::{cert_err, certificate_der, certificate_pem, file_err, init, node_domain, Credentials};
 use super::{
     TlsError, AUTHORITY_CERT_FILE, AUTHORITY_KEY_FILE, DEFAULT_SERVER_NAMES, MAX_CSR_BYTES,
 };
-use crate::trust::{self, Keypair};
+use crate::trust;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -200,13 +201,13 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-/// A node's certificate signing request for its Ed25519 identity `key`,
-/// DER (PKCS#10). The relay decides what the certificate says; the request
-/// proves the key.
-pub fn certificate_request(key: &Keypair, name: &str) -> Result<Vec<u8>, TlsError> {
-    let pkcs8 = key.to_pkcs8_der().map_err(cert_err)?;
-    let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.into(), &rcgen::PKCS_ED25519)
-        .map_err(cert_err)?;
+/// A node's certificate signing request for its TLS `key`, DER (PKCS#10).
+/// The relay decides what the certificate says; the request proves the
+/// key. The Register carrying it is signed with the node's Ed25519
+/// identity key, and that signature covers the request: it binds the TLS
+/// key to the identity.
+pub fn certificate_request(key: &TlsKey, name: &str) -> Result<Vec<u8>, TlsError> {
+    let key = key.key_pair()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = common_name(name);
     let csr = params.serialize_request(&key).map_err(cert_err)?;
@@ -214,30 +215,75 @@ pub fn certificate_request(key: &Keypair, name: &str) -> Result<Vec<u8>, TlsErro
 }
 
 /// A certificate signing request that was checked: well formed, signed by
-/// its key, and for the registrant's Ed25519 key.
+/// its key, and for an ECDSA P-256 key.
 #[derive(Debug)]
 pub struct NodeRequest(CertificateSigningRequestParams);
 
 /// Checks a node's certificate signing request: at most
-/// [`MAX_CSR_BYTES`], self-signed, and for `public_key` (the registrant's
-/// 32-byte Ed25519 key) and no other.
-pub fn check_certificate_request(der: &[u8], public_key: &[u8]) -> Result<NodeRequest, TlsError> {
+/// [`MAX_CSR_BYTES`], self-signed (with ECDSA and SHA-256), and for an
+/// ECDSA P-256 key (an uncompressed point), which every TLS stack accepts;
+/// any other key type is refused, saying so. Whose key it is, the request
+/// does not say: the Register signature covering it does.
+pub fn check_certificate_request(der: &[u8]) -> Result<NodeRequest, TlsError> {
+    use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
+    use x509_parser::prelude::FromDer;
     if der.len() > MAX_CSR_BYTES {
         return Err(TlsError::Request(format!(
             "{} bytes; at most {MAX_CSR_BYTES}",
             der.len()
         )));
     }
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+        .map_err(|e| TlsError::Request(e.to_string()))?;
+    let spki = &csr.certification_request_info.subject_pki;
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok());
+    let point = &spki.subject_public_key.data;
+    let p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
+        && curve.as_ref() == Some(&OID_EC_P256)
+        && point.len() == 65
+        && point.first() == Some(&4);
+    if !p256 {
+        return Err(TlsError::Request(format!(
+            "its key is {}; a node's TLS key must be ECDSA P-256 (an uncompressed point)",
+            key_type(&spki.algorithm.algorithm, curve.as_ref())
+        )));
+    }
     let params = CertificateSigningRequestParams::from_der(&der.into())
         .map_err(|e| TlsError::Request(e.to_string()))?;
-    let key = &params.public_key;
-    if key.algorithm() != &rcgen::PKCS_ED25519 || rcgen::PublicKeyData::der_bytes(key) != public_key
-    {
+    // The certificate's key is written with the parameters of this
+    // algorithm: it must be P-256's.
+    if params.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
         return Err(TlsError::Request(
-            "its key is not the registrant's Ed25519 key".into(),
+            "it must be signed with ECDSA and SHA-256".into(),
         ));
     }
     Ok(NodeRequest(params))
+}
+
+/// Names a subject public key's type, for a refusal.
+fn key_type(
+    algorithm: &x509_parser::der_parser::oid::Oid<'_>,
+    curve: Option<&x509_parser::der_parser::oid::Oid<'_>>,
+) -> String {
+    use x509_parser::oid_registry as oid;
+    if *algorithm == oid::OID_SIG_ED25519 {
+        "Ed25519".into()
+    } else if *algorithm == oid::OID_PKCS1_RSAENCRYPTION {
+        "RSA".into()
+    } else if *algorithm == oid::OID_KEY_TYPE_EC_PUBLIC_KEY {
+        match curve {
+            Some(c) if *c == oid::OID_NIST_EC_P384 => "ECDSA P-384".into(),
+            Some(c) if *c == oid::OID_EC_P256 => "ECDSA P-256 as a compressed point".into(),
+            Some(c) => format!("ECDSA on the curve {}", c.to_id_string()),
+            None => "ECDSA without a named curve".into(),
+        }
+    } else {
+        format!("of type {}", algorithm.to_id_string())
+    }
 }
 
 /// The raw subject public key of a DER certificate.
@@ -250,14 +296,16 @@ fn public_key_of(der: &[u8]) -> Result<Vec<u8>, TlsError> {
 mod tests {
     use super::*;
     use crate::tls::node_id_of_certificate;
+    use crate::trust::Keypair;
 
     #[test]
-    fn a_node_certificate_names_the_node_of_its_key() {
+    fn a_node_certificate_is_for_its_p256_tls_key_and_names_the_node_of_its_identity() {
         let ca = Authority::ephemeral().unwrap();
         let key = Keypair::generate();
+        let tls_key = TlsKey::generate().unwrap();
         let node_id = trust::node_id_of(&key.public_key());
-        let csr = certificate_request(&key, "alice").unwrap();
-        let request = check_certificate_request(&csr, &key.public_key()).unwrap();
+        let csr = certificate_request(&tls_key, "alice").unwrap();
+        let request = check_certificate_request(&csr).unwrap();
         let expires = trust::now_unix_ms() + 3_600_000;
         let der = ca.issue_node(&request, "alice", &node_id, expires).unwrap();
         assert_eq!(node_id_of_certificate(&der), Ok(node_id.clone()));
@@ -268,20 +316,66 @@ mod tests {
         );
         let cn = cert.subject().iter_common_name().next().unwrap();
         assert_eq!(cn.as_str().unwrap(), "alice");
-        assert!(Credentials::for_node(&key, &der).is_ok());
+        // An ECDSA P-256 key, the node's TLS key...
+        let spki = cert.public_key();
+        assert_eq!(
+            spki.algorithm.algorithm,
+            x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY
+        );
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .unwrap()
+            .as_oid()
+            .unwrap();
+        assert_eq!(curve, x509_parser::oid_registry::OID_EC_P256);
+        assert_eq!(
+            spki.subject_public_key.data.as_ref(),
+            tls_key.public_key_raw().unwrap().as_slice()
+        );
+        // ...and one DNS name, the node's.
+        let names = cert.subject_alternative_name().unwrap().unwrap();
+        let expected = format!("{node_id}.node.invalid");
+        assert!(matches!(
+            names.value.general_names.as_slice(),
+            [x509_parser::extensions::GeneralName::DNSName(dns)] if *dns == expected
+        ));
+        assert!(Credentials::for_node(&tls_key, &der).is_ok());
+    }
+
+    /// A DER certificate request for a fresh key of `algorithm`.
+    fn request_for(algorithm: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+        let key = KeyPair::generate_for(algorithm).unwrap();
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
+        csr.der().to_vec()
     }
 
     #[test]
-    fn a_request_for_another_key_or_too_large_is_refused() {
-        let key = Keypair::generate();
-        let other = Keypair::generate();
-        let csr = certificate_request(&key, "alice").unwrap();
-        assert!(matches!(
-            check_certificate_request(&csr, &other.public_key()),
-            Err(TlsError::Request(_))
-        ));
-        assert!(check_certificate_request(&[0; MAX_CSR_BYTES + 1], &key.public_key()).is_err());
-        assert!(check_certificate_request(b"junk", &key.public_key()).is_err());
+    fn a_request_for_another_key_type_or_too_large_is_refused_saying_why() {
+        let refusal = |der: &[u8]| match check_certificate_request(der) {
+            Err(TlsError::Request(why)) => why,
+            other => panic!("not refused: {other:?}"),
+        };
+        assert!(check_certificate_request(&request_for(&rcgen::PKCS_ECDSA_P256_SHA256)).is_ok());
+        // The Ed25519 identity key is not a TLS key.
+        let why = refusal(&request_for(&rcgen::PKCS_ED25519));
+        assert!(why.contains("Ed25519"), "{why}");
+        assert!(why.contains("must be ECDSA P-256"), "{why}");
+        let why = refusal(&request_for(&rcgen::PKCS_ECDSA_P384_SHA384));
+        assert!(why.contains("ECDSA P-384"), "{why}");
+        assert!(why.contains("must be ECDSA P-256"), "{why}");
+        let why = TlsError::Request(why).to_string();
+        assert!(why.starts_with("certificate request: its key is"), "{why}");
+        // A request whose signature does not verify.
+        let mut tampered = request_for(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(check_certificate_request(&tampered).is_err());
+        assert!(refusal(&[0; MAX_CSR_BYTES + 1]).contains("at most"));
+        assert!(check_certificate_request(b"junk").is_err());
     }
 
     #[test]

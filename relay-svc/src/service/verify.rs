@@ -13,7 +13,10 @@ const MAX_TOKEN_BYTES: usize = 128;
 
 /// Checks what a registrant sent: sizes, the proof that it holds its key,
 /// that every certificate it shows was signed by this relay, and that its
-/// TLS certificate request (if any) is for its own key. Returns the
+/// TLS certificate request (if any) is for an ECDSA P-256 key. The request
+/// is bound to the registrant's identity by the Register signature, which
+/// covers it: the certificate issued for it names the registrant's node.
+/// Returns the
 /// registration (its rooms: `rooms`, else "lobby" claimed with the legacy
 /// fields) and the checked request.
 pub(super) fn verify_registration(
@@ -50,7 +53,7 @@ pub(super) fn verify_registration(
         .filter(|g| g.name == req.name && g.public_key == req.public_key)
         .map(|g| g.issued_at_unix_ms);
     let tls_request = (!req.certificate_request.is_empty())
-        .then(|| tls::check_certificate_request(&req.certificate_request, &req.public_key))
+        .then(|| tls::check_certificate_request(&req.certificate_request))
         .transpose()
         .map_err(|e| Refusal::BadRequest(e.to_string()))?;
     let registration = Registration {
