@@ -402,6 +402,7 @@ class Client:
         self.last_seq = m.seq
         if self.log_hash is not None:
             self.recent[m.seq] = self.log_hash
+            self.recent.pop(m.seq - 1024, None)  # the last 1024 are enough
         sender = m_from(m)
         try:
             grant = self.relay.name(m.sender)
