@@ -142,6 +142,17 @@ class Relay:
         return relay_pb.ResetGrant.FromString(cert.grant)
 
 
+def check_message(relay, room, m):
+    """A served ChatMessage of `room`: its sender's name certificate is the
+    relay's and names `from`, and the key it binds signed the message."""
+    grant = relay.name(m.sender)
+    if grant.name != m_from(m):
+        raise ValueError(f"the certificate names {grant.name!r}")
+    if not verify(grant.public_key, frame(*message_fields(room, m)), m.signature):
+        raise ValueError("bad signature")
+    return grant
+
+
 def judge(known, m):
     """Where message m stands in its sender's chain (proto/src/chain.rs)."""
     first = m.chain_seq == 1
@@ -405,11 +416,7 @@ class Client:
             self.recent.pop(m.seq - 1024, None)  # the last 1024 are enough
         sender = m_from(m)
         try:
-            grant = self.relay.name(m.sender)
-            if grant.name != sender:
-                raise ValueError(f"the certificate names {grant.name!r}")
-            if not verify(grant.public_key, frame(*message_fields(self.room, m)), m.signature):
-                raise ValueError("bad signature")
+            check_message(self.relay, self.room, m)
         except ValueError as e:
             return emit("verification_failed", seq=m.seq, sender=sender, what=str(e))
         step = judge(self.chains.get(sender), m)

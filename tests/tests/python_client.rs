@@ -3,13 +3,19 @@
 //! two real `chat-node` processes through a real `relay-svc` whose host
 //! moves every 2 s. Each side sees the other's messages; the Python client
 //! shows only messages it verified (name certificate, signature, chain) and
-//! keeps chatting across host moves. Needs python3 with grpcio,
+//! keeps chatting across host moves; and its checks refuse what the Rust
+//! checks refuse (messages the Rust code signed, then altered). Needs python3 with grpcio,
 //! grpcio-tools and cryptography (`.ci/run` installs them): the test fails,
 //! never skips, without them.
 
+use chat_proto::chain::{log_step, Signed, GENESIS};
+use chat_proto::pb::chat::{ChatMessage, SendMessage};
+use chat_proto::pb::relay::{NameCertificate, NameGrant};
+use chat_proto::trust::{hex, node_id_of, now_unix_ms, Keypair};
 use chat_tests::procs::{spawn_node, RelayProcess};
 use chat_tests::DEADLINE;
-use serde_json::Value;
+use prost::Message;
+use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -220,4 +226,150 @@ async fn a_python_client_chats_and_verifies_through_host_moves() {
     alice.leave().await;
     bob.leave().await;
     drop(relay);
+}
+
+/// What the Python client's checks say of one message of `room`.
+fn case(name: &str, room: &str, m: &ChatMessage) -> Value {
+    json!({"name": name, "room": room, "message": hex(&m.encode_to_vec())})
+}
+
+/// The Python client's layouts and checks agree with the Rust ones byte
+/// for byte: it accepts messages the Rust code signed, computes the same
+/// digests and log hashes, and refuses every forgery and alteration.
+#[tokio::test]
+async fn the_python_checks_refuse_what_the_rust_checks_refuse() {
+    require_python().await;
+    let relay = Keypair::generate();
+    let alice = Keypair::generate();
+    let grant = |name: &str, key: &Keypair, expires: i64| NameGrant {
+        name: name.into(),
+        node_id: node_id_of(&key.public_key()),
+        public_key: key.public_key(),
+        issued_at_unix_ms: now_unix_ms(),
+        expires_at_unix_ms: expires,
+    };
+    let later = now_unix_ms() + 3_600_000;
+    let cert = relay.issue_name(&grant("alice", &alice, later));
+    let served = |msg: &SendMessage, cert: &NameCertificate| ChatMessage {
+        seq: 1,
+        id: msg.id.clone(),
+        from: "alice".into(),
+        text: msg.text.clone(),
+        sent_at_unix_ms: msg.sent_at_unix_ms,
+        epoch: 7,
+        signature: msg.signature.clone(),
+        sender: Some(cert.clone()),
+        chain_seq: msg.chain_seq,
+        chain_prev: msg.chain_prev.clone(),
+    };
+    let mut first = SendMessage {
+        id: "m1".into(),
+        text: "héllo".into(),
+        chain_seq: 1,
+        ..Default::default()
+    };
+    let digest = alice.sign_message("ops", "alice", &mut first);
+    let mut second = SendMessage {
+        id: "m2".into(),
+        text: "again".into(),
+        chain_seq: 2,
+        chain_prev: digest.to_vec(),
+        ..Default::default()
+    };
+    alice.sign_message("ops", "alice", &mut second);
+    let genuine = served(&first, &cert);
+
+    let mut altered = genuine.clone();
+    altered.text = "hello".into();
+    let mut impostor = genuine.clone();
+    impostor.from = "bob".into();
+    let forged = served(
+        &first,
+        &Keypair::generate().issue_name(&grant("alice", &alice, later)),
+    );
+    let expired = served(&first, &relay.issue_name(&grant("alice", &alice, 1)));
+    let mallory = Keypair::generate();
+    let mut by_another_key = first.clone();
+    mallory.sign_message("ops", "alice", &mut by_another_key);
+    let cases = json!({
+        "relay_key": hex(&relay.public_key()),
+        "cases": [
+            case("genuine", "ops", &genuine),
+            case("genuine_next", "ops", &served(&second, &cert)),
+            case("altered", "ops", &altered),
+            case("other_room", "lobby", &genuine),
+            case("impostor", "ops", &impostor),
+            case("forged_certificate", "ops", &forged),
+            case("expired_certificate", "ops", &expired),
+            case("another_key", "ops", &served(&by_another_key, &cert)),
+        ],
+    });
+    let script = r#"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import chat_client as c
+c.load_protos(str(c.REPO_PROTOS))
+data = json.load(sys.stdin)
+relay = c.Relay(bytes.fromhex(data["relay_key"]))
+out, msgs = {}, {}
+for case in data["cases"]:
+    m = c.chat_pb.ChatMessage.FromString(bytes.fromhex(case["message"]))
+    msgs[case["name"]] = m
+    try:
+        c.check_message(relay, case["room"], m)
+        out[case["name"]] = "ok"
+    except ValueError as e:
+        out[case["name"]] = str(e)
+first, second = msgs["genuine"], msgs["genuine_next"]
+digest = c.message_digest("ops", first)
+out["digest"] = digest.hex()
+out["log_hash"] = c.log_step(c.GENESIS, 1, 7, digest).hex()
+out["chain"] = c.judge((1, digest, first.sent_at_unix_ms), second)
+out["fork"] = c.judge((1, bytes(32), first.sent_at_unix_ms), second)
+print(json.dumps(out))
+"#;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/python");
+    let mut child = Command::new("python3")
+        .args(["-c", script, examples])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn python3");
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    stdin
+        .write_all(cases.to_string().as_bytes())
+        .await
+        .expect("write the cases");
+    drop(stdin);
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("python3 finishes")
+        .expect("run python3");
+    assert!(out.status.success(), "the Python checks failed to run");
+    let got: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+
+    assert_eq!(got["genuine"], "ok", "{got:#}");
+    assert_eq!(got["genuine_next"], "ok", "{got:#}");
+    for (refused, because) in [
+        ("altered", "bad signature"),
+        ("other_room", "bad signature"),
+        ("impostor", "the certificate names 'alice'"),
+        ("forged_certificate", "not signed by the relay"),
+        ("expired_certificate", "expired"),
+        ("another_key", "bad signature"),
+    ] {
+        let why = got[refused].as_str().unwrap_or("");
+        assert!(
+            why.contains(because),
+            "the Python client's verdict on the {refused} message: {why:?}, not {because:?}"
+        );
+    }
+    let digest = Signed::served("ops", &genuine).digest();
+    assert_eq!(got["digest"], hex(&digest), "the same message digest");
+    let log_hash = log_step(&GENESIS, 1, 7, &digest);
+    assert_eq!(got["log_hash"], hex(&log_hash), "the same log hash");
+    assert_eq!(got["chain"], "follows", "{got:#}");
+    assert_eq!(got["fork"], "fork", "{got:#}");
 }
