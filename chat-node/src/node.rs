@@ -36,6 +36,9 @@ const CLIENT_EVENTS_CAPACITY: usize = 1024;
 const STOP_GRACE: Duration = Duration::from_millis(500);
 /// Commands buffered from the user interface.
 const COMMANDS_CAPACITY: usize = 256;
+/// Longest a leaving node spends saying goodbye (the client's goodbye,
+/// handing its rooms off, unregistering) before it stops anyway.
+const GOODBYE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Why a node could not start.
 #[derive(Debug, Error)]
@@ -394,7 +397,20 @@ impl Node {
 
     /// Leaves the chat cleanly: the client says goodbye, a hosting node hands
     /// the chat to another member first, then the node unregisters and stops.
+    /// Bounded by [`GOODBYE_LIMIT`]: with the relay or the other members
+    /// gone, the node stops anyway.
     pub async fn shutdown(mut self) {
+        if tokio::time::timeout(GOODBYE_LIMIT, self.goodbye())
+            .await
+            .is_err()
+        {
+            tracing::warn!("no clean goodbye within {GOODBYE_LIMIT:?}; stopping");
+        }
+        self.stop().await;
+    }
+
+    /// The client's goodbye, the hosted rooms' handoffs, unregistering.
+    async fn goodbye(&self) {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         if self
             .commands
@@ -411,16 +427,12 @@ impl Node {
                 }
             }
         }
-        if let Err(e) = self
-            .shared
-            .ctx
-            .relay
-            .unregister(&self.shared.ctx.identity)
-            .await
-        {
-            tracing::debug!(error = %e, "unregister failed");
+        let ctx = &self.shared.ctx;
+        match tokio::time::timeout(STOP_GRACE * 4, ctx.relay.unregister(&ctx.identity)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "unregister failed"),
+            Err(_) => tracing::debug!("the relay did not answer the unregister"),
         }
-        self.stop().await;
     }
 
     /// Stops every task at once, like a crash but in-process (no goodbye).

@@ -134,6 +134,15 @@ impl Member {
         }
     }
 
+    /// Stops a process member with SIGTERM (its input still open); whether
+    /// it exited within `limit`.
+    pub async fn terminate(&mut self, limit: std::time::Duration) -> bool {
+        match &mut self.kind {
+            Kind::Process(p) => p.terminate(limit).await,
+            Kind::InProcess(_) => panic!("only a process member takes a signal"),
+        }
+    }
+
     /// Collects every event until the member's output ends (after a kill),
     /// bounded by the deadline.
     pub async fn finish(&mut self) {

@@ -153,6 +153,21 @@ impl NodeProcess {
         let _ = self.child.kill().await;
     }
 
+    /// Sends SIGTERM (as a service manager stops it), its stdin still
+    /// open, and waits for it to exit; whether it exited within `limit`.
+    pub async fn terminate(&mut self, limit: Duration) -> bool {
+        let Some(pid) = self.child.id() else {
+            return true;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("run kill (procps)");
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(limit, self.child.wait()).await.is_ok()
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()

@@ -112,3 +112,15 @@ async fn help_documents_every_flag() {
         assert!(out.contains(flag), "chat-node --help lacks {flag}: {out}");
     }
 }
+
+#[tokio::test]
+async fn a_node_stops_on_sigterm_even_with_its_relay_gone_and_its_input_open() {
+    let mut relay = RelayProcess::start(&["--min-users", "1"]).await;
+    let mut alice = spawn_node(&relay.uri(), "alice", &[]).await;
+    alice.wait_event("host", &[("name", "alice")]).await;
+    relay.kill().await;
+    // Its goodbye cannot reach the relay, and nothing more comes on its
+    // input: it must stop anyway, within its goodbye limit and a margin.
+    let stopped = alice.terminate(std::time::Duration::from_secs(20)).await;
+    assert!(stopped, "chat-node still runs 20 s after SIGTERM");
+}

@@ -27,7 +27,7 @@ pub enum ClientEvent {
         from: String,
         /// Text.
         text: String,
-        /// When the host sequenced it.
+        /// When its sender signed it (the sender's clock).
         sent_at_unix_ms: i64,
     },
     /// A private message to this user, verified to come from `from`.
