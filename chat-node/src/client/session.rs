@@ -73,7 +73,7 @@ impl Client {
         cancel: &CancellationToken,
     ) -> SessionEnd {
         let address = to.address.as_str();
-        let (tx, mut inbound) = match self.open(to).await {
+        let (tx, mut inbound) = match self.open_or_follow(to).await {
             Ok(open) => open,
             Err(end) => return end,
         };
@@ -180,6 +180,34 @@ impl Client {
             return Some(SessionEnd::Lost("stream closed while re-sending".into()));
         }
         None
+    }
+
+    /// Opens a session with `to`, unless the relay names another host
+    /// while it is under way: then follows the relay at once. (A host that
+    /// died leaves an address whose connect only times out, while the relay
+    /// has already promoted its successor.)
+    async fn open_or_follow(
+        &mut self,
+        to: &NodeAddr,
+    ) -> Result<(mpsc::Sender<ClientFrame>, Inbound), SessionEnd> {
+        let mut host_rx = self.room.host_watch();
+        host_rx.borrow_and_update();
+        let tried = to.address.clone();
+        let moved = async move {
+            loop {
+                if host_rx.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                let newer = host_rx.borrow_and_update().clone();
+                if let Some(h) = newer.filter(|h| h.address != tried) {
+                    return super::node_of(&h);
+                }
+            }
+        };
+        tokio::select! {
+            opened = self.open(to) => opened,
+            next = moved => Err(SessionEnd::Redirect(next)),
+        }
     }
 
     /// Connects to `to`, checks its host term, says Hello and re-sends what
