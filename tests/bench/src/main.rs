@@ -19,8 +19,12 @@ async fn main() -> ExitCode {
             relay,
             name,
             report,
-        }) => serve::node(&relay, &name, report).await,
-        Some(Internal::TonicServer) => serve::tonic_server().await,
+            count_to,
+        }) => serve::node(&relay, &name, report, count_to).await,
+        Some(Internal::TonicServer { log }) => serve::tonic_server(log).await,
+        Some(Internal::TonicJoiner { addr, count_to }) => {
+            serve::tonic_joiner(&addr, count_to).await
+        }
         None => runner::run(cli.run).await,
     };
     match result {

@@ -55,7 +55,17 @@ pub enum Report {
     Sent(u64),
     /// An error event.
     Error(String),
+    /// Chat messages shown so far (with `--count-to`).
+    Count {
+        /// When.
+        at_ns: u64,
+        /// How many.
+        count: u64,
+    },
 }
+
+/// Every how many shown messages a counting member says so.
+pub const COUNT_EVERY: u64 = 4096;
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +79,7 @@ impl std::fmt::Display for Report {
             Report::Acked(n) => write!(f, "A {n}"),
             Report::Sent(n) => write!(f, "S {n}"),
             Report::Error(m) => write!(f, "E {}", m.replace('\n', " ")),
+            Report::Count { at_ns, count } => write!(f, "C {at_ns} {count}"),
         }
     }
 }
@@ -92,6 +103,10 @@ impl Report {
             },
             "A" => Report::Acked(num()?),
             "S" => Report::Sent(num()?),
+            "C" => Report::Count {
+                at_ns: num()?,
+                count: num()?,
+            },
             "E" => Report::Error(line.get(2..).unwrap_or_default().to_string()),
             _ => return None,
         })
@@ -189,9 +204,36 @@ fn log_event(name: &str, event: &ClientEvent) {
     );
 }
 
+/// Counts shown messages, saying so every [`COUNT_EVERY`] and at `to`.
+pub struct Counter {
+    /// Shown so far.
+    pub count: u64,
+    to: u64,
+}
+
+impl Counter {
+    /// A counter that says so at `to` too.
+    pub fn new(to: u64) -> Self {
+        Self { count: 0, to }
+    }
+
+    /// Adds `n` shown messages; the line to print, if any.
+    pub fn add(&mut self, n: u64) -> Option<Report> {
+        let before = self.count;
+        self.count += n;
+        let crossed = self.count / COUNT_EVERY > before / COUNT_EVERY;
+        let reached = before < self.to && self.count >= self.to;
+        (crossed || reached).then(|| Report::Count {
+            at_ns: unix_ns(),
+            count: self.count,
+        })
+    }
+}
+
 /// Runs the member until stdin closes. Prints `READY <addr>` once its chat
-/// is active, then (with `report`) one [`Report`] per line.
-pub async fn run(relay_uri: &str, name: &str, report: bool) -> Result<()> {
+/// is active, then (with `report`) one [`Report`] per line, or (with
+/// `count_to`) only [`Report::Count`] lines.
+pub async fn run(relay_uri: &str, name: &str, report: bool, count_to: Option<u64>) -> Result<()> {
     let bound = BoundNode::bind(relay_uri, "127.0.0.1:0".parse().expect("addr"), None).await?;
     let mut node = bound.join(name).await?;
     let mut events = node
@@ -203,6 +245,7 @@ pub async fn run(relay_uri: &str, name: &str, report: bool) -> Result<()> {
     let drain = async {
         let mut ready = false;
         let mut acked = HashSet::new();
+        let mut counter = count_to.map(Counter::new);
         while let Some(chat_node::client::RoomEvent { event, .. }) = events.recv().await {
             if verbose && !matches!(event, ClientEvent::Message { .. } | ClientEvent::Ack { .. }) {
                 log_event(name, &event);
@@ -210,8 +253,23 @@ pub async fn run(relay_uri: &str, name: &str, report: bool) -> Result<()> {
             if !ready && matches!(event, ClientEvent::Activated) {
                 ready = true;
                 println!("READY {address}");
+                // Lines before READY are not read: say the count again.
+                if let Some(c) = &counter {
+                    let count = c.count;
+                    println!(
+                        "{}",
+                        Report::Count {
+                            at_ns: unix_ns(),
+                            count
+                        }
+                    );
+                }
             }
-            if report {
+            if let (Some(c), ClientEvent::Message { .. }) = (&mut counter, &event) {
+                if let Some(line) = c.add(1) {
+                    println!("{line}");
+                }
+            } else if report {
                 if let Some(line) = Report::from_event(&event, &mut acked) {
                     println!("{line}");
                 }
@@ -246,6 +304,10 @@ mod tests {
             Report::Acked(4),
             Report::Sent(7),
             Report::Error("oops: it broke".into()),
+            Report::Count {
+                at_ns: 3,
+                count: 8192,
+            },
         ] {
             assert_eq!(Report::parse(&r.to_string()), Some(r));
         }

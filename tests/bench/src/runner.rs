@@ -4,7 +4,7 @@
 use crate::children::find_program;
 use crate::cli::RunArgs;
 use crate::report::{self, Results, Row, ScenarioId, Series};
-use crate::scenarios::{failover, fanout, load, migration, rooms, Plan};
+use crate::scenarios::{catchup, failover, fanout, load, migration, rooms, Plan};
 use crate::signatures::SignatureCost;
 use crate::systems::SystemKind;
 use crate::{plot, procstat, signatures, BenchError, Result};
@@ -33,6 +33,18 @@ pub const METHOD: &str = "\
   without a dormant server; the host does the same work per session either
   way. Every member of ours (publisher, host, standby) also receives every
   message; only the subscribers are counted.
+- **bare tonic signed** (A-C, G) is bare tonic with the least that
+  end-to-end signatures cost: the publisher signs every message exactly as a
+  chat member does (the product's `Keypair::sign_message`, with its sender
+  chain: `chain_seq`, and `chain_prev` the digest of its previous message),
+  and every subscriber checks every message before counting it, in batches
+  of what has already arrived (at most 512), with the product's check by
+  runs (`chat_proto::runs::check`: one Ed25519 signature per run of a
+  sender's linked messages, the runs of several senders in one batch
+  verification, one SHA-256 per message). The subscribers know the
+  publishers' keys out of band (derived from the publisher's number), as a
+  member knows them from the relay's name certificates. Plain bare tonic
+  stays beside it, unsigned.
 - **Server CPU per message** sums every server-side process (for ours: relay,
   host and standby; `host_cpu_us_per_msg` in results.json is the host alone)
   over the measured window, divided by the messages the counted subscribers
@@ -80,6 +92,22 @@ pub const METHOD: &str = "\
   host at its epoch, to the room's other member hosting fewest rooms) move
   hosts for the measured time: moves/s, their latency at the caller, and
   calls the relay refused (FAILED_PRECONDITION) apart.
+- **G** times a late joiner's catch-up: a history of N messages (1,000,000
+  in the full plan, 20,000 in the quick one) from 100 senders, each with
+  its own key and chain, received and checked by one new member, a process
+  of its own. Ours: relay, host `h0` and standby `h1`; 100 thin members,
+  each in its own session, fill the room's log concurrently (each at most 32
+  messages unacknowledged; the host delivers every new message to all of
+  their sessions too), then a fresh full member (the `node` subcommand) joins
+  and shows the whole log, each message checked by its client before it is
+  shown. If the fill limit (240 s full, 30 s quick) ends the fill first, N is
+  what was filled, and the row says so. Bare tonic signed: the bare tonic
+  server keeping every frame; this process signs N messages of 100 senders
+  in turn and sends them to it, then a late joiner process receives the
+  whole log and checks it by runs as above. The time runs from the joiner's
+  spawn (process start, connection, for ours relay registration and a signed
+  Hello) until it has shown the N-th message; peak memory is its VmHWM then,
+  and its CPU time is over the same span.
 ";
 
 /// Whether a peer's server program can be found.
@@ -118,6 +146,7 @@ async fn one(
         ScenarioId::E if run == 0 => failover::run(plan.failover, series).await,
         ScenarioId::E => failover::run(plan.failover_pair, series).await,
         ScenarioId::F => rooms::run(plan.rooms).await,
+        ScenarioId::G => catchup::run(kind, plan.catchup).await,
     };
     result.map_err(|e| Row::skipped(scenario, kind, format!("failed: {e}")))
 }
@@ -241,9 +270,10 @@ async fn run_scenarios(
     let mut failures = 0;
     for &scenario in scenarios {
         let peers_apply = matches!(scenario, ScenarioId::A | ScenarioId::B | ScenarioId::C);
-        let kinds = systems
-            .iter()
-            .filter(|&&k| peers_apply || k == SystemKind::Ours);
+        let signed_applies = peers_apply || scenario == ScenarioId::G;
+        let kinds = systems.iter().filter(|&&k| {
+            peers_apply || k == SystemKind::Ours || (signed_applies && k == SystemKind::TonicSigned)
+        });
         for (&kind, run) in kinds.flat_map(|k| (0..runs_of(scenario)).map(move |r| (k, r))) {
             eprintln!("chat-bench: {} / {} ...", scenario.title(), kind.label());
             let started = std::time::Instant::now();

@@ -6,7 +6,10 @@
 //! - E, crash failover: [`failover`] (ours only), in a crowd and in a
 //!   two-member room
 //! - F, what a room costs at the relay: [`rooms`] (ours only)
+//! - G, catch-up of a late joiner: [`catchup`] (ours and bare tonic
+//!   signed)
 
+pub mod catchup;
 pub mod failover;
 pub mod fanout;
 pub mod load;
@@ -110,6 +113,20 @@ pub struct RoomsSpec {
     pub measure: Duration,
 }
 
+/// Sizes of G.
+#[derive(Debug, Clone, Copy)]
+pub struct CatchupSpec {
+    /// Messages in the history.
+    pub messages: u64,
+    /// Their senders, each with its own key and chain.
+    pub senders: u32,
+    /// Longest ours may take to fill the history (then it uses what it
+    /// filled).
+    pub fill_limit: Duration,
+    /// Longest the late joiner may take to show it.
+    pub join_limit: Duration,
+}
+
 /// Sizes of every scenario.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
@@ -129,6 +146,8 @@ pub struct Plan {
     pub failover_pair: FailoverSpec,
     /// F.
     pub rooms: RoomsSpec,
+    /// G.
+    pub catchup: CatchupSpec,
 }
 
 const fn secs(s: f64) -> Duration {
@@ -194,6 +213,12 @@ impl Plan {
             in_flight: 32,
             measure: secs(10.0),
         },
+        catchup: CatchupSpec {
+            messages: 1_000_000,
+            senders: 100,
+            fill_limit: secs(240.0),
+            join_limit: secs(600.0),
+        },
     };
 
     /// Every scenario small, for CI.
@@ -253,6 +278,12 @@ impl Plan {
             per_room: 3,
             in_flight: 32,
             measure: secs(2.0),
+        },
+        catchup: CatchupSpec {
+            messages: 20_000,
+            senders: 100,
+            fill_limit: secs(30.0),
+            join_limit: secs(60.0),
         },
     };
 }

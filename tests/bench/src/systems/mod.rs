@@ -6,6 +6,7 @@ pub mod ours;
 pub mod ours_thin;
 pub mod redis_pubsub;
 pub mod tonic_bare;
+pub mod tonic_signed;
 
 use crate::children::{find_program, free_port, Server};
 use crate::stats::{Phase, Probe, Progress};
@@ -31,6 +32,10 @@ pub enum SystemKind {
     Ours,
     /// The bare tonic broadcast server.
     Tonic,
+    /// The bare tonic broadcast server, every message signed by its
+    /// publisher and checked by every subscriber as the chat does.
+    #[serde(rename = "tonic-signed")]
+    TonicSigned,
     /// NATS core pub/sub.
     Nats,
     /// Redis pub/sub.
@@ -39,9 +44,10 @@ pub enum SystemKind {
 
 impl SystemKind {
     /// Every system, in the order runs alternate.
-    pub const ALL: [SystemKind; 4] = [
+    pub const ALL: [SystemKind; 5] = [
         SystemKind::Ours,
         SystemKind::Tonic,
+        SystemKind::TonicSigned,
         SystemKind::Nats,
         SystemKind::Redis,
     ];
@@ -51,6 +57,7 @@ impl SystemKind {
         match self {
             SystemKind::Ours => "ours",
             SystemKind::Tonic => "bare tonic",
+            SystemKind::TonicSigned => "bare tonic signed",
             SystemKind::Nats => "NATS",
             SystemKind::Redis => "Redis pub/sub",
         }
@@ -99,6 +106,8 @@ pub enum Publisher {
     Ours(Box<OursPublisher>),
     /// A bare tonic session.
     Tonic(tonic_bare::TonicPublisher),
+    /// A bare tonic session that signs.
+    TonicSigned(Box<tonic_signed::SignedPublisher>),
     /// A NATS connection.
     Nats(nats::NatsPublisher),
     /// A Redis connection.
@@ -111,6 +120,7 @@ impl Publisher {
         match self {
             Publisher::Ours(p) => p.publish(payload).await,
             Publisher::Tonic(p) => p.publish(payload).await,
+            Publisher::TonicSigned(p) => p.publish(payload).await,
             Publisher::Nats(p) => p.publish(payload).await,
             Publisher::Redis(p) => p.publish(payload).await,
         }
@@ -121,6 +131,7 @@ impl Publisher {
         match self {
             Publisher::Ours(p) => p.close().await,
             Publisher::Tonic(p) => p.close().await,
+            Publisher::TonicSigned(p) => p.close().await,
             Publisher::Nats(p) => p.close().await,
             Publisher::Redis(p) => p.close().await,
         }
@@ -137,7 +148,7 @@ impl Deployment {
                 let names = ["h0".to_string(), "h1".to_string()];
                 ServerSide::Ours(OursCluster::start(NO_MIGRATION, DEFAULT_LEASE, &names).await?)
             }
-            SystemKind::Tonic => ServerSide::Single(
+            SystemKind::Tonic | SystemKind::TonicSigned => ServerSide::Single(
                 Server::spawn_self("bare tonic server", &["tonic-server"]).await?,
             ),
             SystemKind::Nats => {
@@ -231,6 +242,9 @@ impl Deployment {
             ServerSide::Single(s) => match self.kind {
                 SystemKind::Nats => (nats::subscribe(&s.addr, probe, c).await?, None),
                 SystemKind::Redis => (redis_pubsub::subscribe(&s.addr, probe, c).await?, None),
+                SystemKind::TonicSigned => {
+                    (tonic_signed::subscribe(&s.addr, probe, c).await?, None)
+                }
                 _ => (tonic_bare::subscribe(&s.addr, probe, c).await?, None),
             },
         };
@@ -254,6 +268,9 @@ impl Deployment {
                 SystemKind::Redis => {
                     Publisher::Redis(redis_pubsub::RedisPublisher::connect(&s.addr).await?)
                 }
+                SystemKind::TonicSigned => Publisher::TonicSigned(Box::new(
+                    tonic_signed::SignedPublisher::connect(&s.addr, index as u32).await?,
+                )),
                 _ => Publisher::Tonic(tonic_bare::TonicPublisher::connect(&s.addr).await?),
             },
         })
