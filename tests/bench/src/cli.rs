@@ -111,6 +111,10 @@ pub enum Internal {
         /// thousand and when this many are reached.
         #[arg(long)]
         count_to: Option<u64>,
+        /// Be a probing subscriber whose benchmark's base instant is this
+        /// many Unix nanoseconds.
+        #[arg(long)]
+        probe_base: Option<u64>,
     },
     /// The bare tonic broadcast server on an ephemeral port.
     #[command(hide = true)]

@@ -20,7 +20,15 @@ async fn main() -> ExitCode {
             name,
             report,
             count_to,
-        }) => serve::node(&relay, &name, report, count_to).await,
+            probe_base,
+        }) => {
+            let output = chat_bench::member::Output {
+                report,
+                count_to,
+                probe_base,
+            };
+            serve::node(&relay, &name, output).await
+        }
         Some(Internal::TonicServer { log }) => serve::tonic_server(log).await,
         Some(Internal::TonicJoiner { addr, count_to }) => {
             serve::tonic_joiner(&addr, count_to).await

@@ -19,20 +19,30 @@ pub const METHOD: &str = "\
 
 - Every system's server side runs in processes of its own; the clients run in
   the benchmark process (one tokio runtime, 2 worker threads), so send and
-  receive times share one clock. Payloads are 100 bytes and carry their send
+  receive times share one clock (ours' member subscribers and G's late
+  joiners run in processes of their own; see below). Payloads are 100 bytes and carry their send
   time; latency is send to receive, at the subscriber. Runs alternate between
   the systems within each scenario, so they share the machine's conditions.
 - **ours** (A-C) is a relay plus member nodes `h0` (the host) and `h1` (its
   standby successor, which must hold every message before the host
   acknowledges or delivers it), each a process running the same library as
-  `chat-node` with a silent user; migration is off. Clients are full nodes
-  through the real client library (`chat_node::Node`: client plus dormant
-  server), except in C: there each subscriber is a *thin* client that speaks
-  the real protocol (relay registration with its key, the relay watch stream,
-  a signed Hello, `chat.v1.ChatService/Session`, resume after any move)
-  without a dormant server; the host does the same work per session either
-  way. Every member of ours (publisher, host, standby) also receives every
-  message; only the subscribers are counted.
+  `chat-node` with a silent user; migration is off. Publishers are full
+  nodes in the benchmark process (`chat_node::Node`: client plus dormant
+  server). Subscribers that are *members* are full nodes each in a process
+  of its own (the `node` subcommand), so each checks the signatures of what
+  it shows (by runs, before showing it) on its own CPU, not the benchmark's;
+  each tells the benchmark how many messages it has shown (every 5 ms, for
+  flow control) and, after the run, the latency of every message it showed
+  inside the measured window (against the benchmark's clock, whose base
+  instant it is given in Unix nanoseconds). In A all 10 subscribers are
+  members. Two cores cannot hold 100 verifying member processes, so B runs
+  10 of its 100 subscribers (5 of 20 in the quick plan) as members and the
+  others, like every subscriber of C, as *thin* clients: they speak the real
+  protocol (relay registration with its key, the relay watch stream, a
+  signed Hello, `chat.v1.ChatService/Session`, resume after any move)
+  without a dormant server and check no signatures; the host does the same
+  work per session either way. Every member of ours (publisher, host,
+  standby) also receives every message; only the subscribers are counted.
 - **bare tonic signed** (A-C, G) is bare tonic with the least that
   end-to-end signatures cost: the publisher signs every message exactly as a
   chat member does (the product's `Keypair::sign_message`, with its sender
@@ -58,7 +68,8 @@ pub const METHOD: &str = "\
   checked with Ed25519 by the host (once, before sequencing) and by every
   receiver. The cost of one check is timed on one thread with the product's
   own code, and set against the host's CPU per published message and the
-  client process's CPU per received message in the same run. The peers sign
+  clients' CPU (the benchmark process and, for ours, the member processes)
+  per received message in the same run. The peers sign
   nothing, so part of the gap to them is this price of not trusting the host.
 - **C memory** is the growth of the serving process's resident set (ours: the
   host) from before the subscribers connect to shortly after, divided by the

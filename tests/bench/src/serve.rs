@@ -59,9 +59,9 @@ pub async fn relay(
 }
 
 /// Runs a member node as a process of its own (see [`crate::member`]).
-pub async fn node(relay_uri: &str, name: &str, report: bool, count_to: Option<u64>) -> Result<()> {
+pub async fn node(relay_uri: &str, name: &str, output: crate::member::Output) -> Result<()> {
     init_logs();
-    crate::member::run(relay_uri, name, report, count_to).await
+    crate::member::run(relay_uri, name, output).await
 }
 
 /// Runs the bare tonic broadcast server on an ephemeral port (keeping a

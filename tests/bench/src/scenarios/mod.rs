@@ -22,7 +22,7 @@ pub mod timing;
 pub mod tracker;
 
 use crate::stats::Phase;
-use crate::systems::{Deployment, Subscription};
+use crate::systems::{Deployment, Receiver, Subscription};
 use crate::{BenchError, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 /// Sizes of A.
 #[derive(Debug, Clone, Copy)]
 pub struct FanoutSpec {
-    /// Subscribers.
+    /// Subscribers (for ours, member processes that check what they show).
     pub subs: usize,
     /// Time before measuring.
     pub warmup: Duration,
@@ -54,7 +54,11 @@ pub struct LoadSpec {
     pub warmup: Duration,
     /// Measured time.
     pub measure: Duration,
-    /// Ours only: thin subscribers instead of full nodes.
+    /// Ours only: subscribers that are member processes, checking what
+    /// they show on their own CPU (the first `members` of `subs`).
+    pub members: usize,
+    /// Ours only: thin subscribers instead of full nodes in this process
+    /// (besides the member processes).
     pub thin: bool,
     /// Ours only: fewer subscribers than the others, when `subs` would not
     /// join in reasonable time.
@@ -169,7 +173,8 @@ impl Plan {
             rate: 1000,
             warmup: secs(2.0),
             measure: secs(10.0),
-            thin: false,
+            members: 10,
+            thin: true,
             ours_subs: None,
             memory: false,
         },
@@ -179,6 +184,7 @@ impl Plan {
             rate: 100,
             warmup: secs(2.0),
             measure: secs(10.0),
+            members: 0,
             thin: true,
             ours_subs: None,
             memory: true,
@@ -235,7 +241,8 @@ impl Plan {
             rate: 1000,
             warmup: secs(0.3),
             measure: secs(1.0),
-            thin: false,
+            members: 5,
+            thin: true,
             ours_subs: None,
             memory: false,
         },
@@ -245,6 +252,7 @@ impl Plan {
             rate: 100,
             warmup: secs(0.3),
             measure: secs(1.0),
+            members: 0,
             thin: true,
             ours_subs: None,
             memory: true,
@@ -288,15 +296,23 @@ impl Plan {
     };
 }
 
-/// Attaches `n` subscribers, a few at a time, each ready when this returns.
+/// Attaches `n` subscribers, a few at a time, each ready when this
+/// returns: for ours, the first `members` member processes, the others
+/// thin subscribers if `thin`, full nodes in this process if not.
 pub async fn attach(
     dep: &Deployment,
     n: usize,
     phase: &Arc<Phase>,
+    members: usize,
     thin: bool,
 ) -> Result<Vec<Subscription>> {
+    let how = |i: usize| match () {
+        _ if i < members => Receiver::Member,
+        _ if thin => Receiver::Thin,
+        _ => Receiver::InProcess,
+    };
     futures_util::stream::iter(0..n)
-        .map(|i| dep.subscribe(i, phase, thin))
+        .map(|i| dep.subscribe(i, phase, how(i)))
         .buffered(16)
         .try_collect()
         .await

@@ -3,6 +3,7 @@
 
 pub mod nats;
 pub mod ours;
+pub mod ours_proc;
 pub mod ours_thin;
 pub mod redis_pubsub;
 pub mod tonic_bare;
@@ -91,10 +92,24 @@ pub struct Deployment {
     side: ServerSide,
 }
 
+/// What kind of subscriber ours attaches (the other systems have one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
+    /// A full node in this process.
+    InProcess,
+    /// A thin subscriber in this process ([`ours_thin`]).
+    Thin,
+    /// A full node in a process of its own ([`ours_proc`]): a member that
+    /// checks what it shows on its own CPU.
+    Member,
+}
+
 /// One attached subscriber.
 pub struct Subscription {
     /// Its delivery count, for publisher flow control.
     pub progress: Arc<Progress>,
+    /// Its process, when it runs in one of its own.
+    pub pid: Option<u32>,
     task: JoinHandle<Probe>,
     cancel: CancellationToken,
     node: Option<Node>,
@@ -214,20 +229,28 @@ impl Deployment {
         }
     }
 
-    /// Attaches subscriber number `index`, ready once this returns. For
-    /// ours, `thin` uses a thin subscriber instead of a full node.
+    /// Attaches subscriber number `index`, ready once this returns; for
+    /// ours, of the kind `how`.
     pub async fn subscribe(
         &self,
         index: usize,
         phase: &Arc<Phase>,
-        thin: bool,
+        how: Receiver,
     ) -> Result<Subscription> {
         let probe = Probe::new(phase.clone());
         let progress = probe.progress.clone();
         let cancel = CancellationToken::new();
         let c = cancel.clone();
+        let mut pid = None;
         let (task, node) = match &self.side {
-            ServerSide::Ours(cluster) if thin => {
+            ServerSide::Ours(cluster) if how == Receiver::Member => {
+                let name = format!("m-{index:04}");
+                let (p, task) =
+                    ours_proc::subscribe(&cluster.uri, &name, probe, phase.clone(), c).await?;
+                pid = Some(p);
+                (task, None)
+            }
+            ServerSide::Ours(cluster) if how == Receiver::Thin => {
                 let name = format!("t-{index:04}");
                 (
                     ours_thin::subscribe(&cluster.uri, &name, probe, c).await?,
@@ -250,6 +273,7 @@ impl Deployment {
         };
         Ok(Subscription {
             progress,
+            pid,
             task,
             cancel,
             node,
