@@ -36,6 +36,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// Longest a filling member may take to join.
+const JOIN_LIMIT: Duration = Duration::from_secs(60);
+
 /// What filling the history gave.
 struct Fill {
     /// Messages in the history.
@@ -44,6 +47,8 @@ struct Fill {
     seconds: f64,
     /// Messages the host refused.
     refused: u64,
+    /// Why publishing stopped before the end, if it did.
+    stopped: Option<String>,
 }
 
 /// What the late joiner did.
@@ -100,7 +105,15 @@ async fn ours(spec: CatchupSpec) -> Result<(Fill, Joined)> {
 async fn fill_ours(uri: &str, spec: CatchupSpec) -> Result<(Fill, Vec<ThinPublisher>)> {
     let senders = spec.senders.max(1);
     let publishers: Vec<ThinPublisher> = futures_util::stream::iter(0..senders)
-        .map(|i| async move { ThinPublisher::join(uri, &tonic_signed::sender_name(i)).await })
+        .map(|i| async move {
+            let name = tonic_signed::sender_name(i);
+            within(
+                JOIN_LIMIT,
+                &format!("{name} to join"),
+                ThinPublisher::join(uri, &name),
+            )
+            .await
+        })
         .buffered(8)
         .try_collect()
         .await?;
@@ -114,10 +127,11 @@ async fn fill_ours(uri: &str, spec: CatchupSpec) -> Result<(Fill, Vec<ThinPublis
             let share = share.min(spec.messages.saturating_sub(share * i as u64));
             tokio::spawn(async move {
                 for k in 0..share {
-                    if tokio::time::Instant::now() >= deadline {
+                    let sent =
+                        tokio::time::timeout_at(deadline, p.publish(payload::make(i as u32, k)));
+                    if !matches!(sent.await, Ok(Ok(()))) {
                         break;
                     }
-                    p.publish(payload::make(i as u32, k)).await?;
                 }
                 p.settle(Duration::from_secs(10)).await;
                 Ok::<_, BenchError>(p)
@@ -136,6 +150,7 @@ async fn fill_ours(uri: &str, spec: CatchupSpec) -> Result<(Fill, Vec<ThinPublis
         messages: sum(|p| p.acked.load(Ordering::Relaxed)),
         seconds: start.elapsed().as_secs_f64(),
         refused: sum(|p| p.refused.load(Ordering::Relaxed)),
+        stopped: publishers.iter().find_map(ThinPublisher::ended),
     };
     Ok((fill, publishers))
 }
@@ -177,6 +192,7 @@ async fn fill_tonic(addr: &str, spec: CatchupSpec) -> Result<Fill> {
         messages: spec.messages,
         seconds: start.elapsed().as_secs_f64(),
         refused: 0,
+        stopped: None,
     })
 }
 
@@ -282,6 +298,9 @@ fn row(kind: SystemKind, spec: CatchupSpec, fill: &Fill, joined: &Joined) -> Row
             spec.messages,
             spec.fill_limit.as_secs_f64()
         );
+    }
+    if let Some(why) = &fill.stopped {
+        row.result += &format!("; publishing stopped early: {why}");
     }
     if fill.refused > 0 {
         row.result += &format!("; the host refused {} messages", fill.refused);

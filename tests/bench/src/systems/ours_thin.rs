@@ -280,6 +280,7 @@ pub struct ThinPublisher {
     pub acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Messages refused.
     pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ended: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -294,20 +295,32 @@ impl ThinPublisher {
         let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (w, a, r) = (window.clone(), acked.clone(), refused.clone());
+        let ended = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let e = ended.clone();
         let reader = tokio::spawn(async move {
-            while let Ok(Some(frame)) = inbound.message().await {
-                match frame.frame {
-                    Some(server_frame::Frame::Ack(_)) => {
-                        a.fetch_add(1, Ordering::Relaxed);
-                        w.add_permits(1);
-                    }
-                    Some(server_frame::Frame::Rejected(_)) => {
-                        r.fetch_add(1, Ordering::Relaxed);
-                        w.add_permits(1);
-                    }
-                    _ => {}
+            let why = loop {
+                match inbound.message().await {
+                    Ok(Some(frame)) => match frame.frame {
+                        Some(server_frame::Frame::Ack(_)) => {
+                            a.fetch_add(1, Ordering::Relaxed);
+                            w.add_permits(1);
+                        }
+                        Some(server_frame::Frame::Rejected(_)) => {
+                            r.fetch_add(1, Ordering::Relaxed);
+                            w.add_permits(1);
+                        }
+                        Some(server_frame::Frame::Migrate(_)) => {
+                            break "the host moved".to_string()
+                        }
+                        _ => {}
+                    },
+                    Ok(None) => break "the host ended the session".to_string(),
+                    Err(status) => break format!("the session broke: {status}"),
                 }
-            }
+            };
+            // It does not follow the host: it stops publishing.
+            *e.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            w.close();
         });
         let watching =
             tokio::spawn(async move { while let Ok(Some(_)) = watch.message().await {} });
@@ -320,13 +333,27 @@ impl ThinPublisher {
             window,
             acked,
             refused,
+            ended,
             tasks: vec![reader, watching],
         })
     }
 
+    /// Why its session ended, if it did (it then publishes no more).
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Signs and sends `text` once the window allows.
     pub async fn publish(&mut self, text: String) -> Result<()> {
-        let closed = || BenchError::Setup(format!("{}: session closed", self.name));
+        let ended = self.ended.clone();
+        let name = self.name.clone();
+        let closed = move || {
+            let why = ended.lock().map(|w| w.clone()).ok().flatten();
+            BenchError::Setup(format!(
+                "{name}: session ended: {}",
+                why.unwrap_or_default()
+            ))
+        };
         self.window.acquire().await.map_err(|_| closed())?.forget();
         self.seq += 1;
         let mut msg = chat_proto::pb::chat::SendMessage {
@@ -347,7 +374,7 @@ impl ThinPublisher {
     }
 
     /// Waits (at most `limit`) until every message is acknowledged or
-    /// refused.
+    /// refused, or the session ended.
     pub async fn settle(&self, limit: Duration) {
         let all = THIN_PUBLISH_WINDOW as u32;
         if let Ok(Ok(permits)) = tokio::time::timeout(limit, self.window.acquire_many(all)).await {
