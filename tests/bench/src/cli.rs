@@ -37,8 +37,8 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F,G")]
     pub scenarios: Vec<ScenarioId>,
 
-    /// Systems to run (D, E and F apply to ours only, G to ours and bare
-    /// tonic signed).
+    /// Systems to run (D, E and F apply to ours only; bare tonic signed
+    /// runs in A, B and G, the only peer in G).
     #[arg(
         long,
         value_delimiter = ',',
