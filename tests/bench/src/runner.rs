@@ -112,7 +112,9 @@ pub const METHOD: &str = "\
   their sessions too), then a fresh full member (the `node` subcommand) joins
   and shows the whole log, each message checked by its client before it is
   shown. If the fill limit (240 s full, 30 s quick) ends the fill first, N is
-  what was filled, and the row says so. Bare tonic signed: the bare tonic
+  what was filled, and the row says so; the filling members do not follow a
+  host that moves (on a loaded machine the host's lease can lapse under the
+  fill), so a move ends the fill too, and the row says that. Bare tonic signed: the bare tonic
   server keeping every frame; this process signs N messages of 100 senders
   in turn and sends them to it, then a late joiner process receives the
   whole log and checks it by runs as above. The time runs from the joiner's

@@ -292,15 +292,21 @@ fn row(kind: SystemKind, spec: CatchupSpec, fill: &Fill, joined: &Joined) -> Row
         joined.cpu_s * 1e6 / n.max(1) as f64,
         fill_rate / 1e3
     );
-    if n < spec.messages {
-        row.result += &format!(
-            " (only {n} of {} filled within {:.0} s)",
-            spec.messages,
-            spec.fill_limit.as_secs_f64()
-        );
-    }
-    if let Some(why) = &fill.stopped {
-        row.result += &format!("; publishing stopped early: {why}");
+    match (&fill.stopped, n < spec.messages) {
+        (Some(why), _) => {
+            row.result += &format!(
+                " (only {n} of {} filled: publishing stopped after {:.0} s, {why})",
+                spec.messages, fill.seconds
+            )
+        }
+        (None, true) => {
+            row.result += &format!(
+                " (only {n} of {} filled within {:.0} s)",
+                spec.messages,
+                spec.fill_limit.as_secs_f64()
+            )
+        }
+        (None, false) => {}
     }
     if fill.refused > 0 {
         row.result += &format!("; the host refused {} messages", fill.refused);
