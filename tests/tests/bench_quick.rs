@@ -45,7 +45,7 @@ fn quick_benchmark_completes_and_migrations_lose_nothing() {
     let text = std::fs::read_to_string(out.join("results.json")).expect("results.json");
     let results: Value = serde_json::from_str(&text).expect("results.json is JSON");
     let rows = results["rows"].as_array().expect("rows");
-    for scenario in ["A", "B", "C", "D", "E", "F"] {
+    for scenario in ["A", "B", "C", "D", "E", "F", "G"] {
         assert!(
             rows.iter().any(|r| r["scenario"] == scenario
                 && r["system"] == "ours"
@@ -53,6 +53,18 @@ fn quick_benchmark_completes_and_migrations_lose_nothing() {
             "scenario {scenario} has no result for ours"
         );
     }
+    for scenario in ["A", "B", "G"] {
+        assert!(
+            rows.iter()
+                .any(|r| r["scenario"] == scenario && r["system"] == "tonic-signed"),
+            "scenario {scenario} has no row for bare tonic signed"
+        );
+    }
+    let g = rows
+        .iter()
+        .find(|r| r["scenario"] == "G" && r["system"] == "ours")
+        .expect("row G");
+    assert!(metric(g, "messages") > 0.0, "no history in G: {g}");
     let d = rows
         .iter()
         .find(|r| r["scenario"] == "D" && r["system"] == "ours")

@@ -34,11 +34,16 @@ pub struct RunArgs {
     pub out: PathBuf,
 
     /// Scenarios to run.
-    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F")]
+    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F,G")]
     pub scenarios: Vec<ScenarioId>,
 
-    /// Systems to run (D, E and F apply to ours only).
-    #[arg(long, value_delimiter = ',', default_value = "ours,tonic,nats,redis")]
+    /// Systems to run (D, E and F apply to ours only; bare tonic signed
+    /// runs in A, B and G, the only peer in G).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ours,tonic,tonic-signed,nats,redis"
+    )]
     pub systems: Vec<SystemKind>,
 
     /// Fail when nats-server or redis-server is missing instead of skipping
@@ -102,8 +107,32 @@ pub enum Internal {
         /// Print what the client sees, one line per event.
         #[arg(long)]
         report: bool,
+        /// Print only how many chat messages were shown so far, every few
+        /// thousand and when this many are reached.
+        #[arg(long)]
+        count_to: Option<u64>,
+        /// Be a probing subscriber whose benchmark's base instant is this
+        /// many Unix nanoseconds.
+        #[arg(long)]
+        probe_base: Option<u64>,
     },
     /// The bare tonic broadcast server on an ephemeral port.
     #[command(hide = true)]
-    TonicServer,
+    TonicServer {
+        /// Keep every frame and replay them to sessions that ask.
+        #[arg(long)]
+        log: bool,
+    },
+    /// A late joiner of the signed bare tonic server: receives its log,
+    /// checks every message, and prints how many it checked, like
+    /// `node --count-to`.
+    #[command(hide = true)]
+    TonicJoiner {
+        /// The server's address, `host:port`.
+        #[arg(long)]
+        addr: String,
+        /// Messages to expect.
+        #[arg(long)]
+        count_to: u64,
+    },
 }

@@ -1,11 +1,14 @@
 //! chat-bench: throughput, latency, migration pause, crash failover and
 //! memory of the migrating chat, measured side by side with a bare tonic
-//! broadcast server (the ceiling for our stack), NATS and Redis pub/sub.
+//! broadcast server (the ceiling for our stack), the same with end-to-end
+//! signatures (the least any signed system pays), NATS and Redis pub/sub.
 //!
 //! Every system runs its server side in processes of its own (so their CPU
 //! and memory can be read from `/proc`), and its clients in this process
-//! (so send and receive times share one clock). It reports; it asserts
-//! nothing about timings.
+//! (so send and receive times share one clock), except ours' verifying
+//! members and G's late joiners, which run in processes of their own and
+//! measure against this process's clock. It reports; it asserts nothing
+//! about timings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

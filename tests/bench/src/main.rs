@@ -19,8 +19,20 @@ async fn main() -> ExitCode {
             relay,
             name,
             report,
-        }) => serve::node(&relay, &name, report).await,
-        Some(Internal::TonicServer) => serve::tonic_server().await,
+            count_to,
+            probe_base,
+        }) => {
+            let output = chat_bench::member::Output {
+                report,
+                count_to,
+                probe_base,
+            };
+            serve::node(&relay, &name, output).await
+        }
+        Some(Internal::TonicServer { log }) => serve::tonic_server(log).await,
+        Some(Internal::TonicJoiner { addr, count_to }) => {
+            serve::tonic_joiner(&addr, count_to).await
+        }
         None => runner::run(cli.run).await,
     };
     match result {

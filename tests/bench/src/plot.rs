@@ -10,11 +10,12 @@ use plotters::style::FontStyle;
 use std::path::{Path, PathBuf};
 
 const SIZE: (u32, u32) = (960, 560);
-const COLORS: [RGBColor; 4] = [
+const COLORS: [RGBColor; 5] = [
     RGBColor(214, 39, 40),
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
 ];
 
 fn pe(e: impl std::fmt::Display) -> BenchError {

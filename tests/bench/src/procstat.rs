@@ -40,13 +40,22 @@ pub fn cpu_ticks_all(pids: &[u32]) -> io::Result<u64> {
 
 /// Resident set size of `pid`, in bytes.
 pub fn rss_bytes(pid: u32) -> io::Result<u64> {
+    status_kb(pid, "VmRSS:").map(|kb| kb * 1024)
+}
+
+/// Peak resident set size of `pid` so far, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> io::Result<u64> {
+    status_kb(pid, "VmHWM:").map(|kb| kb * 1024)
+}
+
+/// A field in kB of `/proc/<pid>/status`.
+fn status_kb(pid: u32, field: &str) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .ok_or_else(|| io::Error::other("no VmRSS in /proc status"))
+        .ok_or_else(|| io::Error::other(format!("no {field} in /proc status")))
 }
 
 /// The 1-minute load average, for the record.
@@ -67,6 +76,7 @@ mod tests {
     fn reads_this_process() {
         let me = std::process::id();
         assert!(rss_bytes(me).expect("rss") > 0);
+        assert!(peak_rss_bytes(me).expect("peak") >= rss_bytes(me).expect("rss") / 2);
         cpu_ticks(me).expect("cpu");
         assert!(ticks_per_second() > 0);
     }

@@ -29,6 +29,9 @@ pub enum ScenarioId {
     /// What a room costs at the relay.
     #[value(name = "F", alias = "f")]
     F,
+    /// A late joiner's catch-up.
+    #[value(name = "G", alias = "g")]
+    G,
 }
 
 impl ScenarioId {
@@ -41,6 +44,7 @@ impl ScenarioId {
             ScenarioId::D => "D migration pause",
             ScenarioId::E => "E crash failover",
             ScenarioId::F => "F cost of a room (relay)",
+            ScenarioId::G => "G catch-up",
         }
     }
 }
@@ -167,6 +171,10 @@ pub fn judge(rows: &mut [Row]) {
                 (row.target, row.verdict) = judge_rooms(row);
                 continue;
             }
+            ScenarioId::G => {
+                (row.target, row.verdict) = judge_catchup(row, &peer);
+                continue;
+            }
         };
         (row.target, row.verdict) =
             target_verdict(row.system == SystemKind::Ours, target, met, detail);
@@ -182,14 +190,16 @@ type Judged = (&'static str, bool, String);
 fn judge_fanout(row: &Row, peer: &Peer) -> Judged {
     let m = "delivered_per_s";
     let vs_tonic = ratio(row.get(m), peer(SystemKind::Tonic, m));
+    let vs_signed = ratio(row.get(m), peer(SystemKind::TonicSigned, m));
     let vs_nats = ratio(row.get(m), peer(SystemKind::Nats, m));
     let vs_redis = ratio(row.get(m), peer(SystemKind::Redis, m));
     let met = vs_tonic.is_some_and(|r| r >= 0.8)
         && vs_nats.is_none_or(|r| r > 1.0)
         && vs_redis.is_none_or(|r| r > 1.0);
     let verdict = format!(
-        "{} bare tonic, {} NATS, {} Redis",
+        "{} bare tonic, {} bare tonic signed, {} NATS, {} Redis",
         times(vs_tonic),
+        times(vs_signed),
         times(vs_nats),
         times(vs_redis)
     );
@@ -199,7 +209,12 @@ fn judge_fanout(row: &Row, peer: &Peer) -> Judged {
 /// B against bare tonic's p99; C against the memory target.
 fn judge_load(row: &Row, peer: &Peer) -> Judged {
     let vs_tonic = ratio(row.get("p99_ms"), peer(SystemKind::Tonic, "p99_ms"));
-    let mut verdict = format!("p99 {} bare tonic", times(vs_tonic));
+    let vs_signed = ratio(row.get("p99_ms"), peer(SystemKind::TonicSigned, "p99_ms"));
+    let mut verdict = format!(
+        "p99 {} bare tonic, {} bare tonic signed",
+        times(vs_tonic),
+        times(vs_signed)
+    );
     let (subs, tonic_subs) = (row.get("subs"), peer(SystemKind::Tonic, "subs"));
     if let (Some(a), Some(b)) = (subs, tonic_subs) {
         if a != b {
@@ -252,6 +267,28 @@ fn judge_rooms(row: &Row) -> (String, String) {
         row.get("moves_per_s").unwrap_or(f64::NAN)
     );
     ("(none: measured)".into(), verdict)
+}
+
+/// G has no target: it sets ours' catch-up beside bare tonic signed's.
+fn judge_catchup(row: &Row, peer: &Peer) -> (String, String) {
+    let target = "(none: measured)".to_string();
+    if row.system != SystemKind::Ours {
+        return (target, "(reference)".into());
+    }
+    let rate = ratio(
+        row.get("catchup_per_s"),
+        peer(SystemKind::TonicSigned, "catchup_per_s"),
+    );
+    let memory = ratio(
+        row.get("joiner_peak_rss_mb"),
+        peer(SystemKind::TonicSigned, "joiner_peak_rss_mb"),
+    );
+    let verdict = format!(
+        "{} bare tonic signed's rate, {} its peak memory",
+        times(rate),
+        times(memory)
+    );
+    (target, verdict)
 }
 
 fn target_verdict(ours: bool, target: &str, met: bool, detail: String) -> (String, String) {
@@ -329,6 +366,7 @@ mod tests {
         let mut rows = vec![
             row(ScenarioId::A, SystemKind::Ours, &[(m, 900.0)]),
             row(ScenarioId::A, SystemKind::Tonic, &[(m, 1000.0)]),
+            row(ScenarioId::A, SystemKind::TonicSigned, &[(m, 600.0)]),
             row(ScenarioId::A, SystemKind::Nats, &[(m, 750.0)]),
             row(
                 ScenarioId::B,
@@ -371,15 +409,25 @@ mod tests {
             [
                 (
                     ">= 0.8x bare tonic, ahead of NATS and Redis",
-                    "MET: 0.90x bare tonic, 1.20x NATS, n/a Redis"
+                    "MET: 0.90x bare tonic, 1.50x bare tonic signed, 1.20x NATS, n/a Redis"
                 ),
-                ("(reference)", "1.00x bare tonic, 1.33x NATS, n/a Redis"),
-                ("(reference)", "0.75x bare tonic, 1.00x NATS, n/a Redis"),
+                (
+                    "(reference)",
+                    "1.00x bare tonic, 1.67x bare tonic signed, 1.33x NATS, n/a Redis"
+                ),
+                (
+                    "(reference)",
+                    "0.60x bare tonic, 1.00x bare tonic signed, 0.80x NATS, n/a Redis"
+                ),
+                (
+                    "(reference)",
+                    "0.75x bare tonic, 1.25x bare tonic signed, 1.00x NATS, n/a Redis"
+                ),
                 (
                     "p99 <= 1.2x bare tonic",
-                    "BEHIND: p99 1.50x bare tonic (with 20 vs 10 subscribers)"
+                    "BEHIND: p99 1.50x bare tonic, n/a bare tonic signed (with 20 vs 10 subscribers)"
                 ),
-                ("(reference)", "p99 1.00x bare tonic"),
+                ("(reference)", "p99 1.00x bare tonic, n/a bare tonic signed"),
                 (
                     "p99 pause < 50 ms, lost = dup = 0",
                     "MET: p99 pause 12.5 ms, lost 0, dup 0"

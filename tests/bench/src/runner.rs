@@ -4,7 +4,7 @@
 use crate::children::find_program;
 use crate::cli::RunArgs;
 use crate::report::{self, Results, Row, ScenarioId, Series};
-use crate::scenarios::{failover, fanout, load, migration, rooms, Plan};
+use crate::scenarios::{catchup, failover, fanout, load, migration, rooms, Plan};
 use crate::signatures::SignatureCost;
 use crate::systems::SystemKind;
 use crate::{plot, procstat, signatures, BenchError, Result};
@@ -19,20 +19,42 @@ pub const METHOD: &str = "\
 
 - Every system's server side runs in processes of its own; the clients run in
   the benchmark process (one tokio runtime, 2 worker threads), so send and
-  receive times share one clock. Payloads are 100 bytes and carry their send
+  receive times share one clock (ours' member subscribers and G's late
+  joiners run in processes of their own; see below). Payloads are 100 bytes and carry their send
   time; latency is send to receive, at the subscriber. Runs alternate between
   the systems within each scenario, so they share the machine's conditions.
 - **ours** (A-C) is a relay plus member nodes `h0` (the host) and `h1` (its
   standby successor, which must hold every message before the host
   acknowledges or delivers it), each a process running the same library as
-  `chat-node` with a silent user; migration is off. Clients are full nodes
-  through the real client library (`chat_node::Node`: client plus dormant
-  server), except in C: there each subscriber is a *thin* client that speaks
-  the real protocol (relay registration with its key, the relay watch stream,
-  a signed Hello, `chat.v1.ChatService/Session`, resume after any move)
-  without a dormant server; the host does the same work per session either
-  way. Every member of ours (publisher, host, standby) also receives every
-  message; only the subscribers are counted.
+  `chat-node` with a silent user; migration is off. Publishers are full
+  nodes in the benchmark process (`chat_node::Node`: client plus dormant
+  server). Subscribers that are *members* are full nodes each in a process
+  of its own (the `node` subcommand), so each checks the signatures of what
+  it shows (by runs, before showing it) on its own CPU, not the benchmark's;
+  each tells the benchmark how many messages it has shown (every 5 ms, for
+  flow control) and, after the run, the latency of every message it showed
+  inside the measured window (against the benchmark's clock, whose base
+  instant it is given in Unix nanoseconds). In A all 10 subscribers are
+  members. Two cores cannot hold 100 verifying member processes, so B runs
+  10 of its 100 subscribers (5 of 20 in the quick plan) as members and the
+  others, like every subscriber of C, as *thin* clients: they speak the real
+  protocol (relay registration with its key, the relay watch stream, a
+  signed Hello, `chat.v1.ChatService/Session`, resume after any move)
+  without a dormant server and check no signatures; the host does the same
+  work per session either way. Every member of ours (publisher, host,
+  standby) also receives every message; only the subscribers are counted.
+- **bare tonic signed** (A, B, G; in C its server would be bare tonic's) is
+  bare tonic with the least that end-to-end signatures cost: the publisher signs every message exactly as a
+  chat member does (the product's `Keypair::sign_message`, with its sender
+  chain: `chain_seq`, and `chain_prev` the digest of its previous message),
+  and every subscriber checks every message before counting it, in batches
+  of what has already arrived (at most 512), with the product's check by
+  runs (`chat_proto::runs::check`: one Ed25519 signature per run of a
+  sender's linked messages, the runs of several senders in one batch
+  verification, one SHA-256 per message). The subscribers know the
+  publishers' keys out of band (derived from the publisher's number), as a
+  member knows them from the relay's name certificates. Plain bare tonic
+  stays beside it, unsigned.
 - **Server CPU per message** sums every server-side process (for ours: relay,
   host and standby; `host_cpu_us_per_msg` in results.json is the host alone)
   over the measured window, divided by the messages the counted subscribers
@@ -46,7 +68,8 @@ pub const METHOD: &str = "\
   checked with Ed25519 by the host (once, before sequencing) and by every
   receiver. The cost of one check is timed on one thread with the product's
   own code, and set against the host's CPU per published message and the
-  client process's CPU per received message in the same run. The peers sign
+  clients' CPU (the benchmark process and, for ours, the member processes)
+  per received message in the same run. The peers sign
   nothing, so part of the gap to them is this price of not trusting the host.
 - **C memory** is the growth of the serving process's resident set (ours: the
   host) from before the subscribers connect to shortly after, divided by the
@@ -80,6 +103,24 @@ pub const METHOD: &str = "\
   host at its epoch, to the room's other member hosting fewest rooms) move
   hosts for the measured time: moves/s, their latency at the caller, and
   calls the relay refused (FAILED_PRECONDITION) apart.
+- **G** times a late joiner's catch-up: a history of N messages (1,000,000
+  in the full plan, 20,000 in the quick one) from 100 senders, each with
+  its own key and chain, received and checked by one new member, a process
+  of its own. Ours: relay, host `h0` and standby `h1`; 100 thin members,
+  each in its own session, fill the room's log concurrently (each at most 32
+  messages unacknowledged; the host delivers every new message to all of
+  their sessions too), then a fresh full member (the `node` subcommand) joins
+  and shows the whole log, each message checked by its client before it is
+  shown. If the fill limit (240 s full, 30 s quick) ends the fill first, N is
+  what was filled, and the row says so; the filling members do not follow a
+  host that moves (on a loaded machine the host's lease can lapse under the
+  fill), so a move ends the fill too, and the row says that. Bare tonic signed: the bare tonic
+  server keeping every frame; this process signs N messages of 100 senders
+  in turn and sends them to it, then a late joiner process receives the
+  whole log and checks it by runs as above. The time runs from the joiner's
+  spawn (process start, connection, for ours relay registration and a signed
+  Hello) until it has shown the N-th message; peak memory is its VmHWM then,
+  and its CPU time is over the same span.
 ";
 
 /// Whether a peer's server program can be found.
@@ -118,6 +159,7 @@ async fn one(
         ScenarioId::E if run == 0 => failover::run(plan.failover, series).await,
         ScenarioId::E => failover::run(plan.failover_pair, series).await,
         ScenarioId::F => rooms::run(plan.rooms).await,
+        ScenarioId::G => catchup::run(kind, plan.catchup).await,
     };
     result.map_err(|e| Row::skipped(scenario, kind, format!("failed: {e}")))
 }
@@ -241,9 +283,13 @@ async fn run_scenarios(
     let mut failures = 0;
     for &scenario in scenarios {
         let peers_apply = matches!(scenario, ScenarioId::A | ScenarioId::B | ScenarioId::C);
-        let kinds = systems
-            .iter()
-            .filter(|&&k| peers_apply || k == SystemKind::Ours);
+        // Bare tonic signed in C would repeat bare tonic's server memory.
+        let signed_applies = matches!(scenario, ScenarioId::A | ScenarioId::B | ScenarioId::G);
+        let kinds = systems.iter().filter(|&&k| match k {
+            SystemKind::Ours => true,
+            SystemKind::TonicSigned => signed_applies,
+            _ => peers_apply,
+        });
         for (&kind, run) in kinds.flat_map(|k| (0..runs_of(scenario)).map(move |r| (k, r))) {
             eprintln!("chat-bench: {} / {} ...", scenario.title(), kind.label());
             let started = std::time::Instant::now();

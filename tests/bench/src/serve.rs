@@ -59,14 +59,27 @@ pub async fn relay(
 }
 
 /// Runs a member node as a process of its own (see [`crate::member`]).
-pub async fn node(relay_uri: &str, name: &str, report: bool) -> Result<()> {
+pub async fn node(relay_uri: &str, name: &str, output: crate::member::Output) -> Result<()> {
     init_logs();
-    crate::member::run(relay_uri, name, report).await
+    crate::member::run(relay_uri, name, output).await
 }
 
-/// Runs the bare tonic broadcast server on an ephemeral port.
-pub async fn tonic_server() -> Result<()> {
+/// Runs the bare tonic broadcast server on an ephemeral port (keeping a
+/// log to replay with `log`).
+pub async fn tonic_server(log: bool) -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     ready(listener.local_addr()?);
-    tonic_bare::serve(listener, stdin_closed()).await
+    tonic_bare::serve(listener, stdin_closed(), log).await
+}
+
+/// Runs a late joiner of the signed bare tonic server (see
+/// [`crate::scenarios::catchup`]) until stdin closes.
+pub async fn tonic_joiner(addr: &str, count_to: u64) -> Result<()> {
+    ready("-");
+    tokio::select! {
+        r = crate::scenarios::catchup::tonic_joiner(addr, count_to) => r?,
+        _ = stdin_closed() => return Ok(()),
+    }
+    stdin_closed().await;
+    Ok(())
 }

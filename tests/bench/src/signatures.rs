@@ -51,8 +51,9 @@ pub fn measure(budget: Duration) -> crate::Result<SignatureCost> {
 /// Sets the signature cost beside scenario A's figures for ours: the host
 /// checks each message once (`host_cpu_us_per_msg` times the subscribers is
 /// its CPU per published message) and each receiver checks every message
-/// it receives (`client_cpu_us_per_msg` is the benchmark process's CPU per
-/// delivered message, nearly all of it receiving).
+/// it receives (`client_cpu_us_per_msg` is the clients' CPU per delivered
+/// message: the benchmark process and ours' member processes, nearly all
+/// of it receiving).
 pub fn annotate(row: &mut crate::report::Row, cost: SignatureCost) {
     row.set("sign_us", cost.sign_us);
     row.set("verify_us", cost.verify_us);

@@ -7,9 +7,14 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// Phase of a run, shared by every subscriber: only what arrives while
-/// measuring counts.
+/// measuring counts. The window's bounds are kept too (in [`now_ns`]
+/// time), for subscribers in other processes, which are told them after.
 #[derive(Debug, Default)]
-pub struct Phase(AtomicU8);
+pub struct Phase {
+    state: AtomicU8,
+    start_ns: AtomicU64,
+    end_ns: AtomicU64,
+}
 
 impl Phase {
     // 0, the default, is the warm-up.
@@ -18,19 +23,33 @@ impl Phase {
 
     /// Starts the measured window.
     pub fn measure(&self) {
-        self.0.store(Self::MEASURE, Ordering::Release);
+        self.start_ns.store(now_ns(), Ordering::Release);
+        self.state.store(Self::MEASURE, Ordering::Release);
     }
     /// Ends the measured window.
     pub fn finish(&self) {
-        self.0.store(Self::DONE, Ordering::Release);
+        self.end_ns.store(now_ns(), Ordering::Release);
+        self.state.store(Self::DONE, Ordering::Release);
     }
     /// Whether the window is open.
     pub fn measuring(&self) -> bool {
-        self.0.load(Ordering::Acquire) == Self::MEASURE
+        self.state.load(Ordering::Acquire) == Self::MEASURE
     }
     /// Whether the window has closed.
     pub fn done(&self) -> bool {
-        self.0.load(Ordering::Acquire) == Self::DONE
+        self.state.load(Ordering::Acquire) == Self::DONE
+    }
+    /// The window's bounds in [`now_ns`] time (`(0, 0)` before it opened,
+    /// an open end while it is open).
+    pub fn window_ns(&self) -> (u64, u64) {
+        match self.state.load(Ordering::Acquire) {
+            Self::MEASURE => (self.start_ns.load(Ordering::Acquire), u64::MAX),
+            Self::DONE => (
+                self.start_ns.load(Ordering::Acquire),
+                self.end_ns.load(Ordering::Acquire),
+            ),
+            _ => (0, 0),
+        }
     }
 }
 
@@ -49,6 +68,11 @@ impl Progress {
     /// Deliveries counted so far.
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+    /// Sets the count (deliveries counted elsewhere) and wakes a waiter.
+    pub fn set(&self, n: u64) {
+        self.received.fetch_max(n, Ordering::Relaxed);
+        self.notify.notify_one();
     }
     fn bump(&self) {
         let n = self.received.fetch_add(1, Ordering::Relaxed) + 1;

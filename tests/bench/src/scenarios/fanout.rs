@@ -52,8 +52,8 @@ pub async fn run(kind: SystemKind, spec: FanoutSpec) -> Result<Row> {
     outcome
 }
 
-/// CPU ticks so far: every server process, the host alone, and this
-/// (the clients') process.
+/// CPU ticks so far: every server process, the host alone, and the
+/// clients' processes (this one, and ours' member processes).
 #[derive(Debug, Clone, Copy)]
 struct Cpu {
     servers: u64,
@@ -62,11 +62,11 @@ struct Cpu {
 }
 
 impl Cpu {
-    fn read(dep: &Deployment, pids: &[u32]) -> Result<Self> {
+    fn read(dep: &Deployment, pids: &[u32], clients: &[u32]) -> Result<Self> {
         Ok(Self {
             servers: procstat::cpu_ticks_all(pids)?,
             host: procstat::cpu_ticks(dep.main_pid())?,
-            clients: procstat::cpu_ticks(std::process::id())?,
+            clients: procstat::cpu_ticks_all(clients)?,
         })
     }
 
@@ -82,7 +82,11 @@ impl Cpu {
 
 async fn measure(dep: &Deployment, spec: FanoutSpec) -> Result<Row> {
     let phase = Arc::new(Phase::default());
-    let subs = attach(dep, spec.subs, &phase, false).await?;
+    // Ours' subscribers are all member processes.
+    let subs = attach(dep, spec.subs, &phase, spec.subs, false).await?;
+    let clients: Vec<u32> = std::iter::once(std::process::id())
+        .chain(subs.iter().filter_map(|s| s.pid))
+        .collect();
     let progress = subs.iter().map(|s| s.progress.clone()).collect();
     let publisher = dep.publisher(0).await?;
     let stop = CancellationToken::new();
@@ -90,13 +94,13 @@ async fn measure(dep: &Deployment, spec: FanoutSpec) -> Result<Row> {
 
     tokio::time::sleep(spec.warmup).await;
     let pids = dep.pids();
-    let cpu0 = Cpu::read(dep, &pids)?;
+    let cpu0 = Cpu::read(dep, &pids, &clients)?;
     let start = Instant::now();
     phase.measure();
     tokio::time::sleep(spec.measure).await;
     phase.finish();
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = Cpu::read(dep, &pids)?.since(cpu0);
+    let cpu = Cpu::read(dep, &pids, &clients)?.since(cpu0);
     stop.cancel();
     let sent = join_publisher(publishing).await??;
     let probes = finish_all(subs).await;

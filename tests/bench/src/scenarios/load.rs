@@ -91,7 +91,7 @@ async fn measure(
     let (epoch_before, _) = dep.serving().await?;
     let phase = Arc::new(Phase::default());
     let attach_start = std::time::Instant::now();
-    let subs = attach(dep, spec.subs, &phase, thin).await?;
+    let subs = attach(dep, spec.subs, &phase, spec.members, thin).await?;
     let attach_s = attach_start.elapsed().as_secs_f64();
     // Let the server settle (as long as the warm-up) before reading memory.
     tokio::time::sleep(spec.warmup).await;
@@ -108,14 +108,20 @@ async fn measure(
     let key = format!("{scenario:?}/{}", dep.kind.label());
     series.latency_curves.insert(key, percentile_curve(&lat));
 
-    let kind = if thin { "thin subs" } else { "subs" };
+    let subs_said = match (spec.members, thin) {
+        (0, true) => format!("{} thin subs", spec.subs),
+        (0, false) => format!("{} subs", spec.subs),
+        (m, true) => format!(
+            "{} subs ({m} member processes, {} thin)",
+            spec.subs,
+            spec.subs.saturating_sub(m)
+        ),
+        (m, false) => format!("{} subs ({m} member processes)", spec.subs),
+    };
     let mut row = Row::new(
         scenario,
         dep.kind,
-        format!(
-            "{} {kind}, {} pubs, {} msg/s",
-            spec.subs, spec.pubs, spec.rate
-        ),
+        format!("{subs_said}, {} pubs, {} msg/s", spec.pubs, spec.rate),
     );
     set_delivery(&mut row, &spec, &summary, &delivery, cpu_ticks);
     row.set("attach_s", attach_s);
@@ -126,15 +132,17 @@ async fn measure(
     Ok(row)
 }
 
-/// The sizes for `kind` (ours may run fewer subscribers), and whether its
-/// subscribers are thin.
+/// The sizes for `kind` (ours may run fewer subscribers, and only ours has
+/// member processes), and whether its subscribers are thin.
 fn sized_for(kind: SystemKind, spec: LoadSpec) -> (LoadSpec, bool) {
-    let thin = spec.thin && kind == SystemKind::Ours;
+    let ours = kind == SystemKind::Ours;
+    let thin = spec.thin && ours;
     let spec = match spec.ours_subs {
-        Some(n) if kind == SystemKind::Ours => LoadSpec { subs: n, ..spec },
+        Some(n) if ours => LoadSpec { subs: n, ..spec },
         _ => spec,
     };
-    (spec, thin)
+    let members = if ours { spec.members.min(spec.subs) } else { 0 };
+    (LoadSpec { members, ..spec }, thin)
 }
 
 /// Adds to the result what went wrong beside the numbers: host changes

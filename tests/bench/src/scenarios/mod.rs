@@ -6,7 +6,10 @@
 //! - E, crash failover: [`failover`] (ours only), in a crowd and in a
 //!   two-member room
 //! - F, what a room costs at the relay: [`rooms`] (ours only)
+//! - G, catch-up of a late joiner: [`catchup`] (ours and bare tonic
+//!   signed)
 
+pub mod catchup;
 pub mod failover;
 pub mod fanout;
 pub mod load;
@@ -19,7 +22,7 @@ pub mod timing;
 pub mod tracker;
 
 use crate::stats::Phase;
-use crate::systems::{Deployment, Subscription};
+use crate::systems::{Deployment, Receiver, Subscription};
 use crate::{BenchError, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use tokio::task::JoinHandle;
 /// Sizes of A.
 #[derive(Debug, Clone, Copy)]
 pub struct FanoutSpec {
-    /// Subscribers.
+    /// Subscribers (for ours, member processes that check what they show).
     pub subs: usize,
     /// Time before measuring.
     pub warmup: Duration,
@@ -51,7 +54,11 @@ pub struct LoadSpec {
     pub warmup: Duration,
     /// Measured time.
     pub measure: Duration,
-    /// Ours only: thin subscribers instead of full nodes.
+    /// Ours only: subscribers that are member processes, checking what
+    /// they show on their own CPU (the first `members` of `subs`).
+    pub members: usize,
+    /// Ours only: thin subscribers instead of full nodes in this process
+    /// (besides the member processes).
     pub thin: bool,
     /// Ours only: fewer subscribers than the others, when `subs` would not
     /// join in reasonable time.
@@ -110,6 +117,20 @@ pub struct RoomsSpec {
     pub measure: Duration,
 }
 
+/// Sizes of G.
+#[derive(Debug, Clone, Copy)]
+pub struct CatchupSpec {
+    /// Messages in the history.
+    pub messages: u64,
+    /// Their senders, each with its own key and chain.
+    pub senders: u32,
+    /// Longest ours may take to fill the history (then it uses what it
+    /// filled).
+    pub fill_limit: Duration,
+    /// Longest the late joiner may take to show it.
+    pub join_limit: Duration,
+}
+
 /// Sizes of every scenario.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
@@ -129,6 +150,8 @@ pub struct Plan {
     pub failover_pair: FailoverSpec,
     /// F.
     pub rooms: RoomsSpec,
+    /// G.
+    pub catchup: CatchupSpec,
 }
 
 const fn secs(s: f64) -> Duration {
@@ -150,7 +173,8 @@ impl Plan {
             rate: 1000,
             warmup: secs(2.0),
             measure: secs(10.0),
-            thin: false,
+            members: 10,
+            thin: true,
             ours_subs: None,
             memory: false,
         },
@@ -160,6 +184,7 @@ impl Plan {
             rate: 100,
             warmup: secs(2.0),
             measure: secs(10.0),
+            members: 0,
             thin: true,
             ours_subs: None,
             memory: true,
@@ -194,6 +219,12 @@ impl Plan {
             in_flight: 32,
             measure: secs(10.0),
         },
+        catchup: CatchupSpec {
+            messages: 1_000_000,
+            senders: 100,
+            fill_limit: secs(240.0),
+            join_limit: secs(600.0),
+        },
     };
 
     /// Every scenario small, for CI.
@@ -210,7 +241,8 @@ impl Plan {
             rate: 1000,
             warmup: secs(0.3),
             measure: secs(1.0),
-            thin: false,
+            members: 5,
+            thin: true,
             ours_subs: None,
             memory: false,
         },
@@ -220,6 +252,7 @@ impl Plan {
             rate: 100,
             warmup: secs(0.3),
             measure: secs(1.0),
+            members: 0,
             thin: true,
             ours_subs: None,
             memory: true,
@@ -254,18 +287,32 @@ impl Plan {
             in_flight: 32,
             measure: secs(2.0),
         },
+        catchup: CatchupSpec {
+            messages: 20_000,
+            senders: 100,
+            fill_limit: secs(30.0),
+            join_limit: secs(60.0),
+        },
     };
 }
 
-/// Attaches `n` subscribers, a few at a time, each ready when this returns.
+/// Attaches `n` subscribers, a few at a time, each ready when this
+/// returns: for ours, the first `members` member processes, the others
+/// thin subscribers if `thin`, full nodes in this process if not.
 pub async fn attach(
     dep: &Deployment,
     n: usize,
     phase: &Arc<Phase>,
+    members: usize,
     thin: bool,
 ) -> Result<Vec<Subscription>> {
+    let how = |i: usize| match () {
+        _ if i < members => Receiver::Member,
+        _ if thin => Receiver::Thin,
+        _ => Receiver::InProcess,
+    };
     futures_util::stream::iter(0..n)
-        .map(|i| dep.subscribe(i, phase, thin))
+        .map(|i| dep.subscribe(i, phase, how(i)))
         .buffered(16)
         .try_collect()
         .await

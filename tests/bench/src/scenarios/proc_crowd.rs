@@ -89,7 +89,7 @@ async fn spawn(uri: &str, name: &str) -> Result<Member> {
                     k.store(true, Ordering::Release);
                 }
                 Some(Report::Error(m)) => tracker.observe(Seen::Error(m), unix_ns()),
-                None => {}
+                Some(Report::Count { .. } | Report::Progress(_)) | None => {}
             }
         }
         tracker

@@ -3,9 +3,11 @@
 
 pub mod nats;
 pub mod ours;
+pub mod ours_proc;
 pub mod ours_thin;
 pub mod redis_pubsub;
 pub mod tonic_bare;
+pub mod tonic_signed;
 
 use crate::children::{find_program, free_port, Server};
 use crate::stats::{Phase, Probe, Progress};
@@ -31,6 +33,10 @@ pub enum SystemKind {
     Ours,
     /// The bare tonic broadcast server.
     Tonic,
+    /// The bare tonic broadcast server, every message signed by its
+    /// publisher and checked by every subscriber as the chat does.
+    #[serde(rename = "tonic-signed")]
+    TonicSigned,
     /// NATS core pub/sub.
     Nats,
     /// Redis pub/sub.
@@ -39,9 +45,10 @@ pub enum SystemKind {
 
 impl SystemKind {
     /// Every system, in the order runs alternate.
-    pub const ALL: [SystemKind; 4] = [
+    pub const ALL: [SystemKind; 5] = [
         SystemKind::Ours,
         SystemKind::Tonic,
+        SystemKind::TonicSigned,
         SystemKind::Nats,
         SystemKind::Redis,
     ];
@@ -51,6 +58,7 @@ impl SystemKind {
         match self {
             SystemKind::Ours => "ours",
             SystemKind::Tonic => "bare tonic",
+            SystemKind::TonicSigned => "bare tonic signed",
             SystemKind::Nats => "NATS",
             SystemKind::Redis => "Redis pub/sub",
         }
@@ -84,10 +92,24 @@ pub struct Deployment {
     side: ServerSide,
 }
 
+/// What kind of subscriber ours attaches (the other systems have one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
+    /// A full node in this process.
+    InProcess,
+    /// A thin subscriber in this process ([`ours_thin`]).
+    Thin,
+    /// A full node in a process of its own ([`ours_proc`]): a member that
+    /// checks what it shows on its own CPU.
+    Member,
+}
+
 /// One attached subscriber.
 pub struct Subscription {
     /// Its delivery count, for publisher flow control.
     pub progress: Arc<Progress>,
+    /// Its process, when it runs in one of its own.
+    pub pid: Option<u32>,
     task: JoinHandle<Probe>,
     cancel: CancellationToken,
     node: Option<Node>,
@@ -99,6 +121,8 @@ pub enum Publisher {
     Ours(Box<OursPublisher>),
     /// A bare tonic session.
     Tonic(tonic_bare::TonicPublisher),
+    /// A bare tonic session that signs.
+    TonicSigned(Box<tonic_signed::SignedPublisher>),
     /// A NATS connection.
     Nats(nats::NatsPublisher),
     /// A Redis connection.
@@ -111,6 +135,7 @@ impl Publisher {
         match self {
             Publisher::Ours(p) => p.publish(payload).await,
             Publisher::Tonic(p) => p.publish(payload).await,
+            Publisher::TonicSigned(p) => p.publish(payload).await,
             Publisher::Nats(p) => p.publish(payload).await,
             Publisher::Redis(p) => p.publish(payload).await,
         }
@@ -121,6 +146,7 @@ impl Publisher {
         match self {
             Publisher::Ours(p) => p.close().await,
             Publisher::Tonic(p) => p.close().await,
+            Publisher::TonicSigned(p) => p.close().await,
             Publisher::Nats(p) => p.close().await,
             Publisher::Redis(p) => p.close().await,
         }
@@ -137,7 +163,7 @@ impl Deployment {
                 let names = ["h0".to_string(), "h1".to_string()];
                 ServerSide::Ours(OursCluster::start(NO_MIGRATION, DEFAULT_LEASE, &names).await?)
             }
-            SystemKind::Tonic => ServerSide::Single(
+            SystemKind::Tonic | SystemKind::TonicSigned => ServerSide::Single(
                 Server::spawn_self("bare tonic server", &["tonic-server"]).await?,
             ),
             SystemKind::Nats => {
@@ -203,20 +229,28 @@ impl Deployment {
         }
     }
 
-    /// Attaches subscriber number `index`, ready once this returns. For
-    /// ours, `thin` uses a thin subscriber instead of a full node.
+    /// Attaches subscriber number `index`, ready once this returns; for
+    /// ours, of the kind `how`.
     pub async fn subscribe(
         &self,
         index: usize,
         phase: &Arc<Phase>,
-        thin: bool,
+        how: Receiver,
     ) -> Result<Subscription> {
         let probe = Probe::new(phase.clone());
         let progress = probe.progress.clone();
         let cancel = CancellationToken::new();
         let c = cancel.clone();
+        let mut pid = None;
         let (task, node) = match &self.side {
-            ServerSide::Ours(cluster) if thin => {
+            ServerSide::Ours(cluster) if how == Receiver::Member => {
+                let name = format!("m-{index:04}");
+                let (p, task) =
+                    ours_proc::subscribe(&cluster.uri, &name, probe, phase.clone(), c).await?;
+                pid = Some(p);
+                (task, None)
+            }
+            ServerSide::Ours(cluster) if how == Receiver::Thin => {
                 let name = format!("t-{index:04}");
                 (
                     ours_thin::subscribe(&cluster.uri, &name, probe, c).await?,
@@ -231,11 +265,15 @@ impl Deployment {
             ServerSide::Single(s) => match self.kind {
                 SystemKind::Nats => (nats::subscribe(&s.addr, probe, c).await?, None),
                 SystemKind::Redis => (redis_pubsub::subscribe(&s.addr, probe, c).await?, None),
+                SystemKind::TonicSigned => {
+                    (tonic_signed::subscribe(&s.addr, probe, c).await?, None)
+                }
                 _ => (tonic_bare::subscribe(&s.addr, probe, c).await?, None),
             },
         };
         Ok(Subscription {
             progress,
+            pid,
             task,
             cancel,
             node,
@@ -254,6 +292,9 @@ impl Deployment {
                 SystemKind::Redis => {
                     Publisher::Redis(redis_pubsub::RedisPublisher::connect(&s.addr).await?)
                 }
+                SystemKind::TonicSigned => Publisher::TonicSigned(Box::new(
+                    tonic_signed::SignedPublisher::connect(&s.addr, index as u32).await?,
+                )),
                 _ => Publisher::Tonic(tonic_bare::TonicPublisher::connect(&s.addr).await?),
             },
         })

@@ -259,3 +259,133 @@ async fn follow(
     drop(tx);
     probe
 }
+
+/// Messages a thin publisher may have unacknowledged.
+const THIN_PUBLISH_WINDOW: usize = 32;
+
+/// A thin member that only publishes (scenario G fills a room's history
+/// with a hundred of them): registered with its own key, in a session that
+/// starts at the log's head, signing every message as a chat member does
+/// (its own chain), with at most [`THIN_PUBLISH_WINDOW`] unacknowledged. It
+/// reads every frame the host sends it (the host delivers the room's new
+/// messages to every session), keeping only acknowledgements and refusals.
+pub struct ThinPublisher {
+    key: Keypair,
+    name: String,
+    seq: u64,
+    prev: Vec<u8>,
+    tx: mpsc::Sender<ClientFrame>,
+    window: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Messages acknowledged.
+    pub acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Messages refused.
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ended: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ThinPublisher {
+    /// Registers `name` at the relay `uri` and opens a session at the head
+    /// of the room's log.
+    pub async fn join(uri: &str, name: &str) -> Result<Self> {
+        use std::sync::atomic::Ordering;
+        let (mut member, mut watch) = register(uri, name).await?;
+        let (tx, mut inbound) = member.open(u64::MAX).await?;
+        let window = std::sync::Arc::new(tokio::sync::Semaphore::new(THIN_PUBLISH_WINDOW));
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (w, a, r) = (window.clone(), acked.clone(), refused.clone());
+        let ended = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let e = ended.clone();
+        let reader = tokio::spawn(async move {
+            let why = loop {
+                match inbound.message().await {
+                    Ok(Some(frame)) => match frame.frame {
+                        Some(server_frame::Frame::Ack(_)) => {
+                            a.fetch_add(1, Ordering::Relaxed);
+                            w.add_permits(1);
+                        }
+                        Some(server_frame::Frame::Rejected(_)) => {
+                            r.fetch_add(1, Ordering::Relaxed);
+                            w.add_permits(1);
+                        }
+                        Some(server_frame::Frame::Migrate(_)) => {
+                            break "the host moved".to_string()
+                        }
+                        _ => {}
+                    },
+                    Ok(None) => break "the host ended the session".to_string(),
+                    Err(status) => break format!("the session broke: {status}"),
+                }
+            };
+            // It does not follow the host: it stops publishing.
+            *e.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            w.close();
+        });
+        let watching =
+            tokio::spawn(async move { while let Ok(Some(_)) = watch.message().await {} });
+        Ok(Self {
+            key: member.key,
+            name: name.to_string(),
+            seq: 0,
+            prev: Vec::new(),
+            tx,
+            window,
+            acked,
+            refused,
+            ended,
+            tasks: vec![reader, watching],
+        })
+    }
+
+    /// Why its session ended, if it did (it then publishes no more).
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Signs and sends `text` once the window allows.
+    pub async fn publish(&mut self, text: String) -> Result<()> {
+        let ended = self.ended.clone();
+        let name = self.name.clone();
+        let closed = move || {
+            let why = ended.lock().map(|w| w.clone()).ok().flatten();
+            BenchError::Setup(format!(
+                "{name}: session ended: {}",
+                why.unwrap_or_default()
+            ))
+        };
+        self.window.acquire().await.map_err(|_| closed())?.forget();
+        self.seq += 1;
+        let mut msg = chat_proto::pb::chat::SendMessage {
+            id: format!("{}-{}", self.name, self.seq),
+            text,
+            chain_seq: self.seq,
+            chain_prev: std::mem::take(&mut self.prev),
+            ..Default::default()
+        };
+        self.prev = self
+            .key
+            .sign_message(chat_proto::trust::ROOM, &self.name, &mut msg)
+            .to_vec();
+        let frame = ClientFrame {
+            frame: Some(client_frame::Frame::Send(msg)),
+        };
+        self.tx.send(frame).await.map_err(|_| closed())
+    }
+
+    /// Waits (at most `limit`) until every message is acknowledged or
+    /// refused, or the session ended.
+    pub async fn settle(&self, limit: Duration) {
+        let all = THIN_PUBLISH_WINDOW as u32;
+        if let Ok(Ok(permits)) = tokio::time::timeout(limit, self.window.acquire_many(all)).await {
+            drop(permits);
+        }
+    }
+
+    /// Ends the session and the membership.
+    pub fn close(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
