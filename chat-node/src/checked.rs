@@ -68,7 +68,9 @@ where
     Streaming<T>: Stream<Item = Result<T, Status>>,
     F: FnMut(&mut Vec<Read<T>>) -> Vec<U>,
 {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Grows with what arrives at once (an idle session holds next to
+    // nothing), up to MAX_BATCH.
+    let mut batch = Vec::new();
     loop {
         let first = stream.next().await;
         let mut ended = !matches!(first, Some(Ok(_)));
