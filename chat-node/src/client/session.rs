@@ -115,13 +115,13 @@ impl Client {
     ) -> Option<SessionEnd> {
         match arrived {
             Arrived::Frame(f) => {
-                if let server_frame::Frame::Welcome(w) = f.as_ref() {
+                if let server_frame::Frame::Welcome(w) = &f {
                     *epoch = w.epoch;
                 }
-                self.on_frame(*f, address).await
+                self.on_frame(f, address).await
             }
             Arrived::Message(m, verdict) => {
-                self.on_message(*m, verdict, address).await;
+                self.on_message(m, verdict, address).await;
                 None
             }
             Arrived::Closed => Some(SessionEnd::Lost("the host closed the session".into())),
