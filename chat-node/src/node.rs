@@ -39,6 +39,8 @@ const COMMANDS_CAPACITY: usize = 256;
 /// Longest a leaving node spends saying goodbye (the client's goodbye,
 /// handing its rooms off, unregistering) before it stops anyway.
 const GOODBYE_LIMIT: Duration = Duration::from_secs(10);
+/// Longest a leaving node waits for the relay to answer its unregister.
+const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a node could not start.
 #[derive(Debug, Error)]
@@ -428,7 +430,7 @@ impl Node {
             }
         }
         let ctx = &self.shared.ctx;
-        match tokio::time::timeout(STOP_GRACE * 4, ctx.relay.unregister(&ctx.identity)).await {
+        match tokio::time::timeout(UNREGISTER_TIMEOUT, ctx.relay.unregister(&ctx.identity)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "unregister failed"),
             Err(_) => tracing::debug!("the relay did not answer the unregister"),

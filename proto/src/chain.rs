@@ -101,17 +101,18 @@ impl<'a> Signed<'a> {
     /// signatures included: a copy whose mid-run signature was spoiled
     /// does not pass a check by runs and then fail a check one by one.
     pub fn digest(&self) -> Digest {
-        sha256(&frame(&[
-            MESSAGE_TAG,
-            self.room.as_bytes(),
-            self.id.as_bytes(),
-            self.from.as_bytes(),
-            self.text.as_bytes(),
-            &self.sent_at_unix_ms.to_be_bytes(),
-            &self.chain_seq.to_be_bytes(),
-            self.chain_prev,
-            self.signature,
-        ]))
+        self.digest_of(&self.payload())
+    }
+
+    /// The digest, given the bytes the sender signs ([`Signed::payload`]).
+    /// A frame of parts is the frames of its parts one after the other, so
+    /// this is the hash of the framed fields followed by the signature.
+    pub fn digest_of(&self, payload: &[u8]) -> Digest {
+        Sha256::new()
+            .chain_update(payload)
+            .chain_update(frame(&[self.signature]))
+            .finalize()
+            .into()
     }
 
     /// Where this message claims to be in its sender's chain.

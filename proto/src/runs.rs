@@ -46,12 +46,19 @@ pub struct Checked {
 /// Checks `items` (in the order they are to be shown) with one signature
 /// per run of consecutive messages from the same sender and key.
 pub fn check(items: &[Item<'_>]) -> Checked {
-    let digests: Vec<Digest> = items.iter().map(|it| it.signed.digest()).collect();
+    // Each payload is built once: it is hashed into the digest, and checked
+    // against the signature when its message ends a run.
+    let payloads: Vec<Vec<u8>> = items.iter().map(|it| it.signed.payload()).collect();
+    let digests: Vec<Digest> = items
+        .iter()
+        .zip(&payloads)
+        .map(|(it, payload)| it.signed.digest_of(payload))
+        .collect();
     let vouched_by = links(items, &digests);
     let tails: Vec<usize> = (0..items.len())
         .filter(|&i| vouched_by[i].is_none())
         .collect();
-    let tail_valid = verify_all(items, &tails);
+    let tail_valid = verify_all(items, &payloads, &tails);
     let mut signatures_checked = tails.len();
     let mut valid = vec![false; items.len()];
     for (&i, ok) in tails.iter().zip(&tail_valid) {
@@ -64,7 +71,7 @@ pub fn check(items: &[Item<'_>]) -> Checked {
         if let Some(j) = vouched_by[i] {
             valid[i] = valid[j] || {
                 signatures_checked += 1;
-                verify_one(&items[i])
+                verify_one(&items[i], &payloads[i])
             };
         }
     }
@@ -95,27 +102,32 @@ fn links(items: &[Item<'_>], digests: &[Digest]) -> Vec<Option<usize>> {
     vouched_by
 }
 
-fn verify_one(item: &Item<'_>) -> bool {
-    item.key
-        .verify(&item.signed.payload(), item.signed.signature)
-        .is_ok()
+fn verify_one(item: &Item<'_>, payload: &[u8]) -> bool {
+    item.key.verify(payload, item.signed.signature).is_ok()
 }
 
 /// Verifies the signatures of `items[which]`: in one batch when there are
 /// several, each strictly on its own when the batch fails (or has one).
-fn verify_all(items: &[Item<'_>], which: &[usize]) -> Vec<bool> {
+fn verify_all(items: &[Item<'_>], payloads: &[Vec<u8>], which: &[usize]) -> Vec<bool> {
     if which.len() > 1 {
-        let payloads: Vec<Vec<u8>> = which.iter().map(|&i| items[i].signed.payload()).collect();
         let batch: Vec<(&[u8], &[u8], PublicKey)> = which
             .iter()
-            .zip(&payloads)
-            .map(|(&i, p)| (p.as_slice(), items[i].signed.signature, items[i].key))
+            .map(|&i| {
+                (
+                    payloads[i].as_slice(),
+                    items[i].signed.signature,
+                    items[i].key,
+                )
+            })
             .collect();
         if PublicKey::verify_batch(&batch).is_ok() {
             return vec![true; which.len()];
         }
     }
-    which.iter().map(|&i| verify_one(&items[i])).collect()
+    which
+        .iter()
+        .map(|&i| verify_one(&items[i], &payloads[i]))
+        .collect()
 }
 
 #[cfg(test)]

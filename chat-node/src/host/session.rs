@@ -184,11 +184,11 @@ impl Session {
     /// Handles one client frame and sends what it asks for: a reply, or
     /// its ack once committed.
     async fn answer(&mut self, f: Incoming, commit_rx: &watch::Receiver<u64>) -> ControlFlow<End> {
+        if !matches!(f, Incoming::End) {
+            self.host.ctx.stats.count_chat_frame();
+        }
         let step = match f {
-            Incoming::Send(m, verified) => {
-                self.host.ctx.stats.count_chat_frame();
-                self.send(m, verified)
-            }
+            Incoming::Send(m, verified) => self.send(m, verified),
             Incoming::Frame(f) => self.handle(f),
             Incoming::End => return ControlFlow::Break(End::Gone),
         };
@@ -206,7 +206,6 @@ impl Session {
 
     /// Handles one client frame.
     fn handle(&mut self, f: ClientFrame) -> Step {
-        self.host.ctx.stats.count_chat_frame();
         match f.frame {
             // The reader passes messages with their verdicts.
             Some(client_frame::Frame::Send(m)) => self.send(m, false),
