@@ -75,3 +75,46 @@ fn per_op_us(budget: Duration, mut op: impl FnMut(u64)) -> f64 {
     }
     start.elapsed().as_secs_f64() * 1e6 / done.max(1) as f64
 }
+
+/// One sender's chain, as a chat member keeps it: signs its messages in
+/// order, each naming its counter and the digest of the one before.
+pub struct ChainSigner {
+    key: Keypair,
+    name: String,
+    seq: u64,
+    prev: Vec<u8>,
+}
+
+impl ChainSigner {
+    /// `name`'s chain, signed with `key`, at its start.
+    pub fn new(key: Keypair, name: String) -> Self {
+        Self {
+            key,
+            name,
+            seq: 0,
+            prev: Vec::new(),
+        }
+    }
+
+    /// The sender's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next message of the chain with `text` (id `NAME-K`), signed.
+    pub fn next(&mut self, text: String) -> SendMessage {
+        self.seq += 1;
+        let mut msg = SendMessage {
+            id: format!("{}-{}", self.name, self.seq),
+            text,
+            chain_seq: self.seq,
+            chain_prev: std::mem::take(&mut self.prev),
+            ..Default::default()
+        };
+        self.prev = self
+            .key
+            .sign_message(trust::ROOM, &self.name, &mut msg)
+            .to_vec();
+        msg
+    }
+}

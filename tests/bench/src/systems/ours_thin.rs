@@ -270,10 +270,7 @@ const THIN_PUBLISH_WINDOW: usize = 32;
 /// reads every frame the host sends it (the host delivers the room's new
 /// messages to every session), keeping only acknowledgements and refusals.
 pub struct ThinPublisher {
-    key: Keypair,
-    name: String,
-    seq: u64,
-    prev: Vec<u8>,
+    chain: crate::signatures::ChainSigner,
     tx: mpsc::Sender<ClientFrame>,
     window: std::sync::Arc<tokio::sync::Semaphore>,
     /// Messages acknowledged.
@@ -325,10 +322,7 @@ impl ThinPublisher {
         let watching =
             tokio::spawn(async move { while let Ok(Some(_)) = watch.message().await {} });
         Ok(Self {
-            key: member.key,
-            name: name.to_string(),
-            seq: 0,
-            prev: Vec::new(),
+            chain: crate::signatures::ChainSigner::new(member.key, name.to_string()),
             tx,
             window,
             acked,
@@ -346,7 +340,7 @@ impl ThinPublisher {
     /// Signs and sends `text` once the window allows.
     pub async fn publish(&mut self, text: String) -> Result<()> {
         let ended = self.ended.clone();
-        let name = self.name.clone();
+        let name = self.chain.name().to_string();
         let closed = move || {
             let why = ended.lock().map(|w| w.clone()).ok().flatten();
             BenchError::Setup(format!(
@@ -355,20 +349,8 @@ impl ThinPublisher {
             ))
         };
         self.window.acquire().await.map_err(|_| closed())?.forget();
-        self.seq += 1;
-        let mut msg = chat_proto::pb::chat::SendMessage {
-            id: format!("{}-{}", self.name, self.seq),
-            text,
-            chain_seq: self.seq,
-            chain_prev: std::mem::take(&mut self.prev),
-            ..Default::default()
-        };
-        self.prev = self
-            .key
-            .sign_message(chat_proto::trust::ROOM, &self.name, &mut msg)
-            .to_vec();
         let frame = ClientFrame {
-            frame: Some(client_frame::Frame::Send(msg)),
+            frame: Some(client_frame::Frame::Send(self.chain.next(text))),
         };
         self.tx.send(frame).await.map_err(|_| closed())
     }

@@ -16,10 +16,10 @@
 
 use super::tonic_bare::{self, TonicPublisher};
 use crate::pb::{Frame, Signature};
+use crate::signatures::ChainSigner;
 use crate::stats::Probe;
 use crate::Result;
 use chat_proto::chain::Signed;
-use chat_proto::pb::chat::SendMessage;
 use chat_proto::runs::{self, Item};
 use chat_proto::trust::{self, Keypair, PublicKey};
 use futures_util::FutureExt;
@@ -48,44 +48,23 @@ pub fn keypair(index: u32) -> Keypair {
     Keypair::from_secret(secret)
 }
 
-/// One sender's chain: signs its messages in order.
-pub struct Signer {
-    key: Keypair,
-    name: String,
-    seq: u64,
-    prev: Vec<u8>,
-}
+/// One publisher's chain: signs its messages in order.
+pub struct Signer(ChainSigner);
 
 impl Signer {
     /// The signer of publisher `index`, at the start of its chain.
     pub fn new(index: u32) -> Self {
-        Self {
-            key: keypair(index),
-            name: sender_name(index),
-            seq: 0,
-            prev: Vec::new(),
-        }
+        Self(ChainSigner::new(keypair(index), sender_name(index)))
     }
 
     /// The next message of the chain with `text`, signed as a chat member
     /// signs it.
     pub fn sign(&mut self, text: String) -> Frame {
-        self.seq += 1;
-        let mut msg = SendMessage {
-            id: format!("{}-{}", self.name, self.seq),
-            text,
-            chain_seq: self.seq,
-            chain_prev: std::mem::take(&mut self.prev),
-            ..Default::default()
-        };
-        self.prev = self
-            .key
-            .sign_message(trust::ROOM, &self.name, &mut msg)
-            .to_vec();
+        let msg = self.0.next(text);
         Frame {
             payload: msg.text.into(),
             signed: Some(Signature {
-                from: self.name.clone(),
+                from: self.0.name().to_string(),
                 id: msg.id,
                 sent_at_unix_ms: msg.sent_at_unix_ms,
                 chain_seq: msg.chain_seq,
