@@ -2,14 +2,15 @@
 //! in one place for every signer and verifier. The relay's key is the one
 //! root of trust: it signs host terms (the only form in which an epoch
 //! counts), name grants (a name bound to a node and its key) and reset
-//! grants (one member's permission to reset one room, once); members
+//! grants (one member's permission to reset one room, once) and copy
+//! permits (one member may hold one term's copies of a room); members
 //! sign their own messages, Hellos and node-to-node calls.
 
 use crate::chain::{Digest, Signed};
 use crate::pb::chat::{Hello, PrivateMessage, SendMessage, SignedHead};
 use crate::pb::relay::{
-    HostTerm, HostTermCertificate, NameCertificate, NameGrant, RegisterRequest, ResetCertificate,
-    ResetGrant,
+    CopyGrant, CopyPermit, HostTerm, HostTermCertificate, NameCertificate, NameGrant,
+    RegisterRequest, ResetCertificate, ResetGrant,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use prost::Message;
@@ -27,6 +28,7 @@ pub const MAX_CERTIFICATE_BYTES: usize = 2048;
 const HOST_TERM_TAG: &[u8] = b"relay.v1.HostTerm";
 const NAME_GRANT_TAG: &[u8] = b"relay.v1.NameGrant";
 const RESET_GRANT_TAG: &[u8] = b"relay.v1.ResetGrant";
+const COPY_GRANT_TAG: &[u8] = b"relay.v1.CopyGrant";
 /// Length of a reset grant's nonce, in bytes.
 pub const RESET_NONCE_BYTES: usize = 16;
 
@@ -171,6 +173,13 @@ impl Keypair {
         let grant = grant.encode_to_vec();
         let signature = self.sign(&frame(&[RESET_GRANT_TAG, &grant]));
         ResetCertificate { grant, signature }
+    }
+
+    /// Issues a relay permit for `grant` (a member holding a term's copies).
+    pub fn issue_copy_permit(&self, grant: &CopyGrant) -> CopyPermit {
+        let grant = grant.encode_to_vec();
+        let signature = self.sign(&frame(&[COPY_GRANT_TAG, &grant]));
+        CopyPermit { grant, signature }
     }
 
     /// Signs a Hello answering `nonce` from host `host_node_id`, in place.
@@ -367,6 +376,16 @@ impl PublicKey {
             return Err(TrustError::Expired);
         }
         Ok(grant)
+    }
+
+    /// Verifies a relay-signed copy permit (this key being the relay's) and
+    /// returns what it grants.
+    pub fn verify_copy_permit(&self, permit: &CopyPermit) -> Result<CopyGrant, TrustError> {
+        if permit.grant.len() > MAX_CERTIFICATE_BYTES {
+            return Err(TrustError::Malformed);
+        }
+        self.verify(&frame(&[COPY_GRANT_TAG, &permit.grant]), &permit.signature)?;
+        CopyGrant::decode(permit.grant.as_slice()).map_err(|_| TrustError::Malformed)
     }
 
     /// Verifies a relay-signed reset grant (this key being the relay's)
