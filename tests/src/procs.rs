@@ -120,6 +120,15 @@ impl RelayProcess {
             async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
         })
         .await;
+        // It listens before it loads its authority: the file comes after
+        // (whole, written aside and linked into place).
+        if let Some(ca) = self.ca.clone() {
+            crate::eventually("relay-svc writes its ca.pem", || {
+                let ca = ca.clone();
+                async move { ca.exists() }
+            })
+            .await;
+        }
     }
 
     /// URI of the relay: `https://` when it serves TLS, else `http://`.
@@ -128,7 +137,7 @@ impl RelayProcess {
         format!("{scheme}://{}", self.addr)
     }
 
-    /// The certificate authority of a TLS relay (written before it listens).
+    /// The certificate authority of a TLS relay (there once it started).
     pub fn ca(&self) -> &Path {
         self.ca
             .as_deref()
