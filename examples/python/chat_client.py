@@ -497,6 +497,7 @@ class Client:
         while not self.done():
             if time.time() > deadline:
                 emit("timeout", shown=self.shown, pending=len(self.pending))
+                self.leave()
                 return 2
             s = self.session
             if s is None and time.time() >= self.retry_at:
@@ -536,12 +537,21 @@ class Client:
                     self.on_frame(rest[1])
                 else:
                     self.on_closed(rest[1])
+        self.leave()
+        emit("done", shown=self.shown, privates=self.privates_shown)
+        return 0
+
+    def leave(self):
+        """Leaves the room, and the chat: the relay frees the name at once."""
         if self.session:
             self.session["out"].put(chat_pb.ClientFrame(leave=chat_pb.Leave()))
             time.sleep(0.2)
             self.end_session("leaving")
-        emit("done", shown=self.shown, privates=self.privates_shown)
-        return 0
+        try:
+            self.relay_stub.Unregister(relay_pb.UnregisterRequest(
+                node_id=self.node_id, session_token=self.token), timeout=2)
+        except grpc.RpcError as e:
+            emit("notice", message=f"could not unregister: {e.code().name}")
 
 
 class _Sent:
