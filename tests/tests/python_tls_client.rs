@@ -52,6 +52,10 @@ async fn python_private_to(py: &mut PyClient, to: &mut Member, via: &str) {
             );
             return;
         }
+        eprintln!(
+            "{} did not show {text:?} within {PRIVATE_TRY:?}: again",
+            to.name
+        );
     }
     panic!(
         "{} never showed the Python member's private message ({tries} tries): {:#?}\n{:#?}",
@@ -109,6 +113,7 @@ async fn a_python_client_over_tls_chats_and_exchanges_private_messages_as_the_ho
             received = Some(text);
             break;
         }
+        eprintln!("the Python client did not show {text:?} within {PRIVATE_TRY:?}: again");
     }
     let received = received.unwrap_or_else(|| {
         panic!(
