@@ -27,7 +27,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
+mod answers;
 mod scripted;
+pub use answers::*;
 pub use scripted::*;
 
 /// Where hostile registrations claim to listen (nothing does).

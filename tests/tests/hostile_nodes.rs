@@ -7,18 +7,16 @@
 use chat_node::host::Role;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{
-    client_frame, server_frame, ClientFrame, Hello, PrivateMessage, ReplicateBody,
-    ReplicateRequest, ServerFrame,
+    client_frame, ClientFrame, Hello, PrivateMessage, ReplicateBody, ReplicateRequest,
 };
 use chat_proto::trust::Keypair;
 use chat_tests::hostile::*;
 use chat_tests::{join, join_in, temp_dir, wait_for_host, Relay, DEADLINE};
 use prost::Message;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-use tonic::{Code, Streaming};
+use tonic::Code;
 
 const NO_MIGRATION: Duration = Duration::from_secs(3600);
 
@@ -360,24 +358,6 @@ async fn a_private_message_is_accepted_once_even_across_a_restart() {
 const FLOOD: usize = 5_000;
 const FLOOD_TEXT_BYTES: usize = 4096;
 
-/// What the host answered to the flood.
-#[derive(Debug, Default)]
-struct FloodAnswers {
-    acked: HashSet<String>,
-    /// Refused with `retry_after_ms > 0`.
-    throttled: HashSet<String>,
-    /// Refused for another reason.
-    refused: Vec<String>,
-    /// How the session ended before every message was answered, if it did.
-    ended: Option<String>,
-}
-
-impl FloodAnswers {
-    fn answered(&self) -> usize {
-        self.acked.len() + self.throttled.len() + self.refused.len()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_member_is_rate_limited_and_the_chat_goes_on() {
     let relay = Relay::start(2, NO_MIGRATION).await;
@@ -398,7 +378,7 @@ async fn a_flooding_member_is_rate_limited_and_the_chat_goes_on() {
 
     let answers = Arc::new(Mutex::new(FloodAnswers::default()));
     let started = Instant::now();
-    let reader = tokio::spawn(read_flood_answers(frames, answers.clone()));
+    let reader = tokio::spawn(read_flood_answers(frames, answers.clone(), FLOOD));
     // Signing is the slow part: done on a blocking thread, as fast as it goes.
     let (key, sender) = (mallory.key, tx.clone());
     let writer = tokio::task::spawn_blocking(move || {
@@ -448,38 +428,6 @@ async fn a_flooding_member_is_rate_limited_and_the_chat_goes_on() {
     );
     drop(tx);
     assert_chat_intact(&mut members).await;
-}
-
-/// Counts the host's answers until every flood message has one or the
-/// session ends.
-async fn read_flood_answers(mut frames: Streaming<ServerFrame>, answers: Arc<Mutex<FloodAnswers>>) {
-    loop {
-        let frame = match frames.message().await {
-            Ok(Some(frame)) => frame.frame,
-            Ok(None) => {
-                answers.lock().expect("answers").ended = Some("closed without a status".into());
-                return;
-            }
-            Err(status) => {
-                answers.lock().expect("answers").ended = Some(status.to_string());
-                return;
-            }
-        };
-        let mut answers = answers.lock().expect("answers");
-        match frame {
-            Some(server_frame::Frame::Ack(ack)) => {
-                answers.acked.insert(ack.id);
-            }
-            Some(server_frame::Frame::Rejected(r)) if r.retry_after_ms > 0 => {
-                answers.throttled.insert(r.id);
-            }
-            Some(server_frame::Frame::Rejected(r)) => answers.refused.push(r.reason),
-            _ => {}
-        }
-        if answers.answered() >= FLOOD {
-            return;
-        }
-    }
 }
 
 /// Sends a forged Replicate to a node and expects PERMISSION_DENIED.
@@ -574,30 +522,4 @@ async fn a_members_sessions_share_one_rate_limit() {
     );
     drop(sessions);
     assert_chat_intact(&mut members).await;
-}
-
-/// How the host answered one message.
-enum Answer {
-    Acked,
-    /// Refused as too fast (to be sent again later).
-    Throttled,
-    /// Refused for another reason.
-    Refused(String),
-}
-
-/// The host's answer to message `id` on a session, skipping other frames.
-async fn answer(frames: &mut Streaming<ServerFrame>, id: &str) -> Answer {
-    loop {
-        match next_frame(frames).await {
-            Ok(Some(server_frame::Frame::Ack(ack))) if ack.id == id => return Answer::Acked,
-            Ok(Some(server_frame::Frame::Rejected(r))) if r.id == id => {
-                return match r.retry_after_ms {
-                    0 => Answer::Refused(r.reason),
-                    _ => Answer::Throttled,
-                }
-            }
-            Ok(Some(_)) => {}
-            other => panic!("expected the answer to {id}, got {other:?}"),
-        }
-    }
 }
