@@ -6,6 +6,7 @@ mod chain;
 mod commands;
 mod events;
 mod inbound;
+mod opening;
 mod reconnect;
 mod resets;
 mod rooms;
