@@ -119,7 +119,7 @@ pub struct CopyWrite {
 }
 
 enum Change {
-    Write(CopyWrite),
+    Write(Box<CopyWrite>),
     Forget,
 }
 
@@ -245,7 +245,7 @@ impl RoomHistory {
 
     /// Writes `write` and waits until it is on disk.
     pub async fn write(&self, write: CopyWrite) -> Result<(), HistoryError> {
-        self.submit(Change::Write(write)).await
+        self.submit(Change::Write(Box::new(write))).await
     }
 
     /// Drops the room's copy (the node left the room for good).
