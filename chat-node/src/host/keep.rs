@@ -391,3 +391,6 @@ fn restore(relay_key: &PublicKey, name: &str, stored: StoredCopy) -> Result<Rest
         saved,
     })
 }
+
+#[cfg(test)]
+mod tests;
