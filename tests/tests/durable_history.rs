@@ -5,8 +5,11 @@
 //! was acknowledged with, and the chat goes on after it. A member whose
 //! store is gone catches up from the host; a damaged store or one that
 //! cannot be written stops the node at its start with an error that says
-//! so.
+//! so; a room's copy altered on disk is dropped and taken again from the
+//! host, never shown.
 
+use chat_node::history::{CopyWrite, History};
+use chat_proto::pb::chat::log_entry;
 use chat_tests::member::Member;
 use chat_tests::procs::{kill_all_at_once, node_data_dir, run_binary, spawn_node, RelayProcess};
 use std::collections::{BTreeMap, HashMap};
@@ -239,4 +242,84 @@ async fn a_damaged_store_or_one_that_cannot_be_written_stops_the_node_at_its_sta
     assert!(!ok, "{out}");
     assert!(out.contains("not-a-directory"), "{out}");
     assert!(!out.contains("panicked"), "{out}");
+}
+
+/// Alters the text of one message in `name`'s copy of `room` on disk (its
+/// node stopped), keeping everything else as it was.
+async fn alter_copy(uri: &str, name: &str, room: &str) -> String {
+    let store = History::open(&node_data_dir(uri, name), name).expect("open the store");
+    let copy = store.room(room);
+    let kept = copy.load().expect("read").expect("a copy of the room");
+    let mut entries = kept.entries;
+    let Some(log_entry::Kind::Message(m)) = entries.get_mut(1).and_then(|e| e.kind.as_mut()) else {
+        panic!("a message at the second entry of {name}'s copy");
+    };
+    let original = m.text.clone();
+    m.text = "planted".into();
+    let write = CopyWrite {
+        start_over: true,
+        entries,
+        record: kept.record,
+    };
+    copy.write(write).await.expect("write the altered copy");
+    original
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_altered_on_disk_is_dropped_and_taken_again_from_the_host() {
+    let args = &["--min-users", "2", "--migration-interval", "1h"];
+    let mut relay = RelayProcess::start(args).await;
+    let uri = relay.uri();
+    let mut alice = spawn_node(&uri, "alice", &[]).await;
+    let mut bob = spawn_node(&uri, "bob", &[]).await;
+    bob.wait_event("activated", &[]).await;
+    for i in 0..4 {
+        alice.say(&format!("said {i}")).await;
+    }
+    alice
+        .wait_until("4 acks", |seen| {
+            seen.iter().filter(|e| e["type"] == "ack").count() >= 4
+        })
+        .await;
+    let pids = [alice.pid(), bob.pid(), relay.pid()];
+    kill_all_at_once(&pids.into_iter().flatten().collect::<Vec<_>>()).await;
+    relay.kill().await;
+    alice.kill().await;
+    bob.kill().await;
+    let original = alter_copy(&uri, "bob", "lobby").await;
+
+    let relay = RelayProcess::start_at(&relay.addr, args).await;
+    let mut alice = spawn_node(&uri, "alice", &[]).await;
+    let mut bob = spawn_node(&uri, "bob", &[]).await;
+    bob.say("after").await;
+    for m in [&mut alice, &mut bob] {
+        m.wait_event("message", &[("text", "after")]).await;
+        let texts = m.texts();
+        assert_eq!(
+            texts,
+            ["said 0", "said 1", "said 2", "said 3", "after"],
+            "{}: the history as it was said, nothing planted",
+            m.name
+        );
+        assert!(!m.has_seen("tampering", &[]), "{}: {:?}", m.name, m.seen);
+    }
+    assert_eq!(original, "said 1");
+    // Bob's node took the copy again from the host: the one on its disk
+    // is whole again once everyone stopped.
+    chat_tests::wait_for_host(&relay.uri(), "a host", |_| true).await;
+    let pids = [alice.pid(), bob.pid()];
+    kill_all_at_once(&pids.into_iter().flatten().collect::<Vec<_>>()).await;
+    alice.kill().await;
+    bob.kill().await;
+    let store = History::open(&node_data_dir(&uri, "bob"), "bob").expect("open");
+    let kept = store.room("lobby").load().expect("read").expect("a copy");
+    let texts: Vec<&str> = kept
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(log_entry::Kind::Message(m)) => Some(m.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["said 0", "said 1", "said 2", "said 3", "after"]);
 }
