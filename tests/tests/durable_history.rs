@@ -71,10 +71,10 @@ fn acknowledged(m: &Member, acked: &mut Acked) {
     }
 }
 
-/// Runs the rooms, kills every member and the relay at once (after
-/// `before_restart`, given the relay's URI), starts them all again and
-/// checks the history and that the chat goes on.
-async fn crash_and_restart(before_restart: impl FnOnce(&str)) {
+/// Runs the rooms, kills every member at once (and the relay with them if
+/// `relay_too`), calls `before_restart` with the relay's URI, starts them
+/// all again and checks the history and that the chat goes on.
+async fn crash_and_restart(relay_too: bool, before_restart: impl FnOnce(&str)) {
     let mut relay = RelayProcess::start(RELAY_ARGS).await;
     let uri = relay.uri();
     let mut members = start_members(&uri).await;
@@ -107,9 +107,13 @@ async fn crash_and_restart(before_restart: impl FnOnce(&str)) {
         }
     }
     let mut pids: Vec<u32> = members.iter().filter_map(Member::pid).collect();
-    pids.extend(relay.pid());
+    if relay_too {
+        pids.extend(relay.pid());
+    }
     kill_all_at_once(&pids).await;
-    relay.kill().await;
+    if relay_too {
+        relay.kill().await;
+    }
     let mut acked = Acked::new();
     for m in &mut members {
         m.kill().await;
@@ -119,7 +123,10 @@ async fn crash_and_restart(before_restart: impl FnOnce(&str)) {
     drop(members);
     before_restart(&uri);
 
-    let relay = RelayProcess::start_at(&relay.addr, RELAY_ARGS).await;
+    let relay = match relay_too {
+        true => RelayProcess::start_at(&relay.addr, RELAY_ARGS).await,
+        false => relay,
+    };
     let mut members = start_members(&relay.uri()).await;
     for m in &mut members {
         for room in rooms_of(&m.name) {
@@ -175,6 +182,16 @@ async fn shows_history(m: &mut Member, room: &str, acked: &[(u64, String)]) {
         "{} in {room}: in order, none twice: {shown:?}",
         m.name
     );
+    let mut texts: Vec<&str> = shown.iter().map(|(_, _, t)| t.as_str()).collect();
+    texts.sort_unstable();
+    let before = texts.len();
+    texts.dedup();
+    assert_eq!(
+        texts.len(),
+        before,
+        "{} in {room}: no message twice",
+        m.name
+    );
     for (seq, text) in acked {
         let at: Vec<u64> = shown
             .iter()
@@ -187,12 +204,17 @@ async fn shows_history(m: &mut Member, room: &str, acked: &[(u64, String)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_killed_at_once_with_their_relay_come_back_with_their_history() {
-    crash_and_restart(|_| {}).await;
+    crash_and_restart(true, |_| {}).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_whose_members_are_killed_at_once_come_back_with_their_history() {
+    crash_and_restart(false, |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_whose_store_is_gone_catches_up_from_the_host() {
-    crash_and_restart(|uri| {
+    crash_and_restart(true, |uri| {
         let store = node_data_dir(uri, "bob").join("bob.history");
         std::fs::remove_file(&store).expect("bob's store is there to delete");
     })
@@ -267,12 +289,24 @@ async fn alter_copy(uri: &str, name: &str, room: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_altered_on_disk_is_dropped_and_taken_again_from_the_host() {
-    let args = &["--min-users", "2", "--migration-interval", "1h"];
+    let args = RELAY_ARGS;
     let mut relay = RelayProcess::start(args).await;
     let uri = relay.uri();
     let mut alice = spawn_node(&uri, "alice", &[]).await;
     let mut bob = spawn_node(&uri, "bob", &[]).await;
     bob.wait_event("activated", &[]).await;
+    // After a move both nodes hold the room: the old host its own copy,
+    // the new one the copy it was handed.
+    alice
+        .wait_until("a move", |seen| {
+            let hosts: Vec<&str> = seen
+                .iter()
+                .filter(|e| e["type"] == "host")
+                .filter_map(|e| e["name"].as_str())
+                .collect();
+            hosts.windows(2).any(|w| w[0] != w[1])
+        })
+        .await;
     for i in 0..4 {
         alice.say(&format!("said {i}")).await;
     }
