@@ -246,7 +246,13 @@ impl RoomHost {
         let entries = room.entries_after(from, room.head_seq(), MAX_ENTRIES_PER_WRITE);
         let through = entries.last().map_or(from, entry_seq);
         let hash = room.hash_at(through)?;
-        let (head, head_term) = if through == saved.seq && !start_over {
+        // The head written must reach the entries written (a replica's
+        // entries may have been written by another write before the head
+        // its host signed for them was noted).
+        let head_written = !start_over
+            && saved.record.head.as_ref().map(|h| h.seq) == Some(through)
+            && saved.record.head_term.is_some();
+        let (head, head_term) = if head_written {
             (saved.record.head.clone(), saved.record.head_term.clone())
         } else if let (Some(epoch), Some(cert)) = (
             core.tenure.role().hosting_epoch(),
