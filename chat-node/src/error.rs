@@ -118,6 +118,13 @@ pub enum NodeError {
     /// A Replicate not signed by the host its term names.
     #[error("Replicate not signed by the host of its term: {0}")]
     ReplicateNotSigned(TrustError),
+    /// A Replicate without the relay's permit for this node to hold the
+    /// term's copies, or with one for another node, room or term.
+    #[error("no copy permit from the relay for this node in this term: {0}")]
+    NoCopyPermit(&'static str),
+    /// The relay gave no copy permit for a member (see `relay.v1.CopyGrant`).
+    #[error("the relay gives no copy permit for {0}")]
+    CopyNotPermitted(String),
     /// A TakeOver without the new term or the sender's.
     #[error("TakeOver needs both host terms")]
     TakeOverWithoutTerms,
@@ -250,6 +257,8 @@ impl NodeError {
             TermCertificate(_)
             | ReplicateWithoutTerm
             | ReplicateNotSigned(_)
+            | NoCopyPermit(_)
+            | CopyNotPermitted(_)
             | TakeOverWithoutTerms
             | TakeOverForAnotherNode
             | TakeOverNotFromPreviousTerm

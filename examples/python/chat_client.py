@@ -11,164 +11,59 @@ chain check out. When the host moves (a Migrate frame, a refusal naming
 the new host, or the relay's watch) it follows and resumes after the last
 message it showed.
 
+Private messages: `$private USER TEXT` (or `/msg USER TEXT`) on standard
+input, or --private USER TEXT, goes straight to USER's node
+(PeerService.DeliverPrivate) when the relay knows an address for it, and
+sealed to USER's key through the room's host when USER is client-only (or
+cannot be reached). Being client-only itself, this client receives its
+private messages sealed through the host; it shows one only once it opens
+with its key and the relay's certificate of the sender, the sender's
+signature, the recipient, the time and the id check out.
+
+TLS or plaintext, by the relay address: `https://HOST:PORT` is TLS and
+needs --relay-ca (the relay's DATA_DIR/ca.pem); `http://HOST:PORT` is
+plaintext; a bare `HOST:PORT` is TLS with --relay-ca and plaintext
+without. Over TLS the client registers with a certificate signing request
+for a fresh ECDSA P-256 key, and reaches every node with the certificate
+the relay issues for it, trusting for nodes the authority the relay names
+(as NODE_ID.node.invalid). $CHAT_RELAY and $CHAT_RELAY_CA give the
+defaults, as for chat-node.
+
 Each event is printed as one JSON line on stdout. Messages to send come
 from --say (in order, at start) and, with --stdin, from standard input,
 one per line. The client exits (status 0) once it has shown --expect
-messages, nothing of its own waits for an acknowledgement and its input
-is done; after --timeout seconds it gives up (status 2).
+messages and --expect-private private messages, nothing of its own waits
+for an acknowledgement or a delivery and its input is done; after
+--timeout seconds it gives up (status 2).
 
-Needs: python3 -m pip install grpcio grpcio-tools cryptography
+Needs: python3 -m pip install grpcio grpcio-tools cryptography pynacl
 """
 
 import argparse
-import hashlib
 import json
 import os
 import queue
-import struct
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import grpc
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-REPO_PROTOS = Path(__file__).resolve().parents[2] / "proto" / "proto"
-GENESIS = bytes(32)
+import chat_protocol as cp
+from chat_protocol import (GENESIS, be64, check_message, frame, judge, log_step, m_from,
+                           message_digest, message_fields, now_ms, reset_digest, verify)
+
+relay_pb = relay_grpc = chat_pb = chat_grpc = None  # set by load_protos
 
 
 def load_protos(proto_dir):
-    """Generates the stubs from the repository's protos into a temp dir
-    (grpcio-tools bundles protoc) and imports them."""
-    out = tempfile.mkdtemp(prefix="chat-stubs-")
-    from grpc_tools import protoc
-
-    files = ["relay/v1/relay.proto", "chat/v1/chat.proto"]
-    args = ["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}"]
-    if protoc.main(args + files) != 0:
-        sys.exit(f"protoc failed on the protos in {proto_dir}")
-    sys.path.insert(0, out)
     global relay_pb, relay_grpc, chat_pb, chat_grpc
-    from relay.v1 import relay_pb2 as relay_pb, relay_pb2_grpc as relay_grpc
-    from chat.v1 import chat_pb2 as chat_pb, chat_pb2_grpc as chat_grpc
-
-
-# --- Signed layouts (proto/src/trust.rs, proto/src/chain.rs) ---------------
-
-
-def frame(*parts):
-    """Each part as its length (8 bytes, big-endian), then its bytes."""
-    out = bytearray()
-    for p in parts:
-        p = p.encode() if isinstance(p, str) else p
-        out += struct.pack(">Q", len(p)) + p
-    return bytes(out)
-
-
-def be64(n):
-    """An integer part: 8 bytes big-endian (int64 two's complement)."""
-    return struct.pack(">q", n) if n < 0 else struct.pack(">Q", n)
-
-
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def verify(key_bytes, payload, signature):
-    try:
-        Ed25519PublicKey.from_public_bytes(bytes(key_bytes)).verify(bytes(signature), payload)
-        return True
-    except (InvalidSignature, ValueError):
-        return False
-
-
-def message_fields(room, m):
-    """The signed fields of a message (SendMessage or served ChatMessage)."""
-    return [b"chat.v1.ChatMessage", room, m.id, m_from(m), m.text,
-            be64(m.sent_at_unix_ms), be64(m.chain_seq), m.chain_prev]
-
-
-def m_from(m):
-    return getattr(m, "from")  # `from` is a Python keyword
-
-
-def message_digest(room, m):
-    """What the sender's next message chains to: it covers the signature."""
-    return hashlib.sha256(frame(*message_fields(room, m), m.signature)).digest()
-
-
-def log_step(previous, seq, epoch, entry_digest):
-    return hashlib.sha256(frame(b"chat.v1.LogEntry", previous, be64(seq), be64(epoch),
-                                entry_digest)).digest()
-
-
-def reset_digest(r):
-    grant = r.certificate.grant if r.HasField("certificate") else b""
-    # min_users is a uint32: 4 bytes big-endian, unlike every other integer.
-    return hashlib.sha256(frame(b"chat.v1.RoomReset", be64(r.seq),
-                                struct.pack(">I", r.min_users), r.by, grant)).digest()
-
-
-class Relay:
-    """The root of trust: the relay's key, pinned at registration."""
-
-    def __init__(self, key):
-        self.key = key
-
-    def host_term(self, cert):
-        if not verify(self.key, frame(b"relay.v1.HostTerm", cert.term), cert.signature):
-            raise ValueError("host term not signed by the relay")
-        return relay_pb.HostTerm.FromString(cert.term)
-
-    def name(self, cert):
-        if not verify(self.key, frame(b"relay.v1.NameGrant", cert.grant), cert.signature):
-            raise ValueError("name certificate not signed by the relay")
-        grant = relay_pb.NameGrant.FromString(cert.grant)
-        if grant.expires_at_unix_ms < now_ms():
-            raise ValueError("name certificate expired")
-        return grant
-
-    def reset(self, cert):
-        if not verify(self.key, frame(b"relay.v1.ResetGrant", cert.grant), cert.signature):
-            raise ValueError("reset certificate not signed by the relay")
-        return relay_pb.ResetGrant.FromString(cert.grant)
-
-
-def check_message(relay, room, m):
-    """A served ChatMessage of `room`: its sender's name certificate is the
-    relay's and names `from`, and the key it binds signed the message."""
-    grant = relay.name(m.sender)
-    if grant.name != m_from(m):
-        raise ValueError(f"the certificate names {grant.name!r}")
-    if not verify(grant.public_key, frame(*message_fields(room, m)), m.signature):
-        raise ValueError("bad signature")
-    return grant
-
-
-def judge(known, m):
-    """Where message m stands in its sender's chain (proto/src/chain.rs)."""
-    first = m.chain_seq == 1
-    if m.chain_seq == 0 or first != (len(m.chain_prev) == 0) or (
-            not first and len(m.chain_prev) != 32):
-        return "malformed"
-    if known is None:
-        return "follows"
-    seq, digest, sent_at = known
-    if first:
-        return "new_chain" if m.sent_at_unix_ms > sent_at else "repeat"
-    if m.chain_seq <= seq:
-        return "repeat"
-    if m.chain_seq == seq + 1:
-        return "follows" if m.chain_prev == digest else "fork"
-    return "gap"
+    cp.load_protos(proto_dir)
+    relay_pb, relay_grpc, chat_pb, chat_grpc = cp.relay_pb, cp.relay_grpc, cp.chat_pb, cp.chat_grpc
 
 
 # --- The client --------------------------------------------------------------
@@ -185,8 +80,12 @@ class Client:
         self.key = self.load_key(args.key)
         self.public = self.key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.seed = self.key.private_bytes(  # opens sealed private messages
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.NoEncryption())
         self.events = queue.Queue()  # everything the main loop reacts to
-        self.relay_stub = relay_grpc.RelayServiceStub(grpc.insecure_channel(args.relay))
+        self.transport = cp.Transport(args.relay, args.relay_ca, args.relay_tls_name, args.name)
+        self.relay_stub = relay_grpc.RelayServiceStub(self.transport.relay_channel())
         # Trust state.
         self.newest = None  # newest relay-signed HostTerm of the room
         self.chains = {}  # sender -> (chain_seq, digest, sent_at)
@@ -206,6 +105,10 @@ class Client:
         self.backoff = 0.2
         self.announced_epoch = 0
         self.activated = False
+        # Private messages: being looked up or delivered, sealed ones
+        # waiting for a session, ids seen (id -> signed at), shown.
+        self.privates_out, self.outbox, self.seen_privates = 0, [], {}
+        self.privates_shown = 0
 
     @staticmethod
     def load_key(path):
@@ -224,20 +127,25 @@ class Client:
         req = relay_pb.RegisterRequest(
             name=self.args.name, address="", public_key=self.public,
             signed_at_unix_ms=now_ms(), client_only=True,
-            rooms=[relay_pb.RoomClaim(room=self.room)])
+            rooms=[relay_pb.RoomClaim(room=self.room)],
+            certificate_request=self.transport.request)
         req.signature = self.key.sign(frame(
             b"relay.v1.Register", req.name, req.address, req.public_key,
             be64(req.signed_at_unix_ms), req.certificate_request))
-        resp = self.relay_stub.Register(req, timeout=5)
+        try:
+            resp = self.relay_stub.Register(req, timeout=5)
+        except grpc.RpcError as e:
+            sys.exit(f"cannot register at {self.args.relay}: {e.code().name}: {e.details()}")
         self.node_id, self.token = resp.node_id, resp.session_token
-        self.relay = Relay(resp.relay_public_key)  # pinned from here on
+        self.relay = cp.Relay(resp.relay_public_key)  # pinned from here on
         grant = self.relay.name(resp.name_certificate)
         if grant.name != self.args.name or grant.public_key != self.public:
             sys.exit("the relay's name certificate is for another name or key")
         self.certificate = resp.name_certificate
+        self.transport.registered(resp)
         emit("registered", name=grant.name, node_id=self.node_id,
              relay_key=resp.relay_public_key.hex(), min_users=resp.min_users,
-             migration_interval_ms=resp.migration_interval_ms)
+             migration_interval_ms=resp.migration_interval_ms, tls=self.transport.tls)
         threading.Thread(target=self.watch, daemon=True).start()
         joined = self.relay_stub.JoinRoom(relay_pb.JoinRoomRequest(
             node_id=self.node_id, session_token=self.token,
@@ -259,8 +167,13 @@ class Client:
 
     def read_stdin(self):
         for line in sys.stdin:
-            if line.strip():
-                self.events.put(("say", line.rstrip("\n")))
+            line = line.rstrip("\n")
+            command, _, rest = line.partition(" ")
+            if command in ("$private", "/private", "$msg", "/msg"):
+                to, _, text = rest.strip().partition(" ")
+                self.events.put(("private", to, text))
+            elif line.strip():
+                self.events.put(("say", line))
         self.events.put(("input_done", None))
 
     # The host records (watch, JoinRoom): only the relay-signed term counts.
@@ -293,7 +206,7 @@ class Client:
             return
         self.sid += 1
         out = queue.Queue()
-        channel = grpc.insecure_channel(address)
+        channel = self.transport.node_channel(address, node_id)
         stub = chat_grpc.ChatServiceStub(channel)
 
         def requests():
@@ -374,6 +287,7 @@ class Client:
         s["out"].put(chat_pb.ClientFrame(hello=hello))
         for m in self.pending:  # not acknowledged yet: same id, same signature
             s["out"].put(chat_pb.ClientFrame(send=m))
+        self.flush_outbox()
 
     def check_head(self, head, what):
         """A head the host signed: its signature, then our log hash at its seq."""
@@ -461,6 +375,11 @@ class Client:
         elif kind == "ack":
             self.pending = [m for m in self.pending if m.id != f.ack.id]
             emit("ack", id=f.ack.id, seq=f.ack.seq, epoch=s["epoch"])
+        elif kind == "sealed_private":
+            self.on_sealed(f.sealed_private)
+        elif kind == "rejected" and not f.rejected.id:
+            # A sealed private message the host could not pass on.
+            emit("private_refused", reason=f.rejected.reason)
         elif kind == "rejected":
             r = f.rejected
             emit("rejected", id=r.id, reason=r.reason, retry_after_ms=r.retry_after_ms)
@@ -500,8 +419,71 @@ class Client:
             if m.id == id and s and s["term"]:
                 s["out"].put(chat_pb.ClientFrame(send=m))
 
+    # Private messages (docs/protocol.md, 9).
+    def send_private(self, to, text):
+        self.privates_out += 1
+        threading.Thread(target=self.deliver_private, args=(to, text), daemon=True).start()
+
+    def deliver_private(self, to, text):
+        """On its own thread: looks `to` up at the relay, signs, and delivers
+        to its node, or hands the message sealed to the main loop."""
+        try:
+            if to == self.args.name:
+                raise ValueError("you cannot send a private message to yourself")
+            cp.check_text(text)
+            record = self.relay_stub.LookupMember(
+                relay_pb.LookupMemberRequest(name=to), timeout=5)
+            self.relay.member(record, to)  # its certificate binds its node id and key
+            m = cp.sign_private(self.key, chat_pb.PrivateMessage(
+                id=uuid.uuid4().hex, **{"from": self.args.name}, from_node_id=self.node_id,
+                to=to, to_node_id=record.node_id, text=text, sent_at_unix_ms=now_ms(),
+                sender=self.certificate))
+            if record.address and not record.client_only:
+                try:
+                    with self.transport.node_channel(record.address, record.node_id) as ch:
+                        chat_grpc.PeerServiceStub(ch).DeliverPrivate(m, timeout=5)
+                    return self.events.put(("private_done", to, text, None))
+                except grpc.RpcError as e:
+                    if record.reachable:  # it should be reachable: say why not
+                        raise ValueError(f"{e.code().name}: {e.details()}") from None
+            # Nobody can dial it: the host carries it, sealed to its key.
+            self.events.put(("sealed", to, text, cp.seal_private(record.public_key, m)))
+        except grpc.RpcError as e:
+            self.events.put(("private_done", to, text, f"{e.code().name}: {e.details()}"))
+        except ValueError as e:
+            self.events.put(("private_done", to, text, str(e)))
+
+    def flush_outbox(self):
+        """Hands the sealed private messages to the host, once a session is open."""
+        s = self.session
+        while self.outbox and s and s["term"]:
+            to, text, sealed = self.outbox.pop(0)
+            s["out"].put(chat_pb.ClientFrame(sealed_private=sealed))
+            emit("private_sent", to=to, text=text, via="sealed")
+
+    def on_sealed(self, sealed):
+        """A sealed private message the host passed on: shown only once it
+        opens with this member's key and checks out as docs/protocol.md says."""
+        now = now_ms()
+        try:
+            m = cp.open_sealed(self.seed, self.node_id, sealed)
+            cp.check_private(self.relay, self.args.name, self.node_id, m, now)
+            # Older ids cannot come back: they would be stale.
+            self.seen_privates = {i: t for i, t in self.seen_privates.items()
+                                  if t >= now - cp.MAX_CLOCK_SKEW_MS}
+            if m.id in self.seen_privates:
+                raise ValueError(f"id {m.id} seen before (a replay)")
+            self.seen_privates[m.id] = m.sent_at_unix_ms
+        except ValueError as e:
+            return emit("verification_failed", what=f"sealed private message: {e}")
+        self.privates_shown += 1
+        emit("private", **{"from": m_from(m)}, text=m.text, sent_at_unix_ms=m.sent_at_unix_ms,
+             verified=True)
+
     def done(self):
-        return (self.shown >= self.args.expect and not self.pending and self.input_done)
+        return (self.shown >= self.args.expect and not self.pending and self.input_done
+                and self.privates_shown >= self.args.expect_private
+                and not self.privates_out and not self.outbox)
 
     def run(self):
         self.register()
@@ -509,10 +491,13 @@ class Client:
             threading.Thread(target=self.read_stdin, daemon=True).start()
         for text in self.args.say:
             self.say(text)
+        for to, text in self.args.private:
+            self.send_private(to, text)
         deadline = time.time() + self.args.timeout
         while not self.done():
             if time.time() > deadline:
                 emit("timeout", shown=self.shown, pending=len(self.pending))
+                self.leave()
                 return 2
             s = self.session
             if s is None and time.time() >= self.retry_at:
@@ -530,6 +515,19 @@ class Client:
                 self.say(rest[0])
             elif kind == "resend":
                 self.resend(rest[0])
+            elif kind == "private":
+                self.send_private(*rest)
+            elif kind == "private_done":
+                self.privates_out -= 1
+                to, text, error = rest
+                if error is None:
+                    emit("private_sent", to=to, text=text, via="direct")
+                else:
+                    emit("private_failed", to=to, text=text, why=error)
+            elif kind == "sealed":
+                self.privates_out -= 1
+                self.outbox.append(tuple(rest))
+                self.flush_outbox()
             elif kind == "input_done":
                 self.input_done = True
             elif kind == "notice":
@@ -539,12 +537,21 @@ class Client:
                     self.on_frame(rest[1])
                 else:
                     self.on_closed(rest[1])
+        self.leave()
+        emit("done", shown=self.shown, privates=self.privates_shown)
+        return 0
+
+    def leave(self):
+        """Leaves the room, and the chat: the relay frees the name at once."""
         if self.session:
             self.session["out"].put(chat_pb.ClientFrame(leave=chat_pb.Leave()))
             time.sleep(0.2)
             self.end_session("leaving")
-        emit("done", shown=self.shown)
-        return 0
+        try:
+            self.relay_stub.Unregister(relay_pb.UnregisterRequest(
+                node_id=self.node_id, session_token=self.token), timeout=2)
+        except grpc.RpcError as e:
+            emit("notice", message=f"could not unregister: {e.code().name}")
 
 
 class _Sent:
@@ -559,15 +566,27 @@ class _Sent:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--relay", default="127.0.0.1:5000", help="relay address, host:port (plaintext)")
+    p.add_argument("--relay", default=os.environ.get("CHAT_RELAY", "127.0.0.1:5000"),
+                   help="https://HOST:PORT (TLS), http://HOST:PORT (plaintext) or HOST:PORT"
+                   " (TLS with --relay-ca, else plaintext); default $CHAT_RELAY or 127.0.0.1:5000")
+    p.add_argument("--relay-ca", default=os.environ.get("CHAT_RELAY_CA"),
+                   help="the relay's certificate authority (its DATA_DIR/ca.pem); default"
+                   " $CHAT_RELAY_CA")
+    p.add_argument("--relay-tls-name", help="the name the relay's certificate must carry"
+                   " (default: the host of --relay)")
     p.add_argument("--name", required=True)
     p.add_argument("--room", default="lobby", help="room name, with or without #")
     p.add_argument("--say", action="append", default=[], help="a message to send (repeatable)")
-    p.add_argument("--stdin", action="store_true", help="also send each line of standard input")
+    p.add_argument("--private", nargs=2, action="append", default=[], metavar=("USER", "TEXT"),
+                   help="a private message to send (repeatable)")
+    p.add_argument("--stdin", action="store_true", help="also send each line of standard input"
+                   " ($private USER TEXT or /msg USER TEXT: a private message)")
     p.add_argument("--expect", type=int, default=0, help="exit after showing this many messages")
+    p.add_argument("--expect-private", type=int, default=0,
+                   help="... and this many private messages")
     p.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
     p.add_argument("--key", help="file holding this member's Ed25519 key (created if absent)")
-    p.add_argument("--protos", default=str(REPO_PROTOS), help="directory of the .proto files")
+    p.add_argument("--protos", default=str(cp.REPO_PROTOS), help="directory of the .proto files")
     args = p.parse_args()
     load_protos(args.protos)
     sys.exit(Client(args).run())

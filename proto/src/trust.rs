@@ -2,20 +2,20 @@
 //! in one place for every signer and verifier. The relay's key is the one
 //! root of trust: it signs host terms (the only form in which an epoch
 //! counts), name grants (a name bound to a node and its key) and reset
-//! grants (one member's permission to reset one room, once); members
+//! grants (one member's permission to reset one room, once) and copy
+//! permits (one member may hold one term's copies of a room); members
 //! sign their own messages, Hellos and node-to-node calls.
 
 use crate::chain::{Digest, Signed};
 use crate::pb::chat::{Hello, PrivateMessage, SendMessage, SignedHead};
-use crate::pb::relay::{
-    HostTerm, HostTermCertificate, NameCertificate, NameGrant, RegisterRequest, ResetCertificate,
-    ResetGrant,
-};
+use crate::pb::relay::RegisterRequest;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use prost::Message;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
+
+mod certificates;
+pub use certificates::{reset_nonce, verify_room_reset};
 
 /// How far a signed timestamp may be from the verifier's clock.
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
@@ -24,9 +24,6 @@ pub const ROOM: &str = crate::rules::DEFAULT_ROOM;
 /// Largest certificate accepted anywhere, in bytes.
 pub const MAX_CERTIFICATE_BYTES: usize = 2048;
 
-const HOST_TERM_TAG: &[u8] = b"relay.v1.HostTerm";
-const NAME_GRANT_TAG: &[u8] = b"relay.v1.NameGrant";
-const RESET_GRANT_TAG: &[u8] = b"relay.v1.ResetGrant";
 /// Length of a reset grant's nonce, in bytes.
 pub const RESET_NONCE_BYTES: usize = 16;
 
@@ -150,27 +147,6 @@ impl Keypair {
     /// Signs `payload` (built with [`frame`]).
     pub fn sign(&self, payload: &[u8]) -> Vec<u8> {
         self.0.sign(payload).to_bytes().to_vec()
-    }
-
-    /// Issues a relay certificate for `term`.
-    pub fn issue_host_term(&self, term: &HostTerm) -> HostTermCertificate {
-        let term = term.encode_to_vec();
-        let signature = self.sign(&frame(&[HOST_TERM_TAG, &term]));
-        HostTermCertificate { term, signature }
-    }
-
-    /// Issues a relay certificate for `grant`.
-    pub fn issue_name(&self, grant: &NameGrant) -> NameCertificate {
-        let grant = grant.encode_to_vec();
-        let signature = self.sign(&frame(&[NAME_GRANT_TAG, &grant]));
-        NameCertificate { grant, signature }
-    }
-
-    /// Issues a relay certificate for `grant` (a reset).
-    pub fn issue_reset(&self, grant: &ResetGrant) -> ResetCertificate {
-        let grant = grant.encode_to_vec();
-        let signature = self.sign(&frame(&[RESET_GRANT_TAG, &grant]));
-        ResetCertificate { grant, signature }
     }
 
     /// Signs a Hello answering `nonce` from host `host_node_id`, in place.
@@ -340,78 +316,6 @@ impl PublicKey {
         )?;
         Ok(hash)
     }
-
-    /// Verifies a relay-signed host term (this key being the relay's) and
-    /// returns what it says.
-    pub fn verify_host_term(&self, cert: &HostTermCertificate) -> Result<HostTerm, TrustError> {
-        if cert.term.len() > MAX_CERTIFICATE_BYTES {
-            return Err(TrustError::Malformed);
-        }
-        self.verify(&frame(&[HOST_TERM_TAG, &cert.term]), &cert.signature)?;
-        HostTerm::decode(cert.term.as_slice()).map_err(|_| TrustError::Malformed)
-    }
-
-    /// Verifies a relay-signed name grant (this key being the relay's) that
-    /// has not expired at `now_ms`, and returns it.
-    pub fn verify_name(
-        &self,
-        cert: &NameCertificate,
-        now_ms: i64,
-    ) -> Result<NameGrant, TrustError> {
-        if cert.grant.len() > MAX_CERTIFICATE_BYTES {
-            return Err(TrustError::Malformed);
-        }
-        self.verify(&frame(&[NAME_GRANT_TAG, &cert.grant]), &cert.signature)?;
-        let grant = NameGrant::decode(cert.grant.as_slice()).map_err(|_| TrustError::Malformed)?;
-        if grant.expires_at_unix_ms < now_ms {
-            return Err(TrustError::Expired);
-        }
-        Ok(grant)
-    }
-
-    /// Verifies a relay-signed reset grant (this key being the relay's)
-    /// and returns it. It does not expire: a reset in the history stays
-    /// verifiable (the host checks freshness when it accepts one).
-    pub fn verify_reset(&self, cert: &ResetCertificate) -> Result<ResetGrant, TrustError> {
-        if cert.grant.len() > MAX_CERTIFICATE_BYTES {
-            return Err(TrustError::Malformed);
-        }
-        self.verify(&frame(&[RESET_GRANT_TAG, &cert.grant]), &cert.signature)?;
-        ResetGrant::decode(cert.grant.as_slice()).map_err(|_| TrustError::Malformed)
-    }
-}
-
-/// A fresh random nonce for a reset grant.
-pub fn reset_nonce() -> Vec<u8> {
-    rand::random::<[u8; RESET_NONCE_BYTES]>().to_vec()
-}
-
-/// Verifies the certificate of a reset of `room` to `min_users` said to be
-/// by `by` (what every member and the host check; see
-/// `relay.v1.ResetGrant`): signed by the `relay`, for this room, threshold
-/// and member, with a nonce of the right length. Returns the grant, whose
-/// time and nonce the caller checks against the resets it saw.
-pub fn verify_room_reset(
-    relay: &PublicKey,
-    cert: Option<&ResetCertificate>,
-    room: &str,
-    min_users: u32,
-    by: &str,
-) -> Result<ResetGrant, TrustError> {
-    let grant = relay.verify_reset(cert.ok_or(TrustError::Malformed)?)?;
-    if grant.nonce.len() != RESET_NONCE_BYTES {
-        return Err(TrustError::Malformed);
-    }
-    if grant.room != room {
-        return Err(TrustError::Mismatch("room"));
-    }
-    if grant.by != by {
-        return Err(TrustError::Mismatch("member"));
-    }
-    if grant.min_users != min_users {
-        return Err(TrustError::Mismatch("threshold"));
-    }
-    Ok(grant)
 }
 
 /// Checks that a signed time is within [`MAX_CLOCK_SKEW_MS`] of `now_ms`.
@@ -503,6 +407,9 @@ pub fn verify_hello(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::relay::{
+        HostTerm, HostTermCertificate, NameGrant, ResetCertificate, ResetGrant,
+    };
 
     #[test]
     fn certificates_verify_under_the_issuing_key_only() {

@@ -601,6 +601,7 @@ impl Registry {
     }
 }
 
+mod copies;
 mod error;
 mod lease;
 mod placement;

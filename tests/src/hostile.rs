@@ -14,8 +14,9 @@ use chat_proto::pb::chat::{
 };
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::{
-    CurrentHostRequest, HostRecord, HostTerm, HostTermCertificate, LookupMemberRequest,
-    MemberRecord, NameCertificate, RegisterRequest, RegisterResponse, WatchHostRequest,
+    CopyPermit, CurrentHostRequest, HostRecord, HostTerm, HostTermCertificate, LookupMemberRequest,
+    MemberRecord, NameCertificate, RegisterRequest, RegisterResponse, RenewLeaseRequest,
+    WatchHostRequest,
 };
 use chat_proto::trust::{self, Keypair};
 use prost::Message;
@@ -196,18 +197,46 @@ pub fn take_over(
     }
 }
 
-/// A Replicate of `body` under `term`, signed by `key`.
+/// A Replicate of `body` under `term`, signed by `key`, carrying `permit`.
 pub fn replicate(
     key: &Keypair,
     term: &HostTermCertificate,
     body: &ReplicateBody,
+    permit: Option<&CopyPermit>,
 ) -> ReplicateRequest {
     let body = body.encode_to_vec();
     ReplicateRequest {
         signature: key.sign(&trust::replicate_payload(&term.term, &body)),
         term: Some(term.clone()),
         body,
+        permit: permit.cloned(),
     }
+}
+
+/// Renews `host`'s lease of `record`'s term (naming `successor`, if not
+/// empty) and asks the relay's copy permit for `copy_to`.
+pub async fn renew_asking_permit(
+    uri: &str,
+    host: &Stranger,
+    record: &HostRecord,
+    successor: &str,
+    copy_to: &str,
+) -> Option<CopyPermit> {
+    relay_client(uri)
+        .await
+        .renew_lease(RenewLeaseRequest {
+            epoch: record.epoch,
+            node_id: host.reg.node_id.clone(),
+            session_token: host.reg.session_token.clone(),
+            successor_node_id: successor.to_string(),
+            room: record.room.clone(),
+            copy_to_node_id: copy_to.to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("the relay renews the scripted host's lease")
+        .into_inner()
+        .copy_permit
 }
 
 pub fn forged_meta(head_seq: u64, same_members: bool) -> RoomMeta {

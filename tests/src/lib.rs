@@ -10,6 +10,7 @@ pub mod hostile;
 pub mod member;
 pub mod phases;
 pub mod procs;
+pub mod python;
 pub mod tmux;
 
 pub use member::Member;

@@ -193,15 +193,33 @@ impl Member {
         self.wait_or_end_why(pred).await.ok()
     }
 
+    /// Like [`Member::wait_for`], but waits at most `limit`: `None` if no
+    /// such event came by then (or the member's output ended).
+    pub async fn wait_within(
+        &mut self,
+        limit: std::time::Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        self.wait_until_deadline(limit, pred).await.ok()
+    }
+
     async fn wait_or_end_why(
         &mut self,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value, &'static str> {
+        self.wait_until_deadline(DEADLINE, pred).await
+    }
+
+    async fn wait_until_deadline(
+        &mut self,
+        limit: std::time::Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Result<Value, &'static str> {
         self.drain();
         if let Some(found) = self.seen.iter().find(|e| pred(e)) {
             return Ok(found.clone());
         }
-        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let event = self.next_event(deadline).await?;
             if pred(&event) {

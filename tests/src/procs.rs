@@ -3,7 +3,7 @@
 
 use crate::member::Member;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -58,6 +58,8 @@ pub fn free_port() -> u16 {
 pub struct RelayProcess {
     /// Its address.
     pub addr: String,
+    /// Its certificate authority (`DATA_DIR/ca.pem`) when it serves TLS.
+    ca: Option<PathBuf>,
     child: Child,
 }
 
@@ -70,12 +72,25 @@ impl RelayProcess {
     /// Starts `relay-svc` on `addr` (to restart one where it was), in
     /// plaintext (its members dial `http://127.0.0.1`).
     pub async fn start_at(addr: &str, args: &[&str]) -> RelayProcess {
+        Self::spawn(addr, false, args).await
+    }
+
+    /// Starts `relay-svc` on a free port serving TLS with its own
+    /// certificate authority (members dial `https://127.0.0.1` and need
+    /// `--relay-ca` [`RelayProcess::ca`]).
+    pub async fn start_tls(args: &[&str]) -> RelayProcess {
+        Self::spawn(&format!("127.0.0.1:{}", free_port()), true, args).await
+    }
+
+    async fn spawn(addr: &str, tls: bool, args: &[&str]) -> RelayProcess {
         let addr = addr.to_string();
         // The key stays with the address for this test process, so a relay
         // restarted where it was keeps the key its members pinned.
         let data_dir = tests_dir().join(format!("relay-{}", addr.replace(':', "-")));
+        let ca = tls.then(|| data_dir.join(chat_proto::tls::AUTHORITY_CERT_FILE));
         let child = Command::new(binary("relay-svc"))
-            .args(["--listen", &addr, "--plaintext"])
+            .args(["--listen", &addr])
+            .args((!tls).then_some("--plaintext"))
             .arg("--data-dir")
             .arg(&data_dir)
             .env(
@@ -93,7 +108,7 @@ impl RelayProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn relay-svc");
-        let relay = RelayProcess { addr, child };
+        let relay = RelayProcess { addr, ca, child };
         relay.wait_ready().await;
         relay
     }
@@ -105,11 +120,28 @@ impl RelayProcess {
             async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
         })
         .await;
+        // It listens before it loads its authority: the file comes after
+        // (whole, written aside and linked into place).
+        if let Some(ca) = self.ca.clone() {
+            crate::eventually("relay-svc writes its ca.pem", || {
+                let ca = ca.clone();
+                async move { ca.exists() }
+            })
+            .await;
+        }
     }
 
-    /// `http://` URI of the relay.
+    /// URI of the relay: `https://` when it serves TLS, else `http://`.
     pub fn uri(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The certificate authority of a TLS relay (there once it started).
+    pub fn ca(&self) -> &Path {
+        self.ca
+            .as_deref()
+            .expect("the relay serves plaintext: it has no authority")
     }
 
     /// The process id, while it runs.

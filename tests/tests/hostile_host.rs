@@ -7,7 +7,7 @@
 
 use chat_proto::chain::GENESIS;
 use chat_proto::pb::chat::{log_entry, server_frame::Frame, Ack, LogEntry, ReplicateBody};
-use chat_proto::pb::relay::{HostRecord, RenewLeaseRequest};
+use chat_proto::pb::relay::{CopyPermit, HostRecord, RenewLeaseRequest};
 use chat_tests::hostile::{
     self, chat_client, lookup, replicate, served, ScriptedHost, SenderChain, Stranger,
 };
@@ -18,16 +18,18 @@ use tonic::Code;
 
 const NO_MIGRATION: Duration = Duration::from_secs(3600);
 
-/// Keeps `host`'s lease, naming `successor`, until aborted: then the
-/// lease lapses and the relay promotes the successor.
 /// Renews the scripted host's lease (naming `successor`) until aborted;
-/// the relay has taken the first renewal when this returns.
+/// the relay has taken the first renewal when this returns, which asked
+/// the relay's permit for the successor to hold the term's copies.
 async fn keep_lease(
     uri: &str,
     host: &Stranger,
     record: &HostRecord,
     successor: &str,
-) -> JoinHandle<()> {
+) -> (JoinHandle<()>, CopyPermit) {
+    let permit = hostile::renew_asking_permit(uri, host, record, successor, successor)
+        .await
+        .expect("the relay permits the successor to hold copies");
     let renewal = RenewLeaseRequest {
         epoch: record.epoch,
         node_id: host.reg.node_id.clone(),
@@ -36,17 +38,15 @@ async fn keep_lease(
         ..Default::default()
     };
     let mut rc = hostile::relay_client(uri).await;
-    rc.renew_lease(renewal.clone())
-        .await
-        .expect("the relay renews the scripted host's lease");
-    tokio::spawn(async move {
+    let lease = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if rc.renew_lease(renewal.clone()).await.is_err() {
                 return;
             }
         }
-    })
+    });
+    (lease, permit)
 }
 
 /// Reports of tampering a member has seen so far.
@@ -199,7 +199,7 @@ async fn a_host_that_showed_members_different_histories_is_caught_at_the_next_mo
 
     let mut bob = join(&uri, "bob").await.expect("bob joins");
     let bob_node = bob.shared().ctx.identity.clone();
-    let lease = keep_lease(&uri, &mallory, &record, &bob_node.node_id).await;
+    let (lease, permit) = keep_lease(&uri, &mallory, &record, &bob_node.node_id).await;
     let to_bob = host.session().await;
     let mut carol = join(&uri, "carol").await.expect("carol joins");
     let to_carol = host.session().await;
@@ -221,7 +221,7 @@ async fn a_host_that_showed_members_different_histories_is_caught_at_the_next_mo
     let cert = record.certificate.clone().expect("a term");
     chat_client(&bob_node.address)
         .await
-        .replicate(replicate(&host.key, &cert, &body))
+        .replicate(replicate(&host.key, &cert, &body, Some(&permit)))
         .await
         .expect("bob holds a copy that checks out");
     lease.abort();
@@ -259,7 +259,7 @@ async fn a_bad_copy_planted_before_a_move_is_refused_and_the_message_survives() 
     to_bob.send(host.welcome(epoch, 0, &GENESIS)).await;
     let mut carol = join(&uri, "carol").await.expect("carol joins");
     let carol_node = carol.shared().ctx.identity.clone();
-    let lease = keep_lease(&uri, &mallory, &record, &carol_node.node_id).await;
+    let (lease, permit) = keep_lease(&uri, &mallory, &record, &carol_node.node_id).await;
     let to_carol = host.session().await;
     to_carol.send(host.welcome(epoch, 0, &GENESIS)).await;
 
@@ -274,7 +274,7 @@ async fn a_bad_copy_planted_before_a_move_is_refused_and_the_message_survives() 
     let cert = record.certificate.clone().expect("a term");
     let refused = chat_client(&carol_node.address)
         .await
-        .replicate(replicate(&host.key, &cert, &body))
+        .replicate(replicate(&host.key, &cert, &body, Some(&permit)))
         .await
         .expect_err("carol refuses a copy that fails verification");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused}");
@@ -298,15 +298,18 @@ async fn a_copy_labelled_with_another_room_is_refused() {
     let relay = Relay::start(2, NO_MIGRATION).await;
     let uri = relay.uri();
     let host = ScriptedHost::start().await;
-    let (_mallory, record) = host.host_lobby(&uri, "mallory").await;
+    let (mallory, record) = host.host_lobby(&uri, "mallory").await;
     let bob = join(&uri, "bob").await.expect("bob joins");
     let bob_node = bob.shared().ctx.identity.clone();
     let cert = record.certificate.clone().expect("a term");
+    let permit = hostile::renew_asking_permit(&uri, &mallory, &record, "", &bob_node.node_id)
+        .await
+        .expect("bob may hold copies");
     let probe = ReplicateBody {
         counter: 1,
         ..Default::default()
     };
-    let mut request = tonic::Request::new(replicate(&host.key, &cert, &probe));
+    let mut request = tonic::Request::new(replicate(&host.key, &cert, &probe, Some(&permit)));
     request
         .metadata_mut()
         .insert(chat_proto::ROOM_METADATA, "hall".parse().expect("metadata"));
@@ -319,9 +322,76 @@ async fn a_copy_labelled_with_another_room_is_refused() {
     // The same copy, labelled right, is answered.
     chat_client(&bob_node.address)
         .await
-        .replicate(replicate(&host.key, &cert, &probe))
+        .replicate(replicate(&host.key, &cert, &probe, Some(&permit)))
         .await
         .expect("the lobby's host may ask how far bob is");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_pushed_to_a_member_without_the_relays_permit_are_refused() {
+    const PUSHES: u64 = 70;
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let uri = relay.uri();
+    let host = ScriptedHost::start().await;
+    let (mallory, record) = host.host_lobby(&uri, "mallory").await;
+    let epoch = record.epoch;
+    let cert = record.certificate.clone().expect("a term");
+    let bob = join(&uri, "bob").await.expect("bob joins");
+    let carol = join(&uri, "carol").await.expect("carol joins");
+    let bob_node = bob.shared().ctx.identity.clone();
+    let carol_node = carol.shared().ctx.identity.clone();
+    // The relay names carol successor and permits her copies; bob has none.
+    let (_lease, carols) = keep_lease(&uri, &mallory, &record, &carol_node.node_id).await;
+    let mut forged_permit = carols.clone();
+    forged_permit.signature = mallory.key.sign(&forged_permit.grant);
+    let mut to_bob = chat_client(&bob_node.address).await;
+
+    // Seventy pushes of about 1 MB of mallory's own messages, each a
+    // copy that checks out (signed, chained, under the head the host
+    // signed): none carries a permit for bob, so bob holds none of it.
+    let mut chain = SenderChain::default();
+    let padding = "x".repeat(4_000);
+    let entries: Vec<LogEntry> = (1..=256)
+        .map(|seq| {
+            let said = chain.message(&mallory.key, "mallory", &format!("m{seq}"), &padding);
+            entry(served(&said, "mallory", &mallory.certificate(), seq, epoch))
+        })
+        .collect();
+    let body = host.copy_from_start(epoch, &entries);
+    let mut pushed = 0;
+    for i in 0..PUSHES {
+        let permit = match i % 3 {
+            0 => None,
+            1 => Some(&carols),
+            _ => Some(&forged_permit),
+        };
+        let mut body = body.clone();
+        body.counter = i + 1;
+        let request = replicate(&host.key, &cert, &body, permit);
+        pushed += prost::Message::encoded_len(&request);
+        let refused = to_bob
+            .replicate(request)
+            .await
+            .expect_err("bob is not permitted to hold copies");
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused}");
+        assert!(refused.message().contains("copy permit"), "{refused}");
+    }
+    assert!(pushed > 70_000_000, "pushed {pushed} bytes");
+
+    // Asked how far it is under a permit of its own, bob holds nothing.
+    let bobs = hostile::renew_asking_permit(&uri, &mallory, &record, "", &bob_node.node_id)
+        .await
+        .expect("bob may be permitted");
+    let probe = ReplicateBody {
+        counter: u64::MAX,
+        ..Default::default()
+    };
+    let have = to_bob
+        .replicate(replicate(&host.key, &cert, &probe, Some(&bobs)))
+        .await
+        .expect("a probe under bob's permit")
+        .into_inner();
+    assert_eq!(have.have_seq, 0, "bob holds no copy: {have:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

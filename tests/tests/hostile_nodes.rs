@@ -128,7 +128,7 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
     };
     refused_replicate(
         &mut to_bob,
-        replicate(&stranger, &ahead, &body),
+        replicate(&stranger, &ahead, &body, None),
         "a self-signed term",
     )
     .await;
@@ -138,7 +138,7 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
         counter: u64::MAX,
         ..Default::default()
     };
-    let request = replicate(&stranger, &real, &probe);
+    let request = replicate(&stranger, &real, &probe, None);
     refused_replicate(&mut to_bob, request, "a probe under a copied term").await;
     // ...and crafted entries that would follow bob's head.
     let crafted = ReplicateBody {
@@ -148,7 +148,7 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
         base_seq: head,
         head: None,
     };
-    let request = replicate(&stranger, &real, &crafted);
+    let request = replicate(&stranger, &real, &crafted, None);
     refused_replicate(&mut to_bob, request, "crafted entries under a copied term").await;
 
     // Twenty requests of ~3.6 MB at once: each refused, nothing grows.
@@ -159,7 +159,7 @@ async fn a_stranger_cannot_write_into_a_replica_and_the_next_host_serves_the_rea
         base_seq: 0,
         head: None,
     };
-    let huge = replicate(&stranger, &real, &huge);
+    let huge = replicate(&stranger, &real, &huge, None);
     assert!(huge.encoded_len() > 3_500_000, "{}", huge.encoded_len());
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..20 {

@@ -9,134 +9,16 @@
 //! never skips, without them.
 
 use chat_proto::chain::{log_step, Signed, GENESIS};
-use chat_proto::pb::chat::{ChatMessage, SendMessage};
+use chat_proto::pb::chat::{ChatMessage, PrivateMessage, SealedPrivate, SendMessage};
 use chat_proto::pb::relay::{NameCertificate, NameGrant};
-use chat_proto::trust::{hex, node_id_of, now_unix_ms, Keypair};
+use chat_proto::sealed::{open_private, seal_private};
+use chat_proto::trust::{check_fresh, hex, node_id_of, now_unix_ms, private_payload, Keypair};
 use chat_tests::procs::{spawn_node, RelayProcess};
-use chat_tests::DEADLINE;
+use chat_tests::python::{
+    assert_chatted, chat_rounds, of_type, require_python, run_checks, PyClient,
+};
 use prost::Message;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
-use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
-
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../examples/python/chat_client.py"
-);
-const INSTALL: &str = "python3 -m pip install grpcio grpcio-tools cryptography";
-
-/// Fails the test, saying how to install them, unless python3 and the
-/// client's packages are there.
-async fn require_python() {
-    let out = Command::new("python3")
-        .args(["-c", "import grpc, grpc_tools, cryptography"])
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("python3 is needed for this test ({e}); then: {INSTALL}"));
-    assert!(
-        out.status.success(),
-        "python3 lacks grpcio, grpcio-tools or cryptography ({}); install them: {INSTALL}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
-
-/// The Python client, its JSON events and the lines it is given.
-struct PyClient {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: mpsc::UnboundedReceiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl PyClient {
-    fn start(relay: &str, name: &str, expect: usize) -> PyClient {
-        let expect = expect.to_string();
-        let mut child = Command::new("python3")
-            .arg(SCRIPT)
-            .args(["--relay", relay, "--name", name, "--room", "#lobby"])
-            .args(["--stdin", "--expect", &expect, "--timeout", "120"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn python3");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("the client printed a non-JSON line {line:?}: {e}"));
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        PyClient {
-            child,
-            stdin,
-            events,
-            seen: Vec::new(),
-        }
-    }
-
-    async fn say(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin
-            .write_all(format!("{text}\n").as_bytes())
-            .await
-            .expect("write to the client");
-        stdin.flush().await.expect("flush");
-    }
-
-    /// Waits until what the client printed satisfies `cond`.
-    async fn wait_until(&mut self, what: &str, cond: impl Fn(&[Value]) -> bool) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while !cond(&self.seen) {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) => self.seen.push(event),
-                Ok(None) => panic!(
-                    "the client ended while waiting for {what}: {:#?}",
-                    self.seen
-                ),
-                Err(_) => panic!("timed out waiting for {what}: {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// The epochs of the hosts that welcomed the client, in order.
-    fn host_epochs(seen: &[Value]) -> Vec<u64> {
-        of_type(seen, "host")
-            .map(|e| e["epoch"].as_u64().unwrap_or(0))
-            .collect()
-    }
-
-    /// Ends its input and waits for it to exit by itself.
-    async fn finish(&mut self) {
-        drop(self.stdin.take());
-        let status = tokio::time::timeout(DEADLINE, self.child.wait())
-            .await
-            .expect("the client exits once it has shown every message")
-            .expect("wait for the client");
-        while let Some(event) = self.events.recv().await {
-            self.seen.push(event);
-        }
-        assert!(
-            status.success(),
-            "client exit status {status}: {:#?}",
-            self.seen
-        );
-    }
-}
-
-fn of_type<'a>(seen: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    seen.iter().filter(move |e| e["type"] == kind)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_client_chats_and_verifies_through_host_moves() {
@@ -149,79 +31,30 @@ async fn a_python_client_chats_and_verifies_through_host_moves() {
     bob.wait_event("host", &[]).await;
 
     const ROUNDS: usize = 3;
-    let mut py = PyClient::start(&relay.addr, "pyuser", 3 * ROUNDS);
+    let expect = (3 * ROUNDS).to_string();
+    let mut py = PyClient::start(&[
+        "--relay",
+        &uri,
+        "--name",
+        "pyuser",
+        "--room",
+        "#lobby",
+        "--expect",
+        &expect,
+        "--timeout",
+        "120",
+    ]);
     py.wait_until("a welcome", |seen| of_type(seen, "host").count() > 0)
         .await;
     alice.wait_event("activated", &[]).await;
     bob.wait_event("activated", &[]).await;
 
     // Each round everyone speaks, then the host moves before the next.
-    for round in 0..ROUNDS {
-        py.say(&format!("py {round}")).await;
-        alice.say(&format!("alice {round}")).await;
-        bob.say(&format!("bob {round}")).await;
-        let hosts = PyClient::host_epochs(&py.seen).len();
-        py.wait_until("the host to move", |seen| {
-            PyClient::host_epochs(seen).len() > hosts
-        })
-        .await;
-    }
+    chat_rounds(&mut py, &mut [&mut alice, &mut bob], ROUNDS).await;
     py.finish().await;
-
-    // The Rust members saw the Python member's messages, in order.
-    let expected =
-        |who: &str| -> Vec<String> { (0..ROUNDS).map(|r| format!("{who} {r}")).collect() };
-    for m in [&mut alice, &mut bob] {
-        m.wait_messages(3 * ROUNDS).await;
-        let from_py: Vec<String> = m
-            .messages()
-            .into_iter()
-            .filter(|(_, from, _)| from == "pyuser")
-            .map(|(_, _, text)| text)
-            .collect();
-        assert_eq!(from_py, expected("py"), "{} sees the Python member", m.name);
-        assert!(!m.has_seen("tampering", &[]), "{}: {:#?}", m.name, m.seen);
-    }
-
-    // The Python member saw everyone's, each verified, once and in order.
-    let seen = &py.seen;
-    let failures: Vec<&Value> = of_type(seen, "verification_failed").collect();
-    assert!(failures.is_empty(), "verification failures: {failures:#?}");
-    for who in ["alice", "bob", "py"] {
-        let name = if who == "py" { "pyuser" } else { who };
-        let texts: Vec<String> = of_type(seen, "message")
-            .filter(|e| e["from"] == name)
-            .map(|e| e["text"].as_str().unwrap_or("").to_string())
-            .collect();
-        assert_eq!(texts, expected(who), "the Python client shows {name}'s");
-    }
-    assert!(
-        of_type(seen, "message").all(|e| e["verified"] == true),
-        "{seen:#?}"
-    );
-    let seqs: Vec<u64> = of_type(seen, "message")
-        .map(|e| e["seq"].as_u64().unwrap_or(0))
-        .collect();
-    assert!(
-        seqs.windows(2).all(|w| w[0] < w[1]),
-        "shown in log order: {seqs:?}"
-    );
-
-    // It kept chatting across host moves: its messages were acknowledged
-    // by hosts of different terms, and it followed at least one move.
-    let epochs = PyClient::host_epochs(seen);
-    assert!(epochs.len() > ROUNDS, "host moves followed: {epochs:?}");
-    let ack_epochs: BTreeSet<u64> = of_type(seen, "ack")
-        .map(|e| e["epoch"].as_u64().unwrap_or(0))
-        .collect();
-    assert!(
-        ack_epochs.len() >= 2,
-        "acks by one host term only: {ack_epochs:?}"
-    );
-    let acked: BTreeSet<&str> = of_type(seen, "ack")
-        .filter_map(|e| e["id"].as_str())
-        .collect();
-    assert_eq!(acked.len(), ROUNDS, "each message acknowledged: {seen:#?}");
+    assert_chatted(&py, "pyuser", &mut [&mut alice, &mut bob], ROUNDS).await;
+    let registered = of_type(&py.seen, "registered").next().expect("registered");
+    assert_eq!(registered["tls"], false, "plaintext: {registered}");
 
     alice.leave().await;
     bob.leave().await;
@@ -305,11 +138,6 @@ async fn the_python_checks_refuse_what_the_rust_checks_refuse() {
         ],
     });
     let script = r#"
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import chat_client as c
-c.load_protos(str(c.REPO_PROTOS))
-data = json.load(sys.stdin)
 relay = c.Relay(bytes.fromhex(data["relay_key"]))
 out, msgs = {}, {}
 for case in data["cases"]:
@@ -328,27 +156,7 @@ out["chain"] = c.judge((1, digest, first.sent_at_unix_ms), second)
 out["fork"] = c.judge((1, bytes(32), first.sent_at_unix_ms), second)
 print(json.dumps(out))
 "#;
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/python");
-    let mut child = Command::new("python3")
-        .args(["-c", script, examples])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn python3");
-    let mut stdin = child.stdin.take().expect("stdin piped");
-    stdin
-        .write_all(cases.to_string().as_bytes())
-        .await
-        .expect("write the cases");
-    drop(stdin);
-    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
-        .await
-        .expect("python3 finishes")
-        .expect("run python3");
-    assert!(out.status.success(), "the Python checks failed to run");
-    let got: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    let got = run_checks(script, &cases).await;
 
     assert_eq!(got["genuine"], "ok", "{got:#}");
     assert_eq!(got["genuine_next"], "ok", "{got:#}");
@@ -372,4 +180,164 @@ print(json.dumps(out))
     assert_eq!(got["log_hash"], hex(&log_hash), "the same log hash");
     assert_eq!(got["chain"], "follows", "{got:#}");
     assert_eq!(got["fork"], "fork", "{got:#}");
+}
+
+/// Private messages agree both ways: the Python client opens and accepts
+/// one the Rust code signed and sealed to it, refuses every alteration the
+/// Rust checks refuse, and signs and seals one that the Rust code opens
+/// and accepts.
+#[tokio::test]
+async fn python_private_messages_agree_with_the_rust_ones() {
+    require_python().await;
+    let relay = Keypair::generate();
+    let later = now_unix_ms() + 3_600_000;
+    let certify = |name: &str, key: &Keypair| {
+        relay.issue_name(&NameGrant {
+            name: name.into(),
+            node_id: node_id_of(&key.public_key()),
+            public_key: key.public_key(),
+            issued_at_unix_ms: now_unix_ms(),
+            expires_at_unix_ms: later,
+        })
+    };
+    let (alice, bob, carol) = (
+        Keypair::generate(),
+        Keypair::generate(),
+        Keypair::generate(),
+    );
+    const PY_SEED: [u8; 32] = [9; 32];
+    let py = Keypair::from_secret(PY_SEED);
+    let py_node = node_id_of(&py.public_key());
+    // Signed at `sent_at` (sign_private signs at the present).
+    let to_py = |text: &str, sent_at: i64| {
+        let mut m = PrivateMessage {
+            id: format!("p-{text}"),
+            from: "alice".into(),
+            from_node_id: node_id_of(&alice.public_key()),
+            to: "pyuser".into(),
+            to_node_id: py_node.clone(),
+            text: text.into(),
+            sent_at_unix_ms: sent_at,
+            sender: Some(certify("alice", &alice)),
+            ..Default::default()
+        };
+        m.signature = alice.sign(&private_payload(&m));
+        m
+    };
+    let now = now_unix_ms();
+    let sealed_case = |name: &str, sealed: &SealedPrivate| json!({"name": name, "sealed": hex(&sealed.encode_to_vec())});
+    let seal = |m: &PrivateMessage| seal_private(&py.verifying(), m).expect("seal");
+    let mut to_bob = to_py("for bob", now);
+    to_bob.to = "bob".into();
+    to_bob.signature = alice.sign(&private_payload(&to_bob));
+    let mut altered = to_py("altered", now);
+    altered.text = "altered!".into();
+    let mut impostor = to_py("impostor", now);
+    impostor.sender = Some(certify("bob", &bob));
+    let mut forged = to_py("forged", now);
+    forged.sender = Some(Keypair::generate().issue_name(&NameGrant {
+        name: "alice".into(),
+        node_id: node_id_of(&alice.public_key()),
+        public_key: alice.public_key(),
+        issued_at_unix_ms: now,
+        expires_at_unix_ms: later,
+    }));
+    let to_carol = seal_private(&carol.verifying(), &to_py("carol's box", now)).expect("seal");
+    let mut broken = seal(&to_py("broken", now));
+    broken.sealed[40] ^= 1;
+    let mut other_node = seal(&to_py("other node", now));
+    other_node.to_node_id = node_id_of(&carol.public_key());
+    let cases = json!({
+        "relay_key": hex(&relay.public_key()),
+        "seed": hex(&PY_SEED),
+        "node_id": py_node,
+        "certificate": hex(&certify("pyuser", &py).encode_to_vec()),
+        "alice_key": hex(&alice.public_key()),
+        "alice_node": node_id_of(&alice.public_key()),
+        "cases": [
+            sealed_case("genuine", &seal(&to_py("genuine", now))),
+            sealed_case("to_another", &seal(&to_bob)),
+            sealed_case("altered", &seal(&altered)),
+            sealed_case("stale", &seal(&to_py("stale", now - 600_000))),
+            sealed_case("impostor", &seal(&impostor)),
+            sealed_case("forged_certificate", &seal(&forged)),
+            sealed_case("sealed_to_another_key", &to_carol),
+            sealed_case("broken_box", &broken),
+            sealed_case("for_another_node", &other_node),
+        ],
+    });
+    let script = r#"
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+relay = c.Relay(bytes.fromhex(data["relay_key"]))
+seed, node_id = bytes.fromhex(data["seed"]), data["node_id"]
+out = {}
+for case in data["cases"]:
+    sealed = c.chat_pb.SealedPrivate.FromString(bytes.fromhex(case["sealed"]))
+    try:
+        m = c.open_sealed(seed, node_id, sealed)
+        c.check_private(relay, "pyuser", node_id, m, c.now_ms())
+        out[case["name"]] = "ok: " + m.text
+    except ValueError as e:
+        out[case["name"]] = str(e)
+m = c.chat_pb.PrivateMessage(id="from-py", **{"from": "pyuser"}, from_node_id=node_id,
+    to="alice", to_node_id=data["alice_node"], text="hi from python",
+    sent_at_unix_ms=c.now_ms(),
+    sender=c.relay_pb.NameCertificate.FromString(bytes.fromhex(data["certificate"])))
+c.sign_private(Ed25519PrivateKey.from_private_bytes(seed), m)
+out["to_alice"] = c.seal_private(bytes.fromhex(data["alice_key"]), m).SerializeToString().hex()
+print(json.dumps(out))
+"#;
+    let got = run_checks(script, &cases).await;
+
+    assert_eq!(got["genuine"], "ok: genuine", "{got:#}");
+    for (refused, because) in [
+        ("to_another", "not to this member"),
+        ("altered", "bad signature"),
+        ("stale", "5 minutes"),
+        ("impostor", "the certificate is of 'bob'"),
+        ("forged_certificate", "not signed by the relay"),
+        ("sealed_to_another_key", "does not open"),
+        ("broken_box", "does not open"),
+        ("for_another_node", "sealed for another node"),
+    ] {
+        let why = got[refused].as_str().unwrap_or("");
+        assert!(
+            why.contains(because),
+            "the Python client's verdict on the {refused} private message: {why:?}, not {because:?}"
+        );
+    }
+
+    // What Python sealed to alice opens with alice's key alone, and checks
+    // out as chat-node checks a private message.
+    let bytes = unhex(got["to_alice"].as_str().unwrap_or(""));
+    let sealed = SealedPrivate::decode(bytes.as_slice()).expect("a SealedPrivate");
+    assert_eq!(sealed.to_node_id, node_id_of(&alice.public_key()));
+    assert!(
+        open_private(&carol, &sealed).is_err(),
+        "only alice opens it"
+    );
+    let m = open_private(&alice, &sealed).expect("alice opens what Python sealed");
+    assert_eq!(
+        (m.from.as_str(), m.text.as_str()),
+        ("pyuser", "hi from python")
+    );
+    assert_eq!(
+        (m.to.as_str(), m.from_node_id.as_str()),
+        ("alice", py_node.as_str())
+    );
+    let grant = relay
+        .verifying()
+        .verify_name(m.sender.as_ref().expect("its certificate"), now_unix_ms())
+        .expect("the relay's certificate of pyuser");
+    assert_eq!(grant.node_id, m.from_node_id);
+    py.verifying()
+        .verify(&private_payload(&m), &m.signature)
+        .expect("signed by pyuser's key");
+    check_fresh(m.sent_at_unix_ms, now_unix_ms()).expect("fresh");
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }

@@ -163,7 +163,8 @@ async fn a_foreign_expired_or_someone_elses_certificate_is_refused_with_a_clear_
     let term = host.certificate.clone().expect("a signed term");
     // A Replicate in the host's name: its signature does not matter, the
     // caller's certificate is checked first.
-    let forged_replicate = || replicate(&Keypair::generate(), &term, &ReplicateBody::default());
+    let forged_replicate =
+        || replicate(&Keypair::generate(), &term, &ReplicateBody::default(), None);
 
     // No certificate at all: health and reflection would serve, Replicate
     // does not.

@@ -74,9 +74,7 @@ async fn renew_lease_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: Canc
             _ = tick.tick() => {}
             _ = cancel.cancelled() => return,
         }
-        let successor = host.core().succession.named().map(str::to_string);
-        let naming = successor.as_deref().map_or(Naming::Keep, Naming::Successor);
-        if let Err(status) = host.renew_lease(epoch, naming).await {
+        if let Err(status) = host.renew_lease(epoch, Naming::Current).await {
             // A newer epoch reaches us on the relay watch; an outage is
             // ridden out (clients still chat through this host).
             tracing::debug!(%status, epoch, "lease renewal failed");

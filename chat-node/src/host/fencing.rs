@@ -9,7 +9,7 @@ use crate::error::NodeError;
 use crate::host::RoomHost;
 use chat_proto::chain::Digest;
 use chat_proto::pb::chat::*;
-use chat_proto::pb::relay::{HostTerm, HostTermCertificate};
+use chat_proto::pb::relay::{CopyPermit, HostTerm, HostTermCertificate};
 use chat_proto::trust::{self, PublicKey};
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +72,7 @@ impl RoomHost {
         &self,
         epoch: u64,
         mut body: ReplicateBody,
+        permit: &CopyPermit,
     ) -> Result<ReplicateRequest, NodeError> {
         let term = self.own_term(epoch)?;
         body.counter = next_counter();
@@ -84,6 +85,7 @@ impl RoomHost {
             term: Some(term),
             body,
             signature,
+            permit: Some(permit.clone()),
         })
     }
 
@@ -107,7 +109,8 @@ impl RoomHost {
     }
 
     /// Checks a Replicate: a relay-signed term of this room not older than
-    /// ours, signed by that term's host, with a counter we have not seen in
+    /// ours, signed by that term's host, with the relay's permit for this
+    /// node to hold that term's copies, with a counter we have not seen in
     /// that term, within the size limits, every message in it signed by its
     /// sender, with the head its host signed. Returns the term, its
     /// certificate, the body and the head.
@@ -129,6 +132,7 @@ impl RoomHost {
             .map_err(NodeError::ReplicateNotSigned)?;
         let known = self.core().tenure.known_epoch();
         self.refuse_stale(term.epoch, known)?;
+        self.check_permit(req.permit.as_ref(), &term)?;
         let body = ReplicateBody::decode(req.body.as_slice())?;
         let members = body.meta.as_ref().map_or(0, |m| m.members.len());
         if body.entries.len() > MAX_REPLICATED_ENTRIES || members > MAX_REPLICATED_MEMBERS {
@@ -170,6 +174,25 @@ impl RoomHost {
             body,
             head,
         })
+    }
+
+    /// Checks the relay's permit for this node to hold copies of `term`
+    /// (see `relay.v1.CopyGrant`): a host cannot push copies into members
+    /// the relay would not name successor.
+    fn check_permit(&self, permit: Option<&CopyPermit>, term: &HostTerm) -> Result<(), NodeError> {
+        let permit = permit.ok_or(NodeError::NoCopyPermit("none given"))?;
+        let grant = self
+            .ctx
+            .relay_key
+            .verify_copy_permit(permit)
+            .map_err(|_| NodeError::NoCopyPermit("not signed by the relay"))?;
+        if grant.node_id != self.ctx.identity.node_id {
+            return Err(NodeError::NoCopyPermit("it names another node"));
+        }
+        if grant.room != term.room || grant.epoch != term.epoch {
+            return Err(NodeError::NoCopyPermit("it is for another room or term"));
+        }
+        Ok(())
     }
 
     /// Applies a verified Replicate to this node's replica.

@@ -2,7 +2,7 @@
 //! member chosen while still serving, freeze, ship the rest, move the
 //! relay's pointer, then tell the successor and the clients.
 
-use super::successor::{peer_client, ReplicaCursor};
+use super::successor::{peer_client, ReplicaPeer};
 use super::Role;
 use crate::error::NodeError;
 use crate::host::RoomHost;
@@ -59,12 +59,12 @@ impl RoomHost {
     }
 
     async fn hand_off_to(&self, epoch: u64, to: &Member) -> Result<HostRecord, HandoffError> {
-        let mut peer =
+        let client =
             peer_client(&self.ctx.dialer, to).map_err(|e| successor_failed(to, e.into()))?;
+        let mut peer = ReplicaPeer::new(to.clone(), client, None);
         let started = Instant::now();
         // Make: ship the room while still serving, so the frozen part is short.
-        let mut cursor = ReplicaCursor::default();
-        self.sync_replica(&mut peer, epoch, &mut cursor)
+        self.sync_replica(&mut peer, epoch)
             .await
             .map_err(|status| successor_failed(to, status))?;
         if !self.core().tenure.freeze(epoch) {
@@ -74,9 +74,7 @@ impl RoomHost {
         // before its answer to the move arrives.
         let own = self.own_term(epoch).map_err(|_| HandoffError::NotHost)?;
         let frozen = Instant::now();
-        let record = self
-            .move_while_frozen(&mut peer, epoch, &mut cursor, to)
-            .await;
+        let record = self.move_while_frozen(&mut peer, epoch).await;
         let record = match record {
             Ok(record) => record,
             Err(e) => {
@@ -87,7 +85,7 @@ impl RoomHost {
         // Break: the relay points at the successor; tell it, then our clients.
         self.ctx.stats.count_handoff();
         let reported = frozen.elapsed();
-        self.tell_successor(&mut peer, own, &record).await;
+        self.tell_successor(&mut peer.client, own, &record).await;
         self.on_host_record(record.clone()).await;
         tracing::debug!(
             presync_ms = (frozen - started).as_secs_f64() * 1e3,
@@ -102,17 +100,15 @@ impl RoomHost {
     /// then reports the move to the relay, which answers the new host record.
     async fn move_while_frozen(
         &self,
-        peer: &mut ChatServiceClient<Channel>,
+        to: &mut ReplicaPeer,
         epoch: u64,
-        cursor: &mut ReplicaCursor,
-        to: &Member,
     ) -> Result<HostRecord, HandoffError> {
-        self.sync_replica(peer, epoch, cursor)
+        self.sync_replica(to, epoch)
             .await
-            .map_err(|status| successor_failed(to, status))?;
+            .map_err(|status| successor_failed(&to.member, status))?;
         self.ctx
             .relay
-            .report_migration(&self.ctx.identity, &self.room, epoch, &to.node_id)
+            .report_migration(&self.ctx.identity, &self.room, epoch, &to.member.node_id)
             .await
             .map_err(HandoffError::Relay)
     }

@@ -96,6 +96,9 @@ pub struct RoomHost {
     /// Held for a whole sync of a replica: the replicator and a handoff
     /// send one at a time, so their counters arrive in order.
     pub(crate) replicate_turn: tokio::sync::Mutex<()>,
+    /// Held for one lease renewal, from choosing what it names until the
+    /// answer is applied (see `successor::renew_lease_asking`).
+    pub(crate) renew_turn: tokio::sync::Mutex<()>,
     /// Each member's send rate, shared by its sessions.
     pub(crate) rates: Arc<rate::MemberRates>,
     /// Sender certificates checked in copies this node was sent.
@@ -133,6 +136,7 @@ impl RoomHost {
             host_tx: watch::channel(None).0,
             no_host_tx: watch::channel(None).0,
             replicate_turn: tokio::sync::Mutex::new(()),
+            renew_turn: tokio::sync::Mutex::new(()),
             rates,
             copy_senders: Mutex::default(),
             keeper: history.map(keep::Keeper::new),

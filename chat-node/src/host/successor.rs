@@ -10,7 +10,7 @@ use crate::host::room::entry_seq;
 use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{Member, ReplicateBody, ReplicateResponse};
-use chat_proto::pb::relay::RenewLeaseRequest;
+use chat_proto::pb::relay::{CopyPermit, RenewLeaseRequest};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -45,21 +45,47 @@ pub fn peer_client(
 }
 
 /// What a lease renewal tells the relay about the successor.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Naming<'a> {
+#[derive(Debug, Clone)]
+pub(crate) enum Naming {
     /// Keep the one named before.
     Keep,
+    /// The one this host names now, read when the renewal's turn comes (a
+    /// restarted relay learns it again).
+    Current,
     /// This member (node id) holds the host's log.
-    Successor(&'a str),
+    Successor(String),
     /// Nobody does: the host commits alone.
     Nobody,
 }
 
-/// The successor being kept current.
-struct Successor {
-    member: Member,
-    client: ChatServiceClient<Channel>,
+/// A member being sent copies (the successor being kept current, or a
+/// planned handoff's target): its client, what it holds, and the relay's
+/// permit for it to hold this term's copies, asked for before the first
+/// Replicate.
+pub(crate) struct ReplicaPeer {
+    pub(crate) member: Member,
+    pub(crate) client: ChatServiceClient<Channel>,
     cursor: ReplicaCursor,
+    permit: Option<CopyPermit>,
+}
+
+impl ReplicaPeer {
+    /// `member`, reached through `client`, holding `have` if known.
+    pub(crate) fn new(
+        member: Member,
+        client: ChatServiceClient<Channel>,
+        have: Option<u64>,
+    ) -> Self {
+        Self {
+            member,
+            client,
+            cursor: ReplicaCursor {
+                have,
+                members: None,
+            },
+            permit: None,
+        }
+    }
 }
 
 /// What the host knows a replica holds.
@@ -76,7 +102,7 @@ pub(crate) struct ReplicaCursor {
 /// node hosts `epoch`.
 pub async fn replicate_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: CancellationToken) {
     let mut log_rx = host.log_tx.subscribe();
-    let mut successor: Option<Successor> = None;
+    let mut successor: Option<ReplicaPeer> = None;
     while host.role().hosting_epoch() == Some(epoch) {
         // Whom the relay refuses as successor (unreachable, gone) is known
         // from the term's first confirmed renewal on; nothing commits
@@ -104,6 +130,31 @@ pub async fn replicate_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: Ca
             _ = log_rx.changed() => {}
             _ = tokio::time::sleep(RECHECK) => {}
             _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Why a member has no copy permit.
+#[derive(Debug)]
+enum PermitError {
+    /// The relay answered without one: it would not name the member
+    /// successor now (it lists it as unhostable).
+    Refused(Status),
+    /// The relay answered without one for a member it does not list as
+    /// unhostable: it does not know it in the room (yet), or the room had
+    /// its share of permits.
+    NotYet(Status),
+    /// The relay could not be asked (down, restarting, or it ended the
+    /// term).
+    Relay(Status),
+}
+
+impl From<PermitError> for Status {
+    fn from(e: PermitError) -> Status {
+        match e {
+            PermitError::Refused(status)
+            | PermitError::NotYet(status)
+            | PermitError::Relay(status) => status,
         }
     }
 }
@@ -138,9 +189,29 @@ impl RoomHost {
 
     /// Brings the successor's replica up to the head and moves the commit
     /// point to what it holds, once the relay names it successor.
-    async fn replicate_to(&self, s: &mut Successor, epoch: u64) -> Replicated {
+    async fn replicate_to(&self, s: &mut ReplicaPeer, epoch: u64) -> Replicated {
+        if s.permit.is_none() {
+            match self.copy_permit(epoch, &s.member).await {
+                Ok(permit) => s.permit = Some(permit),
+                Err(PermitError::Refused(status)) => {
+                    tracing::info!(successor = %s.member.name, %status, "choosing another successor");
+                    self.copy_failed(&s.member, Failure::Refused);
+                    return Replicated::ChooseAnother;
+                }
+                // The relay could not be asked, or does not know the member
+                // in the room yet (it restarted and the member has not
+                // registered again): not the member's fault, and nothing
+                // commits meanwhile. Committing alone instead would lose
+                // what the host acknowledged if it died before the member
+                // came back.
+                Err(PermitError::Relay(status) | PermitError::NotYet(status)) => {
+                    tracing::debug!(%status, "could not ask the relay for a copy permit");
+                    return Replicated::Keep;
+                }
+            }
+        }
         // This node's own copy goes to its disk meanwhile (see `keep`).
-        let sync = self.sync_replica(&mut s.client, epoch, &mut s.cursor);
+        let sync = self.sync_replica(s, epoch);
         let ((), synced) = tokio::join!(self.save_copy_or_warn(), sync);
         match synced {
             Ok(have) => {
@@ -158,7 +229,7 @@ impl RoomHost {
     /// newer host fenced us, else probe it again or choose another.
     async fn replication_failed(
         &self,
-        s: &mut Successor,
+        s: &mut ReplicaPeer,
         status: Status,
         epoch: u64,
     ) -> Replicated {
@@ -193,7 +264,7 @@ impl RoomHost {
     /// Keeps the current successor while it may still hold copies, else
     /// picks the first member that can ([`super::HostCore::copy_holders`]).
     /// `None`: nobody can hold a copy now.
-    fn choose_successor(&self, current: Option<Successor>) -> Option<Successor> {
+    fn choose_successor(&self, current: Option<ReplicaPeer>) -> Option<ReplicaPeer> {
         let mut core = self.core();
         let me = &self.ctx.identity.name;
         let now = Instant::now();
@@ -225,14 +296,7 @@ impl RoomHost {
                 self.copy_failed(&member, Failure::Refused);
                 return None;
             };
-            Some(Successor {
-                member,
-                client,
-                cursor: ReplicaCursor {
-                    have,
-                    members: None,
-                },
-            })
+            Some(ReplicaPeer::new(member, client, have))
         })
     }
 
@@ -246,11 +310,13 @@ impl RoomHost {
             return true;
         }
         let naming = match &node_id {
-            Some(id) => Naming::Successor(id),
+            Some(id) => Naming::Successor(id.clone()),
             None => Naming::Nobody,
         };
         match self.renew_lease(epoch, naming).await {
-            Ok(()) if member.is_some_and(|m| self.core().succession.refused(&m.node_id)) => {
+            // Named in the renewal's turn (see `renew_lease_asking`).
+            Ok(()) if self.core().succession.named() == node_id.as_deref() => true,
+            Ok(()) => {
                 // The relay kept the successor named before: this one
                 // would not be promoted, so its copy does not count.
                 if let Some(m) = member {
@@ -258,10 +324,6 @@ impl RoomHost {
                     self.copy_failed(m, Failure::Refused);
                 }
                 false
-            }
-            Ok(()) => {
-                self.core().succession.name(node_id);
-                true
             }
             Err(status) => {
                 tracing::warn!(%status, "could not name the successor at the relay");
@@ -275,12 +337,57 @@ impl RoomHost {
     /// clock, until one lease period after the request was sent: the relay
     /// counts from when it arrived, and waits a margin more before it
     /// promotes anyone.
-    pub(crate) async fn renew_lease(&self, epoch: u64, naming: Naming<'_>) -> Result<(), Status> {
+    pub(crate) async fn renew_lease(&self, epoch: u64, naming: Naming) -> Result<(), Status> {
+        self.renew_lease_asking(epoch, naming, String::new())
+            .await
+            .map(|_| ())
+    }
+
+    /// The relay's permit for `member` to hold copies of `epoch`'s log,
+    /// asked with a lease renewal.
+    async fn copy_permit(&self, epoch: u64, member: &Member) -> Result<CopyPermit, PermitError> {
+        let permit = self
+            .renew_lease_asking(epoch, Naming::Keep, member.node_id.clone())
+            .await
+            .map_err(PermitError::Relay)?;
+        permit.ok_or_else(|| {
+            let status = NodeError::CopyNotPermitted(member.name.clone()).into();
+            // The same renewal said whom the relay would not name.
+            match self.core().succession.refused(&member.node_id) {
+                true => PermitError::Refused(status),
+                false => PermitError::NotYet(status),
+            }
+        })
+    }
+
+    /// [`RoomHost::renew_lease`], asking a copy permit for `copy_to` (empty:
+    /// none); returns the permit if the relay gave one.
+    ///
+    /// One renewal at a time per room, and the host's idea of its named
+    /// successor changes only within a renewal's turn: a periodic renewal
+    /// that read the successor named before cannot reach the relay after
+    /// the one naming the next (the relay would then promote a member the
+    /// host no longer copies to).
+    async fn renew_lease_asking(
+        &self,
+        epoch: u64,
+        naming: Naming,
+        copy_to_node_id: String,
+    ) -> Result<Option<CopyPermit>, Status> {
+        let _turn = self.renew_turn.lock().await;
+        let naming = match naming {
+            Naming::Current => self
+                .core()
+                .succession
+                .named()
+                .map_or(Naming::Keep, |id| Naming::Successor(id.to_string())),
+            other => other,
+        };
         let sent = Instant::now();
         let lease = self.ctx.settings.lease;
-        let (successor_node_id, no_successor) = match naming {
-            Naming::Keep => (String::new(), false),
-            Naming::Successor(id) => (id.to_string(), false),
+        let (successor_node_id, no_successor) = match &naming {
+            Naming::Keep | Naming::Current => (String::new(), false),
+            Naming::Successor(id) => (id.clone(), false),
             Naming::Nobody => (String::new(), true),
         };
         let request = RenewLeaseRequest {
@@ -289,6 +396,7 @@ impl RoomHost {
             successor_node_id,
             no_successor,
             activated: self.core().room.as_ref().is_some_and(|r| r.activated()),
+            copy_to_node_id,
             ..Default::default()
         };
         let answer = self
@@ -307,7 +415,15 @@ impl RoomHost {
         core.tenure.confirm_lease(epoch, sent + lease);
         core.succession
             .relay_said(answer.unhostable_node_ids, answer.rooms_hosted);
-        Ok(())
+        match naming {
+            // The relay records a successor it does not refuse.
+            Naming::Successor(id) if !core.succession.refused(&id) => {
+                core.succession.name(Some(id))
+            }
+            Naming::Nobody => core.succession.name(None),
+            _ => {}
+        }
+        Ok(answer.copy_permit)
     }
 
     /// Moves the commit point of `epoch` up to `seq`, if the lease holds
@@ -347,8 +463,9 @@ impl RoomHost {
         peer: &mut ChatServiceClient<Channel>,
         epoch: u64,
         body: ReplicateBody,
+        permit: &CopyPermit,
     ) -> Result<ReplicateResponse, Status> {
-        let req = self.signed_replicate(epoch, body)?;
+        let req = self.signed_replicate(epoch, body, permit)?;
         match tokio::time::timeout(REPLICATE_TIMEOUT, peer.replicate(req)).await {
             Ok(answer) => Ok(answer?.into_inner()),
             Err(_) => Err(NodeError::ReplicaSilent(REPLICATE_TIMEOUT).into()),
@@ -365,21 +482,29 @@ impl RoomHost {
     /// were taken and a probe's answer still holds for the chunks after it.
     pub(crate) async fn sync_replica(
         &self,
-        peer: &mut ChatServiceClient<Channel>,
+        to: &mut ReplicaPeer,
         epoch: u64,
-        cursor: &mut ReplicaCursor,
     ) -> Result<u64, Status> {
+        let permit = match to.permit.take() {
+            Some(permit) => permit,
+            None => self.copy_permit(epoch, &to.member).await?,
+        };
+        let permit = &*to.permit.insert(permit);
+        let (peer, cursor) = (&mut to.client, &mut to.cursor);
         let _turn = self.replicate_turn.lock().await;
         let mut have = match cursor.have {
             Some(have) => have,
             None => {
                 cursor.members = None;
-                self.probe_replica(peer, epoch).await?
+                self.probe_replica(peer, epoch, permit).await?
             }
         };
         loop {
             let (body, head, members) = self.next_chunk(epoch, have, cursor)?;
-            have = self.send_replicate(peer, epoch, body).await?.have_seq;
+            have = self
+                .send_replicate(peer, epoch, body, permit)
+                .await?
+                .have_seq;
             *cursor = ReplicaCursor {
                 have: Some(have),
                 members: Some(members),
@@ -396,9 +521,10 @@ impl RoomHost {
         &self,
         peer: &mut ChatServiceClient<Channel>,
         epoch: u64,
+        permit: &CopyPermit,
     ) -> Result<u64, Status> {
         let probe = self
-            .send_replicate(peer, epoch, ReplicateBody::default())
+            .send_replicate(peer, epoch, ReplicateBody::default(), permit)
             .await?;
         let core = self.core();
         let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;

@@ -5,7 +5,7 @@
 
 use super::room::Lease;
 use super::{room_name, Registry, RegistryError};
-use chat_proto::pb::relay::{HostRecord, HostTerm, MemberRecord};
+use chat_proto::pb::relay::{CopyPermit, HostRecord, HostTerm, MemberRecord};
 use chat_proto::trust;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,6 +26,8 @@ pub struct Renewal {
     pub activated: bool,
     /// The host commits alone: forget the successor named before.
     pub no_successor: bool,
+    /// The member the host asks a copy permit for (empty: none).
+    pub copy_to: String,
 }
 
 /// What a renewal answers.
@@ -35,6 +37,8 @@ pub struct LeaseGrant {
     pub unhostable: Vec<String>,
     /// How many rooms each other member of the room hosts now.
     pub rooms_hosted: HashMap<String, u32>,
+    /// The permit asked for (see `copies`), if granted.
+    pub copy_permit: Option<CopyPermit>,
 }
 
 impl Registry {
@@ -52,7 +56,8 @@ impl Registry {
         let name = room_name(&renewal.room)?;
         self.check_host(&name, caller, renewal.epoch)?;
         self.check_renewable(&name, caller, renewal.epoch, now)?;
-        let grant = self.lease_grant(&name, caller);
+        let mut grant = self.lease_grant(&name, caller);
+        grant.copy_permit = self.copy_permit(&name, renewal.epoch, caller, &renewal.copy_to, now);
         let named = self
             .rooms
             .get(&name)
@@ -282,6 +287,7 @@ impl Registry {
             successor: None,
         });
         state.term_started = Some(now);
+        state.copy_permits.clear();
         state.ended_host_back = false;
         state.vacant_since = None;
         state.no_host = None;

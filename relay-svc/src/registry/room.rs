@@ -57,6 +57,8 @@ pub(super) struct RoomState {
     pub(super) no_host: Option<String>,
     /// As the host last reported with its lease.
     pub(super) activated: bool,
+    /// Who may hold copies of the current term's log.
+    pub(super) copy_permits: super::copies::Permits,
 }
 
 impl RoomState {
@@ -71,6 +73,7 @@ impl RoomState {
             vacant_since: None,
             no_host: None,
             activated: false,
+            copy_permits: Default::default(),
         }
     }
 

@@ -116,6 +116,7 @@ impl RelayService for Relay {
             successor: r.successor_node_id,
             activated: r.activated,
             no_successor: r.no_successor,
+            copy_to: r.copy_to_node_id,
         };
         let grant = self.0.update(|reg| {
             reg.renew_lease(&r.node_id, &r.session_token, &renewal, Instant::now())
@@ -124,6 +125,7 @@ impl RelayService for Relay {
             lease_ms: millis(self.0.config.lease),
             unhostable_node_ids: grant.unhostable,
             rooms_hosted: grant.rooms_hosted,
+            copy_permit: grant.copy_permit,
         }))
     }
 

@@ -268,3 +268,56 @@ fn a_dead_successor_is_skipped_for_a_live_member() {
     let promoted = r.check_one(t0 + LEASE * 2).unwrap();
     assert_eq!(promoted.name, "carol");
 }
+
+#[test]
+fn copy_permits_go_only_to_members_the_relay_would_name_successor() {
+    let mut r = registry();
+    let t0 = Instant::now();
+    let alice = r.join("alice", 1, t0);
+    let bob = r.join("bob", 2, t0);
+    // Never reached at its address.
+    let carol = r.join_with(reg("carol", 3), false, t0);
+    for _ in 0..3 {
+        r.check_member(&carol, false, t0);
+    }
+    let (dave, _) = r.register_now(client_only("dave"), t0).unwrap();
+    r.watch_started(&dave.record.node_id, &dave.session_token)
+        .unwrap();
+    let epoch = r.host().unwrap().epoch;
+    let ask = |r: &mut Registry, to: &str| {
+        let renewal = Renewal {
+            room: LOBBY.to_string(),
+            epoch,
+            copy_to: to.to_string(),
+            ..Renewal::default()
+        };
+        r.renew_lease(&alice.record.node_id, &alice.session_token, &renewal, t0)
+            .unwrap()
+            .copy_permit
+    };
+    let permit = ask(&mut r, &bob.record.node_id).expect("bob may hold copies");
+    let grant = r.key.verifying().verify_copy_permit(&permit).unwrap();
+    assert_eq!(
+        (grant.room.as_str(), grant.epoch, grant.node_id.as_str()),
+        (LOBBY, epoch, bob.record.node_id.as_str())
+    );
+    for (who, why) in [
+        (&alice.record.node_id, "the host itself"),
+        (&carol.record.node_id, "unreachable"),
+        (&dave.record.node_id, "client-only"),
+        (&id_of("zed"), "not a member"),
+        (&String::new(), "nobody asked"),
+    ] {
+        assert!(ask(&mut r, who).is_none(), "{why}");
+    }
+    // Only the host of the term may ask.
+    let renewal = Renewal {
+        room: LOBBY.to_string(),
+        epoch,
+        copy_to: carol.record.node_id.clone(),
+        ..Renewal::default()
+    };
+    assert!(r
+        .renew_lease(&bob.record.node_id, &bob.session_token, &renewal, t0)
+        .is_err());
+}
