@@ -76,6 +76,7 @@ async fn bind(config: &NodeConfig) -> Result<BoundNode, StartError> {
     };
     Ok(bound
         .with_store(config.store().exclusive())
+        .with_history()
         .with_admin_secret(config.admin_secret.clone())
         .with_rooms(config.rooms.clone()))
 }

@@ -161,6 +161,10 @@ pub enum NodeError {
     /// The room refused the change.
     #[error(transparent)]
     Room(#[from] RoomError),
+    /// This node could not put its copy of the room on its disk: it holds
+    /// no copy it could vouch for after a crash.
+    #[error("this node cannot keep its copy of the room: {0}")]
+    CopyNotKept(String),
 
     /// A session that did not say Hello in time.
     #[error("no Hello within {} s", .0.as_secs())]
@@ -239,7 +243,9 @@ impl NodeError {
     pub fn code(&self) -> Code {
         use NodeError::*;
         match self {
-            NotHost { .. } | ShuttingDown | NotInRoom(_) | WatchClosed => Code::Unavailable,
+            NotHost { .. } | ShuttingDown | NotInRoom(_) | WatchClosed | CopyNotKept(_) => {
+                Code::Unavailable
+            }
             SealedForAnother => Code::NotFound,
             BadSealed(_) => Code::InvalidArgument,
             TooManyRooms(_) => Code::ResourceExhausted,

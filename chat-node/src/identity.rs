@@ -280,6 +280,31 @@ impl NodeStore {
         }
     }
 
+    /// The relay key pinned for `uri` on an earlier run, if any (read
+    /// before registering, to check what was kept under it).
+    pub fn pinned_relay(&self, uri: &str) -> Option<PublicKey> {
+        let pinned = match &self.dir {
+            None => self
+                .pins
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(uri)
+                .cloned()?,
+            Some(dir) => {
+                let text = std::fs::read_to_string(dir.join("known_relays")).ok()?;
+                text.lines().find_map(|line| {
+                    let (u, k) = line.split_once(' ')?;
+                    (u == uri).then(|| k.trim().to_string())
+                })?
+            }
+        };
+        let bytes: Vec<u8> = (0..pinned.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(pinned.get(i..i + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
+        PublicKey::from_bytes(&bytes).ok()
+    }
+
     /// The name certificate saved for `name`, if any.
     pub fn name_certificate(&self, name: &str) -> Option<NameCertificate> {
         let path = self.dir.as_ref()?.join(format!("{name}.cert"));

@@ -14,6 +14,7 @@ pub mod dial;
 pub mod directory;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod host;
 pub mod identity;
 pub mod node;

@@ -6,6 +6,8 @@ use crate::client::{self, RoomEvent, UserCommand};
 use crate::context::{NodeContext, NodeContextParts};
 pub use crate::context::{Settings, Stats};
 use crate::dial::{DialError, Dialer, IssuedCertificate, TransportOptions};
+use crate::history::{History, HistoryError};
+use crate::host::keep::RestoredCopies;
 use crate::host::{service::ChatHost, CHAT_SERVICE_NAME};
 pub use crate::identity::Identity;
 use crate::identity::{IdentityError, NodeStore};
@@ -13,7 +15,7 @@ use crate::peer::{Peer, PeerEndpoint, PrivateInbox};
 use crate::relay_link::{self, RelayLink};
 use chat_proto::pb::chat::chat_service_server::ChatServiceServer;
 use chat_proto::pb::chat::peer_service_server::PeerServiceServer;
-use chat_proto::pb::relay::{HostRecord, NameCertificate, RoomClaim};
+use chat_proto::pb::relay::{HostRecord, NameCertificate};
 use chat_proto::rules;
 use chat_proto::serve::{HealthReporter, ServingStatus};
 use chat_proto::trust::{Keypair, PublicKey};
@@ -66,6 +68,9 @@ pub enum StartError {
     /// TLS or plaintext, as the relay URI and options ask, is not possible.
     #[error(transparent)]
     Transport(#[from] DialError),
+    /// The store of the rooms' copies cannot be opened.
+    #[error(transparent)]
+    History(#[from] HistoryError),
 }
 
 /// What the whole node shares: who it is, its links to the relay and to
@@ -85,6 +90,8 @@ pub struct NodeShared {
     cancel: CancellationToken,
     /// Where the identity is kept.
     pub(crate) store: Arc<NodeStore>,
+    /// Where the rooms' copies are kept (none: in memory only).
+    history: Option<Arc<History>>,
     /// Secret presented with `$reset`, if the user has it.
     pub(crate) admin_secret: Option<String>,
 }
@@ -106,6 +113,7 @@ pub struct BoundNode {
     relay: RelayLink,
     dialer: Dialer,
     store: Arc<NodeStore>,
+    keep_history: bool,
     admin_secret: Option<String>,
     rooms: Vec<String>,
 }
@@ -169,6 +177,7 @@ impl BoundNode {
             relay,
             dialer,
             store: Arc::new(NodeStore::in_memory()),
+            keep_history: false,
             admin_secret: None,
             rooms: vec![rules::DEFAULT_ROOM.to_string()],
         }
@@ -177,6 +186,13 @@ impl BoundNode {
     /// Keeps the node's keys, pins and certificates in `store`.
     pub fn with_store(mut self, store: NodeStore) -> Self {
         self.store = Arc::new(store);
+        self
+    }
+
+    /// Keeps the node's copy of every room it is in on disk, in the data
+    /// directory of its store (`NAME.history`), and reads it back at start.
+    pub fn with_history(mut self) -> Self {
+        self.keep_history = true;
         self
     }
 
@@ -221,6 +237,10 @@ pub struct Registration {
     /// Our TLS key and certificate, and the relay's authority (`None`:
     /// plaintext).
     pub tls: Option<IssuedCertificate>,
+    /// Where the rooms' copies are kept, if on disk.
+    pub history: Option<Arc<History>>,
+    /// The copies read back from it, checked, as claimed at the relay.
+    pub copies: RestoredCopies,
 }
 
 /// A running node.
@@ -240,6 +260,18 @@ impl BoundNode {
     pub async fn register(&self, name: &str) -> Result<Registration, StartError> {
         self.store.lock_name(name)?;
         let key = self.store.key_for(name)?;
+        let history = match (self.keep_history, self.store.dir()) {
+            (true, Some(dir)) => Some(History::open(dir, name)?),
+            _ => None,
+        };
+        // What this node holds of its rooms, checked against the relay key
+        // it pinned before (none yet: nothing to claim).
+        let copies = match (&history, self.store.pinned_relay(&self.relay_uri)) {
+            (Some(history), Some(relay_key)) => {
+                RestoredCopies::load(history, &relay_key, &self.rooms)
+            }
+            _ => RestoredCopies::default(),
+        };
         // Over TLS: the node's TLS key, bound to `key` by the Register
         // signature, which covers the certificate request.
         let tls_key = match self.dialer.is_tls() {
@@ -256,14 +288,7 @@ impl BoundNode {
             // dials for private messages check who is calling.
             certificate_request,
             client_only: self.listener.is_none(),
-            rooms: self
-                .rooms
-                .iter()
-                .map(|room| RoomClaim {
-                    room: room.clone(),
-                    ..Default::default()
-                })
-                .collect(),
+            rooms: self.rooms.iter().map(|room| copies.claim(room)).collect(),
             ..Default::default()
         };
         let resp = self
@@ -298,6 +323,8 @@ impl BoundNode {
             relay_key,
             name_cert,
             tls,
+            history,
+            copies,
         })
     }
 
@@ -338,6 +365,8 @@ impl Node {
             relay_key,
             name_cert,
             tls,
+            history,
+            mut copies,
         } = registration;
         let dialer = bound.dialer.registered(tls)?;
         let (events_tx, events) = mpsc::channel(CLIENT_EVENTS_CAPACITY);
@@ -364,6 +393,7 @@ impl Node {
             first_room: rooms.first().cloned().unwrap_or_default(),
             cancel: CancellationToken::new(),
             store: bound.store,
+            history,
             admin_secret: bound.admin_secret,
         });
         let cancel = shared.cancel.clone();
@@ -372,7 +402,7 @@ impl Node {
             tasks.push(serve(&shared, routes, listener, &cancel)?);
         }
         for room in &rooms {
-            shared.add_room(room);
+            shared.add_room(room, copies.take(room));
         }
         for host in hosts {
             shared.on_host_record(host).await;

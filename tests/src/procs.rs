@@ -144,6 +144,11 @@ impl RelayProcess {
             .expect("the relay serves plaintext: it has no authority")
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kills the relay with SIGKILL and reaps it.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
@@ -284,6 +289,19 @@ pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
         }
     });
     Member::process(name, NodeProcess { child, stdin, addr }, events)
+}
+
+/// Sends SIGKILL to every process of `pids` with one `kill -9`, so they
+/// all stop at the same moment (as in a power cut).
+pub async fn kill_all_at_once(pids: &[u32]) {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let sent = Command::new("kill")
+        .arg("-9")
+        .args(&pids)
+        .status()
+        .await
+        .expect("run kill (procps)");
+    assert!(sent.success(), "kill -9 {pids:?}");
 }
 
 /// Runs a binary to completion with `args`; returns (success, stdout+stderr).

@@ -6,6 +6,7 @@ mod copy_failures;
 pub mod duties;
 pub mod fencing;
 pub mod handoff;
+pub mod keep;
 mod mailbox;
 mod outbound;
 pub mod rate;
@@ -102,6 +103,9 @@ pub struct RoomHost {
     pub(crate) rates: Arc<rate::MemberRates>,
     /// Sender certificates checked in copies this node was sent.
     pub(crate) copy_senders: Mutex<Senders>,
+    /// This node's copy of the room on its disk (none for a node that
+    /// keeps nothing on disk).
+    keeper: Option<keep::Keeper>,
 }
 
 impl std::fmt::Debug for RoomHost {
@@ -113,8 +117,13 @@ impl std::fmt::Debug for RoomHost {
 }
 
 impl RoomHost {
-    /// A dormant host side for `room` on `node`.
-    pub(crate) fn new(room: &str, ctx: Arc<NodeContext>) -> Arc<Self> {
+    /// A dormant host side for `room` on `node`, keeping its copy of the
+    /// room in `history` if given.
+    pub(crate) fn new(
+        room: &str,
+        ctx: Arc<NodeContext>,
+        history: Option<crate::history::RoomHistory>,
+    ) -> Arc<Self> {
         let settings = &ctx.settings;
         let rates = rate::MemberRates::new(settings.messages_per_second, settings.message_burst);
         Arc::new(Self {
@@ -130,6 +139,7 @@ impl RoomHost {
             renew_turn: tokio::sync::Mutex::new(()),
             rates,
             copy_senders: Mutex::default(),
+            keeper: history.map(keep::Keeper::new),
         })
     }
 
@@ -324,6 +334,7 @@ impl RoomHost {
         if change == TermChange::Stale {
             return;
         }
+        self.copy_changed();
         match change {
             TermChange::BecomeHost if term.issued_at_unix_ms < self.ctx.started_at_unix_ms => {
                 // Issued to this node's previous run (it crashed and came
@@ -376,6 +387,7 @@ impl RoomHost {
             core.succession.begin_term();
             core.replica_term = epoch;
         }
+        self.copy_changed();
         tracing::info!(room = %self.room, epoch, "this node is now the room's host");
         self.report_hosting().await;
     }

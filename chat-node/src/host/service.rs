@@ -325,11 +325,16 @@ impl ChatService for ChatHost {
         host.ctx
             .authenticate(&req.peer_certs(), &sender, "Replicate")?;
         let copy = host.verify_replicate(req.into_inner())?;
+        let (signed_head, cert) = (copy.body.head.clone(), copy.cert.clone());
         if copy.term.epoch > host.core().tenure.known_epoch() {
             // A newer host we had not heard of yet: the relay signed it.
             host.on_term(copy.term.clone(), copy.cert).await;
         }
         let response = host.apply_replicate(&copy.term, copy.body, copy.head)?;
+        // Answered only once the copy is on this node's disk: what the host
+        // then acknowledges survives this node's crash too.
+        host.note_copy_head(signed_head, cert);
+        host.save_copy().await?;
         Ok(Response::new(response))
     }
 

@@ -179,6 +179,8 @@ impl RoomHost {
     /// Commits the head when nobody could hold a copy (alone, or with
     /// members that cannot host), once the relay knows there is no successor.
     async fn commit_alone(&self, epoch: u64) {
+        // Acknowledged only once on this node's disk (see `keep`).
+        self.save_copy_or_warn().await;
         if self.name_successor(epoch, None).await {
             let head = self.core().room.as_ref().map_or(0, |r| r.head_seq());
             self.advance_commit(epoch, head);
@@ -208,7 +210,10 @@ impl RoomHost {
                 }
             }
         }
-        match self.sync_replica(s, epoch).await {
+        // This node's own copy goes to its disk meanwhile (see `keep`).
+        let sync = self.sync_replica(s, epoch);
+        let ((), synced) = tokio::join!(self.save_copy_or_warn(), sync);
+        match synced {
             Ok(have) => {
                 self.core().succession.copy_taken(&s.member.name);
                 if self.name_successor(epoch, Some(&s.member)).await {
@@ -426,6 +431,8 @@ impl RoomHost {
     /// there signed for the sessions: one signature per commit, however
     /// many entries and sessions it covers.
     fn advance_commit(&self, epoch: u64, seq: u64) {
+        // Nothing is acknowledged before it is on this node's disk too.
+        let seq = seq.min(self.saved_through());
         let hash = {
             let core = self.core();
             if core.tenure.commit().get() >= seq {

@@ -160,6 +160,15 @@ impl Tenure {
         }
     }
 
+    /// Takes `cert`, a term of `epoch` the caller verified, as the newest
+    /// known if it is newer than any known (the term a copy read back from
+    /// disk knew). The role stays as it is.
+    pub fn restore(&mut self, epoch: u64, cert: HostTermCertificate) {
+        if epoch > self.known_epoch() {
+            self.latest = Some(KnownTerm { epoch, cert });
+        }
+    }
+
     /// Starts hosting `epoch` (whose verified certificate is `cert`), live,
     /// with an unconfirmed lease and nothing committed. Refused (false) for
     /// an epoch below the known one, or the one already hosted.

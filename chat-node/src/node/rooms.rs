@@ -4,6 +4,7 @@
 
 use super::NodeShared;
 use crate::error::NodeError;
+use crate::host::keep::{keep_copy, Restored};
 use crate::host::{duties, RoomHost};
 use chat_proto::pb::relay::{HostRecord, RoomClaim};
 use chat_proto::rules;
@@ -42,16 +43,20 @@ impl NodeShared {
         self.rooms().iter().map(|r| r.claim()).collect()
     }
 
-    /// Adds `name` to the node's rooms (dormant) and starts its host
-    /// duties; the room already there if it is.
-    pub(crate) fn add_room(self: &Arc<Self>, name: &str) -> Arc<RoomHost> {
+    /// Adds `name` to the node's rooms (dormant), holding this node's copy
+    /// of it (`copy` as read back at start, else read now), and starts its
+    /// host duties; the room already there if it is.
+    pub(crate) fn add_room(self: &Arc<Self>, name: &str, copy: Option<Restored>) -> Arc<RoomHost> {
         let mut rooms = self.room_map();
         if let Some(entry) = rooms.get(name) {
             return entry.host.clone();
         }
-        let host = RoomHost::new(name, self.ctx.clone());
+        let history = self.history.as_ref().map(|h| h.room(name));
+        let host = RoomHost::new(name, self.ctx.clone(), history);
+        host.restore_copy(copy);
         let duties = self.cancel.child_token();
         tokio::spawn(duties::run_host_duties(host.clone(), duties.clone()));
+        tokio::spawn(keep_copy(host.clone(), duties.clone()));
         rooms.insert(
             name.to_string(),
             RoomEntry {
@@ -88,7 +93,7 @@ impl NodeShared {
             return Err(NodeError::TooManyRooms(MAX_ROOMS).into());
         }
         // In the map first, so the relay's watch finds the room at once.
-        let host = self.add_room(room);
+        let host = self.add_room(room, None);
         match self
             .ctx
             .relay
@@ -121,6 +126,12 @@ impl NodeShared {
         }
         let left = self.ctx.relay.leave_room(&self.ctx.identity, room).await;
         self.remove_room(room);
+        // Left for good: its copy goes too.
+        if let Some(history) = &self.history {
+            if let Err(error) = history.room(room).forget().await {
+                tracing::warn!(%room, %error, "could not drop this node's copy of the room");
+            }
+        }
         if host.role().hosting_epoch().is_some() {
             let _ = host.host_events.send(crate::host::HostEvent::Closing);
         }

@@ -97,14 +97,15 @@ impl Registry {
         if state.host.is_none() && state.vacant_since.is_none() {
             return self.first_host(room);
         }
-        if state.host.is_none() {
+        if state.host.is_none() || (state.term_ended() && state.vacant_since.is_some()) {
             return self.fill_vacancy(state, now);
         }
         self.promotion_candidate(state)
     }
 
     /// Who takes a room whose host did not come back after a relay
-    /// restart: a live member whose replica follows the room's newest
+    /// restart (or whose term ended and whose members came back with
+    /// copies): a live member whose replica follows the room's newest
     /// term (that term's successor, which holds what its host
     /// acknowledged), the freshest first. Until one registers, the room
     /// waits, up to [`Registry::successor_wait_ends`]; then the freshest

@@ -334,7 +334,12 @@ impl Registry {
             let (epoch, previous) = (term.epoch, term.previous_epoch);
             self.set_host(&claim.room, epoch, previous, &member, now);
         } else if let Some(room) = self.rooms.get_mut(&claim.room) {
-            if room.host.is_none() && from_earlier_process {
+            // Members coming back with copies of a room whose term ended
+            // (its host and successor went away, every member stopped):
+            // as after a relay restart, the room waits for the copy that
+            // follows its newest term rather than taking the first back.
+            let ended_with_copies = room.term_ended() && claim.replica_head > 0;
+            if (room.host.is_none() && from_earlier_process) || ended_with_copies {
                 room.vacant_since.get_or_insert(now);
             }
         }

@@ -418,3 +418,39 @@ fn after_a_restart_look_alikes_of_a_kept_name_wait_for_the_grace() {
         .register_now(mallory_as("\u{430}lice", 9), t0 + grace)
         .is_ok());
 }
+
+#[test]
+fn a_room_whose_members_all_stopped_goes_to_the_copy_of_its_newest_term() {
+    let t0 = Instant::now();
+    let mut r = registry();
+    let alice = r.join("alice", 1, t0);
+    let bob = r.join("bob", 2, t0);
+    let epoch = r.host().expect("a first host").epoch;
+    assert_eq!(r.host().map(|h| h.name), Some("alice".into()));
+    r.renew_in(&alice, LOBBY, epoch, &bob.record.node_id, t0)
+        .unwrap();
+    // Every member stops: nobody can take the room, its term ends.
+    r.watch_ended(&alice.record.node_id, t0);
+    r.watch_ended(&bob.record.node_id, t0);
+    let later = t0 + LEASE * 4;
+    r.check_lease(later);
+    assert!(r.room(LOBBY).is_ok_and(|room| room.term_ended()));
+    // bob comes back first, with a copy of an older term: the room waits
+    // for the copy that follows its newest term.
+    let back = |name: &str, port: u16, member: &Member, head: u64, replica_term: u64| {
+        let mut reg = with_lobby(reg(name, port), Some(term(epoch, "alice")), false, head);
+        reg.rooms[0].replica_term = replica_term;
+        Registration {
+            session_token: member.session_token.clone(),
+            ..reg
+        }
+    };
+    let stale = back("bob", 2, &bob, 40, epoch - 1);
+    r.enter(stale, true, later);
+    assert!(r.check_one(later).is_none(), "waits for alice's copy");
+    let whole = back("alice", 1, &alice, 30, epoch);
+    r.enter(whole, true, later);
+    let promoted = r.check_one(later).expect("a new host");
+    assert_eq!(promoted.name, "alice");
+    assert!(promoted.epoch > epoch);
+}
