@@ -293,3 +293,24 @@ async fn a_waiting_room_counts_each_member_once() {
         .collect();
     assert!(waits.iter().all(|n| n == "1" || n == "2"), "{waits:?}");
 }
+
+#[tokio::test]
+async fn joining_an_active_room_shows_no_wait() {
+    let relay = Relay::start(2, NO_MIGRATION).await;
+    let mut alice = join(&relay.uri(), "alice").await.unwrap();
+    let _bob = join(&relay.uri(), "bob").await.unwrap();
+    alice.wait_event("activated", &[]).await;
+    let mut carol = join(&relay.uri(), "carol").await.unwrap();
+    carol.wait_event("activated", &[]).await;
+    carol.say("carol is in").await;
+    carol
+        .wait_event("message", &[("text", "carol is in")])
+        .await;
+    let waits: Vec<String> = carol
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "waiting")
+        .map(|e| e.to_string())
+        .collect();
+    assert!(waits.is_empty(), "an active room is not waiting: {waits:?}");
+}

@@ -422,6 +422,11 @@ impl Client {
         }
         let members = u32::try_from(self.view.members.len()).unwrap_or(u32::MAX);
         let min_users = self.view.min_users;
+        // Enough members: the host's activation is on its way (the member
+        // list of a session into an active room comes before it).
+        if members >= min_users {
+            return;
+        }
         self.emit(ClientEvent::Waiting { members, min_users }).await;
     }
 
