@@ -253,11 +253,7 @@ impl NodeStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(io(e)),
         };
-        let pinned = text.lines().find_map(|line| {
-            let (u, k) = line.split_once(' ')?;
-            (u == uri).then(|| k.trim().to_string())
-        });
-        match pinned {
+        match pinned_in(&text, uri) {
             Some(pinned) if pinned == got => Ok(()),
             Some(pinned) if !self.accept_relay_key => Err(IdentityError::RelayKeyChanged {
                 uri: uri.into(),
@@ -290,19 +286,12 @@ impl NodeStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(uri)
                 .cloned()?,
-            Some(dir) => {
-                let text = std::fs::read_to_string(dir.join("known_relays")).ok()?;
-                text.lines().find_map(|line| {
-                    let (u, k) = line.split_once(' ')?;
-                    (u == uri).then(|| k.trim().to_string())
-                })?
-            }
+            Some(dir) => pinned_in(
+                &std::fs::read_to_string(dir.join("known_relays")).ok()?,
+                uri,
+            )?,
         };
-        let bytes: Vec<u8> = (0..pinned.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(pinned.get(i..i + 2)?, 16).ok())
-            .collect::<Option<_>>()?;
-        PublicKey::from_bytes(&bytes).ok()
+        PublicKey::from_bytes(&chat_proto::trust::unhex(&pinned)?).ok()
     }
 
     /// The name certificate saved for `name`, if any.
@@ -319,6 +308,14 @@ impl NodeStore {
             tracing::warn!(path = %path.display(), error = %e, "cannot save the name certificate");
         }
     }
+}
+
+/// The key `known_relays` (text, one `URI KEY` per line) pins for `uri`.
+fn pinned_in(text: &str, uri: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (u, k) = line.split_once(' ')?;
+        (u == uri).then(|| k.trim().to_string())
+    })
 }
 
 #[cfg(test)]

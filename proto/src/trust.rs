@@ -245,6 +245,17 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes [`hex`] wrote (either case), or `None` for anything else.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// A public key that signatures are checked against.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey(VerifyingKey);
@@ -407,6 +418,16 @@ pub fn verify_hello(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unhex_reads_what_hex_writes_and_nothing_else() {
+        let bytes = [0u8, 1, 0xab, 0xff];
+        assert_eq!(unhex(&hex(&bytes)), Some(bytes.to_vec()));
+        assert_eq!(unhex("ABff"), Some(vec![0xab, 0xff]));
+        for bad in ["a", "zz", "0g", "é1"] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
+    }
     use crate::pb::relay::{
         HostTerm, HostTermCertificate, NameGrant, ResetCertificate, ResetGrant,
     };

@@ -88,13 +88,7 @@ impl OwnChain {
 fn parse(text: &str) -> Option<(u64, Digest)> {
     let (seq, hex) = text.trim().split_once(' ')?;
     let seq = seq.parse().ok()?;
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (i, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    let digest = chat_proto::trust::unhex(hex)?.try_into().ok()?;
     Some((seq, digest))
 }
 
