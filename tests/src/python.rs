@@ -55,16 +55,12 @@ impl PyClient {
     /// Starts the client with `args` (after the script), reading lines to
     /// send from its standard input (`--stdin`).
     pub fn start(args: &[&str]) -> PyClient {
-        let mut child = Command::new("python3")
-            .arg(CHAT_CLIENT)
-            .args(args)
-            .arg("--stdin")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn python3");
+        let mut child = spawn_python(
+            [CHAT_CLIENT]
+                .into_iter()
+                .chain(args.iter().copied())
+                .chain(["--stdin"]),
+        );
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, events) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -151,14 +147,7 @@ pub async fn run_checks(script: &str, input: &Value) -> Value {
         "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport chat_protocol as c\n\
          c.load_protos(str(c.REPO_PROTOS))\ndata = json.load(sys.stdin)\n{script}"
     );
-    let mut child = Command::new("python3")
-        .args(["-c", &script, EXAMPLES])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn python3");
+    let mut child = spawn_python(["-c", &script, EXAMPLES]);
     let mut stdin = child.stdin.take().expect("stdin piped");
     stdin
         .write_all(input.to_string().as_bytes())
@@ -256,4 +245,17 @@ pub async fn assert_chatted(
         .filter_map(|e| e["id"].as_str())
         .collect();
     assert_eq!(acked.len(), rounds, "each message acknowledged: {seen:#?}");
+}
+
+/// python3 with `args`, its standard input and output piped to the test,
+/// killed when dropped.
+fn spawn_python<'a>(args: impl IntoIterator<Item = &'a str>) -> Child {
+    Command::new("python3")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn python3")
 }
