@@ -26,6 +26,10 @@ const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// (see `copy_failures`), so a frozen or overloaded member stalls the
 /// host's acknowledgements for about this long, once.
 pub const REPLICATE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many lease periods a host waits for the relay to know a member it
+/// would copy to (after a relay restart, members register again within
+/// about a second) before it passes the member over.
+const UNKNOWN_MEMBER_LEASES: u32 = 4;
 /// How often the successor choice is revisited without log activity.
 const RECHECK: Duration = Duration::from_millis(200);
 
@@ -67,6 +71,9 @@ pub(crate) struct ReplicaPeer {
     pub(crate) client: ChatServiceClient<Channel>,
     cursor: ReplicaCursor,
     permit: Option<CopyPermit>,
+    /// Since when the relay has not known it in the room (see
+    /// [`PermitError::NotYet`]).
+    unknown_since: Option<Instant>,
 }
 
 impl ReplicaPeer {
@@ -84,6 +91,7 @@ impl ReplicaPeer {
                 members: None,
             },
             permit: None,
+            unknown_since: None,
         }
     }
 }
@@ -204,9 +212,21 @@ impl RoomHost {
                 // commits meanwhile. Committing alone instead would lose
                 // what the host acknowledged if it died before the member
                 // came back.
-                Err(PermitError::Relay(status) | PermitError::NotYet(status)) => {
+                Err(PermitError::Relay(status)) => {
                     tracing::debug!(%status, "could not ask the relay for a copy permit");
                     return Replicated::Keep;
+                }
+                // ...but only for a while: a member the relay forgot (gone
+                // past its grace) never comes back under this term.
+                Err(PermitError::NotYet(status)) => {
+                    let since = *s.unknown_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < self.ctx.settings.lease * UNKNOWN_MEMBER_LEASES {
+                        tracing::debug!(successor = %s.member.name, %status, "waiting for the relay to know the successor");
+                        return Replicated::Keep;
+                    }
+                    tracing::info!(successor = %s.member.name, %status, "the relay does not know this successor; choosing another");
+                    self.copy_failed(&s.member, Failure::Refused);
+                    return Replicated::ChooseAnother;
                 }
             }
         }
