@@ -201,30 +201,26 @@ impl RoomHost {
         if s.permit.is_none() {
             match self.copy_permit(epoch, &s.member).await {
                 Ok(permit) => s.permit = Some(permit),
-                Err(PermitError::Refused(status)) => {
-                    tracing::info!(successor = %s.member.name, %status, "choosing another successor");
-                    self.copy_failed(&s.member, Failure::Refused);
-                    return Replicated::ChooseAnother;
-                }
-                // The relay could not be asked, or does not know the member
-                // in the room yet (it restarted and the member has not
-                // registered again): not the member's fault, and nothing
-                // commits meanwhile. Committing alone instead would lose
-                // what the host acknowledged if it died before the member
-                // came back.
                 Err(PermitError::Relay(status)) => {
                     tracing::debug!(%status, "could not ask the relay for a copy permit");
                     return Replicated::Keep;
                 }
-                // ...but only for a while: a member the relay forgot (gone
-                // past its grace) never comes back under this term.
-                Err(PermitError::NotYet(status)) => {
+                // The relay would not name it now. A member in session
+                // here may be so only for a moment (it just joined and the
+                // relay has not reached it yet, or the relay restarted and
+                // does not know it again yet): wait a while, since
+                // committing alone would lose what this host acknowledged
+                // if it died before the member was named. A member with no
+                // session here (gone, dead) is passed over at once.
+                Err(PermitError::Refused(status) | PermitError::NotYet(status)) => {
+                    let present = self.core().attendance.connected(&s.member.name);
                     let since = *s.unknown_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() < self.ctx.settings.lease * UNKNOWN_MEMBER_LEASES {
-                        tracing::debug!(successor = %s.member.name, %status, "waiting for the relay to know the successor");
+                    let patience = self.ctx.settings.lease * UNKNOWN_MEMBER_LEASES;
+                    if present && since.elapsed() < patience {
+                        tracing::debug!(successor = %s.member.name, %status, "waiting for the relay to accept the successor");
                         return Replicated::Keep;
                     }
-                    tracing::info!(successor = %s.member.name, %status, "the relay does not know this successor; choosing another");
+                    tracing::info!(successor = %s.member.name, %status, "choosing another successor");
                     self.copy_failed(&s.member, Failure::Refused);
                     return Replicated::ChooseAnother;
                 }
