@@ -160,8 +160,6 @@ impl RelayProcess {
 pub struct NodeProcess {
     child: Child,
     stdin: Option<ChildStdin>,
-    /// Its listening address.
-    pub addr: String,
 }
 
 impl NodeProcess {
@@ -257,11 +255,18 @@ pub fn node_data_dir(relay_uri: &str, name: &str) -> PathBuf {
 /// Starts `chat-node --mode json` as member `name`; its stdout events feed
 /// the returned member.
 pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+    // The node binds a port of its own choosing (and tells the relay):
+    // a port picked here and released could be taken by another process
+    // of a test running at once before the node binds it.
     let mut child = Command::new(binary("chat-node"))
         .args([
-            relay_uri, "--name", name, "--mode", "json", "--listen", &addr,
+            relay_uri,
+            "--name",
+            name,
+            "--mode",
+            "json",
+            "--listen",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .env("CHAT_DATA_DIR", node_data_dir(relay_uri, name))
@@ -288,7 +293,7 @@ pub async fn spawn_node(relay_uri: &str, name: &str, extra: &[&str]) -> Member {
             }
         }
     });
-    Member::process(name, NodeProcess { child, stdin, addr }, events)
+    Member::process(name, NodeProcess { child, stdin }, events)
 }
 
 /// Sends SIGKILL to every process of `pids` with one `kill -9`, so they
