@@ -453,11 +453,11 @@ impl Registry {
     }
 
     /// The node ids of `room`'s members (none if there is no such room).
-    pub fn room_member_ids(&self, room: &str) -> std::collections::HashSet<String> {
+    pub fn room_member_ids<'a>(&'a self, room: &str) -> impl Iterator<Item = &'a str> + 'a {
         self.rooms
             .get(room)
-            .map(|r| r.members.keys().cloned().collect())
-            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|r| r.members.keys().map(String::as_str))
     }
 
     /// The current records of every room `node_id` is in that has one.

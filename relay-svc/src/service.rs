@@ -11,31 +11,17 @@ use chat_proto::pb::relay::{HostRecord, MemberRecord, NameGrant};
 use chat_proto::tls::{self, Authority};
 use chat_proto::trust::{Keypair, PublicKey};
 use prost::Message;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use rpc::Relay;
 
+mod fanout;
 mod names;
 mod rpc;
 mod verify;
 mod watch;
-
-/// Host record changes kept for watch streams that fall behind (one
-/// that falls further gets the current records of its rooms again).
-const CHANGES_KEPT: usize = 4096;
-
-/// A room's new host record and who was in the room then: each watcher
-/// keeps the changes of its node's rooms without taking the registry's
-/// lock, and shares the record instead of copying it.
-#[derive(Debug)]
-struct RoomChange {
-    record: HostRecord,
-    members: HashSet<String>,
-}
 
 /// State shared by the handlers. The mutex is never held across an `.await`.
 pub struct Shared {
@@ -47,8 +33,9 @@ pub struct Shared {
     names: names::NameFile,
     /// How many new identities each source may register.
     newcomers: crate::newcomers::NewcomerLimit,
-    /// Every change of a room's host record, to the watch streams.
-    host_tx: broadcast::Sender<Arc<RoomChange>>,
+    /// The watch streams' queues, to which each change of a room's host
+    /// record goes (taken only with `registry` held, after it).
+    watchers: Mutex<fanout::Watchers>,
     config: RelayConfig,
     closing: CancellationToken,
     /// Issues the nodes' TLS certificates (none when serving plaintext).
@@ -78,7 +65,7 @@ impl Shared {
             newcomers: crate::newcomers::NewcomerLimit::new(config.new_identities_per_minute),
             relay_key,
             admin: AdminGate::new(config.admin_secret.clone()),
-            host_tx: broadcast::channel(CHANGES_KEPT).0,
+            watchers: Mutex::default(),
             config,
             closing: CancellationToken::new(),
             authority,
@@ -126,16 +113,25 @@ impl Shared {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the registry and publishes the host records that
-    /// changed. They are sent under the lock, so every watcher sees a
-    /// room's records in the order they were made.
+    fn watchers(&self) -> MutexGuard<'_, fanout::Watchers> {
+        // Adding, removing or feeding a queue cannot be left half done.
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the registry and queues the host records that changed
+    /// for the watch streams of each room's members. They are queued under
+    /// the lock, so every watcher sees a room's records in the order they
+    /// were made.
     fn update<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
         let mut registry = self.registry();
         let out = f(&mut registry);
-        for record in registry.take_changes() {
-            let members = registry.room_member_ids(&record.room);
-            // No watcher at all is no error.
-            let _ = self.host_tx.send(Arc::new(RoomChange { record, members }));
+        let changes = registry.take_changes();
+        if !changes.is_empty() {
+            let watchers = self.watchers();
+            for record in changes {
+                let change = Arc::new(record);
+                watchers.send(registry.room_member_ids(&change.room), &change);
+            }
         }
         self.epochs.record(registry.highest_epoch());
         out
@@ -153,22 +149,44 @@ impl Shared {
         self.update(|registry| {
             let record = f(registry)?;
             if let Some(record) = &record {
-                let members = HashSet::from([node_id.to_string()]);
-                let record = record.clone();
-                let _ = self.host_tx.send(Arc::new(RoomChange { record, members }));
+                self.watchers().send([node_id], &Arc::new(record.clone()));
             }
             Ok(record)
         })
     }
 
-    /// The changes to come and the current records of `node_id`'s rooms,
-    /// taken together (under the lock) so that none falls between.
-    fn watch_from_now(
+    /// Opens a watch stream's queue for `node_id` and returns it with the
+    /// current records of the node's rooms, taken together (under the
+    /// lock) so that no change falls between; `check` runs first, under
+    /// the same lock.
+    fn watch_from_now<E>(
         &self,
         node_id: &str,
-    ) -> (broadcast::Receiver<Arc<RoomChange>>, Vec<HostRecord>) {
+        check: impl FnOnce(&mut Registry) -> Result<(), E>,
+    ) -> Result<(fanout::Subscription, Vec<HostRecord>), E> {
+        self.update(|registry| {
+            check(registry)?;
+            let sub = self.watchers().subscribe(node_id);
+            Ok((sub, registry.records_of(node_id)))
+        })
+    }
+
+    /// After a watch stream fell behind: empties its queue and returns its
+    /// rooms' current records, under the lock, so that no change falls
+    /// between.
+    fn catch_up(&self, sub: &mut fanout::Subscription) -> Vec<HostRecord> {
         let registry = self.registry();
-        (self.host_tx.subscribe(), registry.records_of(node_id))
+        sub.catch_up();
+        registry.records_of(&sub.node_id)
+    }
+
+    /// A watch stream ended: its queue is dropped, and the node counts as
+    /// watching once less.
+    fn watch_ended(&self, sub: &fanout::Subscription) {
+        self.update(|registry| {
+            self.watchers().unsubscribe(sub);
+            registry.watch_ended(&sub.node_id, Instant::now());
+        });
     }
 
     /// Ends every watch stream (the relay is stopping).

@@ -165,20 +165,11 @@ impl RelayService for Relay {
         req: Request<WatchHostRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let req = req.into_inner();
-        let (changes, first) = self.0.update(|r| {
-            r.watch_started(&req.node_id, &req.session_token)?;
-            // Under the same lock: no change falls between the two.
-            Ok::<_, Status>((self.0.host_tx.subscribe(), r.records_of(&req.node_id)))
+        let (sub, first) = self.0.watch_from_now(&req.node_id, |r| {
+            r.watch_started(&req.node_id, &req.session_token)
         })?;
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
-        let shared = self.0.clone();
-        tokio::spawn(forward_host_changes(
-            shared,
-            req.node_id,
-            changes,
-            first,
-            tx,
-        ));
+        tokio::spawn(forward_host_changes(self.0.clone(), sub, first, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

@@ -1,5 +1,6 @@
 //! The service over a real registry, called through its trait methods.
 
+use super::fanout::CHANGES_KEPT;
 use super::rpc::WatchStream;
 use super::watch::WATCH_QUEUE;
 use super::*;

@@ -1,28 +1,27 @@
 //! A member's watch stream: the current host record of every room it is
-//! in, then every change of a room it is in at that moment. The node
-//! counts as alive for as long as the stream is open.
+//! in, then every change of a room it is in at that moment (queued for it
+//! by [`super::fanout`]). The node counts as alive for as long as the
+//! stream is open.
 
-use super::{RoomChange, Shared};
+use super::fanout::Subscription;
+use super::Shared;
 use chat_proto::pb::relay::HostRecord;
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tonic::Status;
 
 /// Records queued for one watcher at most (a slow one makes the relay
-/// wait, then, once it falls behind the broadcast, gets its rooms'
+/// wait, then, once it falls behind its queue of changes, gets its rooms'
 /// current records again).
 pub(super) const WATCH_QUEUE: usize = 64;
 
 type Outbox = mpsc::Sender<Result<HostRecord, Status>>;
 
-/// Sends `first`, then the changes of `node_id`'s rooms from `changes`,
-/// until the watcher goes away or the relay stops.
+/// Sends `first`, then the changes of the subscriber's rooms, until the
+/// watcher goes away or the relay stops.
 pub(super) async fn forward_host_changes(
     shared: Arc<Shared>,
-    node_id: String,
-    mut changes: broadcast::Receiver<Arc<RoomChange>>,
+    mut sub: Subscription,
     first: Vec<HostRecord>,
     tx: Outbox,
 ) {
@@ -33,24 +32,22 @@ pub(super) async fn forward_host_changes(
                 break 'stream;
             }
         }
+        if sub.lagged() {
+            tracing::debug!(node = %sub.node_id, "a watcher fell behind; resending its rooms");
+            batch = shared.catch_up(&mut sub);
+            continue;
+        }
         let next = tokio::select! {
-            next = changes.recv() => next,
+            next = sub.rx.recv() => next,
             _ = tx.closed() => break,
             _ = shared.closing.cancelled() => break,
         };
         match next {
-            Ok(change) if change.members.contains(&node_id) => {
-                batch.push(change.record.clone());
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(missed)) => {
-                tracing::debug!(node = %node_id, missed, "a watcher fell behind; resending its rooms");
-                (changes, batch) = shared.watch_from_now(&node_id);
-            }
-            Err(RecvError::Closed) => break,
+            Some(change) => batch.push(HostRecord::clone(&change)),
+            None => break,
         }
     }
-    shared.update(|r| r.watch_ended(&node_id, Instant::now()));
+    shared.watch_ended(&sub);
 }
 
 /// Sends one record; false when the watcher is gone or the relay stops.
