@@ -260,8 +260,18 @@ impl Registry {
             .lease
             .as_ref()
             .is_none_or(|l| now > l.deadline + self.lease_margin());
+        // Why the named successor was passed over, when it was.
+        let passed_over = named.filter(|id| *id != next.node_id).map(|id| {
+            let why = match self.members.get(id) {
+                None => "forgotten",
+                Some(m) if m.watchers == 0 => "not watching",
+                Some(m) if !m.may_take_over_as_successor() => "never reached",
+                Some(_) => "the host itself",
+            };
+            format!("{} ({why})", name_of(id))
+        });
         if lapsed {
-            tracing::warn!(%room, %from, to = %next.name,
+            tracing::warn!(%room, %from, to = %next.name, ?passed_over,
                 "promoted {role} after the host's lease ran out");
         } else {
             tracing::warn!(%room, %from, to = %next.name,
