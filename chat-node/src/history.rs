@@ -37,6 +37,9 @@ const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 const QUEUE: usize = 64;
 /// Writes the writer puts in one transaction at most.
 const WRITES_PER_COMMIT: usize = 64;
+/// The store's page cache at most (redb's default is 1 GiB, which reading
+/// a long history back would fill): bounded like the rooms' memory tails.
+const CACHE_BYTES: usize = 16 << 20;
 /// Entries one write may carry at most (callers split larger ones).
 pub const MAX_ENTRIES_PER_WRITE: usize = 512;
 
@@ -166,7 +169,10 @@ impl History {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| unwritable(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_error(&path, e))?;
         // Make sure both tables exist, and that the file takes a write.
         let txn = db.begin_write().map_err(|e| unwritable(e.to_string()))?;
         let corrupt = |e: redb::TableError| HistoryError::Corrupt {
