@@ -113,6 +113,9 @@ pub struct StoredCopy {
     pub entries: Vec<LogEntry>,
 }
 
+/// An entry read back, with the log hash stored with it (if any).
+pub type StoredEntry = (LogEntry, Option<[u8; 32]>);
+
 /// One write of a room's copy.
 #[derive(Debug, Default)]
 pub struct CopyWrite {
@@ -278,7 +281,7 @@ impl RoomHistory {
         from: u64,
         through: u64,
         max: usize,
-    ) -> Result<Vec<(LogEntry, Option<[u8; 32]>)>, HistoryError> {
+    ) -> Result<Vec<StoredEntry>, HistoryError> {
         let io = |e: &dyn std::fmt::Display| HistoryError::Io(e.to_string());
         if from > through || max == 0 {
             return Ok(Vec::new());
