@@ -166,6 +166,11 @@ pub enum NodeError {
     #[error("this node cannot keep its copy of the room: {0}")]
     CopyNotKept(String),
 
+    /// Entries older than the room's memory tail could not be read back
+    /// from this node's disk, or did not check out there.
+    #[error("this node cannot read its copy of the room: {0}")]
+    CopyUnreadable(String),
+
     /// A session that did not say Hello in time.
     #[error("no Hello within {} s", .0.as_secs())]
     HelloTimeout(std::time::Duration),
@@ -243,9 +248,12 @@ impl NodeError {
     pub fn code(&self) -> Code {
         use NodeError::*;
         match self {
-            NotHost { .. } | ShuttingDown | NotInRoom(_) | WatchClosed | CopyNotKept(_) => {
-                Code::Unavailable
-            }
+            NotHost { .. }
+            | ShuttingDown
+            | NotInRoom(_)
+            | WatchClosed
+            | CopyNotKept(_)
+            | CopyUnreadable(_) => Code::Unavailable,
             SealedForAnother => Code::NotFound,
             BadSealed(_) => Code::InvalidArgument,
             TooManyRooms(_) => Code::ResourceExhausted,

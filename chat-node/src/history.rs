@@ -3,10 +3,13 @@
 //! (`NAME.history`, beside `NAME.key`).
 //!
 //! The store knows nothing of chains or signatures: it keeps, per room,
-//! the encoded log entries by sequence number and one record (the room's
+//! the encoded log entries by sequence number, the log hash its writer
+//! gave with each (opaque bytes here), and one record (the room's
 //! settings, the term its copy follows, the newest term known and the
 //! signed head its entries reach). What is read back is checked by the
-//! room's host side before anything of it is held (`host/keep.rs`).
+//! room's host side before anything of it is held or served
+//! (`host/keep.rs`, `host/stored.rs`). Reads are blocking: callers on the
+//! async runtime run them with `spawn_blocking`, a page at a time.
 //!
 //! Writes go to one writer thread through a bounded queue; it applies
 //! every write waiting in one transaction and commits it durably (fsync)
@@ -24,6 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Log entries by (room, sequence number).
 const ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("entries");
+/// The log hash after each entry, by (room, sequence number).
+const HASHES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("hashes");
 /// One [`RoomRecord`] per room.
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 
@@ -32,6 +37,9 @@ const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 const QUEUE: usize = 64;
 /// Writes the writer puts in one transaction at most.
 const WRITES_PER_COMMIT: usize = 64;
+/// The store's page cache at most (redb's default is 1 GiB, which reading
+/// a long history back would fill): bounded like the rooms' memory tails.
+const CACHE_BYTES: usize = 16 << 20;
 /// Entries one write may carry at most (callers split larger ones).
 pub const MAX_ENTRIES_PER_WRITE: usize = 512;
 
@@ -105,6 +113,9 @@ pub struct StoredCopy {
     pub entries: Vec<LogEntry>,
 }
 
+/// An entry read back, with the log hash stored with it (if any).
+pub type StoredEntry = (LogEntry, Option<[u8; 32]>);
+
 /// One write of a room's copy.
 #[derive(Debug, Default)]
 pub struct CopyWrite {
@@ -114,6 +125,9 @@ pub struct CopyWrite {
     /// Entries to add (at most [`MAX_ENTRIES_PER_WRITE`]); a reset among
     /// them drops every entry before it.
     pub entries: Vec<LogEntry>,
+    /// The log hash after each of `entries`, in order (may be shorter:
+    /// the entries beyond have none stored).
+    pub hashes: Vec<[u8; 32]>,
     /// The room's record from now on.
     pub record: RoomRecord,
 }
@@ -158,7 +172,10 @@ impl History {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| unwritable(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_error(&path, e))?;
         // Make sure both tables exist, and that the file takes a write.
         let txn = db.begin_write().map_err(|e| unwritable(e.to_string()))?;
         let corrupt = |e: redb::TableError| HistoryError::Corrupt {
@@ -166,6 +183,7 @@ impl History {
             reason: e.to_string(),
         };
         txn.open_table(ENTRIES).map_err(corrupt)?;
+        txn.open_table(HASHES).map_err(corrupt)?;
         txn.open_table(ROOMS).map_err(corrupt)?;
         txn.commit().map_err(|e| unwritable(e.to_string()))?;
         let db = Arc::new(db);
@@ -243,6 +261,69 @@ impl RoomHistory {
         Ok(Some(copy))
     }
 
+    /// The room's record, `None` if the store has no copy of the room.
+    pub fn record(&self) -> Result<Option<RoomRecord>, HistoryError> {
+        let io = |e: &dyn std::fmt::Display| HistoryError::Io(e.to_string());
+        let txn = self.store.db.begin_read().map_err(|e| io(&e))?;
+        let rooms = txn.open_table(ROOMS).map_err(|e| io(&e))?;
+        let Some(record) = rooms.get(self.room.as_str()).map_err(|e| io(&e))? else {
+            return Ok(None);
+        };
+        RoomRecord::decode(record.value())
+            .map(Some)
+            .map_err(|e| io(&e))
+    }
+
+    /// Up to `max` entries from sequence number `from` through `through`,
+    /// in order, each with the log hash stored with it (if any). Blocking.
+    pub fn read(
+        &self,
+        from: u64,
+        through: u64,
+        max: usize,
+    ) -> Result<Vec<StoredEntry>, HistoryError> {
+        let io = |e: &dyn std::fmt::Display| HistoryError::Io(e.to_string());
+        if from > through || max == 0 {
+            return Ok(Vec::new());
+        }
+        let txn = self.store.db.begin_read().map_err(|e| io(&e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| io(&e))?;
+        let hashes = txn.open_table(HASHES).map_err(|e| io(&e))?;
+        let room = self.room.as_str();
+        let mut out = Vec::new();
+        for item in entries
+            .range((room, from)..=(room, through))
+            .map_err(|e| io(&e))?
+            .take(max)
+        {
+            let (key, value) = item.map_err(|e| io(&e))?;
+            let entry = LogEntry::decode(value.value()).map_err(|e| io(&e))?;
+            let hash = hashes
+                .get((room, key.value().1))
+                .map_err(|e| io(&e))?
+                .and_then(|h| <[u8; 32]>::try_from(h.value()).ok());
+            out.push((entry, hash));
+        }
+        Ok(out)
+    }
+
+    /// Stores the log hashes of entries already held (a store written
+    /// before hashes were kept, or whose hashes did not check out), by
+    /// sequence number. Blocking; one durable transaction.
+    pub fn put_hashes(&self, hashes: &[(u64, [u8; 32])]) -> Result<(), HistoryError> {
+        let io = |e: &dyn std::fmt::Display| HistoryError::Io(e.to_string());
+        let txn = self.store.db.begin_write().map_err(|e| io(&e))?;
+        {
+            let mut table = txn.open_table(HASHES).map_err(|e| io(&e))?;
+            for (seq, hash) in hashes {
+                table
+                    .insert((self.room.as_str(), *seq), hash.as_slice())
+                    .map_err(|e| io(&e))?;
+            }
+        }
+        txn.commit().map_err(|e| io(&e))
+    }
+
     /// Writes `write` and waits until it is on disk.
     pub async fn write(&self, write: CopyWrite) -> Result<(), HistoryError> {
         self.submit(Change::Write(Box::new(write))).await
@@ -294,41 +375,55 @@ fn write_loop(db: &Database, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
+type Table<'t> = redb::Table<'t, (&'static str, u64), &'static [u8]>;
+
+/// Drops `room`'s rows of `table` before sequence number `before`.
+fn drop_rows(table: &mut Table, room: &str, before: u64) -> Result<(), String> {
+    table
+        .retain_in((room, 0)..(room, before), |_, _| false)
+        .map_err(|e| e.to_string())
+}
+
 /// Applies `batch` in one durable transaction.
 fn apply(db: &Database, batch: &[Job]) -> Result<(), String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
         let mut entries = txn.open_table(ENTRIES).map_err(|e| e.to_string())?;
+        let mut hashes = txn.open_table(HASHES).map_err(|e| e.to_string())?;
         let mut rooms = txn.open_table(ROOMS).map_err(|e| e.to_string())?;
         for job in batch {
             let room = job.room.as_str();
-            let drop_before = |entries: &mut redb::Table<(&str, u64), &[u8]>, before: u64| {
-                entries
-                    .retain_in((room, 0)..(room, before), |_, _| false)
-                    .map_err(|e| e.to_string())
+            let drop_before = |entries: &mut Table, hashes: &mut Table, before: u64| {
+                drop_rows(entries, room, before)?;
+                drop_rows(hashes, room, before)
             };
             match &job.change {
                 Change::Forget => {
-                    drop_before(&mut entries, u64::MAX)?;
+                    drop_before(&mut entries, &mut hashes, u64::MAX)?;
                     rooms.remove(room).map_err(|e| e.to_string())?;
                 }
                 Change::Write(write) => {
                     if write.start_over {
-                        drop_before(&mut entries, u64::MAX)?;
+                        drop_before(&mut entries, &mut hashes, u64::MAX)?;
                     }
-                    for entry in &write.entries {
+                    for (i, entry) in write.entries.iter().enumerate() {
                         let (seq, reset) = match &entry.kind {
                             Some(log_entry::Kind::Message(m)) => (m.seq, false),
                             Some(log_entry::Kind::Reset(r)) => (r.seq, true),
                             None => continue,
                         };
                         if reset {
-                            drop_before(&mut entries, seq)?;
+                            drop_before(&mut entries, &mut hashes, seq)?;
                         }
                         let bytes = entry.encode_to_vec();
                         entries
                             .insert((room, seq), bytes.as_slice())
                             .map_err(|e| e.to_string())?;
+                        match write.hashes.get(i) {
+                            Some(hash) => hashes.insert((room, seq), hash.as_slice()),
+                            None => hashes.remove((room, seq)),
+                        }
+                        .map_err(|e| e.to_string())?;
                     }
                     let record = write.record.encode_to_vec();
                     rooms

@@ -152,6 +152,16 @@ impl Member {
         }
     }
 
+    /// The next event, without recording it in `seen` (for runs too long
+    /// to keep every event); `None` if none came within the deadline or
+    /// the output ended.
+    pub async fn take_event(&mut self) -> Option<Value> {
+        tokio::time::timeout(DEADLINE, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Collects events already delivered, without waiting.
     pub fn drain(&mut self) {
         while let Ok(event) = self.events.try_recv() {

@@ -298,6 +298,7 @@ async fn alter_copy(uri: &str, name: &str, room: &str) -> String {
     let write = CopyWrite {
         start_over: true,
         entries,
+        hashes: Vec::new(),
         record: kept.record,
     };
     copy.write(write).await.expect("write the altered copy");

@@ -61,7 +61,8 @@ async fn writes_are_kept_per_room_and_read_back_after_reopening() {
         assert!(lobby.load().expect("load").is_none());
         let write = |start_over, range: std::ops::RangeInclusive<u64>| CopyWrite {
             start_over,
-            entries: range.map(message).collect(),
+            entries: range.clone().map(message).collect(),
+            hashes: range.map(|seq| [seq as u8; 32]).collect(),
             record: record("one"),
         };
         lobby.write(write(false, 1..=3)).await.expect("write");
@@ -115,4 +116,46 @@ fn a_damaged_file_or_a_blocked_path_is_a_clear_error() {
     std::fs::write(&file, b"x").expect("a file");
     let err = History::open(&file, "alice").expect_err("a file is no directory");
     assert!(err.to_string().contains("writable"), "{err}");
+}
+
+#[tokio::test]
+async fn pages_are_read_with_their_hashes_and_hashes_go_with_their_entries() {
+    let dir = temp_dir("pages");
+    let store = History::open(&dir, "alice").expect("open");
+    let lobby = store.room("lobby");
+    let write = CopyWrite {
+        start_over: false,
+        entries: (1..=10).map(message).collect(),
+        // The last two have no hash given.
+        hashes: (1..=8).map(|seq| [seq as u8; 32]).collect(),
+        record: record("one"),
+    };
+    lobby.write(write).await.expect("write");
+    let page = lobby.read(3, 9, 4).expect("read");
+    let seqs: Vec<u64> = page
+        .iter()
+        .map(|(e, _)| match &e.kind {
+            Some(log_entry::Kind::Message(m)) => m.seq,
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(seqs, [3, 4, 5, 6], "from 3, at most 4");
+    assert_eq!(page[0].1, Some([3; 32]));
+    let tail = lobby.read(8, 20, 10).expect("read");
+    assert_eq!(tail.len(), 3);
+    assert_eq!((tail[0].1, tail[1].1), (Some([8; 32]), None));
+    lobby.put_hashes(&[(9, [9; 32])]).expect("put");
+    assert_eq!(lobby.read(9, 9, 1).expect("read")[0].1, Some([9; 32]));
+    // A reset drops the hashes before it with the entries.
+    let write = CopyWrite {
+        start_over: false,
+        entries: vec![reset(11)],
+        hashes: vec![[11; 32]],
+        record: record("one"),
+    };
+    lobby.write(write).await.expect("write");
+    let after = lobby.read(0, 20, 20).expect("read");
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].1, Some([11; 32]));
+    assert_eq!(lobby.record().expect("read"), Some(record("one")));
 }

@@ -18,16 +18,21 @@
 //!   anything of it is held: each message's sender certificate and
 //!   signature (by runs), each sender's chain, the log hash up to the head
 //!   and the head's signature by the host of a relay-signed term of this
-//!   room. Entries past the signed head are not vouched for and are left
-//!   out. A copy that fails is dropped (with a warning) and fetched again
-//!   from the host like any missing copy: never served.
+//!   room. It is read and checked a page at a time, and only the room's
+//!   memory tail stays in memory; log hashes missing from the store (or
+//!   not matching) are written back. Entries past the signed head are not
+//!   vouched for and are left out. A copy that fails is dropped (with a
+//!   warning) and fetched again from the host like any missing copy:
+//!   never served.
+//! - **Memory.** Once a write is on disk the room is told
+//!   ([`Room::mark_saved`]), and entries older than its memory tail leave
+//!   memory: they are read back from the store when someone needs them
+//!   (`stored.rs`).
 
 use super::room::{entry_seq, Room};
 use super::RoomHost;
 use crate::error::NodeError;
-use crate::history::{
-    CopyWrite, History, RoomHistory, RoomRecord, StoredCopy, MAX_ENTRIES_PER_WRITE,
-};
+use crate::history::{CopyWrite, History, RoomHistory, RoomRecord, MAX_ENTRIES_PER_WRITE};
 use chat_proto::chain::Digest;
 use chat_proto::pb::chat::{log_entry, ChatMessage, RoomMeta, SignedHead};
 use chat_proto::pb::relay::{HostTermCertificate, RoomClaim};
@@ -41,6 +46,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long the keeper waits after a failed write before it tries again.
 const RETRY: Duration = Duration::from_secs(1);
+/// Entries read back and checked at a time at start.
+const RESTORE_PAGE: usize = 4096;
 
 /// What was last written of the room.
 #[derive(Debug, Default)]
@@ -55,7 +62,7 @@ struct Saved {
 /// A room's copy on disk, as its host side keeps it.
 #[derive(Debug)]
 pub(crate) struct Keeper {
-    history: RoomHistory,
+    pub(super) history: RoomHistory,
     /// Held for a whole write: writes go one at a time, in log order.
     saved: tokio::sync::Mutex<Saved>,
     /// The last sequence number on disk.
@@ -134,15 +141,15 @@ impl RestoredCopies {
 /// Reads `room`'s copy and checks it; `None` (with a warning) when there is
 /// none or it does not check out.
 fn read_copy(history: &RoomHistory, relay_key: &PublicKey, room: &str) -> Option<Restored> {
-    let stored = match history.load() {
-        Ok(stored) => stored?,
+    let record = match history.record() {
+        Ok(record) => record?,
         Err(error) => {
             tracing::warn!(%room, %error,
                 "cannot read this node's copy of the room; it is fetched again from the host");
             return None;
         }
     };
-    match restore(relay_key, room, stored) {
+    match restore(history, relay_key, room, record) {
         Ok(restored) => Some(restored),
         Err(why) => {
             tracing::warn!(%room, %why,
@@ -218,9 +225,13 @@ impl RoomHost {
                 .write(write)
                 .await
                 .map_err(|e| NodeError::CopyNotKept(e.to_string()))?;
-            let seq = next.seq;
+            let (seq, hash) = (next.seq, next.hash);
             *saved = next;
             keeper.saved_tx.send_replace(seq);
+            // On disk now: older entries may leave memory.
+            if let Some(room) = self.core().room.as_mut() {
+                room.mark_saved(seq, hash);
+            }
             if !more {
                 return Ok(());
             }
@@ -243,7 +254,12 @@ impl RoomHost {
         let start_over =
             saved.room_id != room.room_id() || room.hash_at(saved.seq) != Some(saved.hash);
         let from = if start_over { 0 } else { saved.seq };
+        // Entries not yet on disk are all in memory (see `Room::mark_saved`).
         let entries = room.entries_after(from, room.head_seq(), MAX_ENTRIES_PER_WRITE);
+        let hashes = entries
+            .iter()
+            .map_while(|e| room.hash_at(entry_seq(e)))
+            .collect();
         let through = entries.last().map_or(from, entry_seq);
         let hash = room.hash_at(through)?;
         // The head written must reach the entries written (a replica's
@@ -296,6 +312,7 @@ impl RoomHost {
         let write = CopyWrite {
             start_over,
             entries,
+            hashes,
             record,
         };
         Some((write, next, more))
@@ -324,14 +341,15 @@ pub(crate) async fn keep_copy(host: Arc<RoomHost>, cancel: CancellationToken) {
     }
 }
 
-/// Checks a copy read from disk (see the module's description) and builds
-/// the room it holds.
-fn restore(relay_key: &PublicKey, name: &str, stored: StoredCopy) -> Result<Restored, String> {
+/// Checks a copy read from disk (see the module's description) a page at
+/// a time and builds the room it holds.
+fn restore(
+    history: &RoomHistory,
+    relay_key: &PublicKey,
+    name: &str,
+    record: RoomRecord,
+) -> Result<Restored, String> {
     let verify_term = |cert: &HostTermCertificate| relay_key.verify_host_term(cert);
-    let StoredCopy {
-        record,
-        mut entries,
-    } = stored;
     if record.room_id.is_empty() {
         return Err("no room id".into());
     }
@@ -355,20 +373,7 @@ fn restore(relay_key: &PublicKey, name: &str, stored: StoredCopy) -> Result<Rest
     };
     // Entries past the signed head are not vouched for.
     let through = head.map_or(0, |(seq, _)| seq);
-    entries.retain(|e| entry_seq(e) <= through);
     let mut room = Room::new(name, record.room_id.clone(), record.min_users);
-    room.check_copy(&entries, head).map_err(|e| e.to_string())?;
-    let messages: Vec<&ChatMessage> = entries
-        .iter()
-        .filter_map(|e| match &e.kind {
-            Some(log_entry::Kind::Message(m)) => Some(m),
-            _ => None,
-        })
-        .collect();
-    let verdicts = Senders::default().check_all(relay_key, name, &messages);
-    for (m, verdict) in messages.iter().zip(verdicts) {
-        verdict.map_err(|e| format!("entry {} from {:?}: {e}", m.seq, m.from))?;
-    }
     let meta = RoomMeta {
         room_id: record.room_id.clone(),
         min_users: record.min_users,
@@ -376,13 +381,53 @@ fn restore(relay_key: &PublicKey, name: &str, stored: StoredCopy) -> Result<Rest
         same_members: true,
         ..Default::default()
     };
-    room.apply_replica(meta, entries)
-        .map_err(|e| e.to_string())?;
+    let mut senders = Senders::default();
+    while room.head_seq() < through {
+        let page = history
+            .read(room.head_seq() + 1, through, RESTORE_PAGE)
+            .map_err(|e| e.to_string())?;
+        if page.is_empty() {
+            break;
+        }
+        let (entries, stored): (Vec<_>, Vec<_>) = page.into_iter().unzip();
+        room.check_entries(&entries).map_err(|e| e.to_string())?;
+        let messages: Vec<&ChatMessage> = entries
+            .iter()
+            .filter_map(|e| match &e.kind {
+                Some(log_entry::Kind::Message(m)) => Some(m),
+                _ => None,
+            })
+            .collect();
+        let verdicts = senders.check_all(relay_key, name, &messages);
+        for (m, verdict) in messages.iter().zip(verdicts) {
+            verdict.map_err(|e| format!("entry {} from {:?}: {e}", m.seq, m.from))?;
+        }
+        let seqs: Vec<u64> = entries.iter().map(entry_seq).collect();
+        room.apply_replica(meta.clone(), entries)
+            .map_err(|e| e.to_string())?;
+        // The log hashes the store lacks (or holds wrong) are written back.
+        let mut repair = Vec::new();
+        for (seq, stored) in seqs.iter().zip(stored) {
+            let hash = room.hash_at(*seq).ok_or("an entry not held")?;
+            if stored != Some(hash) {
+                repair.push((*seq, hash));
+            }
+        }
+        if !repair.is_empty() {
+            history.put_hashes(&repair).map_err(|e| e.to_string())?;
+        }
+        room.mark_saved(room.head_seq(), room.head_hash());
+    }
     if room.head_seq() != through {
         return Err(format!(
             "entries up to {} only, the head is at {through}",
             room.head_seq()
         ));
+    }
+    if let Some((at, hash)) = head {
+        if room.head_hash() != hash {
+            return Err(format!("the log does not hash to the head signed at {at}"));
+        }
     }
     let saved = Saved {
         room_id: record.room_id.clone(),

@@ -14,6 +14,7 @@ mod reset;
 pub mod room;
 pub mod service;
 mod session;
+mod stored;
 mod succession;
 pub mod successor;
 pub mod term;

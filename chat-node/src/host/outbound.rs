@@ -3,10 +3,16 @@
 //! from the room by the response stream itself, so a delivered message
 //! costs one task wake-up (the connection's) and no queue in between. A
 //! slow client only falls behind in the log (resumed by sequence number);
-//! it never makes the host buffer without bound.
+//! it never makes the host buffer without bound. A client behind the
+//! room's memory tail is served from this node's disk, one page at a
+//! time, read only when the stream asks for more (`stored.rs`).
 
+use super::room::Read;
+use super::stored::DISK_PAGE;
 use super::Role;
+use crate::error::NodeError;
 use crate::host::RoomHost;
+use chat_proto::chain::Digest;
 use chat_proto::pb::chat::*;
 use std::future::Future;
 use std::pin::Pin;
@@ -110,6 +116,7 @@ pub(super) fn outbound(
             host,
             start: Some(start),
             cursor: 0,
+            disk: None,
             activated_sent: false,
             head_sent: 0,
             more: false,
@@ -148,11 +155,41 @@ impl Stream for OutboundFrames {
                     Poll::Pending => return Poll::Pending,
                 }
             }
+            if let Some(read) = this.log.disk.as_mut() {
+                // A page of the log from disk, on its way.
+                let page = match read.as_mut().poll(cx) {
+                    Poll::Ready(page) => page,
+                    Poll::Pending => return Poll::Pending,
+                };
+                this.log.disk = None;
+                match page {
+                    Ok(page) if !page.is_empty() => {
+                        this.current = this.log.stored_batch(page).into_iter();
+                        continue;
+                    }
+                    // Gone from the disk since (a reset): the client
+                    // resumes where it was.
+                    Ok(_) => {
+                        let gone = NodeError::CopyUnreadable("entries no longer held".into());
+                        return Poll::Ready(Some(Err(gone.into())));
+                    }
+                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                }
+            }
             if this.log.more {
-                let batch = this.log.next_batch();
-                if !batch.is_empty() {
-                    this.current = batch.into_iter();
-                    continue;
+                match this.log.next_batch() {
+                    Next::Frames(batch) if !batch.is_empty() => {
+                        this.current = batch.into_iter();
+                        continue;
+                    }
+                    Next::Frames(_) => {}
+                    Next::OnDisk { after, through } => {
+                        let host = this.log.host.clone();
+                        this.log.disk = Some(Box::pin(async move {
+                            host.read_stored(after, through, DISK_PAGE).await
+                        }));
+                        continue;
+                    }
                 }
             }
             // Only committed entries are delivered, so the commit point
@@ -166,6 +203,24 @@ impl Stream for OutboundFrames {
     }
 }
 
+/// A page of the log being read from disk.
+type DiskRead = Pin<Box<dyn Future<Output = Result<Vec<(LogEntry, Digest)>, NodeError>> + Send>>;
+
+/// What a session's cursor delivers next.
+enum Next {
+    /// These frames (none: wait for the commit point).
+    Frames(Batch),
+    /// Entries only the disk holds: read them first.
+    OnDisk { after: u64, through: u64 },
+}
+
+/// What the room says besides its entries, read with them.
+struct RoomState {
+    activated: bool,
+    members: usize,
+    head: Option<SignedHead>,
+}
+
 /// Where one client is in the log.
 struct LogCursor {
     host: Arc<RoomHost>,
@@ -173,6 +228,8 @@ struct LogCursor {
     start: Option<oneshot::Receiver<u64>>,
     /// Last sequence number delivered to (or already held by) the client.
     cursor: u64,
+    /// A page being read from disk, when the client is behind the tail.
+    disk: Option<DiskRead>,
     activated_sent: bool,
     /// Sequence number of the last signed head sent.
     head_sent: u64,
@@ -182,10 +239,43 @@ struct LogCursor {
 }
 
 impl LogCursor {
-    /// The next committed entries the client lacks (and Activated, once);
-    /// sets `more` if a full batch was read.
-    fn next_batch(&mut self) -> Batch {
-        let (committed, activated, members, head) = {
+    /// The next committed entries the client lacks (and Activated, once),
+    /// or where on disk they are; sets `more` if a full batch was read.
+    fn next_batch(&mut self) -> Next {
+        let (committed, state) = {
+            let core = self.host.core();
+            let commit = core.tenure.commit().get();
+            match (core.tenure.role(), &core.room) {
+                (Role::Dormant, _) | (_, None) => {
+                    self.more = false;
+                    return Next::Frames(Vec::new());
+                }
+                (_, Some(room)) => {
+                    let read = room.read(self.cursor, commit, DELIVERY_BATCH);
+                    let committed = match read {
+                        Read::Held(entries) => entries,
+                        Read::OnDisk { after, through } => return Next::OnDisk { after, through },
+                    };
+                    let state = RoomState {
+                        activated: room.activated(),
+                        members: room.members().count(),
+                        head: core
+                            .signed_head
+                            .clone()
+                            .filter(|h| h.seq > self.head_sent && h.seq <= commit),
+                    };
+                    (committed, state)
+                }
+            }
+        };
+        self.more = committed.len() == DELIVERY_BATCH;
+        Next::Frames(self.frames(committed, state))
+    }
+
+    /// The frames of a page of committed entries read from disk; more
+    /// follow (from disk or memory) unless the room stopped being served.
+    fn stored_batch(&mut self, page: Vec<(LogEntry, Digest)>) -> Batch {
+        let state = {
             let core = self.host.core();
             let commit = core.tenure.commit().get();
             match (core.tenure.role(), &core.room) {
@@ -193,17 +283,28 @@ impl LogCursor {
                     self.more = false;
                     return Vec::new();
                 }
-                (_, Some(room)) => (
-                    room.entries_after(self.cursor, commit, DELIVERY_BATCH),
-                    room.activated(),
-                    room.members().count(),
-                    core.signed_head
+                (_, Some(room)) => RoomState {
+                    activated: room.activated(),
+                    members: room.members().count(),
+                    head: core
+                        .signed_head
                         .clone()
                         .filter(|h| h.seq > self.head_sent && h.seq <= commit),
-                ),
+                },
             }
         };
-        self.more = committed.len() == DELIVERY_BATCH;
+        self.more = true;
+        self.frames(page.into_iter().map(|(e, _)| e).collect(), state)
+    }
+
+    /// The frames of `committed` entries for the client, with Activated
+    /// (once) and the host's signed head once the entries it covers went.
+    fn frames(&mut self, committed: Vec<LogEntry>, state: RoomState) -> Batch {
+        let RoomState {
+            activated,
+            members,
+            head,
+        } = state;
         let mut batch = Vec::with_capacity(committed.len() + 1);
         for entry in committed {
             let f = match entry.kind {

@@ -7,7 +7,7 @@
 
 use super::room::Room;
 use super::{Role, RoomHost};
-use chat_proto::pb::chat::{log_entry, ResetRoom};
+use chat_proto::pb::chat::ResetRoom;
 use chat_proto::pb::relay::ResetGrant;
 use chat_proto::trust::{self, PublicKey, TrustError};
 use std::collections::VecDeque;
@@ -82,11 +82,7 @@ fn check_unused(
 /// When the room's last reset was issued, if the log holds it with a
 /// certificate that verifies under the `relay` key.
 fn last_reset_issued(room: &Room, relay: &PublicKey) -> Option<i64> {
-    let seq = room.reset_seq();
-    let entry = room.entries_after(seq.checked_sub(1)?, seq, 1).pop()?;
-    let Some(log_entry::Kind::Reset(reset)) = entry.kind else {
-        return None;
-    };
+    let reset = room.last_reset()?;
     let grant = relay.verify_reset(reset.certificate.as_ref()?).ok()?;
     Some(grant.issued_at_unix_ms)
 }

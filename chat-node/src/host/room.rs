@@ -1,13 +1,44 @@
 //! The room: the sequenced log, the dedup table, membership, activation and
 //! threshold. Pure and synchronous; the host and every replica hold one.
+//!
+//! Memory is bounded: the room holds the newest entries of its log (at
+//! least [`MEMORY_TAIL`] of them, more only while they are not yet on this
+//! node's disk) with their log hashes, and what it needs to go on
+//! sequencing and checking (the head, each sender's chain position, the
+//! last reset). Older entries are on disk only: [`Room::read`] says when a
+//! reader must fetch them from the store. A room whose node keeps no store
+//! is never told anything is saved, so it keeps its whole log.
 
 use chat_proto::chain::{self, Chains, Digest, Position, Signed, Step};
 use chat_proto::pb::chat::{log_entry, ChatMessage, LogEntry, Member, RoomMeta, RoomReset};
 use chat_proto::pb::relay::ResetCertificate;
 use chat_proto::rules;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 pub use crate::error::{RoomError, MAX_ID_CHARS};
+
+/// Entries a room keeps in memory once they are on disk: the newest
+/// 4096 (a few MiB at most, with 4 KiB messages). Readers behind them (a
+/// late joiner, a client resuming far behind, a successor far behind) are
+/// served from the store. The dedup table covers the same entries: a
+/// retried send whose first copy left memory is refused by its sender's
+/// chain (its position is taken), never sequenced twice.
+pub const MEMORY_TAIL: usize = 4096;
+
+/// Where the entries a reader asked for are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// In memory: these (empty when there is nothing to read).
+    Held(Vec<LogEntry>),
+    /// On disk only: those after `after` through `through` (the caller
+    /// reads them from the store, a page at a time).
+    OnDisk {
+        /// Read after this sequence number...
+        after: u64,
+        /// ...up to this one.
+        through: u64,
+    },
+}
 
 /// Result of appending a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +64,19 @@ pub struct Room {
     /// The room's name (what members' signatures cover).
     name: String,
     room_id: String,
-    /// Entries since the last reset, the reset itself first if there was one.
-    log: Vec<LogEntry>,
+    /// The newest entries since the last reset (the reset itself first
+    /// if there was one and it is still held).
+    log: VecDeque<LogEntry>,
     /// The log hash after each entry of `log`.
-    hashes: Vec<Digest>,
+    hashes: VecDeque<Digest>,
+    /// Once older entries left memory: the sequence number of the last
+    /// one that did, and the log hash after it.
+    base: Option<(u64, Digest)>,
+    /// Entries up to here are on this node's disk, so they may leave
+    /// memory (see [`Room::mark_saved`]).
+    saved: u64,
+    /// The last reset, kept when its entry leaves memory.
+    last_reset: Option<RoomReset>,
     /// Where each sender's chain stands in this log (and before its last
     /// reset, as far as this copy saw).
     chains: Chains,
@@ -47,6 +87,7 @@ pub struct Room {
     members: BTreeMap<String, Member>,
     /// Bumped whenever `members` changes.
     members_version: u64,
+    /// (sender, id) of the messages held in `log`, to their sequence.
     dedup: HashMap<(String, String), u64>,
 }
 
@@ -75,8 +116,11 @@ impl Room {
         Self {
             name: name.to_string(),
             room_id,
-            log: Vec::new(),
-            hashes: Vec::new(),
+            log: VecDeque::new(),
+            hashes: VecDeque::new(),
+            base: None,
+            saved: 0,
+            last_reset: None,
             chains: Chains::default(),
             head_seq: 0,
             reset_seq: 0,
@@ -98,7 +142,11 @@ impl Room {
     }
     /// The log hash at the head ([`chain::GENESIS`] for an empty log).
     pub fn head_hash(&self) -> Digest {
-        self.hashes.last().copied().unwrap_or(chain::GENESIS)
+        self.hashes
+            .back()
+            .copied()
+            .or(self.base.map(|(_, hash)| hash))
+            .unwrap_or(chain::GENESIS)
     }
     /// The log hash after the entry at `seq`, if this log holds it
     /// ([`chain::GENESIS`] for 0).
@@ -106,7 +154,10 @@ impl Room {
         if seq == 0 {
             return Some(chain::GENESIS);
         }
-        self.hashes.get(self.index_of(seq)?).copied()
+        match self.base {
+            Some((at, hash)) if at == seq => Some(hash),
+            _ => self.hashes.get(self.index_of(seq)?).copied(),
+        }
     }
     /// How a message from `from` stands against its sender's chain here.
     pub fn judge(&self, from: &str, link: chain::Link<'_>) -> Step {
@@ -285,11 +336,13 @@ impl Room {
             return;
         };
         match &entry.kind {
-            Some(log_entry::Kind::Reset(_)) => {
+            Some(log_entry::Kind::Reset(r)) => {
                 self.log.clear();
                 self.hashes.clear();
+                self.base = None;
                 self.dedup.clear();
                 self.reset_seq = seq;
+                self.last_reset = Some(r.clone());
             }
             Some(log_entry::Kind::Message(m)) => {
                 self.dedup.insert((m.from.clone(), m.id.clone()), seq);
@@ -303,25 +356,27 @@ impl Room {
             None => return,
         }
         self.head_seq = seq;
-        self.log.push(entry);
-        self.hashes.push(hash);
+        self.log.push_back(entry);
+        self.hashes.push_back(hash);
+        self.trim();
     }
 
     /// Index in `log` of the entry at `seq`, if held.
     fn index_of(&self, seq: u64) -> Option<usize> {
-        let first = self.log.first().map_or(self.head_seq + 1, entry_seq);
+        let first = self.held_from();
         usize::try_from(seq.checked_sub(first)?)
             .ok()
             .filter(|&i| i < self.log.len())
     }
 
-    /// Up to `max` entries after sequence `after` and up to `through`
-    /// (from the last reset if `after` predates it).
+    /// Up to `max` entries held in memory after sequence `after` and up to
+    /// `through` (from the first held if `after` predates it: see
+    /// [`Room::read`] for entries that may have left memory).
     pub fn entries_after(&self, after: u64, through: u64, max: usize) -> Vec<LogEntry> {
         if after >= through {
             return Vec::new();
         }
-        let first = self.log.first().map_or(self.head_seq + 1, entry_seq);
+        let first = self.held_from();
         let start = (after + 1).saturating_sub(first);
         let end = through.saturating_add(1).saturating_sub(first);
         let take = usize::try_from(end.saturating_sub(start)).map_or(max, |n| n.min(max));
@@ -352,7 +407,7 @@ impl Room {
 
     /// Epoch of the last entry (0 if empty).
     pub fn last_epoch(&self) -> u64 {
-        self.log.last().map_or(0, entry_epoch)
+        self.log.back().map_or(0, entry_epoch)
     }
 
     /// Everything but the log; the member list only `with_members`.
@@ -382,6 +437,24 @@ impl Room {
         entries: &[LogEntry],
         head: Option<(u64, Digest)>,
     ) -> Result<(), RoomError> {
+        let (seq, hash) = self.check_entries(entries)?;
+        if seq == self.head_seq {
+            return Ok(()); // nothing new
+        }
+        match head {
+            Some(head) if head == (seq, hash) => Ok(()),
+            Some((at, _)) => Err(RoomError::BadCopy(format!(
+                "the log through {seq} does not hash to the head signed at {at}"
+            ))),
+            None => Err(RoomError::BadCopy(
+                "new entries without a signed head".into(),
+            )),
+        }
+    }
+
+    /// Checks that `entries` follow this log (see [`Room::check_copy`])
+    /// and returns the sequence number and log hash they reach.
+    pub fn check_entries(&self, entries: &[LogEntry]) -> Result<(u64, Digest), RoomError> {
         let bad = |why: String| Err(RoomError::BadCopy(why));
         let (mut seq, mut hash) = (self.head_seq, self.head_hash());
         let mut senders: HashMap<&str, Position> = HashMap::new();
@@ -420,16 +493,7 @@ impl Room {
             };
             seq = at;
         }
-        if seq == self.head_seq {
-            return Ok(()); // nothing new
-        }
-        match head {
-            Some(head) if head == (seq, hash) => Ok(()),
-            Some((at, _)) => bad(format!(
-                "the log through {seq} does not hash to the head signed at {at}"
-            )),
-            None => bad("new entries without a signed head".into()),
-        }
+        Ok((seq, hash))
     }
 
     /// Applies a replication delta: entries that follow `head_seq` (or start
@@ -467,5 +531,6 @@ impl Room {
     }
 }
 
+mod tail;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use super::{session, HostEvent, Role};
 use crate::dial::PeerCerts;
 use crate::error::NodeError;
 use crate::host::RoomHost;
+use chat_proto::chain::Digest;
 use chat_proto::pb::chat::chat_service_server::ChatService;
 use chat_proto::pb::chat::*;
 use chat_proto::trust;
@@ -59,8 +60,14 @@ fn term_room(term: Option<&chat_proto::pb::relay::HostTermCertificate>) -> Strin
 impl RoomHost {
     /// Joins the member to the live room; returns the frames that open its
     /// session (welcome and member list).
-    fn admit(&self, hello: &Hello) -> Result<(Vec<ServerFrame>, u64), NodeError> {
-        let (joined, welcome, members) = self.join_room(hello)?;
+    /// `stored`: the log hash where the client resumes, as this node's disk
+    /// holds it (for a client behind the memory tail).
+    fn admit(
+        &self,
+        hello: &Hello,
+        stored: Option<Digest>,
+    ) -> Result<(Vec<ServerFrame>, u64), NodeError> {
+        let (joined, welcome, members) = self.join_room(hello, stored)?;
         if joined.new_member {
             tracing::info!(name = %hello.name, "member joined");
             // A delta, not the whole list: joins stay linear in the members.
@@ -84,6 +91,7 @@ impl RoomHost {
     fn join_room(
         &self,
         hello: &Hello,
+        stored: Option<Digest>,
     ) -> Result<(Joined, Welcome, Vec<server_frame::Frame>), NodeError> {
         let member = Member {
             name: hello.name.clone(),
@@ -113,7 +121,8 @@ impl RoomHost {
         // if sooner): the client checks that what it was shown is a prefix
         // of this log.
         let resume = hello.resume_from_seq.min(room.head_seq());
-        let (at, hash) = match room.hash_at(resume) {
+        let stored = stored.filter(|_| resume >= room.reset_seq());
+        let (at, hash) = match room.hash_at(resume).or(stored) {
             Some(hash) => (resume, hash),
             None => (room.head_seq(), room.head_hash()), // reset since
         };
@@ -258,7 +267,9 @@ async fn check_hello_and_admit(
     .map_err(NodeError::BadHello)?;
     // Subscribe before admitting, so no event after the welcome is missed.
     let events = host.host_events.subscribe();
-    let (opening, head) = host.admit(&hello)?;
+    let resume = hello.resume_from_seq;
+    let stored = host.stored_at(resume).await.map(|(_, hash)| hash);
+    let (opening, head) = host.admit(&hello, stored)?;
     Ok(Admitted {
         hello,
         member_key,

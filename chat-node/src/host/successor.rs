@@ -6,7 +6,8 @@
 use crate::dial::{Dialer, NodeAddr};
 use crate::error::NodeError;
 use crate::host::copy_failures::Failure;
-use crate::host::room::entry_seq;
+use crate::host::room::{entry_seq, Read};
+use crate::host::stored::Chunk;
 use crate::host::RoomHost;
 use chat_proto::pb::chat::chat_service_client::ChatServiceClient;
 use chat_proto::pb::chat::{Member, ReplicateBody, ReplicateResponse};
@@ -474,7 +475,7 @@ impl RoomHost {
     /// Sends one Replicate to `peer`, signed as the host of `epoch`, within
     /// [`REPLICATE_TIMEOUT`]. Only under the room's replicate turn (see
     /// [`RoomHost::sync_replica`]).
-    async fn send_replicate(
+    pub(super) async fn send_replicate(
         &self,
         peer: &mut ChatServiceClient<Channel>,
         epoch: u64,
@@ -516,7 +517,13 @@ impl RoomHost {
             }
         };
         loop {
-            let (body, head, members) = self.next_chunk(epoch, have, cursor)?;
+            let (body, head, members) = match self.next_chunk(epoch, have, cursor)? {
+                Chunk::Ready(body, head, members) => (body, head, members),
+                Chunk::OnDisk { after, through } => {
+                    self.stored_chunk(epoch, have, cursor, after, through)
+                        .await?
+                }
+            };
             have = self
                 .send_replicate(peer, epoch, body, permit)
                 .await?
@@ -531,45 +538,21 @@ impl RoomHost {
         }
     }
 
-    /// Asks `peer` what its replica holds; returns the sequence number up
-    /// to which its log is ours (0: resend it all).
-    async fn probe_replica(
-        &self,
-        peer: &mut ChatServiceClient<Channel>,
-        epoch: u64,
-        permit: &CopyPermit,
-    ) -> Result<u64, Status> {
-        let probe = self
-            .send_replicate(peer, epoch, ReplicateBody::default(), permit)
-            .await?;
-        let core = self.core();
-        let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
-        // Its log is ours up to `have_seq` only if it hashes the same
-        // there; otherwise resend it all.
-        let same = probe.room_id == room.room_id()
-            && room.epoch_at(probe.have_seq) == Some(probe.have_epoch)
-            && room
-                .hash_at(probe.have_seq)
-                .is_some_and(|h| h.as_slice() == probe.have_hash.as_slice());
-        Ok(if same { probe.have_seq } else { 0 })
-    }
-
     /// The next Replicate body after `have` (with the member list when the
     /// replica's copy is not known current), our head, and the member
-    /// list's version; an error once this node no longer hosts `epoch`.
-    fn next_chunk(
-        &self,
-        epoch: u64,
-        have: u64,
-        cursor: &ReplicaCursor,
-    ) -> Result<(ReplicateBody, u64, u64), Status> {
+    /// list's version, or where on disk its entries are; an error once
+    /// this node no longer hosts `epoch`.
+    fn next_chunk(&self, epoch: u64, have: u64, cursor: &ReplicaCursor) -> Result<Chunk, Status> {
         let core = self.core();
         if core.tenure.role().hosting_epoch() != Some(epoch) {
             return Err(NodeError::NoLongerHosting.into());
         }
         let room = core.room.as_ref().ok_or(NodeError::NoRoom)?;
         let members = room.members_version();
-        let entries = room.entries_after(have, u64::MAX, REPLICATION_CHUNK);
+        let entries = match room.read(have, u64::MAX, REPLICATION_CHUNK) {
+            Read::Held(entries) => entries,
+            Read::OnDisk { after, through } => return Ok(Chunk::OnDisk { after, through }),
+        };
         // The receiver checks the entries reach the head we sign.
         let head = entries.last().and_then(|last| {
             let seq = entry_seq(last);
@@ -584,6 +567,6 @@ impl RoomHost {
             base_seq: have,
             head,
         };
-        Ok((body, room.head_seq(), members))
+        Ok(Chunk::Ready(body, room.head_seq(), members))
     }
 }

@@ -1,4 +1,6 @@
+use super::restore as restore_paged;
 use super::*;
+use crate::history::StoredCopy;
 use chat_proto::pb::chat::{LogEntry, SendMessage};
 use chat_proto::pb::relay::{HostTerm, NameGrant};
 use chat_proto::trust::Keypair;
@@ -68,6 +70,39 @@ fn written(count: u64) -> Written {
         relay,
         stored: StoredCopy { record, entries },
     }
+}
+
+/// Writes `stored` as the copy of `name` in a fresh store (without log
+/// hashes, as a store written before they were kept), then restores it.
+fn restore_from(
+    relay_key: &PublicKey,
+    name: &str,
+    stored: StoredCopy,
+) -> (Result<Restored, String>, RoomHistory) {
+    let dir = std::env::temp_dir().join(format!(
+        "chat-node-keep-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let history = History::open(&dir, "ann").expect("open a store").room(name);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    for (i, chunk) in stored.entries.chunks(MAX_ENTRIES_PER_WRITE).enumerate() {
+        let write = CopyWrite {
+            start_over: i == 0,
+            entries: chunk.to_vec(),
+            hashes: Vec::new(),
+            record: stored.record.clone(),
+        };
+        runtime.block_on(history.write(write)).expect("written");
+    }
+    let record = history.record().expect("read").expect("a record");
+    (restore_paged(&history, relay_key, name, record), history)
+}
+
+fn restore(relay_key: &PublicKey, name: &str, stored: StoredCopy) -> Result<Restored, String> {
+    restore_from(relay_key, name, stored).0
 }
 
 fn text_of(entry: &mut LogEntry) -> &mut String {
@@ -151,4 +186,17 @@ fn written_head_at(w: &mut Written, seq: u64) -> SignedHead {
     .expect("applies");
     w.stored.record.head_term = Some(term);
     host.sign_head("lobby", 8, seq, &room.head_hash())
+}
+
+#[test]
+fn a_long_copy_is_read_back_a_page_at_a_time_keeping_only_the_tail() {
+    let count = (crate::host::room::MEMORY_TAIL + 100) as u64;
+    let w = written(count);
+    let (restored, history) = restore_from(&w.relay.verifying(), "lobby", w.stored);
+    let restored = restored.expect("checks out");
+    assert_eq!(restored.room.head_seq(), count);
+    assert_eq!(restored.room.held(), crate::host::room::MEMORY_TAIL);
+    // The log hashes the store lacked were written back.
+    let first = history.read(1, 1, 1).expect("read");
+    assert!(first[0].1.is_some(), "entry 1 has its log hash on disk");
 }

@@ -180,3 +180,53 @@ fn head_before_leaves_out_the_entries_of_the_new_epoch() {
     assert_eq!(room.head_before(2), 2);
     assert_eq!(room.head_before(3), 3);
 }
+
+#[test]
+fn only_entries_on_disk_leave_memory_and_readers_are_told_where_the_rest_is() {
+    let mut room = Room::new("lobby", "r".into(), 1);
+    let total = (MEMORY_TAIL * 2) as u64;
+    for i in 1..=total {
+        room.append("a", &format!("m{i}"), "hi", 0, 1).unwrap();
+    }
+    // Nothing is on disk yet: everything stays.
+    assert_eq!(room.held(), MEMORY_TAIL * 2);
+    // Half of it is: all but the tail of what is on disk leaves memory.
+    let half = MEMORY_TAIL as u64;
+    room.mark_saved(half, room.hash_at(half).unwrap());
+    assert_eq!(room.held(), MEMORY_TAIL);
+    assert_eq!(room.held_from(), half + 1);
+    // A note for another log (a wrong hash) changes nothing.
+    room.mark_saved(total, [7; 32]);
+    assert_eq!(room.held(), MEMORY_TAIL);
+    room.mark_saved(total, room.head_hash());
+    assert_eq!(room.held(), MEMORY_TAIL, "the tail stays");
+    // The hash where memory starts is still known, the ones before not.
+    assert!(room.hash_at(half).is_some());
+    assert!(room.hash_at(half - 1).is_none());
+    assert_eq!(
+        room.read(0, total, 10),
+        Read::OnDisk {
+            after: 0,
+            through: half
+        }
+    );
+    assert!(matches!(room.read(half, total, 10), Read::Held(e) if e.len() == 10));
+    // Dedup covers the tail; older ids are refused by the sender's chain.
+    assert_eq!(room.seq_of("a", &format!("m{total}")), Some(total));
+    assert_eq!(room.seq_of("a", "m1"), None);
+    let retried = room.append_message(ChatMessage {
+        id: "m1".into(),
+        from: "a".into(),
+        text: "hi".into(),
+        epoch: 1,
+        chain_seq: 1,
+        ..Default::default()
+    });
+    assert!(retried.is_err(), "never sequenced twice");
+    assert_eq!(room.head_seq(), total);
+    // A reset starts memory over; readers from before it read from it.
+    room.reset("a", 1, 2, None).unwrap();
+    assert_eq!(room.held(), 1);
+    assert!(matches!(room.read(0, u64::MAX, 10), Read::Held(e) if e.len() == 1));
+    assert_eq!(room.last_reset().map(|r| r.seq), Some(total + 1));
+}
