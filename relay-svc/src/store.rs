@@ -15,6 +15,8 @@ use chat_proto::pb::relay::HostRecord;
 use std::collections::BTreeMap;
 
 pub mod etcd;
+#[cfg(any(test, feature = "test-util"))]
+pub mod etcd_server;
 
 /// Durable changes made since the last commit, merged: a room's newest
 /// record replaces the one before.

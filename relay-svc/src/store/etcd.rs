@@ -353,3 +353,6 @@ impl super::Store for EtcdStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
