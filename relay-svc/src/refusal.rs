@@ -83,7 +83,15 @@ impl From<Refusal> for Status {
             Refusal::LockedOut(_) | Refusal::TooManyNewcomers { .. } => Code::ResourceExhausted,
             Refusal::Standby(_) => Code::Unavailable,
         };
-        Status::new(code, refusal.to_string())
+        let standby = matches!(refusal, Refusal::Standby(_));
+        let mut status = Status::new(code, refusal.to_string());
+        if standby {
+            status.metadata_mut().insert(
+                chat_proto::RELAY_STANDBY_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+        }
+        status
     }
 }
 
