@@ -6,7 +6,7 @@
 //! epochs keep growing, and a host crash after the takeover fails over.
 
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
-use chat_proto::pb::relay::ListRoomsRequest;
+use chat_proto::pb::relay::{ListRoomsRequest, LookupMemberRequest};
 use chat_tests::member::Member;
 use chat_tests::procs::{run_binary, spawn_node, RelayProcess};
 use chat_tests::{eventually, relay_channel, temp_dir, wait_for_host};
@@ -82,6 +82,16 @@ async fn a_killed_leader_relay_is_replaced_and_nothing_acknowledged_is_lost() {
     })
     .await;
     assert_eq!((kept.epoch, &kept.name), (term.epoch, &term.name));
+    // The new leader knows whom the host names successor only once it
+    // reached the members again (as after a relay restart; stage 2 keeps
+    // successors in etcd): wait for that before crashing the host.
+    for m in &members {
+        let (uri, name) = (second.uri(), m.name.clone());
+        eventually("the new leader reaches every member", || {
+            reachable(uri.clone(), name.clone())
+        })
+        .await;
+    }
     members[sender].say("between").await;
     members[sender]
         .wait_event("message", &[("text", "between")])
@@ -122,6 +132,13 @@ async fn a_killed_leader_relay_is_replaced_and_nothing_acknowledged_is_lost() {
         assert_eq!(seqs, want, "{}: no gaps", m.name);
         assert!(!m.has_seen("error", &[]), "{}: {:?}", m.name, m.seen);
     }
+}
+
+/// Whether the relay at `uri` reaches the member `name`.
+async fn reachable(uri: String, name: String) -> bool {
+    let mut client = RelayServiceClient::new(relay_channel(&uri, None));
+    let found = client.lookup_member(LookupMemberRequest { name }).await;
+    found.is_ok_and(|m| m.into_inner().reachable)
 }
 
 /// [`leads`] for `eventually`, which wants an owned future.
