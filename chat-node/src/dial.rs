@@ -118,6 +118,14 @@ pub struct IssuedCertificate {
     pub certificate: Vec<u8>,
 }
 
+/// The addresses of a relay URI list (`URI,URI,...`), in order.
+pub fn relay_uris(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 /// Makes every connection of the node; cheap to clone.
 #[derive(Clone)]
 pub struct Dialer(Arc<Security>);
@@ -163,7 +171,7 @@ impl Dialer {
     /// one relay, comma-separated, all with the same scheme), before
     /// registration: checks that the options fit the URIs' scheme.
     pub fn new(relay_uri: &str, options: &TransportOptions) -> Result<Self, DialError> {
-        let uris = crate::relay_link::relay_uris(relay_uri);
+        let uris = relay_uris(relay_uri);
         let Some(first) = uris.first() else {
             return Err(DialError::RelayUri {
                 uri: relay_uri.to_string(),

@@ -6,7 +6,7 @@
 //! node then registers again there and re-opens its watch, as after a
 //! relay restart.
 
-use crate::dial::{DialError, Dialer};
+use crate::dial::{relay_uris, DialError, Dialer};
 use crate::error::NodeError;
 use crate::identity::Identity;
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
@@ -18,14 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::Status;
-
-/// The addresses of a relay URI list (`URI,URI,...`), in order.
-pub fn relay_uris(list: &str) -> Vec<&str> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect()
-}
 
 /// Whether a failed call means "try another relay address": the call
 /// never reached a relay (a transport failure or our own timeout, which
