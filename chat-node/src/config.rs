@@ -18,7 +18,9 @@ use std::time::Duration;
 pub struct NodeConfig {
     /// URI of the relay: `https://HOST:PORT` runs every connection over
     /// TLS (needs --relay-ca); `http://` is plaintext, allowed to loopback
-    /// addresses only unless --allow-plaintext.
+    /// addresses only unless --allow-plaintext. Several addresses of one
+    /// replicated relay, comma-separated (one scheme): the node stays on
+    /// one and moves to the next when it fails or stands by.
     #[arg(env = "CHAT_RELAY", default_value = "http://127.0.0.1:5000")]
     pub relay_uri: String,
 

@@ -118,6 +118,14 @@ pub struct IssuedCertificate {
     pub certificate: Vec<u8>,
 }
 
+/// The addresses of a relay URI list (`URI,URI,...`), in order.
+pub fn relay_uris(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 /// Makes every connection of the node; cheap to clone.
 #[derive(Clone)]
 pub struct Dialer(Arc<Security>);
@@ -159,31 +167,55 @@ struct NodeTls {
 }
 
 impl Dialer {
-    /// The dialer for the relay at `relay_uri`, before registration:
-    /// checks that the options fit the URI's scheme.
+    /// The dialer for the relay at `relay_uri` (or several addresses of
+    /// one relay, comma-separated, all with the same scheme), before
+    /// registration: checks that the options fit the URIs' scheme.
     pub fn new(relay_uri: &str, options: &TransportOptions) -> Result<Self, DialError> {
+        let uris = relay_uris(relay_uri);
+        let Some(first) = uris.first() else {
+            return Err(DialError::RelayUri {
+                uri: relay_uri.to_string(),
+                reason: "no relay address".to_string(),
+            });
+        };
+        let security = Self::security_for(first, options)?;
+        for uri in &uris[1..] {
+            let other = Self::security_for(uri, options)?;
+            if matches!(other, Security::Tls { .. }) != matches!(security, Security::Tls { .. }) {
+                return Err(DialError::RelayUri {
+                    uri: relay_uri.to_string(),
+                    reason: "every relay address needs the same scheme".to_string(),
+                });
+            }
+        }
+        tls::init();
+        Ok(Self(Arc::new(security)))
+    }
+
+    /// How to reach the relay at one `relay_uri`.
+    fn security_for(relay_uri: &str, options: &TransportOptions) -> Result<Security, DialError> {
         let bad = |reason: &str| DialError::RelayUri {
             uri: relay_uri.to_string(),
             reason: reason.to_string(),
         };
         let uri: Uri = relay_uri.parse().map_err(|_| bad("not a URI"))?;
         let host = uri.host().ok_or_else(|| bad("no host"))?;
-        let security = match uri.scheme_str() {
-            Some("https") => Security::Tls {
+        match uri.scheme_str() {
+            Some("https") => Ok(Security::Tls {
                 relay_ca_pem: options
                     .relay_ca_pem
                     .clone()
                     .ok_or_else(|| DialError::NoRelayCa(relay_uri.to_string()))?,
                 node: None,
-            },
-            Some("http") if options.allow_plaintext || is_loopback(host) => Security::Plaintext {
-                allow_remote: options.allow_plaintext,
-            },
-            Some("http") => return Err(DialError::PlaintextNotLoopback(relay_uri.into())),
-            _ => return Err(bad("the scheme must be http:// or https://")),
-        };
-        tls::init();
-        Ok(Self(Arc::new(security)))
+            }),
+            Some("http") if options.allow_plaintext || is_loopback(host) => {
+                Ok(Security::Plaintext {
+                    allow_remote: options.allow_plaintext,
+                })
+            }
+            Some("http") => Err(DialError::PlaintextNotLoopback(relay_uri.into())),
+            _ => Err(bad("the scheme must be http:// or https://")),
+        }
     }
 
     /// Whether connections run over TLS.

@@ -1,15 +1,34 @@
 //! The node's link to the relay: registration, the host watch stream, and
 //! re-registration (re-asserting a hosted epoch) after the relay restarts.
+//! A relay may have several addresses (instances of one replicated relay,
+//! `CHAT_RELAY=https://r1:5000,https://r2:5000`): the link stays on one
+//! and moves to the next when a call cannot reach it or it stands by; the
+//! node then registers again there and re-opens its watch, as after a
+//! relay restart.
 
-use crate::dial::{DialError, Dialer};
+use crate::dial::{relay_uris, DialError, Dialer};
 use crate::error::NodeError;
 use crate::identity::Identity;
 use chat_proto::pb::relay::relay_service_client::RelayServiceClient;
 use chat_proto::pb::relay::*;
 use chat_proto::trust::{self, Keypair, PublicKey};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::Status;
+
+/// Whether a failed call means "try another relay address": the call
+/// never reached a relay (a transport failure or our own timeout, which
+/// carry their cause) or reached a standby instance. A relay's own
+/// refusals (no host yet, a stale epoch) do not move the node.
+fn moves_on(status: &Status) -> bool {
+    std::error::Error::source(status).is_some()
+        || status
+            .metadata()
+            .contains_key(chat_proto::RELAY_STANDBY_METADATA)
+}
 
 /// Bound on each unary call to the relay.
 const RELAY_CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -54,16 +73,59 @@ pub fn check_name_certificate(
 /// A cheap-to-clone handle on the relay.
 #[derive(Clone, Debug)]
 pub struct RelayLink {
-    client: RelayServiceClient<Channel>,
+    /// One client per relay address.
+    clients: Arc<[RelayServiceClient<Channel>]>,
+    /// The address in use.
+    current: Arc<AtomicUsize>,
 }
 
 impl RelayLink {
-    /// A link to the relay at `uri` made by `dialer` (connects lazily and
+    /// A link to the relay at `uri` (a comma-separated list: several
+    /// addresses of one relay) made by `dialer` (connects lazily and
     /// reconnects by itself).
     pub fn new(dialer: &Dialer, uri: &str) -> Result<Self, DialError> {
+        let clients = relay_uris(uri)
+            .into_iter()
+            .map(|u| dialer.relay(u).map(RelayServiceClient::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        if clients.is_empty() {
+            return Err(DialError::RelayUri {
+                uri: uri.to_string(),
+                reason: "no relay address".to_string(),
+            });
+        }
         Ok(Self {
-            client: RelayServiceClient::new(dialer.relay(uri)?),
+            clients: clients.into(),
+            current: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Makes one call on the address in use; when it could not reach a
+    /// relay that answers, the next call goes to the next address.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, Status>
+    where
+        F: FnOnce(RelayServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let used = self.current.load(Ordering::Relaxed) % self.clients.len();
+        let Some(client) = self.clients.get(used).cloned() else {
+            return Err(NodeError::WatchClosed.into());
+        };
+        let answer = f(client).await;
+        if let Err(status) = &answer {
+            if self.clients.len() > 1 && moves_on(status) {
+                let next = (used + 1) % self.clients.len();
+                // Several calls failing at once move the link once.
+                if self
+                    .current
+                    .compare_exchange(used, next, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    tracing::info!(%status, from = used, to = next, "moving to another relay address");
+                }
+            }
+        }
+        answer.map(tonic::Response::into_inner)
     }
 
     fn unary<T>(msg: T) -> tonic::Request<T> {
@@ -91,12 +153,8 @@ impl RelayLink {
             ..Default::default()
         };
         key.sign_register(&mut req);
-        Ok(self
-            .client
-            .clone()
-            .register(Self::unary(req))
-            .await?
-            .into_inner())
+        self.call(|mut c| async move { c.register(Self::unary(req)).await })
+            .await
     }
 
     /// The relay's current host record of `room`.
@@ -104,7 +162,8 @@ impl RelayLink {
         let req = Self::unary(CurrentHostRequest {
             room: room.to_string(),
         });
-        Ok(self.client.clone().current_host(req).await?.into_inner())
+        self.call(|mut c| async move { c.current_host(req).await })
+            .await
     }
 
     /// Puts us in a room, showing what we hold of it; the room's host
@@ -119,7 +178,10 @@ impl RelayLink {
             session_token: me.session_token.clone(),
             claim: Some(claim),
         });
-        Ok(self.client.clone().join_room(req).await?.into_inner().host)
+        let answer = self
+            .call(|mut c| async move { c.join_room(req).await })
+            .await?;
+        Ok(answer.host)
     }
 
     /// Takes us out of `room`.
@@ -129,7 +191,8 @@ impl RelayLink {
             session_token: me.session_token.clone(),
             room: room.to_string(),
         });
-        self.client.clone().leave_room(req).await?;
+        self.call(|mut c| async move { c.leave_room(req).await })
+            .await?;
         Ok(())
     }
 
@@ -140,7 +203,8 @@ impl RelayLink {
             after: after.to_string(),
             limit,
         });
-        Ok(self.client.clone().list_rooms(req).await?.into_inner())
+        self.call(|mut c| async move { c.list_rooms(req).await })
+            .await
     }
 
     /// Asks the relay to move `room`'s host pointer from `from_epoch` to
@@ -159,12 +223,8 @@ impl RelayLink {
             session_token: me.session_token.clone(),
             room: room.to_string(),
         });
-        Ok(self
-            .client
-            .clone()
-            .report_migration(req)
-            .await?
-            .into_inner())
+        self.call(|mut c| async move { c.report_migration(req).await })
+            .await
     }
 
     /// Renews the host lease of `lease.room` for `epoch`, naming the
@@ -183,7 +243,8 @@ impl RelayLink {
             ..lease
         });
         req.set_timeout(timeout);
-        Ok(self.client.clone().renew_lease(req).await?.into_inner())
+        self.call(|mut c| async move { c.renew_lease(req).await })
+            .await
     }
 
     /// Asks the relay, with `admin_secret`, for the certificate of a reset
@@ -203,7 +264,9 @@ impl RelayLink {
             node_id: me.node_id.clone(),
             session_token: me.session_token.clone(),
         });
-        let answer = self.client.clone().authorize_reset(req).await?.into_inner();
+        let answer = self
+            .call(|mut c| async move { c.authorize_reset(req).await })
+            .await?;
         answer
             .certificate
             .ok_or_else(|| NodeError::NoResetCertificate.into())
@@ -215,7 +278,8 @@ impl RelayLink {
             node_id: me.node_id.clone(),
             session_token: me.session_token.clone(),
         });
-        self.client.clone().unregister(req).await?;
+        self.call(|mut c| async move { c.unregister(req).await })
+            .await?;
         Ok(())
     }
 
@@ -227,7 +291,8 @@ impl RelayLink {
             node_id: me.node_id.clone(),
             session_token: me.session_token.clone(),
         };
-        Ok(self.client.clone().watch_host(req).await?.into_inner())
+        self.call(|mut c| async move { c.watch_host(req).await })
+            .await
     }
 }
 
@@ -237,6 +302,7 @@ impl RelayLink {
         let req = Self::unary(LookupMemberRequest {
             name: name.to_string(),
         });
-        Ok(self.client.clone().lookup_member(req).await?.into_inner())
+        self.call(|mut c| async move { c.lookup_member(req).await })
+            .await
     }
 }

@@ -51,6 +51,10 @@ pub const HOST_NAME_METADATA: &str = "x-chat-host-name";
 /// client wants (absent: [`rules::DEFAULT_ROOM`]); in a refusal, the room
 /// of the host named.
 pub const ROOM_METADATA: &str = "x-chat-room";
+
+/// Response metadata of a relay instance that stands by (`--store etcd`):
+/// its UNAVAILABLE means "ask another relay address", not "no host yet".
+pub const RELAY_STANDBY_METADATA: &str = "x-relay-standby";
 /// Binary metadata key carrying the encoded `relay.v1.HostTermCertificate`
 /// of the host named in the other keys.
 pub const HOST_TERM_METADATA: &str = "x-chat-term-bin";

@@ -31,6 +31,56 @@ pub struct RelayCli {
 pub enum RelayCommand {
     /// Check a running relay's health (grpc.health.v1); exit 0 only if SERVING.
     Health(chat_proto::cli::HealthArgs),
+    /// Create the relay's root of trust in DIR (`relay.key`, `ca.key`,
+    /// `ca.pem`; kept if already there) and print the relay's public key:
+    /// give every instance of a replicated relay copies of these files
+    /// (`--key-dir`).
+    InitKeys {
+        /// Where to write the keys.
+        dir: PathBuf,
+    },
+}
+
+/// Where the relay keeps its durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// In this process (today's relay): the epoch and the name bindings
+    /// in the data directory, the rest rebuilt from the nodes.
+    Memory,
+    /// In an etcd cluster at these endpoints (`http://HOST:PORT`): one
+    /// instance leads at a time, the others stand by.
+    Etcd(Vec<String>),
+}
+
+impl StoreSpec {
+    /// Whether the state is in etcd.
+    pub fn is_etcd(&self) -> bool {
+        matches!(self, StoreSpec::Etcd(_))
+    }
+}
+
+/// Parses `memory` or `etcd://HOST:PORT,HOST:PORT,...`.
+pub fn parse_store(text: &str) -> Result<StoreSpec, String> {
+    if text == "memory" {
+        return Ok(StoreSpec::Memory);
+    }
+    let Some(list) = text.strip_prefix("etcd://") else {
+        return Err("expected `memory` or `etcd://HOST:PORT,HOST:PORT,...`".into());
+    };
+    let endpoints: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| format!("http://{e}"))
+        .collect();
+    let valid = |e: &String| {
+        e.parse::<tonic::transport::Uri>()
+            .is_ok_and(|u| u.port_u16().is_some() && u.path() == "/")
+    };
+    if endpoints.is_empty() || !endpoints.iter().all(valid) {
+        return Err(format!("`{list}`: expected HOST:PORT,HOST:PORT,..."));
+    }
+    Ok(StoreSpec::Etcd(endpoints))
 }
 
 /// How the relay serves.
@@ -155,6 +205,40 @@ pub struct RelayConfig {
     /// or spread (0: no limit). A key registering again never counts.
     #[arg(long, env = "RELAY_NEW_IDENTITIES_PER_MINUTE", default_value_t = 60)]
     pub new_identities_per_minute: u32,
+
+    /// Where the relay's durable state lives: `memory` (this process and
+    /// its data directory) or `etcd://HOST:PORT,HOST:PORT,...` (shared by
+    /// every instance given the same endpoints and --etcd-prefix: one
+    /// leads, the others stand by and answer UNAVAILABLE). With etcd the
+    /// keys must already exist (see --key-dir and `init-keys`).
+    #[arg(long, env = "RELAY_STORE", default_value = "memory", value_parser = parse_store)]
+    pub store: StoreSpec,
+
+    /// The prefix of every etcd key of this relay (several relays may
+    /// share one etcd cluster under different prefixes).
+    #[arg(long, env = "RELAY_ETCD_PREFIX", default_value = "/chat-relay")]
+    pub etcd_prefix: String,
+
+    /// How long the leader's etcd lease lasts without renewal (whole
+    /// seconds, at least 2): a standby takes over within about this after
+    /// the leader dies; the leader stops answering when it could not
+    /// renew for this long.
+    #[arg(long, env = "RELAY_ETCD_LEASE", default_value = "3s",
+          value_parser = chat_proto::cli::parse_duration)]
+    pub etcd_lease: Duration,
+
+    /// The address nodes reach this instance at, written in etcd while it
+    /// leads so that standbys can name it (default: --listen).
+    #[arg(long, env = "RELAY_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Directory of the shared root of trust: `relay.key` (signs host
+    /// terms and name certificates) and `ca.key`, `ca.pem` (the TLS
+    /// authority). Read, never created: make them once with `relay-svc
+    /// init-keys DIR` and give every instance the same files. Default:
+    /// the data directory, where a lone relay creates them.
+    #[arg(long, env = "RELAY_KEY_DIR", value_name = "DIR")]
+    pub key_dir: Option<PathBuf>,
 }
 
 /// The admin secret of [`RelayConfig::for_tests`].
@@ -193,6 +277,11 @@ impl RelayConfig {
             // Most tests run on one machine in plaintext; TLS tests use
             // `for_tls_tests`.
             plaintext: true,
+            store: StoreSpec::Memory,
+            etcd_prefix: "/chat-relay".into(),
+            etcd_lease: Duration::from_secs(3),
+            advertise: None,
+            key_dir: None,
         }
     }
 
@@ -225,13 +314,42 @@ impl RelayConfig {
     }
 
     /// The relay's certificate authority, unless it serves plaintext: kept
-    /// in the data directory, or ephemeral without one.
+    /// in the key directory (read, never created: `--key-dir` or etcd) or
+    /// the data directory, or ephemeral without one.
     pub fn load_authority(&self) -> Result<Option<Authority>, TlsError> {
-        match (&self.data_dir, self.plaintext) {
-            (_, true) => Ok(None),
-            (Some(dir), false) => Authority::load_or_create(dir).map(Some),
-            (None, false) => Authority::ephemeral().map(Some),
+        if self.plaintext {
+            return Ok(None);
         }
+        match self.trust_dir() {
+            Some(dir) => {
+                if !self.creates_keys() {
+                    for file in [
+                        chat_proto::tls::AUTHORITY_KEY_FILE,
+                        chat_proto::tls::AUTHORITY_CERT_FILE,
+                    ] {
+                        must_exist(&dir.join(file)).map_err(|e| TlsError::File {
+                            path: dir.join(file),
+                            reason: e.to_string(),
+                        })?;
+                    }
+                }
+                Authority::load_or_create(dir).map(Some)
+            }
+            None => Authority::ephemeral().map(Some),
+        }
+    }
+
+    /// Where the keys are: `--key-dir`, else the data directory.
+    fn trust_dir(&self) -> Option<&std::path::Path> {
+        self.key_dir.as_deref().or(self.data_dir.as_deref())
+    }
+
+    /// Whether missing keys are created: only by a lone relay in its own
+    /// data directory. A shared root of trust is made once, on purpose
+    /// (`init-keys`): instances creating their own would not trust each
+    /// other's certificates.
+    fn creates_keys(&self) -> bool {
+        self.key_dir.is_none() && !self.store.is_etcd()
     }
 
     /// What the relay presents to TLS clients: `--tls-cert` and
@@ -244,11 +362,57 @@ impl RelayConfig {
         }
     }
 
-    /// The relay's key: kept in the data directory, or ephemeral without one.
+    /// The relay's key: kept in the key or data directory (read, never
+    /// created, with `--key-dir` or etcd), or ephemeral without one.
     pub fn load_key(&self) -> std::io::Result<chat_proto::trust::Keypair> {
-        match &self.data_dir {
-            Some(dir) => chat_proto::trust::Keypair::load_or_create(&dir.join("relay.key")),
+        match self.trust_dir() {
+            Some(dir) => {
+                let path = dir.join(RELAY_KEY_FILE);
+                if !self.creates_keys() {
+                    must_exist(&path)?;
+                }
+                chat_proto::trust::Keypair::load_or_create(&path)
+            }
+            None if self.store.is_etcd() => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "--store etcd needs the shared keys: --key-dir DIR (see `relay-svc init-keys`)",
+            )),
             None => Ok(chat_proto::trust::Keypair::generate()),
         }
     }
+
+    /// The address standbys name for this instance while it leads.
+    pub fn advertised(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+}
+
+/// The file of the relay's signing key in the key or data directory.
+pub const RELAY_KEY_FILE: &str = "relay.key";
+
+/// Refuses a key file that is not there (it would be created otherwise).
+fn must_exist(path: &std::path::Path) -> std::io::Result<()> {
+    match path.exists() {
+        true => Ok(()),
+        false => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "{} is missing: shared keys are never created by an instance \
+                 (make them once with `relay-svc init-keys DIR`)",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// `relay-svc init-keys DIR`: creates the root of trust in `dir` (keeps
+/// what is there) and returns the relay's public key, hex.
+pub fn init_keys(dir: &std::path::Path) -> Result<String, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let key = chat_proto::trust::Keypair::load_or_create(&dir.join(RELAY_KEY_FILE))
+        .map_err(|e| e.to_string())?;
+    Authority::load_or_create(dir).map_err(|e| e.to_string())?;
+    Ok(chat_proto::trust::hex(&key.public_key()))
 }

@@ -2,17 +2,22 @@
 //!
 //! It holds only soft state (registered nodes, their rooms and each room's
 //! host record) that the nodes rebuild after a restart, and never carries
-//! chat traffic.
+//! chat traffic. With `--store etcd` its durable part (the epoch counter,
+//! the rooms' terms, the name bindings) lives in etcd and several
+//! instances take turns leading (`leader`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod config;
+pub mod gate;
+pub mod leader;
 pub mod newcomers;
 pub mod reach;
 pub mod refusal;
 pub mod registry;
 pub mod service;
+pub mod store;
 
 pub use config::RelayConfig;
 
@@ -50,6 +55,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
     chat_proto::tls::init();
+    if let config::StoreSpec::Etcd(endpoints) = config.store.clone() {
+        return leader::run(listener, config, endpoints, shutdown).await;
+    }
     let key = config.load_key()?;
     tracing::info!(key = %chat_proto::trust::hex(&key.public_key()), "relay key");
     let authority = config.load_authority()?;
@@ -97,7 +105,7 @@ fn warn_if_exposed(listener: &TcpListener) {
 }
 
 /// Promotes a new host when a lease runs out; forgets silent members.
-async fn watch_liveness(shared: std::sync::Arc<service::Shared>) {
+pub(crate) async fn watch_liveness(shared: std::sync::Arc<service::Shared>) {
     let mut lease = tokio::time::interval(LEASE_CHECK_PERIOD);
     let mut reap = tokio::time::interval(REAP_PERIOD);
     loop {

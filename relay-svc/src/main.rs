@@ -5,8 +5,21 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = RelayCli::parse();
-    if let Some(RelayCommand::Health(health)) = cli.command {
-        return health.run("relay-svc").await;
+    match cli.command {
+        Some(RelayCommand::Health(health)) => return health.run("relay-svc").await,
+        Some(RelayCommand::InitKeys { dir }) => {
+            return match relay_svc::config::init_keys(&dir) {
+                Ok(key) => {
+                    println!("{key}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("relay-svc init-keys: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     let config = cli.config;
     chat_proto::cli::init_tracing();

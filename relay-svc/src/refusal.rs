@@ -54,6 +54,19 @@ pub enum Refusal {
         /// Seconds until one more fits.
         wait_s: u64,
     },
+    /// This relay instance does not lead (`--store etcd`): another
+    /// instance answers, at this address if known.
+    #[error("{}", standby_message(.0.as_deref()))]
+    Standby(Option<String>),
+}
+
+fn standby_message(leader: Option<&str>) -> String {
+    match leader {
+        Some(leader) if !leader.is_empty() => {
+            format!("this relay instance is a standby; the leader is at {leader}")
+        }
+        _ => "this relay instance is a standby (no leader yet): try another instance".into(),
+    }
 }
 
 impl From<Refusal> for Status {
@@ -68,8 +81,17 @@ impl From<Refusal> for Status {
             Refusal::Issuing(_) => Code::Internal,
             Refusal::ResetsDisabled => Code::FailedPrecondition,
             Refusal::LockedOut(_) | Refusal::TooManyNewcomers { .. } => Code::ResourceExhausted,
+            Refusal::Standby(_) => Code::Unavailable,
         };
-        Status::new(code, refusal.to_string())
+        let standby = matches!(refusal, Refusal::Standby(_));
+        let mut status = Status::new(code, refusal.to_string());
+        if standby {
+            status.metadata_mut().insert(
+                chat_proto::RELAY_STANDBY_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+        }
+        status
     }
 }
 

@@ -472,7 +472,14 @@ impl Registry {
     /// published record changed (each room at most once). A room that
     /// vanished is forgotten, not reported.
     pub fn take_changes(&mut self) -> Vec<HostRecord> {
+        self.take_changes_and_gone().0
+    }
+
+    /// As [`Registry::take_changes`], and the rooms whose published
+    /// record vanished with them (their durable records go too).
+    pub fn take_changes_and_gone(&mut self) -> (Vec<HostRecord>, Vec<String>) {
         let mut changed = Vec::new();
+        let mut gone = Vec::new();
         for name in std::mem::take(&mut self.touched) {
             match self.record(&name) {
                 Some(record) if self.published.get(&name) != Some(&record) => {
@@ -481,11 +488,13 @@ impl Registry {
                 }
                 Some(_) => {}
                 None => {
-                    self.published.remove(&name);
+                    if self.published.remove(&name).is_some() {
+                        gone.push(name);
+                    }
                 }
             }
         }
-        changed
+        (changed, gone)
     }
 
     /// Notes that `room`'s record may have changed.

@@ -11,17 +11,28 @@ use chat_proto::pb::relay::{HostRecord, MemberRecord, NameGrant};
 use chat_proto::tls::{self, Authority};
 use chat_proto::trust::{Keypair, PublicKey};
 use prost::Message;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use rpc::Relay;
+pub use rpc::{Relay, WatchStream};
 
+mod durable;
 mod fanout;
 mod names;
 mod rpc;
 mod verify;
 mod watch;
+
+/// A room's new host record and who was in the room then, staged until
+/// it is durable (`--store etcd`), then queued for those members' watch
+/// streams.
+#[derive(Debug)]
+struct RoomChange {
+    record: HostRecord,
+    members: HashSet<String>,
+}
 
 /// State shared by the handlers. The mutex is never held across an `.await`.
 pub struct Shared {
@@ -40,14 +51,49 @@ pub struct Shared {
     closing: CancellationToken,
     /// Issues the nodes' TLS certificates (none when serving plaintext).
     authority: Option<Authority>,
+    /// With a durable store: the write-through (none: memory, the
+    /// changes are told at once).
+    durable: Option<durable::Durable>,
 }
 
 impl Shared {
     /// Empty registry under `config`, signing with `key`; `authority`
     /// issues TLS certificates to the nodes (`None`: plaintext).
     pub fn new(config: RelayConfig, key: Keypair, authority: Option<Authority>) -> Arc<Self> {
-        let relay_key = key.verifying();
         let epochs = EpochFile::open(config.data_dir.as_deref());
+        let names = names::NameFile::open(config.data_dir.as_deref());
+        Self::build(config, key, authority, epochs, names, None)
+    }
+
+    /// A registry restored from `snapshot` (the durable state at a
+    /// takeover) that writes every durable change through to `store`
+    /// before answering; [`Shared::commit_changes`] must run beside it.
+    pub fn with_store(
+        config: RelayConfig,
+        key: Keypair,
+        authority: Option<Authority>,
+        snapshot: crate::store::Snapshot,
+        store: Arc<dyn crate::store::Store>,
+    ) -> Arc<Self> {
+        let epochs = EpochFile::open(None);
+        epochs.record(snapshot.highest_epoch);
+        let names = names::NameFile::open(None);
+        for (name, node_id) in &snapshot.names {
+            names.record(name, node_id);
+        }
+        let durable = Some(durable::Durable::new(store));
+        Self::build(config, key, authority, epochs, names, durable)
+    }
+
+    fn build(
+        config: RelayConfig,
+        key: Keypair,
+        authority: Option<Authority>,
+        epochs: EpochFile,
+        names: names::NameFile,
+        durable: Option<durable::Durable>,
+    ) -> Arc<Self> {
+        let relay_key = key.verifying();
         let mut registry = Registry::new(config.lease, key)
             .with_grant_ttl(config.certificate_ttl)
             .with_term_limit(config.term_limit())
@@ -56,7 +102,6 @@ impl Shared {
                 usize::try_from(config.max_rooms_per_member).unwrap_or(usize::MAX),
             );
         registry.restore_epoch(epochs.last(), Instant::now());
-        let names = names::NameFile::open(config.data_dir.as_deref());
         registry.reserve_names(names.bindings(), Instant::now() + config.member_grace);
         Arc::new(Self {
             registry: Mutex::new(registry),
@@ -69,7 +114,51 @@ impl Shared {
             config,
             closing: CancellationToken::new(),
             authority,
+            durable,
         })
+    }
+
+    /// Makes the staged changes durable and tells them, for as long as the
+    /// relay leads; returns why it stopped (the relay is then fenced).
+    pub async fn commit_changes(&self) -> crate::store::StoreError {
+        match &self.durable {
+            Some(durable) => {
+                durable
+                    .run(|change| {
+                        let members = change.members.iter().map(String::as_str);
+                        self.watchers().send(members, &Arc::new(change.record));
+                    })
+                    .await
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops answering at once (the leadership ended): calls waiting for
+    /// their changes to be durable are refused, watch streams end.
+    pub fn fence(&self) {
+        if let Some(durable) = &self.durable {
+            durable.fenced.cancel();
+        }
+        self.closing.cancel();
+    }
+
+    /// Waits until every change made so far is durable and told (at once
+    /// without a durable store); refused when the relay stopped leading.
+    pub(crate) async fn settled(&self) -> Result<(), Refusal> {
+        match &self.durable {
+            Some(durable) => durable.settled(durable.issued()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps `name` bound to `node_id` (across restarts and takeovers).
+    fn bind_name(&self, name: &str, node_id: &str) {
+        self.names.record(name, node_id);
+        if let Some(durable) = &self.durable {
+            let epoch = self.epochs.last();
+            durable.stage(Vec::new(), Vec::new(), epoch, Some((name, node_id)));
+        }
     }
 
     /// The TLS certificate for a registrant's checked request and the
@@ -125,12 +214,26 @@ impl Shared {
     fn update<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
         let mut registry = self.registry();
         let out = f(&mut registry);
-        let changes = registry.take_changes();
-        if !changes.is_empty() {
-            let watchers = self.watchers();
-            for record in changes {
-                let change = Arc::new(record);
-                watchers.send(registry.room_member_ids(&change.room), &change);
+        let (records, gone) = registry.take_changes_and_gone();
+        match &self.durable {
+            None if !records.is_empty() => {
+                let watchers = self.watchers();
+                for record in records {
+                    let change = Arc::new(record);
+                    watchers.send(registry.room_member_ids(&change.room), &change);
+                }
+            }
+            None => {}
+            Some(durable) => {
+                let changes = records
+                    .into_iter()
+                    .map(|record| {
+                        let members = registry.room_member_ids(&record.room);
+                        let members = members.map(str::to_string).collect();
+                        RoomChange { record, members }
+                    })
+                    .collect();
+                durable.stage(changes, gone, registry.highest_epoch(), None);
             }
         }
         self.epochs.record(registry.highest_epoch());
@@ -149,7 +252,14 @@ impl Shared {
         self.update(|registry| {
             let record = f(registry)?;
             if let Some(record) = &record {
-                self.watchers().send([node_id], &Arc::new(record.clone()));
+                match &self.durable {
+                    None => self.watchers().send([node_id], &Arc::new(record.clone())),
+                    Some(durable) => {
+                        let members = HashSet::from([node_id.to_string()]);
+                        let record = record.clone();
+                        durable.tell(RoomChange { record, members });
+                    }
+                }
             }
             Ok(record)
         })

@@ -18,7 +18,8 @@ use tonic::{Request, Response, Status};
 /// The gRPC service.
 pub struct Relay(pub Arc<Shared>);
 
-pub(super) type WatchStream = ReceiverStream<Result<HostRecord, Status>>;
+/// The stream of a WatchHost call.
+pub type WatchStream = ReceiverStream<Result<HostRecord, Status>>;
 
 #[tonic::async_trait]
 impl RelayService for Relay {
@@ -47,8 +48,8 @@ impl RelayService for Relay {
             }
         })?;
         self.0
-            .names
-            .record(&member.record.name, &member.record.node_id);
+            .bind_name(&member.record.name, &member.record.node_id);
+        self.0.settled().await?;
         tracing::info!(name = %member.record.name, node = %member.record.node_id,
                        address = %member.record.address, rooms = records.len(), "registered");
         let (tls_certificate, tls_authority) = self.0.node_tls(&member.record, tls_request)?;
@@ -76,6 +77,8 @@ impl RelayService for Relay {
         req: Request<CurrentHostRequest>,
     ) -> Result<Response<HostRecord>, Status> {
         let room = req.into_inner().room;
+        // Only what is durable: a change under way is waited for.
+        self.0.settled().await?;
         let host = self.0.registry().current_host(&room);
         Ok(Response::new(host?))
     }
@@ -102,6 +105,7 @@ impl RelayService for Relay {
                 tracing::warn!(%room, error = %e, "migration report refused")
             }
         }
+        self.0.settled().await?;
         Ok(Response::new(host?))
     }
 
@@ -121,6 +125,7 @@ impl RelayService for Relay {
         let grant = self.0.update(|reg| {
             reg.renew_lease(&r.node_id, &r.session_token, &renewal, Instant::now())
         })?;
+        self.0.settled().await?;
         Ok(Response::new(RenewLeaseResponse {
             lease_ms: millis(self.0.config.lease),
             unhostable_node_ids: grant.unhostable,
@@ -168,6 +173,7 @@ impl RelayService for Relay {
         let (sub, first) = self.0.watch_from_now(&req.node_id, |r| {
             r.watch_started(&req.node_id, &req.session_token)
         })?;
+        self.0.settled().await?;
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         tokio::spawn(forward_host_changes(self.0.clone(), sub, first, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -183,6 +189,7 @@ impl RelayService for Relay {
         let host = self.0.update_telling(&req.node_id, |r| {
             r.join_room(&req.node_id, &req.session_token, &claim, Instant::now())
         })?;
+        self.0.settled().await?;
         tracing::info!(node = %req.node_id, room = %claim.room, "joined a room");
         Ok(Response::new(JoinRoomResponse { host }))
     }
@@ -194,6 +201,7 @@ impl RelayService for Relay {
         let req = req.into_inner();
         self.0
             .update(|r| r.leave_room(&req.node_id, &req.session_token, &req.room))?;
+        self.0.settled().await?;
         tracing::info!(node = %req.node_id, room = %req.room, "left a room");
         Ok(Response::new(LeaveRoomResponse {}))
     }
@@ -214,6 +222,7 @@ impl RelayService for Relay {
         let req = req.into_inner();
         self.0
             .update(|r| r.unregister(&req.node_id, &req.session_token))?;
+        self.0.settled().await?;
         tracing::info!(node = %req.node_id, "unregistered");
         Ok(Response::new(UnregisterResponse {}))
     }
