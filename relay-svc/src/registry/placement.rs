@@ -161,31 +161,40 @@ impl Registry {
 
     /// The successor the host named if it may take over, else the live
     /// member that can host and holds the freshest (known epoch, replica),
-    /// hosting fewest, by name. A successor the relay has not checked yet
-    /// is waited for (it holds what the host acknowledged; another member
-    /// may not).
+    /// hosting fewest, by name. A successor the relay has not checked yet,
+    /// or whose node is not watching (restarting, or reconnecting to the
+    /// relay) while another member could take the room, is waited for: it
+    /// holds what the host acknowledged, another member may not.
     fn promotion_candidate(&self, room: &RoomState) -> Result<Option<MemberRecord>, Undecided> {
         let dead = room.host.as_ref().map(|h| h.node_id.as_str());
         let live = |m: &Member| m.watchers > 0 && Some(m.record.node_id.as_str()) != dead;
         let preferred = room.lease.as_ref().and_then(|l| l.successor.as_deref());
         let successor = preferred
-            .filter(|id| room.members.contains_key(*id))
-            .and_then(|id| self.members.get(id))
-            .filter(|m| live(m));
+            .filter(|id| room.members.contains_key(*id) && Some(*id) != dead)
+            .and_then(|id| self.members.get(id));
+        let freshest = || {
+            self.room_members(&room.name)
+                .filter(|(m, _)| live(m) && m.can_host())
+                .max_by(fresher)
+                .map(|(m, _)| m.record.clone())
+        };
         if let Some(m) = successor {
-            if m.may_take_over_as_successor() {
+            if m.watchers == 0 && freshest().is_some() {
+                // Its node's watch stream closed (it is restarting, or
+                // its connection to the relay broke). It holds what the
+                // host acknowledged and the other members may not: wait
+                // for it to watch again, or to be forgotten after the
+                // member grace; then the freshest takes the room.
+                return Err(Undecided);
+            }
+            if m.watchers > 0 && m.may_take_over_as_successor() {
                 return Ok(Some(m.record.clone()));
             }
-            if m.undecided() {
+            if m.watchers > 0 && m.undecided() {
                 return Err(Undecided);
             }
         }
-        let freshest = self
-            .room_members(&room.name)
-            .filter(|(m, _)| live(m) && m.can_host())
-            .max_by(fresher)
-            .map(|(m, _)| m.record.clone());
-        Ok(freshest.or_else(|| self.host_back(room)))
+        Ok(freshest().or_else(|| self.host_back(room)))
     }
 
     /// The host whose term ended, when it asked to renew since and may

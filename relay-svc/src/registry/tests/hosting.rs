@@ -269,6 +269,45 @@ fn a_dead_successor_is_skipped_for_a_live_member() {
     assert_eq!(promoted.name, "carol");
 }
 
+/// alice hosts with bob named successor, carol a member too; then bob's
+/// node stops watching.
+fn named_successor_stops_watching(t0: Instant) -> (Registry, Member) {
+    let mut r = registry();
+    let a = r.join("alice", 1, t0);
+    let b = r.join("bob", 2, t0);
+    r.join("carol", 3, t0);
+    let (aid, atok, bid) = (&a.record.node_id, &a.session_token, &b.record.node_id);
+    r.renew_lease_lobby(aid, atok, 1, bid, t0).unwrap();
+    r.watch_ended(bid, t0);
+    (r, b)
+}
+
+#[test]
+fn a_named_successor_that_stopped_watching_is_waited_for_not_passed_over() {
+    let t0 = Instant::now();
+    let (mut r, bob) = named_successor_stops_watching(t0);
+    // alice goes silent too: carol may lack what alice acknowledged (only
+    // bob is sure to hold it), so the room waits for bob.
+    let later = t0 + LEASE * 2;
+    assert!(r.check_one(later).is_none(), "carol must not take the room");
+    r.watch_started(&bob.record.node_id, &bob.session_token)
+        .unwrap();
+    let promoted = r.check_one(later).expect("bob is back");
+    assert_eq!((promoted.epoch, promoted.name.as_str()), (2, "bob"));
+}
+
+#[test]
+fn a_named_successor_forgotten_after_the_grace_lets_the_freshest_take_over() {
+    let t0 = Instant::now();
+    let (mut r, _bob) = named_successor_stops_watching(t0);
+    let grace = Duration::from_secs(3);
+    assert!(r.check_one(t0 + LEASE * 2).is_none(), "waits for bob");
+    let later = t0 + grace + LEASE * 2;
+    assert_eq!(r.reap(later, grace), vec!["bob".to_string()]);
+    let promoted = r.check_one(later).expect("a new host");
+    assert_eq!(promoted.name, "carol");
+}
+
 #[test]
 fn copy_permits_go_only_to_members_the_relay_would_name_successor() {
     let mut r = registry();
