@@ -20,9 +20,7 @@ async fn leads(uri: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_relay_is_replaced_and_nothing_acknowledged_is_lost() {
-    let Some(etcd) = EtcdServer::start().await else {
-        return;
-    };
+    let etcd = EtcdServer::start().await;
     let keys = temp_dir("relay-keys");
     let keys = keys.to_string_lossy().into_owned();
     let (made, out) = run_binary("relay-svc", &["init-keys", &keys]).await;

@@ -1,7 +1,7 @@
 //! A real single-member etcd for tests (feature `test-util`): in a
 //! temporary directory, on free ports of 127.0.0.1, killed when dropped.
-//! Without the `etcd` binary a test fails under `CI=true` (CI installs
-//! Debian's `etcd-server`) and is skipped, saying so, elsewhere.
+//! Without the `etcd` binary a test fails, saying what to install (CI
+//! installs Debian's `etcd-server`): a test never passes by skipping.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -27,22 +27,17 @@ fn free_port() -> u16 {
 }
 
 impl EtcdServer {
-    /// Starts etcd and waits until it answers; `None` (after saying why)
-    /// when the binary is missing outside CI.
-    pub async fn start() -> Option<EtcdServer> {
+    /// Starts etcd and waits until it answers.
+    pub async fn start() -> EtcdServer {
         let found = Command::new("etcd")
             .arg("--version")
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "the etcd binary is missing (CI installs Debian's etcd-server)"
-            );
-            eprintln!("SKIPPED: no etcd binary here (apt-get install etcd-server)");
-            return None;
-        }
+        assert!(
+            found,
+            "the etcd binary is missing: install Debian's etcd-server (.ci/run does)"
+        );
         let (client, peer) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("etcd-test-{}", uuid::Uuid::new_v4().simple()));
         let client_url = format!("http://127.0.0.1:{client}");
@@ -67,7 +62,7 @@ impl EtcdServer {
             dir,
         };
         server.wait_ready().await;
-        Some(server)
+        server
     }
 
     async fn wait_ready(&self) {

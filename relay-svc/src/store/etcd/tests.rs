@@ -43,9 +43,7 @@ async fn leader(etcd: &EtcdServer, prefix: &str, me: &str) -> (Client, Keys, Lea
 
 #[tokio::test]
 async fn of_two_writers_of_a_room_term_exactly_one_wins() {
-    let Some(etcd) = EtcdServer::start().await else {
-        return;
-    };
+    let etcd = EtcdServer::start().await;
     let (client, keys, won) = leader(&etcd, "/cas", "a").await;
     let one = EtcdStore::new(client.clone(), keys.clone(), won.revision);
     let two = EtcdStore::new(client.clone(), keys.clone(), won.revision);
@@ -78,9 +76,7 @@ async fn of_two_writers_of_a_room_term_exactly_one_wins() {
 
 #[tokio::test]
 async fn a_writer_whose_leader_key_is_gone_writes_nothing() {
-    let Some(etcd) = EtcdServer::start().await else {
-        return;
-    };
+    let etcd = EtcdServer::start().await;
     let (client, keys, won) = leader(&etcd, "/fence", "a").await;
     let old = EtcdStore::new(client.clone(), keys.clone(), won.revision);
     old.load().await.unwrap();
@@ -105,9 +101,7 @@ async fn a_writer_whose_leader_key_is_gone_writes_nothing() {
 
 #[tokio::test]
 async fn the_durable_state_is_read_back_whole_at_takeover() {
-    let Some(etcd) = EtcdServer::start().await else {
-        return;
-    };
+    let etcd = EtcdServer::start().await;
     let (client, keys, won) = leader(&etcd, "/state/", "a").await;
     let store = EtcdStore::new(client.clone(), keys.clone(), won.revision);
     store.load().await.unwrap();
@@ -140,9 +134,7 @@ async fn the_durable_state_is_read_back_whole_at_takeover() {
 
 #[tokio::test]
 async fn a_kept_lease_keeps_the_lead_and_a_lapsed_one_hands_it_over() {
-    let Some(etcd) = EtcdServer::start().await else {
-        return;
-    };
+    let etcd = EtcdServer::start().await;
     let (client, keys, won) = leader(&etcd, "/lead", "a").await;
     let keeping = tokio::spawn({
         let client = client.clone();
