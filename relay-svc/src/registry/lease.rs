@@ -290,6 +290,7 @@ impl Registry {
         state.copy_permits.clear();
         state.ended_host_back = false;
         state.vacant_since = None;
+        state.restored_since = None;
         state.no_host = None;
         self.highest_epoch = self.highest_epoch.max(epoch);
         self.count_hosting(before.as_deref(), Some(&member.node_id));

@@ -100,6 +100,13 @@ impl Registry {
         if state.host.is_none() || (state.term_ended() && state.vacant_since.is_some()) {
             return self.fill_vacancy(state, now);
         }
+        let named = state.lease.as_ref().and_then(|l| l.successor.as_ref());
+        if state.restored_since.is_some() && named.is_none() {
+            // A host back after a relay restart that has not named its
+            // successor since: who holds what it acknowledged is known
+            // only from the members' claims.
+            return self.fill_vacancy(state, now);
+        }
         self.promotion_candidate(state)
     }
 
@@ -138,10 +145,12 @@ impl Registry {
         self.promotion_candidate(room)
     }
 
-    /// Until when a vacant room waits for the successor of its newest
-    /// term: four vacancy waits from the start of the vacancy.
+    /// Until when a vacant room (or one whose host, back after a relay
+    /// restart, named no successor yet) waits for the successor of its
+    /// newest term: four vacancy waits from the start of the vacancy.
     pub(super) fn successor_wait_ends(&self, room: &str) -> Option<Instant> {
-        let since = self.rooms.get(room)?.vacant_since?;
+        let state = self.rooms.get(room)?;
+        let since = state.vacant_since.or(state.restored_since)?;
         Some(since + self.vacancy_wait() * 4)
     }
 

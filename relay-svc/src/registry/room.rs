@@ -51,6 +51,12 @@ pub(super) struct RoomState {
     /// Since when members that knew a host are waiting for it to
     /// re-assert itself (after a relay restart).
     pub(super) vacant_since: Option<Instant>,
+    /// Since when the host holds a term it re-asserted after a relay
+    /// restart (or a takeover by another relay instance): until it names a
+    /// successor again, the relay does not know who holds what it
+    /// acknowledged, so a failover waits for the copy that follows the
+    /// term, as a vacancy does.
+    pub(super) restored_since: Option<Instant>,
     /// Why the room has no host although it needs one: set when a host is
     /// wanted (a lease ran out, a vacancy) but every member was checked and
     /// none can host.
@@ -71,6 +77,7 @@ impl RoomState {
             term_started: None,
             ended_host_back: false,
             vacant_since: None,
+            restored_since: None,
             no_host: None,
             activated: false,
             copy_permits: Default::default(),
@@ -333,6 +340,9 @@ impl Registry {
         if let Some(term) = reasserted {
             let (epoch, previous) = (term.epoch, term.previous_epoch);
             self.set_host(&claim.room, epoch, previous, &member, now);
+            if let Some(room) = self.rooms.get_mut(&claim.room) {
+                room.restored_since = Some(now);
+            }
         } else if let Some(room) = self.rooms.get_mut(&claim.room) {
             // Members coming back with copies of a room whose term ended
             // (its host and successor went away, every member stopped):

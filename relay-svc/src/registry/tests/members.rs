@@ -128,6 +128,58 @@ fn a_vacancy_goes_to_the_newest_terms_successor_as_soon_as_it_is_back() {
 }
 
 #[test]
+fn a_host_back_after_a_restart_that_dies_before_naming_a_successor_waits_for_its_terms_copy() {
+    let t0 = Instant::now();
+    let mut r = registry();
+    // alice re-asserts term 7 at her address after the relay restarted.
+    let alice_id = trust::node_id_of(&key_of("alice").public_key());
+    let hosting = with_lobby(
+        Registration {
+            session_token: format!("{alice_id}.secret"),
+            ..reg("alice", 1)
+        },
+        Some(at(term(7, "alice"), 1)),
+        true,
+        30,
+    );
+    let alice = r.enter(hosting, true, t0);
+    assert_eq!(r.host().map(|h| h.epoch), Some(7));
+    // carol holds more, but from an older term: not what alice acknowledged.
+    r.join_with(holder("carol", 3, 40, 5), true, t0);
+    // alice dies before her first renewal names a successor.
+    r.watch_ended(&alice.record.node_id, t0);
+    let later = t0 + LEASE * 2;
+    assert!(r.check_one(later).is_none(), "waits for term 7's copy");
+    // dave, term 7's successor, registers again: the room is his.
+    r.enter(holder("dave", 4, 35, 7), true, later);
+    let promoted = r.check_one(later).expect("a new host");
+    assert_eq!((promoted.epoch, promoted.name.as_str()), (8, "dave"));
+}
+
+#[test]
+fn a_host_back_after_a_restart_that_dies_goes_to_the_freshest_after_the_wait() {
+    let t0 = Instant::now();
+    let mut r = registry();
+    let alice_id = trust::node_id_of(&key_of("alice").public_key());
+    let hosting = with_lobby(
+        Registration {
+            session_token: format!("{alice_id}.secret"),
+            ..reg("alice", 1)
+        },
+        Some(at(term(7, "alice"), 1)),
+        true,
+        30,
+    );
+    let alice = r.enter(hosting, true, t0);
+    r.join_with(holder("carol", 3, 40, 5), true, t0);
+    r.watch_ended(&alice.record.node_id, t0);
+    let wait = lease::MIN_VACANCY_WAIT;
+    assert!(r.check_one(t0 + wait * 2).is_none(), "still waiting");
+    let promoted = r.check_one(t0 + wait * 4 + LEASE).expect("a new host");
+    assert_eq!(promoted.name, "carol");
+}
+
+#[test]
 fn silent_members_are_reaped_after_grace() {
     let mut r = registry();
     let t0 = Instant::now();
