@@ -187,6 +187,20 @@ pub struct RelayConfig {
     #[arg(long, env = "RELAY_MESSAGE_BURST", default_value_t = 50)]
     pub message_burst: u32,
 
+    /// Retention for every room: entries older than this (by the time
+    /// their sender signed, `sent_at`) are dropped from every copy of the
+    /// log, e.g. `30d`, `12h`. Default: kept for ever.
+    #[arg(long, env = "RELAY_HISTORY_MAX_AGE",
+          value_parser = chat_proto::cli::parse_duration)]
+    pub history_max_age: Option<Duration>,
+
+    /// Retention for every room: only the newest this many entries of a
+    /// room's log are kept; older ones are dropped from every copy.
+    /// Default: no limit.
+    #[arg(long, env = "RELAY_HISTORY_MAX_ENTRIES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_max_entries: Option<u64>,
+
     /// Most rooms the relay holds at once: a JoinRoom or Register that
     /// would create another is refused (RESOURCE_EXHAUSTED) until rooms
     /// empty.
@@ -267,6 +281,9 @@ impl RelayConfig {
             // Benchmarks create many rooms and members; tests of the
             // limits set their own.
             max_rooms: 1_000_000,
+            // Tests of retention set their own.
+            history_max_age: None,
+            history_max_entries: None,
             max_rooms_per_member: 1000,
             // Every test member registers from 127.0.0.1; tests of the
             // limit set one.
