@@ -128,7 +128,7 @@ impl Room {
     /// Remembers `(seq, hash)` of an entry leaving memory if it is a
     /// milestone.
     pub(super) fn note_milestone(&mut self, seq: u64, hash: Digest) {
-        if seq % MILESTONE_EVERY != 0 {
+        if !seq.is_multiple_of(MILESTONE_EVERY) {
             return;
         }
         if self.milestones.len() >= MILESTONES {
