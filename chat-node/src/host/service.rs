@@ -213,6 +213,11 @@ async fn open_session(
             return;
         }
     };
+    // A client told where history starts now (retention) goes on from there.
+    let told = opening.iter().find_map(|f| match &f.frame {
+        Some(server_frame::Frame::Welcome(w)) => w.history_start.as_ref().map(|h| h.seq),
+        _ => None,
+    });
     if tx
         .send(opening.into_iter().map(Ok).collect())
         .await
@@ -223,7 +228,7 @@ async fn open_session(
     }
     // A client ahead of this host's log saw entries only crashed nodes
     // held; it is told, and follows this log from its head.
-    start.from(hello.resume_from_seq.min(head));
+    start.from(hello.resume_from_seq.min(head).max(told.unwrap_or(0)));
     let rate = host
         .rates
         .session(&hello.node_id, tokio::time::Instant::now());
