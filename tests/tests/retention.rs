@@ -28,11 +28,17 @@ const SECRET: &str = "retention-secret";
 /// messages after it; checks they are exactly the newest [`KEEP`], in
 /// order, and that nothing was reported.
 async fn shows_only_the_newest(late: &mut Member) {
+    let newest = |e: &serde_json::Value| e["type"] == "message" && e["seq"] == TOTAL;
+    if late.wait_within(STALL, newest).await.is_none() {
+        panic!(
+            "{} did not show #{TOTAL}; it saw {:?}",
+            late.name, late.seen
+        );
+    }
     let first = TOTAL - KEEP + 1;
     let mut shown = Vec::new();
     let mut starts = None;
-    while shown.last() != Some(&TOTAL) {
-        let event = late.take_event().await.expect("the late joiner goes on");
+    for event in &late.seen {
         match event["type"].as_str() {
             Some("history_starts") => starts = event["seq"].as_u64(),
             Some("message") => {
