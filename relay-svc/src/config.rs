@@ -433,3 +433,28 @@ pub fn init_keys(dir: &std::path::Path) -> Result<String, String> {
     Authority::load_or_create(dir).map_err(|e| e.to_string())?;
     Ok(chat_proto::trust::hex(&key.public_key()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_is_off_unless_asked_for_and_parses_durations_and_counts() {
+        let cli = RelayCli::try_parse_from(["relay-svc"]).expect("parses");
+        assert_eq!(cli.config.history_max_age, None);
+        assert_eq!(cli.config.history_max_entries, None);
+        let cli = RelayCli::try_parse_from([
+            "relay-svc",
+            "--history-max-age",
+            "30d",
+            "--history-max-entries",
+            "50",
+        ])
+        .expect("parses");
+        let month = Duration::from_secs(30 * 24 * 60 * 60);
+        assert_eq!(cli.config.history_max_age, Some(month));
+        assert_eq!(cli.config.history_max_entries, Some(50));
+        assert!(RelayCli::try_parse_from(["relay-svc", "--history-max-entries", "0"]).is_err());
+        assert!(RelayCli::try_parse_from(["relay-svc", "--history-max-age", "soon"]).is_err());
+    }
+}
