@@ -149,6 +149,12 @@ pub struct Settings {
     pub messages_per_second: u32,
     /// Messages a member may send at once before the rate applies.
     pub message_burst: u32,
+    /// How long a room keeps its entries (the relay's
+    /// `--history-max-age`; `None`: for ever).
+    pub history_max_age: Option<Duration>,
+    /// How many entries a room keeps at most (the relay's
+    /// `--history-max-entries`; `None`: no limit).
+    pub history_max_entries: Option<u64>,
 }
 
 impl Settings {
@@ -166,6 +172,9 @@ impl Settings {
             lease: Duration::from_millis(resp.lease_ms.max(10)),
             messages_per_second: resp.messages_per_second,
             message_burst: resp.message_burst.max(1),
+            history_max_age: (resp.history_max_age_ms > 0)
+                .then(|| Duration::from_millis(resp.history_max_age_ms)),
+            history_max_entries: (resp.history_max_entries > 0).then_some(resp.history_max_entries),
         }
     }
 }

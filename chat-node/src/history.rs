@@ -102,6 +102,13 @@ pub struct RoomRecord {
     /// The term whose host signed `head`.
     #[prost(message, optional, tag = "7")]
     pub head_term: Option<HostTermCertificate>,
+    /// Retention: the last entry dropped (0: none); the store holds no
+    /// entry up to it. The copy goes on from `expired_hash`, its log hash.
+    #[prost(uint64, tag = "8")]
+    pub expired_seq: u64,
+    /// The log hash after entry `expired_seq` (the checkpoint).
+    #[prost(bytes = "vec", tag = "9")]
+    pub expired_hash: Vec<u8>,
 }
 
 /// A room's copy as read from disk (not yet checked).
@@ -128,7 +135,8 @@ pub struct CopyWrite {
     /// The log hash after each of `entries`, in order (may be shorter:
     /// the entries beyond have none stored).
     pub hashes: Vec<[u8; 32]>,
-    /// The room's record from now on.
+    /// The room's record from now on; every entry up to its
+    /// `expired_seq` is dropped.
     pub record: RoomRecord,
 }
 
@@ -424,6 +432,10 @@ fn apply(db: &Database, batch: &[Job]) -> Result<(), String> {
                             None => hashes.remove((room, seq)),
                         }
                         .map_err(|e| e.to_string())?;
+                    }
+                    if write.record.expired_seq > 0 {
+                        let before = write.record.expired_seq.saturating_add(1);
+                        drop_before(&mut entries, &mut hashes, before)?;
                     }
                     let record = write.record.encode_to_vec();
                     rooms

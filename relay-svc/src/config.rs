@@ -187,6 +187,20 @@ pub struct RelayConfig {
     #[arg(long, env = "RELAY_MESSAGE_BURST", default_value_t = 50)]
     pub message_burst: u32,
 
+    /// Retention for every room: entries older than this (by the time
+    /// their sender signed, `sent_at`) are dropped from every copy of the
+    /// log, e.g. `30d`, `12h`. Default: kept for ever.
+    #[arg(long, env = "RELAY_HISTORY_MAX_AGE",
+          value_parser = chat_proto::cli::parse_duration)]
+    pub history_max_age: Option<Duration>,
+
+    /// Retention for every room: only the newest this many entries of a
+    /// room's log are kept; older ones are dropped from every copy.
+    /// Default: no limit.
+    #[arg(long, env = "RELAY_HISTORY_MAX_ENTRIES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_max_entries: Option<u64>,
+
     /// Most rooms the relay holds at once: a JoinRoom or Register that
     /// would create another is refused (RESOURCE_EXHAUSTED) until rooms
     /// empty.
@@ -267,6 +281,9 @@ impl RelayConfig {
             // Benchmarks create many rooms and members; tests of the
             // limits set their own.
             max_rooms: 1_000_000,
+            // Tests of retention set their own.
+            history_max_age: None,
+            history_max_entries: None,
             max_rooms_per_member: 1000,
             // Every test member registers from 127.0.0.1; tests of the
             // limit set one.
@@ -415,4 +432,29 @@ pub fn init_keys(dir: &std::path::Path) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     Authority::load_or_create(dir).map_err(|e| e.to_string())?;
     Ok(chat_proto::trust::hex(&key.public_key()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_is_off_unless_asked_for_and_parses_durations_and_counts() {
+        let cli = RelayCli::try_parse_from(["relay-svc"]).expect("parses");
+        assert_eq!(cli.config.history_max_age, None);
+        assert_eq!(cli.config.history_max_entries, None);
+        let cli = RelayCli::try_parse_from([
+            "relay-svc",
+            "--history-max-age",
+            "30d",
+            "--history-max-entries",
+            "50",
+        ])
+        .expect("parses");
+        let month = Duration::from_secs(30 * 24 * 60 * 60);
+        assert_eq!(cli.config.history_max_age, Some(month));
+        assert_eq!(cli.config.history_max_entries, Some(50));
+        assert!(RelayCli::try_parse_from(["relay-svc", "--history-max-entries", "0"]).is_err());
+        assert!(RelayCli::try_parse_from(["relay-svc", "--history-max-age", "soon"]).is_err());
+    }
 }

@@ -220,6 +220,21 @@ impl LogCheck {
         self.acked.insert(seq, id.to_string());
     }
 
+    /// Goes on from a checkpoint the host signed, at `at` with log hash
+    /// `hash`: the entries through `at` expired before this client saw
+    /// them. The senders' chains start again from the first message seen
+    /// (what came before in them expired too).
+    pub(super) fn start_at(&mut self, at: u64, hash: Digest) {
+        self.chains = Chains::default();
+        self.hash = Some(hash);
+        self.recent.retain(|(s, _)| *s < at);
+        if self.recent.len() >= RECENT_HASHES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((at, hash));
+        self.acked.retain(|s, _| *s > at);
+    }
+
     /// Checks a new host's signed head, at `at` with log hash `hash`,
     /// against what this client was shown up to `last_seq`. Returns what to
     /// report (a different history), and whether the host's log is shorter

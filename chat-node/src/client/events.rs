@@ -115,6 +115,13 @@ pub enum ClientEvent {
         /// New activation threshold.
         min_users: u32,
     },
+    /// The host keeps the room's history from entry `seq` on: the older
+    /// entries expired (the relay's retention) before this client saw
+    /// them. The log is verified from the host's signed checkpoint there.
+    HistoryStarts {
+        /// The first entry kept.
+        seq: u64,
+    },
     /// The connection to the host changed.
     Connection {
         /// New state.

@@ -322,6 +322,24 @@ impl Client {
             .map_err(|e| format!("signed its log head badly ({e})"))
     }
 
+    /// The host's log starts after `checkpoint` (retention dropped the
+    /// entries before): a client that saw less goes on from there, its log
+    /// hash the one the host signed, and tells the user.
+    async fn history_starts(&mut self, checkpoint: &SignedHead, address: &str) {
+        match self.verified_head(Some(checkpoint)) {
+            Ok((at, hash)) if at > self.view.last_seq => {
+                self.log_check.start_at(at, hash);
+                self.view.last_seq = at;
+                self.emit(ClientEvent::HistoryStarts { seq: at + 1 }).await;
+            }
+            Ok(_) => {}
+            Err(what) => {
+                self.report(address, format!("{what} (its checkpoint)"))
+                    .await
+            }
+        }
+    }
+
     /// A head the host signed as it committed: it must match the log it
     /// served this client.
     async fn on_head(&mut self, head: SignedHead, address: &str) {
@@ -370,6 +388,9 @@ impl Client {
         self.view.members_stale = true;
         let previous_host = std::mem::take(&mut self.view.host_name);
         self.view.host_name = w.host_name.clone();
+        if let Some(start) = w.history_start.as_ref() {
+            self.history_starts(start, address).await;
+        }
         // What this client was shown must be a prefix of this host's log.
         match self.verified_head(w.head.as_ref()) {
             Ok((at, hash)) => {

@@ -159,3 +159,54 @@ async fn pages_are_read_with_their_hashes_and_hashes_go_with_their_entries() {
     assert_eq!(after[0].1, Some([11; 32]));
     assert_eq!(lobby.record().expect("read"), Some(record("one")));
 }
+
+#[tokio::test]
+async fn a_record_with_a_checkpoint_drops_the_entries_through_it_and_a_reset_still_wipes() {
+    let dir = temp_dir("retention");
+    let store = History::open(&dir, "alice").expect("open");
+    let lobby = store.room("lobby");
+    let ops = store.room("ops");
+    let write = |range: std::ops::RangeInclusive<u64>, expired_seq: u64| CopyWrite {
+        entries: range.clone().map(message).collect(),
+        hashes: range.map(|seq| [seq as u8; 32]).collect(),
+        record: RoomRecord {
+            expired_seq,
+            expired_hash: if expired_seq > 0 {
+                vec![expired_seq as u8; 32]
+            } else {
+                Vec::new()
+            },
+            ..record("one")
+        },
+        ..Default::default()
+    };
+    lobby.write(write(1..=10, 0)).await.expect("write");
+    ops.write(write(1..=4, 0)).await.expect("write");
+    // Retention cut through 6: entries and hashes up to it go, on disk.
+    lobby.write(write(11..=12, 6)).await.expect("write");
+    let copy = lobby.load().expect("load").expect("a copy");
+    assert_eq!(seqs(&copy), [7, 8, 9, 10, 11, 12]);
+    assert_eq!(copy.record.expired_seq, 6);
+    assert!(
+        lobby.read(1, 6, 100).expect("read").is_empty(),
+        "no entry below the cut"
+    );
+    let page = lobby.read(1, 12, 100).expect("read");
+    assert_eq!(page.first().and_then(|(_, h)| *h), Some([7; 32]));
+    assert_eq!(
+        seqs(&ops.load().unwrap().unwrap()),
+        [1, 2, 3, 4],
+        "per room"
+    );
+    // After reopening it is still gone.
+    drop((lobby, ops, store));
+    let store = reopen(&dir).await;
+    let lobby = store.room("lobby");
+    assert_eq!(seqs(&lobby.load().unwrap().unwrap()), [7, 8, 9, 10, 11, 12]);
+    // A reset wipes everything before it, the checkpoint's entries too.
+    let mut with_reset = write(14..=14, 6);
+    with_reset.entries.insert(0, reset(13));
+    lobby.write(with_reset).await.expect("write");
+    assert_eq!(seqs(&lobby.load().unwrap().unwrap()), [13, 14]);
+    let _ = std::fs::remove_dir_all(dir);
+}

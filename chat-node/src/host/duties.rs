@@ -74,6 +74,7 @@ async fn renew_lease_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: Canc
             _ = tick.tick() => {}
             _ = cancel.cancelled() => return,
         }
+        host.expire_by_age();
         if let Err(status) = host.renew_lease(epoch, Naming::Current).await {
             // A newer epoch reaches us on the relay watch; an outage is
             // ridden out (clients still chat through this host).
@@ -83,6 +84,25 @@ async fn renew_lease_while_hosting(host: Arc<RoomHost>, epoch: u64, cancel: Canc
 }
 
 impl RoomHost {
+    /// Drops the entries older than the relay's `--history-max-age` (new
+    /// messages apply it as they are sequenced; a quiet room here). The
+    /// disk follows at once, the copies with the next replication.
+    fn expire_by_age(&self) {
+        let retention = self.retention();
+        if retention.max_age_ms.is_none() {
+            return;
+        }
+        let now = chat_proto::trust::now_unix_ms();
+        let cut = self
+            .core()
+            .room
+            .as_mut()
+            .and_then(|room| room.retain(retention, now));
+        if cut.is_some() {
+            self.copy_changed();
+        }
+    }
+
     /// Removes members whose sessions have been gone longer than the
     /// relay's away grace.
     fn forget_away_members(&self) {

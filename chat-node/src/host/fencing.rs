@@ -222,18 +222,27 @@ impl RoomHost {
             if start_over && meta.same_members {
                 return Err(NodeError::NoReplica);
             }
-            let fresh;
-            let room = match core.room.as_ref() {
-                Some(room) if !start_over => room,
-                _ => {
-                    fresh = Room::new(&self.room, meta.room_id.clone(), meta.min_users);
-                    &fresh
-                }
+            let mut fresh =
+                start_over.then(|| Room::new(&self.room, meta.room_id.clone(), meta.min_users));
+            let room = match (fresh.as_mut(), core.room.as_mut()) {
+                (Some(room), _) | (None, Some(room)) => room,
+                (None, None) => return Err(NodeError::NoReplica),
             };
-            if room.head_seq() != body.base_seq {
+            // Retention: the host dropped the entries through its
+            // checkpoint (the body is signed by the term's host); so does
+            // this copy, and one behind it goes on from the checkpoint.
+            let checkpoint = checkpoint_of(&meta);
+            if let Some((seq, hash)) = checkpoint {
+                room.expire_through(seq, hash);
+            }
+            let base = match checkpoint {
+                Some((seq, _)) if body.base_seq < seq => seq,
+                _ => body.base_seq,
+            };
+            if room.head_seq() != base {
                 return Err(RoomError::Gap {
                     have: room.head_seq(),
-                    got: body.base_seq.saturating_add(1),
+                    got: base.saturating_add(1),
                 }
                 .into());
             }
@@ -241,8 +250,8 @@ impl RoomHost {
             // and the log hash up to the head the host signed (signatures
             // were checked before the lock).
             room.check_copy(&body.entries, head)?;
-            if start_over {
-                core.room = Some(Room::new(&self.room, meta.room_id.clone(), meta.min_users));
+            if let Some(fresh) = fresh {
+                core.room = Some(fresh);
             }
             if let Some(room) = core.room.as_mut() {
                 room.apply_replica(meta, body.entries)?;
@@ -289,4 +298,11 @@ impl RoomHost {
             .map_err(NodeError::TakeOverNotSigned)?;
         Ok((new_term, new_cert, sender_term.node_id))
     }
+}
+
+/// The checkpoint a replication's metadata names (see
+/// [`Room::expire_through`]), if any.
+fn checkpoint_of(meta: &chat_proto::pb::chat::RoomMeta) -> Option<(u64, Digest)> {
+    let hash = Digest::try_from(meta.expired_hash.as_slice()).ok()?;
+    (meta.expired_seq > 0).then_some((meta.expired_seq, hash))
 }

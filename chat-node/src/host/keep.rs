@@ -298,6 +298,8 @@ impl RoomHost {
             latest_term: core.tenure.latest_cert().cloned(),
             head,
             head_term,
+            expired_seq: room.expired().map_or(0, |(seq, _)| seq),
+            expired_hash: room.expired().map(|(_, h)| h.to_vec()).unwrap_or_default(),
         };
         if !start_over && entries.is_empty() && record == saved.record {
             return None;
@@ -381,6 +383,13 @@ fn restore(
         same_members: true,
         ..Default::default()
     };
+    // Retention dropped the entries through the checkpoint: the log goes
+    // on from its hash (vouched for by the head the rest hashes to).
+    if record.expired_seq > 0 {
+        let hash = Digest::try_from(record.expired_hash.as_slice())
+            .map_err(|_| "a checkpoint without its log hash")?;
+        room.expire_through(record.expired_seq, hash);
+    }
     let mut senders = Senders::default();
     while room.head_seq() < through {
         let page = history

@@ -393,6 +393,17 @@ impl RoomHost {
         self.report_hosting().await;
     }
 
+    /// The retention the relay set for every room.
+    pub(crate) fn retention(&self) -> room::Retention {
+        let settings = &self.ctx.settings;
+        room::Retention {
+            max_age_ms: settings
+                .history_max_age
+                .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+            max_entries: settings.history_max_entries,
+        }
+    }
+
     /// Stops hosting because `next` holds a newer epoch; tells every session
     /// where to go.
     pub async fn step_down(&self, next: &HostRecord) {

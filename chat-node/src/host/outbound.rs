@@ -183,6 +183,10 @@ impl Stream for OutboundFrames {
                         continue;
                     }
                     Next::Frames(_) => {}
+                    Next::Expired => {
+                        let gone = NodeError::CopyUnreadable("entries expired (retention)".into());
+                        return Poll::Ready(Some(Err(gone.into())));
+                    }
                     Next::OnDisk { after, through } => {
                         let host = this.log.host.clone();
                         this.log.disk = Some(Box::pin(async move {
@@ -212,6 +216,9 @@ enum Next {
     Frames(Batch),
     /// Entries only the disk holds: read them first.
     OnDisk { after: u64, through: u64 },
+    /// Retention dropped entries the client has not had: it resumes, and
+    /// its next Welcome tells it where history starts now.
+    Expired,
 }
 
 /// What the room says besides its entries, read with them.
@@ -251,6 +258,12 @@ impl LogCursor {
                     return Next::Frames(Vec::new());
                 }
                 (_, Some(room)) => {
+                    let behind = room
+                        .expired()
+                        .is_some_and(|(seq, _)| self.cursor < seq && seq >= room.reset_seq());
+                    if behind {
+                        return Next::Expired;
+                    }
                     let read = room.read(self.cursor, commit, DELIVERY_BATCH);
                     let committed = match read {
                         Read::Held(entries) => entries,

@@ -72,6 +72,11 @@ pub struct Room {
     /// Once older entries left memory: the sequence number of the last
     /// one that did, and the log hash after it.
     base: Option<(u64, Digest)>,
+    /// The last entry retention dropped and the log hash after it.
+    expired: Option<(u64, Digest)>,
+    /// Some of the entries that left memory, with the log hash after
+    /// each (see [`retention::MILESTONE_EVERY`]).
+    milestones: VecDeque<(u64, Digest)>,
     /// Entries up to here are on this node's disk, so they may leave
     /// memory (see [`Room::mark_saved`]).
     saved: u64,
@@ -119,6 +124,8 @@ impl Room {
             log: VecDeque::new(),
             hashes: VecDeque::new(),
             base: None,
+            expired: None,
+            milestones: VecDeque::new(),
             saved: 0,
             last_reset: None,
             chains: Chains::default(),
@@ -424,6 +431,8 @@ impl Room {
             },
             reset_seq: self.reset_seq,
             same_members: !with_members,
+            expired_seq: self.expired.map_or(0, |(seq, _)| seq),
+            expired_hash: self.expired.map(|(_, h)| h.to_vec()).unwrap_or_default(),
         }
     }
 
@@ -531,6 +540,9 @@ impl Room {
     }
 }
 
+mod retention;
 mod tail;
+
+pub use retention::Retention;
 #[cfg(test)]
 mod tests;

@@ -121,10 +121,19 @@ impl RoomHost {
         // if sooner): the client checks that what it was shown is a prefix
         // of this log.
         let resume = hello.resume_from_seq.min(room.head_seq());
+        // A client from before where the log now starts (retention dropped
+        // the entries before; not wiped by a reset since) goes on from the
+        // checkpoint, which it is told of, signed.
+        let checkpoint = room
+            .expired()
+            .filter(|(seq, _)| resume < *seq && *seq >= room.reset_seq());
+        let history_start =
+            checkpoint.map(|(seq, hash)| self.ctx.key.sign_head(&self.room, epoch, seq, &hash));
         let stored = stored.filter(|_| resume >= room.reset_seq());
-        let (at, hash) = match room.hash_at(resume).or(stored) {
-            Some(hash) => (resume, hash),
-            None => (room.head_seq(), room.head_hash()), // reset since
+        let (at, hash) = match (checkpoint, room.hash_at(resume).or(stored)) {
+            (Some(checkpoint), _) => checkpoint,
+            (None, Some(hash)) => (resume, hash),
+            (None, None) => (room.head_seq(), room.head_hash()), // reset since
         };
         let head = self.ctx.key.sign_head(&self.room, epoch, at, &hash);
         let welcome = Welcome {
@@ -136,6 +145,7 @@ impl RoomHost {
             host_name: self.ctx.identity.name.clone(),
             room: self.room.clone(),
             head: Some(head),
+            history_start,
         };
         let members = members_frames(room);
         core.attendance.opened(&hello.name);
@@ -203,6 +213,11 @@ async fn open_session(
             return;
         }
     };
+    // A client told where history starts now (retention) goes on from there.
+    let told = opening.iter().find_map(|f| match &f.frame {
+        Some(server_frame::Frame::Welcome(w)) => w.history_start.as_ref().map(|h| h.seq),
+        _ => None,
+    });
     if tx
         .send(opening.into_iter().map(Ok).collect())
         .await
@@ -213,7 +228,7 @@ async fn open_session(
     }
     // A client ahead of this host's log saw entries only crashed nodes
     // held; it is told, and follows this log from its head.
-    start.from(hello.resume_from_seq.min(head));
+    start.from(hello.resume_from_seq.min(head).max(told.unwrap_or(0)));
     let rate = host
         .rates
         .session(&hello.node_id, tokio::time::Instant::now());

@@ -379,7 +379,13 @@ impl RoomHost {
             };
             m.epoch = epoch;
             match core.room.as_mut() {
-                Some(room) => room.append_message(m),
+                Some(room) => {
+                    let appended = room.append_message(m);
+                    // Retention: the oldest entries past the limits go
+                    // (from the disk and the copies as they follow).
+                    room.retain(self.retention(), chat_proto::trust::now_unix_ms());
+                    appended
+                }
                 None => return Step::Continue,
             }
         };

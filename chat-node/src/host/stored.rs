@@ -25,7 +25,7 @@ pub(crate) const DISK_PAGE: usize = 512;
 /// The next Replicate for a replica.
 pub(crate) enum Chunk {
     /// This body, the host's head, and the member list's version.
-    Ready(ReplicateBody, u64, u64),
+    Ready(Box<ReplicateBody>, u64, u64),
     /// Its entries are on disk only: after `after`, through `through`.
     OnDisk { after: u64, through: u64 },
 }

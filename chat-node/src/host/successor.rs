@@ -518,7 +518,7 @@ impl RoomHost {
         };
         loop {
             let (body, head, members) = match self.next_chunk(epoch, have, cursor)? {
-                Chunk::Ready(body, head, members) => (body, head, members),
+                Chunk::Ready(body, head, members) => (*body, head, members),
                 Chunk::OnDisk { after, through } => {
                     self.stored_chunk(epoch, have, cursor, after, through)
                         .await?
@@ -567,6 +567,6 @@ impl RoomHost {
             base_seq: have,
             head,
         };
-        Ok(Chunk::Ready(body, room.head_seq(), members))
+        Ok(Chunk::Ready(Box::new(body), room.head_seq(), members))
     }
 }

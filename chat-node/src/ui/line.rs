@@ -50,6 +50,9 @@ pub fn format_event(event: &ClientEvent) -> Option<String> {
             "* {} reset the chat; it activates again at {min_users} members",
             esc(by)
         ),
+        ClientEvent::HistoryStarts { seq } => {
+            format!("* history starts at #{seq} (older messages expired)")
+        }
         ClientEvent::Connection {
             state: Connection::Connected,
         } => return None,

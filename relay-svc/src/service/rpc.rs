@@ -69,6 +69,8 @@ impl RelayService for Relay {
             message_burst: config.message_burst,
             tls_certificate,
             tls_authority,
+            history_max_age_ms: config.history_max_age.map_or(0, millis),
+            history_max_entries: config.history_max_entries.unwrap_or(0),
         }))
     }
 

@@ -259,6 +259,7 @@ impl ScriptedHost {
             host_name: "mallory".into(),
             room: trust::ROOM.into(),
             head: Some(self.key.sign_head(trust::ROOM, epoch, at, hash)),
+            history_start: None,
         })
     }
 }

@@ -64,6 +64,7 @@ fn written(count: u64) -> Written {
         latest_term: Some(term.clone()),
         head: Some(head),
         head_term: Some(term),
+        ..Default::default()
     };
     let entries = room.entries_after(0, count, usize::MAX);
     Written {

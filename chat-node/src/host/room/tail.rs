@@ -37,6 +37,7 @@ impl Room {
             self.log.pop_front();
             if let Some(hash) = self.hashes.pop_front() {
                 self.base = Some((seq, hash));
+                self.note_milestone(seq, hash);
             }
         }
     }
@@ -58,10 +59,11 @@ impl Room {
     }
 
     /// Where up to `max` entries after `after` and up to `through` are
-    /// (from the last reset if `after` predates it): in memory, or on
-    /// disk only.
+    /// (from the last reset, or after the entries retention dropped, if
+    /// `after` predates it): in memory, or on disk only.
     pub fn read(&self, after: u64, through: u64, max: usize) -> Read {
-        let after = after.max(self.reset_seq.saturating_sub(1));
+        let expired = self.expired.map_or(0, |(seq, _)| seq);
+        let after = after.max(self.reset_seq.saturating_sub(1)).max(expired);
         if after >= through {
             return Read::Held(Vec::new());
         }

@@ -1,4 +1,5 @@
 use super::*;
+use chat_proto::chain;
 use chat_proto::rules::RuleError;
 
 fn member(name: &str) -> Member {
@@ -229,4 +230,114 @@ fn only_entries_on_disk_leave_memory_and_readers_are_told_where_the_rest_is() {
     assert_eq!(room.held(), 1);
     assert!(matches!(room.read(0, u64::MAX, 10), Read::Held(e) if e.len() == 1));
     assert_eq!(room.last_reset().map(|r| r.seq), Some(total + 1));
+}
+
+#[test]
+fn retention_keeps_the_newest_entries_and_a_copy_goes_on_from_the_checkpoint() {
+    let policy = Retention {
+        max_entries: Some(50),
+        ..Default::default()
+    };
+    let mut room = Room::new("lobby", "r".into(), 1);
+    let mut hashes = vec![chain::GENESIS];
+    let mut cuts = 0;
+    for i in 1..=200u64 {
+        room.append("a", &format!("m{i}"), "hi", 0, 1).unwrap();
+        hashes.push(room.head_hash());
+        cuts += usize::from(room.retain(policy, 0).is_some());
+    }
+    assert_eq!(cuts, 150, "one entry goes with each past the limit");
+    assert_eq!(room.expired(), Some((150, hashes[150])));
+    assert_eq!(room.held(), 50);
+    assert_eq!((room.head_seq(), room.head_hash()), (200, hashes[200]));
+    // Readers from before the cut read from the entry after it.
+    let Read::Held(entries) = room.read(0, u64::MAX, 1000) else {
+        panic!("all in memory");
+    };
+    assert_eq!(
+        entries.iter().map(entry_seq).collect::<Vec<_>>(),
+        (151..=200).collect::<Vec<_>>()
+    );
+    // A copy that never held any of it starts at the checkpoint the
+    // metadata names and checks the rest against the host's head.
+    let meta = room.meta(true);
+    assert_eq!(
+        (meta.expired_seq, meta.expired_hash.clone()),
+        (150, hashes[150].to_vec())
+    );
+    let mut copy = Room::new("lobby", "r".into(), 1);
+    assert!(copy.expire_through(150, hashes[150]));
+    assert!(!copy.expire_through(150, hashes[150]), "once");
+    copy.check_copy(&entries, Some((200, hashes[200])))
+        .expect("follows the checkpoint");
+    copy.apply_replica(meta, entries.clone()).expect("applies");
+    assert_eq!((copy.head_seq(), copy.head_hash()), (200, hashes[200]));
+    // A copy from another checkpoint does not reach the host's head.
+    let mut forged = Room::new("lobby", "r".into(), 1);
+    forged.expire_through(150, [9; 32]);
+    assert!(forged
+        .check_copy(&entries, Some((200, hashes[200])))
+        .is_err());
+    // A copy that held the older entries drops them.
+    let mut behind = Room::new("lobby", "r".into(), 1);
+    for i in 1..=120u64 {
+        behind.append("a", &format!("m{i}"), "hi", 0, 1).unwrap();
+    }
+    behind.expire_through(100, hashes[100]);
+    assert_eq!((behind.held(), behind.held_from()), (20, 101));
+    // A reset is kept until the messages after it go.
+    room.reset("a", 1, 1, None).unwrap();
+    assert_eq!(
+        room.retain(policy, 0),
+        None,
+        "fewer than 50 since the reset"
+    );
+}
+
+#[test]
+fn retention_by_age_drops_the_oldest_run_of_old_messages_only() {
+    let policy = Retention {
+        max_age_ms: Some(1_000),
+        ..Default::default()
+    };
+    let mut room = Room::new("lobby", "r".into(), 1);
+    for (i, sent) in [100, 200, 5_000, 300, 6_000].into_iter().enumerate() {
+        room.append("a", &format!("m{i}"), "hi", sent, 1).unwrap();
+    }
+    // At 5,500 the first two are older than a second; the third is not,
+    // so the one after it (signed earlier, by its sender's clock) stays.
+    let cut = room.retain(policy, 5_500);
+    assert_eq!(cut.map(|(seq, _)| seq), Some(2));
+    assert_eq!(room.held_from(), 3);
+    assert_eq!(room.retain(policy, 5_500), None, "nothing more");
+    assert_eq!(room.retain(policy, 10_000).map(|(seq, _)| seq), Some(5));
+    assert_eq!(room.held(), 0);
+    assert_eq!(room.read(0, u64::MAX, 10), Read::Held(Vec::new()));
+}
+
+#[test]
+fn retention_beyond_memory_cuts_at_a_milestone_it_knows() {
+    let mut room = Room::new("lobby", "r".into(), 1);
+    let total = (MEMORY_TAIL * 2) as u64;
+    for i in 1..=total {
+        room.append("a", &format!("m{i}"), "hi", 0, 1).unwrap();
+    }
+    room.mark_saved(total, room.head_hash());
+    assert_eq!(room.held(), MEMORY_TAIL);
+    // Keep 5000: the cut would be at 3192, on disk only; it goes to the
+    // milestone at or before it (3136), keeping a few more.
+    let policy = Retention {
+        max_entries: Some(5_000),
+        ..Default::default()
+    };
+    let (seq, _) = room.retain(policy, 0).expect("a cut");
+    assert_eq!(seq, 3_136);
+    assert_eq!(room.held(), MEMORY_TAIL, "memory unchanged");
+    assert_eq!(
+        room.read(0, total, 10),
+        Read::OnDisk {
+            after: 3_136,
+            through: MEMORY_TAIL as u64
+        }
+    );
 }

@@ -257,6 +257,11 @@ fn pane_line(event: &ClientEvent, now_ms: i64) -> Option<(i64, LineKind, String)
             (now_ms, LineKind::PrivateOut { to: shown(to) }, shown(text))
         }
         ClientEvent::Info { message } => (now_ms, LineKind::Info, message.clone()),
+        ClientEvent::HistoryStarts { seq } => (
+            now_ms,
+            LineKind::Info,
+            format!("history starts at #{seq} (older messages expired)"),
+        ),
         ClientEvent::Error { message } => (now_ms, LineKind::Error, message.clone()),
         ClientEvent::Tampering { host, what } => (
             now_ms,
