@@ -180,6 +180,8 @@ pub struct Registry {
     max_rooms: usize,
     /// Most rooms one member may be in.
     max_rooms_per_member: usize,
+    /// Rooms forgotten, with their newest epoch.
+    forgotten: forgotten::Forgotten,
 }
 
 impl Registry {
@@ -203,6 +205,7 @@ impl Registry {
             reserved_names: HashMap::new(),
             max_rooms: usize::MAX,
             max_rooms_per_member: MAX_ROOMS_PER_MEMBER,
+            forgotten: Default::default(),
         }
     }
 
@@ -507,6 +510,7 @@ impl Registry {
 
 mod copies;
 mod error;
+mod forgotten;
 mod lease;
 mod names;
 mod placement;

@@ -123,7 +123,7 @@ impl Registry {
         now: Instant,
     ) -> Result<Option<MemberRecord>, Undecided> {
         let newest = room.members.values().map(|h| h.known_epoch).max();
-        let newest = newest.unwrap_or(0);
+        let newest = newest.unwrap_or(0).max(room.forgotten_epoch);
         if newest == 0 {
             // Nobody saw a term of this room: no successor to wait for.
             return self.promotion_candidate(room);

@@ -57,6 +57,9 @@ pub(super) struct RoomState {
     /// acknowledged, so a failover waits for the copy that follows the
     /// term, as a vacancy does.
     pub(super) restored_since: Option<Instant>,
+    /// The newest epoch of the room before the relay forgot it (its
+    /// members all gone), 0 if it did not: a copy of it is waited for.
+    pub(super) forgotten_epoch: u64,
     /// Why the room has no host although it needs one: set when a host is
     /// wanted (a lease ran out, a vacancy) but every member was checked and
     /// none can host.
@@ -78,6 +81,7 @@ impl RoomState {
             ended_host_back: false,
             vacant_since: None,
             restored_since: None,
+            forgotten_epoch: 0,
             no_host: None,
             activated: false,
             copy_permits: Default::default(),
@@ -284,12 +288,19 @@ impl Registry {
         member.rooms.insert(claim.room.clone());
         let created = !self.rooms.contains_key(&claim.room);
         let in_restore_wait = self.in_restore_wait(now);
+        let forgotten = match created {
+            true => self.forgotten.take(&claim.room),
+            false => None,
+        };
         let room = self
             .rooms
             .entry(claim.room.clone())
             .or_insert_with(|| RoomState::new(claim.room.clone()));
         if created {
-            room.vacant_since = in_restore_wait;
+            // A room forgotten earlier waits for a copy of its last term,
+            // as after a relay restart.
+            room.vacant_since = in_restore_wait.or(forgotten.map(|_| now));
+            room.forgotten_epoch = forgotten.unwrap_or(0);
         }
         let holding = Holding {
             known_epoch: claim.known_epoch(),
@@ -397,6 +408,8 @@ impl Registry {
         let Some(state) = self.rooms.remove(room) else {
             return;
         };
+        self.forgotten
+            .remember(room, state.epoch().max(state.forgotten_epoch));
         if let Some(host) = &state.host {
             self.count_hosting(Some(&host.node_id), None);
         }

@@ -180,6 +180,36 @@ fn a_host_back_after_a_restart_that_dies_goes_to_the_freshest_after_the_wait() {
 }
 
 #[test]
+fn a_forgotten_room_created_again_waits_for_a_copy_of_its_last_term() {
+    let t0 = Instant::now();
+    let mut r = registry();
+    let alice = r.join("alice", 1, t0);
+    let bob = r.join("bob", 2, t0);
+    let epoch = r.host().expect("a first host").epoch;
+    r.renew_in(&alice, LOBBY, epoch, &bob.record.node_id, t0)
+        .unwrap();
+    // Both stop for longer than the member grace: the relay forgets them,
+    // and the room with them.
+    let grace = Duration::from_secs(3);
+    r.watch_ended(&alice.record.node_id, t0);
+    r.watch_ended(&bob.record.node_id, t0);
+    let later = t0 + grace * 2;
+    assert_eq!(r.reap(later, grace).len(), 2);
+    assert!(r.room(LOBBY).is_err(), "forgotten");
+    // A newcomer holding nothing registers first: it must not take the
+    // room, whose history alice and bob hold.
+    r.join_with(reg("carol", 3), true, later);
+    let wait = lease::MIN_VACANCY_WAIT;
+    assert!(r.check_one(later + wait * 2).is_none(), "waits for a copy");
+    let mut back = with_lobby(reg("bob", 2), Some(term(epoch, "alice")), false, 30);
+    back.rooms[0].replica_term = epoch;
+    r.enter(back, true, later + wait * 2);
+    let promoted = r.check_one(later + wait * 2).expect("a new host");
+    assert_eq!(promoted.name, "bob");
+    assert!(promoted.epoch > epoch);
+}
+
+#[test]
 fn silent_members_are_reaped_after_grace() {
     let mut r = registry();
     let t0 = Instant::now();
